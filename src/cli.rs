@@ -1,0 +1,140 @@
+//! Raw command-line flags, as clap parses them.
+//!
+//! These structs hold what the operator typed and do no I/O; [`crate::config::Config::from_cli`]
+//! turns them, together with the config file, into the validated configuration.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// Default location of the config file.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
+
+/// Keep HAProxy backends in sync with cloud instances, one run at a time (run it from cron).
+#[derive(Debug, Parser)]
+#[command(name = "haproxy-autoscaler", version, about, long_about = None)]
+#[command(after_help = "Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
+75 another run holds the lock, 4 changes pending (--plan --detailed-exitcode).")]
+pub struct Cli {
+    /// Config file (TOML).
+    #[arg(long, env = "HAPROXY_AUTOSCALER_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print what a run would do, with a diff of haproxy.cfg, and change nothing.
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+
+    /// With --plan: exit 4 when changes are pending, 0 when there is nothing to do.
+    #[arg(long, requires = "plan")]
+    pub detailed_exitcode: bool,
+
+    /// Print only errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log more detail to stderr (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(flatten)]
+    pub discovery: DiscoveryArgs,
+}
+
+/// One-pool discovery mode without a config file, as haproxy-autoscale did it.
+#[derive(Debug, Default, Args)]
+#[command(next_help_heading = "Without a config file (one pool, discovery only)")]
+pub struct DiscoveryArgs {
+    /// Discover instances in this security group (name or sg- id).
+    #[arg(long, value_name = "GROUP")]
+    pub security_group: Option<String>,
+
+    /// Discover instances launched from this image.
+    #[arg(long, value_name = "AMI")]
+    pub image_id: Option<String>,
+
+    /// Discover instances carrying this tag (repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// Handlebars template that renders haproxy.cfg.
+    #[arg(long, value_name = "PATH")]
+    pub template: Option<PathBuf>,
+
+    /// Where the rendered haproxy.cfg is installed.
+    #[arg(long, value_name = "PATH")]
+    pub haproxy_config: Option<PathBuf>,
+
+    /// Command that validates a candidate config; `{config}` is replaced by its path.
+    #[arg(long, value_name = "CMD")]
+    pub check_command: Option<String>,
+
+    /// Command that reloads HAProxy (split like a shell would, but never run through one).
+    #[arg(long, value_name = "CMD")]
+    pub reload_command: Option<String>,
+
+    /// Port the backends listen on.
+    #[arg(long)]
+    pub port: Option<u16>,
+
+    /// State file (its lock is the same path plus `.lock`).
+    #[arg(long, value_name = "PATH")]
+    pub state: Option<PathBuf>,
+
+    /// AWS region.
+    #[arg(long)]
+    pub region: Option<String>,
+
+    /// AWS endpoint URL (for test clouds such as moto).
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+}
+
+impl DiscoveryArgs {
+    /// True when any discovery filter was given, which selects the config-less mode.
+    pub fn selects_pool(&self) -> bool {
+        self.security_group.is_some() || self.image_id.is_some() || !self.tags.is_empty()
+    }
+
+    /// True when any of these flags was given at all.
+    pub fn any(&self) -> bool {
+        self.selects_pool()
+            || self.template.is_some()
+            || self.haproxy_config.is_some()
+            || self.check_command.is_some()
+            || self.reload_command.is_some()
+            || self.port.is_some()
+            || self.state.is_some()
+            || self.region.is_some()
+            || self.endpoint_url.is_some()
+    }
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Human-readable lines.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn detailed_exitcode_needs_plan() {
+        let error = Cli::try_parse_from(["haproxy-autoscaler", "--detailed-exitcode"]).unwrap_err();
+        assert!(error.to_string().contains("--plan"), "{error}");
+    }
+}

@@ -1,0 +1,227 @@
+//! The EC2 provider: the only module that sees `aws_sdk_ec2` types.
+//!
+//! It lists a pool's pending and running instances with `DescribeInstances`, every page, ANDing the
+//! pool's filters. Security groups use the `instance.group-name` / `instance.group-id` filters (moto
+//! answers a bare `group-name` filter with an HTTP 500).
+//!
+//! A run must not stall on the instance-metadata service when it is not on EC2: the region is
+//! resolved once, from the config, the environment, the profile, and only then IMDS, through an IMDS
+//! client with short timeouts and one attempt; the credentials chain is handed that region so it
+//! does not look it up again. `AWS_EC2_METADATA_DISABLED=true` skips IMDS entirely.
+
+use std::time::Duration;
+
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_config::imds;
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region};
+use aws_sdk_ec2::Client;
+use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, Instance as Ec2Instance, InstanceStateName};
+
+use super::{CloudError, CloudErrorKind, Instance, InstanceState, Provider};
+use crate::config::{AwsConfig, PoolConfig};
+
+/// An EC2 client for all pools of a run.
+#[derive(Debug, Clone)]
+pub struct Ec2 {
+    client: Client,
+}
+
+/// The AWS configuration could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no AWS region configured: set `[aws] region` in the config (or `--region`), or AWS_REGION in the environment"
+)]
+pub struct NoRegion;
+
+impl Ec2 {
+    /// Builds a client from `[aws]` and the standard environment / profile chain.
+    pub async fn connect(aws: &AwsConfig) -> Result<Ec2, NoRegion> {
+        // IMDS answers in about a millisecond on EC2; elsewhere nothing answers, so fail fast.
+        let imds_client = imds::Client::builder()
+            .connect_timeout(Duration::from_millis(250))
+            .read_timeout(Duration::from_secs(1))
+            .max_attempts(1)
+            .build();
+        let region = match &aws.region {
+            Some(region) => Region::new(region.clone()),
+            None => RegionProviderChain::first_try(
+                aws_config::environment::EnvironmentVariableRegionProvider::new(),
+            )
+            .or_else(aws_config::profile::ProfileFileRegionProvider::new())
+            .or_else(
+                imds::region::ImdsRegionProvider::builder()
+                    .imds_client(imds_client.clone())
+                    .build(),
+            )
+            .region()
+            .await
+            .ok_or(NoRegion)?,
+        };
+        let credentials = DefaultCredentialsChain::builder()
+            .region(region.clone())
+            .imds_client(imds_client)
+            .build()
+            .await;
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(region)
+            .credentials_provider(credentials)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(15))
+                    .operation_timeout(Duration::from_secs(45))
+                    .build(),
+            );
+        if let Some(endpoint_url) = &aws.endpoint_url {
+            loader = loader.endpoint_url(endpoint_url);
+        }
+        Ok(Ec2 {
+            client: Client::new(&loader.load().await),
+        })
+    }
+}
+
+impl Provider for Ec2 {
+    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+        let mut request = self
+            .client
+            .describe_instances()
+            .filters(filter("instance-state-name", ["pending", "running"]));
+        let discover = &pool.discover;
+        if let Some(group) = &discover.security_group {
+            let name = if group.starts_with("sg-") {
+                "instance.group-id"
+            } else {
+                "instance.group-name"
+            };
+            request = request.filters(filter(name, [group.as_str()]));
+        }
+        if let Some(image) = &discover.image_id {
+            request = request.filters(filter("image-id", [image.as_str()]));
+        }
+        for (key, value) in &discover.tags {
+            request = request.filters(filter(&format!("tag:{key}"), [value.as_str()]));
+        }
+        let pages = request
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|error| classify(&pool.name, error))?;
+        let mut instances: Vec<Instance> = pages
+            .iter()
+            .flat_map(|page| page.reservations())
+            .flat_map(|reservation| reservation.instances())
+            .filter_map(convert)
+            .collect();
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        instances.dedup_by(|a, b| a.id == b.id);
+        Ok(instances)
+    }
+}
+
+fn filter<'a>(name: &str, values: impl IntoIterator<Item = &'a str>) -> Filter {
+    values
+        .into_iter()
+        .fold(Filter::builder().name(name), |builder, value| {
+            builder.values(value)
+        })
+        .build()
+}
+
+fn convert(instance: &Ec2Instance) -> Option<Instance> {
+    let state = match instance.state().and_then(|state| state.name()) {
+        Some(InstanceStateName::Pending) => InstanceState::Pending,
+        Some(InstanceStateName::Running) => InstanceState::Running,
+        // The filter asks for pending and running only; anything else changed state meanwhile.
+        _ => return None,
+    };
+    Some(Instance {
+        id: instance.instance_id()?.to_owned(),
+        state,
+        private_ip: instance.private_ip_address().map(str::to_owned),
+        public_ip: instance.public_ip_address().map(str::to_owned),
+        launch_time: instance.launch_time().and_then(|time| {
+            time.fmt(aws_sdk_ec2::primitives::DateTimeFormat::DateTime)
+                .ok()
+        }),
+        zone: instance
+            .placement()
+            .and_then(|placement| placement.availability_zone())
+            .map(str::to_owned),
+        image_id: instance.image_id().map(str::to_owned),
+        tags: instance
+            .tags()
+            .iter()
+            .filter_map(|tag| Some((tag.key()?.to_owned(), tag.value()?.to_owned())))
+            .collect(),
+    })
+}
+
+fn classify<E, R>(pool: &str, error: SdkError<E, R>) -> CloudError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let kind = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            CloudErrorKind::Transient
+        }
+        SdkError::ServiceError(service) => kind_of_code(service.err().code()),
+        _ => CloudErrorKind::Fatal,
+    };
+    CloudError {
+        pool: pool.to_owned(),
+        kind,
+        message: DisplayErrorContext(&error).to_string(),
+    }
+}
+
+/// Sorts an EC2 error code into what an operator (and a retry) should do about it.
+fn kind_of_code(code: Option<&str>) -> CloudErrorKind {
+    match code {
+        Some("RequestLimitExceeded" | "Throttling" | "ThrottlingException") => {
+            CloudErrorKind::Throttled
+        }
+        Some("InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable") => {
+            CloudErrorKind::Transient
+        }
+        Some(code)
+            if code.starts_with("Invalid")
+                || code.starts_with("Unauthorized")
+                || code.starts_with("AuthFailure")
+                || code.ends_with("NotFound")
+                || code == "OptInRequired"
+                || code == "Blocked" =>
+        {
+            CloudErrorKind::Rejected
+        }
+        _ => CloudErrorKind::Fatal,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_are_classified() {
+        let cases = [
+            (Some("RequestLimitExceeded"), CloudErrorKind::Throttled),
+            (Some("InternalError"), CloudErrorKind::Transient),
+            (Some("Unavailable"), CloudErrorKind::Transient),
+            (Some("UnauthorizedOperation"), CloudErrorKind::Rejected),
+            (Some("AuthFailure"), CloudErrorKind::Rejected),
+            (Some("InvalidParameterValue"), CloudErrorKind::Rejected),
+            (Some("InvalidGroup.NotFound"), CloudErrorKind::Rejected),
+            (Some("SomethingNew"), CloudErrorKind::Fatal),
+            (None, CloudErrorKind::Fatal),
+        ];
+        for (code, kind) in cases {
+            assert_eq!(kind_of_code(code), kind, "{code:?}");
+        }
+    }
+}

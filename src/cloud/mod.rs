@@ -1,0 +1,87 @@
+//! Cloud providers: where a pool's instances are listed.
+//!
+//! A provider is a small trait so that the orchestrator never sees a concrete cloud; `aws_sdk_ec2`
+//! types stay inside [`ec2`]. Listing is read-only; a failed listing is an error, never an empty
+//! list (invariant 7: no decision from missing data).
+
+pub mod ec2;
+pub mod fake;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+
+use serde::Serialize;
+
+use crate::config::PoolConfig;
+
+/// One instance as the provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    pub id: String,
+    pub state: InstanceState,
+    pub private_ip: Option<String>,
+    pub public_ip: Option<String>,
+    /// RFC 3339.
+    pub launch_time: Option<String>,
+    pub zone: Option<String>,
+    pub image_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The instance states discovery returns; stopped or terminated instances are not listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Pending,
+    Running,
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+        })
+    }
+}
+
+/// How a cloud error should be treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudErrorKind {
+    /// The cloud asked us to slow down; a later run will likely succeed.
+    Throttled,
+    /// A network problem, timeout or server error; a later run will likely succeed.
+    Transient,
+    /// The request was refused as given (permissions, bad filter, bad credentials).
+    Rejected,
+    /// Anything else.
+    Fatal,
+}
+
+impl fmt::Display for CloudErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloudErrorKind::Throttled => "throttled",
+            CloudErrorKind::Transient => "transient",
+            CloudErrorKind::Rejected => "rejected",
+            CloudErrorKind::Fatal => "fatal",
+        })
+    }
+}
+
+/// A provider call that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot list the instances of pool `{pool}` ({kind} error): {message}")]
+pub struct CloudError {
+    pub pool: String,
+    pub kind: CloudErrorKind,
+    pub message: String,
+}
+
+/// A source of instances.
+pub trait Provider {
+    /// Lists the pending and running instances matching the pool's discovery filters.
+    fn list(&self, pool: &PoolConfig) -> impl Future<Output = Result<Vec<Instance>, CloudError>>;
+}

@@ -1,0 +1,870 @@
+//! The validated configuration.
+//!
+//! Raw TOML (or the config-less command-line flags) is parsed into `Raw*` structs that mirror the
+//! file, then validated once into [`Config`]; the rest of the program only sees the validated type.
+//! Unknown keys are errors, so typos are caught. Every error names the file, the key and the
+//! problem. Nothing here touches anything but the config file itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{Cli, DEFAULT_CONFIG_PATH, DiscoveryArgs};
+use crate::haproxy::render::is_haproxy_token;
+
+const DEFAULT_STATE_PATH: &str = "/var/lib/haproxy-autoscaler/state.json";
+const DEFAULT_HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
+const DEFAULT_TEMPLATE: &str = "/etc/haproxy-autoscaler/haproxy.cfg.hbs";
+const DEFAULT_COMMAND_TIMEOUT_S: u64 = 30;
+const CONFIG_PLACEHOLDER: &str = "{config}";
+
+/// Where the configuration came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    File(PathBuf),
+    CommandLine,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::File(path) => write!(f, "{}", path.display()),
+            Source::CommandLine => f.write_str("command line"),
+        }
+    }
+}
+
+/// A configuration that could not be read or is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{}`: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{origin}: `{key}`: {message}")]
+    Invalid {
+        origin: Source,
+        key: String,
+        message: String,
+    },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub source: Source,
+    pub state_path: PathBuf,
+    pub haproxy: HaproxyConfig,
+    pub aws: AwsConfig,
+    pub pools: Vec<PoolConfig>,
+}
+
+/// `[haproxy]`: where the config goes and how it is checked and reloaded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HaproxyConfig {
+    pub config: PathBuf,
+    pub template: PathBuf,
+    pub stats: Option<StatsSource>,
+    /// argv; [`CONFIG_PLACEHOLDER`] in any argument is replaced by the candidate's path.
+    pub check_command: Vec<String>,
+    pub reload: Reload,
+    pub command_timeout: Duration,
+}
+
+/// Where HAProxy's statistics are read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatsSource {
+    Socket(String),
+    Url(String),
+}
+
+/// How HAProxy is reloaded, and how the reload is confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Run this argv to reload (for example `systemctl reload haproxy`).
+    pub command: Option<Vec<String>>,
+    /// The master CLI socket: reloads through it when there is no command, and confirms the
+    /// reload with `show proc` either way.
+    pub master_socket: Option<PathBuf>,
+}
+
+/// `[aws]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsConfig {
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+}
+
+/// One `[[pool]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolConfig {
+    pub name: String,
+    pub backend: String,
+    pub port: u16,
+    pub address: AddressSource,
+    pub allow_empty: bool,
+    pub discover: Discover,
+}
+
+/// Which address of an instance HAProxy connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressSource {
+    PrivateIp,
+    PublicIp,
+    /// The tag's value holds `host:port`.
+    Tag(String),
+}
+
+/// `[pool.discover]`: filters, ANDed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Discover {
+    pub security_group: Option<String>,
+    pub image_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    state: RawState,
+    #[serde(default)]
+    haproxy: RawHaproxy,
+    #[serde(default)]
+    aws: RawAws,
+    #[serde(default)]
+    pool: Vec<RawPool>,
+    notify: Option<toml::Value>,
+    metrics_file: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHaproxy {
+    config: Option<PathBuf>,
+    template: Option<PathBuf>,
+    stats_socket: Option<String>,
+    stats_url: Option<String>,
+    check_command: Option<Vec<String>>,
+    reload_command: Option<Vec<String>>,
+    master_socket: Option<PathBuf>,
+    command_timeout_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAws {
+    region: Option<String>,
+    endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: String,
+    backend: Option<String>,
+    port: i64,
+    address: Option<String>,
+    provider: Option<String>,
+    allow_empty: Option<bool>,
+    discover: Option<RawDiscover>,
+    launch: Option<toml::Value>,
+    scaling: Option<toml::Value>,
+    exec: Option<toml::Value>,
+    #[serde(rename = "static")]
+    static_hosts: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscover {
+    security_group: Option<String>,
+    image_id: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+impl Config {
+    /// Builds the configuration from the command line: the config-less one-pool mode when a
+    /// discovery filter is given, the config file otherwise.
+    pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        if cli.discovery.any() {
+            return Config::from_discovery_args(&cli.discovery);
+        }
+        let path = cli
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+        Config::load(&path)
+    }
+
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates config text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            message: error.to_string().trim_end().to_owned(),
+        })?;
+        Validator {
+            source: Source::File(path.to_owned()),
+        }
+        .config(raw)
+    }
+
+    fn from_discovery_args(args: &DiscoveryArgs) -> Result<Config, ConfigError> {
+        let v = Validator {
+            source: Source::CommandLine,
+        };
+        if !args.selects_pool() {
+            return Err(v.invalid(
+                "--security-group",
+                "the config-less mode needs at least one of `--security-group`, `--image-id` or `--tag`",
+            ));
+        }
+        let mut tags = BTreeMap::new();
+        for tag in &args.tags {
+            let Some((key, value)) = tag.split_once('=') else {
+                return Err(v.invalid("--tag", format!("expected KEY=VALUE, got `{tag}`")));
+            };
+            tags.insert(key.to_owned(), value.to_owned());
+        }
+        let split =
+            |flag: &str, command: &Option<String>| -> Result<Option<Vec<String>>, ConfigError> {
+                command
+                    .as_deref()
+                    .map(|line| {
+                        shlex::split(line).ok_or_else(|| {
+                            v.invalid(flag, format!("cannot split `{line}` into arguments"))
+                        })
+                    })
+                    .transpose()
+            };
+        let raw = RawConfig {
+            state: RawState {
+                path: args.state.clone(),
+            },
+            haproxy: RawHaproxy {
+                config: args.haproxy_config.clone(),
+                template: args.template.clone(),
+                check_command: split("--check-command", &args.check_command)?,
+                reload_command: split("--reload-command", &args.reload_command)?,
+                ..RawHaproxy::default()
+            },
+            aws: RawAws {
+                region: args.region.clone(),
+                endpoint_url: args.endpoint_url.clone(),
+            },
+            pool: vec![RawPool {
+                name: "default".to_owned(),
+                backend: None,
+                port: args.port.map(i64::from).ok_or_else(|| {
+                    v.invalid(
+                        "--port",
+                        "the config-less mode needs the backends' `--port`",
+                    )
+                })?,
+                address: None,
+                provider: None,
+                allow_empty: None,
+                discover: Some(RawDiscover {
+                    security_group: args.security_group.clone(),
+                    image_id: args.image_id.clone(),
+                    tags,
+                }),
+                launch: None,
+                scaling: None,
+                exec: None,
+                static_hosts: None,
+            }],
+            notify: None,
+            metrics_file: None,
+        };
+        v.config(raw)
+    }
+}
+
+/// Validates raw structs, naming keys in the style of the source (TOML keys or flags).
+struct Validator {
+    source: Source,
+}
+
+impl Validator {
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.source.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn key<'a>(&self, toml_key: &'a str, flag: &'a str) -> &'a str {
+        match self.source {
+            Source::File(_) => toml_key,
+            Source::CommandLine => flag,
+        }
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        if raw.notify.is_some() {
+            return Err(self.not_yet("notify"));
+        }
+        if raw.metrics_file.is_some() {
+            return Err(self.not_yet("metrics_file"));
+        }
+        let haproxy = self.haproxy(raw.haproxy)?;
+        let aws = self.aws(raw.aws)?;
+        if raw.pool.is_empty() {
+            return Err(self.invalid("pool", "at least one `[[pool]]` is needed"));
+        }
+        let mut pools = Vec::with_capacity(raw.pool.len());
+        let mut names = BTreeSet::new();
+        let mut backends = BTreeMap::new();
+        for (index, raw_pool) in raw.pool.into_iter().enumerate() {
+            let pool = self.pool(index, raw_pool)?;
+            if !names.insert(pool.name.clone()) {
+                return Err(self.invalid(
+                    format!("pool[{index}].name"),
+                    format!("pool name `{}` is used twice", pool.name),
+                ));
+            }
+            if let Some(other) = backends.insert(pool.backend.clone(), pool.name.clone()) {
+                return Err(self.invalid(
+                    format!("pool[{index}].backend"),
+                    format!(
+                        "backend `{}` is already filled by pool `{other}`; each pool needs its own backend",
+                        pool.backend
+                    ),
+                ));
+            }
+            pools.push(pool);
+        }
+        let state_path = raw
+            .state
+            .path
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH));
+        if state_path.file_name().is_none() {
+            return Err(self.invalid(
+                self.key("state.path", "--state"),
+                format!("`{}` is not a file path", state_path.display()),
+            ));
+        }
+        Ok(Config {
+            source: self.source.clone(),
+            state_path,
+            haproxy,
+            aws,
+            pools,
+        })
+    }
+
+    fn not_yet(&self, key: &str) -> ConfigError {
+        self.invalid(
+            key,
+            "is not supported by this version yet (discovery only); remove it",
+        )
+    }
+
+    fn haproxy(&self, raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
+        let config = raw
+            .config
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY_CONFIG));
+        if config.file_name().is_none() {
+            return Err(self.invalid(
+                self.key("haproxy.config", "--haproxy-config"),
+                format!("`{}` is not a file path", config.display()),
+            ));
+        }
+        let template = raw
+            .template
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TEMPLATE));
+        let stats = match (raw.stats_socket, raw.stats_url) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "haproxy.stats_url",
+                    "set either `stats_socket` or `stats_url`, not both",
+                ));
+            }
+            (Some(socket), None) => Some(StatsSource::Socket(
+                self.non_empty("haproxy.stats_socket", socket)?,
+            )),
+            (None, Some(url)) => {
+                if !url.starts_with("http://") && !url.starts_with("https://") {
+                    return Err(self.invalid(
+                        "haproxy.stats_url",
+                        format!("`{url}` is not an http:// or https:// URL"),
+                    ));
+                }
+                Some(StatsSource::Url(url))
+            }
+            (None, None) => None,
+        };
+        let check_key = self.key("haproxy.check_command", "--check-command");
+        let check_command = match raw.check_command {
+            Some(argv) => self.argv(check_key, argv)?,
+            None => ["haproxy", "-c", "-f", CONFIG_PLACEHOLDER]
+                .map(String::from)
+                .to_vec(),
+        };
+        if !check_command
+            .iter()
+            .any(|arg| arg.contains(CONFIG_PLACEHOLDER))
+        {
+            return Err(self.invalid(
+                check_key,
+                format!("must contain `{CONFIG_PLACEHOLDER}` so that the candidate file is the one checked"),
+            ));
+        }
+        let reload_key = self.key("haproxy.reload_command", "--reload-command");
+        let reload_command = raw
+            .reload_command
+            .map(|argv| self.argv(reload_key, argv))
+            .transpose()?;
+        let reload = match (reload_command, raw.master_socket) {
+            (None, None) => Reload {
+                command: Some(
+                    ["systemctl", "reload", "haproxy"]
+                        .map(String::from)
+                        .to_vec(),
+                ),
+                master_socket: None,
+            },
+            (command, master_socket) => Reload {
+                command,
+                master_socket,
+            },
+        };
+        let timeout_s = raw
+            .command_timeout_s
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT_S as i64);
+        if !(1..=3600).contains(&timeout_s) {
+            return Err(self.invalid(
+                "haproxy.command_timeout_s",
+                format!("must be between 1 and 3600 seconds, got {timeout_s}"),
+            ));
+        }
+        Ok(HaproxyConfig {
+            config,
+            template,
+            stats,
+            check_command,
+            reload,
+            command_timeout: Duration::from_secs(timeout_s as u64),
+        })
+    }
+
+    fn argv(&self, key: &str, argv: Vec<String>) -> Result<Vec<String>, ConfigError> {
+        match argv.first() {
+            None => Err(self.invalid(key, "must name a program: the list is empty")),
+            Some(program) if program.trim().is_empty() => {
+                Err(self.invalid(key, "the program name (first element) is empty"))
+            }
+            Some(_) => Ok(argv),
+        }
+    }
+
+    fn non_empty(&self, key: &str, value: String) -> Result<String, ConfigError> {
+        if value.trim().is_empty() {
+            Err(self.invalid(key, "must not be empty"))
+        } else {
+            Ok(value)
+        }
+    }
+
+    fn aws(&self, raw: RawAws) -> Result<AwsConfig, ConfigError> {
+        if let Some(region) = &raw.region
+            && (region.is_empty()
+                || !region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        {
+            return Err(self.invalid(
+                self.key("aws.region", "--region"),
+                format!("`{region}` is not an AWS region name such as `eu-west-1`"),
+            ));
+        }
+        if let Some(url) = &raw.endpoint_url
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            return Err(self.invalid(
+                self.key("aws.endpoint_url", "--endpoint-url"),
+                format!("`{url}` is not an http:// or https:// URL"),
+            ));
+        }
+        Ok(AwsConfig {
+            region: raw.region,
+            endpoint_url: raw.endpoint_url,
+        })
+    }
+
+    fn pool(&self, index: usize, raw: RawPool) -> Result<PoolConfig, ConfigError> {
+        let at = |key: &str| format!("pool[{index}].{key}");
+        if !is_name(&raw.name) {
+            return Err(self.invalid(
+                at("name"),
+                format!("`{}` must be letters, digits, `-`, `_` or `.`", raw.name),
+            ));
+        }
+        let backend = raw.backend.unwrap_or_else(|| raw.name.clone());
+        if !is_name(&backend) {
+            return Err(self.invalid(
+                at("backend"),
+                format!("`{backend}` must be letters, digits, `-`, `_` or `.`"),
+            ));
+        }
+        let port = u16::try_from(raw.port)
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| {
+                self.invalid(
+                    self.key(&at("port"), "--port").to_owned(),
+                    format!("must be between 1 and 65535, got {}", raw.port),
+                )
+            })?;
+        let address = match raw.address.as_deref() {
+            None | Some("private-ip") => AddressSource::PrivateIp,
+            Some("public-ip") => AddressSource::PublicIp,
+            Some(other) => match other.strip_prefix("tag:") {
+                Some(key) if !key.is_empty() => AddressSource::Tag(key.to_owned()),
+                _ => {
+                    return Err(self.invalid(
+                        at("address"),
+                        format!("`{other}`: expected `private-ip`, `public-ip` or `tag:KEY`"),
+                    ));
+                }
+            },
+        };
+        match raw.provider.as_deref() {
+            None | Some("ec2") => {}
+            Some(provider @ ("exec" | "static")) => {
+                return Err(self.invalid(
+                    at("provider"),
+                    format!(
+                        "provider `{provider}` is not supported by this version yet; use `ec2`"
+                    ),
+                ));
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    at("provider"),
+                    format!("unknown provider `{other}`; expected `ec2`, `exec` or `static`"),
+                ));
+            }
+        }
+        for (key, value) in [
+            ("launch", &raw.launch),
+            ("scaling", &raw.scaling),
+            ("exec", &raw.exec),
+            ("static", &raw.static_hosts),
+        ] {
+            if value.is_some() {
+                return Err(self.not_yet(&at(key)));
+            }
+        }
+        let discover = self.discover(index, raw.discover.unwrap_or_default())?;
+        Ok(PoolConfig {
+            name: raw.name,
+            backend,
+            port,
+            address,
+            allow_empty: raw.allow_empty.unwrap_or(false),
+            discover,
+        })
+    }
+
+    fn discover(&self, index: usize, raw: RawDiscover) -> Result<Discover, ConfigError> {
+        let at = |key: &str| format!("pool[{index}].discover.{key}");
+        if raw.security_group.is_none() && raw.image_id.is_none() && raw.tags.is_empty() {
+            return Err(self.invalid(
+                at("security_group"),
+                "`[pool.discover]` needs at least one of `security_group`, `image_id` or `tags`",
+            ));
+        }
+        let security_group = raw
+            .security_group
+            .map(|group| self.non_empty(self.key(&at("security_group"), "--security-group"), group))
+            .transpose()?;
+        let image_id = raw
+            .image_id
+            .map(|image| self.non_empty(self.key(&at("image_id"), "--image-id"), image))
+            .transpose()?;
+        for key in raw.tags.keys() {
+            if key.is_empty() {
+                return Err(self.invalid(self.key(&at("tags"), "--tag"), "a tag key is empty"));
+            }
+        }
+        Ok(Discover {
+            security_group,
+            image_id,
+            tags: raw.tags,
+        })
+    }
+}
+
+/// Pool and backend names: they reach haproxy.cfg, so they must be plain tokens.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && is_haproxy_token(name)
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[[pool]]
+name = "web"
+port = 8080
+[pool.discover]
+security_group = "web"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn minimal_config_gets_the_documented_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.state_path, Path::new(DEFAULT_STATE_PATH));
+        assert_eq!(config.haproxy.config, Path::new(DEFAULT_HAPROXY_CONFIG));
+        assert_eq!(config.haproxy.template, Path::new(DEFAULT_TEMPLATE));
+        assert_eq!(
+            config.haproxy.check_command,
+            ["haproxy", "-c", "-f", "{config}"]
+        );
+        assert_eq!(
+            config.haproxy.reload.command.as_deref(),
+            Some(&["systemctl".to_owned(), "reload".into(), "haproxy".into()][..])
+        );
+        assert_eq!(config.haproxy.command_timeout, Duration::from_secs(30));
+        let pool = &config.pools[0];
+        assert_eq!(pool.backend, "web");
+        assert_eq!(pool.address, AddressSource::PrivateIp);
+        assert!(!pool.allow_empty);
+    }
+
+    #[test]
+    fn master_socket_alone_replaces_the_default_reload_command() {
+        let text = format!("[haproxy]\nmaster_socket = \"/run/m.sock\"\n{MINIMAL}");
+        let reload = parse(&text).unwrap().haproxy.reload;
+        assert_eq!(reload.command, None);
+        assert_eq!(
+            reload.master_socket.as_deref(),
+            Some(Path::new("/run/m.sock"))
+        );
+    }
+
+    /// Each bad input and the words its error must contain.
+    #[test]
+    fn invalid_configs_name_the_key_and_the_problem() {
+        let pool = |extra: &str| {
+            format!(
+                "[[pool]]\nname = \"web\"\nport = 8080\n{extra}\n[pool.discover]\nsecurity_group = \"web\"\n"
+            )
+        };
+        let cases: Vec<(String, &[&str])> = vec![
+            (
+                "[[pool]]\nname = \"web\"\nprot = 1\n".into(),
+                &["unknown field `prot`"],
+            ),
+            (
+                "[haproxy]\nconfg = \"x\"\n".into(),
+                &["unknown field `confg`"],
+            ),
+            ("[[pool]\n".into(), &["test.toml", "line 1"]),
+            ("".into(), &["`pool`", "at least one"]),
+            (pool("").replace("8080", "0"), &["pool[0].port", "got 0"]),
+            (
+                pool("").replace("8080", "70000"),
+                &["pool[0].port", "got 70000"],
+            ),
+            (
+                pool("").replace("8080", "\"80\""),
+                &["port = \"80\"", "invalid type"],
+            ),
+            (pool("address = \"ipv6\""), &["pool[0].address", "`ipv6`"]),
+            (pool("address = \"tag:\""), &["pool[0].address"]),
+            (
+                pool("provider = \"gce\""),
+                &["pool[0].provider", "unknown provider `gce`"],
+            ),
+            (
+                pool("provider = \"exec\""),
+                &["pool[0].provider", "not supported"],
+            ),
+            (pool("backend = \"a b\""), &["pool[0].backend", "`a b`"]),
+            (
+                pool("").replace("\"web\"\nport", "\"we#b\"\nport"),
+                &["pool[0].name"],
+            ),
+            (
+                "[[pool]]\nname = \"web\"\nport = 80\n".into(),
+                &["pool[0].discover", "at least one"],
+            ),
+            (
+                format!(
+                    "{}{}",
+                    pool(""),
+                    pool("backend = \"web\"").replace("name = \"web\"", "name = \"api\"")
+                ),
+                &["pool[1].backend", "already filled by pool `web`"],
+            ),
+            (
+                format!("{}{}", pool(""), pool("backend = \"b2\"")),
+                &["pool[1].name", "used twice"],
+            ),
+            (
+                format!("[haproxy]\ncheck_command = []\n{}", pool("")),
+                &["haproxy.check_command", "empty"],
+            ),
+            (
+                format!(
+                    "[haproxy]\ncheck_command = [\"haproxy\", \"-c\"]\n{}",
+                    pool("")
+                ),
+                &["haproxy.check_command", "{config}"],
+            ),
+            (
+                format!("[haproxy]\nreload_command = [\"\"]\n{}", pool("")),
+                &["haproxy.reload_command", "empty"],
+            ),
+            (
+                format!(
+                    "[haproxy]\nstats_socket = \"/a\"\nstats_url = \"http://x\"\n{}",
+                    pool("")
+                ),
+                &["haproxy.stats_url", "not both"],
+            ),
+            (
+                format!("[haproxy]\nstats_url = \"ftp://x\"\n{}", pool("")),
+                &["haproxy.stats_url", "ftp://x"],
+            ),
+            (
+                format!("[haproxy]\ncommand_timeout_s = 0\n{}", pool("")),
+                &["haproxy.command_timeout_s", "got 0"],
+            ),
+            (
+                format!("[aws]\nregion = \"EU West\"\n{}", pool("")),
+                &["aws.region", "`EU West`"],
+            ),
+            (
+                format!("[aws]\nendpoint_url = \"127.0.0.1:5000\"\n{}", pool("")),
+                &["aws.endpoint_url", "http://"],
+            ),
+            (
+                format!("[notify]\non = []\n{}", pool("")),
+                &["`notify`", "not supported"],
+            ),
+            (
+                pool("[pool.scaling]\nmin = 1"),
+                &["pool[0].scaling", "not supported"],
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).expect_err(&text).to_string();
+            for word in expected {
+                assert!(
+                    error.contains(word),
+                    "error for\n{text}\nwas `{error}`, expected `{word}`"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let error = Config::load(Path::new("/nonexistent/config.toml")).unwrap_err();
+        assert!(error.to_string().contains("/nonexistent/config.toml"));
+    }
+
+    fn discovery(args: &[&str]) -> Result<Config, ConfigError> {
+        use clap::Parser;
+        let cli =
+            Cli::try_parse_from(std::iter::once("haproxy-autoscaler").chain(args.iter().copied()))
+                .unwrap();
+        Config::from_cli(&cli)
+    }
+
+    #[test]
+    fn config_less_mode_builds_one_discovery_pool() {
+        let config = discovery(&[
+            "--security-group",
+            "web",
+            "--tag",
+            "role=web",
+            "--template",
+            "t.hbs",
+            "--haproxy-config",
+            "/tmp/h.cfg",
+            "--reload-command",
+            "systemctl reload 'haproxy'",
+            "--port",
+            "80",
+        ])
+        .unwrap();
+        assert_eq!(config.source, Source::CommandLine);
+        assert_eq!(
+            config.pools[0].discover.security_group.as_deref(),
+            Some("web")
+        );
+        assert_eq!(config.pools[0].discover.tags["role"], "web");
+        assert_eq!(config.pools[0].port, 80);
+        assert_eq!(
+            config.haproxy.reload.command.as_ref().unwrap(),
+            &["systemctl", "reload", "haproxy"]
+        );
+    }
+
+    #[test]
+    fn config_less_mode_errors_name_the_flag() {
+        let cases: [(&[&str], &str); 4] = [
+            (&["--security-group", "web"], "--port"),
+            (&["--port", "80"], "--security-group"),
+            (&["--tag", "role", "--port", "80"], "--tag"),
+            (
+                &[
+                    "--security-group",
+                    "web",
+                    "--port",
+                    "80",
+                    "--reload-command",
+                    "a 'b",
+                ],
+                "--reload-command",
+            ),
+        ];
+        for (args, flag) in cases {
+            let error = discovery(args).unwrap_err().to_string();
+            assert!(
+                error.contains("command line") && error.contains(flag),
+                "{args:?}: {error}"
+            );
+        }
+    }
+}

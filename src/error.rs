@@ -1,0 +1,68 @@
+//! The top-level error and the one place that maps errors to exit codes.
+
+use crate::apply::ApplyError;
+use crate::cloud::CloudError;
+use crate::cloud::ec2::NoRegion;
+use crate::config::ConfigError;
+use crate::haproxy::install::InstallError;
+use crate::haproxy::render::RenderError;
+use crate::plan::PlanError;
+use crate::state::StateError;
+
+/// Exit code of a run that failed (cloud, HAProxy, reload, state).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code of bad usage or an invalid config or template.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code with `--plan --detailed-exitcode` when changes are pending.
+pub const EXIT_CHANGES_PENDING: u8 = 4;
+/// Exit code when another run holds the lock (`EX_TEMPFAIL`).
+pub const EXIT_LOCKED: u8 = 75;
+
+/// Anything that ends a run early.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Region(#[from] NoRegion),
+    #[error(transparent)]
+    Template(RenderError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl From<ApplyError> for Error {
+    fn from(error: ApplyError) -> Error {
+        match error {
+            ApplyError::Install(error) => Error::Install(error),
+            ApplyError::State(error) => Error::State(error),
+        }
+    }
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) | Error::Region(_) | Error::Template(_) => EXIT_USAGE,
+            // A template that fails on the data (a missing variable) is an invalid template; a
+            // value refused as unsafe is a problem with the data, so the run failed.
+            Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
+            Error::Plan(PlanError::Render(_)) => EXIT_USAGE,
+            Error::State(StateError::Busy { .. }) => EXIT_LOCKED,
+            Error::State(_)
+            | Error::Cloud(_)
+            | Error::Plan(_)
+            | Error::Install(_)
+            | Error::Runtime(_) => EXIT_FAILED,
+        }
+    }
+}

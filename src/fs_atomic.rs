@@ -1,0 +1,150 @@
+//! Crash-safe file replacement (invariant 2).
+//!
+//! A file is written to a temporary file in the same folder, fsynced, renamed over the target and
+//! the folder fsynced, so a reader (or a crash) sees either the old file or the new one, never a
+//! half-written one. The temporary file is removed if anything fails before the rename.
+
+use std::fs::{File, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+/// Mode and owner a new file gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub mode: u32,
+    pub uid_gid: Option<(u32, u32)>,
+}
+
+impl Ownership {
+    /// Only the owner may read or write: state and candidate files.
+    pub const PRIVATE: Ownership = Ownership {
+        mode: 0o600,
+        uid_gid: None,
+    };
+
+    /// The mode and owner of an existing file, or `fallback` when it does not exist.
+    pub fn of_existing(path: &Path, fallback: Ownership) -> io::Result<Ownership> {
+        match std::fs::metadata(path) {
+            Ok(metadata) => Ok(Ownership {
+                mode: metadata.mode() & 0o7777,
+                uid_gid: Some((metadata.uid(), metadata.gid())),
+            }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(fallback),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+/// A fully written and fsynced temporary file beside its target, not yet renamed into place.
+#[derive(Debug)]
+pub struct Staged {
+    temp: NamedTempFile,
+    target: PathBuf,
+}
+
+impl Staged {
+    /// Writes `contents` to a new temporary file in `target`'s folder, with mode 0600.
+    pub fn write(target: &Path, contents: &[u8]) -> io::Result<Staged> {
+        let dir = parent_dir(target);
+        let file_name = target
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // tempfile creates the file with mode 0600, so nobody else can read it while it is written.
+        let mut temp = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        temp.write_all(contents)?;
+        temp.as_file().sync_all()?;
+        Ok(Staged {
+            temp,
+            target: target.to_owned(),
+        })
+    }
+
+    /// Where the staged contents can be read (for example by `haproxy -c`).
+    pub fn path(&self) -> &Path {
+        self.temp.path()
+    }
+
+    /// Gives the staged file `ownership`, renames it over the target and fsyncs the folder.
+    pub fn commit(self, ownership: Ownership) -> io::Result<()> {
+        if let Some((uid, gid)) = ownership.uid_gid {
+            // Keeping the owner is best effort: only root may give a file away.
+            let _ = std::os::unix::fs::fchown(self.temp.as_file(), Some(uid), Some(gid));
+        }
+        self.temp
+            .as_file()
+            .set_permissions(Permissions::from_mode(ownership.mode))?;
+        self.temp.as_file().sync_all()?;
+        let dir = parent_dir(&self.target).to_owned();
+        self.temp
+            .persist(&self.target)
+            .map_err(|error| error.error)?;
+        File::open(dir)?.sync_all()
+    }
+}
+
+/// Replaces `target` with `contents` atomically.
+pub fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
+    Staged::write(target, contents)?.commit(ownership)
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_replaces_the_file_and_leaves_no_temporary_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("state.json");
+        std::fs::write(&target, "old").unwrap();
+        write(&target, b"new", Ownership::PRIVATE).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        let mode = std::fs::metadata(&target).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn a_staged_file_that_is_dropped_leaves_the_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("haproxy.cfg");
+        std::fs::write(&target, "old").unwrap();
+        let staged = Staged::write(&target, b"candidate").unwrap();
+        assert_eq!(
+            std::fs::metadata(staged.path()).unwrap().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read_to_string(staged.path()).unwrap(), "candidate");
+        drop(staged);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn existing_mode_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("haproxy.cfg");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, Permissions::from_mode(0o644)).unwrap();
+        let ownership = Ownership::of_existing(&target, Ownership::PRIVATE).unwrap();
+        write(&target, b"new", ownership).unwrap();
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o644);
+    }
+}

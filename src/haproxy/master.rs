@@ -1,0 +1,155 @@
+//! HAProxy's master CLI: reload through it, and confirm a reload with `show proc`.
+//!
+//! In HAProxy 2.6 the master CLI's `reload` answers nothing, even when the new config fails to load
+//! (the old worker keeps serving), so a reload is confirmed by reading `show proc` before and after:
+//! the master's reload counter must go up while its `[failed: N]` counter stays the same.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+
+/// How often `show proc` is polled while waiting for a reload.
+const POLL: Duration = Duration::from_millis(100);
+
+/// A master CLI problem.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("cannot talk to the HAProxy master socket `{}`", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unexpected `show proc` answer from `{}`: {answer:?}", path.display())]
+    Unparsable { path: PathBuf, answer: String },
+    #[error(
+        "HAProxy failed to load the new config (master `[failed: {failed}]`); the previous worker is still serving"
+    )]
+    ReloadFailed { failed: u64 },
+    #[error("HAProxy did not confirm the reload on `{}` within {}s", path.display(), after.as_secs())]
+    Unconfirmed { path: PathBuf, after: Duration },
+}
+
+/// The master's counters from `show proc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcCounters {
+    pub reloads: u64,
+    pub failed: u64,
+}
+
+/// Parses the master line of `show proc`: `PID master RELOADS [failed: N] UPTIME VERSION`.
+pub fn parse_show_proc(answer: &str) -> Option<ProcCounters> {
+    let line = answer
+        .lines()
+        .find(|line| line.split_whitespace().nth(1) == Some("master"))?;
+    let mut words = line.split_whitespace().skip(2);
+    let reloads = words.next()?.parse().ok()?;
+    let failed = match (words.next(), words.next()) {
+        (Some("[failed:"), Some(count)) => count.trim_end_matches(']').parse().ok()?,
+        _ => 0,
+    };
+    Some(ProcCounters { reloads, failed })
+}
+
+/// A client of one master socket.
+#[derive(Debug, Clone)]
+pub struct Master {
+    path: PathBuf,
+}
+
+impl Master {
+    pub fn new(path: &Path) -> Master {
+        Master {
+            path: path.to_owned(),
+        }
+    }
+
+    async fn send(&self, command: &str) -> Result<String, MasterError> {
+        let io = |source| MasterError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let mut stream = UnixStream::connect(&self.path).await.map_err(io)?;
+        stream
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .map_err(io)?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.map_err(io)?;
+        Ok(answer)
+    }
+
+    /// Reads the master's counters.
+    pub async fn counters(&self) -> Result<ProcCounters, MasterError> {
+        let answer = self.send("show proc").await?;
+        parse_show_proc(&answer).ok_or_else(|| MasterError::Unparsable {
+            path: self.path.clone(),
+            answer,
+        })
+    }
+
+    /// Asks the master to reload (it answers nothing).
+    pub async fn reload(&self) -> Result<(), MasterError> {
+        self.send("reload").await.map(drop)
+    }
+
+    /// Waits until the master has reloaded since `before`, and fails if the load failed.
+    pub async fn confirm(
+        &self,
+        before: ProcCounters,
+        timeout: Duration,
+    ) -> Result<(), MasterError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // While the master re-executes itself its socket briefly refuses connections.
+            if let Ok(now) = self.counters().await
+                && now.reloads > before.reloads
+            {
+                return if now.failed > before.failed {
+                    Err(MasterError::ReloadFailed { failed: now.failed })
+                } else {
+                    Ok(())
+                };
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(MasterError::Unconfirmed {
+                    path: self.path.clone(),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_show_proc_of_haproxy_2_6() {
+        let answer = "#<PID>          <type>          <reloads>       <uptime>        <version>      \n\
+6912            master          2 [failed: 1]   0d00h00m02s     2.6.12-1+deb12u4\n\
+# workers\n\
+7002            worker          1               0d00h00m01s     2.6.12-1+deb12u4\n\
+# programs\n\n";
+        assert_eq!(
+            parse_show_proc(answer),
+            Some(ProcCounters {
+                reloads: 2,
+                failed: 1
+            })
+        );
+        assert_eq!(
+            parse_show_proc("1 master 0 0d00h00m00s 2.4.0\n"),
+            Some(ProcCounters {
+                reloads: 0,
+                failed: 0
+            })
+        );
+        assert_eq!(parse_show_proc("Unknown command.\n"), None);
+        assert_eq!(parse_show_proc(""), None);
+    }
+}

@@ -1,0 +1,7 @@
+//! Everything that knows HAProxy: rendering its config, reading the installed one, and installing
+//! and reloading it.
+
+pub mod install;
+pub mod installed;
+pub mod master;
+pub mod render;

@@ -1,0 +1,223 @@
+//! Renders haproxy.cfg from the operator's Handlebars template: the only module that sees
+//! `handlebars`.
+//!
+//! Strict mode: a variable the context does not have is an error, not an empty string. Untrusted
+//! text never reaches the file raw (invariant 9): every `{{value}}` written into the file passes an
+//! escape function that checks it is a plain HAProxy token (no whitespace, `#`, quote, backslash or
+//! control character) and fails the render otherwise, naming where the value came from.
+//! `{{{triple}}}` output bypasses that check, so the shipped template never uses it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use handlebars::Handlebars;
+use serde::Serialize;
+use serde_json::Value;
+
+/// A template that cannot be read, compiled or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("cannot read template `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("template `{}` is invalid: {message}", path.display())]
+    Compile { path: PathBuf, message: String },
+    #[error("template `{}` failed to render: {message}", path.display())]
+    Render { path: PathBuf, message: String },
+    #[error(
+        "refusing to write {value:?} from `{origin}` into haproxy.cfg: it is not a plain HAProxy token (whitespace, `#`, quotes, backslashes and control characters are refused); fix the value or stop rendering it"
+    )]
+    UnsafeValue { value: String, origin: String },
+}
+
+const TEMPLATE_NAME: &str = "haproxy.cfg";
+
+/// A compiled template.
+pub struct Renderer {
+    registry: Handlebars<'static>,
+    path: PathBuf,
+    refused: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// True if `value` can be written into haproxy.cfg as one word without quoting.
+pub fn is_haproxy_token(value: &str) -> bool {
+    value
+        .chars()
+        .all(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '#' | '"' | '\'' | '\\'))
+}
+
+impl Renderer {
+    /// Reads and compiles the template file.
+    pub fn load(path: &Path) -> Result<Renderer, RenderError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Renderer::compile(&text, path)
+    }
+
+    /// Compiles template text; `path` names it in errors.
+    pub fn compile(text: &str, path: &Path) -> Result<Renderer, RenderError> {
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let mut registry = Handlebars::new();
+        registry.set_strict_mode(true);
+        let sink = Arc::clone(&refused);
+        registry.register_escape_fn(move |value: &str| {
+            if !is_haproxy_token(value) {
+                sink.lock()
+                    .expect("escape sink lock")
+                    .push(value.to_owned());
+            }
+            value.to_owned()
+        });
+        registry
+            .register_template_string(TEMPLATE_NAME, text)
+            .map_err(|error| RenderError::Compile {
+                path: path.to_owned(),
+                message: error.to_string(),
+            })?;
+        Ok(Renderer {
+            registry,
+            path: path.to_owned(),
+            refused,
+        })
+    }
+
+    /// Renders the template with `context`.
+    pub fn render(&self, context: &impl Serialize) -> Result<String, RenderError> {
+        let context =
+            serde_json::to_value(context).expect("the template context always serializes");
+        self.refused.lock().expect("escape sink lock").clear();
+        let text = self
+            .registry
+            .render(TEMPLATE_NAME, &context)
+            .map_err(|error| RenderError::Render {
+                path: self.path.clone(),
+                message: error.to_string(),
+            })?;
+        if let Some(value) = self.refused.lock().expect("escape sink lock").first() {
+            return Err(RenderError::UnsafeValue {
+                origin: find(&context, value).unwrap_or_else(|| "a template expression".to_owned()),
+                value: value.clone(),
+            });
+        }
+        Ok(text)
+    }
+}
+
+/// The path of the first string equal to `needle` in `value`, such as
+/// `pools[0].servers[1].tags.Name`.
+fn find(value: &Value, needle: &str) -> Option<String> {
+    match value {
+        Value::String(text) if text == needle => Some(String::new()),
+        Value::Array(items) => items.iter().enumerate().find_map(|(index, item)| {
+            find(item, needle).map(|rest| format!("[{index}]{}", dotted(&rest)))
+        }),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            find(item, needle).map(|rest| format!(".{key}{}", dotted(&rest)))
+        }),
+        _ => None,
+    }
+    .map(|path| path.trim_start_matches('.').to_owned())
+}
+
+fn dotted(rest: &str) -> String {
+    if rest.is_empty() || rest.starts_with('[') {
+        rest.to_owned()
+    } else {
+        format!(".{rest}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(template: &str, context: Value) -> Result<String, RenderError> {
+        Renderer::compile(template, Path::new("t.hbs"))?.render(&context)
+    }
+
+    #[test]
+    fn tokens() {
+        for good in [
+            "i-0abc",
+            "10.0.0.1",
+            "web_1.a-b",
+            "/run/haproxy/admin.sock",
+            "a:b",
+            "",
+        ] {
+            assert!(is_haproxy_token(good), "{good:?}");
+        }
+        for bad in [
+            "a b", "a\tb", "a\nb", "a#b", "a\"b", "a'b", "a\\b", "a\u{0}b", "a\u{a0}b",
+        ] {
+            assert!(!is_haproxy_token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn renders_values() {
+        let text = render(
+            "server {{name}} {{addr}}:{{port}}",
+            json!({"name": "i-1", "addr": "10.0.0.1", "port": 80}),
+        )
+        .unwrap();
+        assert_eq!(text, "server i-1 10.0.0.1:80");
+    }
+
+    #[test]
+    fn missing_variable_is_an_error_in_strict_mode() {
+        let error = render("server {{nmae}}", json!({"name": "i-1"}))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("t.hbs") && error.contains("nmae"), "{error}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_template() {
+        let error = render("{{#each pools}}", json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("t.hbs") && error.contains("invalid"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn injected_values_are_refused_with_their_origin() {
+        let template = "{{#each servers}}server {{name}} {{tags.Name}}\n{{/each}}";
+        for hostile in ["web\n    server evil 6.6.6.6:80", "a b", "x#y", "q\"uote"] {
+            let context = json!({"servers": [{"name": "i-1", "tags": {"Name": "ok"}}, {"name": "i-2", "tags": {"Name": hostile}}]});
+            let error = render(template, context).unwrap_err();
+            let message = error.to_string();
+            assert!(
+                matches!(error, RenderError::UnsafeValue { .. }),
+                "{message}"
+            );
+            assert!(message.contains("servers[1].tags.Name"), "{message}");
+        }
+    }
+
+    #[test]
+    fn values_in_conditions_are_not_written_and_not_checked() {
+        let context = json!({"tags": {"Name": "a b"}});
+        assert_eq!(
+            render("{{#if tags.Name}}named{{/if}}", context).unwrap(),
+            "named"
+        );
+    }
+}

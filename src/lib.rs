@@ -1,0 +1,15 @@
+//! haproxy-autoscaler: a one-shot reconciler that keeps HAProxy backends in sync with the cloud
+//! instances of each pool. See `ARCHITECTURE` in the README for the shape of a run.
+
+pub mod app;
+pub mod apply;
+pub mod cli;
+pub mod cloud;
+pub mod command;
+pub mod config;
+pub mod error;
+pub mod fs_atomic;
+pub mod haproxy;
+pub mod logging;
+pub mod plan;
+pub mod state;

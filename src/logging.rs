@@ -1,0 +1,20 @@
+//! Logs go to stderr; `-q`, `-v` and `RUST_LOG` choose how much.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the stderr logger. `RUST_LOG`, when set, wins over the flags.
+pub fn init(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "warn,haproxy_autoscaler=info",
+        (false, _) => "info,haproxy_autoscaler=debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .try_init();
+}

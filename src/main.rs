@@ -1,0 +1,23 @@
+//! The binary: parse, run, map the result to an exit code in one place.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use haproxy_autoscaler::{app, cli::Cli, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.quiet, cli.verbose);
+    match app::main(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                eprintln!("caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

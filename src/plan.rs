@@ -1,0 +1,727 @@
+//! The pure planner: facts in, [`Plan`] out.
+//!
+//! It takes the validated config, the instances each pool's provider listed, the installed
+//! haproxy.cfg and the loaded state, and decides everything: the servers of each backend, the
+//! rendered config, whether it differs from the installed one (by sha256, invariant 4), and the
+//! state to save. It does no I/O and reads no clock. `--plan` prints the plan; a real run hands the
+//! very same plan to [`crate::apply`], which makes no choices of its own.
+//!
+//! Guards (invariants 7 and 9): a pool whose discovery yields no server while the installed
+//! backend has servers is refused unless `allow_empty`; instance ids must be valid HAProxy server
+//! names and address tags must hold a plain `host:port`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cloud::{Instance, InstanceState};
+use crate::config::{AddressSource, Config, PoolConfig, StatsSource};
+use crate::haproxy::installed::backend_servers;
+use crate::haproxy::render::{RenderError, Renderer, is_haproxy_token};
+use crate::state::State;
+
+/// Why no plan could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "refusing to empty backend `{backend}`: discovery for pool `{pool}` found no usable instance while haproxy.cfg has {installed} server(s) in it; check the discovery filters, or set `allow_empty = true` on the pool if an empty backend is intended"
+    )]
+    WouldEmpty {
+        pool: String,
+        backend: String,
+        installed: usize,
+    },
+    #[error(
+        "instance id {id:?} in pool `{pool}` cannot be an HAProxy server name (letters, digits, `-`, `_`, `.` and `:` only)"
+    )]
+    BadInstanceId { pool: String, id: String },
+    #[error(
+        "instance `{id}` in pool `{pool}`: tag `{key}` = {value:?} is not a plain `host:port` address"
+    )]
+    BadAddressTag {
+        pool: String,
+        id: String,
+        key: String,
+        value: String,
+    },
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+/// What a pool's provider reported.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub pool: String,
+    pub instances: Vec<Instance>,
+}
+
+/// Everything the planner needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub config: &'a Config,
+    pub observed: &'a [Observed],
+    /// The installed haproxy.cfg, `None` if there is none yet.
+    pub installed: Option<&'a str>,
+    pub state: &'a State,
+}
+
+/// One server of a backend, as the template sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// The HAProxy server name: the instance id.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub instance_id: String,
+    pub state: InstanceState,
+    pub launch_time: Option<String>,
+    pub zone: Option<String>,
+    pub image_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An instance that was discovered but is not rendered, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub instance_id: String,
+    pub reason: String,
+}
+
+/// A pool and the servers of its backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PoolPlan {
+    pub name: String,
+    pub backend: String,
+    pub port: u16,
+    pub servers: Vec<Server>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// The haproxy.cfg change, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigChange {
+    pub path: PathBuf,
+    pub installed_sha256: Option<String>,
+    pub rendered_sha256: String,
+    pub changed: bool,
+    /// Unified diff from the installed file to the rendered one; empty when unchanged.
+    pub diff: String,
+}
+
+/// One thing a run does, with its reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    AddServer {
+        pool: String,
+        backend: String,
+        server: String,
+        address: String,
+        reason: String,
+    },
+    RemoveServer {
+        pool: String,
+        backend: String,
+        server: String,
+        reason: String,
+    },
+    InstallConfig {
+        path: PathBuf,
+        sha256: String,
+        reason: String,
+    },
+    Reload {
+        reason: String,
+    },
+}
+
+/// Everything a run will do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub pools: Vec<PoolPlan>,
+    pub config: ConfigChange,
+    pub actions: Vec<Action>,
+    pub warnings: Vec<String>,
+    /// The full rendered haproxy.cfg that apply installs.
+    #[serde(skip)]
+    pub rendered: String,
+    /// The state apply saves; equal to the loaded state when nothing changes.
+    #[serde(skip)]
+    pub next_state: State,
+}
+
+impl Plan {
+    /// True if applying the plan changes anything (config or state).
+    pub fn has_changes(&self, loaded: &State) -> bool {
+        self.config.changed || &self.next_state != loaded
+    }
+}
+
+/// The template's view of the world. Documented in the README; keep them in step.
+#[derive(Debug, Serialize)]
+struct TemplateContext<'a> {
+    haproxy: TemplateHaproxy<'a>,
+    pools: &'a [PoolPlan],
+    backends: BTreeMap<&'a str, &'a PoolPlan>,
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateHaproxy<'a> {
+    config: &'a std::path::Path,
+    stats_socket: Option<&'a str>,
+    stats_url: Option<&'a str>,
+    master_socket: Option<&'a std::path::Path>,
+}
+
+/// Hex sha256 of a text.
+pub fn sha256_hex(text: &str) -> String {
+    crate::state::sha256_hex(text.as_bytes())
+}
+
+/// Decides everything a run does.
+pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
+    let config = facts.config;
+    let mut pools = Vec::with_capacity(config.pools.len());
+    for pool in &config.pools {
+        let instances = facts
+            .observed
+            .iter()
+            .find(|observed| observed.pool == pool.name)
+            .map(|observed| observed.instances.as_slice())
+            .unwrap_or_default();
+        pools.push(pool_plan(pool, instances)?);
+    }
+
+    let installed = facts.installed.unwrap_or_default();
+    let mut actions = Vec::new();
+    for pool in &pools {
+        let before = backend_servers(installed, &pool.backend);
+        let pool_config = config
+            .pools
+            .iter()
+            .find(|candidate| candidate.name == pool.name)
+            .expect("pool plans are built from the config's pools");
+        if pool.servers.is_empty() && !before.is_empty() && !pool_config.allow_empty {
+            return Err(PlanError::WouldEmpty {
+                pool: pool.name.clone(),
+                backend: pool.backend.clone(),
+                installed: before.len(),
+            });
+        }
+        for server in &pool.servers {
+            if !before.contains(&server.name) {
+                actions.push(Action::AddServer {
+                    pool: pool.name.clone(),
+                    backend: pool.backend.clone(),
+                    server: server.name.clone(),
+                    address: format!("{}:{}", server.address, server.port),
+                    reason: format!("instance discovered ({})", server.state),
+                });
+            }
+        }
+        for name in &before {
+            if !pool.servers.iter().any(|server| &server.name == name) {
+                actions.push(Action::RemoveServer {
+                    pool: pool.name.clone(),
+                    backend: pool.backend.clone(),
+                    server: name.clone(),
+                    reason: "no longer discovered (stopped, terminated or no longer matching)"
+                        .to_owned(),
+                });
+            }
+        }
+    }
+
+    let context = TemplateContext {
+        haproxy: TemplateHaproxy {
+            config: &config.haproxy.config,
+            stats_socket: match &config.haproxy.stats {
+                Some(StatsSource::Socket(socket)) => Some(socket),
+                _ => None,
+            },
+            stats_url: match &config.haproxy.stats {
+                Some(StatsSource::Url(url)) => Some(url),
+                _ => None,
+            },
+            master_socket: config.haproxy.reload.master_socket.as_deref(),
+        },
+        pools: &pools,
+        backends: pools
+            .iter()
+            .map(|pool| (pool.backend.as_str(), pool))
+            .collect(),
+    };
+    let rendered = renderer.render(&context)?;
+    let rendered_sha256 = sha256_hex(&rendered);
+    let installed_sha256 = facts.installed.map(sha256_hex);
+    let changed = installed_sha256.as_deref() != Some(rendered_sha256.as_str());
+
+    let mut warnings = Vec::new();
+    if let (Some(installed), Some(recorded)) =
+        (&installed_sha256, &facts.state.installed_config_sha256)
+        && installed != recorded
+    {
+        warnings.push(format!(
+            "`{}` was changed outside haproxy-autoscaler since its last install; {}",
+            config.haproxy.config.display(),
+            if changed {
+                "it will be replaced"
+            } else {
+                "it now matches the template again"
+            }
+        ));
+    }
+    for pool in &pools {
+        for skipped in &pool.skipped {
+            warnings.push(format!(
+                "pool `{}`: instance `{}` left out: {}",
+                pool.name, skipped.instance_id, skipped.reason
+            ));
+        }
+    }
+
+    let diff = if changed {
+        let label = config.haproxy.config.display().to_string();
+        similar::TextDiff::from_lines(installed, rendered.as_str())
+            .unified_diff()
+            .context_radius(3)
+            .header(&label, &format!("{label} (rendered)"))
+            .to_string()
+    } else {
+        String::new()
+    };
+    if changed {
+        let membership_changed = !actions.is_empty();
+        let reason = if facts.installed.is_none() {
+            "no haproxy.cfg is installed yet".to_owned()
+        } else if membership_changed {
+            "backend servers changed".to_owned()
+        } else {
+            "the rendered config differs from the installed one (template or settings changed)"
+                .to_owned()
+        };
+        actions.push(Action::InstallConfig {
+            path: config.haproxy.config.clone(),
+            sha256: rendered_sha256.clone(),
+            reason: reason.clone(),
+        });
+        actions.push(Action::Reload {
+            reason: format!("config sha256 changed to {}", &rendered_sha256[..12]),
+        });
+    }
+
+    let mut next_state = facts.state.clone();
+    if changed {
+        next_state.installed_config_sha256 = Some(rendered_sha256.clone());
+    }
+    for pool in &pools {
+        let entry = next_state.pools.entry(pool.name.clone()).or_default();
+        entry.servers = pool
+            .servers
+            .iter()
+            .map(|server| server.name.clone())
+            .collect();
+    }
+    next_state
+        .pools
+        .retain(|name, _| config.pools.iter().any(|pool| &pool.name == name));
+
+    Ok(Plan {
+        pools,
+        config: ConfigChange {
+            path: config.haproxy.config.clone(),
+            installed_sha256,
+            rendered_sha256,
+            changed,
+            diff,
+        },
+        actions,
+        warnings,
+        rendered,
+        next_state,
+    })
+}
+
+/// The servers of one pool, sorted by instance id so that the rendered file is stable.
+fn pool_plan(pool: &PoolConfig, instances: &[Instance]) -> Result<PoolPlan, PlanError> {
+    let mut servers = Vec::new();
+    let mut skipped = Vec::new();
+    for instance in instances {
+        if instance.id.is_empty()
+            || !instance
+                .id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+        {
+            return Err(PlanError::BadInstanceId {
+                pool: pool.name.clone(),
+                id: instance.id.clone(),
+            });
+        }
+        let (address, port) = match &pool.address {
+            AddressSource::PrivateIp => match &instance.private_ip {
+                Some(ip) => (ip.clone(), pool.port),
+                None => {
+                    skipped.push(skip(instance, "it has no private IP address yet"));
+                    continue;
+                }
+            },
+            AddressSource::PublicIp => match &instance.public_ip {
+                Some(ip) => (ip.clone(), pool.port),
+                None => {
+                    skipped.push(skip(instance, "it has no public IP address"));
+                    continue;
+                }
+            },
+            AddressSource::Tag(key) => match instance.tags.get(key) {
+                Some(value) => parse_host_port(value).ok_or_else(|| PlanError::BadAddressTag {
+                    pool: pool.name.clone(),
+                    id: instance.id.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })?,
+                None => {
+                    skipped.push(skip(instance, &format!("it has no `{key}` tag")));
+                    continue;
+                }
+            },
+        };
+        servers.push(Server {
+            name: instance.id.clone(),
+            address,
+            port,
+            instance_id: instance.id.clone(),
+            state: instance.state,
+            launch_time: instance.launch_time.clone(),
+            zone: instance.zone.clone(),
+            image_id: instance.image_id.clone(),
+            tags: instance.tags.clone(),
+        });
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    servers.dedup_by(|a, b| a.name == b.name);
+    skipped.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    Ok(PoolPlan {
+        name: pool.name.clone(),
+        backend: pool.backend.clone(),
+        port: pool.port,
+        servers,
+        skipped,
+    })
+}
+
+fn skip(instance: &Instance, reason: &str) -> Skipped {
+    Skipped {
+        instance_id: instance.id.clone(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Parses `host:port` (or `[v6]:port`) where host is an IP address or a DNS name.
+fn parse_host_port(value: &str) -> Option<(String, u16)> {
+    let (host, port) = value.rsplit_once(':')?;
+    let port: u16 = port.parse().ok().filter(|port| *port != 0)?;
+    let plain_host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let valid = match plain_host {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && is_haproxy_token(host)
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+        }
+    };
+    valid.then(|| (host.to_owned(), port))
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::AddServer {
+                backend,
+                server,
+                address,
+                reason,
+                ..
+            } => write!(f, "add server {backend}/{server} at {address}: {reason}"),
+            Action::RemoveServer {
+                backend,
+                server,
+                reason,
+                ..
+            } => write!(f, "remove server {backend}/{server}: {reason}"),
+            Action::InstallConfig {
+                path,
+                sha256,
+                reason,
+            } => write!(
+                f,
+                "install {} (sha256 {}): {reason}",
+                path.display(),
+                &sha256[..12]
+            ),
+            Action::Reload { reason } => write!(f, "reload haproxy: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
+        if self.actions.is_empty() {
+            return writeln!(f, "No changes: haproxy.cfg is up to date.");
+        }
+        for action in &self.actions {
+            writeln!(f, "{action}")?;
+        }
+        if !self.config.diff.is_empty() {
+            writeln!(f)?;
+            f.write_str(&self.config.diff)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    const TEMPLATE: &str = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}}\n{{/each}}{{/each}}";
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[haproxy]\nconfig = \"/etc/haproxy/haproxy.cfg\"\n[[pool]]\nname = \"web\"\nport = 8080\n{extra}\n[pool.discover]\nsecurity_group = \"web\"\n"
+        );
+        Config::parse(&text, Path::new("test.toml")).unwrap()
+    }
+
+    fn instance(id: &str, ip: &str) -> Instance {
+        Instance {
+            id: id.to_owned(),
+            state: InstanceState::Running,
+            private_ip: Some(ip.to_owned()),
+            public_ip: None,
+            launch_time: None,
+            zone: Some("eu-west-1a".into()),
+            image_id: None,
+            tags: BTreeMap::new(),
+        }
+    }
+
+    fn plan(
+        config: &Config,
+        instances: Vec<Instance>,
+        installed: Option<&str>,
+        state: &State,
+    ) -> Result<Plan, PlanError> {
+        let renderer = Renderer::compile(TEMPLATE, Path::new("t.hbs")).unwrap();
+        let observed = [Observed {
+            pool: "web".into(),
+            instances,
+        }];
+        build(
+            Facts {
+                config,
+                observed: &observed,
+                installed,
+                state,
+            },
+            &renderer,
+        )
+    }
+
+    #[test]
+    fn first_run_installs_sorted_servers() {
+        let config = config("");
+        let plan = plan(
+            &config,
+            vec![instance("i-2", "10.0.0.2"), instance("i-1", "10.0.0.1")],
+            None,
+            &State::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.rendered,
+            "backend web\n    server i-1 10.0.0.1:8080\n    server i-2 10.0.0.2:8080\n"
+        );
+        assert!(plan.config.changed);
+        let lines: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines[0],
+            "add server web/i-1 at 10.0.0.1:8080: instance discovered (running)"
+        );
+        assert!(
+            lines[2].starts_with("install /etc/haproxy/haproxy.cfg (sha256 "),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].ends_with("no haproxy.cfg is installed yet"),
+            "{lines:?}"
+        );
+        assert!(lines[3].starts_with("reload haproxy: config sha256 changed"));
+        assert_eq!(
+            plan.next_state.installed_config_sha256.as_deref(),
+            Some(sha256_hex(&plan.rendered).as_str())
+        );
+        assert_eq!(plan.next_state.pools["web"].servers, ["i-1", "i-2"]);
+    }
+
+    #[test]
+    fn identical_config_means_no_action_and_no_reload() {
+        let config = config("");
+        let instances = vec![instance("i-1", "10.0.0.1")];
+        let first = plan(&config, instances.clone(), None, &State::default()).unwrap();
+        let second = plan(&config, instances, Some(&first.rendered), &first.next_state).unwrap();
+        assert!(!second.config.changed);
+        assert!(second.actions.is_empty());
+        assert!(!second.has_changes(&first.next_state));
+        assert_eq!(
+            second.to_string(),
+            "No changes: haproxy.cfg is up to date.\n"
+        );
+    }
+
+    #[test]
+    fn removed_instance_is_one_remove_and_one_reload() {
+        let config = config("");
+        let first = plan(
+            &config,
+            vec![instance("i-1", "10.0.0.1"), instance("i-2", "10.0.0.2")],
+            None,
+            &State::default(),
+        )
+        .unwrap();
+        let second = plan(
+            &config,
+            vec![instance("i-1", "10.0.0.1")],
+            Some(&first.rendered),
+            &first.next_state,
+        )
+        .unwrap();
+        let kinds: Vec<String> = second.actions.iter().map(ToString::to_string).collect();
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
+        assert!(kinds[0].starts_with("remove server web/i-2"));
+        assert!(
+            second.config.diff.contains("-    server i-2 10.0.0.2:8080"),
+            "{}",
+            second.config.diff
+        );
+    }
+
+    #[test]
+    fn refuses_to_empty_a_backend_unless_allowed() {
+        let installed = "backend web\n    server i-1 10.0.0.1:8080\n";
+        let error = plan(&config(""), vec![], Some(installed), &State::default()).unwrap_err();
+        assert!(
+            matches!(error, PlanError::WouldEmpty { installed: 1, .. }),
+            "{error}"
+        );
+        let allowed = plan(
+            &config("allow_empty = true"),
+            vec![],
+            Some(installed),
+            &State::default(),
+        )
+        .unwrap();
+        assert_eq!(allowed.rendered, "backend web\n");
+        // An empty discovery with an already empty backend is fine.
+        plan(
+            &config(""),
+            vec![],
+            Some("backend web\n"),
+            &State::default(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn instances_without_a_usable_address_are_skipped_and_count_as_empty() {
+        let mut pending = instance("i-1", "x");
+        pending.private_ip = None;
+        let plan_ok = plan(&config(""), vec![pending.clone()], None, &State::default()).unwrap();
+        assert_eq!(plan_ok.pools[0].skipped[0].instance_id, "i-1");
+        assert!(plan_ok.warnings[0].contains("no private IP"));
+        let error = plan(
+            &config(""),
+            vec![pending],
+            Some("backend web\n server i-9 1.2.3.4:80\n"),
+            &State::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, PlanError::WouldEmpty { .. }));
+    }
+
+    #[test]
+    fn address_tags_must_be_plain_host_port() {
+        let config = config("address = \"tag:endpoint\"");
+        let with_tag = |value: &str| {
+            let mut i = instance("i-1", "10.0.0.1");
+            i.tags.insert("endpoint".into(), value.into());
+            i
+        };
+        let ok = plan(
+            &config,
+            vec![with_tag("127.0.0.1:9001")],
+            None,
+            &State::default(),
+        )
+        .unwrap();
+        assert_eq!(ok.rendered, "backend web\n    server i-1 127.0.0.1:9001\n");
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "a b:80",
+            "h#x:80",
+            "host:80\nserver evil 1.1.1.1:80",
+            ":80",
+            "[zz]:80",
+        ] {
+            let error = plan(&config, vec![with_tag(bad)], None, &State::default()).unwrap_err();
+            assert!(
+                matches!(error, PlanError::BadAddressTag { .. }),
+                "{bad:?}: {error}"
+            );
+        }
+        assert_eq!(parse_host_port("[::1]:80"), Some(("[::1]".into(), 80)));
+        assert_eq!(
+            parse_host_port("web-1.internal:8080"),
+            Some(("web-1.internal".into(), 8080))
+        );
+    }
+
+    #[test]
+    fn hostile_instance_ids_are_refused() {
+        for bad in ["i-1 backup", "i-1\n", "", "i#1"] {
+            let error = plan(
+                &config(""),
+                vec![instance(bad, "10.0.0.1")],
+                None,
+                &State::default(),
+            )
+            .unwrap_err();
+            assert!(matches!(error, PlanError::BadInstanceId { .. }), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn hand_edited_config_is_reported() {
+        let config = config("");
+        let instances = vec![instance("i-1", "10.0.0.1")];
+        let first = plan(&config, instances.clone(), None, &State::default()).unwrap();
+        let edited = format!("{}# hand edit\n", first.rendered);
+        let second = plan(&config, instances, Some(&edited), &first.next_state).unwrap();
+        assert!(
+            second.warnings[0].contains("changed outside"),
+            "{:?}",
+            second.warnings
+        );
+        assert!(second.config.changed);
+    }
+}
