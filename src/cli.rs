@@ -16,7 +16,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
 #[command(after_help = "Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
 75 another run holds the lock, 4 changes pending (--plan --detailed-exitcode).")]
 pub struct Cli {
-    /// Config file (TOML).
+    /// Config file (TOML) [default: /etc/haproxy-autoscaler/config.toml].
     #[arg(long, env = "HAPROXY_AUTOSCALER_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 

@@ -724,4 +724,32 @@ mod tests {
         );
         assert!(second.config.changed);
     }
+
+    #[test]
+    fn shipped_template_renders_the_golden_config() {
+        let text = include_str!("../templates/haproxy.cfg.hbs");
+        let renderer = Renderer::compile(text, Path::new("templates/haproxy.cfg.hbs")).unwrap();
+        let config = config("");
+        let mut pending = instance("i-0b", "10.0.0.11");
+        pending.state = InstanceState::Pending;
+        let mut tagged = instance("i-0a", "10.0.0.10");
+        tagged
+            .tags
+            .insert("Name".into(), "web 1 # not rendered".into());
+        let observed = [Observed {
+            pool: "web".into(),
+            instances: vec![pending, tagged],
+        }];
+        let plan = build(
+            Facts {
+                config: &config,
+                observed: &observed,
+                installed: None,
+                state: &State::default(),
+            },
+            &renderer,
+        )
+        .unwrap();
+        insta::assert_snapshot!(plan.rendered);
+    }
 }

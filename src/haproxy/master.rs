@@ -13,6 +13,9 @@ use tokio::net::UnixStream;
 /// How often `show proc` is polled while waiting for a reload.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long one answer from the master may take.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A master CLI problem.
 #[derive(Debug, thiserror::Error)]
 pub enum MasterError {
@@ -66,18 +69,40 @@ impl Master {
         }
     }
 
-    async fn send(&self, command: &str) -> Result<String, MasterError> {
-        let io = |source| MasterError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let mut stream = UnixStream::connect(&self.path).await.map_err(io)?;
+    async fn connect_and_send(&self, command: &str) -> Result<UnixStream, MasterError> {
+        let mut stream = UnixStream::connect(&self.path)
+            .await
+            .map_err(|source| self.io(source))?;
         stream
             .write_all(format!("{command}\n").as_bytes())
             .await
-            .map_err(io)?;
+            .map_err(|source| self.io(source))?;
+        // Half-close: the master CLI answers one command and closes only once its input ends.
+        stream.shutdown().await.map_err(|source| self.io(source))?;
+        Ok(stream)
+    }
+
+    fn io(&self, source: std::io::Error) -> MasterError {
+        MasterError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Sends a command and reads the answer up to the end of the connection.
+    async fn send(&self, command: &str) -> Result<String, MasterError> {
+        let mut stream = self.connect_and_send(command).await?;
         let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.map_err(io)?;
+        let read = stream.read_to_string(&mut answer);
+        match tokio::time::timeout(ANSWER_TIMEOUT, read).await {
+            Ok(result) => result.map_err(|source| self.io(source))?,
+            Err(_) => {
+                return Err(self.io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no complete answer to `{command}` within {ANSWER_TIMEOUT:?}"),
+                )));
+            }
+        };
         Ok(answer)
     }
 
@@ -90,9 +115,10 @@ impl Master {
         })
     }
 
-    /// Asks the master to reload (it answers nothing).
+    /// Asks the master to reload. It answers nothing, and the connection may stay open while the
+    /// master re-executes itself, so nothing is read: [`Master::confirm`] checks the outcome.
     pub async fn reload(&self) -> Result<(), MasterError> {
-        self.send("reload").await.map(drop)
+        self.connect_and_send("reload").await.map(drop)
     }
 
     /// Waits until the master has reloaded since `before`, and fails if the load failed.

@@ -1,0 +1,324 @@
+//! Discovery-only reconciles against moto: issue 2's acceptance tests.
+
+use std::os::unix::fs::MetadataExt;
+
+use fs2::FileExt;
+
+use super::moto::Moto;
+use super::util::{Deployment, assert_exit, describe, stderr, stdout};
+
+fn sorted(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+#[test]
+fn renders_exactly_the_discovered_instances_and_reloads_only_on_change() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.security_group("other");
+    let web = moto.launch("web", 3, &[]);
+    moto.launch("other", 2, &[]);
+    let deployment = Deployment::new(&moto.url);
+
+    let first = deployment.run(&[]);
+    assert_exit(&first, 0);
+    assert_eq!(deployment.servers(), sorted(web.clone()));
+    assert_eq!(deployment.reloads(), 1);
+    let lines = stdout(&first);
+    assert_eq!(
+        lines.matches("add server web/").count(),
+        3,
+        "{}",
+        describe(&first)
+    );
+    assert!(lines.contains("reload haproxy"), "{lines}");
+    let state_mode = std::fs::metadata(deployment.state_path()).unwrap().mode() & 0o777;
+    assert_eq!(state_mode, 0o600);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(deployment.state_path()).unwrap()).unwrap();
+    assert_eq!(state["version"], 1);
+
+    // Nothing changed: silent, no reload, no file rewritten.
+    let before = deployment.snapshot();
+    let second = deployment.run(&[]);
+    assert_exit(&second, 0);
+    assert_eq!(stdout(&second), "", "{}", describe(&second));
+    assert_eq!(deployment.reloads(), 1);
+    assert_eq!(deployment.snapshot(), before);
+
+    // One instance terminated: one reload, its server gone, the old file kept as a backup.
+    moto.terminate(&web[..1]);
+    let third = deployment.run(&[]);
+    assert_exit(&third, 0);
+    assert_eq!(deployment.reloads(), 2);
+    assert_eq!(deployment.servers(), sorted(web[1..].to_vec()));
+    assert!(
+        stdout(&third).contains(&format!("remove server web/{}", web[0])),
+        "{}",
+        describe(&third)
+    );
+    let backup = std::fs::read_to_string(deployment.path("haproxy/haproxy.cfg.bak")).unwrap();
+    assert!(backup.contains(&web[0]));
+}
+
+#[test]
+fn discovery_filters_by_group_id_image_and_tags() {
+    let moto = Moto::start();
+    let group_id = moto.security_group("web");
+    let tagged = moto.launch("web", 2, &[("role", "web"), ("env", "prod")]);
+    moto.launch("web", 1, &[("role", "web"), ("env", "staging")]);
+    let mut deployment = Deployment::new(&moto.url);
+    deployment.pool_toml = format!(
+        "[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"{group_id}\"\nimage_id = \"ami-12345678\"\ntags = {{ role = \"web\", env = \"prod\" }}\n"
+    );
+    let output = deployment.run(&[]);
+    assert_exit(&output, 0);
+    assert_eq!(deployment.servers(), sorted(tagged));
+}
+
+#[test]
+fn plan_prints_actions_and_diff_and_changes_nothing() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 2, &[]);
+    let deployment = Deployment::new(&moto.url);
+    assert_exit(&deployment.run(&[]), 0);
+    let added = moto.launch("web", 1, &[]);
+    deployment.write();
+
+    let files = deployment.snapshot();
+    let instances = moto.all_instances();
+    let plan = deployment.command().args(["--plan"]).output().unwrap();
+    assert_exit(&plan, 0);
+    let text = stdout(&plan);
+    assert!(
+        text.contains(&format!("add server web/{} at 10.", added[0])),
+        "{text}"
+    );
+    assert!(text.contains("reload haproxy"), "{text}");
+    assert!(
+        text.contains(&format!("+    server {} 10.", added[0])),
+        "{text}"
+    );
+    assert!(text.contains("--- "), "{text}");
+
+    let detailed = deployment
+        .command()
+        .args(["--plan", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_exit(&detailed, 4);
+    let json = deployment
+        .command()
+        .args(["--plan", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_exit(&json, 0);
+    let document: serde_json::Value =
+        serde_json::from_slice(&json.stdout).expect("one JSON document");
+    assert_eq!(document["mode"], "plan");
+    assert_eq!(document["changes"], true);
+    assert_eq!(document["plan"]["config"]["changed"], true);
+
+    assert_eq!(deployment.snapshot(), files, "--plan wrote a file");
+    assert_eq!(moto.all_instances(), instances, "--plan changed the cloud");
+    assert_eq!(deployment.reloads(), 1);
+
+    // Once applied, the plan is empty and --detailed-exitcode says so.
+    assert_exit(&deployment.run(&[]), 0);
+    let settled = deployment
+        .command()
+        .args(["--plan", "--detailed-exitcode"])
+        .output()
+        .unwrap();
+    assert_exit(&settled, 0);
+    assert!(
+        stdout(&settled).contains("No changes"),
+        "{}",
+        describe(&settled)
+    );
+}
+
+#[test]
+fn a_second_run_while_the_lock_is_held_exits_75_and_touches_nothing() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 1, &[]);
+    let deployment = Deployment::new(&moto.url);
+    deployment.write();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(deployment.path("state/state.json.lock"))
+        .unwrap();
+    lock.lock_exclusive().unwrap();
+    let files = deployment.snapshot();
+    let output = deployment.command().output().unwrap();
+    assert_exit(&output, 75);
+    assert!(
+        stderr(&output).contains("another run holds the lock"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(deployment.snapshot(), files);
+    assert_eq!(deployment.reloads(), 0);
+    drop(lock);
+    assert_exit(&deployment.command().output().unwrap(), 0);
+}
+
+#[test]
+fn corrupt_state_exits_1_and_stays_byte_identical() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 1, &[]);
+    let deployment = Deployment::new(&moto.url);
+    let garbage = b"{\"version\": 1, \"pools\": {\"web\": ";
+    std::fs::write(deployment.state_path(), garbage).unwrap();
+    let output = deployment.run(&[]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("is corrupt"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(std::fs::read(deployment.state_path()).unwrap(), garbage);
+    assert!(!deployment.haproxy_cfg().exists());
+
+    std::fs::write(deployment.state_path(), b"{\"version\": 9}").unwrap();
+    let newer = deployment.run(&[]);
+    assert_exit(&newer, 1);
+    assert!(
+        stderr(&newer).contains("upgrade haproxy-autoscaler"),
+        "{}",
+        describe(&newer)
+    );
+    assert_eq!(
+        std::fs::read(deployment.state_path()).unwrap(),
+        b"{\"version\": 9}"
+    );
+}
+
+#[test]
+fn discovery_that_matches_nothing_refuses_to_empty_the_backend() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 2, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    assert_exit(&deployment.run(&[]), 0);
+    let installed = std::fs::read(deployment.haproxy_cfg()).unwrap();
+
+    deployment.pool_toml = deployment
+        .pool_toml
+        .replace("security_group = \"web\"", "tags = { role = \"typo\" }");
+    let refused = deployment.run(&[]);
+    assert_exit(&refused, 1);
+    assert!(
+        stderr(&refused).contains("refusing to empty backend `web`"),
+        "{}",
+        describe(&refused)
+    );
+    assert_eq!(std::fs::read(deployment.haproxy_cfg()).unwrap(), installed);
+    assert_eq!(deployment.reloads(), 1);
+
+    deployment.pool_toml = deployment
+        .pool_toml
+        .replace("port = 8080", "port = 8080\nallow_empty = true");
+    let allowed = deployment.run(&[]);
+    assert_exit(&allowed, 0);
+    assert!(deployment.servers().is_empty());
+}
+
+#[test]
+fn config_less_mode_discovers_one_pool() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    let ids = moto.launch("web", 2, &[]);
+    let deployment = Deployment::new(&moto.url);
+    deployment.write();
+    let reloads = deployment.path("reloads");
+    let output = deployment
+        .command()
+        .env_remove("HAPROXY_AUTOSCALER_CONFIG")
+        .args([
+            "--security-group",
+            "web",
+            "--port",
+            "80",
+            "--region",
+            "us-east-1",
+        ])
+        .args(["--endpoint-url", &moto.url])
+        .arg("--template")
+        .arg(deployment.path("etc/haproxy.cfg.hbs"))
+        .arg("--haproxy-config")
+        .arg(deployment.haproxy_cfg())
+        .arg("--state")
+        .arg(deployment.state_path())
+        .args(["--check-command", "test -s {config}"])
+        .arg("--reload-command")
+        .arg(format!("sh -c 'echo reload >> {}'", reloads.display()))
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert_eq!(deployment.servers(), sorted(ids));
+    assert_eq!(deployment.reloads(), 1);
+    let config = std::fs::read_to_string(deployment.haproxy_cfg()).unwrap();
+    assert!(config.contains(":80\n"), "{config}");
+}
+
+#[test]
+fn hostile_tag_values_never_reach_haproxy_cfg() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 1, &[("Name", "web\n    server evil 127.0.0.9:80")]);
+    let mut deployment = Deployment::new(&moto.url);
+    deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}} # {{tags.Name}}\n{{/each}}{{/each}}".to_owned();
+    let output = deployment.run(&[]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("tags.Name"),
+        "{}",
+        describe(&output)
+    );
+    assert!(!deployment.haproxy_cfg().exists());
+}
+
+#[test]
+fn cloud_errors_change_nothing() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 1, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    assert_exit(&deployment.run(&[]), 0);
+    let files = deployment.snapshot();
+    // Nothing listens on this port: the listing fails, and nothing may change.
+    deployment.endpoint_url = format!("http://127.0.0.1:{}", super::util::free_port());
+    let output = deployment.run(&[]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("cannot list the instances of pool `web`"),
+        "{}",
+        describe(&output)
+    );
+    let mut after = deployment.snapshot();
+    // Only config.toml (rewritten by this test) may differ.
+    after.remove(&deployment.config_path());
+    let mut expected = files;
+    expected.remove(&deployment.config_path());
+    assert_eq!(after, expected);
+}
+
+#[test]
+fn a_template_variable_that_does_not_exist_exits_2() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 1, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}} server {{name}} {{adress}}\n{{/each}}{{/each}}".to_owned();
+    let output = deployment.run(&[]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("adress"), "{}", describe(&output));
+    assert!(!deployment.haproxy_cfg().exists() && !deployment.state_path().exists());
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the real binary against moto (in server mode) and Debian's HAProxy.
+
+mod cli;
+mod discovery;
+mod haproxy_real;
+mod moto;
+mod util;

@@ -1,0 +1,196 @@
+//! The test harness: a scratch folder with a config, a template and a reload counter, and the
+//! real binary run against it.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// True when the tests run in CI, where a missing dependency is a failure, never a skip.
+pub fn in_ci() -> bool {
+    std::env::var_os("CI").is_some()
+}
+
+/// Finds a helper program: an override variable, the project's venv, then `PATH`.
+pub fn find_program(name: &str, override_var: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(override_var) {
+        return PathBuf::from(path);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv/bin")
+        .join(name);
+    if venv.exists() {
+        return venv;
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let candidate = dir.join(name);
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is needed by this test and was not found (CI={}); run `scripts/test.sh`, which installs it",
+        in_ci()
+    );
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind a loopback port")
+}
+
+/// A template that lists each pool's servers, one per line.
+pub const SIMPLE_TEMPLATE: &str = "\
+# test template
+{{#each pools}}
+backend {{backend}}
+{{#each servers}}
+    server {{name}} {{address}}:{{port}}
+{{/each}}
+{{/each}}
+";
+
+/// A scratch deployment: config, template, state and haproxy folders under one tempdir.
+pub struct Deployment {
+    pub dir: tempfile::TempDir,
+    pub endpoint_url: String,
+    pub pool_toml: String,
+    pub haproxy_toml: String,
+    pub template: String,
+}
+
+impl Deployment {
+    pub fn new(endpoint_url: &str) -> Deployment {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["etc", "state", "haproxy"] {
+            std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
+        }
+        let reloads = dir.path().join("reloads");
+        Deployment {
+            endpoint_url: endpoint_url.to_owned(),
+            pool_toml:
+                "[[pool]]\nname = \"web\"\nport = 8080\n[pool.discover]\nsecurity_group = \"web\"\n"
+                    .to_owned(),
+            haproxy_toml: format!(
+                "check_command = [\"sh\", \"-c\", \"test -s \\\"$0\\\"\", \"{{config}}\"]\nreload_command = [\"sh\", \"-c\", \"echo reload >> {}\"]\n",
+                reloads.display()
+            ),
+            template: SIMPLE_TEMPLATE.to_owned(),
+            dir,
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path("etc/config.toml")
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.path("state/state.json")
+    }
+
+    pub fn haproxy_cfg(&self) -> PathBuf {
+        self.path("haproxy/haproxy.cfg")
+    }
+
+    /// Writes config.toml and the template from the current settings.
+    pub fn write(&self) {
+        let config = format!(
+            "[state]\npath = \"{}\"\n\n[haproxy]\nconfig = \"{}\"\ntemplate = \"{}\"\n{}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n{}",
+            self.state_path().display(),
+            self.haproxy_cfg().display(),
+            self.path("etc/haproxy.cfg.hbs").display(),
+            self.haproxy_toml,
+            self.endpoint_url,
+            self.pool_toml,
+        );
+        std::fs::write(self.config_path(), config).expect("write config");
+        std::fs::write(self.path("etc/haproxy.cfg.hbs"), &self.template).expect("write template");
+    }
+
+    /// The binary with a clean AWS environment pointing at the test cloud.
+    pub fn command(&self) -> Command {
+        let mut command = Command::cargo_bin("haproxy-autoscaler").expect("binary");
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("HOME", self.dir.path())
+            .env("HAPROXY_AUTOSCALER_CONFIG", self.config_path());
+        command
+    }
+
+    /// Writes the config and runs the binary with `args`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.write();
+        self.command().args(args).output().expect("run binary")
+    }
+
+    /// How many times the reload command ran.
+    pub fn reloads(&self) -> usize {
+        std::fs::read_to_string(self.path("reloads"))
+            .map(|text| text.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// The server names in the installed haproxy.cfg.
+    pub fn servers(&self) -> Vec<String> {
+        std::fs::read_to_string(self.haproxy_cfg())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("server "))
+            .map(|rest| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    /// Every file under the folders a run may write, with its bytes.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        for sub in ["etc", "state", "haproxy"] {
+            for entry in std::fs::read_dir(self.path(sub)).expect("read_dir") {
+                let path = entry.expect("entry").path();
+                files.insert(path.clone(), std::fs::read(&path).expect("read"));
+            }
+        }
+        files
+    }
+}
+
+/// stdout and stderr of a run, for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing the output otherwise.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "{}", describe(output));
+}
