@@ -133,3 +133,101 @@ fn print(cli: &Cli, report: &Report) {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::fake::FakeCloud;
+    use crate::cloud::{CloudErrorKind, Instance, InstanceState};
+    use std::path::Path;
+
+    fn setup(dir: &Path) -> (Config, Renderer) {
+        let text = format!(
+            "[state]\npath = \"{0}/state.json\"\n[haproxy]\nconfig = \"{0}/haproxy.cfg\"\ncheck_command = [\"test\", \"-s\", \"{{config}}\"]\nreload_command = [\"true\"]\n\
+[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n\
+[[pool]]\nname = \"api\"\nport = 81\n[pool.discover]\nsecurity_group = \"api\"\n",
+            dir.display()
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let renderer = Renderer::compile(
+            "{{#each pools}}backend {{backend}}\n{{#each servers}} server {{name}} {{address}}:{{port}}\n{{/each}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        (config, renderer)
+    }
+
+    fn instance(id: &str) -> Instance {
+        Instance {
+            id: id.to_owned(),
+            state: InstanceState::Running,
+            private_ip: Some("10.0.0.1".to_owned()),
+            public_ip: None,
+            launch_time: None,
+            zone: None,
+            image_id: None,
+            tags: Default::default(),
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let path = entry.unwrap().path();
+                (
+                    path.display().to_string(),
+                    std::fs::read(&path).unwrap_or_default(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[tokio::test]
+    async fn a_failing_pool_listing_changes_nothing_for_any_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, renderer) = setup(dir.path());
+        let cloud = FakeCloud::default();
+        cloud.set("web", vec![instance("i-1")]);
+        cloud.set("api", vec![instance("i-2")]);
+        reconcile(&config, &renderer, &cloud, false).await.unwrap();
+        let before = files(dir.path());
+
+        cloud.set("web", vec![instance("i-1"), instance("i-3")]);
+        for kind in [
+            CloudErrorKind::Throttled,
+            CloudErrorKind::Transient,
+            CloudErrorKind::Rejected,
+        ] {
+            cloud.fail("api", kind);
+            let error = reconcile(&config, &renderer, &cloud, false)
+                .await
+                .unwrap_err();
+            assert_eq!(error.exit_code(), 1);
+            assert!(
+                error
+                    .to_string()
+                    .contains(&format!("pool `api` ({kind} error)")),
+                "{error}"
+            );
+            assert_eq!(files(dir.path()), before);
+        }
+    }
+
+    #[tokio::test]
+    async fn plan_only_takes_no_lock_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, renderer) = setup(dir.path());
+        let cloud = FakeCloud::default();
+        cloud.set("web", vec![instance("i-1")]);
+        cloud.set("api", vec![instance("i-2")]);
+        let _held = StateLock::acquire(&config.state_path).unwrap();
+        let before = files(dir.path());
+        let report = reconcile(&config, &renderer, &cloud, true).await.unwrap();
+        assert!(report.changes);
+        assert_eq!(report.plan.actions.len(), 4, "{}", report.plan);
+        assert_eq!(files(dir.path()), before);
+    }
+}

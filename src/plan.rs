@@ -752,4 +752,52 @@ mod tests {
         .unwrap();
         insta::assert_snapshot!(plan.rendered);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn instances() -> impl Strategy<Value = Vec<Instance>> {
+            proptest::collection::btree_set(0u32..40, 0..12).prop_map(|ids| {
+                ids.into_iter()
+                    .map(|n| {
+                        instance(
+                            &format!("i-{n:04}"),
+                            &format!("10.0.{}.{}", n / 200, n % 200 + 1),
+                        )
+                    })
+                    .collect()
+            })
+        }
+
+        proptest! {
+            /// The rendered file depends on which instances exist, not on the order they are listed in.
+            #[test]
+            fn rendering_is_independent_of_listing_order(instances in instances(), seed in any::<u64>()) {
+                let config = config("allow_empty = true");
+                let mut shuffled = instances.clone();
+                shuffled.sort_by_key(|i| (seed ^ i.id.bytes().map(u64::from).sum::<u64>()).wrapping_mul(0x9e37_79b9));
+                let a = plan(&config, instances, None, &State::default()).unwrap();
+                let b = plan(&config, shuffled, None, &State::default()).unwrap();
+                prop_assert_eq!(a, b);
+            }
+
+            /// Applying a plan and planning again from the result finds nothing to do, and each
+            /// discovered instance is a server exactly once.
+            #[test]
+            fn a_plan_applied_converges(before in instances(), after in instances()) {
+                let config = config("allow_empty = true");
+                let first = plan(&config, before, None, &State::default()).unwrap();
+                let second = plan(&config, after.clone(), Some(&first.rendered), &first.next_state).unwrap();
+                let third = plan(&config, after.clone(), Some(&second.rendered), &second.next_state).unwrap();
+                prop_assert!(third.actions.is_empty());
+                prop_assert!(!third.has_changes(&second.next_state));
+                let names: Vec<&str> = second.pools[0].servers.iter().map(|s| s.name.as_str()).collect();
+                let mut expected: Vec<&str> = after.iter().map(|i| i.id.as_str()).collect();
+                expected.sort_unstable();
+                prop_assert_eq!(names, expected);
+                prop_assert_eq!(second.config.changed, first.rendered != second.rendered);
+            }
+        }
+    }
 }

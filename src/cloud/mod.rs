@@ -5,6 +5,7 @@
 //! list (invariant 7: no decision from missing data).
 
 pub mod ec2;
+#[cfg(test)]
 pub mod fake;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Measures the wall time of a no-op run (nothing to change) against moto with N instances,
+# median of R runs, and the cost of region / credential look-ups when IMDS does not answer.
+# Usage: scripts/bench-noop.sh [INSTANCES=100] [RUNS=5]   (builds the release binary if needed)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/sbin:/sbin"
+instances=${1:-100}
+runs=${2:-5}
+
+if [ "${BENCH_INSIDE:-}" != 1 ]; then
+    scripts/install-deps.sh
+    cargo build --release --locked --quiet
+    if unshare -n true 2>/dev/null; then
+        exec unshare -n -- env BENCH_INSIDE=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
+    fi
+    BENCH_INSIDE=1 exec "$0" "$@"
+fi
+
+bin=target/release/haproxy-autoscaler
+work=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
+pids=($!)
+trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
+for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+.venv/bin/python - "$port" "$instances" <<'PY'
+import sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="eu-west-1",
+                   aws_access_key_id="bench", aws_secret_access_key="bench")
+ec2.create_security_group(GroupName="web", Description="bench")
+left = int(sys.argv[2])
+while left:
+    n = min(left, 50)
+    ec2.run_instances(ImageId="ami-12345678", MinCount=n, MaxCount=n, SecurityGroups=["web"])
+    left -= n
+PY
+
+mkdir -p "$work/state" "$work/haproxy"
+config() {
+    cat <<TOML
+[state]
+path = "$work/state/state.json"
+[haproxy]
+config = "$work/haproxy/haproxy.cfg"
+template = "$PWD/templates/haproxy.cfg.hbs"
+check_command = ["haproxy", "-c", "-q", "-f", "{config}"]
+reload_command = ["true"]
+[aws]
+$1
+endpoint_url = "http://127.0.0.1:$port"
+[[pool]]
+name = "web"
+port = 8080
+[pool.discover]
+security_group = "web"
+TOML
+}
+config 'region = "eu-west-1"' >"$work/config.toml"
+config '' >"$work/config-no-region.toml"
+
+export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench HOME="$work"
+"$bin" --config "$work/config.toml" -q    # first run installs the config
+
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+time_runs() {  # label, then the command
+    local label=$1; shift
+    local times=()
+    for _ in $(seq "$runs"); do
+        local start; start=$(date +%s%N)
+        "$@" >/dev/null 2>&1 || true
+        times+=("$(ms "$start")")
+    done
+    printf '%-62s median %5s ms   (runs: %s)\n' "$label" "$(printf '%s\n' "${times[@]}" | median)" "${times[*]}"
+}
+
+echo "no-op run against moto, $instances instances, $runs runs each:"
+AWS_EC2_METADATA_DISABLED=true time_runs "region in config, credentials in env, IMDS disabled" \
+    "$bin" --config "$work/config.toml"
+time_runs "region in config, credentials in env, IMDS not disabled" \
+    "$bin" --config "$work/config.toml"
+
+# An IMDS that accepts connections and never answers: the worst case off EC2.
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(64)
+print(s.getsockname()[1], flush=True)
+time.sleep(3600)' >"$work/blackhole.port" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/blackhole.port" ] && break; sleep 0.1; done
+export AWS_EC2_METADATA_SERVICE_ENDPOINT="http://127.0.0.1:$(cat "$work/blackhole.port")"
+time_runs "no region anywhere, IMDS black hole (exits 2: no region)" \
+    "$bin" --config "$work/config-no-region.toml"
+AWS_REGION=eu-west-1 time_runs "AWS_REGION set, IMDS black hole" \
+    "$bin" --config "$work/config-no-region.toml"
+env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_REGION=eu-west-1 time_runs \
+    "no credentials, IMDS black hole (exits 1: no credentials)" "$bin" --config "$work/config-no-region.toml"
