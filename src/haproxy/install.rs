@@ -62,9 +62,14 @@ pub enum InstallError {
         #[source]
         source: ReloadError,
     },
-    #[error("reload failed after installing the first config `{}` (there was nothing to restore)", path.display())]
+    #[error(
+        "reload failed after installing the first config `{}`; {}",
+        path.display(),
+        if *removed { "it was removed again, so the next run retries" } else { "removing it failed too: remove it by hand" }
+    )]
     ReloadFirst {
         path: PathBuf,
+        removed: bool,
         #[source]
         source: ReloadError,
     },
@@ -96,6 +101,14 @@ pub fn read_installed(path: &Path) -> Result<Option<String>, InstallError> {
             source,
         }),
     }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Checks `rendered`, installs it over `haproxy.config` and reloads HAProxy.
@@ -144,8 +157,12 @@ pub async fn install_and_reload(
         return Ok(());
     };
     let Some(previous) = previous else {
+        // There was no config before: go back to that, so the next run installs and reloads again
+        // instead of finding its config already in place.
+        let removed = std::fs::remove_file(path).and_then(|()| sync_parent(path));
         return Err(InstallError::ReloadFirst {
             path: path.clone(),
+            removed: removed.is_ok(),
             source: reload_error,
         });
     };
@@ -205,4 +222,140 @@ pub async fn reload(haproxy: &HaproxyConfig) -> Result<(), ReloadError> {
         master.confirm(before, haproxy.command_timeout).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Reload;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::time::Duration;
+
+    fn haproxy(dir: &Path, reload: &str) -> HaproxyConfig {
+        let count = dir.join("reloads");
+        HaproxyConfig {
+            config: dir.join("haproxy.cfg"),
+            template: dir.join("t.hbs"),
+            stats: None,
+            check_command: [
+                "sh",
+                "-c",
+                "grep -q valid \"$0\" || { echo \"$0: not valid\"; exit 1; }",
+                "{config}",
+            ]
+            .map(String::from)
+            .to_vec(),
+            reload: Reload {
+                command: Some(vec![
+                    "sh".into(),
+                    "-c".into(),
+                    format!("echo x >> {}; {reload}", count.display()),
+                ]),
+                master_socket: None,
+            },
+            command_timeout: Duration::from_millis(500),
+        }
+    }
+
+    fn reloads(dir: &Path) -> usize {
+        std::fs::read_to_string(dir.join("reloads"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn success_keeps_a_backup_and_the_installed_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = haproxy(dir.path(), "true");
+        std::fs::write(&h.config, "old valid\n").unwrap();
+        std::fs::set_permissions(&h.config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        install_and_reload(&h, "new valid\n").await.unwrap();
+        assert_eq!(std::fs::read_to_string(&h.config).unwrap(), "new valid\n");
+        assert_eq!(
+            std::fs::read_to_string(backup_path(&h.config)).unwrap(),
+            "old valid\n"
+        );
+        assert_eq!(std::fs::metadata(&h.config).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(reloads(dir.path()), 1);
+        assert_eq!(
+            entries(dir.path()),
+            ["haproxy.cfg", "haproxy.cfg.bak", "reloads"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rejected_candidate_leaves_everything_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = haproxy(dir.path(), "true");
+        std::fs::write(&h.config, "old valid\n").unwrap();
+        let error = install_and_reload(&h, "broken\n").await.unwrap_err();
+        assert!(matches!(error, InstallError::Check { .. }), "{error}");
+        let chain = format!("{error}: {}", std::error::Error::source(&error).unwrap());
+        assert!(
+            chain.contains("not valid"),
+            "the checker's message is shown: {chain}"
+        );
+        assert_eq!(std::fs::read_to_string(&h.config).unwrap(), "old valid\n");
+        assert_eq!(entries(dir.path()), ["haproxy.cfg"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_or_hanging_reload_restores_the_previous_config_and_reloads_again() {
+        for reload in [
+            "test -e {}.marker || { touch {}.marker; exit 1; }",
+            "test -e {}.marker || { touch {}.marker; sleep 5; }",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let marker = dir.path().join("first").display().to_string();
+            let h = haproxy(dir.path(), &reload.replace("{}", &marker));
+            std::fs::write(&h.config, "old valid\n").unwrap();
+            let error = install_and_reload(&h, "new valid\n").await.unwrap_err();
+            assert!(
+                matches!(error, InstallError::ReloadRestored { .. }),
+                "{reload}: {error}"
+            );
+            assert_eq!(std::fs::read_to_string(&h.config).unwrap(), "old valid\n");
+            assert_eq!(
+                reloads(dir.path()),
+                2,
+                "reloaded again with the restored file"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_first_reload_removes_the_new_config_so_the_next_run_retries() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = haproxy(dir.path(), "exit 1");
+        let error = install_and_reload(&h, "new valid\n").await.unwrap_err();
+        assert!(
+            matches!(error, InstallError::ReloadFirst { removed: true, .. }),
+            "{error}"
+        );
+        assert!(!h.config.exists());
+        assert_eq!(reloads(dir.path()), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restore_that_cannot_reload_says_haproxy_needs_attention() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = haproxy(dir.path(), "exit 1");
+        std::fs::write(&h.config, "old valid\n").unwrap();
+        let error = install_and_reload(&h, "new valid\n").await.unwrap_err();
+        assert!(
+            matches!(error, InstallError::ReloadRestoreFailed { .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("needs attention"));
+        assert_eq!(std::fs::read_to_string(&h.config).unwrap(), "old valid\n");
+    }
 }
