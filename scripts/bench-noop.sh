@@ -4,27 +4,22 @@
 # Usage: scripts/bench-noop.sh [INSTANCES=100] [RUNS=5]   (builds the release binary if needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin:/sbin"
+source scripts/lib.sh
 instances=${1:-100}
 runs=${2:-5}
 
-if [ "${BENCH_INSIDE:-}" != 1 ]; then
+if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
     scripts/install-deps.sh
     cargo build --release --locked --quiet
-    if unshare -n true 2>/dev/null; then
-        exec unshare -n -- env BENCH_INSIDE=1 bash -c 'ip link set lo up && exec "$0" "$@"' "$0" "$@"
-    fi
-    BENCH_INSIDE=1 exec "$0" "$@"
 fi
+enter_private_network "$0" "$@"
 
 bin=target/release/haproxy-autoscaler
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-pids=($!)
+start_moto "$work"
+pids=("$moto_pid")
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+port=$moto_port
 
 .venv/bin/python - "$port" "$instances" <<'PY'
 import sys, boto3
@@ -39,27 +34,8 @@ while left:
 PY
 
 mkdir -p "$work/state" "$work/haproxy"
-config() {
-    cat <<TOML
-[state]
-path = "$work/state/state.json"
-[haproxy]
-config = "$work/haproxy/haproxy.cfg"
-template = "$PWD/templates/haproxy.cfg.hbs"
-check_command = ["haproxy", "-c", "-q", "-f", "{config}"]
-reload_command = ["true"]
-[aws]
-$1
-endpoint_url = "http://127.0.0.1:$port"
-[[pool]]
-name = "web"
-port = 8080
-[pool.discover]
-security_group = "web"
-TOML
-}
-config 'region = "eu-west-1"' >"$work/config.toml"
-config '' >"$work/config-no-region.toml"
+moto_config "$work" 'region = "eu-west-1"' >"$work/config.toml"
+moto_config "$work" '' >"$work/config-no-region.toml"
 
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench HOME="$work"
 "$bin" --config "$work/config.toml" -q    # first run installs the config

@@ -6,27 +6,19 @@
 # backends and nothing may connect to them. Runs inside a private network namespace when it can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PATH="$PATH:/usr/sbin:/sbin"
+source scripts/lib.sh
 
-if [ "${1:-}" != "--inside" ]; then
+if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
     scripts/install-deps.sh
     cargo build --locked --quiet
-    if unshare -n true 2>/dev/null; then
-        exec unshare -n -- bash -c 'ip link set lo up && exec scripts/demo.sh --inside'
-    fi
-    exec scripts/demo.sh --inside
 fi
+enter_private_network "$0" "$@"
 
 bin=target/debug/haproxy-autoscaler
 work=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-.venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$work/moto.log" 2>&1 &
-moto_pid=$!
+start_moto "$work"
 trap 'kill $moto_pid 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-done
+port=$moto_port
 
 ec2() {
     .venv/bin/python - "$port" "$@" <<'PY'
@@ -45,29 +37,7 @@ PY
 }
 
 mkdir -p "$work/etc" "$work/state" "$work/haproxy"
-cp templates/haproxy.cfg.hbs "$work/etc/haproxy.cfg.hbs"
-cat >"$work/etc/config.toml" <<TOML
-[state]
-path = "$work/state/state.json"
-
-[haproxy]
-config = "$work/haproxy/haproxy.cfg"
-template = "$work/etc/haproxy.cfg.hbs"
-stats_socket = "$work/haproxy/admin.sock"
-check_command = ["haproxy", "-c", "-q", "-f", "{config}"]
-reload_command = ["true"]          # the demo has no live HAProxy: moto's addresses are not real
-
-[aws]
-region = "eu-west-1"
-endpoint_url = "http://127.0.0.1:$port"
-
-[[pool]]
-name = "web"
-port = 8080
-[pool.discover]
-security_group = "web"
-tags = { role = "web" }
-TOML
+moto_config "$work" 'region = "eu-west-1"' 'tags = { role = "web" }' >"$work/etc/config.toml"
 
 export AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_EC2_METADATA_DISABLED=true
 export HAPROXY_AUTOSCALER_CONFIG="$work/etc/config.toml"

@@ -1,0 +1,59 @@
+# Shared by demo.sh and bench-noop.sh; source it from the repository root.
+
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# Re-executes the calling script inside a private network namespace where only loopback exists
+# (when this machine allows it), so nothing can reach moto's made-up 10.x addresses.
+# Usage: enter_private_network "$0" "$@"   (returns when already inside)
+enter_private_network() {
+    [ "${HAPROXY_AUTOSCALER_NETNS:-}" = 1 ] && return 0
+    export HAPROXY_AUTOSCALER_NETNS=1
+    if unshare -n true 2>/dev/null; then
+        exec unshare -n -- bash -c 'ip link set lo up && exec "$0" "$@"' "$@"
+    fi
+    echo "warning: unshare -n is not available (not root?); running without network isolation" >&2
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts moto on a free loopback port; sets moto_port and moto_pid. $1: a folder for its log.
+start_moto() {
+    moto_port=$(free_port)
+    .venv/bin/moto_server -H 127.0.0.1 -p "$moto_port" >"$1/moto.log" 2>&1 &
+    moto_pid=$!
+    for _ in $(seq 300); do
+        (echo >"/dev/tcp/127.0.0.1/$moto_port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "error: moto did not start; see $1/moto.log" >&2
+    return 1
+}
+
+# Prints a one-pool config for a deployment under folder $1, against moto.
+# $2: extra [aws] lines; $3: extra [pool.discover] lines.
+moto_config() {
+    cat <<TOML
+[state]
+path = "$1/state/state.json"
+
+[haproxy]
+config = "$1/haproxy/haproxy.cfg"
+template = "$PWD/templates/haproxy.cfg.hbs"
+stats_socket = "$1/haproxy/admin.sock"
+check_command = ["haproxy", "-c", "-q", "-f", "{config}"]
+reload_command = ["true"]   # no live HAProxy here: moto's addresses are not real backends
+
+[aws]
+endpoint_url = "http://127.0.0.1:$moto_port"
+$2
+
+[[pool]]
+name = "web"
+port = 8080
+[pool.discover]
+security_group = "web"
+$3
+TOML
+}
