@@ -14,7 +14,7 @@ if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
 fi
 enter_private_network "$0" "$@"
 
-bin=target/release/haproxy-autoscaler
+bin=${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler
 work=$(mktemp -d)
 start_moto "$work"
 pids=("$moto_pid")
@@ -72,5 +72,8 @@ time_runs "no region anywhere, IMDS black hole (exits 2: no region)" \
     "$bin" --config "$work/config-no-region.toml"
 AWS_REGION=eu-west-1 time_runs "AWS_REGION set, IMDS black hole" \
     "$bin" --config "$work/config-no-region.toml"
-env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_REGION=eu-west-1 time_runs \
-    "no credentials, IMDS black hole (exits 1: no credentials)" "$bin" --config "$work/config-no-region.toml"
+(
+    unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
+    AWS_REGION=eu-west-1 time_runs "no credentials, IMDS black hole (exits 1: no credentials)" \
+        "$bin" --config "$work/config-no-region.toml"
+)

@@ -47,13 +47,13 @@ reload_command = ["true"]   # no live HAProxy here: moto's addresses are not rea
 
 [aws]
 endpoint_url = "http://127.0.0.1:$moto_port"
-$2
+${2:-}
 
 [[pool]]
 name = "web"
 port = 8080
 [pool.discover]
 security_group = "web"
-$3
+${3:-}
 TOML
 }

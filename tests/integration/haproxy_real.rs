@@ -195,3 +195,28 @@ fn reloads_through_the_master_socket_and_restores_the_backup_when_the_reload_fai
     );
     drop(busy);
 }
+
+#[test]
+fn the_shipped_template_passes_haproxy_check() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 2, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    deployment.template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/templates/haproxy.cfg.hbs"
+    ))
+    .unwrap();
+    deployment.haproxy_toml = format!(
+        "stats_socket = \"{}\"\ncheck_command = [\"{}\", \"-c\", \"-f\", \"{{config}}\"]\nreload_command = [\"true\"]\n",
+        deployment.path("haproxy/admin.sock").display(),
+        haproxy().display()
+    );
+    let output = deployment.run(&[]);
+    assert_exit(&output, 0);
+    assert_eq!(deployment.servers().len(), 2, "{}", describe(&output));
+    let config = std::fs::read_to_string(deployment.haproxy_cfg()).unwrap();
+    assert!(
+        config.contains("option idle-close-on-response") && config.contains("expose-fd listeners")
+    );
+}
