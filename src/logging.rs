@@ -6,7 +6,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init(quiet: bool, verbose: u8) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn",
+        // The AWS SDK warns about look-ups it then recovers from (for example IMDS outside EC2);
+        // the run reports what matters itself, so the SDK's own warnings wait for `-v`.
+        (false, 0) => "error,haproxy_autoscaler=warn",
         (false, 1) => "warn,haproxy_autoscaler=info",
         (false, _) => "info,haproxy_autoscaler=debug",
     };

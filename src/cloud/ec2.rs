@@ -166,7 +166,16 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
+    let mut message = DisplayErrorContext(&error).to_string();
     let kind = match &error {
+        // Missing credentials surface as a dispatch failure, but no retry will fix them.
+        SdkError::DispatchFailure(_) if message.contains("no credentials found") => {
+            message.insert_str(
+                0,
+                "no AWS credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile in ~/.aws, or an instance role; ",
+            );
+            CloudErrorKind::Rejected
+        }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             CloudErrorKind::Transient
         }
@@ -176,7 +185,7 @@ where
     CloudError {
         pool: pool.to_owned(),
         kind,
-        message: DisplayErrorContext(&error).to_string(),
+        message,
     }
 }
 

@@ -322,3 +322,49 @@ fn a_template_variable_that_does_not_exist_exits_2() {
     assert!(stderr(&output).contains("adress"), "{}", describe(&output));
     assert!(!deployment.haproxy_cfg().exists() && !deployment.state_path().exists());
 }
+
+#[test]
+fn missing_credentials_and_region_are_clear_errors() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    let deployment = Deployment::new(&moto.url);
+    deployment.write();
+    let no_credentials = deployment
+        .command()
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .output()
+        .unwrap();
+    assert_exit(&no_credentials, 1);
+    assert!(
+        stderr(&no_credentials).contains("no AWS credentials"),
+        "{}",
+        describe(&no_credentials)
+    );
+    assert!(
+        stderr(&no_credentials).contains("(rejected error)"),
+        "{}",
+        describe(&no_credentials)
+    );
+
+    std::fs::write(
+        deployment.config_path(),
+        std::fs::read_to_string(deployment.config_path())
+            .unwrap()
+            .replace("region = \"us-east-1\"\n", ""),
+    )
+    .unwrap();
+    let no_region = deployment.command().output().unwrap();
+    assert_exit(&no_region, 2);
+    assert!(
+        stderr(&no_region).contains("no AWS region configured"),
+        "{}",
+        describe(&no_region)
+    );
+    assert!(
+        !stderr(&no_region).contains("WARN"),
+        "SDK warnings stay quiet without -v: {}",
+        describe(&no_region)
+    );
+    assert!(!deployment.haproxy_cfg().exists());
+}
