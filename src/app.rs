@@ -49,6 +49,15 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
+    if let Some(pool) = config.pools.iter().find(|pool| pool.scaling.is_some()) {
+        // The scaling engine is being built behind this guard: its config is validated, but a
+        // run must not accept a scaling section it would silently ignore.
+        return Err(Error::Config(crate::config::ConfigError::Invalid {
+            origin: config.source.clone(),
+            key: format!("pool `{}`: scaling", pool.name),
+            message: "is validated but not yet carried out by this version; remove it".to_owned(),
+        }));
+    }
     let renderer = Renderer::load(&config.haproxy.template).map_err(Error::Template)?;
     let started = Instant::now();
     let provider = Ec2::connect(&config.aws).await?;

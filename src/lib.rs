@@ -12,4 +12,5 @@ pub mod fs_atomic;
 pub mod haproxy;
 pub mod logging;
 pub mod plan;
+pub mod policy;
 pub mod state;

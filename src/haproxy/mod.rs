@@ -5,3 +5,4 @@ pub mod install;
 pub mod installed;
 pub mod master;
 pub mod render;
+pub mod stats;

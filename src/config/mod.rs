@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod scaling;
+
+pub use scaling::{Bound, Launch, Metric, Policy, Scaling};
+
 use crate::cli::{Cli, DEFAULT_CONFIG_PATH, DiscoveryArgs};
 use crate::haproxy::render::is_haproxy_token;
 
@@ -112,6 +116,24 @@ pub struct PoolConfig {
     pub address: AddressSource,
     pub allow_empty: bool,
     pub discover: Discover,
+    /// `[pool.scaling]`; `None` for a discovery-only pool.
+    pub scaling: Option<Scaling>,
+    /// `[pool.launch]`; required with `scaling`.
+    pub launch: Option<Launch>,
+    /// How a booting server is proven ready before it takes traffic.
+    pub ready_check: ReadyCheck,
+}
+
+/// The readiness probe the run makes (from the load balancer) before a new server takes traffic.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyCheck {
+    /// A TCP connection to the server's address must succeed.
+    Tcp,
+    /// `GET PATH` must answer 2xx or 3xx.
+    Http(String),
+    /// Ready as soon as it runs and `warmup_s` has passed.
+    None,
 }
 
 /// Which address of an instance HAProxy connects to.
@@ -182,8 +204,9 @@ struct RawPool {
     provider: Option<String>,
     allow_empty: Option<bool>,
     discover: Option<RawDiscover>,
-    launch: Option<toml::Value>,
-    scaling: Option<toml::Value>,
+    ready_check: Option<String>,
+    launch: Option<scaling::RawLaunch>,
+    scaling: Option<scaling::RawScaling>,
     exec: Option<toml::Value>,
     #[serde(rename = "static")]
     static_hosts: Option<toml::Value>,
@@ -293,6 +316,7 @@ impl Config {
                     image_id: args.image_id.clone(),
                     tags,
                 }),
+                ready_check: None,
                 launch: None,
                 scaling: None,
                 exec: None,
@@ -380,10 +404,7 @@ impl Validator {
     }
 
     fn not_yet(&self, key: &str) -> ConfigError {
-        self.invalid(
-            key,
-            "is not supported by this version yet (discovery only); remove it",
-        )
+        self.invalid(key, "is not supported by this version yet; remove it")
     }
 
     fn haproxy(&self, raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
@@ -573,17 +594,41 @@ impl Validator {
                 ));
             }
         }
-        for (key, value) in [
-            ("launch", &raw.launch),
-            ("scaling", &raw.scaling),
-            ("exec", &raw.exec),
-            ("static", &raw.static_hosts),
-        ] {
+        for (key, value) in [("exec", &raw.exec), ("static", &raw.static_hosts)] {
             if value.is_some() {
                 return Err(self.not_yet(&at(key)));
             }
         }
         let discover = self.discover(index, raw.discover.unwrap_or_default())?;
+        let scaling = raw
+            .scaling
+            .map(|scaling| self.scaling(index, scaling))
+            .transpose()?;
+        let launch = raw
+            .launch
+            .map(|launch| self.launch(index, launch))
+            .transpose()?;
+        if scaling.is_some() && launch.is_none() {
+            return Err(self.invalid(
+                at("launch"),
+                "`[pool.scaling]` needs `[pool.launch]` to know how to launch instances",
+            ));
+        }
+        let ready_check = match raw.ready_check.as_deref() {
+            None | Some("tcp") => ReadyCheck::Tcp,
+            Some("none") => ReadyCheck::None,
+            Some(other) => match other.strip_prefix("http:") {
+                Some(path) if path.starts_with('/') && is_haproxy_token(path) => {
+                    ReadyCheck::Http(path.to_owned())
+                }
+                _ => {
+                    return Err(self.invalid(
+                        at("ready_check"),
+                        format!("`{other}`: expected `tcp`, `none` or `http:/PATH`"),
+                    ));
+                }
+            },
+        };
         Ok(PoolConfig {
             name: raw.name,
             backend,
@@ -591,6 +636,9 @@ impl Validator {
             address,
             allow_empty: raw.allow_empty.unwrap_or(false),
             discover,
+            scaling,
+            launch,
+            ready_check,
         })
     }
 
@@ -782,8 +830,12 @@ security_group = "web"
                 &["`notify`", "not supported"],
             ),
             (
-                pool("[pool.scaling]\nmin = 1"),
-                &["pool[0].scaling", "not supported"],
+                pool("[pool.scaling]\nmax = 3\nscale_up_above = 2\nscale_down_below = 1"),
+                &["pool[0].launch", "needs `[pool.launch]`"],
+            ),
+            (
+                pool("ready_check = \"http:health\""),
+                &["pool[0].ready_check", "http:/PATH"],
             ),
         ];
         for (text, expected) in cases {

@@ -1,0 +1,611 @@
+//! `[pool.scaling]` and `[pool.launch]`: raw TOML shapes and their validation.
+//!
+//! Every key that the chosen policy does not use is refused, so that a `target = 15` left under
+//! `policy = "threshold"` is caught instead of silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Validator};
+
+/// The load measure a policy looks at, per in-service server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// New sessions per second (from the `stot` counter).
+    SessionRate,
+    /// HTTP requests per second (from the `req_tot` counter).
+    RequestRate,
+    /// Current sessions (`scur`).
+    CurrentSessions,
+    /// Requests queued in the backend (`qcur`), per in-service server.
+    Queue,
+    /// Average response time (`rtime`), in ms.
+    ResponseTimeMs,
+}
+
+impl Metric {
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::SessionRate => "session_rate",
+            Metric::RequestRate => "request_rate",
+            Metric::CurrentSessions => "current_sessions",
+            Metric::Queue => "queue",
+            Metric::ResponseTimeMs => "response_time_ms",
+        }
+    }
+}
+
+/// How the desired number of servers is decided.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum Policy {
+    /// loadscale-perl: when `instance_ratio` of the servers are above `up` → +step_up; below
+    /// `down` → −step_down.
+    Threshold { up: f64, down: f64, ratio: f64 },
+    /// autoscalebot: the pool average above `up` for `up_after` runs in a row → up; below `down`
+    /// for `down_after` runs → down.
+    Consecutive {
+        up: f64,
+        down: f64,
+        up_after: u32,
+        down_after: u32,
+    },
+    /// The mean of the last `average_of` pool averages above `up` → up; below `down` → down.
+    Average { up: f64, down: f64, average_of: u32 },
+    /// Kubernetes HPA: desired = ceil(in_service × metric / target), nothing within ±tolerance,
+    /// scale-down to the highest recommendation of the last `window_s` seconds.
+    Target {
+        target: f64,
+        tolerance: f64,
+        window_s: u64,
+    },
+}
+
+/// A bound (`min` or `max`): a number, or a time-of-day schedule.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum Bound {
+    Fixed(u32),
+    /// (minute of the day, value), sorted by minute; the value holds from that minute on, and
+    /// the last entry wraps around midnight.
+    Schedule(Vec<(u16, u32)>),
+}
+
+impl Bound {
+    /// The bound at `minute` (0..1440) of the day.
+    pub fn at(&self, minute: u16) -> u32 {
+        match self {
+            Bound::Fixed(value) => *value,
+            Bound::Schedule(entries) => entries
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= minute)
+                .or_else(|| entries.last())
+                .map(|(_, value)| *value)
+                .expect("a schedule has at least one entry"),
+        }
+    }
+
+    fn change_points(&self) -> Vec<u16> {
+        match self {
+            Bound::Fixed(_) => vec![0],
+            Bound::Schedule(entries) => entries.iter().map(|(minute, _)| *minute).collect(),
+        }
+    }
+}
+
+/// `[pool.scaling]`, validated.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Scaling {
+    pub min: Bound,
+    pub max: Bound,
+    #[serde(skip)]
+    pub timezone: jiff::tz::TimeZone,
+    pub timezone_name: String,
+    pub metric: Metric,
+    pub policy: Policy,
+    pub step_up: u32,
+    pub step_down: u32,
+    pub cooldown_s: u64,
+    pub drain_s: u64,
+    pub warmup_s: u64,
+}
+
+/// `[pool.launch]` for EC2, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub launch_template: Option<String>,
+    pub image_id: Option<String>,
+    pub instance_type: Option<String>,
+    pub security_group_ids: Vec<String>,
+    pub subnet_ids: Vec<String>,
+    pub key_name: Option<String>,
+    pub user_data_file: Option<PathBuf>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawBound {
+    Fixed(i64),
+    Schedule(BTreeMap<String, i64>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScaling {
+    min: Option<RawBound>,
+    max: Option<RawBound>,
+    timezone: Option<String>,
+    metric: Option<String>,
+    policy: Option<String>,
+    scale_up_above: Option<f64>,
+    scale_down_below: Option<f64>,
+    instance_ratio: Option<f64>,
+    up_after: Option<i64>,
+    down_after: Option<i64>,
+    average_of: Option<i64>,
+    target: Option<f64>,
+    tolerance: Option<f64>,
+    scale_down_window_s: Option<i64>,
+    step_up: Option<i64>,
+    step_down: Option<i64>,
+    cooldown_s: Option<i64>,
+    drain_s: Option<i64>,
+    warmup_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLaunch {
+    launch_template: Option<String>,
+    image_id: Option<String>,
+    instance_type: Option<String>,
+    #[serde(default)]
+    security_group_ids: Vec<String>,
+    #[serde(default)]
+    subnet_ids: Vec<String>,
+    key_name: Option<String>,
+    user_data_file: Option<PathBuf>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+/// Tag keys the tool owns; a launch may not set them.
+pub const TAG_POOL: &str = "haproxy-autoscaler:pool";
+pub const TAG_LAUNCH_TOKEN: &str = "haproxy-autoscaler:launch-token";
+pub const TAG_PROTECTED: &str = "haproxy-autoscaler:protected";
+
+impl Validator {
+    pub(super) fn scaling(&self, pool: usize, raw: RawScaling) -> Result<Scaling, ConfigError> {
+        let at = |key: &str| format!("pool[{pool}].scaling.{key}");
+        let count =
+            |key: &str, value: Option<i64>, default: i64, least: i64| -> Result<i64, ConfigError> {
+                let value = value.unwrap_or(default);
+                if value < least || value > u32::MAX as i64 {
+                    return Err(
+                        self.invalid(at(key), format!("must be at least {least}, got {value}"))
+                    );
+                }
+                Ok(value)
+            };
+        let min = self.bound(&at("min"), raw.min.unwrap_or(RawBound::Fixed(1)), 0)?;
+        let max = self.bound(
+            &at("max"),
+            raw.max.ok_or_else(|| {
+                self.invalid(at("max"), "is required: the most servers the pool may have")
+            })?,
+            1,
+        )?;
+        let mut points = min.change_points();
+        points.extend(max.change_points());
+        for minute in points {
+            if min.at(minute) > max.at(minute) {
+                return Err(self.invalid(
+                    at("min"),
+                    format!(
+                        "min {} is above max {} at {:02}:{:02}",
+                        min.at(minute),
+                        max.at(minute),
+                        minute / 60,
+                        minute % 60
+                    ),
+                ));
+            }
+        }
+        let timezone_name = raw.timezone.unwrap_or_else(|| "UTC".to_owned());
+        let timezone = jiff::tz::TimeZone::get(&timezone_name).map_err(|_| {
+            self.invalid(
+                at("timezone"),
+                format!(
+                    "unknown time zone `{timezone_name}`; use an IANA name such as `Europe/Paris`"
+                ),
+            )
+        })?;
+        let metric = match raw.metric.as_deref().unwrap_or("session_rate") {
+            "session_rate" => Metric::SessionRate,
+            "request_rate" => Metric::RequestRate,
+            "current_sessions" => Metric::CurrentSessions,
+            "queue" => Metric::Queue,
+            "response_time_ms" => Metric::ResponseTimeMs,
+            other => {
+                return Err(self.invalid(
+                    at("metric"),
+                    format!("unknown metric `{other}`; expected session_rate, request_rate, current_sessions, queue or response_time_ms"),
+                ));
+            }
+        };
+        let policy_name = raw.policy.as_deref().unwrap_or("threshold");
+        let used: &[&str] = match policy_name {
+            "threshold" => &["scale_up_above", "scale_down_below", "instance_ratio"],
+            "consecutive" => &[
+                "scale_up_above",
+                "scale_down_below",
+                "up_after",
+                "down_after",
+            ],
+            "average" => &["scale_up_above", "scale_down_below", "average_of"],
+            "target" => &["target", "tolerance", "scale_down_window_s"],
+            other => {
+                return Err(self.invalid(
+                    at("policy"),
+                    format!("unknown policy `{other}`; expected threshold, consecutive, average or target"),
+                ));
+            }
+        };
+        let given = [
+            ("scale_up_above", raw.scale_up_above.is_some()),
+            ("scale_down_below", raw.scale_down_below.is_some()),
+            ("instance_ratio", raw.instance_ratio.is_some()),
+            ("up_after", raw.up_after.is_some()),
+            ("down_after", raw.down_after.is_some()),
+            ("average_of", raw.average_of.is_some()),
+            ("target", raw.target.is_some()),
+            ("tolerance", raw.tolerance.is_some()),
+            ("scale_down_window_s", raw.scale_down_window_s.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !used.contains(key)) {
+            return Err(self.invalid(
+                at(key),
+                format!("is not used by policy `{policy_name}`; remove it or change `policy`"),
+            ));
+        }
+        let thresholds = || -> Result<(f64, f64), ConfigError> {
+            let up = raw.scale_up_above.ok_or_else(|| {
+                self.invalid(
+                    at("scale_up_above"),
+                    format!("is required by policy `{policy_name}`"),
+                )
+            })?;
+            let down = raw.scale_down_below.ok_or_else(|| {
+                self.invalid(
+                    at("scale_down_below"),
+                    format!("is required by policy `{policy_name}`"),
+                )
+            })?;
+            if !(down.is_finite() && up.is_finite() && down >= 0.0 && up > down) {
+                return Err(self.invalid(
+                    at("scale_down_below"),
+                    format!("must be at least 0 and below scale_up_above ({up}), got {down}"),
+                ));
+            }
+            Ok((up, down))
+        };
+        let policy = match policy_name {
+            "threshold" => {
+                let (up, down) = thresholds()?;
+                let ratio = raw.instance_ratio.unwrap_or(0.5);
+                if !(ratio > 0.0 && ratio <= 1.0) {
+                    return Err(self.invalid(
+                        at("instance_ratio"),
+                        format!("must be above 0 and at most 1, got {ratio}"),
+                    ));
+                }
+                Policy::Threshold { up, down, ratio }
+            }
+            "consecutive" => {
+                let (up, down) = thresholds()?;
+                Policy::Consecutive {
+                    up,
+                    down,
+                    up_after: count("up_after", raw.up_after, 3, 1)? as u32,
+                    down_after: count("down_after", raw.down_after, 5, 1)? as u32,
+                }
+            }
+            "average" => {
+                let (up, down) = thresholds()?;
+                Policy::Average {
+                    up,
+                    down,
+                    average_of: count("average_of", raw.average_of, 3, 1)? as u32,
+                }
+            }
+            _ => {
+                let target = raw
+                    .target
+                    .ok_or_else(|| self.invalid(at("target"), "is required by policy `target`"))?;
+                if !(target.is_finite() && target > 0.0) {
+                    return Err(
+                        self.invalid(at("target"), format!("must be above 0, got {target}"))
+                    );
+                }
+                let tolerance = raw.tolerance.unwrap_or(0.1);
+                if !(0.0..1.0).contains(&tolerance) {
+                    return Err(self.invalid(
+                        at("tolerance"),
+                        format!("must be at least 0 and below 1, got {tolerance}"),
+                    ));
+                }
+                Policy::Target {
+                    target,
+                    tolerance,
+                    window_s: count("scale_down_window_s", raw.scale_down_window_s, 300, 0)? as u64,
+                }
+            }
+        };
+        Ok(Scaling {
+            min,
+            max,
+            timezone,
+            timezone_name,
+            metric,
+            policy,
+            step_up: count("step_up", raw.step_up, 1, 1)? as u32,
+            step_down: count("step_down", raw.step_down, 1, 1)? as u32,
+            cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
+            drain_s: count("drain_s", raw.drain_s, 120, 0)? as u64,
+            warmup_s: count("warmup_s", raw.warmup_s, 90, 0)? as u64,
+        })
+    }
+
+    fn bound(&self, key: &str, raw: RawBound, least: i64) -> Result<Bound, ConfigError> {
+        let value = |value: i64| -> Result<u32, ConfigError> {
+            if value < least || value > 10_000 {
+                return Err(self.invalid(
+                    key,
+                    format!("must be between {least} and 10000, got {value}"),
+                ));
+            }
+            Ok(value as u32)
+        };
+        match raw {
+            RawBound::Fixed(fixed) => Ok(Bound::Fixed(value(fixed)?)),
+            RawBound::Schedule(entries) => {
+                if entries.is_empty() {
+                    return Err(
+                        self.invalid(key, "a schedule needs at least one `\"HH:MM\" = N` entry")
+                    );
+                }
+                let mut schedule = Vec::with_capacity(entries.len());
+                for (time, count) in entries {
+                    let minute = parse_time_of_day(&time).ok_or_else(|| {
+                        self.invalid(key, format!("`{time}` is not a time of day `HH:MM`"))
+                    })?;
+                    schedule.push((minute, value(count)?));
+                }
+                schedule.sort_unstable();
+                Ok(Bound::Schedule(schedule))
+            }
+        }
+    }
+
+    pub(super) fn launch(&self, pool: usize, raw: RawLaunch) -> Result<Launch, ConfigError> {
+        let at = |key: &str| format!("pool[{pool}].launch.{key}");
+        if raw.launch_template.is_none() && (raw.image_id.is_none() || raw.instance_type.is_none())
+        {
+            return Err(self.invalid(
+                at("image_id"),
+                "needs `launch_template`, or both `image_id` and `instance_type`",
+            ));
+        }
+        for key in raw.tags.keys() {
+            if key.starts_with("haproxy-autoscaler:") {
+                return Err(self.invalid(
+                    at("tags"),
+                    format!("tag `{key}` is set by haproxy-autoscaler itself"),
+                ));
+            }
+        }
+        Ok(Launch {
+            launch_template: raw.launch_template,
+            image_id: raw.image_id,
+            instance_type: raw.instance_type,
+            security_group_ids: raw.security_group_ids,
+            subnet_ids: raw.subnet_ids,
+            key_name: raw.key_name,
+            user_data_file: raw.user_data_file,
+            tags: raw.tags,
+        })
+    }
+}
+
+/// `HH:MM` → minute of the day.
+fn parse_time_of_day(text: &str) -> Option<u16> {
+    let (hours, minutes) = text.split_once(':')?;
+    let (hours, minutes): (u16, u16) = (hours.parse().ok()?, minutes.parse().ok()?);
+    (hours < 24 && minutes < 60 && text.len() == 5).then_some(hours * 60 + minutes)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Bound, Config, Metric, Policy};
+    use std::path::Path;
+
+    fn pool(scaling: &str) -> String {
+        format!(
+            "[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n[pool.scaling]\n{scaling}\n"
+        )
+    }
+
+    fn parse(scaling: &str) -> Result<Config, crate::config::ConfigError> {
+        Config::parse(&pool(scaling), Path::new("test.toml"))
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse("max = 4\nscale_up_above = 20\nscale_down_below = 10").unwrap();
+        let scaling = config.pools[0].scaling.clone().unwrap();
+        assert_eq!(scaling.min, Bound::Fixed(1));
+        assert_eq!(scaling.max, Bound::Fixed(4));
+        assert_eq!(scaling.metric, Metric::SessionRate);
+        assert_eq!(
+            scaling.policy,
+            Policy::Threshold {
+                up: 20.0,
+                down: 10.0,
+                ratio: 0.5
+            }
+        );
+        assert_eq!((scaling.step_up, scaling.step_down), (1, 1));
+        assert_eq!(
+            (scaling.cooldown_s, scaling.drain_s, scaling.warmup_s),
+            (60, 120, 90)
+        );
+        assert_eq!(scaling.timezone_name, "UTC");
+        let target = parse("max = 4\npolicy = \"target\"\ntarget = 15")
+            .unwrap()
+            .pools[0]
+            .scaling
+            .clone()
+            .unwrap();
+        assert_eq!(
+            target.policy,
+            Policy::Target {
+                target: 15.0,
+                tolerance: 0.1,
+                window_s: 300
+            }
+        );
+        let consecutive =
+            parse("max = 4\npolicy = \"consecutive\"\nscale_up_above = 2\nscale_down_below = 1")
+                .unwrap();
+        assert_eq!(
+            consecutive.pools[0].scaling.as_ref().unwrap().policy,
+            Policy::Consecutive {
+                up: 2.0,
+                down: 1.0,
+                up_after: 3,
+                down_after: 5
+            }
+        );
+        let average =
+            parse("max = 4\npolicy = \"average\"\nscale_up_above = 2\nscale_down_below = 1")
+                .unwrap();
+        assert_eq!(
+            average.pools[0].scaling.as_ref().unwrap().policy,
+            Policy::Average {
+                up: 2.0,
+                down: 1.0,
+                average_of: 3
+            }
+        );
+    }
+
+    #[test]
+    fn schedules_pick_the_entry_in_force_and_wrap_at_midnight() {
+        let config = parse("min = { \"08:00\" = 3, \"18:00\" = 1 }\nmax = 10\ntimezone = \"Europe/Paris\"\nscale_up_above = 2\nscale_down_below = 1").unwrap();
+        let min = &config.pools[0].scaling.as_ref().unwrap().min;
+        assert_eq!(
+            min.at(0),
+            1,
+            "before the first entry, the last one of the day before holds"
+        );
+        assert_eq!(min.at(8 * 60), 3);
+        assert_eq!(min.at(17 * 60 + 59), 3);
+        assert_eq!(min.at(18 * 60), 1);
+    }
+
+    #[test]
+    fn invalid_scaling_names_the_key() {
+        let cases: [(&str, &[&str]); 15] = [
+            (
+                "scale_up_above = 2\nscale_down_below = 1",
+                &["scaling.max", "required"],
+            ),
+            (
+                "max = 0\nscale_up_above = 2\nscale_down_below = 1",
+                &["scaling.max", "got 0"],
+            ),
+            (
+                "min = 5\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
+                &["scaling.min", "min 5 is above max 3 at 00:00"],
+            ),
+            (
+                "min = -1\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
+                &["scaling.min", "got -1"],
+            ),
+            (
+                "min = { \"8h\" = 2 }\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
+                &["scaling.min", "`8h`"],
+            ),
+            (
+                "min = { \"08:00\" = 4 }\nmax = { \"00:00\" = 5, \"09:00\" = 3 }\nscale_up_above = 2\nscale_down_below = 1",
+                &["min 4 is above max 3 at 09:00"],
+            ),
+            (
+                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntimezone = \"Mars/Base\"",
+                &["scaling.timezone", "Mars/Base"],
+            ),
+            (
+                "max = 3\nmetric = \"cpu\"\nscale_up_above = 2\nscale_down_below = 1",
+                &["scaling.metric", "`cpu`"],
+            ),
+            ("max = 3\npolicy = \"pid\"", &["scaling.policy", "`pid`"]),
+            (
+                "max = 3\nscale_up_above = 2",
+                &["scaling.scale_down_below", "required"],
+            ),
+            (
+                "max = 3\nscale_up_above = 1\nscale_down_below = 2",
+                &["scaling.scale_down_below", "below scale_up_above"],
+            ),
+            (
+                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
+                &["scaling.target", "not used by policy `threshold`"],
+            ),
+            (
+                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ninstance_ratio = 0",
+                &["scaling.instance_ratio"],
+            ),
+            (
+                "max = 3\nscale_up_above = 2\nscale_down_below = 1\nstep_up = 0",
+                &["scaling.step_up", "at least 1, got 0"],
+            ),
+            (
+                "max = 3\npolicy = \"target\"\ntarget = 5\ntolerance = 1.5",
+                &["scaling.tolerance"],
+            ),
+        ];
+        for (scaling, expected) in cases {
+            let error = parse(scaling).expect_err(scaling).to_string();
+            for word in expected {
+                assert!(
+                    error.contains(word),
+                    "for\n{scaling}\ngot `{error}`, expected `{word}`"
+                );
+            }
+        }
+        let no_launch = pool("max = 3\nscale_up_above = 2\nscale_down_below = 1").replace(
+            "[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n",
+            "",
+        );
+        let error = Config::parse(&no_launch, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("needs `[pool.launch]`"), "{error}");
+        let reserved = pool("max = 3\nscale_up_above = 2\nscale_down_below = 1").replace(
+            "instance_type = \"t3.micro\"\n",
+            "instance_type = \"t3.micro\"\ntags = { \"haproxy-autoscaler:pool\" = \"x\" }\n",
+        );
+        let error = Config::parse(&reserved, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("set by haproxy-autoscaler itself"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,648 @@
+//! The scaling decision: pure, no I/O, no clock (the time is an input), no randomness.
+//!
+//! Rule, in order:
+//! 1. Bounds: `min` and `max` at `now` (schedules are read in the pool's time zone).
+//! 2. Capacity is `in_service + booting`: a booting server counts, so the next run does not
+//!    launch again for the same load.
+//! 3. Out of bounds: move toward the bounds (ignores cooldown and metrics, obeys the steps).
+//! 4. No metric for this run (stats missing, counters reset, nothing in service): hold. A stats
+//!    outage never scales anything down.
+//! 5. Inside `cooldown_s` of the last scale: hold.
+//! 6. The policy recommends a capacity (see [`crate::config::Policy`]); the change is capped at
+//!    `step_up` / `step_down`, then clamped into `[min, max]`. Wanting more than `max` or less
+//!    than `min` is reported as capped.
+//!
+//! The decision is monotonic in load: a higher metric never yields fewer servers.
+
+use serde::Serialize;
+
+use crate::config::{Policy, Scaling};
+
+/// Facts for one pool's decision.
+#[derive(Debug, Clone, Copy)]
+pub struct Input<'a> {
+    pub scaling: &'a Scaling,
+    /// Unix seconds.
+    pub now: i64,
+    /// Servers taking traffic.
+    pub in_service: u32,
+    /// Launched or launching, not yet in service.
+    pub booting: u32,
+    /// This run's metric per in-service server (threshold policy); empty without stats.
+    pub per_server: &'a [f64],
+    /// The pool average per run, oldest first; the last entry is this run's. `None` = no data.
+    pub history: &'a [Option<f64>],
+    /// When the pool last scaled (Unix seconds).
+    pub last_scale_at: Option<i64>,
+    /// Earlier target-policy recommendations: (Unix seconds, servers).
+    pub recommendations: &'a [(i64, u32)],
+}
+
+/// Which bound stopped the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capped {
+    AtMax,
+    AtMin,
+}
+
+/// What the pool should have, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Capacity now (in service + booting).
+    pub current: u32,
+    /// Capacity wanted after this run.
+    pub desired: u32,
+    /// The bounds in force.
+    pub min: u32,
+    pub max: u32,
+    /// The pool metric this run, if any.
+    pub metric: Option<f64>,
+    /// The policy's reasoning, for people.
+    pub reason: String,
+    /// Set when the policy wanted to go past a bound.
+    pub capped: Option<Capped>,
+    /// The target policy's raw recommendation, remembered for its scale-down window.
+    pub recommendation: Option<u32>,
+}
+
+/// Minute of the day at `now` in the pool's time zone.
+fn minute_of_day(scaling: &Scaling, now: i64) -> u16 {
+    let Ok(timestamp) = jiff::Timestamp::from_second(now) else {
+        return 0;
+    };
+    let local = timestamp.to_zoned(scaling.timezone.clone());
+    (local.hour() as u16) * 60 + local.minute() as u16
+}
+
+/// Decides the pool's capacity.
+pub fn decide(input: &Input<'_>) -> Decision {
+    let scaling = input.scaling;
+    let minute = minute_of_day(scaling, input.now);
+    let (min, max) = (scaling.min.at(minute), scaling.max.at(minute));
+    let current = input.in_service + input.booting;
+    let metric = input.history.last().copied().flatten();
+    let step = |wanted: u32| -> u32 {
+        wanted.clamp(
+            current.saturating_sub(scaling.step_down),
+            current.saturating_add(scaling.step_up),
+        )
+    };
+    let decision = |desired: u32, reason: String, capped, recommendation| Decision {
+        current,
+        desired,
+        min,
+        max,
+        metric,
+        reason,
+        capped,
+        recommendation,
+    };
+
+    if current < min {
+        return decision(
+            step(min),
+            format!("{current} server(s), below min {min}"),
+            None,
+            None,
+        );
+    }
+    if current > max {
+        return decision(
+            step(max),
+            format!("{current} server(s), above max {max}"),
+            None,
+            None,
+        );
+    }
+    let Some(metric_value) = metric else {
+        return decision(
+            current,
+            "no metric this run (stats missing, counters reset or nothing in service): holding"
+                .to_owned(),
+            None,
+            None,
+        );
+    };
+    if let Some(last) = input.last_scale_at {
+        let until = last.saturating_add(scaling.cooldown_s as i64);
+        if input.now < until {
+            return decision(
+                current,
+                format!("in cooldown for {}s more", until - input.now),
+                None,
+                None,
+            );
+        }
+    }
+    let (wanted, reason, recommendation) = recommend(input, scaling, current, metric_value);
+    let stepped = step(wanted);
+    let desired = stepped.clamp(min, max);
+    let capped = if wanted > max && stepped > max {
+        Some(Capped::AtMax)
+    } else if wanted < min && stepped < min {
+        Some(Capped::AtMin)
+    } else {
+        None
+    };
+    let reason = match capped {
+        Some(Capped::AtMax) => format!("{reason}; capped at max {max}"),
+        Some(Capped::AtMin) => format!("{reason}; held at min {min}"),
+        None if stepped != wanted => format!(
+            "{reason}; limited to a step of {}",
+            stepped.abs_diff(current)
+        ),
+        None => reason,
+    };
+    decision(desired, reason, capped, recommendation)
+}
+
+/// The policy's wanted capacity before steps and bounds, with its reasoning.
+fn recommend(
+    input: &Input<'_>,
+    scaling: &Scaling,
+    current: u32,
+    metric: f64,
+) -> (u32, String, Option<u32>) {
+    let name = scaling.metric.name();
+    let up_by = |reason: String| (current.saturating_add(scaling.step_up), reason, None);
+    let down_by = |reason: String| (current.saturating_sub(scaling.step_down), reason, None);
+    let hold = |reason: String| (current, reason, None);
+    match scaling.policy {
+        Policy::Threshold { up, down, ratio } => {
+            let servers = input.per_server.len();
+            if servers == 0 {
+                return hold("no server in service to measure: holding".to_owned());
+            }
+            let above = input.per_server.iter().filter(|value| **value > up).count();
+            let below = input
+                .per_server
+                .iter()
+                .filter(|value| **value < down)
+                .count();
+            let share = |count: usize| count as f64 / servers as f64;
+            if share(above) >= ratio {
+                up_by(format!(
+                    "{above} of {servers} server(s) have {name} above {up} (ratio {ratio})"
+                ))
+            } else if share(below) >= ratio {
+                down_by(format!(
+                    "{below} of {servers} server(s) have {name} below {down} (ratio {ratio})"
+                ))
+            } else {
+                hold(format!(
+                    "{above} above {up} and {below} below {down} of {servers} server(s) ({name}, ratio {ratio}): holding"
+                ))
+            }
+        }
+        Policy::Consecutive {
+            up,
+            down,
+            up_after,
+            down_after,
+        } => {
+            let run = |count: u32, test: &dyn Fn(f64) -> bool| {
+                let count = count as usize;
+                input.history.len() >= count
+                    && input.history[input.history.len() - count..]
+                        .iter()
+                        .all(|value| value.is_some_and(test))
+            };
+            if run(up_after, &|value| value > up) {
+                up_by(format!(
+                    "{name} {metric:.2} above {up} for {up_after} run(s) in a row"
+                ))
+            } else if run(down_after, &|value| value < down) {
+                down_by(format!(
+                    "{name} {metric:.2} below {down} for {down_after} run(s) in a row"
+                ))
+            } else {
+                hold(format!(
+                    "{name} {metric:.2}; not {up_after} run(s) above {up} nor {down_after} below {down} in a row: holding"
+                ))
+            }
+        }
+        Policy::Average {
+            up,
+            down,
+            average_of,
+        } => {
+            let count = average_of as usize;
+            let recent: Vec<f64> = input
+                .history
+                .iter()
+                .rev()
+                .take(count)
+                .map_while(|value| *value)
+                .collect();
+            if recent.len() < count {
+                return hold(format!(
+                    "{} of {count} sample(s) for the average: holding",
+                    recent.len()
+                ));
+            }
+            let mean = recent.iter().sum::<f64>() / count as f64;
+            if mean > up {
+                up_by(format!(
+                    "mean {name} of the last {count} run(s) {mean:.2} above {up}"
+                ))
+            } else if mean < down {
+                down_by(format!(
+                    "mean {name} of the last {count} run(s) {mean:.2} below {down}"
+                ))
+            } else {
+                hold(format!(
+                    "mean {name} of the last {count} run(s) {mean:.2} within [{down}, {up}]: holding"
+                ))
+            }
+        }
+        Policy::Target {
+            target,
+            tolerance,
+            window_s,
+        } => {
+            let load = f64::from(input.in_service) * metric;
+            let raw = (load / target).ceil().max(0.0) as u32;
+            let ratio = metric / target;
+            if (ratio - 1.0).abs() <= tolerance {
+                return (
+                    current,
+                    format!(
+                        "{name} {metric:.2} within {:.0}% of target {target}: holding",
+                        tolerance * 100.0
+                    ),
+                    Some(current),
+                );
+            }
+            if metric > target && raw < current {
+                // Booting servers are already on their way for this load.
+                return (
+                    current,
+                    format!(
+                        "{name} {metric:.2} above target {target}; {raw} in service would do once the {} booting arrive: holding",
+                        input.booting
+                    ),
+                    Some(raw),
+                );
+            }
+            if raw >= current {
+                return (
+                    raw,
+                    format!(
+                        "{name} {metric:.2} vs target {target}: ceil({} × {metric:.2} / {target}) = {raw}",
+                        input.in_service
+                    ),
+                    Some(raw),
+                );
+            }
+            // Scale down only to the highest recommendation of the window, and not if one
+            // server fewer would push the metric back above target.
+            let since = input.now.saturating_sub(window_s as i64);
+            let highest = input
+                .recommendations
+                .iter()
+                .filter(|(at, _)| *at >= since)
+                .map(|(_, servers)| *servers)
+                .chain(std::iter::once(raw))
+                .max()
+                .unwrap_or(raw);
+            if current > 1 && load / f64::from(current - 1) > target {
+                return (
+                    current,
+                    format!(
+                        "{name} {metric:.2} below target {target}, but one server fewer would put it above: holding"
+                    ),
+                    Some(raw),
+                );
+            }
+            (
+                highest.min(current),
+                format!(
+                    "{name} {metric:.2} below target {target}: {raw} would do, highest in the last {window_s}s is {highest}"
+                ),
+                Some(raw),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Bound, Metric};
+
+    fn scaling(policy: Policy) -> Scaling {
+        Scaling {
+            min: Bound::Fixed(1),
+            max: Bound::Fixed(10),
+            timezone: jiff::tz::TimeZone::UTC,
+            timezone_name: "UTC".into(),
+            metric: Metric::SessionRate,
+            policy,
+            step_up: 2,
+            step_down: 1,
+            cooldown_s: 60,
+            drain_s: 120,
+            warmup_s: 90,
+        }
+    }
+
+    const THRESHOLD: Policy = Policy::Threshold {
+        up: 20.0,
+        down: 10.0,
+        ratio: 0.5,
+    };
+
+    fn input<'a>(
+        s: &'a Scaling,
+        in_service: u32,
+        per_server: &'a [f64],
+        history: &'a [Option<f64>],
+    ) -> Input<'a> {
+        Input {
+            scaling: s,
+            now: 1_000_000,
+            in_service,
+            booting: 0,
+            per_server,
+            history,
+            last_scale_at: None,
+            recommendations: &[],
+        }
+    }
+
+    #[test]
+    fn threshold_table() {
+        let s = scaling(THRESHOLD);
+        // (per-server metric, expected desired from 4 servers)
+        let cases: [(&[f64], u32); 6] = [
+            (&[25.0, 25.0, 5.0, 5.0], 6),              // half above: up by step_up
+            (&[25.0, 15.0, 15.0, 15.0], 4),            // a quarter above: hold
+            (&[5.0, 5.0, 15.0, 15.0], 3),              // half below: down by step_down
+            (&[15.0, 15.0, 15.0, 15.0], 4),            // in band
+            (&[25.0, 25.0, 5.0, 5.0][..2], 4 + 2 - 2), // only 2 measured, both above → 2 in service +2
+            (&[], 4),                                  // nothing measured: hold
+        ];
+        for (per_server, expected) in cases {
+            let in_service = if per_server.len() == 2 { 2 } else { 4 };
+            let average = if per_server.is_empty() {
+                None
+            } else {
+                Some(per_server.iter().sum::<f64>() / per_server.len() as f64)
+            };
+            let history = [average];
+            let d = decide(&input(&s, in_service, per_server, &history));
+            assert_eq!(d.desired, expected, "{per_server:?}: {}", d.reason);
+        }
+    }
+
+    #[test]
+    fn consecutive_needs_a_run_of_breaches() {
+        let s = scaling(Policy::Consecutive {
+            up: 20.0,
+            down: 10.0,
+            up_after: 3,
+            down_after: 2,
+        });
+        let cases: [(&[Option<f64>], u32); 6] = [
+            (&[Some(25.0), Some(25.0), Some(25.0)], 6),
+            (&[Some(25.0), Some(15.0), Some(25.0), Some(25.0)], 4),
+            (&[None, Some(25.0), Some(25.0)], 4),
+            (&[Some(5.0), Some(5.0)], 3),
+            (&[Some(5.0)], 4),
+            (&[Some(5.0), None], 4),
+        ];
+        for (history, expected) in cases {
+            assert_eq!(
+                decide(&input(&s, 4, &[], history)).desired,
+                expected,
+                "{history:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn average_uses_the_newest_samples() {
+        let s = scaling(Policy::Average {
+            up: 20.0,
+            down: 10.0,
+            average_of: 3,
+        });
+        let cases: [(&[Option<f64>], u32); 5] = [
+            (&[Some(0.0), Some(30.0), Some(30.0), Some(30.0)], 6),
+            (&[Some(100.0), Some(5.0), Some(5.0), Some(5.0)], 3),
+            (&[Some(10.0), Some(30.0), Some(10.0)], 4), // mean 16.7: hold
+            (&[Some(30.0), Some(30.0)], 4),             // not enough samples
+            (&[Some(30.0), None, Some(30.0)], 4),       // a gap breaks the run
+        ];
+        for (history, expected) in cases {
+            assert_eq!(
+                decide(&input(&s, 4, &[], history)).desired,
+                expected,
+                "{history:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn target_follows_hpa() {
+        let mut s = scaling(Policy::Target {
+            target: 10.0,
+            tolerance: 0.1,
+            window_s: 300,
+        });
+        s.step_up = 100;
+        s.step_down = 100;
+        let d = decide(&input(&s, 4, &[], &[Some(15.0)]));
+        assert_eq!((d.desired, d.recommendation), (6, Some(6)), "{}", d.reason);
+        let d = decide(&input(&s, 4, &[], &[Some(10.5)]));
+        assert_eq!(d.desired, 4, "within tolerance: {}", d.reason);
+        let d = decide(&input(&s, 4, &[], &[Some(2.0)]));
+        assert_eq!(d.desired, 1, "{}", d.reason);
+        // A recommendation of 3 in the window keeps the pool at 3.
+        let mut i = input(&s, 4, &[], &[Some(2.0)]);
+        i.recommendations = &[(1_000_000 - 100, 3), (1_000_000 - 400, 9)];
+        assert_eq!(decide(&i).desired, 3);
+        // 4 × 8 = 32 load; 3 servers would see 10.7 > 10: no scale-in.
+        let d = decide(&input(&s, 4, &[], &[Some(8.0)]));
+        assert_eq!(d.desired, 4, "{}", d.reason);
+    }
+
+    #[test]
+    fn common_rules() {
+        let s = scaling(THRESHOLD);
+        let hot = [Some(30.0)];
+        let all_hot = [30.0, 30.0];
+        // Cooldown holds.
+        let mut i = input(&s, 2, &all_hot, &hot);
+        i.last_scale_at = Some(i.now - 30);
+        let d = decide(&i);
+        assert_eq!(d.desired, 2);
+        assert!(d.reason.contains("cooldown for 30s"), "{}", d.reason);
+        // Booting servers count as capacity.
+        let mut i = input(&s, 2, &all_hot, &hot);
+        i.booting = 2;
+        assert_eq!(decide(&i).desired, 6);
+        // Missing metrics never scale down, even far above min.
+        let d = decide(&input(&s, 8, &[], &[None]));
+        assert_eq!(d.desired, 8);
+        // Below min snaps up, step-limited, without metrics and in cooldown.
+        let mut low = scaling(THRESHOLD);
+        low.min = Bound::Fixed(6);
+        let mut i = input(&low, 1, &[], &[None]);
+        i.last_scale_at = Some(i.now);
+        assert_eq!(decide(&i).desired, 3);
+        // Above max comes down one step at a time.
+        let mut high = scaling(THRESHOLD);
+        high.max = Bound::Fixed(2);
+        assert_eq!(decide(&input(&high, 5, &[], &[None])).desired, 4);
+        // Capped at max is reported.
+        let d = decide(&input(&high, 2, &all_hot, &hot));
+        assert_eq!((d.desired, d.capped), (2, Some(Capped::AtMax)));
+        let d = decide(&input(&s, 1, &[1.0], &[Some(1.0)]));
+        assert_eq!((d.desired, d.capped), (1, Some(Capped::AtMin)));
+    }
+
+    #[test]
+    fn schedules_follow_the_time_zone() {
+        let mut s = scaling(THRESHOLD);
+        s.min = Bound::Schedule(vec![(8 * 60, 4), (18 * 60, 1)]);
+        s.step_up = 10;
+        s.timezone = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
+        // 2026-01-15 07:30 UTC is 08:30 in Paris (UTC+1): min 4.
+        let at = jiff::Timestamp::from_second(1_768_462_200).unwrap();
+        assert_eq!(at.to_string(), "2026-01-15T07:30:00Z");
+        let mut i = input(&s, 1, &[], &[None]);
+        i.now = at.as_second();
+        assert_eq!(decide(&i).desired, 4);
+        i.now -= 3600;
+        assert_eq!(
+            decide(&i).desired,
+            1,
+            "07:30 in Paris: the evening minimum still holds"
+        );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_policy() -> impl Strategy<Value = Policy> {
+            prop_oneof![
+                (0.1f64..1.0).prop_map(|ratio| Policy::Threshold {
+                    up: 20.0,
+                    down: 10.0,
+                    ratio
+                }),
+                (1u32..4, 1u32..4).prop_map(|(up_after, down_after)| Policy::Consecutive {
+                    up: 20.0,
+                    down: 10.0,
+                    up_after,
+                    down_after
+                }),
+                (1u32..4).prop_map(|average_of| Policy::Average {
+                    up: 20.0,
+                    down: 10.0,
+                    average_of
+                }),
+                (0.0f64..0.5, 0u64..600).prop_map(|(tolerance, window_s)| Policy::Target {
+                    target: 15.0,
+                    tolerance,
+                    window_s
+                }),
+            ]
+        }
+
+        prop_compose! {
+            fn any_scaling()(policy in any_policy(), min in 0u32..5, extra in 0u32..10, step_up in 1u32..5, step_down in 1u32..5, cooldown_s in 0u64..300) -> Scaling {
+                let mut s = scaling(policy);
+                s.min = Bound::Fixed(min);
+                s.max = Bound::Fixed((min + extra).max(1));
+                s.step_up = step_up;
+                s.step_down = step_down;
+                s.cooldown_s = cooldown_s;
+                s
+            }
+        }
+
+        #[derive(Debug, Clone)]
+        struct Case {
+            scaling: Scaling,
+            in_service: u32,
+            booting: u32,
+            load: f64,
+            history: Vec<Option<f64>>,
+            since_scale: Option<i64>,
+            recommendations: Vec<(i64, u32)>,
+        }
+
+        prop_compose! {
+            fn any_case()(scaling in any_scaling(), in_service in 0u32..20, booting in 0u32..5, load in 0.0f64..60.0,
+                          history in proptest::collection::vec(proptest::option::weighted(0.9, 0.0f64..60.0), 0..6),
+                          since_scale in proptest::option::of(0i64..600),
+                          recommendations in proptest::collection::vec((0i64..900, 0u32..20), 0..4)) -> Case {
+                Case { scaling, in_service, booting, load, history, since_scale, recommendations }
+            }
+        }
+
+        fn run(case: &Case, load: f64) -> Decision {
+            let now = 1_000_000;
+            let per_server = vec![load; case.in_service as usize];
+            let mut history = case.history.clone();
+            history.push((case.in_service > 0).then_some(load));
+            let recommendations: Vec<(i64, u32)> = case
+                .recommendations
+                .iter()
+                .map(|(ago, n)| (now - ago, *n))
+                .collect();
+            decide(&Input {
+                scaling: &case.scaling,
+                now,
+                in_service: case.in_service,
+                booting: case.booting,
+                per_server: &per_server,
+                history: &history,
+                last_scale_at: case.since_scale.map(|ago| now - ago),
+                recommendations: &recommendations,
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Within bounds (or moving toward them), never more than a step per run.
+            #[test]
+            fn bounds_and_steps(case in any_case()) {
+                let d = run(&case, case.load);
+                let s = &case.scaling;
+                let (min, max) = (s.min.at(0), s.max.at(0));
+                let current = case.in_service + case.booting;
+                prop_assert!(d.desired <= current + s.step_up && d.desired + s.step_down >= current, "{d:?}");
+                if (min..=max).contains(&current) {
+                    prop_assert!((min..=max).contains(&d.desired), "{d:?}");
+                } else {
+                    prop_assert!(d.desired.abs_diff(min.max(current.min(max))) < current.abs_diff(min.max(current.min(max))) || d.desired == min.max(current.min(max)), "moves toward the bounds: {d:?}");
+                }
+            }
+
+            /// Inside the cooldown, only the bounds can change anything.
+            #[test]
+            fn cooldown_holds(case in any_case()) {
+                let s = &case.scaling;
+                let current = case.in_service + case.booting;
+                if let Some(ago) = case.since_scale && (ago as u64) < s.cooldown_s && (s.min.at(0)..=s.max.at(0)).contains(&current) {
+                    prop_assert_eq!(run(&case, case.load).desired, current);
+                }
+            }
+
+            /// The same facts give the same decision; more load never gives fewer servers.
+            #[test]
+            fn deterministic_and_monotonic_in_load(case in any_case(), more in 0.0f64..60.0) {
+                prop_assert_eq!(run(&case, case.load), run(&case, case.load));
+                let low = run(&case, case.load);
+                let high = run(&case, case.load + more);
+                prop_assert!(high.desired >= low.desired, "load {} → {}, load {} → {}", case.load, low.desired, case.load + more, high.desired);
+            }
+        }
+    }
+}
