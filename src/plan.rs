@@ -138,7 +138,7 @@ pub enum Action {
 }
 
 /// Everything a run will do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub pools: Vec<PoolPlan>,
     pub config: ConfigChange,

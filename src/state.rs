@@ -59,7 +59,7 @@ pub enum StateError {
 }
 
 /// Everything a run remembers for the next one.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u64,
     /// sha256 of the haproxy.cfg this tool last installed.
@@ -69,12 +69,84 @@ pub struct State {
     pub pools: BTreeMap<String, PoolState>,
 }
 
-/// What is remembered per pool.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What is remembered per pool. The scaling fields stay out of the file while empty, so a
+/// discovery-only pool's state is just its servers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PoolState {
     /// Instance ids rendered into the backend by the last run that installed a config.
     #[serde(default)]
     pub servers: Vec<String>,
+    /// Servers that were in service after the last run (booting ones are not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_service: Vec<String>,
+    /// Recent stats samples, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+    /// Launches asked for; `instance_ids` is `None` until the cloud call returned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launches: Vec<LaunchIntent>,
+    /// Servers being drained before they are terminated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<Draining>,
+    /// Recent scale actions, oldest first (cooldown and the rapid-scaling check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_history: Vec<ScaleEvent>,
+    /// Recent target-policy recommendations: (Unix seconds, servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<(i64, u32)>,
+}
+
+/// One stats sample of one HAProxy node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Unix seconds.
+    pub at: i64,
+    /// Which HAProxy node took it (each node has its own counters).
+    pub node: String,
+    /// The worker's pid and uptime: a change means the counters were reset.
+    pub pid: u64,
+    pub uptime_s: u64,
+    /// Counters per server name.
+    pub servers: BTreeMap<String, ServerCounters>,
+    /// The backend's queue.
+    pub backend_qcur: Option<u64>,
+    /// The pool metric this sample gave (`None`: no data, or a skipped interval).
+    pub metric: Option<f64>,
+}
+
+/// One server's counters in a sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCounters {
+    pub up: bool,
+    pub scur: u64,
+    pub stot: u64,
+    pub req_tot: Option<u64>,
+    pub rtime: Option<u64>,
+}
+
+/// A launch, written to state before the cloud is asked (invariant 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchIntent {
+    /// Sent as EC2 `ClientToken` and as the tag `haproxy-autoscaler:launch-token`.
+    pub token: String,
+    pub count: u32,
+    pub requested_at: i64,
+    pub instance_ids: Option<Vec<String>>,
+}
+
+/// A server being drained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draining {
+    pub id: String,
+    pub since: i64,
+}
+
+/// A change of capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    pub at: i64,
+    pub from: u32,
+    pub to: u32,
 }
 
 impl Default for State {
@@ -254,6 +326,13 @@ mod tests {
             "web".into(),
             PoolState {
                 servers: vec!["i-1".into()],
+                launches: vec![LaunchIntent {
+                    token: "t".into(),
+                    count: 2,
+                    requested_at: 5,
+                    instance_ids: None,
+                }],
+                ..PoolState::default()
             },
         );
         save(&path, &state, &loaded.version).unwrap();

@@ -18,9 +18,13 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_ec2::types::{Filter, Instance as Ec2Instance, InstanceStateName};
+use aws_sdk_ec2::types::{
+    Filter, Instance as Ec2Instance, InstanceStateName, InstanceType, LaunchTemplateSpecification,
+    ResourceType, Tag, TagSpecification,
+};
 
 use super::{CloudError, CloudErrorKind, Instance, InstanceState, Provider};
+use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{AwsConfig, PoolConfig};
 
 /// An EC2 client for all pools of a run.
@@ -84,42 +88,170 @@ impl Ec2 {
     }
 }
 
-impl Provider for Ec2 {
-    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
-        let mut request = self
+impl Ec2 {
+    async fn describe(
+        &self,
+        pool: &PoolConfig,
+        operation: &'static str,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<Instance>, CloudError> {
+        let pages = self
             .client
             .describe_instances()
-            .filters(filter("instance-state-name", ["pending", "running"]));
+            .set_filters(Some(filters))
+            .into_paginator()
+            .send()
+            .try_collect()
+            .await
+            .map_err(|error| classify(&pool.name, operation, error))?;
+        Ok(pages
+            .iter()
+            .flat_map(|page| page.reservations())
+            .flat_map(|reservation| reservation.instances())
+            .filter_map(convert)
+            .collect())
+    }
+}
+
+impl Provider for Ec2 {
+    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+        let mut instances = self.list_matching(pool).await?;
+        if pool.scaling.is_some() {
+            // What this tool launched is always seen, even if it does not match the filters.
+            let tagged = self
+                .describe(
+                    pool,
+                    "list the instances",
+                    vec![
+                        filter("instance-state-name", ["pending", "running"]),
+                        filter(&format!("tag:{TAG_POOL}"), [pool.name.as_str()]),
+                    ],
+                )
+                .await?;
+            instances.extend(tagged);
+        }
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        instances.dedup_by(|a, b| a.id == b.id);
+        Ok(instances)
+    }
+
+    async fn find_by_token(
+        &self,
+        pool: &PoolConfig,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        let filters = vec![
+            filter(
+                "instance-state-name",
+                ["pending", "running", "stopping", "stopped", "shutting-down"],
+            ),
+            filter(&format!("tag:{TAG_LAUNCH_TOKEN}"), [token]),
+        ];
+        let found = self.describe(pool, "look up a launch", filters).await?;
+        Ok(found.into_iter().map(|instance| instance.id).collect())
+    }
+
+    async fn launch(
+        &self,
+        pool: &PoolConfig,
+        count: u32,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        let launch = pool
+            .launch
+            .as_ref()
+            .expect("the config requires [pool.launch] with [pool.scaling]");
+        let count = i32::try_from(count).unwrap_or(i32::MAX);
+        let tags = launch
+            .tags
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .chain([(TAG_POOL, pool.name.as_str()), (TAG_LAUNCH_TOKEN, token)])
+            .fold(
+                TagSpecification::builder().resource_type(ResourceType::Instance),
+                |spec, (key, value)| spec.tags(Tag::builder().key(key).value(value).build()),
+            )
+            .build();
+        let mut request = self
+            .client
+            .run_instances()
+            .min_count(count)
+            .max_count(count)
+            .client_token(token)
+            .tag_specifications(tags)
+            .set_image_id(launch.image_id.clone())
+            .set_instance_type(launch.instance_type.as_deref().map(InstanceType::from))
+            .set_key_name(launch.key_name.clone());
+        if let Some(template) = &launch.launch_template {
+            let spec = LaunchTemplateSpecification::builder();
+            let spec = if template.starts_with("lt-") {
+                spec.launch_template_id(template)
+            } else {
+                spec.launch_template_name(template)
+            };
+            request = request.launch_template(spec.build());
+        }
+        if !launch.security_group_ids.is_empty() {
+            request = request.set_security_group_ids(Some(launch.security_group_ids.clone()));
+        }
+        if !launch.subnet_ids.is_empty() {
+            // Spread launches over the subnets, deterministically by token.
+            let index = token.bytes().map(usize::from).sum::<usize>() % launch.subnet_ids.len();
+            request = request.subnet_id(&launch.subnet_ids[index]);
+        }
+        if let Some(path) = &launch.user_data_file {
+            let data = std::fs::read(path).map_err(|error| CloudError {
+                pool: pool.name.clone(),
+                operation: "launch instances",
+                kind: CloudErrorKind::Rejected,
+                message: format!("cannot read user_data_file `{}`: {error}", path.display()),
+            })?;
+            request = request.user_data(base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                data,
+            ));
+        }
+        let output = request
+            .send()
+            .await
+            .map_err(|error| classify(&pool.name, "launch instances", error))?;
+        Ok(output
+            .instances()
+            .iter()
+            .filter_map(|instance| instance.instance_id().map(str::to_owned))
+            .collect())
+    }
+
+    async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
+        self.client
+            .terminate_instances()
+            .set_instance_ids(Some(ids.to_vec()))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|error| classify(&pool.name, "terminate instances", error))
+    }
+}
+
+impl Ec2 {
+    async fn list_matching(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
         let discover = &pool.discover;
+        let mut filters = vec![filter("instance-state-name", ["pending", "running"])];
         if let Some(group) = &discover.security_group {
             let name = if group.starts_with("sg-") {
                 "instance.group-id"
             } else {
                 "instance.group-name"
             };
-            request = request.filters(filter(name, [group.as_str()]));
+            filters.push(filter(name, [group.as_str()]));
         }
         if let Some(image) = &discover.image_id {
-            request = request.filters(filter("image-id", [image.as_str()]));
+            filters.push(filter("image-id", [image.as_str()]));
         }
         for (key, value) in &discover.tags {
-            request = request.filters(filter(&format!("tag:{key}"), [value.as_str()]));
+            filters.push(filter(&format!("tag:{key}"), [value.as_str()]));
         }
-        let pages = request
-            .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|error| classify(&pool.name, error))?;
-        let mut instances: Vec<Instance> = pages
-            .iter()
-            .flat_map(|page| page.reservations())
-            .flat_map(|reservation| reservation.instances())
-            .filter_map(convert)
-            .collect();
-        instances.sort_by(|a, b| a.id.cmp(&b.id));
-        instances.dedup_by(|a, b| a.id == b.id);
-        Ok(instances)
+        self.describe(pool, "list the instances", filters).await
     }
 }
 
@@ -161,7 +293,7 @@ fn convert(instance: &Ec2Instance) -> Option<Instance> {
     })
 }
 
-fn classify<E, R>(pool: &str, error: SdkError<E, R>) -> CloudError
+fn classify<E, R>(pool: &str, operation: &'static str, error: SdkError<E, R>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -184,6 +316,7 @@ where
     };
     CloudError {
         pool: pool.to_owned(),
+        operation,
         kind,
         message,
     }

@@ -1,45 +1,148 @@
-//! An in-memory provider for tests of the orchestrator: instances per pool, and injectable failures.
+//! An in-memory cloud for tests of the orchestrator: instances per pool, launches and
+//! terminations that change them, and injectable failures per operation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use super::{CloudError, CloudErrorKind, Instance, Provider};
+use super::{CloudError, CloudErrorKind, Instance, InstanceState, Provider};
 use crate::config::PoolConfig;
+use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 
-/// Instances keyed by pool name; a pool set to fail returns that error.
+#[derive(Debug, Default)]
+struct Inner {
+    instances: BTreeMap<String, Vec<Instance>>,
+    failing: BTreeSet<(String, &'static str)>,
+    launched: u32,
+    calls: Vec<String>,
+}
+
+/// Instances keyed by pool name.
 #[derive(Debug, Default)]
 pub struct FakeCloud {
-    pools: Mutex<BTreeMap<String, Result<Vec<Instance>, CloudErrorKind>>>,
+    inner: Mutex<Inner>,
 }
 
 impl FakeCloud {
-    /// Sets what listing `pool` returns.
-    pub fn set(&self, pool: &str, instances: Vec<Instance>) {
-        self.pools
-            .lock()
-            .expect("fake cloud lock")
-            .insert(pool.to_owned(), Ok(instances));
+    fn inner(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("fake cloud lock")
     }
 
-    /// Makes listing `pool` fail.
-    pub fn fail(&self, pool: &str, kind: CloudErrorKind) {
-        self.pools
-            .lock()
-            .expect("fake cloud lock")
-            .insert(pool.to_owned(), Err(kind));
+    /// Sets what listing `pool` returns.
+    pub fn set(&self, pool: &str, instances: Vec<Instance>) {
+        self.inner().instances.insert(pool.to_owned(), instances);
+    }
+
+    /// The instances of `pool` now.
+    pub fn instances(&self, pool: &str) -> Vec<Instance> {
+        self.inner()
+            .instances
+            .get(pool)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Makes `operation` ("list the instances", "launch instances", "terminate instances",
+    /// "look up a launch") fail for `pool` until [`FakeCloud::heal`].
+    pub fn fail(&self, pool: &str, operation: &'static str) {
+        self.inner().failing.insert((pool.to_owned(), operation));
+    }
+
+    pub fn heal(&self) {
+        self.inner().failing.clear();
+    }
+
+    /// Every mutating call made, in order, as `launch POOL COUNT TOKEN` / `terminate POOL IDS`.
+    pub fn calls(&self) -> Vec<String> {
+        self.inner().calls.clone()
+    }
+
+    fn check(&self, pool: &PoolConfig, operation: &'static str) -> Result<(), CloudError> {
+        if self
+            .inner()
+            .failing
+            .contains(&(pool.name.clone(), operation))
+        {
+            return Err(CloudError {
+                pool: pool.name.clone(),
+                operation,
+                kind: CloudErrorKind::Transient,
+                message: "injected failure".to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
 impl Provider for FakeCloud {
     async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
-        match self.pools.lock().expect("fake cloud lock").get(&pool.name) {
-            Some(Ok(instances)) => Ok(instances.clone()),
-            Some(Err(kind)) => Err(CloudError {
-                pool: pool.name.clone(),
-                kind: *kind,
-                message: "injected failure".to_owned(),
-            }),
-            None => Ok(Vec::new()),
+        self.check(pool, "list the instances")?;
+        Ok(self.instances(&pool.name))
+    }
+
+    async fn find_by_token(
+        &self,
+        pool: &PoolConfig,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        self.check(pool, "look up a launch")?;
+        Ok(self
+            .instances(&pool.name)
+            .into_iter()
+            .filter(|instance| {
+                instance.tags.get(TAG_LAUNCH_TOKEN).map(String::as_str) == Some(token)
+            })
+            .map(|instance| instance.id)
+            .collect())
+    }
+
+    async fn launch(
+        &self,
+        pool: &PoolConfig,
+        count: u32,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        self.check(pool, "launch instances")?;
+        let mut inner = self.inner();
+        inner
+            .calls
+            .push(format!("launch {} {count} {token}", pool.name));
+        let mut ids = Vec::new();
+        for _ in 0..count {
+            inner.launched += 1;
+            let number = inner.launched;
+            let id = format!("i-fake{number:04}");
+            let tags = BTreeMap::from([
+                (TAG_POOL.to_owned(), pool.name.clone()),
+                (TAG_LAUNCH_TOKEN.to_owned(), token.to_owned()),
+            ]);
+            inner
+                .instances
+                .entry(pool.name.clone())
+                .or_default()
+                .push(Instance {
+                    id: id.clone(),
+                    state: InstanceState::Pending,
+                    private_ip: Some(format!("127.0.0.{}", number % 250 + 2)),
+                    public_ip: None,
+                    launch_time: None,
+                    zone: None,
+                    image_id: None,
+                    tags,
+                });
+            ids.push(id);
         }
+        Ok(ids)
+    }
+
+    async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
+        self.check(pool, "terminate instances")?;
+        let mut inner = self.inner();
+        inner
+            .calls
+            .push(format!("terminate {} {}", pool.name, ids.join(",")));
+        if let Some(instances) = inner.instances.get_mut(&pool.name) {
+            instances.retain(|instance| !ids.contains(&instance.id));
+        }
+        Ok(())
     }
 }

@@ -74,15 +74,40 @@ impl fmt::Display for CloudErrorKind {
 
 /// A provider call that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot list the instances of pool `{pool}` ({kind} error): {message}")]
+#[error("cannot {operation} of pool `{pool}` ({kind} error): {message}")]
 pub struct CloudError {
     pub pool: String,
+    /// What was being done: "list the instances", "launch instances", ...
+    pub operation: &'static str,
     pub kind: CloudErrorKind,
     pub message: String,
 }
 
-/// A source of instances.
+/// A source of instances, and for scaling pools, a way to launch and terminate them.
 pub trait Provider {
-    /// Lists the pending and running instances matching the pool's discovery filters.
+    /// Lists the pending and running instances matching the pool's discovery filters, and for
+    /// a scaling pool also those tagged `haproxy-autoscaler:pool = NAME`.
     fn list(&self, pool: &PoolConfig) -> impl Future<Output = Result<Vec<Instance>, CloudError>>;
+
+    /// The ids of the instances (in any state but terminated) launched with `token`.
+    fn find_by_token(
+        &self,
+        pool: &PoolConfig,
+        token: &str,
+    ) -> impl Future<Output = Result<Vec<String>, CloudError>>;
+
+    /// Launches `count` instances tagged for the pool and with `token`; returns their ids.
+    fn launch(
+        &self,
+        pool: &PoolConfig,
+        count: u32,
+        token: &str,
+    ) -> impl Future<Output = Result<Vec<String>, CloudError>>;
+
+    /// Terminates instances of the pool.
+    fn terminate(
+        &self,
+        pool: &PoolConfig,
+        ids: &[String],
+    ) -> impl Future<Output = Result<(), CloudError>>;
 }
