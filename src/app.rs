@@ -18,8 +18,14 @@ use crate::config::Config;
 use crate::error::{EXIT_CHANGES_PENDING, Error};
 use crate::haproxy::install::read_installed;
 use crate::haproxy::render::Renderer;
+use crate::haproxy::runtime;
+use crate::lifecycle::{self, StatsSnapshot};
 use crate::plan::{self, Facts, Observed, Plan};
+use crate::probe;
 use crate::state::{self, StateLock};
+
+/// How long reading HAProxy's stats may take.
+const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What a run did or would do.
 #[derive(Debug, Serialize)]
@@ -49,28 +55,23 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
-    if let Some(pool) = config.pools.iter().find(|pool| pool.scaling.is_some()) {
-        // The scaling engine is being built behind this guard: its config is validated, but a
-        // run must not accept a scaling section it would silently ignore.
-        return Err(Error::Config(crate::config::ConfigError::Invalid {
-            origin: config.source.clone(),
-            key: format!("pool `{}`: scaling", pool.name),
-            message: "is validated but not yet carried out by this version; remove it".to_owned(),
-        }));
-    }
     let renderer = Renderer::load(&config.haproxy.template).map_err(Error::Template)?;
     let started = Instant::now();
     let provider = Ec2::connect(&config.aws).await?;
     tracing::debug!("AWS client ready in {:?}", started.elapsed());
-    reconcile(&config, &renderer, &provider, cli.plan).await
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64);
+    reconcile(&config, &renderer, &provider, cli.plan, now).await
 }
 
-/// One reconcile with a given provider: the whole run after validation.
+/// One reconcile with a given provider: the whole run after validation. `now` is Unix seconds.
 pub async fn reconcile(
     config: &Config,
     renderer: &Renderer,
     provider: &impl Provider,
     plan_only: bool,
+    now: i64,
 ) -> Result<Report, Error> {
     let _lock = if plan_only {
         None
@@ -78,6 +79,54 @@ pub async fn reconcile(
         Some(StateLock::acquire(&config.state_path)?)
     };
     let loaded = state::load(&config.state_path)?;
+    let observed = observe(config, provider, &loaded.state, now).await?;
+    let installed = read_installed(&config.haproxy.config)?;
+    let plan = plan::build(
+        Facts {
+            config,
+            observed: &observed,
+            installed: installed.as_deref(),
+            state: &loaded.state,
+            now,
+        },
+        renderer,
+    )?;
+    let changes = plan.has_changes();
+    if plan_only {
+        return Ok(Report {
+            mode: "plan",
+            changes,
+            plan,
+        });
+    }
+    apply(config, &plan, &loaded, provider).await?;
+    Ok(Report {
+        mode: "apply",
+        changes,
+        plan,
+    })
+}
+
+/// Everything the planner needs from the world: instances, and for scaling pools the stats,
+/// readiness probes and launch look-ups. A failed listing or look-up fails the run (nothing
+/// changes); unreadable stats only stop scaling (invariant 7).
+async fn observe(
+    config: &Config,
+    provider: &impl Provider,
+    state: &state::State,
+    now: i64,
+) -> Result<Vec<Observed>, Error> {
+    let scaling = config.pools.iter().any(|pool| pool.scaling.is_some());
+    let stats = match (&config.haproxy.stats, scaling) {
+        (Some(source), true) => match runtime::read_stats(source, STATS_TIMEOUT).await {
+            Ok(stats) => Some(stats),
+            Err(error) => {
+                tracing::warn!("no scaling decision this run: {}", error_chain(&error));
+                None
+            }
+        },
+        _ => None,
+    };
     let mut observed = Vec::with_capacity(config.pools.len());
     for pool in &config.pools {
         let started = Instant::now();
@@ -88,35 +137,57 @@ pub async fn reconcile(
             instances.len(),
             started.elapsed()
         );
-        observed.push(Observed {
+        let mut pool_observed = Observed {
             pool: pool.name.clone(),
-            instances,
-        });
+            ..Observed::default()
+        };
+        if let Some(scaling) = &pool.scaling {
+            let pool_state = state.pools.get(&pool.name).cloned().unwrap_or_default();
+            pool_observed.stats = stats.as_ref().map(|(info, rows)| StatsSnapshot {
+                node: "local".to_owned(),
+                info: *info,
+                rows: rows
+                    .iter()
+                    .filter(|row| row.proxy == pool.backend)
+                    .cloned()
+                    .collect(),
+            });
+            for intent in pool_state
+                .launches
+                .iter()
+                .filter(|intent| intent.instance_ids.is_none())
+            {
+                let ids = provider.find_by_token(pool, &intent.token).await?;
+                pool_observed
+                    .found_by_token
+                    .insert(intent.token.clone(), ids);
+            }
+            for id in lifecycle::probe_candidates(pool, scaling, &instances, &pool_state, now) {
+                let instance = instances.iter().find(|instance| instance.id == id);
+                let ready = match instance.map(|instance| plan::server_address(pool, instance)) {
+                    Some(Ok(Ok((host, port)))) => {
+                        probe::ready(&pool.ready_check, &host, port).await
+                    }
+                    _ => false,
+                };
+                pool_observed.ready.insert(id, ready);
+            }
+        }
+        pool_observed.instances = instances;
+        observed.push(pool_observed);
     }
-    let installed = read_installed(&config.haproxy.config)?;
-    let plan = plan::build(
-        Facts {
-            config,
-            observed: &observed,
-            installed: installed.as_deref(),
-            state: &loaded.state,
-        },
-        renderer,
-    )?;
-    let changes = plan.has_changes(&loaded.state);
-    if plan_only {
-        return Ok(Report {
-            mode: "plan",
-            changes,
-            plan,
-        });
+    Ok(observed)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
-    apply(config, &plan, &loaded).await?;
-    Ok(Report {
-        mode: "apply",
-        changes,
-        plan,
-    })
+    text
 }
 
 fn print(cli: &Cli, report: &Report) {
@@ -201,12 +272,14 @@ mod tests {
         let cloud = FakeCloud::default();
         cloud.set("web", vec![instance("i-1")]);
         cloud.set("api", vec![instance("i-2")]);
-        reconcile(&config, &renderer, &cloud, false).await.unwrap();
+        reconcile(&config, &renderer, &cloud, false, 1_000)
+            .await
+            .unwrap();
         let before = files(dir.path());
 
         cloud.set("web", vec![instance("i-1"), instance("i-3")]);
         cloud.fail("api", "list the instances");
-        let error = reconcile(&config, &renderer, &cloud, false)
+        let error = reconcile(&config, &renderer, &cloud, false, 1_000)
             .await
             .unwrap_err();
         assert_eq!(error.exit_code(), 1);
@@ -226,7 +299,9 @@ mod tests {
         cloud.set("api", vec![instance("i-2")]);
         let _held = StateLock::acquire(&config.state_path).unwrap();
         let before = files(dir.path());
-        let report = reconcile(&config, &renderer, &cloud, true).await.unwrap();
+        let report = reconcile(&config, &renderer, &cloud, true, 1_000)
+            .await
+            .unwrap();
         assert!(report.changes);
         assert_eq!(report.plan.actions.len(), 4, "{}", report.plan);
         assert_eq!(files(dir.path()), before);

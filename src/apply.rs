@@ -1,13 +1,29 @@
 //! Carries out a [`Plan`]: the only module that changes the world.
 //!
-//! It makes no decisions: the config is installed and HAProxy reloaded if the plan says the config
-//! changed, then the plan's next state is saved if it differs from the loaded one. If installing or
-//! reloading fails, the state is not saved, so the next run sees the same facts and tries again.
+//! It makes no decisions; it follows the plan's actions in a crash-safe order:
+//! 1. launches: the intent (with its token) is saved to state *before* the cloud call and the
+//!    instance ids right after it (invariant 5);
+//! 2. drains: `set server B/S state drain` on the admin socket (the rendered config also keeps
+//!    them drained across the reload);
+//! 3. haproxy.cfg: installed and reloaded if the plan says it changed;
+//! 4. terminations, once the config no longer names those servers;
+//! 5. the plan's next state is saved.
+//!
+//! If a step fails the run stops with an error; what was done is in the state file, and the next
+//! run sees the same facts and finishes the job.
 
-use crate::config::Config;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::cloud::{CloudError, Provider};
+use crate::config::{Config, StatsSource};
 use crate::haproxy::install::{self, InstallError};
-use crate::plan::Plan;
-use crate::state::{self, Loaded, StateError};
+use crate::haproxy::runtime;
+use crate::plan::{Action, Plan};
+use crate::state::{self, LaunchIntent, Loaded, State, StateError};
+
+/// How long one runtime API command may take.
+const RUNTIME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A step of the apply that failed.
 #[derive(Debug, thiserror::Error)]
@@ -16,15 +32,122 @@ pub enum ApplyError {
     Install(#[from] InstallError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
 }
 
 /// Applies `plan`, made from `loaded`.
-pub async fn apply(config: &Config, plan: &Plan, loaded: &Loaded) -> Result<(), ApplyError> {
+pub async fn apply(
+    config: &Config,
+    plan: &Plan,
+    loaded: &Loaded,
+    provider: &impl Provider,
+) -> Result<(), ApplyError> {
+    let mut version = loaded.version.clone();
+    let mut progress = loaded.state.clone();
+    let mut launched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for action in &plan.actions {
+        let Action::Launch {
+            pool, count, token, ..
+        } = action
+        else {
+            continue;
+        };
+        let pool_config = pool_config(config, pool);
+        let intents = &mut progress.pools.entry(pool.clone()).or_default().launches;
+        if !intents.iter().any(|intent| &intent.token == token) {
+            intents.push(LaunchIntent {
+                token: token.clone(),
+                count: *count,
+                requested_at: plan
+                    .next_state
+                    .pools
+                    .get(pool)
+                    .and_then(|next| next.launches.iter().find(|intent| &intent.token == token))
+                    .map_or(0, |intent| intent.requested_at),
+                instance_ids: None,
+            });
+        }
+        version = state::save(&config.state_path, &progress, &version)?;
+        let ids = provider.launch(pool_config, *count, token).await?;
+        record_ids(&mut progress, pool, token, &ids);
+        version = state::save(&config.state_path, &progress, &version)?;
+        launched.insert(token.clone(), ids);
+    }
+
+    for action in &plan.actions {
+        let Action::Drain {
+            backend, server, ..
+        } = action
+        else {
+            continue;
+        };
+        match &config.haproxy.stats {
+            Some(StatsSource::Socket(socket)) => {
+                if let Err(error) = runtime::drain(socket, backend, server, RUNTIME_TIMEOUT).await {
+                    // The rendered config drains it too, from the next reload on.
+                    tracing::warn!(
+                        "cannot drain {backend}/{server} through the runtime API: {error}"
+                    );
+                }
+            }
+            _ => tracing::info!(
+                "no stats socket: {backend}/{server} is drained by the config reload only"
+            ),
+        }
+    }
+
     if plan.config.changed {
         install::install_and_reload(&config.haproxy, &plan.rendered).await?;
     }
-    if plan.next_state != loaded.state {
-        state::save(&config.state_path, &plan.next_state, &loaded.version)?;
+
+    let mut terminate: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for action in &plan.actions {
+        if let Action::Terminate { pool, server, .. } = action {
+            terminate
+                .entry(pool.as_str())
+                .or_default()
+                .push(server.clone());
+        }
+    }
+    for (pool, ids) in &terminate {
+        provider.terminate(pool_config(config, pool), ids).await?;
+    }
+
+    let mut next = plan.next_state.clone();
+    for (token, ids) in &launched {
+        for pool_state in next.pools.values_mut() {
+            for intent in pool_state
+                .launches
+                .iter_mut()
+                .filter(|intent| &intent.token == token)
+            {
+                intent.instance_ids = Some(ids.clone());
+            }
+        }
+    }
+    if next != loaded.state {
+        state::save(&config.state_path, &next, &version)?;
     }
     Ok(())
+}
+
+fn pool_config<'a>(config: &'a Config, pool: &str) -> &'a crate::config::PoolConfig {
+    config
+        .pools
+        .iter()
+        .find(|candidate| candidate.name == pool)
+        .expect("plan actions name the config's pools")
+}
+
+fn record_ids(state: &mut State, pool: &str, token: &str, ids: &[String]) {
+    if let Some(pool_state) = state.pools.get_mut(pool) {
+        for intent in pool_state
+            .launches
+            .iter_mut()
+            .filter(|intent| intent.token == token)
+        {
+            intent.instance_ids = Some(ids.to_vec());
+        }
+    }
 }

@@ -44,6 +44,7 @@ impl From<ApplyError> for Error {
         match error {
             ApplyError::Install(error) => Error::Install(error),
             ApplyError::State(error) => Error::State(error),
+            ApplyError::Cloud(error) => Error::Cloud(error),
         }
     }
 }

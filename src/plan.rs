@@ -20,7 +20,8 @@ use crate::cloud::{Instance, InstanceState};
 use crate::config::{AddressSource, Config, PoolConfig, StatsSource};
 use crate::haproxy::installed::backend_servers;
 use crate::haproxy::render::{RenderError, Renderer, is_haproxy_token};
-use crate::state::State;
+use crate::lifecycle::{self, PoolFacts, Role, ScalePlan, StatsSnapshot};
+use crate::state::{PoolState, State};
 
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +52,16 @@ pub enum PlanError {
 }
 
 /// What a pool's provider reported.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Observed {
     pub pool: String,
     pub instances: Vec<Instance>,
+    /// Scaling pools: the backend's stats, `None` if they could not be read.
+    pub stats: Option<StatsSnapshot>,
+    /// Scaling pools: readiness probe results.
+    pub ready: BTreeMap<String, bool>,
+    /// Scaling pools: instance ids found for launch tokens without recorded ids.
+    pub found_by_token: BTreeMap<String, Vec<String>>,
 }
 
 /// Everything the planner needs.
@@ -65,6 +72,8 @@ pub struct Facts<'a> {
     /// The installed haproxy.cfg, `None` if there is none yet.
     pub installed: Option<&'a str>,
     pub state: &'a State,
+    /// Unix seconds.
+    pub now: i64,
 }
 
 /// One server of a backend, as the template sees it.
@@ -80,6 +89,10 @@ pub struct Server {
     pub zone: Option<String>,
     pub image_id: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// Not yet taking traffic (pending, warming up or not proven ready): render it disabled.
+    pub booting: bool,
+    /// Being drained before termination: render it so a reload gives it no new traffic.
+    pub draining: bool,
 }
 
 /// An instance that was discovered but is not rendered, and why.
@@ -90,13 +103,15 @@ pub struct Skipped {
 }
 
 /// A pool and the servers of its backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PoolPlan {
     pub name: String,
     pub backend: String,
     pub port: u16,
     pub servers: Vec<Server>,
     pub skipped: Vec<Skipped>,
+    /// Scaling pools: the decision and the launches, drains and terminations.
+    pub scale: Option<ScalePlan>,
 }
 
 /// The haproxy.cfg change, if any.
@@ -127,6 +142,24 @@ pub enum Action {
         server: String,
         reason: String,
     },
+    Launch {
+        pool: String,
+        count: u32,
+        token: String,
+        retry: bool,
+        reason: String,
+    },
+    Drain {
+        pool: String,
+        backend: String,
+        server: String,
+        reason: String,
+    },
+    Terminate {
+        pool: String,
+        server: String,
+        reason: String,
+    },
     InstallConfig {
         path: PathBuf,
         sha256: String,
@@ -153,9 +186,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// True if applying the plan changes anything (config or state).
-    pub fn has_changes(&self, loaded: &State) -> bool {
-        self.config.changed || &self.next_state != loaded
+    /// True if applying the plan does anything (bookkeeping in the state file aside).
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty()
     }
 }
 
@@ -184,18 +217,58 @@ pub fn sha256_hex(text: &str) -> String {
 pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     let config = facts.config;
     let mut pools = Vec::with_capacity(config.pools.len());
+    let nothing = Observed::default();
     for pool in &config.pools {
-        let instances = facts
+        let observed = facts
             .observed
             .iter()
             .find(|observed| observed.pool == pool.name)
-            .map(|observed| observed.instances.as_slice())
-            .unwrap_or_default();
-        pools.push(pool_plan(pool, instances)?);
+            .unwrap_or(&nothing);
+        let default_state = PoolState::default();
+        let scale = pool.scaling.as_ref().map(|scaling| {
+            lifecycle::plan_pool(&PoolFacts {
+                pool,
+                scaling,
+                instances: &observed.instances,
+                stats: observed.stats.as_ref(),
+                ready: &observed.ready,
+                found_by_token: &observed.found_by_token,
+                state: facts.state.pools.get(&pool.name).unwrap_or(&default_state),
+                now: facts.now,
+            })
+        });
+        pools.push(pool_plan(pool, &observed.instances, scale)?);
     }
 
     let installed = facts.installed.unwrap_or_default();
     let mut actions = Vec::new();
+    for pool in &pools {
+        let Some(scale) = &pool.scale else { continue };
+        for launch in &scale.launches {
+            actions.push(Action::Launch {
+                pool: pool.name.clone(),
+                count: launch.count,
+                token: launch.token.clone(),
+                retry: launch.retry,
+                reason: launch.reason.clone(),
+            });
+        }
+        for drain in &scale.drains {
+            actions.push(Action::Drain {
+                pool: pool.name.clone(),
+                backend: pool.backend.clone(),
+                server: drain.id.clone(),
+                reason: drain.reason.clone(),
+            });
+        }
+        for terminate in &scale.terminates {
+            actions.push(Action::Terminate {
+                pool: pool.name.clone(),
+                server: terminate.id.clone(),
+                reason: terminate.reason.clone(),
+            });
+        }
+    }
     for pool in &pools {
         let before = backend_servers(installed, &pool.backend);
         let pool_config = config
@@ -345,10 +418,18 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
 }
 
 /// The servers of one pool, sorted by instance id so that the rendered file is stable.
-fn pool_plan(pool: &PoolConfig, instances: &[Instance]) -> Result<PoolPlan, PlanError> {
+fn pool_plan(
+    pool: &PoolConfig,
+    instances: &[Instance],
+    scale: Option<ScalePlan>,
+) -> Result<PoolPlan, PlanError> {
     let mut servers = Vec::new();
     let mut skipped = Vec::new();
     for instance in instances {
+        let role = scale.as_ref().map(|scale| scale.roles.get(&instance.id));
+        if role == Some(None) {
+            continue; // terminating: out of the config before the instance goes
+        }
         if instance.id.is_empty()
             || !instance
                 .id
@@ -360,33 +441,12 @@ fn pool_plan(pool: &PoolConfig, instances: &[Instance]) -> Result<PoolPlan, Plan
                 id: instance.id.clone(),
             });
         }
-        let (address, port) = match &pool.address {
-            AddressSource::PrivateIp => match &instance.private_ip {
-                Some(ip) => (ip.clone(), pool.port),
-                None => {
-                    skipped.push(skip(instance, "it has no private IP address yet"));
-                    continue;
-                }
-            },
-            AddressSource::PublicIp => match &instance.public_ip {
-                Some(ip) => (ip.clone(), pool.port),
-                None => {
-                    skipped.push(skip(instance, "it has no public IP address"));
-                    continue;
-                }
-            },
-            AddressSource::Tag(key) => match instance.tags.get(key) {
-                Some(value) => parse_host_port(value).ok_or_else(|| PlanError::BadAddressTag {
-                    pool: pool.name.clone(),
-                    id: instance.id.clone(),
-                    key: key.clone(),
-                    value: value.clone(),
-                })?,
-                None => {
-                    skipped.push(skip(instance, &format!("it has no `{key}` tag")));
-                    continue;
-                }
-            },
+        let (address, port) = match server_address(pool, instance)? {
+            Ok(address) => address,
+            Err(reason) => {
+                skipped.push(skip(instance, &reason));
+                continue;
+            }
         };
         servers.push(Server {
             name: instance.id.clone(),
@@ -398,6 +458,11 @@ fn pool_plan(pool: &PoolConfig, instances: &[Instance]) -> Result<PoolPlan, Plan
             zone: instance.zone.clone(),
             image_id: instance.image_id.clone(),
             tags: instance.tags.clone(),
+            booting: match role {
+                Some(role) => role == Some(&Role::Booting),
+                None => instance.state == InstanceState::Pending,
+            },
+            draining: role == Some(Some(&Role::Draining)),
         });
     }
     servers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -409,6 +474,36 @@ fn pool_plan(pool: &PoolConfig, instances: &[Instance]) -> Result<PoolPlan, Plan
         port: pool.port,
         servers,
         skipped,
+        scale,
+    })
+}
+
+/// Where HAProxy (and the readiness probe) reaches an instance: `Ok(Err(reason))` when the
+/// instance has no such address yet, `Err` when its address tag is not a plain `host:port`.
+pub fn server_address(
+    pool: &PoolConfig,
+    instance: &Instance,
+) -> Result<Result<(String, u16), String>, PlanError> {
+    Ok(match &pool.address {
+        AddressSource::PrivateIp => match &instance.private_ip {
+            Some(ip) => Ok((ip.clone(), pool.port)),
+            None => Err("it has no private IP address yet".to_owned()),
+        },
+        AddressSource::PublicIp => match &instance.public_ip {
+            Some(ip) => Ok((ip.clone(), pool.port)),
+            None => Err("it has no public IP address".to_owned()),
+        },
+        AddressSource::Tag(key) => match instance.tags.get(key) {
+            Some(value) => Ok(
+                parse_host_port(value).ok_or_else(|| PlanError::BadAddressTag {
+                    pool: pool.name.clone(),
+                    id: instance.id.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                })?,
+            ),
+            None => Err(format!("it has no `{key}` tag")),
+        },
     })
 }
 
@@ -453,6 +548,32 @@ impl fmt::Display for Action {
                 reason,
                 ..
             } => write!(f, "remove server {backend}/{server}: {reason}"),
+            Action::Launch {
+                pool,
+                count,
+                token,
+                retry,
+                reason,
+            } => {
+                let again = if *retry { " again" } else { "" };
+                write!(
+                    f,
+                    "launch {count} instance(s){again} for pool {pool} (token {token}): {reason}"
+                )
+            }
+            Action::Drain {
+                backend,
+                server,
+                reason,
+                ..
+            } => write!(f, "drain server {backend}/{server}: {reason}"),
+            Action::Terminate {
+                pool,
+                server,
+                reason,
+            } => {
+                write!(f, "terminate instance {server} of pool {pool}: {reason}")
+            }
             Action::InstallConfig {
                 path,
                 sha256,
@@ -472,6 +593,24 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for warning in &self.warnings {
             writeln!(f, "warning: {warning}")?;
+        }
+        for pool in &self.pools {
+            if let Some(scale) = &pool.scale {
+                let d = &scale.decision;
+                let metric = d.metric.map_or("no metric".to_owned(), |m| {
+                    format!("metric {m:.2} per server")
+                });
+                let booting = scale
+                    .roles
+                    .values()
+                    .filter(|role| **role == Role::Booting)
+                    .count();
+                writeln!(
+                    f,
+                    "pool {}: {metric}; {} server(s) ({booting} booting), bounds {}..{} → desired {}: {}",
+                    pool.name, d.current, d.min, d.max, d.desired, d.reason
+                )?;
+            }
         }
         if self.actions.is_empty() {
             return writeln!(f, "No changes: haproxy.cfg is up to date.");
@@ -525,6 +664,7 @@ mod tests {
         let observed = [Observed {
             pool: "web".into(),
             instances,
+            ..Observed::default()
         }];
         build(
             Facts {
@@ -532,6 +672,7 @@ mod tests {
                 observed: &observed,
                 installed,
                 state,
+                now: 1_000,
             },
             &renderer,
         )
@@ -581,7 +722,7 @@ mod tests {
         let second = plan(&config, instances, Some(&first.rendered), &first.next_state).unwrap();
         assert!(!second.config.changed);
         assert!(second.actions.is_empty());
-        assert!(!second.has_changes(&first.next_state));
+        assert!(!second.has_changes());
         assert_eq!(
             second.to_string(),
             "No changes: haproxy.cfg is up to date.\n"
@@ -739,6 +880,7 @@ mod tests {
         let observed = [Observed {
             pool: "web".into(),
             instances: vec![pending, tagged],
+            ..Observed::default()
         }];
         let plan = build(
             Facts {
@@ -746,6 +888,7 @@ mod tests {
                 observed: &observed,
                 installed: None,
                 state: &State::default(),
+                now: 1_000,
             },
             &renderer,
         )
@@ -791,7 +934,7 @@ mod tests {
                 let second = plan(&config, after.clone(), Some(&first.rendered), &first.next_state).unwrap();
                 let third = plan(&config, after.clone(), Some(&second.rendered), &second.next_state).unwrap();
                 prop_assert!(third.actions.is_empty());
-                prop_assert!(!third.has_changes(&second.next_state));
+                prop_assert!(!third.has_changes());
                 let names: Vec<&str> = second.pools[0].servers.iter().map(|s| s.name.as_str()).collect();
                 let mut expected: Vec<&str> = after.iter().map(|i| i.id.as_str()).collect();
                 expected.sort_unstable();

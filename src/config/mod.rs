@@ -384,6 +384,17 @@ impl Validator {
             }
             pools.push(pool);
         }
+        if let Some(pool) = pools.iter().find(|pool| pool.scaling.is_some())
+            && haproxy.stats.is_none()
+        {
+            return Err(self.invalid(
+                "haproxy.stats_socket",
+                format!(
+                    "pool `{}` scales on HAProxy's stats: set `stats_socket` (or `stats_url`)",
+                    pool.name
+                ),
+            ));
+        }
         let state_path = raw
             .state
             .path

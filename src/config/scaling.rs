@@ -436,7 +436,7 @@ mod tests {
 
     fn pool(scaling: &str) -> String {
         format!(
-            "[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n[pool.scaling]\n{scaling}\n"
+            "[haproxy]\nstats_socket = \"/run/haproxy/admin.sock\"\n[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n[pool.scaling]\n{scaling}\n"
         )
     }
 

@@ -5,4 +5,5 @@ pub mod install;
 pub mod installed;
 pub mod master;
 pub mod render;
+pub mod runtime;
 pub mod stats;

@@ -1,0 +1,158 @@
+//! HAProxy's runtime API on the admin stats socket: read `show stat` / `show info`, drain a
+//! server. Also reads the CSV stats page when only `stats_url` is configured (it has no runtime
+//! API: no pid, so a reload is detected by counters going down, and drains happen through the
+//! rendered config only).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::config::StatsSource;
+use crate::haproxy::stats::{self, Info, Row, StatsError};
+use crate::http;
+
+/// A runtime API problem.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot talk to HAProxy's stats socket `{socket}`")]
+    Io {
+        socket: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HAProxy's stats socket `{socket}` did not answer `{command}` within {}ms", after.as_millis())]
+    Timeout {
+        socket: String,
+        command: String,
+        after: Duration,
+    },
+    #[error("unusable stats from `{source_name}`")]
+    Stats {
+        source_name: String,
+        #[source]
+        source: StatsError,
+    },
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
+    #[error("HAProxy refused `{command}`: {answer}")]
+    Refused { command: String, answer: String },
+}
+
+/// Sends one command to a stats socket (a unix path, or `ipv4@HOST:PORT` / `HOST:PORT`).
+pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<String, RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        socket: socket.to_owned(),
+        source,
+    };
+    let exchange = async {
+        let tcp = socket
+            .strip_prefix("ipv4@")
+            .or_else(|| (!socket.starts_with('/') && socket.contains(':')).then_some(socket));
+        let mut answer = String::new();
+        match tcp {
+            Some(address) => {
+                let mut stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
+                stream
+                    .write_all(format!("{command}\n").as_bytes())
+                    .await
+                    .map_err(io)?;
+                stream.shutdown().await.map_err(io)?;
+                stream
+                    .take(stats::MAX_STATS_BYTES as u64 + 1)
+                    .read_to_string(&mut answer)
+                    .await
+                    .map_err(io)?;
+            }
+            None => {
+                let mut stream = tokio::net::UnixStream::connect(Path::new(socket))
+                    .await
+                    .map_err(io)?;
+                stream
+                    .write_all(format!("{command}\n").as_bytes())
+                    .await
+                    .map_err(io)?;
+                stream.shutdown().await.map_err(io)?;
+                stream
+                    .take(stats::MAX_STATS_BYTES as u64 + 1)
+                    .read_to_string(&mut answer)
+                    .await
+                    .map_err(io)?;
+            }
+        }
+        Ok(answer)
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| RuntimeError::Timeout {
+            socket: socket.to_owned(),
+            command: command.to_owned(),
+            after: timeout,
+        })?
+}
+
+/// Reads the worker's info and every server and backend line.
+pub async fn read_stats(
+    source: &StatsSource,
+    timeout: Duration,
+) -> Result<(Info, Vec<Row>), RuntimeError> {
+    let (name, info, text) = match source {
+        StatsSource::Socket(socket) => {
+            let info_text = send(socket, "show info", timeout).await?;
+            let info =
+                stats::parse_show_info(&info_text).map_err(|source| RuntimeError::Stats {
+                    source_name: socket.clone(),
+                    source,
+                })?;
+            (
+                socket.clone(),
+                info,
+                send(socket, "show stat", timeout).await?,
+            )
+        }
+        StatsSource::Url(url) => {
+            let response = http::get(url, timeout).await?;
+            if response.status != 200 {
+                return Err(http::HttpError::Status {
+                    url: url.clone(),
+                    status: response.status.to_string(),
+                }
+                .into());
+            }
+            // The stats page has no pid or uptime: counters going down reveal a reload.
+            (
+                url.clone(),
+                Info {
+                    pid: 0,
+                    uptime_s: 0,
+                },
+                response.body,
+            )
+        }
+    };
+    let rows = stats::parse_show_stat(&text).map_err(|source| RuntimeError::Stats {
+        source_name: name,
+        source,
+    })?;
+    Ok((info, rows))
+}
+
+/// `set server BACKEND/SERVER state drain`.
+pub async fn drain(
+    socket: &str,
+    backend: &str,
+    server: &str,
+    timeout: Duration,
+) -> Result<(), RuntimeError> {
+    let command = format!("set server {backend}/{server} state drain");
+    let answer = send(socket, &command, timeout).await?;
+    // HAProxy answers nothing (or a blank line) on success, and a message otherwise.
+    if answer.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(RuntimeError::Refused {
+            command,
+            answer: answer.trim().to_owned(),
+        })
+    }
+}
