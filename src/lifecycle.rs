@@ -464,3 +464,396 @@ fn server_metric(
         Metric::ResponseTimeMs => now.rtime.map(|ms| ms as f64),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Bound;
+    use crate::haproxy::stats::Status;
+    use std::path::Path;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn pool(scaling: &str, ready_check: &str) -> PoolConfig {
+        let text = format!(
+            "[haproxy]\nstats_socket = \"/s\"\n[[pool]]\nname = \"web\"\nport = 80\nready_check = \"{ready_check}\"\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n[pool.scaling]\n{scaling}\n"
+        );
+        crate::config::Config::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .pools
+            .remove(0)
+    }
+
+    fn threshold(extra: &str) -> PoolConfig {
+        pool(
+            &format!(
+                "min = 1\nmax = 10\nscale_up_above = 20\nscale_down_below = 10\ncooldown_s = 0\nwarmup_s = 60\ndrain_s = 120\n{extra}"
+            ),
+            "none",
+        )
+    }
+
+    fn instance(id: &str, launched_ago: i64) -> Instance {
+        let launch = jiff::Timestamp::from_second(NOW - launched_ago)
+            .unwrap()
+            .to_string();
+        Instance {
+            id: id.into(),
+            state: InstanceState::Running,
+            private_ip: Some("127.0.0.1".into()),
+            public_ip: None,
+            launch_time: Some(launch),
+            zone: None,
+            image_id: None,
+            tags: BTreeMap::from([(TAG_POOL.to_owned(), "web".to_owned())]),
+        }
+    }
+
+    fn row(name: &str, scur: u64, stot: u64) -> Row {
+        Row {
+            proxy: "web".into(),
+            name: name.into(),
+            status: Status::Up,
+            scur,
+            stot,
+            req_tot: Some(stot),
+            qcur: Some(0),
+            rtime: Some(5),
+        }
+    }
+
+    fn snapshot(pid: u64, uptime_s: u64, rows: Vec<Row>) -> StatsSnapshot {
+        StatsSnapshot {
+            node: "local".into(),
+            info: Info { pid, uptime_s },
+            rows,
+        }
+    }
+
+    struct World {
+        pool: PoolConfig,
+        instances: Vec<Instance>,
+        stats: Option<StatsSnapshot>,
+        ready: BTreeMap<String, bool>,
+        found: BTreeMap<String, Vec<String>>,
+        state: PoolState,
+        now: i64,
+    }
+
+    impl World {
+        fn new(pool: PoolConfig, instances: Vec<Instance>) -> World {
+            World {
+                pool,
+                instances,
+                stats: None,
+                ready: BTreeMap::new(),
+                found: BTreeMap::new(),
+                state: PoolState::default(),
+                now: NOW,
+            }
+        }
+
+        fn plan(&self) -> ScalePlan {
+            plan_pool(&PoolFacts {
+                pool: &self.pool,
+                scaling: self.pool.scaling.as_ref().unwrap(),
+                instances: &self.instances,
+                stats: self.stats.as_ref(),
+                ready: &self.ready,
+                found_by_token: &self.found,
+                state: &self.state,
+                now: self.now,
+            })
+        }
+
+        /// Two samples 60 s apart with `rate` new sessions per second on every server.
+        fn with_rate(mut self, rate: u64, scur: &[u64]) -> World {
+            let ids: Vec<String> = self.instances.iter().map(|i| i.id.clone()).collect();
+            let rows = |base: u64| {
+                let mut rows: Vec<Row> = ids
+                    .iter()
+                    .zip(scur)
+                    .map(|(id, s)| row(id, *s, base))
+                    .collect();
+                let mut backend = row("BACKEND", 0, 0);
+                backend.qcur = Some(4);
+                rows.push(backend);
+                rows
+            };
+            let earlier = snapshot(7, 1000, rows(100));
+            self.state.samples = vec![sample_of(&earlier, self.now - 60)];
+            self.state.in_service = ids.clone();
+            self.stats = Some(snapshot(7, 1060, rows(100 + rate * 60)));
+            self
+        }
+    }
+
+    #[test]
+    fn scale_up_launches_with_a_deterministic_token_recorded_as_an_intent() {
+        let world = World::new(
+            threshold("step_up = 2"),
+            vec![instance("i-1", 600), instance("i-2", 600)],
+        )
+        .with_rate(30, &[1, 1]);
+        let plan = world.plan();
+        assert_eq!(plan.decision.metric, Some(30.0));
+        assert_eq!(
+            (plan.decision.current, plan.decision.desired),
+            (2, 4),
+            "{}",
+            plan.decision.reason
+        );
+        assert_eq!(plan.launches.len(), 1);
+        assert_eq!(plan.launches[0].count, 2);
+        assert_eq!(plan.launches[0].token, launch_token("web", NOW));
+        assert!(plan.launches[0].token.len() <= 64);
+        assert_eq!(plan.next.launches[0].instance_ids, None);
+        assert_eq!(
+            plan.next.scale_history.last().map(|e| (e.from, e.to)),
+            Some((2, 4))
+        );
+        assert!(matches!(
+            plan.events[0],
+            Event::Scaled { from: 2, to: 4, .. }
+        ));
+        assert_eq!(plan, world.plan(), "deterministic");
+    }
+
+    #[test]
+    fn a_launch_without_ids_is_resolved_by_token_or_sent_again_never_doubled() {
+        let mut world =
+            World::new(threshold("step_up = 2"), vec![instance("i-1", 600)]).with_rate(30, &[1]);
+        world.state.launches = vec![LaunchIntent {
+            token: "hxa-t".into(),
+            count: 2,
+            requested_at: NOW - 60,
+            instance_ids: None,
+        }];
+        world.state.scale_history = vec![ScaleEvent {
+            at: NOW - 60,
+            from: 1,
+            to: 3,
+        }];
+        // Nothing found for the token: send it again, and count it as capacity (no new launch).
+        let plan = world.plan();
+        let launches: Vec<(String, u32, bool)> = plan
+            .launches
+            .iter()
+            .map(|l| (l.token.clone(), l.count, l.retry))
+            .collect();
+        assert_eq!(
+            launches,
+            [
+                ("hxa-t".to_owned(), 2, true),
+                (launch_token("web", NOW), 2, false)
+            ]
+        );
+        assert_eq!(plan.decision.current, 3);
+        // Found: the intent is done, and no launch is sent again.
+        let mut a = instance("i-2", 30);
+        a.state = InstanceState::Pending;
+        world.instances.push(a);
+        world.found.insert("hxa-t".into(), vec!["i-2".into()]);
+        let plan = world.plan();
+        assert!(
+            plan.launches.iter().all(|l| !l.retry),
+            "{:?}",
+            plan.launches
+        );
+        assert!(plan.next.launches.iter().all(|i| i.token != "hxa-t"));
+    }
+
+    #[test]
+    fn scale_down_drains_the_idlest_newest_tagged_unprotected_server() {
+        let mut protected_one = instance("i-0", 50_000);
+        protected_one
+            .tags
+            .insert(TAG_PROTECTED.into(), "true".into());
+        let mut untagged = instance("i-9", 50_000);
+        untagged.tags.clear();
+        let instances = vec![
+            protected_one,
+            instance("i-1", 9000),
+            instance("i-2", 8000),
+            instance("i-3", 7000),
+            untagged,
+        ];
+        let world =
+            World::new(threshold("step_down = 2"), instances).with_rate(1, &[0, 3, 0, 0, 0]);
+        let plan = world.plan();
+        assert_eq!(
+            (plan.decision.current, plan.decision.desired),
+            (5, 3),
+            "{}",
+            plan.decision.reason
+        );
+        let drained: Vec<&str> = plan.drains.iter().map(|d| d.id.as_str()).collect();
+        // i-1 has 3 sessions; i-3 is the newest of the idle ones, then i-2.
+        assert_eq!(drained, ["i-3", "i-2"]);
+        assert_eq!(plan.roles["i-3"], Role::Draining);
+        assert_eq!(
+            plan.next
+                .draining
+                .iter()
+                .map(|d| (d.id.as_str(), d.since))
+                .collect::<Vec<_>>(),
+            [("i-3", NOW), ("i-2", NOW)]
+        );
+        assert!(
+            plan.terminates.is_empty(),
+            "terminated only from a later run"
+        );
+    }
+
+    #[test]
+    fn draining_servers_are_terminated_after_drain_s_or_when_idle() {
+        let mut world = World::new(
+            threshold(""),
+            vec![
+                instance("i-1", 9000),
+                instance("i-2", 9000),
+                instance("i-3", 9000),
+            ],
+        )
+        .with_rate(15, &[4, 2, 0]);
+        world.state.draining = vec![
+            Draining {
+                id: "i-1".into(),
+                since: NOW - 200,
+            },
+            Draining {
+                id: "i-2".into(),
+                since: NOW - 30,
+            },
+        ];
+        let plan = world.plan();
+        let terminated: Vec<&str> = plan.terminates.iter().map(|t| t.id.as_str()).collect();
+        assert_eq!(
+            terminated,
+            ["i-1"],
+            "drain_s passed; i-2 still has sessions"
+        );
+        assert!(!plan.roles.contains_key("i-1"), "out of the config");
+        assert_eq!(plan.roles["i-2"], Role::Draining);
+        world.stats.as_mut().unwrap().rows[1].scur = 0; // i-2
+        let terminated: Vec<String> = world.plan().terminates.into_iter().map(|t| t.id).collect();
+        assert_eq!(terminated, ["i-1", "i-2"]);
+    }
+
+    #[test]
+    fn a_reload_between_samples_gives_no_metric_and_no_decision() {
+        let mut world = World::new(
+            threshold(""),
+            vec![instance("i-1", 9000), instance("i-2", 9000)],
+        )
+        .with_rate(1, &[0, 0]);
+        world.stats.as_mut().unwrap().info.pid = 8;
+        let plan = world.plan();
+        assert_eq!(plan.decision.metric, None);
+        assert_eq!(plan.decision.desired, 2, "{}", plan.decision.reason);
+        // A counter that went down is a reset too (the stats page has no pid).
+        let mut world = World::new(threshold(""), vec![instance("i-1", 9000)]).with_rate(1, &[0]);
+        world.stats.as_mut().unwrap().rows[0].stot = 5;
+        assert_eq!(world.plan().decision.metric, None);
+        // No stats at all: membership goes on, nothing scales.
+        let mut world = World::new(
+            threshold(""),
+            vec![instance("i-1", 9000), instance("i-2", 9000)],
+        );
+        world.state.in_service = vec!["i-1".into(), "i-2".into()];
+        let plan = world.plan();
+        assert_eq!((plan.decision.metric, plan.decision.desired), (None, 2));
+        assert!(plan.drains.is_empty() && plan.launches.is_empty());
+    }
+
+    #[test]
+    fn new_servers_boot_until_warm_and_ready() {
+        let tcp = pool(
+            "min = 1\nmax = 10\nscale_up_above = 20\nscale_down_below = 10\nwarmup_s = 60",
+            "tcp",
+        );
+        let mut pending = instance("i-1", 10);
+        pending.state = InstanceState::Pending;
+        let instances = vec![
+            pending,
+            instance("i-2", 30),
+            instance("i-3", 120),
+            instance("i-4", 120),
+        ];
+        let mut world = World::new(tcp, instances);
+        world.state.in_service = vec!["i-4".into()];
+        let candidates = probe_candidates(
+            &world.pool,
+            world.pool.scaling.as_ref().unwrap(),
+            &world.instances,
+            &world.state,
+            NOW,
+        );
+        assert_eq!(candidates, ["i-3"], "running, warm, not yet in service");
+        world.ready.insert("i-3".into(), false);
+        let roles = world.plan().roles;
+        assert_eq!(
+            roles.values().copied().collect::<Vec<_>>(),
+            [Role::Booting, Role::Booting, Role::Booting, Role::InService]
+        );
+        world.ready.insert("i-3".into(), true);
+        let plan = world.plan();
+        assert_eq!(plan.roles["i-3"], Role::InService);
+        assert_eq!(plan.next.in_service, ["i-3", "i-4"]);
+    }
+
+    #[test]
+    fn metrics_per_kind() {
+        for (metric, expected) in [
+            ("session_rate", 2.0),
+            ("request_rate", 2.0),
+            ("current_sessions", 3.0),
+            ("queue", 2.0),
+            ("response_time_ms", 5.0),
+        ] {
+            let world = World::new(
+                threshold(&format!("metric = \"{metric}\"")),
+                vec![instance("i-1", 9000), instance("i-2", 9000)],
+            )
+            .with_rate(2, &[3, 3]);
+            assert_eq!(world.plan().decision.metric, Some(expected), "{metric}");
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(500))]
+
+            /// Only tagged, unprotected servers are drained; never more than step_down, never
+            /// below min; the same facts give the same plan.
+            #[test]
+            fn victims_are_safe(
+                servers in proptest::collection::vec((any::<bool>(), any::<bool>(), 0u64..5, 100i64..10_000), 1..10),
+                load in 0u64..40, min in 0u32..4, step_down in 1u32..4,
+            ) {
+                let mut pool = threshold(&format!("step_down = {step_down}"));
+                pool.scaling.as_mut().unwrap().min = Bound::Fixed(min);
+                let instances: Vec<Instance> = servers.iter().enumerate().map(|(n, (tagged, protect, _, age))| {
+                    let mut i = instance(&format!("i-{n}"), *age);
+                    if !tagged { i.tags.clear(); }
+                    if *protect { i.tags.insert(TAG_PROTECTED.into(), "true".into()); }
+                    i
+                }).collect();
+                let scur: Vec<u64> = servers.iter().map(|s| s.2).collect();
+                let world = World::new(pool, instances.clone()).with_rate(load, &scur);
+                let plan = world.plan();
+                prop_assert_eq!(&plan, &world.plan());
+                prop_assert!(plan.drains.len() as u32 <= step_down);
+                let current = instances.len() as u32;
+                prop_assert!(current - plan.drains.len() as u32 >= min.min(current));
+                for drain in &plan.drains {
+                    let victim = instances.iter().find(|i| i.id == drain.id).unwrap();
+                    prop_assert!(tagged_for(victim, "web") && !protected(victim));
+                }
+            }
+        }
+    }
+}
