@@ -272,16 +272,12 @@ mod tests {
         let cloud = FakeCloud::default();
         cloud.set("web", vec![instance("i-1")]);
         cloud.set("api", vec![instance("i-2")]);
-        reconcile(&config, &renderer, &cloud, false, 1_000)
-            .await
-            .unwrap();
+        run(&config, &renderer, &cloud, 1_000).await.unwrap();
         let before = files(dir.path());
 
         cloud.set("web", vec![instance("i-1"), instance("i-3")]);
         cloud.fail("api", "list the instances");
-        let error = reconcile(&config, &renderer, &cloud, false, 1_000)
-            .await
-            .unwrap_err();
+        let error = run(&config, &renderer, &cloud, 1_000).await.unwrap_err();
         assert_eq!(error.exit_code(), 1);
         assert!(
             error.to_string().contains("pool `api` (transient error)"),
@@ -305,5 +301,212 @@ mod tests {
         assert!(report.changes);
         assert_eq!(report.plan.actions.len(), 4, "{}", report.plan);
         assert_eq!(files(dir.path()), before);
+    }
+
+    /// A stand-in for HAProxy's admin socket: answers `show info` and `show stat` with canned
+    /// text and records every command.
+    struct FakeHaproxy {
+        commands: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        stat: std::sync::Arc<std::sync::Mutex<String>>,
+    }
+
+    impl FakeHaproxy {
+        fn start(dir: &Path) -> FakeHaproxy {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let socket = dir.join("admin.sock");
+            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+            let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let stat = std::sync::Arc::new(std::sync::Mutex::new(String::from(
+                "# pxname,svname,status,scur,stot,\n",
+            )));
+            let (seen, answer) = (commands.clone(), stat.clone());
+            tokio::spawn(async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let mut command = String::new();
+                    let _ = stream.read_to_string(&mut command).await;
+                    let command = command.trim().to_owned();
+                    let reply = match command.as_str() {
+                        "show info" => "Pid: 42\nUptime_sec: 100\n".to_owned(),
+                        "show stat" => answer.lock().unwrap().clone(),
+                        _ => "\n".to_owned(),
+                    };
+                    seen.lock().unwrap().push(command);
+                    let _ = stream.write_all(reply.as_bytes()).await;
+                }
+            });
+            FakeHaproxy {
+                socket,
+                commands,
+                stat,
+            }
+        }
+
+        fn set_servers(&self, servers: &[(&str, u64, u64)]) {
+            let mut text = String::from("# pxname,svname,status,scur,stot,\n");
+            for (name, scur, stot) in servers {
+                text.push_str(&format!("web,{name},UP,{scur},{stot},\n"));
+            }
+            *self.stat.lock().unwrap() = text;
+        }
+    }
+
+    fn scaling_setup(dir: &Path, scaling: &str) -> (Config, Renderer) {
+        let text = format!(
+            "[state]\npath = \"{0}/state.json\"\n[haproxy]\nconfig = \"{0}/haproxy.cfg\"\nstats_socket = \"{0}/admin.sock\"\ncheck_command = [\"test\", \"-s\", \"{{config}}\"]\nreload_command = [\"true\"]\n\
+[[pool]]\nname = \"web\"\nport = 80\nready_check = \"none\"\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n\
+[pool.scaling]\nmax = 6\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 60\nscale_up_above = 20\nscale_down_below = 5\n{1}\n",
+            dir.display(),
+            scaling
+        );
+        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let renderer = Renderer::compile(
+            "{{#each pools}}backend {{backend}}\n{{#each servers}} server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}{{#if draining}} weight 0{{/if}}\n{{/each}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        (config, renderer)
+    }
+
+    /// A reconcile that waits out a busy lock. Other tests of this multi-threaded harness fork
+    /// children, and a child holds a copy of every descriptor (our lock's too) until it execs,
+    /// so a lock released a moment ago can still look held. The binary takes its lock once.
+    async fn run(
+        config: &Config,
+        renderer: &Renderer,
+        cloud: &FakeCloud,
+        now: i64,
+    ) -> Result<Report, Error> {
+        for _ in 0..100 {
+            match reconcile(config, renderer, cloud, false, now).await {
+                Err(Error::State(crate::state::StateError::Busy { .. })) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+        panic!("the state lock stayed busy");
+    }
+
+    fn launch_calls(cloud: &FakeCloud) -> Vec<String> {
+        cloud
+            .calls()
+            .into_iter()
+            .filter(|call| call.starts_with("launch"))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_launch_that_fails_after_its_intent_is_saved_is_retried_once_with_the_same_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, renderer) = scaling_setup(dir.path(), "min = 2\nstep_up = 2");
+        let _haproxy = FakeHaproxy::start(dir.path());
+        let cloud = FakeCloud::default();
+        cloud.fail("web", "launch instances");
+        let error = run(&config, &renderer, &cloud, 1_000).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot launch instances of pool `web`"),
+            "{error}"
+        );
+        let saved = state::load(&config.state_path).unwrap().state;
+        let intent = &saved.pools["web"].launches[0];
+        assert_eq!((intent.count, intent.instance_ids.clone()), (2, None));
+
+        cloud.heal();
+        let report = run(&config, &renderer, &cloud, 1_060).await.unwrap();
+        assert_eq!(
+            launch_calls(&cloud),
+            [format!("launch web 2 {}", intent.token)]
+        );
+        assert_eq!(cloud.instances("web").len(), 2);
+        assert!(
+            report
+                .plan
+                .actions
+                .iter()
+                .any(|a| matches!(a, crate::plan::Action::Launch { retry: true, .. }))
+        );
+
+        // Converged: the next runs launch nothing more.
+        for now in [1_120, 1_180] {
+            let report = run(&config, &renderer, &cloud, now).await.unwrap();
+            assert!(launch_calls(&cloud).len() == 1, "{}", report.plan);
+        }
+    }
+
+    #[tokio::test]
+    async fn without_stats_membership_syncs_but_nothing_scales() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, renderer) = scaling_setup(dir.path(), "min = 1");
+        let cloud = FakeCloud::default();
+        let mut a = instance("i-1");
+        a.tags
+            .insert(crate::config::scaling::TAG_POOL.into(), "web".into());
+        let mut b = a.clone();
+        b.id = "i-2".into();
+        cloud.set("web", vec![a, b]);
+        // No admin socket at all: stats are missing.
+        let report = run(&config, &renderer, &cloud, 1_000).await.unwrap();
+        let scale = report.plan.pools[0].scale.as_ref().unwrap();
+        assert_eq!((scale.decision.metric, scale.decision.desired), (None, 2));
+        assert!(cloud.calls().is_empty());
+        let installed = std::fs::read_to_string(&config.haproxy.config).unwrap();
+        assert!(
+            installed.contains("server i-1") && installed.contains("server i-2"),
+            "{installed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn scale_down_drains_then_terminates_and_a_failed_terminate_is_retried() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, renderer) = scaling_setup(dir.path(), "min = 1");
+        let haproxy = FakeHaproxy::start(dir.path());
+        let cloud = FakeCloud::default();
+        let tagged = |id: &str| {
+            let mut i = instance(id);
+            i.tags
+                .insert(crate::config::scaling::TAG_POOL.into(), "web".into());
+            i
+        };
+        cloud.set("web", vec![tagged("i-1"), tagged("i-2")]);
+        haproxy.set_servers(&[("i-1", 1, 100), ("i-2", 0, 100)]);
+        run(&config, &renderer, &cloud, 1_000).await.unwrap();
+        // One minute later, almost no new sessions: drain one (the idle i-2).
+        haproxy.set_servers(&[("i-1", 1, 110), ("i-2", 0, 110)]);
+        let report = run(&config, &renderer, &cloud, 1_060).await.unwrap();
+        let text = report.plan.to_string();
+        assert!(text.contains("drain server web/i-2"), "{text}");
+        assert!(
+            haproxy
+                .commands
+                .lock()
+                .unwrap()
+                .contains(&"set server web/i-2 state drain".to_owned())
+        );
+        assert!(
+            std::fs::read_to_string(&config.haproxy.config)
+                .unwrap()
+                .contains("server i-2 10.0.0.1:80 weight 0")
+        );
+
+        // Drained (no session left): terminate, but the cloud refuses; the run fails.
+        cloud.fail("web", "terminate instances");
+        let error = run(&config, &renderer, &cloud, 1_120).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot terminate instances of pool `web`"),
+            "{error}"
+        );
+        assert_eq!(cloud.instances("web").len(), 2);
+        cloud.heal();
+        run(&config, &renderer, &cloud, 1_180).await.unwrap();
+        assert_eq!(cloud.calls(), ["terminate web i-2"]);
+        let ids: Vec<String> = cloud.instances("web").into_iter().map(|i| i.id).collect();
+        assert_eq!(ids, ["i-1"]);
+        let installed = std::fs::read_to_string(&config.haproxy.config).unwrap();
+        assert!(!installed.contains("i-2"), "{installed}");
     }
 }

@@ -391,6 +391,9 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     }
     for pool in &pools {
         let entry = next_state.pools.entry(pool.name.clone()).or_default();
+        if let Some(scale) = &pool.scale {
+            *entry = scale.next.clone();
+        }
         entry.servers = pool
             .servers
             .iter()
