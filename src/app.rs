@@ -334,11 +334,7 @@ mod tests {
                     let _ = stream.write_all(reply.as_bytes()).await;
                 }
             });
-            FakeHaproxy {
-                socket,
-                commands,
-                stat,
-            }
+            FakeHaproxy { commands, stat }
         }
 
         fn set_servers(&self, servers: &[(&str, u64, u64)]) {
