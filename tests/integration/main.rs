@@ -4,4 +4,5 @@ mod cli;
 mod discovery;
 mod haproxy_real;
 mod moto;
+mod scaling;
 mod util;

@@ -142,4 +142,24 @@ impl Moto {
             })
             .collect()
     }
+
+    /// The tags of one instance.
+    pub fn tags(&self, id: &str) -> BTreeMap<String, String> {
+        let output = self
+            .runtime
+            .block_on(self.client.describe_instances().instance_ids(id).send())
+            .expect("describe");
+        output
+            .reservations()
+            .iter()
+            .flat_map(|reservation| reservation.instances())
+            .flat_map(|instance| instance.tags())
+            .map(|tag| {
+                (
+                    tag.key().unwrap_or_default().to_owned(),
+                    tag.value().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
 }
