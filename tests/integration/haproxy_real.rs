@@ -220,3 +220,171 @@ fn the_shipped_template_passes_haproxy_check() {
         config.contains("option idle-close-on-response") && config.contains("expose-fd listeners")
     );
 }
+
+/// A loopback HTTP backend answering `200 ok` to a bounded number of connections.
+fn loopback_backend(connections: usize) -> u16 {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(connections) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buffer = [0u8; 4096];
+            let _ = stream.read(&mut buffer);
+            let _ = stream
+                .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    port
+}
+
+fn get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn stats_counters_across_a_real_reload_and_a_drain_through_the_runtime_api() {
+    use haproxy_autoscaler::config::StatsSource;
+    use haproxy_autoscaler::haproxy::runtime;
+    use haproxy_autoscaler::haproxy::stats::Status;
+    use haproxy_autoscaler::lifecycle::{self, StatsSnapshot};
+
+    let dir = tempfile::tempdir().unwrap();
+    let admin = dir.path().join("admin.sock");
+    let master_socket = dir.path().join("master.sock");
+    let config_path = dir.path().join("haproxy.cfg");
+    let (frontend, backend) = (free_port(), loopback_backend(100));
+    std::fs::write(
+        &config_path,
+        format!(
+            "global\n    stats socket {} mode 600 level admin expose-fd listeners\n\
+defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\n\
+backend web\n    server i-1 127.0.0.1:{backend}\n",
+            admin.display()
+        ),
+    )
+    .unwrap();
+    let live = LiveHaproxy::start(&config_path, &master_socket);
+    let runtime_ = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let source = StatsSource::Socket(admin.display().to_string());
+    let read = || {
+        runtime_
+            .block_on(runtime::read_stats(&source, Duration::from_secs(5)))
+            .unwrap()
+    };
+
+    for _ in 0..5 {
+        assert!(get(frontend).ends_with("ok"));
+    }
+    let (before_info, rows) = read();
+    let server = rows
+        .iter()
+        .find(|row| row.proxy == "web" && row.name == "i-1")
+        .unwrap();
+    assert_eq!(
+        (server.stot, server.req_tot, &server.status),
+        (5, Some(5), &Status::NoCheck)
+    );
+
+    // A real reload resets the counters and changes the worker's pid.
+    live.master("reload");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (after_info, rows) = loop {
+        let (info, rows) = read();
+        if info.pid != before_info.pid {
+            break (info, rows);
+        }
+        assert!(Instant::now() < deadline, "no new worker");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    get(frontend);
+    let rows_after = read().1;
+    let server = rows_after.iter().find(|row| row.name == "i-1").unwrap();
+    assert_eq!(server.stot, 1, "counters restart after a reload");
+
+    // The planner skips that interval instead of reading a negative rate.
+    let text = "[haproxy]\nstats_socket = \"/x\"\n[[pool]]\nname = \"web\"\nport = 80\nready_check = \"none\"\n\
+[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n\
+[pool.scaling]\nmin = 1\nmax = 3\nwarmup_s = 0\nscale_up_above = 0.5\nscale_down_below = 0.1\n";
+    let pool = haproxy_autoscaler::config::Config::parse(text, Path::new("t.toml"))
+        .unwrap()
+        .pools
+        .remove(0);
+    let instance = haproxy_autoscaler::cloud::Instance {
+        id: "i-1".into(),
+        state: haproxy_autoscaler::cloud::InstanceState::Running,
+        private_ip: Some("127.0.0.1".into()),
+        public_ip: None,
+        launch_time: None,
+        zone: None,
+        image_id: None,
+        tags: Default::default(),
+    };
+    let plan_with = |state: &haproxy_autoscaler::state::PoolState, info, rows: &Vec<_>, now| {
+        let snapshot = StatsSnapshot {
+            node: "local".into(),
+            info,
+            rows: rows
+                .iter()
+                .filter(|r: &&haproxy_autoscaler::haproxy::stats::Row| r.proxy == "web")
+                .cloned()
+                .collect(),
+        };
+        lifecycle::plan_pool(&lifecycle::PoolFacts {
+            pool: &pool,
+            scaling: pool.scaling.as_ref().unwrap(),
+            instances: std::slice::from_ref(&instance),
+            stats: Some(&snapshot),
+            ready: &Default::default(),
+            found_by_token: &Default::default(),
+            state,
+            now,
+        })
+    };
+    let first = plan_with(&Default::default(), before_info, &rows, 1_000);
+    let across_reload = plan_with(&first.next, after_info, &rows_after, 1_060);
+    assert_eq!(
+        across_reload.decision.metric, None,
+        "{}",
+        across_reload.decision.reason
+    );
+
+    // Drain through the runtime API, observed in `show stat`.
+    runtime_
+        .block_on(runtime::drain(
+            &admin.display().to_string(),
+            "web",
+            "i-1",
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    let server_status = read()
+        .1
+        .into_iter()
+        .find(|row| row.name == "i-1")
+        .unwrap()
+        .status;
+    assert_eq!(server_status, Status::Drain);
+    let refused = runtime_.block_on(runtime::drain(
+        &admin.display().to_string(),
+        "web",
+        "i-404",
+        Duration::from_secs(5),
+    ));
+    assert!(
+        refused.is_err(),
+        "an unknown server is refused: {refused:?}"
+    );
+}
