@@ -20,6 +20,7 @@ use crate::haproxy::install::read_installed;
 use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime;
 use crate::lifecycle::{self, StatsSnapshot};
+use crate::notify;
 use crate::plan::{self, Facts, Observed, Plan};
 use crate::probe;
 use crate::state::{self, StateLock};
@@ -62,7 +63,32 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64);
-    reconcile(&config, &renderer, &provider, cli.plan, now).await
+    let outcome = reconcile(&config, &renderer, &provider, cli.plan, now).await;
+    if !cli.plan {
+        notify_outcome(&config, &outcome).await;
+    }
+    outcome
+}
+
+/// Sends the run's events; a run that failed is an event too (a busy lock is not).
+async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>) {
+    let notifications: Vec<notify::Notification> = match outcome {
+        Ok(report) => report
+            .plan
+            .pools
+            .iter()
+            .filter_map(|pool| pool.scale.as_ref().map(|scale| (pool, scale)))
+            .flat_map(|(pool, scale)| {
+                scale
+                    .events
+                    .iter()
+                    .map(|event| notify::from_event(&pool.name, event))
+            })
+            .collect(),
+        Err(Error::State(state::StateError::Busy { .. })) => Vec::new(),
+        Err(error) => vec![notify::failed(&error_chain(error))],
+    };
+    notify::send(&config.notify, &notifications).await;
 }
 
 /// One reconcile with a given provider: the whole run after validation. `now` is Unix seconds.

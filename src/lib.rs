@@ -13,6 +13,7 @@ pub mod haproxy;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod probe;

@@ -55,6 +55,8 @@ pub struct PoolFacts<'a> {
     pub found_by_token: &'a BTreeMap<String, Vec<String>>,
     pub state: &'a PoolState,
     pub now: i64,
+    /// `[notify]`'s (rapid_scales, rapid_window_s).
+    pub rapid: (u32, u64),
 }
 
 /// The role of an instance after this run.
@@ -88,6 +90,7 @@ pub struct InstanceAction {
 pub enum Event {
     Scaled { from: u32, to: u32, reason: String },
     Capped { at: Capped, reason: String },
+    Rapid { scales: u32, window_s: u64 },
 }
 
 /// The scaling part of a pool's plan.
@@ -356,6 +359,17 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
             reason: decision.reason.clone(),
         });
     }
+    let (rapid_scales, rapid_window_s) = facts.rapid;
+    let recent = scale_history
+        .iter()
+        .filter(|event| event.at >= now.saturating_sub(rapid_window_s as i64))
+        .count() as u32;
+    if decision.desired != decision.current && recent > rapid_scales {
+        events.push(Event::Rapid {
+            scales: recent,
+            window_s: rapid_window_s,
+        });
+    }
     let keep_from = scale_history.len().saturating_sub(KEEP_HISTORY);
     scale_history.drain(..keep_from);
 
@@ -563,6 +577,7 @@ mod tests {
                 found_by_token: &self.found,
                 state: &self.state,
                 now: self.now,
+                rapid: (2, 600),
             })
         }
 
@@ -703,6 +718,44 @@ mod tests {
             plan.terminates.is_empty(),
             "terminated only from a later run"
         );
+    }
+
+    #[test]
+    fn more_scales_than_rapid_scales_within_the_window_is_reported() {
+        let mut world = World::new(
+            threshold(""),
+            vec![instance("i-1", 600), instance("i-2", 600)],
+        )
+        .with_rate(30, &[1, 1]);
+        world.state.scale_history = vec![
+            ScaleEvent {
+                at: NOW - 100,
+                from: 1,
+                to: 2,
+            },
+            ScaleEvent {
+                at: NOW - 700,
+                from: 2,
+                to: 1,
+            },
+        ];
+        assert!(
+            !world
+                .plan()
+                .events
+                .iter()
+                .any(|e| matches!(e, Event::Rapid { .. })),
+            "2 in the window is not more than 2"
+        );
+        world.state.scale_history.push(ScaleEvent {
+            at: NOW - 50,
+            from: 2,
+            to: 3,
+        });
+        assert!(world.plan().events.contains(&Event::Rapid {
+            scales: 3,
+            window_s: 600
+        }));
     }
 
     #[test]

@@ -235,6 +235,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
                 found_by_token: &observed.found_by_token,
                 state: facts.state.pools.get(&pool.name).unwrap_or(&default_state),
                 now: facts.now,
+                rapid: (config.notify.rapid_scales, config.notify.rapid_window_s),
             })
         });
         pools.push(pool_plan(pool, &observed.instances, scale)?);

@@ -68,6 +68,55 @@ pub struct Config {
     pub haproxy: HaproxyConfig,
     pub aws: AwsConfig,
     pub pools: Vec<PoolConfig>,
+    pub notify: Notify,
+}
+
+/// `[notify]`: who hears about scaling and failures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// Which events are sent to the webhook and the command (all are logged).
+    pub on: BTreeSet<String>,
+    pub webhook: Option<Secret>,
+    pub command: Option<Vec<String>>,
+    /// "rapid" = more scale actions than `rapid_scales` within `rapid_window_s`.
+    pub rapid_scales: u32,
+    pub rapid_window_s: u64,
+}
+
+/// The notification events.
+pub const EVENTS: [&str; 4] = ["scaled", "capped", "rapid", "failed"];
+
+impl Default for Notify {
+    fn default() -> Notify {
+        Notify {
+            on: EVENTS.iter().map(|event| (*event).to_owned()).collect(),
+            webhook: None,
+            command: None,
+            rapid_scales: 5,
+            rapid_window_s: 1800,
+        }
+    }
+}
+
+/// A value that must never be printed (a webhook URL carries its token): `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
 }
 
 /// `[haproxy]`: where the config goes and how it is checked and reloaded.
@@ -164,8 +213,18 @@ struct RawConfig {
     aws: RawAws,
     #[serde(default)]
     pool: Vec<RawPool>,
-    notify: Option<toml::Value>,
+    notify: Option<RawNotify>,
     metrics_file: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    on: Option<Vec<String>>,
+    webhook: Option<String>,
+    command: Option<Vec<String>>,
+    rapid_scales: Option<i64>,
+    rapid_window_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -351,9 +410,7 @@ impl Validator {
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        if raw.notify.is_some() {
-            return Err(self.not_yet("notify"));
-        }
+        let notify = self.notify(raw.notify.unwrap_or_default())?;
         if raw.metrics_file.is_some() {
             return Err(self.not_yet("metrics_file"));
         }
@@ -411,6 +468,59 @@ impl Validator {
             haproxy,
             aws,
             pools,
+            notify,
+        })
+    }
+
+    fn notify(&self, raw: RawNotify) -> Result<Notify, ConfigError> {
+        let defaults = Notify::default();
+        let on = match raw.on {
+            None => defaults.on,
+            Some(events) => {
+                for event in &events {
+                    if !EVENTS.contains(&event.as_str()) {
+                        return Err(self.invalid(
+                            "notify.on",
+                            format!(
+                                "unknown event `{event}`; expected scaled, capped, rapid or failed"
+                            ),
+                        ));
+                    }
+                }
+                events.into_iter().collect()
+            }
+        };
+        if let Some(url) = &raw.webhook
+            && !url.starts_with("http://")
+            && !url.starts_with("https://")
+        {
+            // The URL is a secret: the message names the key, not the value.
+            return Err(self.invalid("notify.webhook", "is not an http:// or https:// URL"));
+        }
+        let command = raw
+            .command
+            .map(|argv| self.argv("notify.command", argv))
+            .transpose()?;
+        let rapid_scales = raw.rapid_scales.unwrap_or(i64::from(defaults.rapid_scales));
+        if !(1..=10_000).contains(&rapid_scales) {
+            return Err(self.invalid(
+                "notify.rapid_scales",
+                format!("must be between 1 and 10000, got {rapid_scales}"),
+            ));
+        }
+        let rapid_window_s = raw.rapid_window_s.unwrap_or(defaults.rapid_window_s as i64);
+        if !(1..=86_400 * 7).contains(&rapid_window_s) {
+            return Err(self.invalid(
+                "notify.rapid_window_s",
+                format!("must be between 1 and 604800, got {rapid_window_s}"),
+            ));
+        }
+        Ok(Notify {
+            on,
+            webhook: raw.webhook.map(Secret),
+            command,
+            rapid_scales: rapid_scales as u32,
+            rapid_window_s: rapid_window_s as u64,
         })
     }
 
@@ -837,8 +947,16 @@ security_group = "web"
                 &["aws.endpoint_url", "http://"],
             ),
             (
-                format!("[notify]\non = []\n{}", pool("")),
-                &["`notify`", "not supported"],
+                format!("[notify]\non = [\"paged\"]\n{}", pool("")),
+                &["notify.on", "`paged`"],
+            ),
+            (
+                format!("[notify]\nwebhook = \"hooks.example/T0KEN\"\n{}", pool("")),
+                &["notify.webhook", "http"],
+            ),
+            (
+                format!("[notify]\nrapid_scales = 0\n{}", pool("")),
+                &["notify.rapid_scales", "got 0"],
             ),
             (
                 pool("[pool.scaling]\nmax = 3\nscale_up_above = 2\nscale_down_below = 1"),

@@ -351,6 +351,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
             found_by_token: &Default::default(),
             state,
             now,
+            rapid: (5, 600),
         })
     };
     let first = plan_with(&Default::default(), before_info, &rows, 1_000);

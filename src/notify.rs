@@ -1,0 +1,291 @@
+//! Notifications: `scaled`, `capped`, `rapid` and `failed` events to the log, a webhook (POST
+//! JSON with a Slack-compatible `text` field) and a command (the event JSON on stdin).
+//!
+//! A sink that fails is reported in the log and never fails the run. The webhook URL carries its
+//! token, so it never appears in a message: errors name "the webhook", not its address.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+
+use crate::config::Notify;
+use crate::lifecycle::Event;
+
+/// How long one sink may take.
+const SINK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One event, as sinks receive it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    pub event: &'static str,
+    pub pool: Option<String>,
+    /// One line for people (and Slack's `text`).
+    pub text: String,
+    pub details: serde_json::Value,
+}
+
+/// The notification for a pool's scaling event.
+pub fn from_event(pool: &str, event: &Event) -> Notification {
+    let (name, text) = match event {
+        Event::Scaled { from, to, reason } => (
+            "scaled",
+            format!("pool {pool} scaled from {from} to {to}: {reason}"),
+        ),
+        Event::Capped { reason, .. } => ("capped", format!("pool {pool} is capped: {reason}")),
+        Event::Rapid { scales, window_s } => (
+            "rapid",
+            format!("pool {pool} scaled {scales} times within {window_s}s: check the thresholds"),
+        ),
+    };
+    Notification {
+        event: name,
+        pool: Some(pool.to_owned()),
+        text,
+        details: serde_json::to_value(event).expect("events serialize"),
+    }
+}
+
+/// The notification for a failed run.
+pub fn failed(error: &str) -> Notification {
+    Notification {
+        event: "failed",
+        pool: None,
+        text: format!("haproxy-autoscaler run failed: {error}"),
+        details: serde_json::Value::Null,
+    }
+}
+
+/// Logs every notification and sends the subscribed ones to the configured sinks.
+pub async fn send(notify: &Notify, notifications: &[Notification]) {
+    for notification in notifications {
+        match notification.event {
+            "scaled" => tracing::info!("{}", notification.text),
+            _ => tracing::warn!("{}", notification.text),
+        }
+        if !notify.on.contains(notification.event) {
+            continue;
+        }
+        let body = serde_json::to_string(notification).expect("notifications serialize");
+        if let Some(argv) = &notify.command
+            && let Err(error) = run_command(argv, &body).await
+        {
+            tracing::warn!(
+                "notify command `{}` failed: {error}",
+                crate::command::display(argv)
+            );
+        }
+        if let Some(webhook) = &notify.webhook
+            && let Err(error) = post(webhook.expose(), body).await
+        {
+            tracing::warn!("notify webhook failed: {error}");
+        }
+    }
+}
+
+async fn run_command(argv: &[String], body: &str) -> Result<(), String> {
+    let (program, args) = argv
+        .split_first()
+        .expect("the config guarantees a program name");
+    let exchange = async {
+        let mut child = tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|error| error.to_string())?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(body.as_bytes())
+                .await
+                .map_err(|error| error.to_string())?;
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|error| error.to_string())?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    };
+    tokio::time::timeout(SINK_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| Err(format!("did not finish within {}s", SINK_TIMEOUT.as_secs())))
+}
+
+/// POSTs `body` as JSON. Errors never include the URL.
+async fn post(url: &str, body: String) -> Result<(), String> {
+    use http_body_util::{BodyExt, Full};
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
+        .map_err(|error| format!("no TLS roots: {error}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<bytes::Bytes>>(connector);
+    let request = http::Request::post(url)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::USER_AGENT, "haproxy-autoscaler")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .map_err(|_| "the webhook URL is not a valid URI".to_owned())?;
+    let response = tokio::time::timeout(SINK_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| format!("no answer within {}s", SINK_TIMEOUT.as_secs()))?
+        .map_err(|error| {
+            format!(
+                "request failed ({})",
+                if error.is_connect() {
+                    "cannot connect"
+                } else {
+                    "transport error"
+                }
+            )
+        })?;
+    let status = response.status();
+    // Read the body so the connection closes cleanly; its content is not needed.
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("answered {status}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn notify(on: &[&str]) -> Notify {
+        Notify {
+            on: on.iter().map(|event| (*event).to_owned()).collect(),
+            ..Notify::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn the_command_gets_the_event_json_on_stdin_for_subscribed_events_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("events");
+        let mut notify = notify(&["scaled", "failed"]);
+        notify.command = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            format!("cat >> {}; echo >> {}", out.display(), out.display()),
+        ]);
+        let events = [
+            from_event(
+                "web",
+                &Event::Scaled {
+                    from: 2,
+                    to: 4,
+                    reason: "busy".into(),
+                },
+            ),
+            from_event(
+                "web",
+                &Event::Rapid {
+                    scales: 6,
+                    window_s: 600,
+                },
+            ),
+            failed("boom"),
+        ];
+        send(&notify, &events).await;
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["event"], "scaled");
+        assert_eq!(lines[0]["text"], "pool web scaled from 2 to 4: busy");
+        assert_eq!(lines[0]["details"]["to"], 4);
+        assert_eq!(lines[1]["event"], "failed");
+    }
+
+    #[tokio::test]
+    async fn failing_sinks_never_fail_and_never_show_the_webhook_url() {
+        let mut notify = notify(&["failed"]);
+        notify.command = Some(vec!["/nonexistent/pager".into()]);
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        notify.webhook = Some(Secret::new(format!(
+            "http://127.0.0.1:{port}/services/T0KEN-SECRET"
+        )));
+        assert!(!format!("{notify:?}").contains("T0KEN"));
+        let error = post(notify.webhook.as_ref().unwrap().expose(), "{}".into())
+            .await
+            .unwrap_err();
+        assert!(
+            !error.contains("T0KEN") && !error.contains("127.0.0.1"),
+            "{error}"
+        );
+        send(&notify, &[failed("boom")]).await;
+    }
+
+    #[tokio::test]
+    async fn the_webhook_gets_a_slack_compatible_post() {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut buffer = [0u8; 4096];
+            loop {
+                let n = socket.read(&mut buffer).await.unwrap();
+                request.extend_from_slice(&buffer[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|line| {
+                            line.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break;
+                    }
+                }
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        let mut notify = notify(&["capped"]);
+        notify.webhook = Some(Secret::new(format!("http://127.0.0.1:{port}/hook")));
+        send(
+            &notify,
+            &[from_event(
+                "web",
+                &Event::Capped {
+                    at: crate::policy::Capped::AtMax,
+                    reason: "busy; capped at max 4".into(),
+                },
+            )],
+        )
+        .await;
+        let request = server.await.unwrap();
+        assert!(request.starts_with("POST /hook HTTP/1.1\r\n"), "{request}");
+        let body: serde_json::Value =
+            serde_json::from_str(request.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["text"], "pool web is capped: busy; capped at max 4");
+    }
+}
