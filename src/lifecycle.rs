@@ -877,6 +877,78 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
+        /// Runs the planner against a simulated pool with a constant total load spread over the
+        /// servers in service, applying each plan (launches run at once, drains end the next
+        /// run), and returns the plans.
+        fn simulate(load: f64, start: usize, runs: usize) -> Vec<ScalePlan> {
+            let pool = pool(
+                "min = 1\nmax = 20\npolicy = \"target\"\ntarget = 15\nscale_down_window_s = 0\nstep_up = 4\nstep_down = 2\ncooldown_s = 0\nwarmup_s = 0\ndrain_s = 0",
+                "none",
+            );
+            let mut world = World::new(
+                pool,
+                (0..start)
+                    .map(|n| instance(&format!("i-{n:03}"), 9000))
+                    .collect(),
+            );
+            let mut counters: BTreeMap<String, u64> = BTreeMap::new();
+            let mut next_id = start;
+            let mut plans = Vec::new();
+            for run in 0..runs {
+                world.now = NOW + 60 * run as i64;
+                let serving: Vec<String> = world.state.in_service.clone();
+                let share = if serving.is_empty() {
+                    0
+                } else {
+                    (load * 60.0 / serving.len() as f64) as u64
+                };
+                for id in &serving {
+                    *counters.entry(id.clone()).or_default() += share;
+                }
+                let rows = world
+                    .instances
+                    .iter()
+                    .map(|i| row(&i.id, 0, counters.get(&i.id).copied().unwrap_or(0)))
+                    .collect();
+                world.stats = Some(snapshot(7, 1000 + 60 * run as u64, rows));
+                let plan = world.plan();
+                for launch in &plan.launches {
+                    for _ in 0..launch.count {
+                        world
+                            .instances
+                            .push(instance(&format!("i-{next_id:03}"), 9000));
+                        next_id += 1;
+                    }
+                }
+                world
+                    .instances
+                    .retain(|i| !plan.terminates.iter().any(|t| t.id == i.id));
+                world.state = plan.next.clone();
+                world.state.launches.clear(); // the fake launched them at once, with ids
+                plans.push(plan);
+            }
+            plans
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(200))]
+
+            /// Constant load: the pool settles, then every further plan is empty.
+            #[test]
+            fn converges_under_constant_load(load in 0.0f64..250.0, start in 1usize..12) {
+                let plans = simulate(load, start, 25);
+                for plan in &plans[20..] {
+                    prop_assert!(plan.launches.is_empty() && plan.drains.is_empty() && plan.terminates.is_empty(),
+                        "load {load}: {}", plan.decision.reason);
+                }
+                // Settled within the tolerance band (±10 % of target 15 per server).
+                let settled = plans.last().unwrap().decision.current;
+                let fewest = (load / (15.0 * 1.1)).ceil().max(1.0) as u32;
+                let most = ((load / (15.0 * 0.9)).ceil() as u32 + 1).max(1);
+                prop_assert!((fewest.min(20)..=most).contains(&settled), "load {load}: {settled} servers, expected {fewest}..={most}");
+            }
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(500))]
 
