@@ -353,7 +353,10 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
             to: decision.desired,
         });
     }
-    if let Some(at) = decision.capped {
+    // Reported when the pool first hits a bound, not on every run it stays there.
+    if let Some(at) = decision.capped
+        && state.capped != Some(at)
+    {
         events.push(Event::Capped {
             at,
             reason: decision.reason.clone(),
@@ -402,6 +405,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         draining,
         scale_history,
         recommendations,
+        capped: decision.capped,
     };
     ScalePlan {
         decision,
@@ -756,6 +760,28 @@ mod tests {
             scales: 3,
             window_s: 600
         }));
+    }
+
+    #[test]
+    fn capped_is_reported_when_the_bound_is_first_hit_only() {
+        let mut pool = threshold("");
+        pool.scaling.as_mut().unwrap().max = Bound::Fixed(2);
+        let mut world = World::new(pool, vec![instance("i-1", 600), instance("i-2", 600)])
+            .with_rate(30, &[1, 1]);
+        let first = world.plan();
+        assert!(
+            matches!(
+                first.events[..],
+                [Event::Capped {
+                    at: Capped::AtMax,
+                    ..
+                }]
+            ),
+            "{:?}",
+            first.events
+        );
+        world.state.capped = first.next.capped;
+        assert!(world.plan().events.is_empty());
     }
 
     #[test]

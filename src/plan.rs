@@ -291,7 +291,14 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
                     backend: pool.backend.clone(),
                     server: server.name.clone(),
                     address: format!("{}:{}", server.address, server.port),
-                    reason: format!("instance discovered ({})", server.state),
+                    reason: if server.booting {
+                        format!(
+                            "instance discovered ({}), booting: no traffic until ready",
+                            server.state
+                        )
+                    } else {
+                        format!("instance discovered ({})", server.state)
+                    },
                 });
             }
         }
@@ -301,8 +308,16 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
                     pool: pool.name.clone(),
                     backend: pool.backend.clone(),
                     server: name.clone(),
-                    reason: "no longer discovered (stopped, terminated or no longer matching)"
-                        .to_owned(),
+                    reason: if pool
+                        .scale
+                        .as_ref()
+                        .is_some_and(|scale| scale.terminates.iter().any(|t| &t.id == name))
+                    {
+                        "drained: it is being terminated".to_owned()
+                    } else {
+                        "no longer discovered (stopped, terminated or no longer matching)"
+                            .to_owned()
+                    },
                 });
             }
         }

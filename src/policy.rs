@@ -39,7 +39,7 @@ pub struct Input<'a> {
 }
 
 /// Which bound stopped the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Capped {
     AtMax,

@@ -94,6 +94,9 @@ pub struct PoolState {
     /// Recent target-policy recommendations: (Unix seconds, servers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recommendations: Vec<(i64, u32)>,
+    /// The bound the last decision was held at, so that "capped" is reported once, not every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<crate::policy::Capped>,
 }
 
 /// One stats sample of one HAProxy node.
