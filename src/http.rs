@@ -85,10 +85,36 @@ pub async fn get(url: &str, timeout: Duration) -> Result<Response, HttpError> {
             url: url.to_owned(),
             status: status_line.to_owned(),
         })?;
-    Ok(Response {
-        status,
-        body: body.to_owned(),
-    })
+    let chunked = head.lines().skip(1).any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.trim().eq_ignore_ascii_case("chunked")
+        })
+    });
+    let body = if chunked {
+        // HAProxy's stats page answers chunked even to HTTP/1.0.
+        dechunk(body).ok_or_else(|| HttpError::Status {
+            url: url.to_owned(),
+            status: "a malformed chunked body".to_owned(),
+        })?
+    } else {
+        body.to_owned()
+    };
+    Ok(Response { status, body })
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body.
+fn dechunk(mut body: &str) -> Option<String> {
+    let mut decoded = String::new();
+    loop {
+        let (size_line, rest) = body.split_once("\r\n")?;
+        let size = usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(decoded);
+        }
+        decoded.push_str(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix("\r\n")?;
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +153,17 @@ mod tests {
         .await
         .unwrap();
         assert_eq!((response.status, response.body.as_str()), (503, "wait"));
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        assert_eq!(
+            dechunk("4\r\nWiki\r\n6;x=y\r\npedia \r\n0\r\n\r\n").as_deref(),
+            Some("Wikipedia ")
+        );
+        assert_eq!(dechunk("0\r\n\r\n").as_deref(), Some(""));
+        assert_eq!(dechunk("5\r\nabc"), None);
+        assert_eq!(dechunk("zz\r\nabc\r\n"), None);
     }
 
     #[tokio::test]

@@ -261,13 +261,14 @@ fn stats_counters_across_a_real_reload_and_a_drain_through_the_runtime_api() {
     let admin = dir.path().join("admin.sock");
     let master_socket = dir.path().join("master.sock");
     let config_path = dir.path().join("haproxy.cfg");
-    let (frontend, backend) = (free_port(), loopback_backend(100));
+    let (frontend, backend, stats_page) = (free_port(), loopback_backend(100), free_port());
     std::fs::write(
         &config_path,
         format!(
             "global\n    stats socket {} mode 600 level admin expose-fd listeners\n\
 defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
 frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\n\
+frontend stats\n    bind 127.0.0.1:{stats_page}\n    stats enable\n    stats uri /stats\n\
 backend web\n    server i-1 127.0.0.1:{backend}\n",
             admin.display()
         ),
@@ -297,6 +298,16 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
         (server.stot, server.req_tot, &server.status),
         (5, Some(5), &Status::NoCheck)
     );
+    // The same counters from the CSV stats page.
+    let page = StatsSource::Url(format!("http://127.0.0.1:{stats_page}/stats;csv"));
+    let (_, page_rows) = runtime_
+        .block_on(runtime::read_stats(&page, Duration::from_secs(5)))
+        .unwrap();
+    let server = page_rows
+        .iter()
+        .find(|row| row.proxy == "web" && row.name == "i-1")
+        .unwrap();
+    assert_eq!((server.stot, server.req_tot), (5, Some(5)));
 
     // A real reload resets the counters and changes the worker's pid.
     live.master("reload");
