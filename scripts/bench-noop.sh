@@ -8,11 +8,7 @@ source scripts/lib.sh
 instances=${1:-100}
 runs=${2:-5}
 
-if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
-    scripts/install-deps.sh
-    cargo build --release --locked --quiet
-fi
-enter_private_network "$0" "$@"
+CARGO_PROFILE=release prepare_and_isolate "$0" "$@"
 
 bin=${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler
 work=$(mktemp -d)

@@ -14,6 +14,21 @@ enter_private_network() {
     echo "warning: unshare -n is not available (not root?); running without network isolation" >&2
 }
 
+# The preamble of the demo scripts: outside the namespace, install what is needed and build
+# (both need the network); then continue inside a private network namespace.
+# Usage: prepare_and_isolate "$0" "$@"   [CARGO_PROFILE=release for a release build]
+prepare_and_isolate() {
+    if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
+        scripts/install-deps.sh
+        if [ "${CARGO_PROFILE:-debug}" = release ]; then
+            cargo build --release --locked --quiet
+        else
+            cargo build --locked --quiet
+        fi
+    fi
+    enter_private_network "$@"
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

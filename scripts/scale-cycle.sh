@@ -7,11 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
-    scripts/install-deps.sh
-    cargo build --locked --quiet
-fi
-enter_private_network "$0" "$@"
+prepare_and_isolate "$0" "$@"
 
 bin=$PWD/target/debug/haproxy-autoscaler
 work=$(mktemp -d)

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::StatsSource;
 use crate::haproxy::stats::{self, Info, Row, StatsError};
@@ -49,37 +49,18 @@ pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<Stri
         let tcp = socket
             .strip_prefix("ipv4@")
             .or_else(|| (!socket.starts_with('/') && socket.contains(':')).then_some(socket));
-        let mut answer = String::new();
-        match tcp {
+        let answer = match tcp {
             Some(address) => {
-                let mut stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
-                stream
-                    .write_all(format!("{command}\n").as_bytes())
-                    .await
-                    .map_err(io)?;
-                stream.shutdown().await.map_err(io)?;
-                stream
-                    .take(stats::MAX_STATS_BYTES as u64 + 1)
-                    .read_to_string(&mut answer)
-                    .await
-                    .map_err(io)?;
+                let stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
+                one_command(stream, command).await.map_err(io)?
             }
             None => {
-                let mut stream = tokio::net::UnixStream::connect(Path::new(socket))
+                let stream = tokio::net::UnixStream::connect(Path::new(socket))
                     .await
                     .map_err(io)?;
-                stream
-                    .write_all(format!("{command}\n").as_bytes())
-                    .await
-                    .map_err(io)?;
-                stream.shutdown().await.map_err(io)?;
-                stream
-                    .take(stats::MAX_STATS_BYTES as u64 + 1)
-                    .read_to_string(&mut answer)
-                    .await
-                    .map_err(io)?;
+                one_command(stream, command).await.map_err(io)?
             }
-        }
+        };
         Ok(answer)
     };
     tokio::time::timeout(timeout, exchange)
@@ -89,6 +70,21 @@ pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<Stri
             command: command.to_owned(),
             after: timeout,
         })?
+}
+
+/// Writes one command, half-closes (HAProxy then answers and closes), reads the answer.
+async fn one_command(
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
+    command: &str,
+) -> std::io::Result<String> {
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
+    stream.shutdown().await?;
+    let mut answer = String::new();
+    stream
+        .take(stats::MAX_STATS_BYTES as u64 + 1)
+        .read_to_string(&mut answer)
+        .await?;
+    Ok(answer)
 }
 
 /// Reads the worker's info and every server and backend line.
