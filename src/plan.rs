@@ -382,13 +382,18 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         String::new()
     };
     if changed {
-        let membership_changed = !actions.is_empty();
+        let membership_changed = actions.iter().any(|action| {
+            matches!(
+                action,
+                Action::AddServer { .. } | Action::RemoveServer { .. } | Action::Drain { .. }
+            )
+        });
         let reason = if facts.installed.is_none() {
             "no haproxy.cfg is installed yet".to_owned()
         } else if membership_changed {
             "backend servers changed".to_owned()
         } else {
-            "the rendered config differs from the installed one (template or settings changed)"
+            "the rendered config differs from the installed one (a server's role, the template or settings changed)"
                 .to_owned()
         };
         actions.push(Action::InstallConfig {
