@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::apply::apply;
 use crate::cli::{Cli, Format};
+use crate::cloud::Clouds;
 use crate::cloud::Provider;
 use crate::cloud::ec2::Ec2;
 use crate::config::Config;
@@ -58,7 +59,17 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
     let renderer = Renderer::load(&config.haproxy.template).map_err(Error::Template)?;
     let started = Instant::now();
-    let provider = Ec2::connect(&config.aws).await?;
+    let uses_ec2 = config
+        .pools
+        .iter()
+        .any(|pool| pool.provider == crate::config::ProviderKind::Ec2);
+    let provider = Clouds {
+        ec2: if uses_ec2 {
+            Some(Ec2::connect(&config.aws).await?)
+        } else {
+            None
+        },
+    };
     tracing::debug!("AWS client ready in {:?}", started.elapsed());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -269,6 +280,7 @@ mod tests {
             state: InstanceState::Running,
             private_ip: Some("10.0.0.1".to_owned()),
             public_ip: None,
+            port: None,
             launch_time: None,
             zone: None,
             image_id: None,

@@ -42,26 +42,47 @@ pub fn display(argv: &[String]) -> String {
 
 /// Runs `argv`; succeeds only if it exits 0 within `timeout`. Returns its combined output.
 pub async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandError> {
+    let (stdout, stderr) = run_with_input(argv, None, timeout).await?;
+    Ok(limit(format!("{stdout}{stderr}")))
+}
+
+/// Runs `argv` with `input` on its stdin; succeeds only if it exits 0 within `timeout`.
+/// Returns (stdout, stderr); a failure quotes both.
+pub async fn run_with_input(
+    argv: &[String],
+    input: Option<&str>,
+    timeout: Duration,
+) -> Result<(String, String), CommandError> {
+    use tokio::io::AsyncWriteExt;
     let command = display(argv);
+    let spawn_error = |source| CommandError::Spawn {
+        command: command.clone(),
+        source,
+    };
     let (program, args) = argv
         .split_first()
         .expect("the config guarantees a program name");
-    let child = Command::new(program)
+    let mut child = Command::new(program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .map_err(|source| CommandError::Spawn {
-            command: command.clone(),
-            source,
-        })?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
-        Ok(output) => output.map_err(|source| CommandError::Spawn {
-            command: command.clone(),
-            source,
-        })?,
+        .map_err(spawn_error)?;
+    let exchange = async {
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+            // A command that exits without reading its input is not an error here.
+            let _ = stdin.write_all(input.as_bytes()).await;
+        }
+        child.wait_with_output().await
+    };
+    let output = match tokio::time::timeout(timeout, exchange).await {
+        Ok(output) => output.map_err(spawn_error)?,
         Err(_) => {
             return Err(CommandError::Timeout {
                 command,
@@ -69,8 +90,21 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandEr
             });
         }
     };
-    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok((stdout, stderr))
+    } else {
+        Err(CommandError::Failed {
+            command,
+            status: output.status.to_string(),
+            output: limit(format!("{stdout}{stderr}")),
+        })
+    }
+}
+
+/// Trims output to what an error message should quote.
+fn limit(text: String) -> String {
     let mut text = text.trim().to_owned();
     if text.len() > OUTPUT_LIMIT {
         let cut = (0..=OUTPUT_LIMIT)
@@ -80,15 +114,7 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandEr
         text.truncate(cut);
         text.push_str("\n[output truncated]");
     }
-    if output.status.success() {
-        Ok(text)
-    } else {
-        Err(CommandError::Failed {
-            command,
-            status: output.status.to_string(),
-            output: text,
-        })
-    }
+    text
 }
 
 #[cfg(test)]

@@ -520,6 +520,7 @@ mod tests {
             state: InstanceState::Running,
             private_ip: Some("127.0.0.1".into()),
             public_ip: None,
+            port: None,
             launch_time: Some(launch),
             zone: None,
             image_id: None,

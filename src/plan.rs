@@ -510,11 +510,11 @@ pub fn server_address(
 ) -> Result<Result<(String, u16), String>, PlanError> {
     Ok(match &pool.address {
         AddressSource::PrivateIp => match &instance.private_ip {
-            Some(ip) => Ok((ip.clone(), pool.port)),
+            Some(ip) => Ok((ip.clone(), instance.port.unwrap_or(pool.port))),
             None => Err("it has no private IP address yet".to_owned()),
         },
         AddressSource::PublicIp => match &instance.public_ip {
-            Some(ip) => Ok((ip.clone(), pool.port)),
+            Some(ip) => Ok((ip.clone(), instance.port.unwrap_or(pool.port))),
             None => Err("it has no public IP address".to_owned()),
         },
         AddressSource::Tag(key) => match instance.tags.get(key) {
@@ -671,6 +671,7 @@ mod tests {
             state: InstanceState::Running,
             private_ip: Some(ip.to_owned()),
             public_ip: None,
+            port: None,
             launch_time: None,
             zone: Some("eu-west-1a".into()),
             image_id: None,

@@ -276,6 +276,7 @@ fn convert(instance: &Ec2Instance) -> Option<Instance> {
         state,
         private_ip: instance.private_ip_address().map(str::to_owned),
         public_ip: instance.public_ip_address().map(str::to_owned),
+        port: None,
         launch_time: instance.launch_time().and_then(|time| {
             time.fmt(aws_sdk_ec2::primitives::DateTimeFormat::DateTime)
                 .ok()

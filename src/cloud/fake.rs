@@ -124,6 +124,7 @@ impl Provider for FakeCloud {
                     state: InstanceState::Pending,
                     private_ip: Some(format!("127.0.0.{}", number % 250 + 2)),
                     public_ip: None,
+                    port: None,
                     launch_time: None,
                     zone: None,
                     image_id: None,

@@ -5,6 +5,7 @@
 //! list (invariant 7: no decision from missing data).
 
 pub mod ec2;
+pub mod exec;
 #[cfg(test)]
 pub mod fake;
 
@@ -14,7 +15,7 @@ use std::future::Future;
 
 use serde::Serialize;
 
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, ProviderKind};
 
 /// One instance as the provider reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -23,6 +24,8 @@ pub struct Instance {
     pub state: InstanceState,
     pub private_ip: Option<String>,
     pub public_ip: Option<String>,
+    /// The port, when the provider knows it (exec); otherwise the pool's `port`.
+    pub port: Option<u16>,
     /// RFC 3339.
     pub launch_time: Option<String>,
     pub zone: Option<String>,
@@ -110,4 +113,58 @@ pub trait Provider {
         pool: &PoolConfig,
         ids: &[String],
     ) -> impl Future<Output = Result<(), CloudError>>;
+}
+
+/// The providers of a run: each pool is served by the one its config names.
+#[derive(Debug, Default)]
+pub struct Clouds {
+    /// Connected only when some pool uses EC2, so exec-only configs need no AWS setup.
+    pub ec2: Option<ec2::Ec2>,
+}
+
+impl Clouds {
+    fn ec2(&self) -> &ec2::Ec2 {
+        self.ec2
+            .as_ref()
+            .expect("the EC2 client is connected when a pool uses it")
+    }
+}
+
+impl Provider for Clouds {
+    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+        match &pool.provider {
+            ProviderKind::Ec2 => self.ec2().list(pool).await,
+            ProviderKind::Exec(commands) => exec::list(pool, commands).await,
+        }
+    }
+
+    async fn find_by_token(
+        &self,
+        pool: &PoolConfig,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        match &pool.provider {
+            ProviderKind::Ec2 => self.ec2().find_by_token(pool, token).await,
+            ProviderKind::Exec(commands) => exec::find_by_token(pool, commands, token).await,
+        }
+    }
+
+    async fn launch(
+        &self,
+        pool: &PoolConfig,
+        count: u32,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        match &pool.provider {
+            ProviderKind::Ec2 => self.ec2().launch(pool, count, token).await,
+            ProviderKind::Exec(commands) => exec::launch(pool, commands, count, token).await,
+        }
+    }
+
+    async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
+        match &pool.provider {
+            ProviderKind::Ec2 => self.ec2().terminate(pool, ids).await,
+            ProviderKind::Exec(commands) => exec::terminate(pool, commands, ids).await,
+        }
+    }
 }

@@ -164,6 +164,8 @@ pub struct PoolConfig {
     pub port: u16,
     pub address: AddressSource,
     pub allow_empty: bool,
+    /// Where the pool's instances come from.
+    pub provider: ProviderKind,
     pub discover: Discover,
     /// `[pool.scaling]`; `None` for a discovery-only pool.
     pub scaling: Option<Scaling>,
@@ -171,6 +173,23 @@ pub struct PoolConfig {
     pub launch: Option<Launch>,
     /// How a booting server is proven ready before it takes traffic.
     pub ready_check: ReadyCheck,
+}
+
+/// A pool's source of instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderKind {
+    Ec2,
+    /// `[pool.exec]`: the operator's commands, exchanging JSON.
+    Exec(ExecCommands),
+}
+
+/// `[pool.exec]`: argv of each command, run without a shell, killed after `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecCommands {
+    pub list: Vec<String>,
+    pub launch: Option<Vec<String>>,
+    pub terminate: Option<Vec<String>>,
+    pub timeout: Duration,
 }
 
 /// The readiness probe the run makes (from the load balancer) before a new server takes traffic.
@@ -266,9 +285,18 @@ struct RawPool {
     ready_check: Option<String>,
     launch: Option<scaling::RawLaunch>,
     scaling: Option<scaling::RawScaling>,
-    exec: Option<toml::Value>,
+    exec: Option<RawExec>,
     #[serde(rename = "static")]
     static_hosts: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExec {
+    list: Option<Vec<String>>,
+    launch: Option<Vec<String>>,
+    terminate: Option<Vec<String>>,
+    timeout_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -698,14 +726,51 @@ impl Validator {
                 }
             },
         };
-        match raw.provider.as_deref() {
-            None | Some("ec2") => {}
-            Some(provider @ ("exec" | "static")) => {
+        let scaling = raw
+            .scaling
+            .map(|scaling| self.scaling(index, scaling))
+            .transpose()?;
+        if raw.static_hosts.is_some() {
+            return Err(self.not_yet(&at("static")));
+        }
+        let (provider, discover, launch) = match raw.provider.as_deref() {
+            None | Some("ec2") => {
+                if raw.exec.is_some() {
+                    return Err(self.invalid(at("exec"), "is only for `provider = \"exec\"`"));
+                }
+                let discover = self.discover(index, raw.discover.unwrap_or_default())?;
+                let launch = raw
+                    .launch
+                    .map(|launch| self.launch(index, launch))
+                    .transpose()?;
+                if scaling.is_some() && launch.is_none() {
+                    return Err(self.invalid(
+                        at("launch"),
+                        "`[pool.scaling]` needs `[pool.launch]` to know how to launch instances",
+                    ));
+                }
+                (ProviderKind::Ec2, discover, launch)
+            }
+            Some("exec") => {
+                if raw.discover.is_some() {
+                    return Err(self.invalid(
+                        at("discover"),
+                        "is for EC2 pools; an exec pool's `list` command decides what it lists",
+                    ));
+                }
+                if raw.launch.is_some() {
+                    return Err(self.invalid(
+                        at("launch"),
+                        "is for EC2 pools; an exec pool launches with `[pool.exec] launch`",
+                    ));
+                }
+                let exec = self.exec(index, raw.exec, scaling.is_some())?;
+                (ProviderKind::Exec(exec), Discover::default(), None)
+            }
+            Some("static") => {
                 return Err(self.invalid(
                     at("provider"),
-                    format!(
-                        "provider `{provider}` is not supported by this version yet; use `ec2`"
-                    ),
+                    "provider `static` is not supported by this version yet; use `ec2` or `exec`",
                 ));
             }
             Some(other) => {
@@ -714,27 +779,7 @@ impl Validator {
                     format!("unknown provider `{other}`; expected `ec2`, `exec` or `static`"),
                 ));
             }
-        }
-        for (key, value) in [("exec", &raw.exec), ("static", &raw.static_hosts)] {
-            if value.is_some() {
-                return Err(self.not_yet(&at(key)));
-            }
-        }
-        let discover = self.discover(index, raw.discover.unwrap_or_default())?;
-        let scaling = raw
-            .scaling
-            .map(|scaling| self.scaling(index, scaling))
-            .transpose()?;
-        let launch = raw
-            .launch
-            .map(|launch| self.launch(index, launch))
-            .transpose()?;
-        if scaling.is_some() && launch.is_none() {
-            return Err(self.invalid(
-                at("launch"),
-                "`[pool.scaling]` needs `[pool.launch]` to know how to launch instances",
-            ));
-        }
+        };
         let ready_check = match raw.ready_check.as_deref() {
             None | Some("tcp") => ReadyCheck::Tcp,
             Some("none") => ReadyCheck::None,
@@ -756,10 +801,64 @@ impl Validator {
             port,
             address,
             allow_empty: raw.allow_empty.unwrap_or(false),
+            provider,
             discover,
             scaling,
             launch,
             ready_check,
+        })
+    }
+
+    fn exec(
+        &self,
+        index: usize,
+        raw: Option<RawExec>,
+        scaling: bool,
+    ) -> Result<ExecCommands, ConfigError> {
+        let at = |key: &str| format!("pool[{index}].exec.{key}");
+        let raw = raw.ok_or_else(|| {
+            self.invalid(
+                format!("pool[{index}].exec"),
+                "`provider = \"exec\"` needs `[pool.exec]` with at least `list`",
+            )
+        })?;
+        let list = raw.list.ok_or_else(|| {
+            self.invalid(
+                at("list"),
+                "is required: the command that prints the instances as JSON",
+            )
+        })?;
+        let list = self.argv(&at("list"), list)?;
+        let launch = raw
+            .launch
+            .map(|argv| self.argv(&at("launch"), argv))
+            .transpose()?;
+        let terminate = raw
+            .terminate
+            .map(|argv| self.argv(&at("terminate"), argv))
+            .transpose()?;
+        if scaling && (launch.is_none() || terminate.is_none()) {
+            return Err(self.invalid(
+                at(if launch.is_none() {
+                    "launch"
+                } else {
+                    "terminate"
+                }),
+                "is required when the pool scales",
+            ));
+        }
+        let timeout_s = raw.timeout_s.unwrap_or(60);
+        if !(1..=3600).contains(&timeout_s) {
+            return Err(self.invalid(
+                at("timeout_s"),
+                format!("must be between 1 and 3600 seconds, got {timeout_s}"),
+            ));
+        }
+        Ok(ExecCommands {
+            list,
+            launch,
+            terminate,
+            timeout: Duration::from_secs(timeout_s as u64),
         })
     }
 
@@ -885,6 +984,10 @@ security_group = "web"
             ),
             (
                 pool("provider = \"exec\""),
+                &["pool[0].discover", "is for EC2 pools"],
+            ),
+            (
+                pool("provider = \"static\""),
                 &["pool[0].provider", "not supported"],
             ),
             (pool("backend = \"a b\""), &["pool[0].backend", "`a b`"]),

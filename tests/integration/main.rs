@@ -2,6 +2,7 @@
 
 mod cli;
 mod discovery;
+mod exec;
 mod haproxy_real;
 mod moto;
 mod scaling;

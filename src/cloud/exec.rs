@@ -1,0 +1,292 @@
+//! The exec provider: the operator's own commands list, launch and terminate instances, and
+//! exchange JSON with this tool. It is how clouds we do not ship are reached (an OpenStack CLI
+//! wrapper, a script around a hypervisor, local processes).
+//!
+//! - `list` prints a JSON array of instances:
+//!   `[{"id": "...", "address": "10.0.0.5", "port": 8080, "state": "running",
+//!      "launch_time": "2026-11-23T19:00:00Z", "tags": {"k": "v"}}]`
+//!   (`port`, `state` (default `running`), `launch_time` and `tags` are optional; only `pending`
+//!   and `running` instances are kept);
+//! - `launch` reads `{"pool": "...", "count": N, "token": "...", "tags": {...}}` on stdin and
+//!   prints a JSON array of the new instance ids. It must give the instances those tags and report
+//!   them in `list`: the launch-token tag is how a launch interrupted by a crash is found again;
+//! - `terminate` reads `{"pool": "...", "ids": [...]}` on stdin.
+//!
+//! A non-zero exit, a timeout or output that is not the documented JSON is an error naming the
+//! command; the run then changes nothing it has not already recorded.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CloudError, CloudErrorKind, Instance, InstanceState};
+use crate::command::{self, CommandError};
+use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
+use crate::config::{ExecCommands, PoolConfig};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Listed {
+    id: String,
+    address: String,
+    port: Option<u16>,
+    #[serde(default = "running")]
+    state: String,
+    launch_time: Option<String>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+}
+
+fn running() -> String {
+    "running".to_owned()
+}
+
+#[derive(Debug, Serialize)]
+struct LaunchRequest<'a> {
+    pool: &'a str,
+    count: u32,
+    token: &'a str,
+    tags: BTreeMap<&'a str, &'a str>,
+}
+
+#[derive(Debug, Serialize)]
+struct TerminateRequest<'a> {
+    pool: &'a str,
+    ids: &'a [String],
+}
+
+fn error(pool: &PoolConfig, operation: &'static str, error: CommandError) -> CloudError {
+    let kind = match error {
+        CommandError::Timeout { .. } => CloudErrorKind::Transient,
+        _ => CloudErrorKind::Fatal,
+    };
+    CloudError {
+        pool: pool.name.clone(),
+        operation,
+        kind,
+        message: error.to_string(),
+    }
+}
+
+fn bad_json(
+    pool: &PoolConfig,
+    operation: &'static str,
+    argv: &[String],
+    problem: impl std::fmt::Display,
+) -> CloudError {
+    CloudError {
+        pool: pool.name.clone(),
+        operation,
+        kind: CloudErrorKind::Rejected,
+        message: format!(
+            "`{}` printed output that is not the documented JSON: {problem}",
+            command::display(argv)
+        ),
+    }
+}
+
+/// Runs `list` and keeps the pending and running instances.
+pub async fn list(pool: &PoolConfig, commands: &ExecCommands) -> Result<Vec<Instance>, CloudError> {
+    let operation = "list the instances";
+    let (stdout, _) = command::run_with_input(&commands.list, None, commands.timeout)
+        .await
+        .map_err(|e| error(pool, operation, e))?;
+    let listed: Vec<Listed> =
+        serde_json::from_str(&stdout).map_err(|e| bad_json(pool, operation, &commands.list, e))?;
+    let mut instances = Vec::with_capacity(listed.len());
+    for entry in listed {
+        let state = match entry.state.as_str() {
+            "pending" => InstanceState::Pending,
+            "running" => InstanceState::Running,
+            _ => continue,
+        };
+        instances.push(Instance {
+            id: entry.id,
+            state,
+            private_ip: Some(entry.address),
+            public_ip: None,
+            port: entry.port,
+            launch_time: entry.launch_time,
+            zone: None,
+            image_id: None,
+            tags: entry.tags,
+        });
+    }
+    instances.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(instances)
+}
+
+/// The listed instances carrying the launch token.
+pub async fn find_by_token(
+    pool: &PoolConfig,
+    commands: &ExecCommands,
+    token: &str,
+) -> Result<Vec<String>, CloudError> {
+    Ok(list(pool, commands)
+        .await?
+        .into_iter()
+        .filter(|instance| instance.tags.get(TAG_LAUNCH_TOKEN).map(String::as_str) == Some(token))
+        .map(|instance| instance.id)
+        .collect())
+}
+
+/// Runs `launch` with the request on stdin; returns the new ids.
+pub async fn launch(
+    pool: &PoolConfig,
+    commands: &ExecCommands,
+    count: u32,
+    token: &str,
+) -> Result<Vec<String>, CloudError> {
+    let operation = "launch instances";
+    let argv = commands
+        .launch
+        .as_ref()
+        .expect("the config requires `launch` for scaling exec pools");
+    let request = LaunchRequest {
+        pool: &pool.name,
+        count,
+        token,
+        tags: BTreeMap::from([(TAG_POOL, pool.name.as_str()), (TAG_LAUNCH_TOKEN, token)]),
+    };
+    let input = serde_json::to_string(&request).expect("requests serialize");
+    let (stdout, _) = command::run_with_input(argv, Some(&input), commands.timeout)
+        .await
+        .map_err(|e| error(pool, operation, e))?;
+    serde_json::from_str(&stdout).map_err(|e| bad_json(pool, operation, argv, e))
+}
+
+/// Runs `terminate` with the ids on stdin.
+pub async fn terminate(
+    pool: &PoolConfig,
+    commands: &ExecCommands,
+    ids: &[String],
+) -> Result<(), CloudError> {
+    let argv = commands
+        .terminate
+        .as_ref()
+        .expect("the config requires `terminate` for scaling exec pools");
+    let input = serde_json::to_string(&TerminateRequest {
+        pool: &pool.name,
+        ids,
+    })
+    .expect("requests serialize");
+    command::run_with_input(argv, Some(&input), commands.timeout)
+        .await
+        .map(drop)
+        .map_err(|e| error(pool, "terminate instances", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn pool(dir: &Path, list: &str) -> PoolConfig {
+        let script = dir.join("provider.sh");
+        std::fs::write(&script, list).unwrap();
+        let text = format!(
+            "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"sh\", \"{0}\", \"list\"]\nlaunch = [\"sh\", \"{0}\", \"launch\"]\nterminate = [\"sh\", \"{0}\", \"terminate\"]\ntimeout_s = 2\n",
+            script.display()
+        );
+        Config::parse(&text, Path::new("t.toml"))
+            .unwrap()
+            .pools
+            .remove(0)
+    }
+
+    fn commands(pool: &PoolConfig) -> &ExecCommands {
+        match &pool.provider {
+            crate::config::ProviderKind::Exec(commands) => commands,
+            crate::config::ProviderKind::Ec2 => unreachable!("an exec pool"),
+        }
+    }
+
+    #[tokio::test]
+    async fn list_launch_and_terminate_speak_the_documented_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("stdin.log");
+        let script = format!(
+            r#"case "$1" in
+list) echo '[{{"id": "b", "address": "127.0.0.1", "port": 9002, "tags": {{"haproxy-autoscaler:launch-token": "t1"}}}},
+             {{"id": "a", "address": "127.0.0.1", "state": "pending"}},
+             {{"id": "gone", "address": "127.0.0.1", "state": "terminated"}}]' ;;
+launch) cat >> {0}; echo >> {0}; echo '["c", "d"]' ;;
+terminate) cat >> {0}; echo >> {0} ;;
+esac"#,
+            log.display()
+        );
+        let pool = pool(dir.path(), &script);
+        let listed = list(&pool, commands(&pool)).await.unwrap();
+        let summary: Vec<(&str, InstanceState, Option<u16>)> = listed
+            .iter()
+            .map(|i| (i.id.as_str(), i.state, i.port))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("a", InstanceState::Pending, None),
+                ("b", InstanceState::Running, Some(9002))
+            ]
+        );
+        assert_eq!(
+            find_by_token(&pool, commands(&pool), "t1").await.unwrap(),
+            ["b"]
+        );
+        assert_eq!(
+            launch(&pool, commands(&pool), 2, "t2").await.unwrap(),
+            ["c", "d"]
+        );
+        terminate(&pool, commands(&pool), &["a".into()])
+            .await
+            .unwrap();
+        let requests: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(requests[0]["count"], 2);
+        assert_eq!(requests[0]["token"], "t2");
+        assert_eq!(requests[0]["tags"]["haproxy-autoscaler:pool"], "web");
+        assert_eq!(requests[1]["ids"][0], "a");
+    }
+
+    #[tokio::test]
+    async fn bad_output_failures_and_timeouts_are_errors_naming_the_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "echo 'not json'",
+                "not the documented JSON",
+                CloudErrorKind::Rejected,
+            ),
+            (
+                "echo '[{\"id\": 1}]'",
+                "not the documented JSON",
+                CloudErrorKind::Rejected,
+            ),
+            (
+                "echo '[{\"id\": \"a\", \"address\": \"x\", \"colour\": \"red\"}]'",
+                "unknown field `colour`",
+                CloudErrorKind::Rejected,
+            ),
+            ("echo oops >&2; exit 3", "oops", CloudErrorKind::Fatal),
+            (
+                "sleep 10",
+                "did not finish within 2s",
+                CloudErrorKind::Transient,
+            ),
+        ];
+        for (script, expected, kind) in cases {
+            let pool = pool(dir.path(), script);
+            let error = list(&pool, commands(&pool)).await.unwrap_err();
+            let message = error.to_string();
+            assert!(
+                message.contains(expected) && message.contains("provider.sh"),
+                "{script}: {message}"
+            );
+            assert_eq!(error.kind, kind, "{script}");
+        }
+    }
+}
