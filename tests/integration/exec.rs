@@ -71,3 +71,90 @@ fn exec_pools_render_what_the_list_command_prints_without_any_aws_setup() {
     );
     assert_eq!(std::fs::read(deployment.haproxy_cfg()).unwrap(), before);
 }
+
+#[test]
+fn the_openstack_example_speaks_the_exec_json() {
+    let deployment = Deployment::new("http://127.0.0.1:9");
+    let bin = deployment.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fake-openstack"),
+        bin.join("openstack"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let log = deployment.path("openstack.log");
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/openstack-provider.py"
+    );
+
+    // Through the binary: only this pool's ACTIVE and BUILD servers, with their addresses.
+    let mut deployment = deployment;
+    deployment.pool_toml = format!(
+        "[[pool]]\nname = \"web\"\nport = 8080\nprovider = \"exec\"\n[pool.exec]\nlist = [\"python3\", \"{example}\", \"list\", \"web\"]\n"
+    );
+    deployment.write();
+    let output = deployment
+        .command()
+        .env("PATH", &path)
+        .env("FAKE_OPENSTACK_LOG", &log)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert_eq!(
+        deployment.servers(),
+        ["os-1", "os-2"],
+        "{}",
+        describe(&output)
+    );
+    let installed = std::fs::read_to_string(deployment.haproxy_cfg()).unwrap();
+    assert!(
+        installed.contains("server os-1 127.0.0.1:8080\n")
+            && installed.contains("server os-2 127.0.0.2:8080\n"),
+        "{installed}"
+    );
+
+    // Launch: servers already carrying the token count; the rest are created with the tags.
+    let launch = std::process::Command::new("python3")
+        .args([example, "launch"])
+        .env("PATH", &path)
+        .env("FAKE_OPENSTACK_LOG", &log)
+        .env("OPENSTACK_IMAGE", "img")
+        .env("OPENSTACK_FLAVOR", "m1.small")
+        .env("OPENSTACK_NETWORK", "private")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(
+                br#"{"pool": "web", "count": 2, "token": "hxa-t", "tags": {"haproxy-autoscaler:pool": "web", "haproxy-autoscaler:launch-token": "hxa-t"}}"#,
+            )?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(launch.status.success());
+    let ids: Vec<String> = serde_json::from_slice(&launch.stdout).expect("a JSON array of ids");
+    assert_eq!(ids, ["os-2", "os-new-web-hxa-t-1"]);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let create = calls
+        .lines()
+        .find(|line| line.contains("\"create\""))
+        .expect("one create");
+    assert!(
+        create.contains("\"--property\", \"haproxy-autoscaler:launch-token=hxa-t\""),
+        "{create}"
+    );
+    assert_eq!(
+        calls
+            .lines()
+            .filter(|line| line.contains("\"create\""))
+            .count(),
+        1
+    );
+}
