@@ -378,3 +378,53 @@ fn missing_credentials_and_region_are_clear_errors() {
     );
     assert!(!deployment.haproxy_cfg().exists());
 }
+
+#[test]
+fn twenty_runs_at_once_one_acts_the_others_exit_75() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 3, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    // A slow reload keeps the first run inside its lock while the others start.
+    deployment.haproxy_toml = deployment
+        .haproxy_toml
+        .replace("echo reload >> ", "sleep 1; echo reload >> ");
+    deployment.write();
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            deployment
+                .std_command()
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|child| {
+            child
+                .wait_with_output()
+                .unwrap()
+                .status
+                .code()
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert!(
+        codes.iter().all(|code| *code == 0 || *code == 75),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().filter(|code| **code == 75).count() >= 15,
+        "{codes:?}"
+    );
+    assert_eq!(deployment.reloads(), 1, "exactly one run acted: {codes:?}");
+    assert_eq!(deployment.servers().len(), 3);
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(deployment.state_path()).unwrap()).unwrap();
+    assert_eq!(
+        state["pools"]["web"]["servers"].as_array().unwrap().len(),
+        3
+    );
+}

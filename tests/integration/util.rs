@@ -117,8 +117,9 @@ impl Deployment {
     }
 
     /// The binary with a clean AWS environment pointing at the test cloud.
-    pub fn command(&self) -> Command {
-        let mut command = Command::cargo_bin("haproxy-autoscaler").expect("binary");
+    pub fn std_command(&self) -> std::process::Command {
+        let mut command =
+            std::process::Command::new(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"));
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -128,6 +129,11 @@ impl Deployment {
             .env("HOME", self.dir.path())
             .env("HAPROXY_AUTOSCALER_CONFIG", self.config_path());
         command
+    }
+
+    /// [`Deployment::std_command`] for assertions.
+    pub fn command(&self) -> Command {
+        Command::from_std(self.std_command())
     }
 
     /// Writes the config and runs the binary with `args`.
