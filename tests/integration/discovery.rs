@@ -428,3 +428,67 @@ fn twenty_runs_at_once_one_acts_the_others_exit_75() {
         3
     );
 }
+
+#[test]
+fn secrets_never_appear_in_any_output_or_file() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 2, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    let (key_id, secret, token) = (
+        "AKIASECRETKEYID12345",
+        "sEcReTaCcEsSkEy/0123456789abcdefghijkl",
+        "T0KEN-XOXB-SECRET",
+    );
+    let hook = super::util::free_port();
+    deployment.pool_toml.push_str(&format!(
+        "\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/services/{token}\"\nrapid_scales = 1\n"
+    ));
+    deployment.write();
+    let mut outputs = Vec::new();
+    for args in [
+        &["-vv"][..],
+        &["--plan", "-vv"],
+        &["--plan", "--format", "json"],
+        &["--format", "json", "-vv"],
+    ] {
+        let output = deployment
+            .command()
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        outputs.push(String::from_utf8_lossy(&output.stdout).into_owned());
+        outputs.push(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    // A failing run too (the webhook is notified of it, and nothing listens there).
+    std::fs::write(deployment.state_path(), b"garbage").unwrap();
+    let failed = deployment
+        .command()
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .arg("-vv")
+        .output()
+        .unwrap();
+    assert_exit(&failed, 1);
+    assert!(
+        stderr(&failed).contains("notify webhook failed"),
+        "the failure was sent: {}",
+        describe(&failed)
+    );
+    outputs.push(String::from_utf8_lossy(&failed.stderr).into_owned());
+    for entry in std::fs::read_dir(deployment.path("state"))
+        .unwrap()
+        .chain(std::fs::read_dir(deployment.path("haproxy")).unwrap())
+    {
+        outputs.push(
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned(),
+        );
+    }
+    for text in &outputs {
+        for needle in [key_id, secret, token, "services/"] {
+            assert!(!text.contains(needle), "`{needle}` leaked into:\n{text}");
+        }
+    }
+}
