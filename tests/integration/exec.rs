@@ -158,3 +158,121 @@ fn the_openstack_example_speaks_the_exec_json() {
         1
     );
 }
+
+/// Kills whatever backends the local example provider left running.
+struct LocalBackends(std::path::PathBuf);
+
+impl Drop for LocalBackends {
+    fn drop(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.0.join("instances.json")) else {
+            return;
+        };
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        for instance in state["instances"].as_array().cloned().unwrap_or_default() {
+            if let Some(pid) = instance["pid"].as_u64() {
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+#[test]
+fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down() {
+    let mut deployment = Deployment::new("http://127.0.0.1:9");
+    let pool_dir = deployment.path("pool");
+    let _backends = LocalBackends(pool_dir.clone());
+    let provider = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local/provider.py");
+    // No HAProxy here: only the bounds act (min = max = 2, then 1).
+    deployment.haproxy_toml.push_str(&format!(
+        "stats_socket = \"{}\"\n",
+        deployment.path("haproxy/missing.sock").display()
+    ));
+    deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}{{#if draining}} weight 0{{/if}}\n{{/each}}{{/each}}".to_owned();
+    let pool = |bounds: &str| {
+        format!(
+            "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\nready_check = \"http:/health\"\n[pool.exec]\nlist = [\"python3\", \"{provider}\", \"list\"]\nlaunch = [\"python3\", \"{provider}\", \"launch\"]\nterminate = [\"python3\", \"{provider}\", \"terminate\"]\n[pool.scaling]\n{bounds}\nstep_up = 2\nwarmup_s = 0\ndrain_s = 0\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 5\n"
+        )
+    };
+    let run = |deployment: &Deployment| {
+        deployment.write();
+        deployment
+            .command()
+            .env("LOCAL_POOL_DIR", &pool_dir)
+            .env("LOCAL_NOT_READY_FOR", "2")
+            .output()
+            .unwrap()
+    };
+    let lines = |deployment: &Deployment| -> Vec<String> {
+        std::fs::read_to_string(deployment.haproxy_cfg())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.trim_start().starts_with("server "))
+            .map(|line| line.trim().to_owned())
+            .collect()
+    };
+
+    deployment.pool_toml = pool("min = 2\nmax = 2");
+    let launched = run(&deployment);
+    assert_exit(&launched, 0);
+    assert!(
+        stdout(&launched).contains("launch 2 instance(s) for pool web"),
+        "{}",
+        describe(&launched)
+    );
+
+    // Listening but answering 503: booting, rendered disabled.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let booting = run(&deployment);
+    assert_exit(&booting, 0);
+    let servers = lines(&deployment);
+    assert_eq!(servers.len(), 2, "{}", describe(&booting));
+    assert!(
+        servers.iter().all(|line| line.ends_with(" disabled")),
+        "{servers:?}"
+    );
+
+    // Ready: in service.
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    let ready = run(&deployment);
+    assert_exit(&ready, 0);
+    let servers = lines(&deployment);
+    assert!(
+        servers.iter().all(|line| !line.contains("disabled")),
+        "{servers:?}\n{}",
+        describe(&ready)
+    );
+    for n in [1, 2] {
+        let log = std::fs::read_to_string(pool_dir.join(format!("local-{n}.log"))).unwrap();
+        for line in log.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            assert!(
+                fields[1] == "/health",
+                "only the readiness probe reached a backend: {line}"
+            );
+        }
+    }
+
+    // Scale down to 1: drained, then terminated (its process is gone).
+    deployment.pool_toml = pool("min = 1\nmax = 1");
+    let drain = run(&deployment);
+    assert_exit(&drain, 0);
+    assert!(
+        stdout(&drain).contains("drain server web/local-"),
+        "{}",
+        describe(&drain)
+    );
+    let terminate = run(&deployment);
+    assert_exit(&terminate, 0);
+    assert!(
+        stdout(&terminate).contains("terminate instance local-"),
+        "{}",
+        describe(&terminate)
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pool_dir.join("instances.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(lines(&deployment).len(), 1);
+}
