@@ -91,8 +91,10 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show stat\n"); s.shutdown(1)
 data = b""
 while chunk := s.recv(65536): data += chunk
-rows = [l.split(",") for l in data.decode().splitlines() if l and not l.startswith("#")]
-print(" ".join(f"{r[1]}={r[17]}" for r in rows if r[0] == "web" and r[1] not in ("BACKEND",)))' "$work/admin.sock")
+lines = data.decode().splitlines()
+header = lines[0].lstrip("# ").split(",")  # columns by name: their order varies
+rows = [dict(zip(header, l.split(","))) for l in lines[1:] if l]
+print(" ".join(r["svname"] + "=" + r["status"] for r in rows if r["pxname"] == "web" and r["svname"] != "BACKEND"))' "$work/admin.sock")
     printf '\n[%s] %s | in HAProxy: %s\n' "$(date +%T)" "$1" "${servers:-none}"
     if [ "${2:-}" = plan ]; then
         echo "  \$ haproxy-autoscaler --plan"

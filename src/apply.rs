@@ -45,7 +45,7 @@ pub async fn apply(
 ) -> Result<(), ApplyError> {
     let mut version = loaded.version.clone();
     let mut progress = loaded.state.clone();
-    let mut launched: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut launched: Vec<(&str, &str, Vec<String>)> = Vec::new();
     for action in &plan.actions {
         let Action::Launch {
             pool, count, token, ..
@@ -72,7 +72,7 @@ pub async fn apply(
         let ids = provider.launch(pool_config, *count, token).await?;
         record_ids(&mut progress, pool, token, &ids);
         version = state::save(&config.state_path, &progress, &version)?;
-        launched.insert(token.clone(), ids);
+        launched.push((pool, token, ids));
     }
 
     for action in &plan.actions {
@@ -115,16 +115,8 @@ pub async fn apply(
     }
 
     let mut next = plan.next_state.clone();
-    for (token, ids) in &launched {
-        for pool_state in next.pools.values_mut() {
-            for intent in pool_state
-                .launches
-                .iter_mut()
-                .filter(|intent| &intent.token == token)
-            {
-                intent.instance_ids = Some(ids.clone());
-            }
-        }
+    for (pool, token, ids) in &launched {
+        record_ids(&mut next, pool, token, ids);
     }
     if next != loaded.state {
         state::save(&config.state_path, &next, &version)?;
