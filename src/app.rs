@@ -18,9 +18,10 @@ use crate::cloud::ec2::Ec2;
 use crate::config::Config;
 use crate::error::{EXIT_CHANGES_PENDING, Error};
 use crate::haproxy::install::read_installed;
+use crate::haproxy::master::Master;
 use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime;
-use crate::lifecycle::{self, StatsSnapshot};
+use crate::lifecycle::{self, OldWorkers, StatsSnapshot};
 use crate::notify;
 use crate::plan::{self, Facts, Observed, Plan};
 use crate::probe;
@@ -164,6 +165,19 @@ async fn observe(
         },
         _ => None,
     };
+    let old_workers = match (&config.haproxy.reload.master_socket, &stats) {
+        (Some(path), Some(_)) => match Master::new(path).old_workers().await {
+            Ok(count) => OldWorkers::Running(count),
+            Err(error) => {
+                tracing::warn!(
+                    "drains run their full drain_s this run: {}",
+                    error_chain(&error)
+                );
+                OldWorkers::Unknown
+            }
+        },
+        _ => OldWorkers::Untracked,
+    };
     let mut observed = Vec::with_capacity(config.pools.len());
     for pool in &config.pools {
         let started = Instant::now();
@@ -188,6 +202,7 @@ async fn observe(
                     .filter(|row| row.proxy == pool.backend)
                     .cloned()
                     .collect(),
+                old_workers,
             });
             for intent in pool_state
                 .launches

@@ -2,7 +2,8 @@
 //!
 //! Instances are sorted into roles:
 //! - **draining**: listed in state as draining; terminated once `drain_s` has passed or HAProxy
-//!   shows no current session on it (checked from the run after the drain started);
+//!   shows no current session on it and no worker from before a reload is still running (an old
+//!   worker may still be finishing a request on it); checked from the run after the drain started;
 //! - **booting**: pending, inside `warmup_s` of its launch, or (the first time it is seen
 //!   running) not yet proven ready by the run's readiness probe. It counts as capacity but takes
 //!   no traffic;
@@ -39,6 +40,19 @@ pub struct StatsSnapshot {
     pub info: Info,
     /// This backend's server lines and its `BACKEND` line.
     pub rows: Vec<Row>,
+    /// Workers from before a reload that are still running: the stats come from the current
+    /// worker only, and an old one may still be finishing requests on a draining server.
+    pub old_workers: OldWorkers,
+}
+
+/// What the master CLI says about workers from before a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldWorkers {
+    /// No master socket configured: the current worker's sessions are all there is to go by.
+    Untracked,
+    Running(usize),
+    /// The master socket could not be read: a drain runs its full `drain_s`.
+    Unknown,
 }
 
 /// Facts for one scaling pool.
@@ -180,7 +194,14 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     for instance in facts.instances {
         if let Some(drain) = state.draining.iter().find(|d| d.id == instance.id) {
             let elapsed = now.saturating_sub(drain.since);
+            let no_old_worker = facts.stats.is_some_and(|stats| {
+                matches!(
+                    stats.old_workers,
+                    OldWorkers::Untracked | OldWorkers::Running(0)
+                )
+            });
             let idle = now > drain.since
+                && no_old_worker
                 && rows
                     .get(instance.id.as_str())
                     .is_some_and(|row| row.scur == 0);
@@ -546,6 +567,7 @@ mod tests {
             node: "local".into(),
             info: Info { pid, uptime_s },
             rows,
+            old_workers: OldWorkers::Untracked,
         }
     }
 
@@ -818,6 +840,17 @@ mod tests {
         world.stats.as_mut().unwrap().rows[1].scur = 0; // i-2
         let terminated: Vec<String> = world.plan().terminates.into_iter().map(|t| t.id).collect();
         assert_eq!(terminated, ["i-1", "i-2"]);
+        // The current worker shows no session, but a worker from before a reload may still be
+        // finishing a request on i-2 (or the master could not say): i-2 drains on.
+        for old in [OldWorkers::Running(1), OldWorkers::Unknown] {
+            world.stats.as_mut().unwrap().old_workers = old;
+            let plan = world.plan();
+            let terminated: Vec<&str> = plan.terminates.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(terminated, ["i-1"], "{old:?}");
+            assert_eq!(plan.roles["i-2"], Role::Draining);
+        }
+        world.stats.as_mut().unwrap().old_workers = OldWorkers::Running(0);
+        assert_eq!(world.plan().terminates.len(), 2);
     }
 
     #[test]

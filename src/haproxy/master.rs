@@ -56,6 +56,22 @@ pub fn parse_show_proc(answer: &str) -> Option<ProcCounters> {
     Some(ProcCounters { reloads, failed })
 }
 
+/// Counts the workers listed under `# old workers` in `show proc`: workers from before a reload
+/// that are still finishing their connections. `None` when the answer is not `show proc`'s.
+pub fn parse_old_workers(answer: &str) -> Option<usize> {
+    parse_show_proc(answer)?;
+    let mut section = "";
+    let mut count = 0;
+    for line in answer.lines() {
+        if let Some(header) = line.strip_prefix('#') {
+            section = header.trim();
+        } else if section == "old workers" && line.split_whitespace().nth(1) == Some("worker") {
+            count += 1;
+        }
+    }
+    Some(count)
+}
+
 /// A client of one master socket.
 #[derive(Debug, Clone)]
 pub struct Master {
@@ -110,6 +126,15 @@ impl Master {
     pub async fn counters(&self) -> Result<ProcCounters, MasterError> {
         let answer = self.send("show proc").await?;
         parse_show_proc(&answer).ok_or_else(|| MasterError::Unparsable {
+            path: self.path.clone(),
+            answer,
+        })
+    }
+
+    /// How many workers from before the last reload are still running.
+    pub async fn old_workers(&self) -> Result<usize, MasterError> {
+        let answer = self.send("show proc").await?;
+        parse_old_workers(&answer).ok_or_else(|| MasterError::Unparsable {
             path: self.path.clone(),
             answer,
         })
@@ -175,7 +200,22 @@ mod tests {
                 failed: 0
             })
         );
+        assert_eq!(parse_old_workers(answer), Some(0));
         assert_eq!(parse_show_proc("Unknown command.\n"), None);
         assert_eq!(parse_show_proc(""), None);
+    }
+
+    #[test]
+    fn counts_old_workers_of_haproxy_2_6() {
+        // Real 2.6.12 output one second after a reload, with a keep-alive client still connected.
+        let answer = "#<PID>          <type>          <reloads>       <uptime>        <version>      \n\
+29469           master          1 [failed: 0]   0d00h00m02s     2.6.12-1+deb12u4\n\
+# workers\n\
+29476           worker          0               0d00h00m01s     2.6.12-1+deb12u4\n\
+# old workers\n\
+29471           worker          1               0d00h00m02s     2.6.12-1+deb12u4\n\
+# programs\n\n";
+        assert_eq!(parse_old_workers(answer), Some(1));
+        assert_eq!(parse_old_workers("Unknown command.\n"), None);
     }
 }

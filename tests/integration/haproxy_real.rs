@@ -353,6 +353,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
                 .filter(|r: &&haproxy_autoscaler::haproxy::stats::Row| r.proxy == "web")
                 .cloned()
                 .collect(),
+            old_workers: lifecycle::OldWorkers::Untracked,
         };
         lifecycle::plan_pool(&lifecycle::PoolFacts {
             pool: &pool,
