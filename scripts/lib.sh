@@ -1,4 +1,4 @@
-# Shared by demo.sh and bench-noop.sh; source it from the repository root.
+# Shared by the demo and benchmark scripts; source it from the repository root.
 
 export PATH="$PATH:/usr/sbin:/sbin"
 

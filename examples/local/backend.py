@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """A loopback HTTP backend for the local example.
 
-Each request costs a fixed time (--cost-ms) and requests are served one at a time, so the
-backend's capacity is 1000 / cost-ms requests per second and load above it really queues.
-For its first --not-ready-for seconds it accepts connections but answers 503 to everything,
-as a real server that is still starting does. GET /health answers 200 once ready.
-Every request is appended to --log as "<seconds since start> <path> <status>".
+Each request to / costs a fixed time (--cost-ms) and such requests are served one at a time, so
+the backend's capacity is 1000 / cost-ms requests per second and load above it really queues.
+GET /slow takes --slow-ms without holding that worker (a long download, say), so a server
+being drained usually has requests in flight. For its first --not-ready-for seconds the backend
+accepts connections but answers 503 to everything, as a real server that is still starting does.
+GET /health answers 200 once ready.
+Every request is appended to --log as "<start> <end> <path> <status>" (Unix time, seconds).
 """
 import argparse
 import threading
@@ -16,6 +18,7 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, required=True)
 parser.add_argument("--id", required=True)
 parser.add_argument("--cost-ms", type=float, default=10.0)
+parser.add_argument("--slow-ms", type=float, default=1500.0)
 parser.add_argument("--not-ready-for", type=float, default=0.0)
 parser.add_argument("--log")
 args = parser.parse_args()
@@ -29,11 +32,14 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real clients and HAProxy use it
 
     def do_GET(self):
-        elapsed = time.monotonic() - started
-        if elapsed < args.not_ready_for:
+        began = time.time()
+        if time.monotonic() - started < args.not_ready_for:
             status, body = 503, b"starting\n"
         elif self.path == "/health":
             status, body = 200, b"ok\n"
+        elif self.path == "/slow":
+            time.sleep(args.slow_ms / 1000.0)
+            status, body = 200, f"{args.id}\n".encode()
         else:
             with worker:
                 time.sleep(args.cost_ms / 1000.0)
@@ -45,7 +51,7 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         if args.log:
             with log_lock, open(args.log, "a") as log:
-                log.write(f"{elapsed:.3f} {self.path} {status}\n")
+                log.write(f"{began:.3f} {time.time():.3f} {self.path} {status}\n")
 
     def log_message(self, *_):
         pass

@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""WORK IN PROGRESS (issue 4): not yet the README's demo, not run by CI.
+"""The local end-to-end demo: HAProxy (master-worker, seamless reloads through the master
+socket) in front of loopback backends that haproxy-autoscaler launches, drains and terminates
+through examples/local/provider.py, under keep-alive load that ramps up, holds, ramps down and
+idles. The tool runs every --period seconds, as cron would run it every minute.
 
-Status, measured with `unshare -n python3 examples/local/demo.py --phase 15 --peak 120`: it
-scales 1 → 5 → 1 with ~13 reloads, but requests fail (16 of 2,313 in one run, 34 of 3,500 in
-another) and in one run the keep-alive clients stalled for ~12 s on the single starting backend
-before any scale-up. Both need finding out before this becomes the demo.
+Prints a live table and a summary line with the failed-request count; --summary FILE also writes
+the summary as JSON (what tests/integration/local_demo.rs and scripts/bench-reloads.sh read).
+Loopback only; every process it starts is stopped before it exits.
 
-The local end-to-end demo: HAProxy (master-worker) in front of loopback backends that the
-tool launches and terminates through examples/local/provider.py, under a keep-alive load that
-ramps up and back down. The tool runs every --period seconds, as cron would. Prints a live
-table and a summary; with --summary FILE also writes the summary as JSON. Loopback only.
+The load: --clients keep-alive clients share the offered rate of GET / (20 ms of serialized work
+each on a backend, so one backend serves 50 requests/s and more queues), and --slow-clients
+clients send GET /slow (1.5 s each, a long download) back to back, so that servers being drained
+have requests in flight. Like real clients, a client closes a connection it has left idle for
+CLIENT_IDLE_S, shorter than HAProxy's `timeout http-keep-alive`, and never retries: any
+connection error or 5xx counts as a failed request.
 """
 import argparse
 import http.client
 import json
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -25,13 +30,21 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+CLIENT_IDLE_S = 4.0
+IDLE_RATE = 2.0
 
-parser = argparse.ArgumentParser()
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--binary", default=os.path.join(ROOT, "target/debug/haproxy-autoscaler"))
 parser.add_argument("--period", type=float, default=2.0, help="seconds between runs of the tool")
-parser.add_argument("--phase", type=float, default=30.0, help="seconds of each load phase")
-parser.add_argument("--peak", type=float, default=120.0, help="peak offered requests per second")
+parser.add_argument("--phase", type=float, default=30.0, help="seconds of each of the four load phases")
+parser.add_argument("--peak", type=float, default=150.0, help="peak offered requests per second")
+parser.add_argument("--cycles", type=int, default=1, help="ramp up/down cycles (the benchmark runs many)")
+parser.add_argument("--drain-s", type=int, default=10, help="the pool's drain_s")
+parser.add_argument("--clients", type=int, default=32)
+parser.add_argument("--slow-clients", type=int, default=6)
 parser.add_argument("--summary", help="write the summary as JSON to this file")
+parser.add_argument("--work", help="use this folder (kept) instead of a temporary one (removed)")
+parser.add_argument("--quiet", action="store_true", help="no live table")
 args = parser.parse_args()
 
 
@@ -41,14 +54,18 @@ def free_port():
         return probe.getsockname()[1]
 
 
-work = tempfile.mkdtemp(prefix="haproxy-autoscaler-demo-")
+if args.work:
+    work = os.path.abspath(args.work)
+    os.makedirs(work, exist_ok=True)
+else:
+    work = tempfile.mkdtemp(prefix="haproxy-autoscaler-demo-")
 frontend = free_port()
 env = dict(os.environ, DEMO_FRONTEND_PORT=str(frontend), LOCAL_POOL_DIR=os.path.join(work, "pool"),
-           LOCAL_COST_MS="20", LOCAL_NOT_READY_FOR="2")
+           LOCAL_COST_MS="20", LOCAL_SLOW_MS="1500", LOCAL_NOT_READY_FOR=str(max(3.0, 2 * args.period)))
 config = os.path.join(work, "config.toml")
-provider = ["python3", os.path.join(HERE, "provider.py")]
+provider = [sys.executable, os.path.join(HERE, "provider.py")]
 with open(config, "w") as file:
-    file.write(f"""
+    file.write(f"""# Written by examples/local/demo.py.
 [state]
 path = "{work}/state.json"
 [haproxy]
@@ -78,66 +95,117 @@ step_up = 1
 step_down = 1
 cooldown_s = 0
 warmup_s = 0
-drain_s = 6
+drain_s = {args.drain_s}
 """)
+# HAProxy starts with an empty backend; the tool's first run renders the real config.
 with open(os.path.join(work, "haproxy.cfg"), "w") as file:
     file.write(f"global\n    master-worker\n    stats socket {work}/admin.sock mode 600 level admin expose-fd listeners\n"
                f"defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n    timeout server 30s\n"
                f"frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend web\n")
-haproxy = subprocess.Popen(["haproxy", "-W", "-S", f"{work}/master.sock", "-f", f"{work}/haproxy.cfg"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 lock = threading.Lock()
-stats = {"sent": 0, "failed": 0, "latencies": [], "window": []}
 stop = threading.Event()
 offered = [0.0]
+# Fast requests: (start, latency); failures: (elapsed, what).
+fast, failures, window = [], [], []
+tokens = queue.Queue(maxsize=args.clients)
+counts = {"sent": 0, "slow": 0}
+cycle_s = 4 * args.phase
 started = time.monotonic()
 
 
 def schedule(elapsed):
-    """Ramp up over one phase, hold for one, ramp down over one, then idle for one."""
-    p = args.phase
-    if elapsed < p:
-        return args.peak * elapsed / p
-    if elapsed < 2 * p:
+    """Per cycle: ramp up over one phase, hold for one, ramp down over one, then idle for one."""
+    p, t = args.phase, elapsed % cycle_s
+    if t < p:
+        return max(IDLE_RATE, args.peak * t / p)
+    if t < 2 * p:
         return args.peak
-    if elapsed < 3 * p:
-        return args.peak * (3 * p - elapsed) / p
-    return 2.0
+    if t < 3 * p:
+        return max(IDLE_RATE, args.peak * (3 * p - t) / p)
+    return IDLE_RATE
 
 
-def client(number, workers):
-    connection = None
-    next_at = time.monotonic() + number / max(1.0, args.peak)
-    while not stop.is_set():
-        rate = max(offered[0], 1.0) / workers
+class Client:
+    """One keep-alive client connection, closed after CLIENT_IDLE_S idle or a `Connection: close`."""
+
+    def __init__(self):
+        self.connection, self.used = None, 0.0
+
+    def close_if_idle(self):
+        if self.connection is not None and time.monotonic() - self.used > CLIENT_IDLE_S:
+            self.close()
+
+    def get(self, path):
         now = time.monotonic()
-        if next_at > now:
-            time.sleep(min(next_at - now, 0.2))
-            continue
-        next_at = max(next_at + 1.0 / rate, now - 1.0)
-        began = time.monotonic()
-        ok = False
+        self.close_if_idle()
         try:
-            if connection is None:
-                connection = http.client.HTTPConnection("127.0.0.1", frontend, timeout=10)
-            connection.request("GET", "/")
-            response = connection.getresponse()
+            if self.connection is None:
+                self.connection = http.client.HTTPConnection("127.0.0.1", frontend, timeout=30)
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
             response.read()
-            ok = response.status < 500
             if response.getheader("Connection", "").lower() == "close":
-                connection.close()
-                connection = None
-        except (OSError, http.client.HTTPException):
-            if connection is not None:
-                connection.close()
-            connection = None
+                self.close()
+            error = None if response.status < 500 else f"HTTP {response.status}"
+        except (OSError, http.client.HTTPException) as problem:
+            self.close()
+            error = f"{type(problem).__name__}: {problem}"
+        self.used = time.monotonic()
+        if error:
+            with lock:
+                failures.append((round(now - started, 3), path, error))
+        return error is None
+
+    def close(self):
+        if self.connection is not None:
+            self.connection.close()
+        self.connection = None
+
+
+def pacer():
+    """Hands out one token per request at the offered rate, whichever client is free takes it.
+    Tokens that no client is free to take within a second are dropped (the load is closed-loop
+    beyond --clients requests in flight)."""
+    last = time.monotonic()
+    while not stop.is_set():
+        due = last + 1.0 / offered[0]
+        now = time.monotonic()
+        if now < due:
+            time.sleep(min(due - now, 0.02))
+            continue
+        last = max(due, now - 1.0)
+        try:
+            tokens.put_nowait(now)
+        except queue.Full:
+            pass
+
+
+def fast_client(_):
+    client = Client()
+    while not stop.is_set():
+        try:
+            tokens.get(timeout=0.2)
+        except queue.Empty:
+            client.close_if_idle()
+            continue
+        began = time.monotonic()
+        client.get("/")
         latency = time.monotonic() - began
         with lock:
-            stats["sent"] += 1
-            stats["failed"] += 0 if ok else 1
-            stats["latencies"].append(latency)
-            stats["window"].append(latency)
+            counts["sent"] += 1
+            fast.append((began, latency))
+            window.append(latency)
+    client.close()
+
+
+def slow_client(_):
+    client = Client()
+    while not stop.is_set():
+        client.get("/slow")
+        with lock:
+            counts["slow"] += 1
+    client.close()
 
 
 def percentile(values, q):
@@ -157,57 +225,73 @@ def pool_roles():
     return serving, max(0, len(pool.get("servers", [])) - serving - draining), draining
 
 
-total = 4 * args.phase
-workers = 16
-threads = [threading.Thread(target=client, args=(n, workers), daemon=True) for n in range(workers)]
-reloads, actions_seen, most_servers = 0, [], 0
-summary = {}
+def run_tool():
+    began = time.monotonic()
+    run = subprocess.run([args.binary, "--config", config], env=env, capture_output=True, text=True)
+    lines = [line for line in run.stdout.splitlines() if line]
+    if run.returncode != 0:
+        lines.append(f"run failed (exit {run.returncode}): {run.stderr.strip()}")
+    return {"at": time.time(), "elapsed": round(began - started, 3), "took": round(time.monotonic() - began, 3),
+            "exit": run.returncode, "lines": lines}
+
+
+def short(lines):
+    """The table's action column: what changed, without the reasons."""
+    words = []
+    for line in lines:
+        if line.startswith(("launch ", "drain ", "terminate ", "run failed")):
+            words.append(line.split(" (")[0].split(":")[0])
+    if any(line.startswith("reload haproxy") for line in lines):
+        words.append("reload")
+    return "; ".join(words)
+
+
+haproxy = subprocess.Popen(["haproxy", "-W", "-S", f"{work}/master.sock", "-f", f"{work}/haproxy.cfg"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+runs, most_servers, threads = [], 0, []
 try:
     # Like a real deployment, traffic starts once the pool has a server in service.
-    for _ in range(30):
-        subprocess.run([args.binary, "--config", config, "-q"], env=env)
-        if pool_roles()[0] >= 1:
-            break
-        time.sleep(1)
+    deadline = time.monotonic() + 60
+    while pool_roles()[0] < 1:
+        runs.append(run_tool())
+        if runs[-1]["exit"] != 0 or time.monotonic() > deadline:
+            sys.exit(f"demo: the pool never got a server in service: {runs[-1]['lines']}")
+        time.sleep(args.period / 2)
     started = time.monotonic()
+    load_runs_from = len(runs)
+    offered[0] = schedule(0)
+    threads = [threading.Thread(target=pacer, daemon=True)]
+    threads += [threading.Thread(target=fast_client, args=(n,), daemon=True) for n in range(args.clients)]
+    threads += [threading.Thread(target=slow_client, args=(n,), daemon=True) for n in range(args.slow_clients)]
     for thread in threads:
         thread.start()
-    print(f"{'time':>5} {'offered':>8} {'serving':>8} {'booting':>8} {'draining':>9} {'p50 ms':>7} {'p99 ms':>7} {'failed':>7}  actions")
-    next_run = time.monotonic()
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed > total:
-            break
-        offered[0] = schedule(elapsed)
-        if time.monotonic() >= next_run:
-            next_run += args.period
-            run = subprocess.run([args.binary, "--config", config], env=env, capture_output=True, text=True)
-            lines = [line for line in run.stdout.splitlines() if line]
-            if run.returncode != 0:
-                lines.append(f"run failed (exit {run.returncode}): {run.stderr.strip().splitlines()[-1:]}")
-            reloads += sum(1 for line in lines if line.startswith("reload haproxy"))
-            actions_seen += lines
-            short = [line.split(":")[0] for line in lines if not line.startswith(("install", "reload", "add server", "remove server"))]
-            with lock:
-                window, stats["window"] = stats["window"], []
-                failed = stats["failed"]
-            serving, booting, draining = pool_roles()
-            most_servers = max(most_servers, serving)
-            print(f"{elapsed:5.0f} {offered[0]:8.0f} {serving:8d} {booting:8d} {draining:9d} "
-                  f"{percentile(window, 0.5) * 1000:7.1f} {percentile(window, 0.99) * 1000:7.1f} {failed:7d}  "
-                  f"{'; '.join(short)}{' +reload' if any(l.startswith('reload') for l in lines) else ''}", flush=True)
-        time.sleep(0.1)
+    if not args.quiet:
+        print(f"{'time':>5} {'offered':>8} {'served':>7} {'serving':>8} {'booting':>8} {'draining':>9} "
+              f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>7}  actions", flush=True)
+    next_run, sent_before = time.monotonic(), 0
+    while time.monotonic() - started < cycle_s * args.cycles:
+        offered[0] = schedule(time.monotonic() - started)
+        if time.monotonic() < next_run:
+            time.sleep(0.05)
+            continue
+        since = time.monotonic() - next_run + args.period
+        next_run += args.period
+        run = run_tool()
+        runs.append(run)
+        serving, booting, draining = pool_roles()
+        most_servers = max(most_servers, serving)
+        with lock:
+            latencies, window[:] = list(window), []
+            sent, failed = counts["sent"], len(failures)
+        served, sent_before = (sent - sent_before) / max(since, 0.001), sent
+        if not args.quiet:
+            print(f"{run['elapsed']:5.0f} {offered[0]:8.0f} {served:7.0f} {serving:8d} {booting:8d} {draining:9d} "
+                  f"{percentile(latencies, 0.5) * 1000:7.1f} {percentile(latencies, 0.99) * 1000:7.1f} "
+                  f"{failed:7d}  {short(run['lines'])}", flush=True)
 finally:
     stop.set()
     for thread in threads:
-        thread.join(timeout=15)
-    serving, booting, draining = pool_roles()
-    with lock:
-        summary = {"requests": stats["sent"], "failed": stats["failed"], "reloads": reloads,
-                   "most_servers_in_service": most_servers, "servers_at_end": serving,
-                   "p50_ms": round(percentile(stats["latencies"], 0.5) * 1000, 1),
-                   "p99_ms": round(percentile(stats["latencies"], 0.99) * 1000, 1),
-                   "actions": actions_seen}
+        thread.join(timeout=35)
     haproxy.terminate()
     try:
         haproxy.wait(timeout=10)
@@ -216,12 +300,37 @@ finally:
     listed = subprocess.run(provider + ["list"], env=env, capture_output=True, text=True).stdout or "[]"
     ids = [instance["id"] for instance in json.loads(listed)]
     subprocess.run(provider + ["terminate"], env=env, input=json.dumps({"pool": "web", "ids": ids}), text=True)
-    shutil.rmtree(work, ignore_errors=True)
 
-print(f"\nsummary: {summary['requests']} requests, {summary['failed']} failed, {summary['reloads']} reloads, "
-      f"up to {summary['most_servers_in_service']} servers in service, {summary['servers_at_end']} at the end, "
-      f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms")
+# Latency during reloads: requests that started while a run that reloaded was under way or in the
+# second after it; the rest is steady.
+reload_windows = [(started + run["elapsed"], started + run["elapsed"] + run["took"] + 1.0)
+                  for run in runs[load_runs_from:] if any(l.startswith("reload haproxy") for l in run["lines"])]
+during = [lat for began, lat in fast if any(a <= began <= b for a, b in reload_windows)]
+steady = [lat for began, lat in fast if not any(a <= began <= b for a, b in reload_windows)]
+serving, booting, draining = pool_roles()
+summary = {
+    "requests": counts["sent"] + counts["slow"], "slow_requests": counts["slow"], "failed": len(failures),
+    "failures": failures[:20], "reloads": len(reload_windows),
+    "launches": sum(l.startswith("launch ") for run in runs for l in run["lines"]),
+    "drains": [l for run in runs for l in run["lines"] if l.startswith("drain server")],
+    "terminates": sum(l.startswith("terminate instance") for run in runs for l in run["lines"]),
+    "failed_runs": sum(run["exit"] != 0 for run in runs),
+    "most_servers_in_service": most_servers, "servers_at_end": serving + booting + draining,
+    "p50_ms": round(percentile([lat for _, lat in fast], 0.5) * 1000, 1),
+    "p99_ms": round(percentile([lat for _, lat in fast], 0.99) * 1000, 1),
+    "p99_during_reloads_ms": round(percentile(during, 0.99) * 1000, 1),
+    "p99_steady_ms": round(percentile(steady, 0.99) * 1000, 1),
+    "runs": runs, "work": work,
+}
 if args.summary:
     with open(args.summary, "w") as file:
-        json.dump(summary, file)
-sys.exit(0)
+        json.dump(summary, file, indent=1)
+if not args.work:
+    shutil.rmtree(work, ignore_errors=True)
+for when, path, what in failures[:5]:
+    print(f"  failed at {when:.1f}s: GET {path}: {what}")
+print(f"\nsummary: {summary['requests']} requests, {summary['failed']} failed, {summary['reloads']} reloads, "
+      f"{summary['launches']} launches, {len(summary['drains'])} drains, up to {most_servers} servers in service, "
+      f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms "
+      f"(during reloads {summary['p99_during_reloads_ms']} ms, steady {summary['p99_steady_ms']} ms)")
+sys.exit(1 if failures or summary["failed_runs"] else 0)

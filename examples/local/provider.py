@@ -2,7 +2,8 @@
 """An exec provider whose "instances" are backend.py processes on loopback (free ports).
 
 Its state lives in $LOCAL_POOL_DIR/instances.json. A launched backend costs $LOCAL_COST_MS per
-request (default 10) and answers 503 for its first $LOCAL_NOT_READY_FOR seconds (default 0).
+request to / (default 10) and $LOCAL_SLOW_MS per request to /slow (default 1500), and answers
+503 for its first $LOCAL_NOT_READY_FOR seconds (default 0).
 `list` reports a backend "pending" until its port accepts connections, and forgets dead ones.
 Speaks the exec provider JSON documented in the README.
 """
@@ -81,6 +82,7 @@ def main():
             process = subprocess.Popen(
                 [sys.executable, os.path.join(HERE, "backend.py"), "--port", str(port), "--id", ident,
                  "--cost-ms", os.environ.get("LOCAL_COST_MS", "10"),
+                 "--slow-ms", os.environ.get("LOCAL_SLOW_MS", "1500"),
                  "--not-ready-for", os.environ.get("LOCAL_NOT_READY_FOR", "0"),
                  "--log", os.path.join(DIR, f"{ident}.log")],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -248,7 +248,7 @@ fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down()
         for line in log.lines() {
             let fields: Vec<&str> = line.split(' ').collect();
             assert!(
-                fields[1] == "/health",
+                fields[2] == "/health",
                 "only the readiness probe reached a backend: {line}"
             );
         }

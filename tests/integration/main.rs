@@ -4,6 +4,7 @@ mod cli;
 mod discovery;
 mod exec;
 mod haproxy_real;
+mod local_demo;
 mod moto;
 mod scaling;
 mod util;
