@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::cloud::{CloudError, Provider};
 use crate::config::{Config, StatsSource};
+use crate::failpoint;
 use crate::haproxy::install::{self, InstallError};
 use crate::haproxy::runtime;
 use crate::plan::{Action, Plan};
@@ -69,7 +70,9 @@ pub async fn apply(
             });
         }
         version = state::save(&config.state_path, &progress, &version)?;
+        failpoint::hit("after-launch-intent-saved");
         let ids = provider.launch(pool_config, *count, token).await?;
+        failpoint::hit("after-run-instances");
         record_ids(&mut progress, pool, token, &ids);
         version = state::save(&config.state_path, &progress, &version)?;
         launched.push((pool, token, ids));
@@ -95,6 +98,7 @@ pub async fn apply(
                 "no stats socket: {backend}/{server} is drained by the config reload only"
             ),
         }
+        failpoint::hit("after-drain");
     }
 
     if plan.config.changed {
@@ -112,12 +116,14 @@ pub async fn apply(
     }
     for (pool, ids) in &terminate {
         provider.terminate(pool_config(config, pool), ids).await?;
+        failpoint::hit("after-terminate");
     }
 
     let mut next = plan.next_state.clone();
     for (pool, token, ids) in &launched {
         record_ids(&mut next, pool, token, ids);
     }
+    failpoint::hit("before-state-save");
     if next != loaded.state {
         state::save(&config.state_path, &next, &version)?;
     }

@@ -53,9 +53,11 @@ impl Staged {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let prefix = format!(".{file_name}.");
+        remove_leftovers(dir, &prefix);
         // tempfile creates the file with mode 0600, so nobody else can read it while it is written.
         let mut temp = tempfile::Builder::new()
-            .prefix(&format!(".{file_name}."))
+            .prefix(&prefix)
             .suffix(".tmp")
             .tempfile_in(dir)?;
         temp.write_all(contents)?;
@@ -89,6 +91,30 @@ impl Staged {
     }
 }
 
+/// Removes temporary files a crashed run left beside a target (`.NAME.XXXXXX.tmp`). Only the
+/// holder of the run lock writes, so any such file is a leftover. Best effort.
+fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(prefix) && name.ends_with(".tmp") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(
+                    "removed `{}`, left by an interrupted run",
+                    entry.path().display()
+                ),
+                Err(error) => tracing::warn!(
+                    "cannot remove `{}`, left by an interrupted run: {error}",
+                    entry.path().display()
+                ),
+            }
+        }
+    }
+}
+
 /// Replaces `target` with `contents` atomically.
 pub fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
     Staged::write(target, contents)?.commit(ownership)
@@ -119,6 +145,33 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["state.json"]);
+    }
+
+    #[test]
+    fn leftovers_of_a_crashed_run_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("haproxy.cfg");
+        for name in [".haproxy.cfg.Ab12Cd.tmp", ".haproxy.cfg.bak.x1y2z3.tmp"] {
+            std::fs::write(dir.path().join(name), "half").unwrap();
+        }
+        for name in ["haproxy.cfg.bak", ".other.cfg.Ab12Cd.tmp", "notes.tmp"] {
+            std::fs::write(dir.path().join(name), "keep").unwrap();
+        }
+        write(&target, b"new", Ownership::PRIVATE).unwrap();
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                ".other.cfg.Ab12Cd.tmp",
+                "haproxy.cfg",
+                "haproxy.cfg.bak",
+                "notes.tmp"
+            ]
+        );
     }
 
     #[test]

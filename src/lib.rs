@@ -8,6 +8,7 @@ pub mod cloud;
 pub mod command;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod fs_atomic;
 pub mod haproxy;
 pub mod http;

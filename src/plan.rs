@@ -345,21 +345,23 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     let rendered = renderer.render(&context)?;
     let rendered_sha256 = sha256_hex(&rendered);
     let installed_sha256 = facts.installed.map(sha256_hex);
-    let changed = installed_sha256.as_deref() != Some(rendered_sha256.as_str());
+    let differs = installed_sha256.as_deref() != Some(rendered_sha256.as_str());
+    // The state records a config once HAProxy was reloaded with it. A file that matches the
+    // rendering but is not recorded was installed by a run that stopped before its reload (or the
+    // state file is new): reload, since HAProxy may still run the previous config.
+    let unconfirmed = !differs
+        && facts.state.installed_config_sha256.as_deref() != Some(rendered_sha256.as_str());
+    let changed = differs || unconfirmed;
 
     let mut warnings = Vec::new();
     if let (Some(installed), Some(recorded)) =
         (&installed_sha256, &facts.state.installed_config_sha256)
         && installed != recorded
+        && differs
     {
         warnings.push(format!(
-            "`{}` was changed outside haproxy-autoscaler since its last install; {}",
+            "`{}` was changed outside haproxy-autoscaler since its last install; it will be replaced",
             config.haproxy.config.display(),
-            if changed {
-                "it will be replaced"
-            } else {
-                "it now matches the template again"
-            }
         ));
     }
     for pool in &pools {
@@ -390,6 +392,8 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         });
         let reason = if facts.installed.is_none() {
             "no haproxy.cfg is installed yet".to_owned()
+        } else if unconfirmed {
+            "haproxy.cfg matches the rendered config, but no run recorded reloading HAProxy with it (a run stopped between install and reload, or the state file is new)".to_owned()
         } else if membership_changed {
             "backend servers changed".to_owned()
         } else {
@@ -889,6 +893,32 @@ mod tests {
             second.warnings
         );
         assert!(second.config.changed);
+    }
+
+    #[test]
+    fn an_installed_config_not_recorded_as_loaded_is_reloaded() {
+        // A run installed this rendering and stopped before its reload and state save.
+        let config = config("");
+        let instances = vec![instance("i-1", "10.0.0.1")];
+        let first = plan(&config, instances.clone(), None, &State::default()).unwrap();
+        let crashed = plan(
+            &config,
+            instances.clone(),
+            Some(&first.rendered),
+            &State::default(),
+        )
+        .unwrap();
+        assert!(crashed.config.changed);
+        assert!(crashed.warnings.is_empty(), "{:?}", crashed.warnings);
+        assert!(
+            crashed
+                .actions
+                .iter()
+                .any(|action| matches!(action, Action::Reload { .. }))
+        );
+        // Once recorded, the same file is no change.
+        let settled = plan(&config, instances, Some(&first.rendered), &first.next_state).unwrap();
+        assert!(!settled.config.changed && settled.actions.is_empty());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::command::{self, CommandError};
 use crate::config::HaproxyConfig;
+use crate::failpoint;
 use crate::fs_atomic::{self, Ownership, Staged};
 use crate::haproxy::master::{Master, MasterError};
 
@@ -124,6 +125,7 @@ pub async fn install_and_reload(
             path: path.clone(),
             source,
         })?;
+    failpoint::hit("after-candidate-written");
     check(haproxy, staged.path()).await?;
 
     // A new file gets the usual mode of haproxy.cfg; an existing one keeps its owner and mode.
@@ -152,8 +154,10 @@ pub async fn install_and_reload(
             path: path.clone(),
             source,
         })?;
+    failpoint::hit("after-install");
 
     let Err(reload_error) = reload(haproxy).await else {
+        failpoint::hit("after-reload");
         return Ok(());
     };
     let Some(previous) = previous else {

@@ -1,0 +1,36 @@
+//! Named crash points in the apply path, for the crash-recovery tests (invariant 1 and 2).
+//!
+//! Compiled in only with the `failpoints` feature, which the crate's own dev-dependency turns on
+//! for test builds; in any other build [`hit`] is an empty inline function. With the feature,
+//! `HAPROXY_AUTOSCALER_FAILPOINT=NAME` makes the run abort at the point named NAME: no
+//! destructor runs, no lock is released, no temporary file is removed, as in a real crash.
+
+/// The environment variable that names the point to crash at.
+pub const ENV: &str = "HAPROXY_AUTOSCALER_FAILPOINT";
+
+/// Every point, in the order a run reaches them.
+pub const POINTS: [&str; 8] = [
+    "after-launch-intent-saved",
+    "after-run-instances",
+    "after-drain",
+    "after-candidate-written",
+    "after-install",
+    "after-reload",
+    "after-terminate",
+    "before-state-save",
+];
+
+/// Aborts the process if `name` is the configured fail point.
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &'static str) {
+    debug_assert!(POINTS.contains(&name), "unknown fail point {name}");
+    if std::env::var_os(ENV).is_some_and(|value| value == name) {
+        eprintln!("fail point `{name}`: aborting");
+        std::process::abort();
+    }
+}
+
+/// Does nothing: this build has no fail points.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &'static str) {}

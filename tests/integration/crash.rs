@@ -1,0 +1,275 @@
+//! Crash at every step of the apply path (src/failpoint.rs), then recover (invariants 1 and 2).
+//!
+//! For each fail point: run the scenario's runs with the point set until one aborts there, then
+//! run normally until a run changes nothing, and check the world: exactly the decided instances
+//! exist in moto and none was ever launched twice, the state file parses and has nothing left
+//! pending, haproxy.cfg passes `haproxy -c` and lists exactly the running instances, the last
+//! reload was of that file, and no temporary file is left behind.
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use haproxy_autoscaler::failpoint;
+
+use super::moto::Moto;
+use super::util::{Deployment, describe, find_program};
+
+/// A template HAProxy accepts, so `haproxy -c` checks every candidate for real.
+/// (It is only checked, never run: the reload command below records what it would load.)
+const TEMPLATE: &str = "defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend http
+    bind 127.0.0.1:1
+    default_backend web
+{{#each pools}}
+backend {{backend}}
+{{#each servers}}
+    server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}{{#if draining}} weight 0{{/if}}
+{{/each}}
+{{/each}}
+";
+
+fn deployment(moto: &Moto) -> Deployment {
+    let mut deployment = Deployment::new(&moto.url);
+    let haproxy = find_program("haproxy", "HAPROXY");
+    // Each reload records the sha256 of the file it loaded.
+    deployment.haproxy_toml = format!(
+        "check_command = [\"{}\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\nreload_command = [\"sh\", \"-c\", \"sha256sum < {} | cut -d' ' -f1 >> {}\"]\nstats_socket = \"{}\"\n",
+        haproxy.display(),
+        deployment.haproxy_cfg().display(),
+        deployment.path("reloads").display(),
+        deployment.path("haproxy/missing.sock").display(),
+    );
+    deployment.template = TEMPLATE.to_owned();
+    deployment
+}
+
+fn pool(bounds: &str) -> String {
+    format!(
+        "[[pool]]\nname = \"web\"\nport = 8080\nready_check = \"none\"\n\
+[pool.discover]\nsecurity_group = \"web\"\n\
+[pool.launch]\nimage_id = \"ami-12345678\"\ninstance_type = \"t3.micro\"\n\
+[pool.scaling]\n{bounds}\nstep_up = 3\nstep_down = 2\nwarmup_s = 0\ndrain_s = 0\ncooldown_s = 0\n\
+scale_up_above = 20\nscale_down_below = 5\n"
+    )
+}
+
+/// Killed by SIGABRT at a fail point.
+fn aborted(output: &Output) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    output.status.signal() == Some(6)
+}
+
+/// Runs until a run aborts at `point`; returns how many runs that took, or `None` if the
+/// scenario never reached it within `runs` runs.
+fn run_until_crash(deployment: &Deployment, point: &str, runs: usize) -> Option<usize> {
+    deployment.write();
+    for n in 1..=runs {
+        let output = deployment
+            .std_command()
+            .env(failpoint::ENV, point)
+            .output()
+            .unwrap();
+        if aborted(&output) {
+            assert!(
+                String::from_utf8_lossy(&output.stderr).contains(point),
+                "{}",
+                describe(&output)
+            );
+            return Some(n);
+        }
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    }
+    None
+}
+
+/// Runs normally until a run changes nothing; returns how many runs that took.
+fn converge(deployment: &Deployment) -> usize {
+    deployment.write();
+    for n in 1..=6 {
+        let output = deployment.command().output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+        if output.stdout.is_empty() {
+            return n;
+        }
+    }
+    panic!("no convergence in 6 runs");
+}
+
+/// Asserts the world after recovery: `running` instances, `ever` launched in all.
+fn assert_consistent(
+    deployment: &Deployment,
+    moto: &Moto,
+    running: usize,
+    ever: usize,
+    label: &str,
+) {
+    let instances = moto.all_instances();
+    let live: Vec<&String> = instances
+        .iter()
+        .filter(|(_, state)| *state == "running" || *state == "pending")
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(live.len(), running, "{label}: {instances:?}");
+    assert_eq!(
+        instances.len(),
+        ever,
+        "{label}: a launch was doubled: {instances:?}"
+    );
+
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(deployment.state_path()).unwrap())
+            .unwrap_or_else(|error| panic!("{label}: the state does not parse: {error}"));
+    let pool = &state["pools"]["web"];
+    assert!(pool.get("launches").is_none(), "{label}: {state}");
+    assert!(pool.get("draining").is_none(), "{label}: {state}");
+
+    let check = std::process::Command::new(find_program("haproxy", "HAPROXY"))
+        .args(["-c", "-q", "-f"])
+        .arg(deployment.haproxy_cfg())
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{label}: {}", describe(&check));
+    let mut servers = deployment.servers();
+    servers.sort();
+    let mut expected: Vec<String> = live.iter().map(|id| (*id).clone()).collect();
+    expected.sort();
+    assert_eq!(servers, expected, "{label}: no orphan, no stale server");
+    let mut in_state: Vec<String> = pool["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    in_state.sort();
+    assert_eq!(in_state, expected, "{label}");
+
+    let installed = sha256_of(&deployment.haproxy_cfg());
+    let reloads = std::fs::read_to_string(deployment.path("reloads")).unwrap_or_default();
+    assert_eq!(
+        reloads.lines().last(),
+        Some(installed.as_str()),
+        "{label}: HAProxy was last reloaded with another file than the installed one"
+    );
+    for sub in ["haproxy", "state"] {
+        for entry in std::fs::read_dir(deployment.path(sub)).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            assert!(
+                !name.ends_with(".tmp"),
+                "{label}: left behind: {sub}/{name}"
+            );
+        }
+    }
+}
+
+fn sha256_of(path: &PathBuf) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_scale_up_loses_nothing_and_doubles_nothing() {
+    let mut reached = Vec::new();
+    for point in failpoint::POINTS {
+        let moto = Moto::start();
+        moto.security_group("web");
+        let mut deployment = deployment(&moto);
+        deployment.pool_toml = pool("min = 3\nmax = 5");
+        let Some(runs) = run_until_crash(&deployment, point, 3) else {
+            continue;
+        };
+        let recovery = converge(&deployment);
+        assert_consistent(&deployment, &moto, 3, 3, point);
+        reached.push(format!(
+            "{point}: crashed in run {runs}, converged in {recovery}"
+        ));
+    }
+    eprintln!("scale-up:\n  {}", reached.join("\n  "));
+    for point in [
+        "after-launch-intent-saved",
+        "after-run-instances",
+        "after-candidate-written",
+        "after-install",
+        "after-reload",
+        "before-state-save",
+    ] {
+        assert!(
+            reached.iter().any(|line| line.starts_with(point)),
+            "{point} was never reached: {reached:?}"
+        );
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_scale_down_loses_nothing_and_leaves_no_orphan() {
+    let mut reached = Vec::new();
+    for point in failpoint::POINTS {
+        let moto = Moto::start();
+        moto.security_group("web");
+        let mut deployment = deployment(&moto);
+        deployment.pool_toml = pool("min = 3\nmax = 3");
+        converge(&deployment);
+        assert_consistent(&deployment, &moto, 3, 3, "before the scale-down");
+        deployment.pool_toml = pool("min = 1\nmax = 1");
+        let Some(runs) = run_until_crash(&deployment, point, 3) else {
+            continue;
+        };
+        let recovery = converge(&deployment);
+        assert_consistent(&deployment, &moto, 1, 3, point);
+        reached.push(format!(
+            "{point}: crashed in run {runs}, converged in {recovery}"
+        ));
+    }
+    eprintln!("scale-down:\n  {}", reached.join("\n  "));
+    for point in [
+        "after-drain",
+        "after-candidate-written",
+        "after-install",
+        "after-reload",
+        "after-terminate",
+        "before-state-save",
+    ] {
+        assert!(
+            reached.iter().any(|line| line.starts_with(point)),
+            "{point} was never reached: {reached:?}"
+        );
+    }
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_membership_change_leaves_haproxy_on_the_installed_file() {
+    // Discovery only: the run that installs the new file is also the last one to change
+    // anything, so a crash between install and reload must be caught by the next run alone.
+    let mut reached = Vec::new();
+    for point in failpoint::POINTS {
+        let moto = Moto::start();
+        let group = moto.security_group("web");
+        let mut deployment = deployment(&moto);
+        deployment.pool_toml =
+            "[[pool]]\nname = \"web\"\nport = 8080\n[pool.discover]\nsecurity_group = \"web\"\n"
+                .to_owned();
+        moto.launch(&group, 2, &[]);
+        converge(&deployment);
+        moto.launch(&group, 1, &[]);
+        let Some(runs) = run_until_crash(&deployment, point, 2) else {
+            continue;
+        };
+        let recovery = converge(&deployment);
+        assert_consistent(&deployment, &moto, 3, 3, point);
+        reached.push(format!(
+            "{point}: crashed in run {runs}, converged in {recovery}"
+        ));
+    }
+    eprintln!("membership change:\n  {}", reached.join("\n  "));
+    assert_eq!(reached.len(), 4, "{reached:?}");
+}
