@@ -14,6 +14,7 @@ use std::time::Duration;
 use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::imds;
 use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
@@ -39,6 +40,15 @@ pub struct Ec2 {
     "no AWS region configured: set `[aws] region` in the config (or `--region`), or AWS_REGION in the environment"
 )]
 pub struct NoRegion;
+
+/// The most one EC2 call may take: every attempt, and the standard retry mode's longest backoff
+/// between them (1 s, doubling, at most 20 s; jitter only shortens it). With the defaults, 48 s.
+fn operation_timeout(aws: &AwsConfig) -> Duration {
+    let backoff: u64 = (1..aws.max_attempts)
+        .map(|n| (1u64 << (n - 1)).min(20))
+        .sum();
+    aws.attempt_timeout * aws.max_attempts + Duration::from_secs(backoff)
+}
 
 impl Ec2 {
     /// Builds a client from `[aws]` and the standard environment / profile chain.
@@ -72,11 +82,12 @@ impl Ec2 {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(region)
             .credentials_provider(credentials)
+            .retry_config(RetryConfig::standard().with_max_attempts(aws.max_attempts))
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(15))
-                    .operation_timeout(Duration::from_secs(45))
+                    .connect_timeout(Duration::from_secs(5).min(aws.attempt_timeout))
+                    .operation_attempt_timeout(aws.attempt_timeout)
+                    .operation_timeout(operation_timeout(aws))
                     .build(),
             );
         if let Some(endpoint_url) = &aws.endpoint_url {
@@ -211,7 +222,12 @@ impl Provider for Ec2 {
                 data,
             ));
         }
+        // One attempt: moto, exec-like clouds and EC2 APIs behind proxies do not all honour the
+        // ClientToken, and a retried RunInstances whose first answer was lost could launch twice.
+        // A failed launch fails the run; the next one resolves the intent by its token tag.
         let output = request
+            .customize()
+            .config_override(aws_sdk_ec2::Config::builder().retry_config(RetryConfig::disabled()))
             .send()
             .await
             .map_err(|error| classify(&pool.name, "launch instances", error))?;
@@ -349,6 +365,24 @@ fn kind_of_code(code: Option<&str>) -> CloudErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ec2_call_is_bounded_by_its_attempts_and_backoff() {
+        let aws = |max_attempts, attempt_timeout_s| AwsConfig {
+            max_attempts,
+            attempt_timeout: Duration::from_secs(attempt_timeout_s),
+            ..AwsConfig::default()
+        };
+        assert_eq!(
+            operation_timeout(&AwsConfig::default()),
+            Duration::from_secs(48)
+        );
+        assert_eq!(operation_timeout(&aws(1, 5)), Duration::from_secs(5));
+        assert_eq!(
+            operation_timeout(&aws(10, 1)),
+            Duration::from_secs(10 + 1 + 2 + 4 + 8 + 16 + 20 * 4)
+        );
+    }
 
     #[test]
     fn error_codes_are_classified() {

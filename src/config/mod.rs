@@ -150,11 +150,31 @@ pub struct Reload {
 }
 
 /// `[aws]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsConfig {
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
+    /// Attempts per EC2 call for throttling, 5xx, timeouts and dropped connections, with the
+    /// SDK's exponential backoff and jitter between them. RunInstances is never retried within
+    /// a run: the next run resolves its launch intent by the token tag.
+    pub max_attempts: u32,
+    /// How long one attempt may take.
+    pub attempt_timeout: Duration,
 }
+
+impl Default for AwsConfig {
+    fn default() -> AwsConfig {
+        AwsConfig {
+            region: None,
+            endpoint_url: None,
+            max_attempts: DEFAULT_AWS_MAX_ATTEMPTS,
+            attempt_timeout: Duration::from_secs(DEFAULT_AWS_ATTEMPT_TIMEOUT_S),
+        }
+    }
+}
+
+pub const DEFAULT_AWS_MAX_ATTEMPTS: u32 = 3;
+pub const DEFAULT_AWS_ATTEMPT_TIMEOUT_S: u64 = 15;
 
 /// One `[[pool]]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -270,6 +290,8 @@ struct RawHaproxy {
 struct RawAws {
     region: Option<String>,
     endpoint_url: Option<String>,
+    max_attempts: Option<i64>,
+    attempt_timeout_s: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -385,6 +407,7 @@ impl Config {
             aws: RawAws {
                 region: args.region.clone(),
                 endpoint_url: args.endpoint_url.clone(),
+                ..RawAws::default()
             },
             pool: vec![RawPool {
                 name: "default".to_owned(),
@@ -683,9 +706,29 @@ impl Validator {
                 format!("`{url}` is not an http:// or https:// URL"),
             ));
         }
+        let max_attempts = raw
+            .max_attempts
+            .unwrap_or(i64::from(DEFAULT_AWS_MAX_ATTEMPTS));
+        if !(1..=10).contains(&max_attempts) {
+            return Err(self.invalid(
+                "aws.max_attempts",
+                format!("must be between 1 and 10, got {max_attempts}"),
+            ));
+        }
+        let attempt_timeout_s = raw
+            .attempt_timeout_s
+            .unwrap_or(DEFAULT_AWS_ATTEMPT_TIMEOUT_S as i64);
+        if !(1..=300).contains(&attempt_timeout_s) {
+            return Err(self.invalid(
+                "aws.attempt_timeout_s",
+                format!("must be between 1 and 300 seconds, got {attempt_timeout_s}"),
+            ));
+        }
         Ok(AwsConfig {
             region: raw.region,
             endpoint_url: raw.endpoint_url,
+            max_attempts: max_attempts as u32,
+            attempt_timeout: Duration::from_secs(attempt_timeout_s as u64),
         })
     }
 

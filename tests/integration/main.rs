@@ -1,6 +1,7 @@
 //! End-to-end tests of the real binary against moto (in server mode) and Debian's HAProxy.
 
 mod cli;
+mod cloud_faults;
 mod crash;
 mod discovery;
 mod exec;

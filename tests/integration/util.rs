@@ -61,6 +61,8 @@ pub struct Deployment {
     pub endpoint_url: String,
     pub pool_toml: String,
     pub haproxy_toml: String,
+    /// Extra `[aws]` lines.
+    pub aws_toml: String,
     pub template: String,
 }
 
@@ -80,6 +82,7 @@ impl Deployment {
                 "check_command = [\"sh\", \"-c\", \"test -s \\\"$0\\\"\", \"{{config}}\"]\nreload_command = [\"sh\", \"-c\", \"echo reload >> {}\"]\n",
                 reloads.display()
             ),
+            aws_toml: String::new(),
             template: SIMPLE_TEMPLATE.to_owned(),
             dir,
         }
@@ -104,12 +107,13 @@ impl Deployment {
     /// Writes config.toml and the template from the current settings.
     pub fn write(&self) {
         let config = format!(
-            "[state]\npath = \"{}\"\n\n[haproxy]\nconfig = \"{}\"\ntemplate = \"{}\"\n{}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n{}",
+            "[state]\npath = \"{}\"\n\n[haproxy]\nconfig = \"{}\"\ntemplate = \"{}\"\n{}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n{}\n{}",
             self.state_path().display(),
             self.haproxy_cfg().display(),
             self.path("etc/haproxy.cfg.hbs").display(),
             self.haproxy_toml,
             self.endpoint_url,
+            self.aws_toml,
             self.pool_toml,
         );
         std::fs::write(self.config_path(), config).expect("write config");
