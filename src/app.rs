@@ -58,7 +58,10 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
-    let renderer = Renderer::load(&config.haproxy.template).map_err(Error::Template)?;
+    let renderer = Renderer::load(&config.haproxy.template).map_err(|error| Error::Template {
+        config: config.source.to_string(),
+        error,
+    })?;
     let started = Instant::now();
     let uses_ec2 = config
         .pools

@@ -25,8 +25,9 @@ pub enum Error {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Region(#[from] NoRegion),
-    #[error(transparent)]
-    Template(RenderError),
+    /// The template named by `haproxy.template` in `config` cannot be read or compiled.
+    #[error("{config}: `haproxy.template`: {error}")]
+    Template { config: String, error: RenderError },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
@@ -53,7 +54,7 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Region(_) | Error::Template(_) => EXIT_USAGE,
+            Error::Config(_) | Error::Region(_) | Error::Template { .. } => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a
             // value refused as unsafe is a problem with the data, so the run failed.
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,

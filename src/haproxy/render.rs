@@ -17,11 +17,10 @@ use serde_json::Value;
 /// A template that cannot be read, compiled or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("cannot read template `{}`", path.display())]
+    #[error("cannot read template `{}`: {error}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("template `{}` is invalid: {message}", path.display())]
     Compile { path: PathBuf, message: String },
@@ -60,9 +59,9 @@ pub fn is_haproxy_token(value: &str) -> bool {
 impl Renderer {
     /// Reads and compiles the template file.
     pub fn load(path: &Path) -> Result<Renderer, RenderError> {
-        let text = std::fs::read_to_string(path).map_err(|source| RenderError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| RenderError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Renderer::compile(&text, path)
     }

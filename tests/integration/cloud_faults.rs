@@ -191,9 +191,7 @@ fn a_listing_that_fails_on_a_later_page_changes_nothing() {
     let moto = Moto::start();
     let group = moto.security_group("web");
     // moto pages by reservation: one instance per reservation, 12 reservations.
-    let mut ids: Vec<String> = (0..12)
-        .flat_map(|_| moto.launch(&group, 1, &[]))
-        .collect();
+    let mut ids: Vec<String> = (0..12).flat_map(|_| moto.launch(&group, 1, &[])).collect();
     ids.sort();
     let scratch = tempfile::tempdir().unwrap();
 

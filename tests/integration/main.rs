@@ -6,6 +6,7 @@ mod crash;
 mod discovery;
 mod exec;
 mod haproxy_real;
+mod hostile;
 mod local_demo;
 mod moto;
 mod scaling;
