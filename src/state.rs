@@ -231,7 +231,15 @@ pub fn load(path: &Path) -> Result<Loaded, StateError> {
             });
         }
     };
-    let state = parse(&bytes).map_err(|problem| match problem {
+    Ok(Loaded {
+        state: from_bytes(&bytes, path)?,
+        version: StateVersion(Some(sha256_hex(&bytes))),
+    })
+}
+
+/// Parses a state file's bytes; `path` only names it in errors.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<State, StateError> {
+    parse(bytes).map_err(|problem| match problem {
         Problem::Newer(found) => StateError::NewerVersion {
             path: path.to_owned(),
             found,
@@ -240,10 +248,6 @@ pub fn load(path: &Path) -> Result<Loaded, StateError> {
             path: path.to_owned(),
             message,
         },
-    })?;
-    Ok(Loaded {
-        state,
-        version: StateVersion(Some(sha256_hex(&bytes))),
     })
 }
 

@@ -5,6 +5,7 @@ mod cloud_faults;
 mod crash;
 mod discovery;
 mod exec;
+mod files;
 mod haproxy_real;
 mod hostile;
 mod local_demo;

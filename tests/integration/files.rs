@@ -1,0 +1,82 @@
+//! File modes and owners (invariant 2, issue 5): the state file and every candidate config are
+//! created 0600; the installed haproxy.cfg keeps the owner and mode it had, and so does its backup.
+
+use std::os::unix::fs::MetadataExt;
+
+use super::util::{Deployment, assert_exit, describe};
+
+#[test]
+fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
+    let mut deployment = Deployment::new("http://127.0.0.1:9");
+    let modes = deployment.path("candidate-modes");
+    // The check command records the mode of the candidate it is given.
+    deployment.haproxy_toml = format!(
+        "check_command = [\"sh\", \"-c\", \"stat -c %a \\\"$0\\\" >> {}\", \"{{config}}\"]\nreload_command = [\"true\"]\n",
+        modes.display()
+    );
+    deployment.pool_toml = format!(
+        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\nlaunch = [\"false\"]\nterminate = [\"false\"]\n",
+        deployment.path("instances.json").display()
+    );
+    let list = |ids: &[&str]| {
+        let entries: Vec<String> = ids
+            .iter()
+            .map(|id| format!(r#"{{"id": "{id}", "address": "127.0.0.1", "port": 9001}}"#))
+            .collect();
+        std::fs::write(
+            deployment.path("instances.json"),
+            format!("[{}]", entries.join(",")),
+        )
+        .unwrap();
+    };
+    list(&["i-1"]);
+    let first = deployment.run(&[]);
+    assert_exit(&first, 0);
+    let state = std::fs::metadata(deployment.state_path()).unwrap();
+    assert_eq!(state.mode() & 0o777, 0o600);
+    let cfg = deployment.haproxy_cfg();
+    assert_eq!(
+        std::fs::metadata(&cfg).unwrap().mode() & 0o777,
+        0o644,
+        "a new haproxy.cfg gets the usual mode"
+    );
+
+    // HAProxy's packaging: owned by another user (as root, the test can give it away), 0640.
+    let root = std::fs::metadata(deployment.dir.path()).unwrap().uid() == 0;
+    let owner = if root {
+        std::os::unix::fs::chown(&cfg, Some(65534), Some(65534)).unwrap();
+        (65534, 65534)
+    } else {
+        let metadata = std::fs::metadata(&cfg).unwrap();
+        (metadata.uid(), metadata.gid())
+    };
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    list(&["i-1", "i-2"]);
+    let second = deployment.run(&[]);
+    assert_exit(&second, 0);
+    assert!(
+        deployment.servers().contains(&"i-2".to_owned()),
+        "{}",
+        describe(&second)
+    );
+    for path in [cfg.clone(), cfg.with_extension("cfg.bak")] {
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!(metadata.mode() & 0o777, 0o640, "{}", path.display());
+        assert_eq!(
+            (metadata.uid(), metadata.gid()),
+            owner,
+            "{}",
+            path.display()
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(deployment.state_path()).unwrap().mode() & 0o777,
+        0o600
+    );
+    let seen = std::fs::read_to_string(&modes).unwrap();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["600", "600"],
+        "candidate modes"
+    );
+}
