@@ -430,6 +430,62 @@ fn twenty_runs_at_once_one_acts_the_others_exit_75() {
 }
 
 #[test]
+fn twenty_scaling_runs_at_once_launch_exactly_once() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    let mut deployment = Deployment::new(&moto.url);
+    deployment.haproxy_toml = deployment
+        .haproxy_toml
+        .replace("echo reload >> ", "sleep 1; echo reload >> ");
+    deployment.haproxy_toml.push_str(&format!(
+        "stats_socket = \"{}\"\n",
+        deployment.path("haproxy/missing.sock").display()
+    ));
+    deployment.pool_toml = "[[pool]]\nname = \"web\"\nport = 8080\nready_check = \"none\"\n\
+[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-12345678\"\ninstance_type = \"t3.micro\"\n\
+[pool.scaling]\nmin = 3\nmax = 6\nstep_up = 3\nscale_up_above = 20\nscale_down_below = 5\n"
+        .to_owned();
+    deployment.write();
+    let children: Vec<std::process::Child> = (0..20)
+        .map(|_| {
+            deployment
+                .std_command()
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|child| {
+            child
+                .wait_with_output()
+                .unwrap()
+                .status
+                .code()
+                .unwrap_or(-1)
+        })
+        .collect();
+    assert!(
+        codes.iter().all(|code| *code == 0 || *code == 75),
+        "{codes:?}"
+    );
+    assert!(
+        codes.iter().filter(|code| **code == 75).count() >= 15,
+        "{codes:?}"
+    );
+    assert_eq!(moto.all_instances().len(), 3, "one launch of 3: {codes:?}");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(deployment.state_path()).unwrap()).unwrap();
+    assert_eq!(state["version"], 1, "{state}");
+    // And the next run settles on exactly those three.
+    assert_exit(&deployment.run(&[]), 0);
+    assert_eq!(moto.all_instances().len(), 3);
+    assert_eq!(deployment.servers().len(), 3);
+}
+
+#[test]
 fn secrets_never_appear_in_any_output_or_file() {
     let moto = Moto::start();
     moto.security_group("web");
