@@ -42,6 +42,10 @@ parser.add_argument("--cycles", type=int, default=1, help="ramp up/down cycles (
 parser.add_argument("--drain-s", type=int, default=10, help="the pool's drain_s")
 parser.add_argument("--clients", type=int, default=32)
 parser.add_argument("--slow-clients", type=int, default=6)
+parser.add_argument("--reload-phase", type=float, default=0.0,
+                    help="after the cycles, seconds of constant load with a reload forced on every run "
+                         "(the benchmark's measure of what a reload alone costs)")
+parser.add_argument("--reload-rate", type=float, default=20.0, help="offered requests per second in that phase")
 parser.add_argument("--summary", help="write the summary as JSON to this file")
 parser.add_argument("--work", help="use this folder (kept) instead of a temporary one (removed)")
 parser.add_argument("--quiet", action="store_true", help="no live table")
@@ -63,6 +67,8 @@ frontend = free_port()
 env = dict(os.environ, DEMO_FRONTEND_PORT=str(frontend), LOCAL_POOL_DIR=os.path.join(work, "pool"),
            LOCAL_COST_MS="20", LOCAL_SLOW_MS="1500", LOCAL_NOT_READY_FOR=str(max(3.0, 2 * args.period)))
 config = os.path.join(work, "config.toml")
+template = os.path.join(work, "haproxy.cfg.hbs")
+shutil.copyfile(os.path.join(HERE, "haproxy.cfg.hbs"), template)
 provider = [sys.executable, os.path.join(HERE, "provider.py")]
 with open(config, "w") as file:
     file.write(f"""# Written by examples/local/demo.py.
@@ -70,7 +76,7 @@ with open(config, "w") as file:
 path = "{work}/state.json"
 [haproxy]
 config = "{work}/haproxy.cfg"
-template = "{HERE}/haproxy.cfg.hbs"
+template = "{work}/haproxy.cfg.hbs"
 stats_socket = "{work}/admin.sock"
 check_command = ["haproxy", "-c", "-q", "-f", "{{config}}"]
 master_socket = "{work}/master.sock"
@@ -268,26 +274,46 @@ try:
     if not args.quiet:
         print(f"{'time':>5} {'offered':>8} {'served':>7} {'serving':>8} {'booting':>8} {'draining':>9} "
               f"{'p50 ms':>7} {'p99 ms':>7} {'failed':>7}  actions", flush=True)
-    next_run, sent_before = time.monotonic(), 0
-    while time.monotonic() - started < cycle_s * args.cycles:
-        offered[0] = schedule(time.monotonic() - started)
-        if time.monotonic() < next_run:
+    next_run, sent_before, forced = time.monotonic(), [0], 0
+
+    def tick(rate, phase):
+        """Waits for the next period, runs the tool once and prints a row."""
+        global next_run, most_servers
+        offered[0] = rate
+        while time.monotonic() < next_run:
             time.sleep(0.05)
-            continue
         since = time.monotonic() - next_run + args.period
         next_run += args.period
         run = run_tool()
+        run["phase"] = phase
         runs.append(run)
         serving, booting, draining = pool_roles()
         most_servers = max(most_servers, serving)
         with lock:
             latencies, window[:] = list(window), []
             sent, failed = counts["sent"], len(failures)
-        served, sent_before = (sent - sent_before) / max(since, 0.001), sent
+        served, sent_before[0] = (sent - sent_before[0]) / max(since, 0.001), sent
         if not args.quiet:
             print(f"{run['elapsed']:5.0f} {offered[0]:8.0f} {served:7.0f} {serving:8d} {booting:8d} {draining:9d} "
                   f"{percentile(latencies, 0.5) * 1000:7.1f} {percentile(latencies, 0.99) * 1000:7.1f} "
                   f"{failed:7d}  {short(run['lines'])}", flush=True)
+
+    while time.monotonic() - started < cycle_s * args.cycles:
+        tick(schedule(time.monotonic() - started), "cycles")
+    reload_phase_from = time.monotonic()
+    with open(os.path.join(HERE, "haproxy.cfg.hbs")) as file:
+        original = file.read()
+    # Every other run changes the rendered config (a comment), so it reloads; the runs between
+    # leave quiet seconds to compare with.
+    tick_number = 0
+    while time.monotonic() - reload_phase_from < args.reload_phase:
+        tick_number += 1
+        if tick_number % 2:
+            forced += 1
+            with open(template + ".tmp", "w") as file:
+                file.write(f"{original}# benchmark: forced reload {forced}\n")
+            os.replace(template + ".tmp", template)
+        tick(args.reload_rate, "forced")
 finally:
     stop.set()
     for thread in threads:
@@ -307,6 +333,14 @@ reload_windows = [(started + run["elapsed"], started + run["elapsed"] + run["too
                   for run in runs[load_runs_from:] if any(l.startswith("reload haproxy") for l in run["lines"])]
 during = [lat for began, lat in fast if any(a <= began <= b for a, b in reload_windows)]
 steady = [lat for began, lat in fast if not any(a <= began <= b for a, b in reload_windows)]
+# The forced-reload phase: the same constant load, requests during a reload against the rest.
+forced_windows = [(started + run["elapsed"], started + run["elapsed"] + run["took"] + 1.0)
+                  for run in runs if run.get("phase") == "forced"
+                  and any(l.startswith("reload haproxy") for l in run["lines"])]
+phase_from = started + min((run["elapsed"] for run in runs if run.get("phase") == "forced"), default=1e12)
+in_phase = [(began, lat) for began, lat in fast if began >= phase_from]
+forced_during = [lat for began, lat in in_phase if any(a <= began <= b for a, b in forced_windows)]
+forced_steady = [lat for began, lat in in_phase if not any(a <= began <= b for a, b in forced_windows)]
 serving, booting, draining = pool_roles()
 summary = {
     "requests": counts["sent"] + counts["slow"], "slow_requests": counts["slow"], "failed": len(failures),
@@ -320,6 +354,12 @@ summary = {
     "p99_ms": round(percentile([lat for _, lat in fast], 0.99) * 1000, 1),
     "p99_during_reloads_ms": round(percentile(during, 0.99) * 1000, 1),
     "p99_steady_ms": round(percentile(steady, 0.99) * 1000, 1),
+    "forced_reloads": len(forced_windows),
+    "forced_requests": len(in_phase),
+    "p50_forced_reload_ms": round(percentile(forced_during, 0.5) * 1000, 1),
+    "p99_forced_reload_ms": round(percentile(forced_during, 0.99) * 1000, 1),
+    "p99_forced_steady_ms": round(percentile(forced_steady, 0.99) * 1000, 1),
+    "max_forced_reload_ms": round(max(forced_during, default=0.0) * 1000, 1),
     "runs": runs, "work": work,
 }
 if args.summary:
