@@ -2,7 +2,8 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the stderr logger. `RUST_LOG`, when set, wins over the flags.
+/// Installs the stderr logger. `RUST_LOG`, when set, wins over the flags (and is the operator's
+/// own choice to see what the AWS SDK logs, access key ids included).
 pub fn init(quiet: bool, verbose: u8) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -10,7 +11,8 @@ pub fn init(quiet: bool, verbose: u8) {
         // the run reports what matters itself, so the SDK's own warnings wait for `-v`.
         (false, 0) => "error,haproxy_autoscaler=warn",
         (false, 1) => "warn,haproxy_autoscaler=info",
-        (false, _) => "info,haproxy_autoscaler=debug",
+        // aws_config's INFO lines about credentials print the access key id (invariant 10).
+        (false, _) => "info,aws_config=warn,haproxy_autoscaler=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

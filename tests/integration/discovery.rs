@@ -519,6 +519,34 @@ fn secrets_never_appear_in_any_output_or_file() {
         outputs.push(String::from_utf8_lossy(&output.stdout).into_owned());
         outputs.push(String::from_utf8_lossy(&output.stderr).into_owned());
     }
+    // Keys from a profile file instead of the environment.
+    let (file_key_id, file_secret) = (
+        "AKIAPROFILEKEY67890",
+        "pRoFiLeSeCrEt/abcdefghijklmnopqrstuvwxyz",
+    );
+    std::fs::create_dir_all(deployment.path(".aws")).unwrap();
+    std::fs::write(
+        deployment.path(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {file_key_id}\naws_secret_access_key = {file_secret}\n"
+        ),
+    )
+    .unwrap();
+    for args in [&["-vv"][..], &["--plan", "--format", "json", "-vv"]] {
+        let output = deployment
+            .command()
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        for text in [stdout(&output), stderr(&output)] {
+            for needle in [file_key_id, file_secret] {
+                assert!(!text.contains(needle), "`{needle}` leaked into:\n{text}");
+            }
+        }
+    }
     // A failing run too (the webhook is notified of it, and nothing listens there).
     std::fs::write(deployment.state_path(), b"garbage").unwrap();
     let failed = deployment
