@@ -280,10 +280,15 @@ fn a_stats_socket_we_may_not_open_stops_scaling_and_nothing_else() {
         assert!(status.success());
         std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .unwrap();
+        // A copy of the binary nobody can run, wherever the checkout is (/root is 0700).
+        let binary = scaling.path("haproxy-autoscaler");
+        std::fs::copy(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"), &binary).unwrap();
+        std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let mut command = std::process::Command::new("setpriv");
         command
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"))
+            .arg(&binary)
             .env_clear_except_set(&scaling.std_command());
         command
     } else {
