@@ -70,39 +70,13 @@ config = os.path.join(work, "config.toml")
 template = os.path.join(work, "haproxy.cfg.hbs")
 shutil.copyfile(os.path.join(HERE, "haproxy.cfg.hbs"), template)
 provider = [sys.executable, os.path.join(HERE, "provider.py")]
+with open(os.path.join(HERE, "config.toml")) as file:
+    text = file.read()
+for name, value in {"@WORK@": work, "@PROVIDER@": provider[1], "@PYTHON@": provider[0],
+                    "@DRAIN_S@": str(args.drain_s)}.items():
+    text = text.replace(name, value)
 with open(config, "w") as file:
-    file.write(f"""# Written by examples/local/demo.py.
-[state]
-path = "{work}/state.json"
-[haproxy]
-config = "{work}/haproxy.cfg"
-template = "{work}/haproxy.cfg.hbs"
-stats_socket = "{work}/admin.sock"
-check_command = ["haproxy", "-c", "-q", "-f", "{{config}}"]
-master_socket = "{work}/master.sock"
-[[pool]]
-name = "web"
-port = 80
-provider = "exec"
-ready_check = "http:/health"
-[pool.exec]
-list = {json.dumps(provider + ["list"])}
-launch = {json.dumps(provider + ["launch"])}
-terminate = {json.dumps(provider + ["terminate"])}
-[pool.scaling]
-min = 1
-max = 5
-metric = "request_rate"
-policy = "threshold"
-scale_up_above = 30
-scale_down_below = 12
-instance_ratio = 0.5
-step_up = 1
-step_down = 1
-cooldown_s = 0
-warmup_s = 0
-drain_s = {args.drain_s}
-""")
+    file.write(text)
 # HAProxy starts with an empty backend; the tool's first run renders the real config.
 with open(os.path.join(work, "haproxy.cfg"), "w") as file:
     file.write(f"global\n    master-worker\n    stats socket {work}/admin.sock mode 600 level admin expose-fd listeners\n"
