@@ -13,6 +13,10 @@ use tokio::net::UnixStream;
 /// How often `show proc` is polled while waiting for a reload.
 const POLL: Duration = Duration::from_millis(100);
 
+/// How long a refusing master socket is retried: the master re-executes itself after starting
+/// its workers and on every reload, and refuses connections meanwhile.
+const REEXEC_WAIT: Duration = Duration::from_secs(3);
+
 /// How long one answer from the master may take.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -86,9 +90,7 @@ impl Master {
     }
 
     async fn connect_and_send(&self, command: &str) -> Result<UnixStream, MasterError> {
-        let mut stream = UnixStream::connect(&self.path)
-            .await
-            .map_err(|source| self.io(source))?;
+        let mut stream = self.connect().await?;
         stream
             .write_all(format!("{command}\n").as_bytes())
             .await
@@ -96,6 +98,24 @@ impl Master {
         // Half-close: the master CLI answers one command and closes only once its input ends.
         stream.shutdown().await.map_err(|source| self.io(source))?;
         Ok(stream)
+    }
+
+    /// Connects, waiting out the moment the master re-executes itself (after starting its
+    /// workers, and on every reload), when its socket refuses connections.
+    async fn connect(&self) -> Result<UnixStream, MasterError> {
+        let deadline = tokio::time::Instant::now() + REEXEC_WAIT;
+        loop {
+            match UnixStream::connect(&self.path).await {
+                Ok(stream) => return Ok(stream),
+                Err(error)
+                    if error.kind() == std::io::ErrorKind::ConnectionRefused
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(POLL / 2).await;
+                }
+                Err(error) => return Err(self.io(error)),
+            }
+        }
     }
 
     fn io(&self, source: std::io::Error) -> MasterError {
@@ -178,6 +198,46 @@ impl Master {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_master_that_refuses_while_it_re_executes_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.sock");
+        // A socket file nobody listens on: connections are refused, as during a re-exec.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let master = Master::new(&path);
+        let serve = {
+            let path = path.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                std::fs::remove_file(&path).unwrap();
+                let listener = tokio::net::UnixListener::bind(&path).unwrap();
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut command = String::new();
+                stream.read_to_string(&mut command).await.unwrap();
+                assert_eq!(command, "show proc\n");
+                stream
+                    .write_all(b"1 master 4 [failed: 0] 0d00h00m09s 2.6.12\n")
+                    .await
+                    .unwrap();
+            })
+        };
+        let counters = master.counters().await.unwrap();
+        assert_eq!(
+            counters,
+            ProcCounters {
+                reloads: 4,
+                failed: 0
+            }
+        );
+        serve.await.unwrap();
+        // A socket that keeps refusing is an error once the wait is over.
+        let gone = dir.path().join("gone.sock");
+        drop(std::os::unix::net::UnixListener::bind(&gone).unwrap());
+        let started = tokio::time::Instant::now();
+        assert!(Master::new(&gone).counters().await.is_err());
+        assert!(started.elapsed() >= REEXEC_WAIT);
+    }
 
     #[test]
     fn parses_show_proc_of_haproxy_2_6() {

@@ -94,7 +94,21 @@ impl Drop for LiveHaproxy {
 
 fn cli(socket: &Path, command: &str) -> String {
     use std::io::{Read, Write};
-    let mut stream = std::os::unix::net::UnixStream::connect(socket).expect("connect socket");
+    // The master refuses connections while it re-executes itself (after starting its workers,
+    // and on every reload).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut stream = loop {
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(stream) => break stream,
+            Err(error)
+                if error.kind() == std::io::ErrorKind::ConnectionRefused
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(error) => panic!("connect {}: {error}", socket.display()),
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
