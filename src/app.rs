@@ -168,8 +168,10 @@ async fn observe(
         },
         _ => None,
     };
+    // Old workers matter only to a drain that may end early: ask the master only then.
+    let draining = state.pools.values().any(|pool| !pool.draining.is_empty());
     let old_workers = match (&config.haproxy.reload.master_socket, &stats) {
-        (Some(path), Some(_)) => match Master::new(path).old_workers().await {
+        (Some(path), Some(_)) if draining => match Master::new(path).old_workers().await {
             Ok(count) => OldWorkers::Running(count),
             Err(error) => {
                 tracing::warn!(

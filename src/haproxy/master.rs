@@ -142,22 +142,23 @@ impl Master {
         Ok(answer)
     }
 
-    /// Reads the master's counters.
-    pub async fn counters(&self) -> Result<ProcCounters, MasterError> {
+    /// Sends `show proc` and reads what `parse` takes from the answer.
+    async fn show_proc<T>(&self, parse: fn(&str) -> Option<T>) -> Result<T, MasterError> {
         let answer = self.send("show proc").await?;
-        parse_show_proc(&answer).ok_or_else(|| MasterError::Unparsable {
+        parse(&answer).ok_or_else(|| MasterError::Unparsable {
             path: self.path.clone(),
             answer,
         })
     }
 
+    /// Reads the master's counters.
+    pub async fn counters(&self) -> Result<ProcCounters, MasterError> {
+        self.show_proc(parse_show_proc).await
+    }
+
     /// How many workers from before the last reload are still running.
     pub async fn old_workers(&self) -> Result<usize, MasterError> {
-        let answer = self.send("show proc").await?;
-        parse_old_workers(&answer).ok_or_else(|| MasterError::Unparsable {
-            path: self.path.clone(),
-            answer,
-        })
+        self.show_proc(parse_old_workers).await
     }
 
     /// Asks the master to reload. It answers nothing, and the connection may stay open while the
