@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use super::util::{Deployment, assert_exit, describe};
+use super::util::{Deployment, assert_exit, describe, is_root};
 
 #[test]
 fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
@@ -42,7 +42,7 @@ fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
     );
 
     // HAProxy's packaging: owned by another user (as root, the test can give it away), 0640.
-    let root = std::fs::metadata(deployment.dir.path()).unwrap().uid() == 0;
+    let root = is_root();
     let owner = if root {
         std::os::unix::fs::chown(&cfg, Some(65534), Some(65534)).unwrap();
         (65534, 65534)

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::util::{Deployment, assert_exit, describe, stderr, stdout};
+use super::util::{Deployment, assert_exit, describe, is_root, stderr, stdout};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hostile");
 const KINDS: [&str; 5] = ["config", "template", "state", "instances", "stats"];
@@ -260,7 +260,7 @@ fn a_stats_socket_we_may_not_open_stops_scaling_and_nothing_else() {
     let deployment = protected("", "");
     let socket = deployment.path("haproxy/admin.sock");
     let _listener = UnixListener::bind(&socket).unwrap();
-    let root = nix_is_root();
+    let root = is_root();
     let mut scaling = deployment;
     scaling.pool_toml.push_str(
         "[pool.scaling]\nmin = 1\nmax = 3\nscale_up_above = 20\nscale_down_below = 5\nwarmup_s = 0\n",
@@ -285,12 +285,16 @@ fn a_stats_socket_we_may_not_open_stops_scaling_and_nothing_else() {
         std::fs::copy(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"), &binary).unwrap();
         std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .unwrap();
-        let mut command = std::process::Command::new("setpriv");
-        command
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-            .arg(&binary)
-            .env_clear_except_set(&scaling.std_command());
-        command
+        scaling.wrapped_command(
+            &[
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+            ],
+            &binary,
+        )
     } else {
         scaling.std_command()
     };
@@ -302,31 +306,6 @@ fn a_stats_socket_we_may_not_open_stops_scaling_and_nothing_else() {
         "{}",
         describe(&output)
     );
-}
-
-fn nix_is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| output.stdout == b"0\n")
-        .unwrap_or(false)
-}
-
-trait EnvClearExceptSet {
-    fn env_clear_except_set(&mut self, from: &std::process::Command) -> &mut Self;
-}
-
-impl EnvClearExceptSet for std::process::Command {
-    /// The environment `from` runs with ([`Deployment::std_command`] starts from a cleared one).
-    fn env_clear_except_set(&mut self, from: &std::process::Command) -> &mut Self {
-        self.env_clear();
-        for (key, value) in from.get_envs() {
-            if let Some(value) = value {
-                self.env(key, value);
-            }
-        }
-        self
-    }
 }
 
 /// The check and reload commands: missing, failing, hanging. Each fails the run (exit 1),
@@ -408,7 +387,7 @@ fn check_and_reload_commands_that_are_missing_fail_or_hang_change_nothing() {
 /// naming the folder, and the installed file and the state are untouched.
 #[test]
 fn a_read_only_config_folder_is_a_clear_error() {
-    if !nix_is_root() {
+    if !is_root() {
         assert!(
             !super::util::in_ci(),
             "CI runs as root, which this test needs for a read-only bind mount"
@@ -424,18 +403,13 @@ fn a_read_only_config_folder_is_a_clear_error() {
     .unwrap();
     let before = deployment.snapshot();
     let folder = deployment.path("haproxy");
-    let output = std::process::Command::new("unshare")
-        .args([
-            "-m",
-            "--",
-            "sh",
-            "-c",
-            "mount --bind -o ro \"$1\" \"$1\" && exec \"$2\"",
-            "sh",
-        ])
-        .arg(&folder)
-        .arg(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"))
-        .env_clear_except_set(&deployment.std_command())
+    let mount = "mount --bind -o ro \"$1\" \"$1\" && exec \"$2\"";
+    let folder_arg = folder.display().to_string();
+    let output = deployment
+        .wrapped_command(
+            &["unshare", "-m", "--", "sh", "-c", mount, "sh", &folder_arg],
+            &assert_cmd::cargo::cargo_bin("haproxy-autoscaler"),
+        )
         .output()
         .unwrap();
     assert_exit(&output, 1);

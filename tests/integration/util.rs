@@ -36,6 +36,14 @@ pub fn find_program(name: &str, override_var: &str) -> PathBuf {
     );
 }
 
+/// True when the tests run as root (CI does): some cases need it, or must drop it.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|output| output.stdout == b"0\n")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -122,8 +130,20 @@ impl Deployment {
 
     /// The binary with a clean AWS environment pointing at the test cloud.
     pub fn std_command(&self) -> std::process::Command {
-        let mut command =
-            std::process::Command::new(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"));
+        self.wrapped_command(&[], &assert_cmd::cargo::cargo_bin("haproxy-autoscaler"))
+    }
+
+    /// `binary` run through `wrapper` (an argv such as `setpriv ... --`, or empty), with the
+    /// environment of [`Deployment::std_command`].
+    pub fn wrapped_command(&self, wrapper: &[&str], binary: &Path) -> std::process::Command {
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = std::process::Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
