@@ -177,99 +177,104 @@ fn sha256_of(path: &PathBuf) -> String {
         .to_owned()
 }
 
-#[test]
-fn a_crash_at_any_point_of_a_scale_up_loses_nothing_and_doubles_nothing() {
+/// For each fail point: a fresh moto and a deployment that `arrange` sets up (it may run the
+/// binary to reach the starting point), then runs until the crash (at most `runs` runs), runs
+/// until nothing changes, and checks the world (`running` live instances, `ever` launched in
+/// all). Returns the points the scenario reached.
+fn crash_at_every_point(
+    scenario: &str,
+    runs: usize,
+    running: usize,
+    ever: usize,
+    arrange: impl Fn(&Moto) -> Deployment,
+) -> Vec<&'static str> {
     let mut reached = Vec::new();
+    let mut lines = Vec::new();
     for point in failpoint::POINTS {
         let moto = Moto::start();
-        moto.security_group("web");
-        let mut deployment = deployment(&moto);
-        deployment.pool_toml = pool("min = 3\nmax = 5");
-        let Some(runs) = run_until_crash(&deployment, point, 3) else {
+        let deployment = arrange(&moto);
+        let Some(crashed) = run_until_crash(&deployment, point, runs) else {
             continue;
         };
         let recovery = converge(&deployment);
-        assert_consistent(&deployment, &moto, 3, 3, point);
-        reached.push(format!(
-            "{point}: crashed in run {runs}, converged in {recovery}"
+        assert_consistent(&deployment, &moto, running, ever, point);
+        reached.push(point);
+        lines.push(format!(
+            "{point}: crashed in run {crashed}, converged in {recovery}"
         ));
     }
-    eprintln!("scale-up:\n  {}", reached.join("\n  "));
-    for point in [
-        "after-launch-intent-saved",
-        "after-run-instances",
-        "after-candidate-written",
-        "after-install",
-        "after-reload",
-        "before-state-save",
-    ] {
+    eprintln!("{scenario}:\n  {}", lines.join("\n  "));
+    reached
+}
+
+fn assert_reached(reached: &[&str], expected: &[&str]) {
+    for point in expected {
         assert!(
-            reached.iter().any(|line| line.starts_with(point)),
+            reached.contains(point),
             "{point} was never reached: {reached:?}"
         );
     }
 }
 
 #[test]
-fn a_crash_at_any_point_of_a_scale_down_loses_nothing_and_leaves_no_orphan() {
-    let mut reached = Vec::new();
-    for point in failpoint::POINTS {
-        let moto = Moto::start();
+fn a_crash_at_any_point_of_a_scale_up_loses_nothing_and_doubles_nothing() {
+    let reached = crash_at_every_point("scale-up", 3, 3, 3, |moto| {
         moto.security_group("web");
-        let mut deployment = deployment(&moto);
+        let mut deployment = deployment(moto);
+        deployment.pool_toml = pool("min = 3\nmax = 5");
+        deployment
+    });
+    assert_reached(
+        &reached,
+        &[
+            "after-launch-intent-saved",
+            "after-run-instances",
+            "after-candidate-written",
+            "after-install",
+            "after-reload",
+            "before-state-save",
+        ],
+    );
+}
+
+#[test]
+fn a_crash_at_any_point_of_a_scale_down_loses_nothing_and_leaves_no_orphan() {
+    let reached = crash_at_every_point("scale-down", 3, 1, 3, |moto| {
+        moto.security_group("web");
+        let mut deployment = deployment(moto);
         deployment.pool_toml = pool("min = 3\nmax = 3");
         converge(&deployment);
-        assert_consistent(&deployment, &moto, 3, 3, "before the scale-down");
+        assert_consistent(&deployment, moto, 3, 3, "before the scale-down");
         deployment.pool_toml = pool("min = 1\nmax = 1");
-        let Some(runs) = run_until_crash(&deployment, point, 3) else {
-            continue;
-        };
-        let recovery = converge(&deployment);
-        assert_consistent(&deployment, &moto, 1, 3, point);
-        reached.push(format!(
-            "{point}: crashed in run {runs}, converged in {recovery}"
-        ));
-    }
-    eprintln!("scale-down:\n  {}", reached.join("\n  "));
-    for point in [
-        "after-drain",
-        "after-candidate-written",
-        "after-install",
-        "after-reload",
-        "after-terminate",
-        "before-state-save",
-    ] {
-        assert!(
-            reached.iter().any(|line| line.starts_with(point)),
-            "{point} was never reached: {reached:?}"
-        );
-    }
+        deployment
+    });
+    assert_reached(
+        &reached,
+        &[
+            "after-drain",
+            "after-candidate-written",
+            "after-install",
+            "after-reload",
+            "after-terminate",
+            "before-state-save",
+        ],
+    );
 }
 
 #[test]
 fn a_crash_at_any_point_of_a_membership_change_leaves_haproxy_on_the_installed_file() {
     // Discovery only: the run that installs the new file is also the last one to change
     // anything, so a crash between install and reload must be caught by the next run alone.
-    let mut reached = Vec::new();
-    for point in failpoint::POINTS {
-        let moto = Moto::start();
+    let reached = crash_at_every_point("membership change", 2, 3, 3, |moto| {
         let group = moto.security_group("web");
-        let mut deployment = deployment(&moto);
+        let mut deployment = deployment(moto);
         deployment.pool_toml =
             "[[pool]]\nname = \"web\"\nport = 8080\n[pool.discover]\nsecurity_group = \"web\"\n"
                 .to_owned();
         moto.launch(&group, 2, &[]);
         converge(&deployment);
         moto.launch(&group, 1, &[]);
-        let Some(runs) = run_until_crash(&deployment, point, 2) else {
-            continue;
-        };
-        let recovery = converge(&deployment);
-        assert_consistent(&deployment, &moto, 3, 3, point);
-        reached.push(format!(
-            "{point}: crashed in run {runs}, converged in {recovery}"
-        ));
-    }
-    eprintln!("membership change:\n  {}", reached.join("\n  "));
+        deployment
+    });
     assert_eq!(reached.len(), 4, "{reached:?}");
 }

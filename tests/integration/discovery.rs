@@ -379,17 +379,9 @@ fn missing_credentials_and_region_are_clear_errors() {
     assert!(!deployment.haproxy_cfg().exists());
 }
 
-#[test]
-fn twenty_runs_at_once_one_acts_the_others_exit_75() {
-    let moto = Moto::start();
-    moto.security_group("web");
-    moto.launch("web", 3, &[]);
-    let mut deployment = Deployment::new(&moto.url);
-    // A slow reload keeps the first run inside its lock while the others start.
-    deployment.haproxy_toml = deployment
-        .haproxy_toml
-        .replace("echo reload >> ", "sleep 1; echo reload >> ");
-    deployment.write();
+/// Starts 20 runs at once and waits for them: each exits 0 or 75, and at least 15 found the lock
+/// taken (exit 75). Returns the exit codes.
+fn twenty_at_once(deployment: &Deployment) -> Vec<i32> {
     let children: Vec<std::process::Child> = (0..20)
         .map(|_| {
             deployment
@@ -419,6 +411,21 @@ fn twenty_runs_at_once_one_acts_the_others_exit_75() {
         codes.iter().filter(|code| **code == 75).count() >= 15,
         "{codes:?}"
     );
+    codes
+}
+
+#[test]
+fn twenty_runs_at_once_one_acts_the_others_exit_75() {
+    let moto = Moto::start();
+    moto.security_group("web");
+    moto.launch("web", 3, &[]);
+    let mut deployment = Deployment::new(&moto.url);
+    // A slow reload keeps the first run inside its lock while the others start.
+    deployment.haproxy_toml = deployment
+        .haproxy_toml
+        .replace("echo reload >> ", "sleep 1; echo reload >> ");
+    deployment.write();
+    let codes = twenty_at_once(&deployment);
     assert_eq!(deployment.reloads(), 1, "exactly one run acted: {codes:?}");
     assert_eq!(deployment.servers().len(), 3);
     let state: serde_json::Value =
@@ -446,35 +453,7 @@ fn twenty_scaling_runs_at_once_launch_exactly_once() {
 [pool.scaling]\nmin = 3\nmax = 6\nstep_up = 3\nscale_up_above = 20\nscale_down_below = 5\n"
         .to_owned();
     deployment.write();
-    let children: Vec<std::process::Child> = (0..20)
-        .map(|_| {
-            deployment
-                .std_command()
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|child| {
-            child
-                .wait_with_output()
-                .unwrap()
-                .status
-                .code()
-                .unwrap_or(-1)
-        })
-        .collect();
-    assert!(
-        codes.iter().all(|code| *code == 0 || *code == 75),
-        "{codes:?}"
-    );
-    assert!(
-        codes.iter().filter(|code| **code == 75).count() >= 15,
-        "{codes:?}"
-    );
+    let codes = twenty_at_once(&deployment);
     assert_eq!(moto.all_instances().len(), 3, "one launch of 3: {codes:?}");
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(deployment.state_path()).unwrap()).unwrap();
