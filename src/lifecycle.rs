@@ -191,15 +191,16 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     let mut roles = BTreeMap::new();
     let mut terminates = Vec::new();
     let mut draining = Vec::new();
+    // No worker from before a reload may still be finishing a request on a draining server.
+    let no_old_worker = facts.stats.is_some_and(|stats| {
+        matches!(
+            stats.old_workers,
+            OldWorkers::Untracked | OldWorkers::Running(0)
+        )
+    });
     for instance in facts.instances {
         if let Some(drain) = state.draining.iter().find(|d| d.id == instance.id) {
             let elapsed = now.saturating_sub(drain.since);
-            let no_old_worker = facts.stats.is_some_and(|stats| {
-                matches!(
-                    stats.old_workers,
-                    OldWorkers::Untracked | OldWorkers::Running(0)
-                )
-            });
             let idle = now > drain.since
                 && no_old_worker
                 && rows
