@@ -21,12 +21,13 @@ import json
 import os
 import queue
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from ports import free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -50,12 +51,6 @@ parser.add_argument("--summary", help="write the summary as JSON to this file")
 parser.add_argument("--work", help="use this folder (kept) instead of a temporary one (removed)")
 parser.add_argument("--quiet", action="store_true", help="no live table")
 args = parser.parse_args()
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 if args.work:

@@ -16,6 +16,8 @@ import sys
 import time
 from datetime import datetime, timezone
 
+from ports import free_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIR = os.environ["LOCAL_POOL_DIR"]
 STATE = os.path.join(DIR, "instances.json")
@@ -54,12 +56,6 @@ def accepting(port):
         return True
     except OSError:
         return False
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def main():

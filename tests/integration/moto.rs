@@ -31,7 +31,7 @@ impl Moto {
     pub fn start() -> Moto {
         let program = find_program("moto_server", "MOTO_SERVER");
         let port = free_port();
-        let child = Command::new(&program)
+        let mut child = Command::new(&program)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -40,6 +40,9 @@ impl Moto {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("moto exited ({status}) before listening on port {port}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "moto did not start on port {port}"

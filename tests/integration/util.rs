@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use assert_cmd::Command;
 
@@ -44,12 +45,30 @@ pub fn is_root() -> bool {
         .is_ok_and(|output| output.stdout == b"0\n")
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that is free now and that nothing else will be handed meanwhile.
+///
+/// Port 0 would be the kernel's choice from its ephemeral range, which it also uses for the
+/// local end of every outgoing connection and for every other `bind(0)` of the tests running in
+/// parallel: between this probe and the server's own bind, another test (a fault proxy, an
+/// outgoing request) could take it, and the server would fail while the port still answered.
+/// So ports come from below that range, each handed out once per test process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("bind a loopback port")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let (low, span) = (ephemeral_low.saturating_sub(12_000).max(1024), 10_000);
+    // Test binaries run one after another, but two runs of the suite may share a machine.
+    let start = std::process::id() % span;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(offset < span, "no free loopback port below {ephemeral_low}");
+        let port = u16::try_from(low + (start + offset) % span).expect("a port number");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A template that lists each pool's servers, one per line.
