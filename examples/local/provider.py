@@ -73,7 +73,7 @@ def main():
         request = json.load(sys.stdin)
         ids = []
         for _ in range(request["count"]):
-            ident, port = f"local-{state['next']}", free_port()
+            ident, port = f"local-{state['next']}", free_port({i["port"] for i in state["instances"]})
             state["next"] += 1
             process = subprocess.Popen(
                 [sys.executable, os.path.join(HERE, "backend.py"), "--port", str(port), "--id", ident,
