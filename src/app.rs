@@ -15,7 +15,7 @@ use crate::cli::{Cli, Format};
 use crate::cloud::Clouds;
 use crate::cloud::Provider;
 use crate::cloud::ec2::Ec2;
-use crate::config::Config;
+use crate::config::{Config, StatsSource};
 use crate::error::{EXIT_CHANGES_PENDING, Error};
 use crate::haproxy::install::read_installed;
 use crate::haproxy::master::Master;
@@ -160,7 +160,17 @@ async fn observe(
     let scaling = config.pools.iter().any(|pool| pool.scaling.is_some());
     let stats = match (&config.haproxy.stats, scaling) {
         (Some(source), true) => match runtime::read_stats(source, STATS_TIMEOUT).await {
-            Ok(stats) => Some(stats),
+            Ok((mut info, rows)) => {
+                // The stats page has no pid: the master's reload count stands in for it, so a
+                // reload made by anyone splits the samples too.
+                if let (StatsSource::Url(_), Some(path)) =
+                    (source, &config.haproxy.reload.master_socket)
+                    && let Ok(counters) = Master::new(path).counters().await
+                {
+                    info.pid = counters.reloads.saturating_add(1);
+                }
+                Some((info, rows))
+            }
             Err(error) => {
                 tracing::warn!("no scaling decision this run: {}", error_chain(&error));
                 None
@@ -234,6 +244,41 @@ async fn observe(
         observed.push(pool_observed);
     }
     Ok(observed)
+}
+
+/// Prints a failed run's error once: `error: …` and each `caused by: …` on stderr, and with
+/// `--format json` also a JSON document on stdout. A busy lock is a normal overlap of two runs,
+/// not a failure: it is said only with `-v` (cron mails whatever a job prints).
+pub fn print_error(cli: &Cli, error: &Error) {
+    let busy = error.exit_code() == crate::error::EXIT_LOCKED;
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if cli.format == Format::Json {
+        let document = serde_json::json!({
+            "mode": if cli.plan { "plan" } else { "apply" },
+            "changes": false,
+            "error": {
+                "message": error.to_string(),
+                "causes": causes,
+                "exit_code": error.exit_code(),
+            },
+        });
+        let mut stdout = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut stdout, &document)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout));
+    }
+    if busy && cli.verbose == 0 {
+        return;
+    }
+    eprintln!("error: {error}");
+    for cause in &causes {
+        eprintln!("caused by: {cause}");
+    }
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -338,7 +383,8 @@ mod tests {
         let error = run(&config, &renderer, &cloud, 1_000).await.unwrap_err();
         assert_eq!(error.exit_code(), 1);
         assert!(
-            error.to_string().contains("pool `api` (transient error)"),
+            error.to_string().contains("pool `api`: ")
+                && error.to_string().contains("the next run tries again"),
             "{error}"
         );
         assert_eq!(files(dir.path()), before);
@@ -527,7 +573,14 @@ mod tests {
         cloud.set("web", vec![tagged("i-1"), tagged("i-2")]);
         haproxy.set_servers(&[("i-1", 1, 100), ("i-2", 0, 100)]);
         run(&config, &renderer, &cloud, 1_000).await.unwrap();
-        // One minute later, almost no new sessions: drain one (the idle i-2).
+        // That run installed the first config and reloaded: the interval after it tells nothing.
+        haproxy.set_servers(&[("i-1", 1, 105), ("i-2", 0, 105)]);
+        let report = run(&config, &renderer, &cloud, 1_030).await.unwrap();
+        assert_eq!(
+            report.plan.pools[0].scale.as_ref().unwrap().decision.metric,
+            None
+        );
+        // A minute later, almost no new sessions: drain one (the idle i-2).
         haproxy.set_servers(&[("i-1", 1, 110), ("i-2", 0, 110)]);
         let report = run(&config, &renderer, &cloud, 1_060).await.unwrap();
         let text = report.plan.to_string();

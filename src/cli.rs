@@ -101,15 +101,27 @@ impl DiscoveryArgs {
 
     /// True when any of these flags was given at all.
     pub fn any(&self) -> bool {
-        self.selects_pool()
-            || self.template.is_some()
-            || self.haproxy_config.is_some()
-            || self.check_command.is_some()
-            || self.reload_command.is_some()
-            || self.port.is_some()
-            || self.state.is_some()
-            || self.region.is_some()
-            || self.endpoint_url.is_some()
+        !self.given().is_empty()
+    }
+
+    /// The flags of this mode that were given, as typed.
+    pub fn given(&self) -> Vec<&'static str> {
+        [
+            ("--security-group", self.security_group.is_some()),
+            ("--image-id", self.image_id.is_some()),
+            ("--tag", !self.tags.is_empty()),
+            ("--template", self.template.is_some()),
+            ("--haproxy-config", self.haproxy_config.is_some()),
+            ("--check-command", self.check_command.is_some()),
+            ("--reload-command", self.reload_command.is_some()),
+            ("--port", self.port.is_some()),
+            ("--state", self.state.is_some()),
+            ("--region", self.region.is_some()),
+            ("--endpoint-url", self.endpoint_url.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, given)| given.then_some(flag))
+        .collect()
     }
 }
 

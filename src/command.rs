@@ -1,4 +1,14 @@
-//! Runs the operator's commands (check, reload): argv, never through a shell, with a timeout.
+//! Runs the operator's commands (check, reload, exec provider, notify): argv, never through a
+//! shell, with a timeout.
+//!
+//! Each command runs in a process group of its own, and a timeout kills the whole group: a
+//! command's children (`sh -c 'sleep 30'`) must not outlive it, pile up under cron, or fire a
+//! reload after the tool restored the previous config. A command that exits in time is left
+//! alone, children and all (a reload command may start a daemon on purpose).
+//!
+//! A program named without a `/` is looked up in `PATH`, then in the folders where Debian and
+//! others install system programs (`/usr/local/sbin`, `/usr/sbin`, `/sbin`): cron's `PATH` is
+//! `/usr/bin:/bin`, and `haproxy` lives in `/usr/sbin`.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,12 +21,18 @@ const OUTPUT_LIMIT: usize = 4000;
 /// A command that could not be run or did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("cannot run `{command}`")]
+    #[error("could not run `{command}`")]
     Spawn {
         command: String,
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "could not run `{command}`: program `{program}` was not found in PATH ({}) nor in {}; give its full path in the config",
+        std::env::var("PATH").unwrap_or_default(),
+        SYSTEM_FOLDERS.join(", ")
+    )]
+    NotFound { command: String, program: String },
     #[error("`{command}` did not finish within {}s and was killed", after.as_secs())]
     Timeout { command: String, after: Duration },
     #[error("`{command}` failed ({status}){}", quote_output(output))]
@@ -33,6 +49,27 @@ fn quote_output(output: &str) -> String {
     } else {
         format!(":\n{output}")
     }
+}
+
+/// Where system programs live besides `PATH` (cron's is `/usr/bin:/bin`).
+const SYSTEM_FOLDERS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
+
+/// The file a program name runs: a name with a `/` as is, otherwise the first executable of
+/// that name in `PATH`, then in [`SYSTEM_FOLDERS`]. `None` if there is none.
+pub fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return Some(program.into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(SYSTEM_FOLDERS.iter().map(std::path::PathBuf::from))
+        .map(|folder| folder.join(program))
+        .find(|candidate| {
+            candidate
+                .metadata()
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Shows an argv the way an operator would type it.
@@ -62,8 +99,13 @@ pub async fn run_with_input(
     let (program, args) = argv
         .split_first()
         .expect("the config guarantees a program name");
-    let mut child = Command::new(program)
+    let resolved = resolve_program(program).ok_or_else(|| CommandError::NotFound {
+        command: command.clone(),
+        program: program.clone(),
+    })?;
+    let mut child = Command::new(resolved)
         .args(args)
+        .process_group(0)
         .stdin(if input.is_some() {
             Stdio::piped()
         } else {
@@ -74,6 +116,7 @@ pub async fn run_with_input(
         .kill_on_drop(true)
         .spawn()
         .map_err(spawn_error)?;
+    let group = child.id();
     let exchange = async {
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             // A command that exits without reading its input is not an error here.
@@ -84,6 +127,7 @@ pub async fn run_with_input(
     let output = match tokio::time::timeout(timeout, exchange).await {
         Ok(output) => output.map_err(spawn_error)?,
         Err(_) => {
+            kill_group(group);
             return Err(CommandError::Timeout {
                 command,
                 after: timeout,
@@ -100,6 +144,25 @@ pub async fn run_with_input(
             status: output.status.to_string(),
             output: limit(format!("{stdout}{stderr}")),
         })
+    }
+}
+
+/// Kills the process group a command leads (its id is the command's pid).
+fn kill_group(leader: Option<u32>) {
+    let group = leader
+        .and_then(|pid| i32::try_from(pid).ok())
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(group) = group
+        && let Err(error) =
+            rustix::process::kill_process_group(group, rustix::process::Signal::KILL)
+    {
+        // Already gone (ESRCH) is fine; anything else is worth a word.
+        if error != rustix::io::Errno::SRCH {
+            tracing::warn!(
+                "cannot kill process group {}: {error}",
+                group.as_raw_nonzero()
+            );
+        }
     }
 }
 
@@ -168,6 +231,62 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, CommandError::Timeout { .. }), "{error}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    /// Issue 9, item 10: a command's children die with it when it times out.
+    #[tokio::test]
+    async fn issue_9_10_a_timeout_kills_the_commands_children_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("child.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let error = run(&argv(&["sh", "-c", &script]), Duration::from_millis(500))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, CommandError::Timeout { .. }), "{error}");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        // The grandchild is gone (or a zombie about to be reaped by init).
+        let mut gone = false;
+        for _ in 0..50 {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            if status.is_empty() || status.contains("State:\tZ") {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(gone, "sleep {pid} outlived its command");
+    }
+
+    /// Issue 9, item 4: cron's PATH has no /usr/sbin, where Debian installs haproxy.
+    #[test]
+    fn issue_9_4_system_programs_are_found_outside_path() {
+        // `sh` is in PATH everywhere; a program that exists nowhere is `None`.
+        assert!(resolve_program("sh").is_some());
+        assert!(resolve_program("no-such-program-hxa").is_none());
+        assert_eq!(
+            resolve_program("./relative/prog"),
+            Some("./relative/prog".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_could_not_run_and_says_where_it_looked() {
+        let error = run(
+            &argv(&["no-such-program-hxa", "-c"]),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("could not run `no-such-program-hxa -c`")
+                && error.contains("/usr/sbin")
+                && error.contains("full path"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -102,9 +102,27 @@ pub struct InstanceAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    Scaled { from: u32, to: u32, reason: String },
-    Capped { at: Capped, reason: String },
-    Rapid { scales: u32, window_s: u64 },
+    Scaled {
+        from: u32,
+        to: u32,
+        reason: String,
+    },
+    Capped {
+        at: Capped,
+        reason: String,
+    },
+    Rapid {
+        scales: u32,
+        window_s: u64,
+    },
+    /// The policy wants fewer servers, but none of those it could drain may be: they are
+    /// protected or not tagged for the pool (an adopted fleet). Reported once, until a drain is
+    /// possible again; not a scale (no cooldown, no history, no `scaled`).
+    ScaleDownBlocked {
+        from: u32,
+        wanted: u32,
+        reason: String,
+    },
 }
 
 /// The scaling part of a pool's plan.
@@ -287,6 +305,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
                     &instance.id,
                     sample,
                     previous,
+                    state.reloaded_at,
                     in_service.len(),
                 )
             })
@@ -310,6 +329,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     });
 
     let mut drains = Vec::new();
+    let mut not_drainable: Vec<String> = Vec::new();
     if decision.desired > decision.current {
         let count = decision.desired - decision.current;
         let token = launch_token(&pool.name, now);
@@ -326,7 +346,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
             instance_ids: None,
         });
     } else if decision.desired < decision.current {
-        let mut victims: Vec<&Instance> = facts
+        let candidates: Vec<&Instance> = facts
             .instances
             .iter()
             .filter(|instance| {
@@ -335,7 +355,19 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
                     Some(Role::InService | Role::Booting)
                 )
             })
-            .filter(|instance| tagged_for(instance, &pool.name) && !protected(instance))
+            .collect();
+        let (mut victims, kept): (Vec<&Instance>, Vec<&Instance>) = candidates
+            .into_iter()
+            .partition(|instance| tagged_for(instance, &pool.name) && !protected(instance));
+        not_drainable = kept
+            .iter()
+            .map(|instance| {
+                if protected(instance) {
+                    format!("{} is tagged {TAG_PROTECTED}=true", instance.id)
+                } else {
+                    format!("{} is not tagged {TAG_POOL}={}", instance.id, pool.name)
+                }
+            })
             .collect();
         let sessions =
             |instance: &Instance| rows.get(instance.id.as_str()).map_or(0, |row| row.scur);
@@ -361,18 +393,38 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         }
     }
 
+    // A scale is what was actually launched or drained: a scale-down with nothing drainable is
+    // not one (no cooldown, no history, no `scaled`), only a once-reported blocked event.
+    let to = if decision.desired < decision.current {
+        decision.current - drains.len() as u32
+    } else {
+        decision.desired
+    };
+    let scaled = to != decision.current;
     let mut events = Vec::new();
     let mut scale_history = state.scale_history.clone();
-    if decision.desired != decision.current {
+    if scaled {
         events.push(Event::Scaled {
             from: decision.current,
-            to: decision.desired,
+            to,
             reason: decision.reason.clone(),
         });
         scale_history.push(ScaleEvent {
             at: now,
             from: decision.current,
-            to: decision.desired,
+            to,
+        });
+    }
+    let scale_down_blocked = decision.desired < decision.current && drains.is_empty();
+    if scale_down_blocked && !state.scale_down_blocked {
+        events.push(Event::ScaleDownBlocked {
+            from: decision.current,
+            wanted: decision.desired,
+            reason: format!(
+                "{}; no server can be drained: {}",
+                decision.reason,
+                not_drainable.join(", ")
+            ),
         });
     }
     // Reported when the pool first hits a bound, not on every run it stays there.
@@ -389,7 +441,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         .iter()
         .filter(|event| event.at >= now.saturating_sub(rapid_window_s as i64))
         .count() as u32;
-    if decision.desired != decision.current && recent > rapid_scales {
+    if scaled && recent > rapid_scales {
         events.push(Event::Rapid {
             scales: recent,
             window_s: rapid_window_s,
@@ -428,6 +480,9 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         scale_history,
         recommendations,
         capped: decision.capped,
+        scale_down_blocked,
+        // Set by the planner when this run reloads.
+        reloaded_at: state.reloaded_at,
     };
     ScalePlan {
         decision,
@@ -478,13 +533,18 @@ fn server_metric(
     id: &str,
     sample: &Sample,
     previous: Option<&Sample>,
+    reloaded_at: Option<i64>,
     in_service: usize,
 ) -> Option<f64> {
     let now = sample.servers.get(id).filter(|counters| counters.up)?;
     let rate = |pick: fn(&ServerCounters) -> Option<u64>| -> Option<f64> {
         let previous = previous?;
-        // Counters reset on reload: a new pid, a lower uptime or a smaller counter skips this interval.
-        if previous.pid != sample.pid
+        // Counters reset on reload: a reload this tool made after the previous sample, a new
+        // pid, a lower uptime or a smaller counter skips this interval. The stats page has no pid
+        // or uptime, and a counter that grew again past its old value since the reset hides it,
+        // so the tool's own record of its reloads comes first.
+        if reloaded_at.is_some_and(|at| previous.at <= at && at < sample.at)
+            || previous.pid != sample.pid
             || previous.uptime_s > sample.uptime_s
             || sample.at <= previous.at
         {
@@ -631,6 +691,51 @@ mod tests {
         }
     }
 
+    /// Issue 9, item 1: two hot servers, `step_up = 2`, no cooldown, new servers inside
+    /// `warmup_s`, runs two seconds apart: every policy launches 2 once and then holds, ending
+    /// with 4 instances (not 8).
+    #[test]
+    fn issue_9_1_no_overshoot_while_servers_boot_for_any_policy() {
+        for policy in [
+            "policy = \"threshold\"\nscale_up_above = 20\nscale_down_below = 10",
+            "policy = \"consecutive\"\nscale_up_above = 20\nscale_down_below = 10\nup_after = 2\ndown_after = 2",
+            "policy = \"average\"\nscale_up_above = 20\nscale_down_below = 10\naverage_of = 2",
+            "policy = \"target\"\ntarget = 15",
+        ] {
+            let pool = pool(
+                &format!("min = 1\nmax = 10\nstep_up = 2\ncooldown_s = 0\nwarmup_s = 60\n{policy}"),
+                "none",
+            );
+            let mut world = World::new(pool, vec![instance("i-1", 600), instance("i-2", 600)]);
+            world.state.in_service = vec!["i-1".into(), "i-2".into()];
+            let mut stot = 0;
+            let mut launched = 0;
+            for run in 0..6 {
+                world.now = NOW + 2 * run;
+                // 30 new sessions per second on each server in service; booting ones get none.
+                stot += 60;
+                let rows = world
+                    .instances
+                    .iter()
+                    .map(|i| row(&i.id, 1, if i.id.starts_with("i-new") { 0 } else { stot }))
+                    .collect();
+                world.stats = Some(snapshot(7, 1000 + 2 * run as u64, rows));
+                let plan = world.plan();
+                for launch in &plan.launches {
+                    for _ in 0..launch.count {
+                        launched += 1;
+                        world
+                            .instances
+                            .push(instance(&format!("i-new{launched}"), NOW - world.now));
+                    }
+                }
+                world.state = plan.next.clone();
+                world.state.launches.clear(); // the fake launched them at once, with ids
+            }
+            assert_eq!(world.instances.len(), 4, "{policy}: launched {launched}");
+        }
+    }
+
     #[test]
     fn scale_up_launches_with_a_deterministic_token_recorded_as_an_intent() {
         let world = World::new(
@@ -677,9 +782,23 @@ mod tests {
             from: 1,
             to: 3,
         }];
-        // Nothing found for the token: send it again, and count it as capacity (no new launch).
+        // Nothing found for the token: send it again, and count it as capacity: its 2 servers
+        // will take their share of the load (30 per server over 3 is 10), so no new launch.
         let plan = world.plan();
         let launches: Vec<(String, u32, bool)> = plan
+            .launches
+            .iter()
+            .map(|l| (l.token.clone(), l.count, l.retry))
+            .collect();
+        assert_eq!(launches, [("hxa-t".to_owned(), 2, true)]);
+        assert_eq!(plan.decision.current, 3);
+        // Hot enough for 3 even once they boot (90 over 3 is 30): a new launch besides.
+        let plan =
+            World::new(threshold("step_up = 2"), vec![instance("i-1", 600)]).with_rate(90, &[1]);
+        let mut hot = plan;
+        hot.state.launches = world.state.launches.clone();
+        let launches: Vec<(String, u32, bool)> = hot
+            .plan()
             .launches
             .iter()
             .map(|l| (l.token.clone(), l.count, l.retry))
@@ -691,7 +810,6 @@ mod tests {
                 (launch_token("web", NOW), 2, false)
             ]
         );
-        assert_eq!(plan.decision.current, 3);
         // Found: the intent is done, and no launch is sent again.
         let mut a = instance("i-2", 30);
         a.state = InstanceState::Pending;
@@ -745,6 +863,59 @@ mod tests {
         assert!(
             plan.terminates.is_empty(),
             "terminated only from a later run"
+        );
+    }
+
+    /// Issue 9, item 3: when every scale-down candidate is protected or not tagged for the pool,
+    /// nothing is recorded as a scale (no history, no cooldown, no `scaled`); a `blocked` event
+    /// says why, once.
+    #[test]
+    fn issue_9_3_no_phantom_scale_down_when_nothing_can_be_drained() {
+        let mut protected_one = instance("i-1", 9000);
+        protected_one
+            .tags
+            .insert(TAG_PROTECTED.into(), "true".into());
+        let mut untagged = instance("i-2", 9000);
+        untagged.tags.clear();
+        let mut world =
+            World::new(threshold(""), vec![protected_one, untagged]).with_rate(1, &[0, 0]);
+        let plan = world.plan();
+        assert_eq!((plan.decision.current, plan.decision.desired), (2, 1));
+        assert!(plan.drains.is_empty());
+        assert!(plan.next.scale_history.is_empty(), "no scale was made");
+        match &plan.events[..] {
+            [
+                Event::ScaleDownBlocked {
+                    from: 2,
+                    wanted: 1,
+                    reason,
+                },
+            ] => assert!(
+                reason.contains("i-1 is tagged haproxy-autoscaler:protected=true")
+                    && reason.contains("i-2 is not tagged haproxy-autoscaler:pool=web"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // The next run, same facts: said once only.
+        world.state.scale_down_blocked = plan.next.scale_down_blocked;
+        world.state.capped = plan.next.capped;
+        let again = world.plan();
+        assert!(again.events.is_empty(), "{:?}", again.events);
+        assert!(again.next.scale_history.is_empty());
+
+        // One drainable of two wanted: the scale recorded is the one drain made.
+        let mut pool = threshold("step_down = 2");
+        pool.scaling.as_mut().unwrap().min = Bound::Fixed(0);
+        let mut kept = instance("i-1", 9000);
+        kept.tags.clear();
+        let world = World::new(pool, vec![kept, instance("i-2", 9000)]).with_rate(1, &[0, 0]);
+        let plan = world.plan();
+        assert_eq!(plan.drains.len(), 1);
+        assert!(
+            matches!(plan.events[..], [Event::Scaled { from: 2, to: 1, .. }]),
+            "{:?}",
+            plan.events
         );
     }
 
@@ -865,6 +1036,29 @@ mod tests {
         let plan = world.plan();
         assert_eq!(plan.decision.metric, None);
         assert_eq!(plan.decision.desired, 2, "{}", plan.decision.reason);
+        // Issue 9, item 2: the stats page has no pid or uptime, and after a reload the counters
+        // may have grown past their old values again (49 → 52): the tool's own reload between
+        // the two samples skips the interval all the same.
+        let mut world = World::new(threshold(""), vec![instance("i-1", 9000)]).with_rate(1, &[0]);
+        for sample in &mut world.state.samples {
+            (sample.pid, sample.uptime_s) = (0, 0);
+        }
+        world.stats.as_mut().unwrap().info = Info {
+            pid: 0,
+            uptime_s: 0,
+        };
+        assert!(world.plan().decision.metric.is_some(), "no reload: a rate");
+        world.state.reloaded_at = Some(NOW - 60);
+        assert_eq!(
+            world.plan().decision.metric,
+            None,
+            "reloaded at the previous sample's run"
+        );
+        world.state.reloaded_at = Some(NOW - 61);
+        assert!(
+            world.plan().decision.metric.is_some(),
+            "reloaded before the previous sample"
+        );
         // A counter that went down is a reset too (the stats page has no pid).
         let mut world = World::new(threshold(""), vec![instance("i-1", 9000)]).with_rate(1, &[0]);
         world.stats.as_mut().unwrap().rows[0].stot = 5;

@@ -1,9 +1,16 @@
 //! Logs go to stderr; `-q`, `-v` and `RUST_LOG` choose how much.
+//!
+//! Secrets never reach the log at any level (invariant 10): the AWS SDK's own INFO, DEBUG and
+//! TRACE lines print the access key id (credential loading, request signing), so events from the
+//! SDK's crates (`aws_*`) below WARN are dropped whatever `RUST_LOG` asks for.
 
+use tracing::Metadata;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::prelude::*;
 
-/// Installs the stderr logger. `RUST_LOG`, when set, wins over the flags (and is the operator's
-/// own choice to see what the AWS SDK logs, access key ids included).
+/// Installs the stderr logger. `RUST_LOG`, when set, wins over the flags, except for the AWS
+/// SDK's detail (see the module doc).
 pub fn init(quiet: bool, verbose: u8) {
     let default = match (quiet, verbose) {
         (true, _) => "error",
@@ -11,15 +18,63 @@ pub fn init(quiet: bool, verbose: u8) {
         // the run reports what matters itself, so the SDK's own warnings wait for `-v`.
         (false, 0) => "error,haproxy_autoscaler=warn",
         (false, 1) => "warn,haproxy_autoscaler=info",
-        // aws_config's INFO lines about credentials print the access key id (invariant 10).
-        (false, _) => "info,aws_config=warn,haproxy_autoscaler=debug",
+        (false, _) => "info,haproxy_autoscaler=debug",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
-        .try_init();
+        .with_filter(filter)
+        .with_filter(filter_fn(may_carry_no_secret));
+    let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// False for the AWS SDK's events below WARN, which may name credentials.
+fn may_carry_no_secret(metadata: &Metadata<'_>) -> bool {
+    !(metadata.target().starts_with("aws") && *metadata.level() > tracing::Level::WARN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sdk_detail_is_dropped_at_every_level_below_warn() {
+        use tracing::Level;
+        use tracing::callsite::Identifier;
+        use tracing::field::FieldSet;
+        use tracing::metadata::Kind;
+        struct Callsite;
+        impl tracing::Callsite for Callsite {
+            fn set_interest(&self, _: tracing::subscriber::Interest) {}
+            fn metadata(&self) -> &Metadata<'_> {
+                unreachable!()
+            }
+        }
+        static CALLSITE: Callsite = Callsite;
+        let meta = |target: &'static str, level: Level| {
+            Metadata::new(
+                "event",
+                target,
+                level,
+                None,
+                None,
+                None,
+                FieldSet::new(&[], Identifier(&CALLSITE)),
+                Kind::EVENT,
+            )
+        };
+        for level in [Level::INFO, Level::DEBUG, Level::TRACE] {
+            for target in ["aws_config::profile", "aws_sigv4", "aws_smithy_runtime"] {
+                assert!(
+                    !may_carry_no_secret(&meta(target, level)),
+                    "{target} {level}"
+                );
+            }
+            assert!(may_carry_no_secret(&meta("haproxy_autoscaler::app", level)));
+        }
+        assert!(may_carry_no_secret(&meta("aws_config", Level::WARN)));
+    }
 }

@@ -11,12 +11,7 @@ fn main() -> ExitCode {
     match app::main(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error}");
-            let mut source = std::error::Error::source(&error);
-            while let Some(cause) = source {
-                eprintln!("caused by: {cause}");
-                source = cause.source();
-            }
+            app::print_error(&cli, &error);
             ExitCode::from(error.exit_code())
         }
     }

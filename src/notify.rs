@@ -4,11 +4,9 @@
 //! A sink that fails is reported in the log and never fails the run. The webhook URL carries its
 //! token, so it never appears in a message: errors name "the webhook", not its address.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
 
 use crate::config::Notify;
 use crate::lifecycle::Event;
@@ -34,6 +32,14 @@ pub fn from_event(pool: &str, event: &Event) -> Notification {
             format!("pool {pool} scaled from {from} to {to}: {reason}"),
         ),
         Event::Capped { reason, .. } => ("capped", format!("pool {pool} is capped: {reason}")),
+        Event::ScaleDownBlocked {
+            from,
+            wanted,
+            reason,
+        } => (
+            "blocked",
+            format!("pool {pool} should scale down from {from} to {wanted}, but cannot: {reason}"),
+        ),
         Event::Rapid { scales, window_s } => (
             "rapid",
             format!("pool {pool} scaled {scales} times within {window_s}s: check the thresholds"),
@@ -61,7 +67,9 @@ pub fn failed(error: &str) -> Notification {
 pub async fn send(notify: &Notify, notifications: &[Notification]) {
     for notification in notifications {
         match notification.event {
-            "scaled" => tracing::info!("{}", notification.text),
+            // The run prints its own error once; logging it again would say it twice.
+            "failed" => {}
+            "scaled" | "recovered" => tracing::info!("{}", notification.text),
             _ => tracing::warn!("{}", notification.text),
         }
         if !notify.on.contains(notification.event) {
@@ -71,10 +79,7 @@ pub async fn send(notify: &Notify, notifications: &[Notification]) {
         if let Some(argv) = &notify.command
             && let Err(error) = run_command(argv, &body).await
         {
-            tracing::warn!(
-                "notify command `{}` failed: {error}",
-                crate::command::display(argv)
-            );
+            tracing::warn!("notify command: {error}");
         }
         if let Some(webhook) = &notify.webhook
             && let Err(error) = post(webhook.expose(), body).await
@@ -85,41 +90,10 @@ pub async fn send(notify: &Notify, notifications: &[Notification]) {
 }
 
 async fn run_command(argv: &[String], body: &str) -> Result<(), String> {
-    let (program, args) = argv
-        .split_first()
-        .expect("the config guarantees a program name");
-    let exchange = async {
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|error| error.to_string())?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(body.as_bytes())
-                .await
-                .map_err(|error| error.to_string())?;
-        }
-        let output = child
-            .wait_with_output()
-            .await
-            .map_err(|error| error.to_string())?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim()
-            ))
-        }
-    };
-    tokio::time::timeout(SINK_TIMEOUT, exchange)
+    crate::command::run_with_input(argv, Some(body), SINK_TIMEOUT)
         .await
-        .unwrap_or_else(|_| Err(format!("did not finish within {}s", SINK_TIMEOUT.as_secs())))
+        .map(drop)
+        .map_err(|error| error.to_string())
 }
 
 /// POSTs `body` as JSON. Errors never include the URL.
@@ -165,6 +139,7 @@ async fn post(url: &str, body: String) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::config::Secret;
+    use tokio::io::AsyncWriteExt;
 
     fn notify(on: &[&str]) -> Notify {
         Notify {

@@ -418,6 +418,9 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         let entry = next_state.pools.entry(pool.name.clone()).or_default();
         if let Some(scale) = &pool.scale {
             *entry = scale.next.clone();
+            if changed {
+                entry.reloaded_at = Some(facts.now);
+            }
         }
         entry.servers = pool
             .servers

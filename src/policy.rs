@@ -3,7 +3,12 @@
 //! Rule, in order:
 //! 1. Bounds: `min` and `max` at `now` (schedules are read in the pool's time zone).
 //! 2. Capacity is `in_service + booting`: a booting server counts, so the next run does not
-//!    launch again for the same load.
+//!    launch again for the same load. Every policy judges a scale-up on the load as it will be
+//!    once the booting servers take their share: the per-server metric measured on the servers
+//!    in service, times `in_service / (in_service + booting)` (the threshold, consecutive and
+//!    average policies; the target policy computes the servers the load needs, which is the same
+//!    rule). Scale-downs are judged on the metric as measured, so a booting server never makes
+//!    the pool shrink.
 //! 3. Out of bounds: move toward the bounds (ignores cooldown and metrics, obeys the steps).
 //! 4. No metric for this run (stats missing, counters reset, nothing in service): hold. A stats
 //!    outage never scales anything down.
@@ -73,6 +78,17 @@ fn minute_of_day(scaling: &Scaling, now: i64) -> u16 {
     };
     let local = timestamp.to_zoned(scaling.timezone.clone());
     (local.hour() as u16) * 60 + local.minute() as u16
+}
+
+/// The share of the measured per-server load that each server will carry once the booting ones
+/// are in service: `in_service / (in_service + booting)`, 1 when nothing boots.
+fn booting_spread(input: &Input<'_>) -> f64 {
+    let capacity = input.in_service + input.booting;
+    if input.booting == 0 || capacity == 0 {
+        1.0
+    } else {
+        f64::from(input.in_service) / f64::from(capacity)
+    }
 }
 
 /// Decides the pool's capacity.
@@ -165,6 +181,19 @@ fn recommend(
     metric: f64,
 ) -> (u32, String, Option<u32>) {
     let name = scaling.metric.name();
+    let spread = booting_spread(input);
+    let booting = input.booting;
+    // Said when the measured load alone would have scaled up, but not once the booting servers
+    // take their share.
+    let spread_note = move |measured_above: bool| {
+        if measured_above {
+            format!(
+                "; the {booting} booting server(s) will take their share (load × {spread:.2}): holding"
+            )
+        } else {
+            ": holding".to_owned()
+        }
+    };
     let up_by = |reason: String| (current.saturating_add(scaling.step_up), reason, None);
     let down_by = |reason: String| (current.saturating_sub(scaling.step_down), reason, None);
     let hold = |reason: String| (current, reason, None);
@@ -174,7 +203,12 @@ fn recommend(
             if servers == 0 {
                 return hold("no server in service to measure: holding".to_owned());
             }
-            let above = input.per_server.iter().filter(|value| **value > up).count();
+            let above = input
+                .per_server
+                .iter()
+                .filter(|value| **value * spread > up)
+                .count();
+            let measured_above = input.per_server.iter().filter(|value| **value > up).count();
             let below = input
                 .per_server
                 .iter()
@@ -182,16 +216,21 @@ fn recommend(
                 .count();
             let share = |count: usize| count as f64 / servers as f64;
             if share(above) >= ratio {
-                up_by(format!(
-                    "{above} of {servers} server(s) have {name} above {up} (ratio {ratio})"
-                ))
+                up_by(if spread < 1.0 {
+                    format!(
+                        "{above} of {servers} server(s) have {name} above {up} (ratio {ratio}) even once the {booting} booting server(s) take their share"
+                    )
+                } else {
+                    format!("{above} of {servers} server(s) have {name} above {up} (ratio {ratio})")
+                })
             } else if share(below) >= ratio {
                 down_by(format!(
                     "{below} of {servers} server(s) have {name} below {down} (ratio {ratio})"
                 ))
             } else {
                 hold(format!(
-                    "{above} above {up} and {below} below {down} of {servers} server(s) ({name}, ratio {ratio}): holding"
+                    "{above} above {up} and {below} below {down} of {servers} server(s) ({name}, ratio {ratio}){}",
+                    spread_note(share(measured_above) >= ratio)
                 ))
             }
         }
@@ -208,7 +247,7 @@ fn recommend(
                         .iter()
                         .all(|value| value.is_some_and(test))
             };
-            if run(up_after, &|value| value > up) {
+            if run(up_after, &|value| value * spread > up) {
                 up_by(format!(
                     "{name} {metric:.2} above {up} for {up_after} run(s) in a row"
                 ))
@@ -218,7 +257,8 @@ fn recommend(
                 ))
             } else {
                 hold(format!(
-                    "{name} {metric:.2}; not {up_after} run(s) above {up} nor {down_after} below {down} in a row: holding"
+                    "{name} {metric:.2}; not {up_after} run(s) above {up} nor {down_after} below {down} in a row{}",
+                    spread_note(run(up_after, &|value| value > up))
                 ))
             }
         }
@@ -242,13 +282,18 @@ fn recommend(
                 ));
             }
             let mean = recent.iter().sum::<f64>() / count as f64;
-            if mean > up {
+            if mean * spread > up {
                 up_by(format!(
                     "mean {name} of the last {count} run(s) {mean:.2} above {up}"
                 ))
             } else if mean < down {
                 down_by(format!(
                     "mean {name} of the last {count} run(s) {mean:.2} below {down}"
+                ))
+            } else if mean > up {
+                hold(format!(
+                    "mean {name} of the last {count} run(s) {mean:.2} above {up}{}",
+                    spread_note(true)
                 ))
             } else {
                 hold(format!(
@@ -479,8 +524,19 @@ mod tests {
         let d = decide(&i);
         assert_eq!(d.desired, 2);
         assert!(d.reason.contains("cooldown for 30s"), "{}", d.reason);
-        // Booting servers count as capacity.
+        // Booting servers count as capacity, and take their share of the load: 2 × 30 over 4
+        // servers is 15 each, below 20, so the pool holds; 2 × 45 over 4 is 22.5: up again.
         let mut i = input(&s, 2, &all_hot, &hot);
+        i.booting = 2;
+        let d = decide(&i);
+        assert_eq!(d.desired, 4, "{}", d.reason);
+        assert!(
+            d.reason.contains("booting server(s) will take their share"),
+            "{}",
+            d.reason
+        );
+        let very_hot = [45.0, 45.0];
+        let mut i = input(&s, 2, &very_hot, &[Some(45.0)]);
         i.booting = 2;
         assert_eq!(decide(&i).desired, 6);
         // Missing metrics never scale down, even far above min.
@@ -632,6 +688,32 @@ mod tests {
                 let current = case.in_service + case.booting;
                 if let Some(ago) = case.since_scale && (ago as u64) < s.cooldown_s && (s.min.at(0)..=s.max.at(0)).contains(&current) {
                     prop_assert_eq!(run(&case, case.load).desired, current);
+                }
+            }
+
+            /// Issue 9, item 1 (overshoot while servers boot), for all four policies: when the
+            /// load measured on the servers in service, spread over in-service + booting
+            /// servers, is not above the scale-up line, no policy launches again.
+            #[test]
+            fn booting_capacity_is_counted_by_every_policy(case in any_case(), runs in 1usize..6) {
+                let s = &case.scaling;
+                let current = case.in_service + case.booting;
+                let history = vec![(case.in_service > 0).then_some(case.load); runs];
+                let line = match s.policy { Policy::Target { target, .. } => target, _ => 20.0 };
+                let projected = case.load * f64::from(case.in_service) / f64::from(current.max(1));
+                let per_server = vec![case.load; case.in_service as usize];
+                let d = decide(&Input {
+                    scaling: s,
+                    now: 1_000_000,
+                    in_service: case.in_service,
+                    booting: case.booting,
+                    per_server: &per_server,
+                    history: &history,
+                    last_scale_at: None,
+                    recommendations: &[],
+                });
+                if current >= s.min.at(0) && projected <= line {
+                    prop_assert!(d.desired <= current, "{projected} per server once booted: {d:?}");
                 }
             }
 

@@ -97,6 +97,14 @@ pub struct PoolState {
     /// The bound the last decision was held at, so that "capped" is reported once, not every run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capped: Option<crate::policy::Capped>,
+    /// The last decision wanted a scale-down that no drainable server allowed, so that it is
+    /// reported once, not every run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scale_down_blocked: bool,
+    /// When (Unix seconds, the run's `now`) a run of this tool last reloaded HAProxy: a stats
+    /// interval that spans it gives no rate, whatever the stats source can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded_at: Option<i64>,
 }
 
 /// One stats sample of one HAProxy node.

@@ -18,7 +18,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
-use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
     Filter, Instance as Ec2Instance, InstanceStateName, InstanceType, LaunchTemplateSpecification,
     ResourceType, Tag, TagSpecification,
@@ -315,14 +315,11 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let mut message = DisplayErrorContext(&error).to_string();
+    let mut message = describe(&error);
     let kind = match &error {
         // Missing credentials surface as a dispatch failure, but no retry will fix them.
         SdkError::DispatchFailure(_) if message.contains("no credentials found") => {
-            message.insert_str(
-                0,
-                "no AWS credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile in ~/.aws, or an instance role; ",
-            );
+            message = "no AWS credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile in ~/.aws, or an instance role".to_owned();
             CloudErrorKind::Rejected
         }
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
@@ -337,6 +334,47 @@ where
         kind,
         message,
     }
+}
+
+/// An SDK error in words: the service's code and message, or what went wrong on the way
+/// (the chain of causes, each once), never the SDK's debug dump.
+fn describe<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    if let SdkError::ServiceError(service) = error {
+        let err = service.err();
+        return match (err.code(), err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.to_owned(),
+            (None, Some(message)) => message.to_owned(),
+            (None, None) => "the service answered with an error and no message".to_owned(),
+        };
+    }
+    let lead = match error {
+        SdkError::TimeoutError(_) => "timed out",
+        SdkError::DispatchFailure(_) => "cannot reach the EC2 endpoint",
+        SdkError::ResponseError(_) => "the EC2 endpoint's answer could not be read",
+        _ => "the request could not be built",
+    };
+    let mut causes: Vec<String> = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Wrappers repeat their inner error's text, or say only "io error": keep what adds.
+        if !text.is_empty()
+            && !matches!(text.as_str(), "io error" | "dispatch failure" | "other")
+            && !causes.iter().any(|seen| seen.contains(&text))
+        {
+            causes.push(text);
+        }
+        source = cause.source();
+    }
+    std::iter::once(lead.to_owned())
+        .chain(causes)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Sorts an EC2 error code into what an operator (and a retry) should do about it.

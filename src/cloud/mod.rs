@@ -75,9 +75,25 @@ impl fmt::Display for CloudErrorKind {
     }
 }
 
+impl CloudErrorKind {
+    /// What the operator can expect or do, in words.
+    pub fn hint(self) -> &'static str {
+        match self {
+            CloudErrorKind::Throttled => {
+                "the cloud is throttling requests; the next run tries again"
+            }
+            CloudErrorKind::Transient => "a temporary failure; the next run tries again",
+            CloudErrorKind::Rejected => {
+                "the cloud refused the request: check the credentials, permissions and the pool's settings"
+            }
+            CloudErrorKind::Fatal => "the run stopped here; the next run starts over",
+        }
+    }
+}
+
 /// A provider call that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {operation} of pool `{pool}` ({kind} error): {message}")]
+#[error("cannot {operation} of pool `{pool}`: {message} ({})", kind.hint())]
 pub struct CloudError {
     pub pool: String,
     /// What was being done: "list the instances", "launch instances", ...

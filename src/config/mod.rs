@@ -84,7 +84,15 @@ pub struct Notify {
 }
 
 /// The notification events.
-pub const EVENTS: [&str; 4] = ["scaled", "capped", "rapid", "failed"];
+pub const EVENTS: [&str; 7] = [
+    "scaled",
+    "capped",
+    "rapid",
+    "blocked",
+    "skipped",
+    "failed",
+    "recovered",
+];
 
 impl Default for Notify {
     fn default() -> Notify {
@@ -334,6 +342,25 @@ impl Config {
     /// Builds the configuration from the command line: the config-less one-pool mode when a
     /// discovery filter is given, the config file otherwise.
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
+        if let Some(path) = &cli.config
+            && cli.discovery.any()
+        {
+            // Mixing the two would silently ignore one of them.
+            return Err(ConfigError::Invalid {
+                origin: Source::CommandLine,
+                key: "--config".to_owned(),
+                message: format!(
+                    "`{}` (from --config or HAPROXY_AUTOSCALER_CONFIG) cannot be combined with the config-less flags {}: use either a config file or the flags",
+                    path.display(),
+                    cli.discovery
+                        .given()
+                        .iter()
+                        .map(|flag| format!("`{flag}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        }
         if cli.discovery.any() {
             return Config::from_discovery_args(&cli.discovery);
         }
@@ -533,7 +560,8 @@ impl Validator {
                         return Err(self.invalid(
                             "notify.on",
                             format!(
-                                "unknown event `{event}`; expected scaled, capped, rapid or failed"
+                                "unknown event `{event}`; expected one of {}",
+                                EVENTS.join(", ")
                             ),
                         ));
                     }
@@ -1166,6 +1194,31 @@ security_group = "web"
             config.haproxy.reload.command.as_ref().unwrap(),
             &["systemctl", "reload", "haproxy"]
         );
+    }
+
+    /// Issue 9, item 6: `--config FILE` with config-less flags is a usage error naming both,
+    /// never a silent choice of one of them.
+    #[test]
+    fn issue_9_6_a_config_file_and_config_less_flags_do_not_mix() {
+        let error = discovery(&[
+            "--config",
+            "/nonexistent.toml",
+            "--security-group",
+            "web",
+            "--port",
+            "81",
+            "--plan",
+        ])
+        .unwrap_err()
+        .to_string();
+        for needed in [
+            "--config",
+            "/nonexistent.toml",
+            "`--security-group`",
+            "`--port`",
+        ] {
+            assert!(error.contains(needed), "{needed}: {error}");
+        }
     }
 
     #[test]

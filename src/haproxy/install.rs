@@ -37,6 +37,14 @@ pub enum InstallError {
         #[source]
         source: CommandError,
     },
+    /// The check command did not run to a verdict (missing program, timeout): nothing was
+    /// judged, so nothing is installed.
+    #[error("the check command could not check the rendered config; `{}` is untouched", path.display())]
+    CheckNotRun {
+        path: PathBuf,
+        #[source]
+        source: CommandError,
+    },
     #[error("cannot write `{}`; `{}` is untouched", backup.display(), path.display())]
     Backup {
         path: PathBuf,
@@ -202,9 +210,15 @@ pub async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), Inst
     command::run(&argv, haproxy.command_timeout)
         .await
         .map(drop)
-        .map_err(|source| InstallError::Check {
-            path: haproxy.config.clone(),
-            source,
+        .map_err(|source| match source {
+            CommandError::Failed { .. } => InstallError::Check {
+                path: haproxy.config.clone(),
+                source,
+            },
+            _ => InstallError::CheckNotRun {
+                path: haproxy.config.clone(),
+                source,
+            },
         })
 }
 

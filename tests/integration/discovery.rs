@@ -352,7 +352,7 @@ fn missing_credentials_and_region_are_clear_errors() {
         describe(&no_credentials)
     );
     assert!(
-        stderr(&no_credentials).contains("(rejected error)"),
+        stderr(&no_credentials).contains("the cloud refused the request"),
         "{}",
         describe(&no_credentials)
     );
