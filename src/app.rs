@@ -17,7 +17,7 @@ use crate::cloud::Provider;
 use crate::cloud::ec2::Ec2;
 use crate::config::{Config, StatsSource};
 use crate::error::{EXIT_CHANGES_PENDING, Error};
-use crate::haproxy::install::read_installed;
+use crate::haproxy::install::{self, read_installed};
 use crate::haproxy::master::Master;
 use crate::haproxy::render::Renderer;
 use crate::haproxy::runtime;
@@ -134,6 +134,10 @@ pub async fn reconcile(
     )?;
     let changes = plan.has_changes();
     if plan_only {
+        // Every check the run makes before acting, so that `--plan` fails where the run would.
+        if plan.config.changed {
+            install::check_without_installing(&config.haproxy, &plan.rendered).await?;
+        }
         return Ok(Report {
             mode: "plan",
             changes,

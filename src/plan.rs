@@ -262,13 +262,6 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
                 reason: drain.reason.clone(),
             });
         }
-        for terminate in &scale.terminates {
-            actions.push(Action::Terminate {
-                pool: pool.name.clone(),
-                server: terminate.id.clone(),
-                reason: terminate.reason.clone(),
-            });
-        }
     }
     for pool in &pools {
         let before = backend_servers(installed, &pool.backend);
@@ -408,6 +401,19 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         actions.push(Action::Reload {
             reason: format!("config sha256 changed to {}", &rendered_sha256[..12]),
         });
+    }
+
+    // In the order apply carries them out: a terminated server leaves the config (and HAProxy
+    // is reloaded without it) before its instance goes.
+    for pool in &pools {
+        let Some(scale) = &pool.scale else { continue };
+        for terminate in &scale.terminates {
+            actions.push(Action::Terminate {
+                pool: pool.name.clone(),
+                server: terminate.id.clone(),
+                reason: terminate.reason.clone(),
+            });
+        }
     }
 
     let mut next_state = facts.state.clone();

@@ -115,21 +115,25 @@ pub fn decide(input: &Input<'_>) -> Decision {
         recommendation,
     };
 
+    // Out of bounds: toward the bound, a step at a time; the reason says so when one step
+    // does not reach it, so that `desired` below `min` does not read as a mistake.
+    let toward = |bound: u32, side: &str, which: &str| {
+        let desired = step(bound);
+        let reason = if desired == bound {
+            format!("{current} server(s), {side} {which} {bound}")
+        } else {
+            format!(
+                "{current} server(s), {side} {which} {bound}: {desired} this run (a step of {}), {which} in a later run",
+                desired.abs_diff(current)
+            )
+        };
+        decision(desired, reason, None, None)
+    };
     if current < min {
-        return decision(
-            step(min),
-            format!("{current} server(s), below min {min}"),
-            None,
-            None,
-        );
+        return toward(min, "below", "min");
     }
     if current > max {
-        return decision(
-            step(max),
-            format!("{current} server(s), above max {max}"),
-            None,
-            None,
-        );
+        return toward(max, "above", "max");
     }
     let Some(metric_value) = metric else {
         return decision(
@@ -547,7 +551,13 @@ mod tests {
         low.min = Bound::Fixed(6);
         let mut i = input(&low, 1, &[], &[None]);
         i.last_scale_at = Some(i.now);
-        assert_eq!(decide(&i).desired, 3);
+        let d = decide(&i);
+        assert_eq!(d.desired, 3);
+        // Issue 9, item 14: a bound repair that takes several runs says so.
+        assert_eq!(
+            d.reason,
+            "1 server(s), below min 6: 3 this run (a step of 2), min in a later run"
+        );
         // Above max comes down one step at a time.
         let mut high = scaling(THRESHOLD);
         high.max = Bound::Fixed(2);

@@ -32,6 +32,11 @@ pub enum StateError {
     },
     #[error("another run holds the lock `{}`; nothing was done", path.display())]
     Busy { path: PathBuf },
+    #[error(
+        "cannot read state file `{}`: permission denied; it is private (mode 0600) to the user the runs are made as: run this as that user (for example `sudo haproxy-autoscaler --plan`)",
+        path.display()
+    )]
+    ReadDenied { path: PathBuf },
     #[error("cannot read state file `{}`", path.display())]
     Read {
         path: PathBuf,
@@ -230,6 +235,11 @@ pub fn load(path: &Path) -> Result<Loaded, StateError> {
             return Ok(Loaded {
                 state: State::default(),
                 version: StateVersion(None),
+            });
+        }
+        Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
+            return Err(StateError::ReadDenied {
+                path: path.to_owned(),
             });
         }
         Err(source) => {

@@ -25,7 +25,7 @@ use aws_sdk_ec2::types::{
 };
 
 use super::{CloudError, CloudErrorKind, Instance, InstanceState, Provider};
-use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
+use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{AwsConfig, PoolConfig};
 
 /// An EC2 client for all pools of a run.
@@ -194,13 +194,13 @@ impl Provider for Ec2 {
             .set_instance_type(launch.instance_type.as_deref().map(InstanceType::from))
             .set_key_name(launch.key_name.clone());
         if let Some(template) = &launch.launch_template {
-            let spec = LaunchTemplateSpecification::builder();
-            let spec = if template.starts_with("lt-") {
-                spec.launch_template_id(template)
-            } else {
-                spec.launch_template_name(template)
+            let spec = match &template.reference {
+                LaunchTemplateRef::Id(id) => LaunchTemplateSpecification::builder().launch_template_id(id),
+                LaunchTemplateRef::Name(name) => {
+                    LaunchTemplateSpecification::builder().launch_template_name(name)
+                }
             };
-            request = request.launch_template(spec.build());
+            request = request.launch_template(spec.set_version(template.version.clone()).build());
         }
         if !launch.security_group_ids.is_empty() {
             request = request.set_security_group_ids(Some(launch.security_group_ids.clone()));
@@ -210,13 +210,7 @@ impl Provider for Ec2 {
             let index = token.bytes().map(usize::from).sum::<usize>() % launch.subnet_ids.len();
             request = request.subnet_id(&launch.subnet_ids[index]);
         }
-        if let Some(path) = &launch.user_data_file {
-            let data = std::fs::read(path).map_err(|error| CloudError {
-                pool: pool.name.clone(),
-                operation: "launch instances",
-                kind: CloudErrorKind::Rejected,
-                message: format!("cannot read user_data_file `{}`: {error}", path.display()),
-            })?;
+        if let Some(data) = &launch.user_data {
             request = request.user_data(base64::Engine::encode(
                 &base64::engine::general_purpose::STANDARD,
                 data,

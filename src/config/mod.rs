@@ -3,7 +3,13 @@
 //! Raw TOML (or the config-less command-line flags) is parsed into `Raw*` structs that mirror the
 //! file, then validated once into [`Config`]; the rest of the program only sees the validated type.
 //! Unknown keys are errors, so typos are caught. Every error names the file, the key and the
-//! problem. Nothing here touches anything but the config file itself.
+//! problem.
+//!
+//! Relative paths in a config file (state, haproxy.cfg, template, sockets, `user_data_file`, and
+//! a command's program when it is named with a `/`) are relative to the config file's folder,
+//! not to the working directory of the run. Besides the config file, only the files it refers
+//! to that a run reads as they are (`user_data_file`) are read here, so that a missing one is a
+//! config error (exit 2) under `--plan` too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -388,6 +394,9 @@ impl Config {
         })?;
         Validator {
             source: Source::File(path.to_owned()),
+            base: std::path::absolute(path)
+                .ok()
+                .and_then(|path| path.parent().map(Path::to_owned)),
         }
         .config(raw)
     }
@@ -395,6 +404,7 @@ impl Config {
     fn from_discovery_args(args: &DiscoveryArgs) -> Result<Config, ConfigError> {
         let v = Validator {
             source: Source::CommandLine,
+            base: None,
         };
         if !args.selects_pool() {
             return Err(v.invalid(
@@ -469,9 +479,34 @@ impl Config {
 /// Validates raw structs, naming keys in the style of the source (TOML keys or flags).
 struct Validator {
     source: Source,
+    /// The config file's folder, which relative paths in it are relative to; `None` on the
+    /// command line (relative to the working directory, as a shell user expects).
+    base: Option<PathBuf>,
 }
 
 impl Validator {
+    /// A path from the config, made relative to the config file's folder.
+    fn path(&self, path: PathBuf) -> PathBuf {
+        match &self.base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path,
+        }
+    }
+
+    /// A command's argv with its program made relative to the config file's folder when it is
+    /// named by a relative path (`./bin/list`); a bare name is looked up in `PATH` when run.
+    fn command_path(&self, mut argv: Vec<String>) -> Vec<String> {
+        if let Some(program) = argv.first_mut()
+            && program.contains('/')
+        {
+            *program = self
+                .path(PathBuf::from(&*program))
+                .to_string_lossy()
+                .into_owned();
+        }
+        argv
+    }
+
     fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.source.clone(),
@@ -530,10 +565,11 @@ impl Validator {
                 ),
             ));
         }
-        let state_path = raw
-            .state
-            .path
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH));
+        let state_path = self.path(
+            raw.state
+                .path
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+        );
         if state_path.file_name().is_none() {
             return Err(self.invalid(
                 self.key("state.path", "--state"),
@@ -608,18 +644,20 @@ impl Validator {
     }
 
     fn haproxy(&self, raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
-        let config = raw
-            .config
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY_CONFIG));
+        let config = self.path(
+            raw.config
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_HAPROXY_CONFIG)),
+        );
         if config.file_name().is_none() {
             return Err(self.invalid(
                 self.key("haproxy.config", "--haproxy-config"),
                 format!("`{}` is not a file path", config.display()),
             ));
         }
-        let template = raw
-            .template
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_TEMPLATE));
+        let template = self.path(
+            raw.template
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_TEMPLATE)),
+        );
         let stats = match (raw.stats_socket, raw.stats_url) {
             (Some(_), Some(_)) => {
                 return Err(self.invalid(
@@ -628,7 +666,9 @@ impl Validator {
                 ));
             }
             (Some(socket), None) => Some(StatsSource::Socket(
-                self.non_empty("haproxy.stats_socket", socket)?,
+                self.path(self.non_empty("haproxy.stats_socket", socket)?.into())
+                    .to_string_lossy()
+                    .into_owned(),
             )),
             (None, Some(url)) => {
                 if !url.starts_with("http://") && !url.starts_with("https://") {
@@ -673,7 +713,7 @@ impl Validator {
             },
             (command, master_socket) => Reload {
                 command,
-                master_socket,
+                master_socket: master_socket.map(|path| self.path(path)),
             },
         };
         let timeout_s = raw
@@ -701,7 +741,7 @@ impl Validator {
             Some(program) if program.trim().is_empty() => {
                 Err(self.invalid(key, "the program name (first element) is empty"))
             }
-            Some(_) => Ok(argv),
+            Some(_) => Ok(self.command_path(argv)),
         }
     }
 
@@ -1150,6 +1190,88 @@ security_group = "web"
                 );
             }
         }
+    }
+
+    /// Issue 9, item 14: relative paths are relative to the config file's folder, whatever the
+    /// working directory of the run.
+    #[test]
+    fn issue_9_14_relative_paths_are_relative_to_the_config_file() {
+        let config = Config::parse(
+            "[state]\npath = \"state/state.json\"\n[haproxy]\nconfig = \"out/haproxy.cfg\"\ntemplate = \"t.hbs\"\nstats_socket = \"run/admin.sock\"\nmaster_socket = \"/run/m.sock\"\ncheck_command = [\"./bin/check\", \"{config}\"]\nreload_command = [\"systemctl\", \"reload\", \"haproxy\"]\n[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"bin/list\", \"./not-the-program\"]\n",
+            Path::new("/etc/hxa/config.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.state_path, Path::new("/etc/hxa/state/state.json"));
+        assert_eq!(config.haproxy.config, Path::new("/etc/hxa/out/haproxy.cfg"));
+        assert_eq!(config.haproxy.template, Path::new("/etc/hxa/t.hbs"));
+        assert_eq!(
+            config.haproxy.stats,
+            Some(StatsSource::Socket("/etc/hxa/run/admin.sock".into()))
+        );
+        assert_eq!(
+            config.haproxy.reload.master_socket.as_deref(),
+            Some(Path::new("/run/m.sock"))
+        );
+        assert_eq!(config.haproxy.check_command[0], "/etc/hxa/./bin/check");
+        assert_eq!(config.haproxy.reload.command.as_ref().unwrap()[0], "systemctl");
+        let ProviderKind::Exec(exec) = &config.pools[0].provider else {
+            panic!("exec pool")
+        };
+        assert_eq!(exec.list, ["/etc/hxa/bin/list", "./not-the-program"]);
+    }
+
+    /// Issue 9, items 7 and 14: `user_data_file` is read at load (a missing one is exit 2 under
+    /// `--plan` too), and `launch_template` is an id only when it has an id's syntax.
+    #[test]
+    fn issue_9_7_launch_files_and_templates_are_validated_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let launch = |extra: &str| {
+            Config::parse(
+                &format!("[haproxy]\nstats_socket = \"/s\"\n[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.scaling]\nmax = 3\n[pool.launch]\n{extra}\n"),
+                &dir.path().join("config.toml"),
+            )
+            .map(|config| config.pools[0].launch.clone().unwrap())
+        };
+        let error = launch("image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("pool[0].launch.user_data_file")
+                && error.contains(&dir.path().join("boot.sh").display().to_string()),
+            "{error}"
+        );
+        std::fs::write(dir.path().join("boot.sh"), "#!/bin/sh\n").unwrap();
+        let ok = launch("image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"").unwrap();
+        assert_eq!(ok.user_data.as_deref(), Some(&b"#!/bin/sh\n"[..]));
+        std::fs::write(dir.path().join("big.sh"), vec![b'x'; 20_000]).unwrap();
+        let error = launch("image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"big.sh\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 16384"), "{error}");
+
+        use scaling::LaunchTemplateRef;
+        let cases = [
+            ("launch_template = \"lt-web\"", LaunchTemplateRef::Name("lt-web".into()), None),
+            (
+                "launch_template = \"lt-0123456789abcdef0\"\nlaunch_template_version = 3",
+                LaunchTemplateRef::Id("lt-0123456789abcdef0".into()),
+                Some("3"),
+            ),
+            (
+                "launch_template = \"web\"\nlaunch_template_version = \"$Latest\"",
+                LaunchTemplateRef::Name("web".into()),
+                Some("$Latest"),
+            ),
+        ];
+        for (text, reference, version) in cases {
+            let template = launch(text).unwrap().launch_template.unwrap();
+            assert_eq!(template.reference, reference, "{text}");
+            assert_eq!(template.version.as_deref(), version, "{text}");
+        }
+        let error = launch("launch_template = \"web\"\nlaunch_template_version = \"newest\"")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("launch_template_version"), "{error}");
     }
 
     #[test]

@@ -117,14 +117,41 @@ pub struct Scaling {
 /// `[pool.launch]` for EC2, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Launch {
-    pub launch_template: Option<String>,
+    pub launch_template: Option<LaunchTemplate>,
     pub image_id: Option<String>,
     pub instance_type: Option<String>,
     pub security_group_ids: Vec<String>,
     pub subnet_ids: Vec<String>,
     pub key_name: Option<String>,
-    pub user_data_file: Option<PathBuf>,
+    /// The contents of `user_data_file`, read when the config is loaded so that a missing file
+    /// fails the config (exit 2, also under `--plan`), not the launch.
+    pub user_data: Option<Vec<u8>>,
     pub tags: BTreeMap<String, String>,
+}
+
+/// `launch_template`: an id (`lt-` and 17 hex digits) or a name, with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchTemplate {
+    pub reference: LaunchTemplateRef,
+    /// `launch_template_version`: a number, `$Latest` or `$Default` (EC2's default when unset).
+    pub version: Option<String>,
+}
+
+/// How a launch template is named to EC2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchTemplateRef {
+    Id(String),
+    Name(String),
+}
+
+/// EC2's most user data, before base64.
+const USER_DATA_LIMIT: usize = 16 * 1024;
+
+/// True for a launch template id: `lt-` then 17 hexadecimal digits.
+fn is_launch_template_id(value: &str) -> bool {
+    value
+        .strip_prefix("lt-")
+        .is_some_and(|hex| hex.len() == 17 && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +189,7 @@ pub(super) struct RawScaling {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLaunch {
     launch_template: Option<String>,
+    launch_template_version: Option<toml::Value>,
     image_id: Option<String>,
     instance_type: Option<String>,
     #[serde(default)]
@@ -409,14 +437,74 @@ impl Validator {
                 ));
             }
         }
+        let version = match raw.launch_template_version {
+            None => None,
+            Some(toml::Value::Integer(number)) if number >= 1 => Some(number.to_string()),
+            Some(toml::Value::String(text))
+                if text == "$Latest"
+                    || text == "$Default"
+                    || (!text.is_empty() && text.chars().all(|c| c.is_ascii_digit())) =>
+            {
+                Some(text)
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    at("launch_template_version"),
+                    format!("`{other}`: expected a version number, \"$Latest\" or \"$Default\""),
+                ));
+            }
+        };
+        let launch_template = match raw.launch_template {
+            None if version.is_some() => {
+                return Err(self.invalid(
+                    at("launch_template_version"),
+                    "is only meaningful with `launch_template`",
+                ));
+            }
+            None => None,
+            Some(template) if template.trim().is_empty() => {
+                return Err(self.invalid(at("launch_template"), "must not be empty"));
+            }
+            Some(template) => Some(LaunchTemplate {
+                reference: if is_launch_template_id(&template) {
+                    LaunchTemplateRef::Id(template)
+                } else {
+                    LaunchTemplateRef::Name(template)
+                },
+                version,
+            }),
+        };
+        let user_data = match raw.user_data_file {
+            None => None,
+            Some(path) => {
+                let path = self.path(path);
+                let data = std::fs::read(&path).map_err(|error| {
+                    self.invalid(
+                        at("user_data_file"),
+                        format!("cannot read `{}`: {error}", path.display()),
+                    )
+                })?;
+                if data.len() > USER_DATA_LIMIT {
+                    return Err(self.invalid(
+                        at("user_data_file"),
+                        format!(
+                            "`{}` is {} bytes; EC2 takes at most {USER_DATA_LIMIT}",
+                            path.display(),
+                            data.len()
+                        ),
+                    ));
+                }
+                Some(data)
+            }
+        };
         Ok(Launch {
-            launch_template: raw.launch_template,
+            launch_template,
             image_id: raw.image_id,
             instance_type: raw.instance_type,
             security_group_ids: raw.security_group_ids,
             subnet_ids: raw.subnet_ids,
             key_name: raw.key_name,
-            user_data_file: raw.user_data_file,
+            user_data,
             tags: raw.tags,
         })
     }

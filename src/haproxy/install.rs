@@ -199,6 +199,41 @@ pub async fn install_and_reload(
     })
 }
 
+/// What `--plan` checks before saying a run would install `rendered`: the checks the run makes
+/// before acting, with nothing installed. The installed config's folder must exist (the run
+/// writes its candidate there), and `check_command` must accept the candidate, which is written
+/// to a private temporary file (mode 0600, removed afterwards), never beside the installed one.
+pub async fn check_without_installing(
+    haproxy: &HaproxyConfig,
+    rendered: &str,
+) -> Result<(), InstallError> {
+    let path = &haproxy.config;
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(InstallError::Stage {
+            path: path.clone(),
+            source: io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("folder `{}` does not exist", folder.display()),
+            ),
+        });
+    }
+    let stage_error = |source| InstallError::Stage {
+        path: path.clone(),
+        source,
+    };
+    let mut candidate = tempfile::Builder::new()
+        .prefix(".haproxy-autoscaler-plan-")
+        .suffix(".cfg")
+        .tempfile()
+        .map_err(stage_error)?;
+    std::io::Write::write_all(&mut candidate, rendered.as_bytes()).map_err(stage_error)?;
+    check(haproxy, candidate.path()).await
+}
+
 /// Runs `check_command` on a candidate file.
 pub async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), InstallError> {
     let candidate_text = candidate.to_string_lossy();

@@ -149,10 +149,10 @@ fn persistent_faults_give_up_with_exit_1_within_a_bound_and_change_nothing() {
     moto.launch(&group, 1, &[]);
 
     let cases = [
-        ("throttle", 0.0, "throttled"),
+        ("throttle", 0.0, "the cloud is throttling requests"),
         ("error500", 0.0, "InternalError"),
-        ("drop", 0.0, "dispatch failure"),
-        ("drop", 10.0, "timeout"),
+        ("drop", 0.0, "cannot reach the EC2 endpoint"),
+        ("drop", 10.0, "timed out"),
     ];
     for (fault, delay, expected) in cases {
         let proxy = FaultProxy::start(
@@ -177,6 +177,11 @@ fn persistent_faults_give_up_with_exit_1_within_a_bound_and_change_nothing() {
             "{fault} (delay {delay}): expected {expected:?} in: {error}"
         );
         assert!(stdout(&output).is_empty(), "{}", describe(&output));
+        // Issue 9, item 11: said once, in words: no second WARN line, no SDK debug dump.
+        assert_eq!(error.matches("cannot list the instances").count(), 1, "{error}");
+        for dump in ["WARN", "DispatchFailure", "ConnectorError", "{ ", "(transient error)"] {
+            assert!(!error.contains(dump), "{fault}: {dump:?} in: {error}");
+        }
         assert_eq!(deployment.snapshot(), before, "{fault}: something changed");
         let attempts = proxy.attempts("DescribeInstances").len();
         assert_eq!(attempts, 3, "{fault}: max_attempts = 3");
