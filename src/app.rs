@@ -92,12 +92,20 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>) {
             .plan
             .pools
             .iter()
-            .filter_map(|pool| pool.scale.as_ref().map(|scale| (pool, scale)))
-            .flat_map(|(pool, scale)| {
-                scale
-                    .events
+            .flat_map(|pool| {
+                let events = pool
+                    .scale
                     .iter()
-                    .map(|event| notify::from_event(&pool.name, event))
+                    .flat_map(|scale| scale.events.iter())
+                    .map(|event| notify::from_event(&pool.name, event));
+                let skipped = pool
+                    .skipped
+                    .iter()
+                    .filter(|skipped| pool.newly_bad.contains(&skipped.instance_id))
+                    .map(|skipped| {
+                        notify::skipped(&pool.name, &skipped.instance_id, &skipped.reason)
+                    });
+                events.chain(skipped).collect::<Vec<_>>()
             })
             .collect(),
         Err(Error::State(state::StateError::Busy { .. })) => Vec::new(),
@@ -236,9 +244,7 @@ async fn observe(
             for id in lifecycle::probe_candidates(pool, scaling, &instances, &pool_state, now) {
                 let instance = instances.iter().find(|instance| instance.id == id);
                 let ready = match instance.map(|instance| plan::server_address(pool, instance)) {
-                    Some(Ok(Ok((host, port)))) => {
-                        probe::ready(&pool.ready_check, &host, port).await
-                    }
+                    Some(Ok((host, port))) => probe::ready(&pool.ready_check, &host, port).await,
                     _ => false,
                 };
                 pool_observed.ready.insert(id, ready);

@@ -135,7 +135,8 @@ pub struct ScalePlan {
     pub drains: Vec<InstanceAction>,
     pub terminates: Vec<InstanceAction>,
     pub events: Vec<Event>,
-    /// The pool's state after this run (its `servers` are filled in by the caller).
+    /// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
+    /// caller).
     #[serde(skip)]
     pub next: PoolState,
 }
@@ -317,7 +318,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     let mut history: Vec<Option<f64>> = state.samples.iter().map(|sample| sample.metric).collect();
     history.push(metric);
 
-    let decision = policy::decide(&policy::Input {
+    let mut decision = policy::decide(&policy::Input {
         scaling,
         now,
         in_service: in_service.len() as u32,
@@ -416,15 +417,19 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         });
     }
     let scale_down_blocked = decision.desired < decision.current && drains.is_empty();
+    if scale_down_blocked {
+        // Said in the plan every run; notified once.
+        decision.reason = format!(
+            "{}; but no server can be drained: {}",
+            decision.reason,
+            not_drainable.join(", ")
+        );
+    }
     if scale_down_blocked && !state.scale_down_blocked {
         events.push(Event::ScaleDownBlocked {
             from: decision.current,
             wanted: decision.desired,
-            reason: format!(
-                "{}; no server can be drained: {}",
-                decision.reason,
-                not_drainable.join(", ")
-            ),
+            reason: decision.reason.clone(),
         });
     }
     // Reported when the pool first hits a bound, not on every run it stays there.
@@ -469,6 +474,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
 
     let next = PoolState {
         servers: Vec::new(),
+        bad_instances: Vec::new(),
         in_service: roles
             .iter()
             .filter(|(_, role)| **role == Role::InService)

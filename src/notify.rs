@@ -38,7 +38,7 @@ pub fn from_event(pool: &str, event: &Event) -> Notification {
             reason,
         } => (
             "blocked",
-            format!("pool {pool} should scale down from {from} to {wanted}, but cannot: {reason}"),
+            format!("pool {pool} cannot scale down from {from} to {wanted}: {reason}"),
         ),
         Event::Rapid { scales, window_s } => (
             "rapid",
@@ -50,6 +50,18 @@ pub fn from_event(pool: &str, event: &Event) -> Notification {
         pool: Some(pool.to_owned()),
         text,
         details: serde_json::to_value(event).expect("events serialize"),
+    }
+}
+
+/// The notification for an instance left out for a bad value (sent the first run it is).
+pub fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
+    Notification {
+        event: "skipped",
+        pool: Some(pool.to_owned()),
+        text: format!(
+            "pool {pool}: instance {instance_id} is left out of haproxy.cfg: it {reason}"
+        ),
+        details: serde_json::json!({ "instance_id": instance_id, "reason": reason }),
     }
 }
 
@@ -67,8 +79,9 @@ pub fn failed(error: &str) -> Notification {
 pub async fn send(notify: &Notify, notifications: &[Notification]) {
     for notification in notifications {
         match notification.event {
-            // The run prints its own error once; logging it again would say it twice.
-            "failed" => {}
+            // The run prints its own error and warnings once; logging them again would say
+            // them twice.
+            "failed" | "skipped" => {}
             "scaled" | "recovered" => tracing::info!("{}", notification.text),
             _ => tracing::warn!("{}", notification.text),
         }

@@ -27,28 +27,38 @@ use crate::state::{PoolState, State};
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error(
-        "refusing to empty backend `{backend}`: discovery for pool `{pool}` found no usable instance while haproxy.cfg has {installed} server(s) in it; check the discovery filters, or set `allow_empty = true` on the pool if an empty backend is intended"
+        "refusing to empty backend `{backend}`: haproxy.cfg has {installed} server(s) in it, but {}; set `allow_empty = true` on the pool if an empty backend is intended",
+        found_words(*found, skipped)
     )]
     WouldEmpty {
         pool: String,
         backend: String,
         installed: usize,
-    },
-    #[error(
-        "instance id {id:?} in pool `{pool}` cannot be an HAProxy server name (letters, digits, `-`, `_`, `.` and `:` only)"
-    )]
-    BadInstanceId { pool: String, id: String },
-    #[error(
-        "instance `{id}` in pool `{pool}`: tag `{key}` = {value:?} is not a plain `host:port` address"
-    )]
-    BadAddressTag {
-        pool: String,
-        id: String,
-        key: String,
-        value: String,
+        /// How many instances discovery found.
+        found: usize,
+        /// Why each found instance was left out.
+        skipped: Vec<Skipped>,
     },
     #[error(transparent)]
     Render(#[from] RenderError),
+}
+
+/// What discovery found and why none of it is usable, for people: the reasons when instances
+/// were found, the filters to check when none was.
+fn found_words(found: usize, skipped: &[Skipped]) -> String {
+    if found == 0 {
+        "discovery found no instance: check the discovery filters (a typo matches nothing)"
+            .to_owned()
+    } else {
+        format!(
+            "discovery found {found} instance(s) and none is usable: {}",
+            skipped
+                .iter()
+                .map(|skipped| format!("`{}` {}", skipped.instance_id, skipped.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    }
 }
 
 /// What a pool's provider reported.
@@ -100,6 +110,10 @@ pub struct Server {
 pub struct Skipped {
     pub instance_id: String,
     pub reason: String,
+    /// True for a value that cannot be used (an unsafe tag, a bad address or id), as opposed to
+    /// an address that is not there yet (a pending instance): the operator must fix it, so it is
+    /// notified (`skipped`), once per instance.
+    pub bad_value: bool,
 }
 
 /// A pool and the servers of its backend.
@@ -110,6 +124,12 @@ pub struct PoolPlan {
     pub port: u16,
     pub servers: Vec<Server>,
     pub skipped: Vec<Skipped>,
+    /// Instances left out for a bad value this run that the previous run did not leave out:
+    /// the ones to notify about.
+    pub newly_bad: Vec<String>,
+    /// How many instances the provider listed.
+    #[serde(skip)]
+    pub found: usize,
     /// Scaling pools: the decision and the launches, drains and terminations.
     pub scale: Option<ScalePlan>,
 }
@@ -241,7 +261,24 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         pools.push(pool_plan(pool, &observed.instances, scale)?);
     }
 
+    let rendered = render_leaving_out_unsafe(renderer, config, &mut pools)?;
+    for pool in &mut pools {
+        let before = facts
+            .state
+            .pools
+            .get(&pool.name)
+            .map(|state| state.bad_instances.as_slice())
+            .unwrap_or_default();
+        pool.newly_bad = pool
+            .skipped
+            .iter()
+            .filter(|skipped| skipped.bad_value && !before.contains(&skipped.instance_id))
+            .map(|skipped| skipped.instance_id.clone())
+            .collect();
+    }
+
     let installed = facts.installed.unwrap_or_default();
+    let mut warnings = Vec::new();
     let mut actions = Vec::new();
     for pool in &pools {
         let Some(scale) = &pool.scale else { continue };
@@ -270,12 +307,23 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             .iter()
             .find(|candidate| candidate.name == pool.name)
             .expect("pool plans are built from the config's pools");
-        if pool.servers.is_empty() && !before.is_empty() && !pool_config.allow_empty {
-            return Err(PlanError::WouldEmpty {
-                pool: pool.name.clone(),
-                backend: pool.backend.clone(),
-                installed: before.len(),
-            });
+        if pool.servers.is_empty() && !pool_config.allow_empty {
+            if !before.is_empty() {
+                return Err(PlanError::WouldEmpty {
+                    pool: pool.name.clone(),
+                    backend: pool.backend.clone(),
+                    installed: before.len(),
+                    found: pool.found,
+                    skipped: pool.skipped.clone(),
+                });
+            }
+            // A first install (or a backend that is empty already): allowed, but never silent.
+            warnings.push(format!(
+                "pool `{}`: backend `{}` has no server: {}",
+                pool.name,
+                pool.backend,
+                found_words(pool.found, &pool.skipped)
+            ));
         }
         for server in &pool.servers {
             if !before.contains(&server.name) {
@@ -316,26 +364,6 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         }
     }
 
-    let context = TemplateContext {
-        haproxy: TemplateHaproxy {
-            config: &config.haproxy.config,
-            stats_socket: match &config.haproxy.stats {
-                Some(StatsSource::Socket(socket)) => Some(socket),
-                _ => None,
-            },
-            stats_url: match &config.haproxy.stats {
-                Some(StatsSource::Url(url)) => Some(url),
-                _ => None,
-            },
-            master_socket: config.haproxy.reload.master_socket.as_deref(),
-        },
-        pools: &pools,
-        backends: pools
-            .iter()
-            .map(|pool| (pool.backend.as_str(), pool))
-            .collect(),
-    };
-    let rendered = renderer.render(&context)?;
     let rendered_sha256 = sha256_hex(&rendered);
     let installed_sha256 = facts.installed.map(sha256_hex);
     let differs = installed_sha256.as_deref() != Some(rendered_sha256.as_str());
@@ -346,7 +374,6 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         && facts.state.installed_config_sha256.as_deref() != Some(rendered_sha256.as_str());
     let changed = differs || unconfirmed;
 
-    let mut warnings = Vec::new();
     if let (Some(installed), Some(recorded)) =
         (&installed_sha256, &facts.state.installed_config_sha256)
         && installed != recorded
@@ -360,7 +387,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     for pool in &pools {
         for skipped in &pool.skipped {
             warnings.push(format!(
-                "pool `{}`: instance `{}` left out: {}",
+                "pool `{}`: instance `{}` left out: it {}",
                 pool.name, skipped.instance_id, skipped.reason
             ));
         }
@@ -433,6 +460,12 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             .iter()
             .map(|server| server.name.clone())
             .collect();
+        entry.bad_instances = pool
+            .skipped
+            .iter()
+            .filter(|skipped| skipped.bad_value)
+            .map(|skipped| skipped.instance_id.clone())
+            .collect();
     }
     next_state
         .pools
@@ -473,15 +506,21 @@ fn pool_plan(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
         {
-            return Err(PlanError::BadInstanceId {
-                pool: pool.name.clone(),
-                id: instance.id.clone(),
+            skipped.push(Skipped {
+                instance_id: instance.id.clone(),
+                reason: "its id cannot be an HAProxy server name (letters, digits, `-`, `_`, `.` and `:` only)".to_owned(),
+                bad_value: true,
             });
+            continue;
         }
-        let (address, port) = match server_address(pool, instance)? {
+        let (address, port) = match server_address(pool, instance) {
             Ok(address) => address,
-            Err(reason) => {
-                skipped.push(skip(instance, &reason));
+            Err(Unusable::NotYet(reason)) => {
+                skipped.push(skip(instance, &reason, false));
+                continue;
+            }
+            Err(Unusable::Bad(reason)) => {
+                skipped.push(skip(instance, &reason, true));
                 continue;
             }
         };
@@ -511,44 +550,151 @@ fn pool_plan(
         port: pool.port,
         servers,
         skipped,
+        newly_bad: Vec::new(),
+        found: instances.len(),
         scale,
     })
 }
 
-/// Where HAProxy (and the readiness probe) reaches an instance: `Ok(Err(reason))` when the
-/// instance has no such address yet, `Err` when its address tag is not a plain `host:port`.
-pub fn server_address(
-    pool: &PoolConfig,
-    instance: &Instance,
-) -> Result<Result<(String, u16), String>, PlanError> {
-    Ok(match &pool.address {
+/// Why an instance has no usable address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// Not there yet (a pending instance without an IP): it is left out quietly until it has one.
+    NotYet(String),
+    /// There, but not usable (an address tag that is not `host:port`): the operator must fix it.
+    Bad(String),
+}
+
+/// Where HAProxy (and the readiness probe) reaches an instance.
+pub fn server_address(pool: &PoolConfig, instance: &Instance) -> Result<(String, u16), Unusable> {
+    match &pool.address {
         AddressSource::PrivateIp => match &instance.private_ip {
             Some(ip) => Ok((ip.clone(), instance.port.unwrap_or(pool.port))),
-            None => Err("it has no private IP address yet".to_owned()),
+            None => Err(Unusable::NotYet("has no private IP address yet".to_owned())),
         },
         AddressSource::PublicIp => match &instance.public_ip {
             Some(ip) => Ok((ip.clone(), instance.port.unwrap_or(pool.port))),
-            None => Err("it has no public IP address".to_owned()),
+            None => Err(Unusable::NotYet("has no public IP address".to_owned())),
         },
         AddressSource::Tag(key) => match instance.tags.get(key) {
-            Some(value) => Ok(
-                parse_host_port(value).ok_or_else(|| PlanError::BadAddressTag {
-                    pool: pool.name.clone(),
-                    id: instance.id.clone(),
-                    key: key.clone(),
-                    value: value.clone(),
-                })?,
-            ),
-            None => Err(format!("it has no `{key}` tag")),
+            Some(value) => parse_host_port(value).ok_or_else(|| {
+                Unusable::Bad(format!(
+                    "has tag `{key}` = {value:?}, which is not a plain `host:port` address"
+                ))
+            }),
+            None => Err(Unusable::NotYet(format!("has no `{key}` tag"))),
         },
-    })
+    }
 }
 
-fn skip(instance: &Instance, reason: &str) -> Skipped {
+fn skip(instance: &Instance, reason: &str, bad_value: bool) -> Skipped {
     Skipped {
         instance_id: instance.id.clone(),
         reason: reason.to_owned(),
+        bad_value,
     }
+}
+
+/// The template's context for these pools.
+fn template_context<'a>(config: &'a Config, pools: &'a [PoolPlan]) -> TemplateContext<'a> {
+    TemplateContext {
+        haproxy: TemplateHaproxy {
+            config: &config.haproxy.config,
+            stats_socket: match &config.haproxy.stats {
+                Some(StatsSource::Socket(socket)) => Some(socket),
+                _ => None,
+            },
+            stats_url: match &config.haproxy.stats {
+                Some(StatsSource::Url(url)) => Some(url),
+                _ => None,
+            },
+            master_socket: config.haproxy.reload.master_socket.as_deref(),
+        },
+        pools,
+        backends: pools
+            .iter()
+            .map(|pool| (pool.backend.as_str(), pool))
+            .collect(),
+    }
+}
+
+/// Renders the template. When it refuses a value that is not a plain HAProxy token, the servers
+/// whose unsafe values the template writes are left out (skipped, with the key and the value)
+/// and the rest is rendered: one bad instance never stops the others (invariant 12).
+///
+/// Which servers those are is found by rendering once more with every unsafe value of every
+/// server replaced by a unique marker: a marker that reaches the output names its server and
+/// field. Values the template does not write (a tag it never uses) leave nothing out.
+fn render_leaving_out_unsafe(
+    renderer: &Renderer,
+    config: &Config,
+    pools: &mut [PoolPlan],
+) -> Result<String, PlanError> {
+    let refused = match renderer.render(&template_context(config, pools)) {
+        Ok(text) => return Ok(text),
+        Err(error @ RenderError::UnsafeValue { .. }) => error,
+        Err(error) => return Err(error.into()),
+    };
+    let mut probe = pools.to_vec();
+    // (pool, server, where the value is, the value), in the order of the markers.
+    let mut marked: Vec<(usize, usize, String, String)> = Vec::new();
+    for (pool_index, pool) in probe.iter_mut().enumerate() {
+        for (server_index, server) in pool.servers.iter_mut().enumerate() {
+            let fields = server
+                .tags
+                .iter_mut()
+                .map(|(key, value)| (format!("tag `{key}`"), value))
+                .chain(server.zone.as_mut().map(|zone| ("zone".to_owned(), zone)))
+                .chain(
+                    server
+                        .image_id
+                        .as_mut()
+                        .map(|id| ("image_id".to_owned(), id)),
+                )
+                .chain(
+                    server
+                        .launch_time
+                        .as_mut()
+                        .map(|time| ("launch_time".to_owned(), time)),
+                );
+            for (field, value) in fields {
+                if !is_haproxy_token(value) {
+                    let marker = format!("hxaprobe{}z", marked.len());
+                    let original = std::mem::replace(value, marker);
+                    marked.push((pool_index, server_index, field, original));
+                }
+            }
+        }
+    }
+    let Ok(probed) = renderer.render(&template_context(config, &probe)) else {
+        // Still refused with every server value marked: the value is not a server's.
+        return Err(refused.into());
+    };
+    let mut leave_out: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
+    for (marker, (pool_index, server_index, field, value)) in marked.into_iter().enumerate() {
+        if probed.contains(&format!("hxaprobe{marker}z")) {
+            leave_out
+                .entry((pool_index, server_index))
+                .or_insert((field, value));
+        }
+    }
+    if leave_out.is_empty() {
+        return Err(refused.into());
+    }
+    for ((pool_index, server_index), (field, value)) in leave_out.into_iter().rev() {
+        let pool = &mut pools[pool_index];
+        let server = pool.servers.remove(server_index);
+        pool.skipped.push(Skipped {
+            instance_id: server.instance_id,
+            reason: format!(
+                "has {field} = {value:?}, which the template writes into haproxy.cfg but is not a plain HAProxy token (whitespace, `#`, quotes, backslashes and control characters are refused)"
+            ),
+            bad_value: true,
+        });
+        pool.skipped
+            .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    }
+    Ok(renderer.render(&template_context(config, pools))?)
 }
 
 /// Parses `host:port` (or `[v6]:port`) where host is an IP address or a DNS name.
@@ -827,6 +973,26 @@ mod tests {
         let plan_ok = plan(&config(""), vec![pending.clone()], None, &State::default()).unwrap();
         assert_eq!(plan_ok.pools[0].skipped[0].instance_id, "i-1");
         assert!(plan_ok.warnings[0].contains("no private IP"));
+        // Issue 9, item 13: an empty first install is not silent, and a refusal says what was
+        // found and why each was left out.
+        assert!(
+            plan_ok
+                .warnings
+                .iter()
+                .any(|w| w.contains("backend `web` has no server")
+                    && w.contains("`i-1` has no private IP address yet")),
+            "{:?}",
+            plan_ok.warnings
+        );
+        let nothing = plan(&config(""), vec![], None, &State::default()).unwrap();
+        assert!(
+            nothing
+                .warnings
+                .iter()
+                .any(|w| w.contains("found no instance: check the discovery filters")),
+            "{:?}",
+            nothing.warnings
+        );
         let error = plan(
             &config(""),
             vec![pending],
@@ -835,6 +1001,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(error, PlanError::WouldEmpty { .. }));
+        let message = error.to_string();
+        assert!(
+            message.contains(
+                "found 1 instance(s) and none is usable: `i-1` has no private IP address yet"
+            ) && !message.contains("check the discovery filters"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -853,20 +1026,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok.rendered, "backend web\n    server i-1 127.0.0.1:9001\n");
+        // Issue 9, item 9: a bad value leaves that instance out with a warning naming it and
+        // the value; every other server still syncs.
         for bad in [
             "127.0.0.1",
             "127.0.0.1:0",
+            "127.0.0.1:99999",
             "a b:80",
             "h#x:80",
             "host:80\nserver evil 1.1.1.1:80",
             ":80",
             "[zz]:80",
         ] {
-            let error = plan(&config, vec![with_tag(bad)], None, &State::default()).unwrap_err();
-            assert!(
-                matches!(error, PlanError::BadAddressTag { .. }),
-                "{bad:?}: {error}"
+            let mut good = with_tag("127.0.0.1:9002");
+            good.id = "i-2".into();
+            let plan = plan(&config, vec![with_tag(bad), good], None, &State::default()).unwrap();
+            assert_eq!(
+                plan.rendered, "backend web\n    server i-2 127.0.0.1:9002\n",
+                "{bad:?}"
             );
+            let skipped = &plan.pools[0].skipped;
+            assert!(
+                skipped[0].bad_value && skipped[0].instance_id == "i-1",
+                "{skipped:?}"
+            );
+            assert!(
+                plan.warnings[0].contains("instance `i-1`")
+                    && plan.warnings[0].contains(&format!("{bad:?}")),
+                "{:?}",
+                plan.warnings
+            );
+            assert_eq!(plan.pools[0].newly_bad, ["i-1"]);
+            assert_eq!(plan.next_state.pools["web"].bad_instances, ["i-1"]);
         }
         assert_eq!(parse_host_port("[::1]:80"), Some(("[::1]".into(), 80)));
         assert_eq!(
@@ -876,17 +1067,78 @@ mod tests {
     }
 
     #[test]
-    fn hostile_instance_ids_are_refused() {
+    fn hostile_instance_ids_are_left_out() {
         for bad in ["i-1 backup", "i-1\n", "", "i#1"] {
-            let error = plan(
+            let plan = plan(
                 &config(""),
-                vec![instance(bad, "10.0.0.1")],
+                vec![instance(bad, "10.0.0.1"), instance("i-2", "10.0.0.2")],
                 None,
                 &State::default(),
             )
-            .unwrap_err();
-            assert!(matches!(error, PlanError::BadInstanceId { .. }), "{bad:?}");
+            .unwrap();
+            assert_eq!(
+                plan.rendered, "backend web\n    server i-2 10.0.0.2:8080\n",
+                "{bad:?}"
+            );
+            assert!(plan.pools[0].skipped[0].bad_value, "{bad:?}");
         }
+    }
+
+    /// Issue 9, item 9: a tag value the template writes that is not a plain token leaves that
+    /// instance out (not the run); a bad value the template does not write leaves nothing out;
+    /// a left-out instance is new (notified) only the first time.
+    #[test]
+    fn issue_9_9_an_unsafe_value_the_template_writes_leaves_only_its_instance_out() {
+        let config = config("");
+        let renderer = Renderer::compile(
+            "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}} # {{default tags.Name instance_id}}\n{{/each}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        let named = |id: &str, ip: &str, name: Option<&str>, other: &str| {
+            let mut i = instance(id, ip);
+            if let Some(name) = name {
+                i.tags.insert("Name".into(), name.into());
+            }
+            i.tags.insert("Owner".into(), other.into());
+            i
+        };
+        let run = |instances: Vec<Instance>, state: &State| {
+            build(
+                Facts {
+                    config: &config,
+                    observed: &[Observed {
+                        pool: "web".into(),
+                        instances,
+                        ..Observed::default()
+                    }],
+                    installed: None,
+                    state,
+                    now: 1_000,
+                },
+                &renderer,
+            )
+        };
+        let instances = vec![
+            named("i-1", "10.0.0.1", Some("web one"), "ops"),
+            named("i-2", "10.0.0.2", None, "ops team"),
+            named("i-3", "10.0.0.3", Some("web-3"), "ops"),
+        ];
+        let plan = run(instances.clone(), &State::default()).unwrap();
+        assert_eq!(
+            plan.rendered,
+            "backend web\n    server i-2 10.0.0.2:8080 # i-2\n    server i-3 10.0.0.3:8080 # web-3\n"
+        );
+        let skipped = &plan.pools[0].skipped;
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(
+            skipped[0].instance_id == "i-1"
+                && skipped[0].reason.contains("tag `Name` = \"web one\""),
+            "{skipped:?}"
+        );
+        assert_eq!(plan.pools[0].newly_bad, ["i-1"]);
+        let again = run(instances, &plan.next_state).unwrap();
+        assert!(again.pools[0].newly_bad.is_empty());
     }
 
     #[test]

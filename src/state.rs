@@ -81,6 +81,9 @@ pub struct PoolState {
     /// Instance ids rendered into the backend by the last run that installed a config.
     #[serde(default)]
     pub servers: Vec<String>,
+    /// Instances the last run left out for a bad value (notified once, when first left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_instances: Vec<String>,
     /// Servers that were in service after the last run (booting ones are not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_service: Vec<String>,

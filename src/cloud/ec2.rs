@@ -195,7 +195,9 @@ impl Provider for Ec2 {
             .set_key_name(launch.key_name.clone());
         if let Some(template) = &launch.launch_template {
             let spec = match &template.reference {
-                LaunchTemplateRef::Id(id) => LaunchTemplateSpecification::builder().launch_template_id(id),
+                LaunchTemplateRef::Id(id) => {
+                    LaunchTemplateSpecification::builder().launch_template_id(id)
+                }
                 LaunchTemplateRef::Name(name) => {
                     LaunchTemplateSpecification::builder().launch_template_name(name)
                 }

@@ -1213,7 +1213,10 @@ security_group = "web"
             Some(Path::new("/run/m.sock"))
         );
         assert_eq!(config.haproxy.check_command[0], "/etc/hxa/./bin/check");
-        assert_eq!(config.haproxy.reload.command.as_ref().unwrap()[0], "systemctl");
+        assert_eq!(
+            config.haproxy.reload.command.as_ref().unwrap()[0],
+            "systemctl"
+        );
         let ProviderKind::Exec(exec) = &config.pools[0].provider else {
             panic!("exec pool")
         };
@@ -1227,31 +1230,42 @@ security_group = "web"
         let dir = tempfile::tempdir().unwrap();
         let launch = |extra: &str| {
             Config::parse(
-                &format!("[haproxy]\nstats_socket = \"/s\"\n[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.scaling]\nmax = 3\n[pool.launch]\n{extra}\n"),
+                &format!("[haproxy]\nstats_socket = \"/s\"\n[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.scaling]\nmax = 3\nscale_up_above = 20\nscale_down_below = 10\n[pool.launch]\n{extra}\n"),
                 &dir.path().join("config.toml"),
             )
             .map(|config| config.pools[0].launch.clone().unwrap())
         };
-        let error = launch("image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"")
-            .unwrap_err()
-            .to_string();
+        let error = launch(
+            "image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("pool[0].launch.user_data_file")
                 && error.contains(&dir.path().join("boot.sh").display().to_string()),
             "{error}"
         );
         std::fs::write(dir.path().join("boot.sh"), "#!/bin/sh\n").unwrap();
-        let ok = launch("image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"").unwrap();
+        let ok = launch(
+            "image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"",
+        )
+        .unwrap();
         assert_eq!(ok.user_data.as_deref(), Some(&b"#!/bin/sh\n"[..]));
         std::fs::write(dir.path().join("big.sh"), vec![b'x'; 20_000]).unwrap();
-        let error = launch("image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"big.sh\"")
-            .unwrap_err()
-            .to_string();
+        let error = launch(
+            "image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"big.sh\"",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("at most 16384"), "{error}");
 
         use scaling::LaunchTemplateRef;
         let cases = [
-            ("launch_template = \"lt-web\"", LaunchTemplateRef::Name("lt-web".into()), None),
+            (
+                "launch_template = \"lt-web\"",
+                LaunchTemplateRef::Name("lt-web".into()),
+                None,
+            ),
             (
                 "launch_template = \"lt-0123456789abcdef0\"\nlaunch_template_version = 3",
                 LaunchTemplateRef::Id("lt-0123456789abcdef0".into()),

@@ -6,6 +6,10 @@
 //! escape function that checks it is a plain HAProxy token (no whitespace, `#`, quote, backslash or
 //! control character) and fails the render otherwise, naming where the value came from.
 //! `{{{triple}}}` output bypasses that check, so the shipped template never uses it.
+//!
+//! Helpers: `{{default a b ...}}` writes the first of its values that is present and not empty
+//! (`{{default tags.Name instance_id}}`: strict mode makes a bare `{{tags.Name}}` an error for an
+//! instance without that tag). Its output passes the same token check.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -80,6 +84,35 @@ impl Renderer {
             }
             value.to_owned()
         });
+        let sink = Arc::clone(&refused);
+        registry.register_helper(
+            "default",
+            Box::new(
+                move |helper: &handlebars::Helper<'_>,
+                      _: &Handlebars<'_>,
+                      _: &handlebars::Context,
+                      _: &mut handlebars::RenderContext<'_, '_>,
+                      out: &mut dyn handlebars::Output|
+                      -> handlebars::HelperResult {
+                    let value = helper
+                        .params()
+                        .iter()
+                        .filter(|param| !param.is_value_missing())
+                        .map(|param| match param.value() {
+                            Value::String(text) => text.clone(),
+                            Value::Null => String::new(),
+                            other => other.to_string(),
+                        })
+                        .find(|text| !text.is_empty())
+                        .unwrap_or_default();
+                    if !is_haproxy_token(&value) {
+                        sink.lock().expect("escape sink lock").push(value.clone());
+                    }
+                    out.write(&value)?;
+                    Ok(())
+                },
+            ),
+        );
         registry
             .register_template_string(TEMPLATE_NAME, text)
             .map_err(|error| RenderError::Compile {
@@ -209,6 +242,24 @@ mod tests {
             );
             assert!(message.contains("servers[1].tags.Name"), "{message}");
         }
+    }
+
+    /// Issue 9, item 9: the README's `{{tags.Name}}` fails in strict mode for an instance
+    /// without the tag; `default` falls back, and its output is checked like any value.
+    #[test]
+    fn issue_9_9_default_falls_back_to_the_next_present_value() {
+        let template = "{{#each servers}}{{default tags.Name instance_id}} {{/each}}";
+        let context = json!({"servers": [
+            {"instance_id": "i-1", "tags": {"Name": "web-1"}},
+            {"instance_id": "i-2", "tags": {}},
+            {"instance_id": "i-3", "tags": {"Name": ""}},
+        ]});
+        assert_eq!(render(template, context).unwrap(), "web-1 i-2 i-3 ");
+        let hostile = json!({"servers": [{"instance_id": "i-1", "tags": {"Name": "a b"}}]});
+        assert!(matches!(
+            render(template, hostile),
+            Err(RenderError::UnsafeValue { .. })
+        ));
     }
 
     #[test]

@@ -178,8 +178,18 @@ fn persistent_faults_give_up_with_exit_1_within_a_bound_and_change_nothing() {
         );
         assert!(stdout(&output).is_empty(), "{}", describe(&output));
         // Issue 9, item 11: said once, in words: no second WARN line, no SDK debug dump.
-        assert_eq!(error.matches("cannot list the instances").count(), 1, "{error}");
-        for dump in ["WARN", "DispatchFailure", "ConnectorError", "{ ", "(transient error)"] {
+        assert_eq!(
+            error.matches("cannot list the instances").count(),
+            1,
+            "{error}"
+        );
+        for dump in [
+            "WARN",
+            "DispatchFailure",
+            "ConnectorError",
+            "{ ",
+            "(transient error)",
+        ] {
             assert!(!error.contains(dump), "{fault}: {dump:?} in: {error}");
         }
         assert_eq!(deployment.snapshot(), before, "{fault}: something changed");
