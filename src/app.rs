@@ -80,13 +80,13 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
         .map_or(0, |elapsed| elapsed.as_secs() as i64);
     let outcome = reconcile(&config, &renderer, &provider, cli.plan, now).await;
     if !cli.plan {
-        notify_outcome(&config, &outcome).await;
+        notify_outcome(&config, &outcome, now).await;
     }
     outcome
 }
 
 /// Sends the run's events; a run that failed is an event too (a busy lock is not).
-async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>) {
+async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>, now: i64) {
     let notifications: Vec<notify::Notification> = match outcome {
         Ok(report) => report
             .plan
@@ -108,9 +108,24 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>) {
                 events.chain(skipped).collect::<Vec<_>>()
             })
             .collect(),
-        Err(Error::State(state::StateError::Busy { .. })) => Vec::new(),
-        Err(error) => vec![notify::failed(&error_chain(error))],
+        Err(_) => Vec::new(),
     };
+    // `failed` and `recovered` on transitions, not on every run of an outage; a busy lock is
+    // neither (the run holding it decides).
+    let mut notifications = notifications;
+    let error = match outcome {
+        Err(Error::State(state::StateError::Busy { .. })) => return,
+        Err(error) => Some(error_chain(error)),
+        Ok(_) => None,
+    };
+    let (transition, failing) = notify::failure_transition(
+        notify::load_failing(&config.state_path),
+        now,
+        error.as_deref(),
+        config.notify.repeat_failed_s,
+    );
+    notify::save_failing(&config.state_path, failing);
+    notifications.extend(transition);
     notify::send(&config.notify, &notifications).await;
 }
 

@@ -75,6 +75,104 @@ pub fn failed(error: &str) -> Notification {
     }
 }
 
+/// Since when runs have been failing, and when that was last notified: kept beside the state
+/// file (`<state>.failing`, see [`failing_path`]) so that it survives a state file that cannot
+/// be read, which may be the very failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Failing {
+    pub since: i64,
+    pub notified_at: i64,
+}
+
+/// Where [`Failing`] is kept for a state file.
+pub fn failing_path(state_path: &std::path::Path) -> std::path::PathBuf {
+    let mut path = state_path.as_os_str().to_owned();
+    path.push(".failing");
+    path.into()
+}
+
+/// The `failed` / `recovered` notifications of a run, on transitions only: the first failed
+/// run, then again every `repeat_s` (0: never again) while runs keep failing, and `recovered`
+/// on the first run that succeeds after failures. Returns what to keep for the next run.
+/// Pure: `now` and what the previous run left are inputs.
+pub fn failure_transition(
+    previous: Option<Failing>,
+    now: i64,
+    error: Option<&str>,
+    repeat_s: u64,
+) -> (Option<Notification>, Option<Failing>) {
+    match (previous, error) {
+        (None, None) => (None, None),
+        (Some(failing), None) => (
+            Some(Notification {
+                event: "recovered",
+                pool: None,
+                text: format!(
+                    "haproxy-autoscaler runs succeed again, after failing for {}s",
+                    now.saturating_sub(failing.since)
+                ),
+                details: serde_json::json!({ "failing_since": failing.since }),
+            }),
+            None,
+        ),
+        (None, Some(error)) => (
+            Some(failed(error)),
+            Some(Failing {
+                since: now,
+                notified_at: now,
+            }),
+        ),
+        (Some(failing), Some(error)) => {
+            let due = repeat_s > 0 && now >= failing.notified_at.saturating_add(repeat_s as i64);
+            if !due {
+                return (None, Some(failing));
+            }
+            let mut notification = failed(error);
+            notification.text = format!(
+                "haproxy-autoscaler runs have been failing for {}s: {error}",
+                now.saturating_sub(failing.since)
+            );
+            (
+                Some(notification),
+                Some(Failing {
+                    since: failing.since,
+                    notified_at: now,
+                }),
+            )
+        }
+    }
+}
+
+/// Reads what the previous run left in `<state>.failing`; a missing or unreadable file is "not
+/// failing" (at worst one notification too many).
+pub fn load_failing(state_path: &std::path::Path) -> Option<Failing> {
+    let bytes = std::fs::read(failing_path(state_path)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Keeps `failing` for the next run, or removes the file. A failure here is only logged: it
+/// costs at most a repeated or a missed notification.
+pub fn save_failing(state_path: &std::path::Path, failing: Option<Failing>) {
+    let path = failing_path(state_path);
+    let outcome = match failing {
+        Some(failing) => crate::fs_atomic::write(
+            &path,
+            &serde_json::to_vec(&failing).expect("failing serializes"),
+            crate::fs_atomic::Ownership {
+                mode: 0o600,
+                uid_gid: None,
+            },
+        ),
+        None => match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        },
+    };
+    if let Err(error) = outcome {
+        tracing::warn!("cannot update `{}`: {error}", path.display());
+    }
+}
+
 /// Logs every notification and sends the subscribed ones to the configured sinks.
 pub async fn send(notify: &Notify, notifications: &[Notification]) {
     for notification in notifications {
@@ -153,6 +251,53 @@ mod tests {
     use super::*;
     use crate::config::Secret;
     use tokio::io::AsyncWriteExt;
+
+    /// Issue 9, item 12: `failed` on the transition, again every `repeat_s`, `recovered` once.
+    #[test]
+    fn issue_9_12_failed_is_notified_on_transitions_not_every_run() {
+        let events = |runs: &[(i64, bool)], repeat_s| {
+            let mut kept = None;
+            let mut seen = Vec::new();
+            for (now, ok) in runs {
+                let (notification, next) =
+                    failure_transition(kept, *now, (!ok).then_some("boom"), repeat_s);
+                kept = next;
+                seen.push(notification.map(|n| n.event).unwrap_or("-"));
+            }
+            seen
+        };
+        let minutes: Vec<(i64, bool)> = (0..10).map(|m| (m * 60, m == 0 || m >= 8)).collect();
+        assert_eq!(
+            events(&minutes, 180),
+            [
+                "-",
+                "failed",
+                "-",
+                "-",
+                "failed",
+                "-",
+                "-",
+                "failed",
+                "recovered",
+                "-"
+            ]
+        );
+        assert_eq!(
+            events(&minutes, 0),
+            [
+                "-",
+                "failed",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "recovered",
+                "-"
+            ]
+        );
+    }
 
     fn notify(on: &[&str]) -> Notify {
         Notify {

@@ -87,6 +87,8 @@ pub struct Notify {
     /// "rapid" = more scale actions than `rapid_scales` within `rapid_window_s`.
     pub rapid_scales: u32,
     pub rapid_window_s: u64,
+    /// While runs keep failing, `failed` is sent again this often (0: only once).
+    pub repeat_failed_s: u64,
 }
 
 /// The notification events.
@@ -108,6 +110,7 @@ impl Default for Notify {
             command: None,
             rapid_scales: 5,
             rapid_window_s: 1800,
+            repeat_failed_s: 3600,
         }
     }
 }
@@ -278,6 +281,7 @@ struct RawNotify {
     command: Option<Vec<String>>,
     rapid_scales: Option<i64>,
     rapid_window_s: Option<i64>,
+    repeat_failed_s: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -630,7 +634,17 @@ impl Validator {
                 format!("must be between 1 and 604800, got {rapid_window_s}"),
             ));
         }
+        let repeat_failed_s = raw
+            .repeat_failed_s
+            .unwrap_or(defaults.repeat_failed_s as i64);
+        if !(0..=86_400 * 7).contains(&repeat_failed_s) {
+            return Err(self.invalid(
+                "notify.repeat_failed_s",
+                format!("must be between 0 (never repeat) and 604800, got {repeat_failed_s}"),
+            ));
+        }
         Ok(Notify {
+            repeat_failed_s: repeat_failed_s as u64,
             on,
             webhook: raw.webhook.map(Secret),
             command,
