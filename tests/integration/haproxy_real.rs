@@ -233,6 +233,14 @@ fn the_shipped_template_passes_haproxy_check() {
     assert!(
         config.contains("option idle-close-on-response") && config.contains("expose-fd listeners")
     );
+    // Issue 9, item 8: never HAProxy as root on a Debian load balancer.
+    for line in [
+        "    user haproxy\n",
+        "    group haproxy\n",
+        "    chroot /var/lib/haproxy\n",
+    ] {
+        assert!(config.contains(line), "{line:?} missing:\n{config}");
+    }
 }
 
 /// A loopback HTTP backend answering `200 ok` to a bounded number of connections.
