@@ -36,10 +36,64 @@ pub struct Ec2 {
 
 /// The AWS configuration could not be resolved.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "no AWS region configured: set `[aws] region` in the config (or `--region`), or AWS_REGION in the environment"
-)]
-pub struct NoRegion;
+pub enum NoRegion {
+    #[error(
+        "no AWS region configured: set `[aws] region` in the config (or `--region`), or AWS_REGION in the environment"
+    )]
+    Missing,
+    /// `AWS_PROFILE` names a profile no AWS file has: the SDK would carry on silently without
+    /// it and fail later with a misleading "no region" or "no credentials".
+    #[error(
+        "AWS profile `{profile}` (from AWS_PROFILE) is in neither `{}` nor `{}`: fix AWS_PROFILE, or unset it to use the default chain",
+        config.display(),
+        credentials.display()
+    )]
+    UnknownProfile {
+        profile: String,
+        config: std::path::PathBuf,
+        credentials: std::path::PathBuf,
+    },
+}
+
+/// Checks that the profile `AWS_PROFILE` names exists in the AWS config or credentials file
+/// (`AWS_CONFIG_FILE`, `AWS_SHARED_CREDENTIALS_FILE`, by default under `~/.aws`).
+fn check_profile() -> Result<(), NoRegion> {
+    let Some(profile) = std::env::var("AWS_PROFILE").ok().filter(|p| !p.is_empty()) else {
+        return Ok(());
+    };
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let file = |variable: &str, default: &str| {
+        std::env::var_os(variable)
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| home.join(".aws").join(default))
+    };
+    let (config, credentials) = (
+        file("AWS_CONFIG_FILE", "config"),
+        file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
+    );
+    let has_section = |path: &std::path::Path, names: &[String]| {
+        std::fs::read_to_string(path).is_ok_and(|text| {
+            text.lines().any(|line| {
+                line.trim()
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.strip_suffix(']'))
+                    .is_some_and(|section| names.iter().any(|name| section.trim() == name))
+            })
+        })
+    };
+    let in_config = has_section(&config, &[format!("profile {profile}"), profile.clone()]);
+    if in_config || has_section(&credentials, std::slice::from_ref(&profile)) {
+        Ok(())
+    } else {
+        Err(NoRegion::UnknownProfile {
+            profile,
+            config,
+            credentials,
+        })
+    }
+}
 
 /// The most one EC2 call may take: every attempt, and the standard retry mode's longest backoff
 /// between them (1 s, doubling, at most 20 s; jitter only shortens it). With the defaults, 48 s.
@@ -53,6 +107,7 @@ fn operation_timeout(aws: &AwsConfig) -> Duration {
 impl Ec2 {
     /// Builds a client from `[aws]` and the standard environment / profile chain.
     pub async fn connect(aws: &AwsConfig) -> Result<Ec2, NoRegion> {
+        check_profile()?;
         // IMDS answers in about a millisecond on EC2; elsewhere nothing answers, so fail fast.
         let imds_client = imds::Client::builder()
             .connect_timeout(Duration::from_millis(250))
@@ -72,7 +127,7 @@ impl Ec2 {
             )
             .region()
             .await
-            .ok_or(NoRegion)?,
+            .ok_or(NoRegion::Missing)?,
         };
         let credentials = DefaultCredentialsChain::builder()
             .region(region.clone())

@@ -373,6 +373,19 @@ fn missing_credentials_and_region_are_clear_errors() {
             .replace("region = \"us-east-1\"\n", ""),
     )
     .unwrap();
+    // Issue 9, item 11: a profile that does not exist is named as such, not as "no region".
+    let no_profile = deployment
+        .command()
+        .env("AWS_PROFILE", "nope")
+        .output()
+        .unwrap();
+    assert_exit(&no_profile, 2);
+    assert!(
+        stderr(&no_profile).contains("AWS profile `nope` (from AWS_PROFILE) is in neither")
+            && !stderr(&no_profile).contains("no AWS region"),
+        "{}",
+        describe(&no_profile)
+    );
     let no_region = deployment.command().output().unwrap();
     assert_exit(&no_region, 2);
     assert!(
@@ -520,9 +533,19 @@ fn secrets_never_appear_in_any_output_or_file() {
         ),
     )
     .unwrap();
-    for args in [&["-vv"][..], &["--plan", "--format", "json", "-vv"]] {
-        let output = deployment
-            .command()
+    // Issue 9, item 11: RUST_LOG at any level, not only -vv (the SDK logs key ids at INFO and
+    // signs requests at DEBUG/TRACE).
+    for (args, rust_log) in [
+        (&["-vv"][..], None),
+        (&["--plan", "--format", "json", "-vv"], None),
+        (&[][..], Some("debug")),
+        (&["--plan"], Some("trace")),
+    ] {
+        let mut command = deployment.command();
+        if let Some(level) = rust_log {
+            command.env("RUST_LOG", level);
+        }
+        let output = command
             .env_remove("AWS_ACCESS_KEY_ID")
             .env_remove("AWS_SECRET_ACCESS_KEY")
             .args(args)

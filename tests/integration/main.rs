@@ -10,5 +10,6 @@ mod haproxy_real;
 mod hostile;
 mod local_demo;
 mod moto;
+mod operator;
 mod scaling;
 mod util;
