@@ -74,7 +74,9 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
             None
         },
     };
-    tracing::debug!("AWS client ready in {:?}", started.elapsed());
+    if uses_ec2 {
+        tracing::info!("AWS client: {:?}", started.elapsed());
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64);
@@ -118,6 +120,15 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>, now: i
         Err(error) => Some(error_chain(error)),
         Ok(_) => None,
     };
+    // Without a sink for them there is nothing to remember: a failed run then leaves no file.
+    let sink = config.notify.webhook.is_some() || config.notify.command.is_some();
+    let subscribed = ["failed", "recovered"]
+        .iter()
+        .any(|event| config.notify.on.contains(*event));
+    if !(sink && subscribed) {
+        notify::send(&config.notify, &notifications).await;
+        return;
+    }
     let (transition, failing) = notify::failure_transition(
         notify::load_failing(&config.state_path),
         now,
@@ -142,8 +153,25 @@ pub async fn reconcile(
     } else {
         Some(StateLock::acquire(&config.state_path)?)
     };
+    let mut stage = Instant::now();
+    let mut lap = |name: &str, detail: String| {
+        tracing::info!("{name}: {:?}{detail}", stage.elapsed());
+        stage = Instant::now();
+    };
     let loaded = state::load(&config.state_path)?;
+    lap("load state", String::new());
     let observed = observe(config, provider, &loaded.state, now).await?;
+    lap(
+        "observe",
+        format!(
+            " ({} pool(s), {} instance(s))",
+            observed.len(),
+            observed
+                .iter()
+                .map(|pool| pool.instances.len())
+                .sum::<usize>()
+        ),
+    );
     let installed = read_installed(&config.haproxy.config)?;
     let plan = plan::build(
         Facts {
@@ -156,10 +184,22 @@ pub async fn reconcile(
         renderer,
     )?;
     let changes = plan.has_changes();
+    lap(
+        "plan and render",
+        format!(
+            " ({} server(s), {} action(s))",
+            plan.pools
+                .iter()
+                .map(|pool| pool.servers.len())
+                .sum::<usize>(),
+            plan.actions.len()
+        ),
+    );
     if plan_only {
         // Every check the run makes before acting, so that `--plan` fails where the run would.
         if plan.config.changed {
             install::check_without_installing(&config.haproxy, &plan.rendered).await?;
+            lap("check the candidate", String::new());
         }
         return Ok(Report {
             mode: "plan",
@@ -168,6 +208,7 @@ pub async fn reconcile(
         });
     }
     apply(config, &plan, &loaded, provider).await?;
+    lap("apply", String::new());
     Ok(Report {
         mode: "apply",
         changes,

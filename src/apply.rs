@@ -102,7 +102,13 @@ pub async fn apply(
     }
 
     if plan.config.changed {
+        let started = std::time::Instant::now();
         install::install_and_reload(&config.haproxy, &plan.rendered).await?;
+        tracing::info!(
+            "check, install and reload: {:?} ({} bytes)",
+            started.elapsed(),
+            plan.rendered.len()
+        );
     }
 
     let mut terminate: BTreeMap<&str, Vec<String>> = BTreeMap::new();

@@ -508,7 +508,7 @@ fn pool_plan(
         {
             skipped.push(Skipped {
                 instance_id: instance.id.clone(),
-                reason: "its id cannot be an HAProxy server name (letters, digits, `-`, `_`, `.` and `:` only)".to_owned(),
+                reason: "has an id that cannot be an HAProxy server name (letters, digits, `-`, `_`, `.` and `:` only)".to_owned(),
                 bad_value: true,
             });
             continue;
@@ -569,11 +569,11 @@ pub enum Unusable {
 pub fn server_address(pool: &PoolConfig, instance: &Instance) -> Result<(String, u16), Unusable> {
     match &pool.address {
         AddressSource::PrivateIp => match &instance.private_ip {
-            Some(ip) => Ok((ip.clone(), instance.port.unwrap_or(pool.port))),
+            Some(ip) => plain_host(ip, instance.port.unwrap_or(pool.port)),
             None => Err(Unusable::NotYet("has no private IP address yet".to_owned())),
         },
         AddressSource::PublicIp => match &instance.public_ip {
-            Some(ip) => Ok((ip.clone(), instance.port.unwrap_or(pool.port))),
+            Some(ip) => plain_host(ip, instance.port.unwrap_or(pool.port)),
             None => Err(Unusable::NotYet("has no public IP address".to_owned())),
         },
         AddressSource::Tag(key) => match instance.tags.get(key) {
@@ -584,6 +584,18 @@ pub fn server_address(pool: &PoolConfig, instance: &Instance) -> Result<(String,
             }),
             None => Err(Unusable::NotYet(format!("has no `{key}` tag"))),
         },
+    }
+}
+
+/// An address a provider reported (exec commands print what they like): a plain IP address or
+/// host name, or the instance is left out.
+fn plain_host(host: &str, port: u16) -> Result<(String, u16), Unusable> {
+    if is_plain_host(host) {
+        Ok((host.to_owned(), port))
+    } else {
+        Err(Unusable::Bad(format!(
+            "has address {host:?}, which is not a plain IP address or host name"
+        )))
     }
 }
 
@@ -701,18 +713,21 @@ fn render_leaving_out_unsafe(
 fn parse_host_port(value: &str) -> Option<(String, u16)> {
     let (host, port) = value.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|port| *port != 0)?;
-    let plain_host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
-    let valid = match plain_host {
+    let valid = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
-        None => {
-            !host.is_empty()
-                && is_haproxy_token(host)
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
-        }
+        None => is_plain_host(host),
     };
     valid.then(|| (host.to_owned(), port))
+}
+
+/// An IPv4 or IPv6 address or a DNS name, nothing HAProxy could read as more than one word.
+fn is_plain_host(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>().is_ok()
+        || (!host.is_empty()
+            && is_haproxy_token(host)
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')))
 }
 
 impl fmt::Display for Action {

@@ -291,17 +291,23 @@ fn config_less_mode_discovers_one_pool() {
 fn hostile_tag_values_never_reach_haproxy_cfg() {
     let moto = Moto::start();
     moto.security_group("web");
-    moto.launch("web", 1, &[("Name", "web\n    server evil 127.0.0.9:80")]);
+    let hostile = moto.launch("web", 1, &[("Name", "web\n    server evil 127.0.0.9:80")]);
+    let good = moto.launch("web", 1, &[("Name", "web-2")]);
     let mut deployment = Deployment::new(&moto.url);
     deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}} # {{tags.Name}}\n{{/each}}{{/each}}".to_owned();
+    // Issue 9, item 9: the hostile instance is left out, named with its value; the good one
+    // is served.
     let output = deployment.run(&[]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 0);
     assert!(
-        stderr(&output).contains("tags.Name"),
+        stderr(&output).contains(&format!("instance `{}` left out", hostile[0]))
+            && stderr(&output).contains("tag `Name` = \"web\\n    server evil"),
         "{}",
         describe(&output)
     );
-    assert!(!deployment.haproxy_cfg().exists());
+    let config = std::fs::read_to_string(deployment.haproxy_cfg()).unwrap();
+    assert!(!config.contains("evil"), "{config}");
+    assert_eq!(deployment.servers(), good);
 }
 
 #[test]
