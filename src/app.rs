@@ -100,10 +100,12 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>, now: i
                     .iter()
                     .flat_map(|scale| scale.events.iter())
                     .map(|event| notify::from_event(&pool.name, event));
+                let newly_bad: std::collections::BTreeSet<&String> =
+                    pool.newly_bad.iter().collect();
                 let skipped = pool
                     .skipped
                     .iter()
-                    .filter(|skipped| pool.newly_bad.contains(&skipped.instance_id))
+                    .filter(move |skipped| newly_bad.contains(&skipped.instance_id))
                     .map(|skipped| {
                         notify::skipped(&pool.name, &skipped.instance_id, &skipped.reason)
                     });
@@ -675,8 +677,25 @@ mod tests {
         );
         assert_eq!(cloud.instances("web").len(), 2);
         cloud.heal();
-        run(&config, &renderer, &cloud, 1_180).await.unwrap();
+        let report = run(&config, &renderer, &cloud, 1_180).await.unwrap();
         assert_eq!(cloud.calls(), ["terminate web i-2"]);
+        // Issue 9, item 14: the plan lists its actions in the order the run makes them: the
+        // server leaves the config and HAProxy is reloaded before its instance is terminated.
+        let kinds: Vec<&str> = report
+            .plan
+            .actions
+            .iter()
+            .map(|action| match action {
+                crate::plan::Action::RemoveServer { .. } => "remove",
+                crate::plan::Action::InstallConfig { .. } => "install",
+                crate::plan::Action::Reload { .. } => "reload",
+                crate::plan::Action::Terminate { .. } => "terminate",
+                _ => "other",
+            })
+            .collect();
+        // (The failed run before already removed i-2 from the file; HAProxy's load of it was
+        // never recorded, so this run reloads again.)
+        assert_eq!(kinds, ["install", "reload", "terminate"]);
         let ids: Vec<String> = cloud.instances("web").into_iter().map(|i| i.id).collect();
         assert_eq!(ids, ["i-1"]);
         let installed = std::fs::read_to_string(&config.haproxy.config).unwrap();

@@ -263,11 +263,11 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
 
     let rendered = render_leaving_out_unsafe(renderer, config, &mut pools)?;
     for pool in &mut pools {
-        let before = facts
+        let before: std::collections::BTreeSet<&String> = facts
             .state
             .pools
             .get(&pool.name)
-            .map(|state| state.bad_instances.as_slice())
+            .map(|state| state.bad_instances.iter().collect())
             .unwrap_or_default();
         pool.newly_bad = pool
             .skipped

@@ -144,6 +144,23 @@ fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
         "a no-op run prints nothing: {}",
         describe(&again)
     );
+    // Item 14: -v times every stage and counts what it saw.
+    let verbose = site.run(&["-v"]);
+    assert_exit(&verbose, 0);
+    for stage in [
+        "load state: ",
+        "observe: ",
+        "(1 pool(s), 1 instance(s))",
+        "plan and render: ",
+        "(1 server(s), 0 action(s))",
+        "apply: ",
+    ] {
+        assert!(
+            stderr(&verbose).contains(stage),
+            "{stage}: {}",
+            describe(&verbose)
+        );
+    }
     // A check program that is nowhere is named as such: it "could not run", not "rejected".
     let mut missing = Site::new(ONE_INSTANCE);
     missing
