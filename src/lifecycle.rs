@@ -419,11 +419,13 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     let scale_down_blocked = decision.desired < decision.current && drains.is_empty();
     if scale_down_blocked {
         // Said in the plan every run; notified once.
-        decision.reason = format!(
-            "{}; but no server can be drained: {}",
-            decision.reason,
-            not_drainable.join(", ")
-        );
+        // An adopted fleet can be large: name a few, count the rest.
+        const NAMED: usize = 5;
+        let mut why = not_drainable[..not_drainable.len().min(NAMED)].join(", ");
+        if not_drainable.len() > NAMED {
+            why.push_str(&format!(" and {} more", not_drainable.len() - NAMED));
+        }
+        decision.reason = format!("{}; but no server can be drained: {why}", decision.reason);
     }
     if scale_down_blocked && !state.scale_down_blocked {
         events.push(Event::ScaleDownBlocked {
