@@ -340,7 +340,11 @@ pub fn print_error(cli: &Cli, error: &Error) {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(stdout));
     }
-    if busy && cli.verbose == 0 {
+    if busy {
+        // Not an error: another run is doing the job.
+        if cli.verbose > 0 {
+            eprintln!("note: {error} (exit 75)");
+        }
         return;
     }
     eprintln!("error: {error}");
@@ -372,6 +376,13 @@ fn print(cli: &Cli, report: &Report) {
             if !cli.quiet {
                 for warning in &report.plan.warnings {
                     eprintln!("warning: {warning}");
+                }
+                for (line, news) in report.plan.left_out() {
+                    if news {
+                        eprintln!("warning: {line}");
+                    } else {
+                        tracing::info!("{line}");
+                    }
                 }
             }
             report

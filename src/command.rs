@@ -21,11 +21,10 @@ const OUTPUT_LIMIT: usize = 4000;
 /// A command that could not be run or did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("could not run `{command}`")]
+    #[error("could not run `{command}`: {error}")]
     Spawn {
         command: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "could not run `{command}`: program `{program}` was not found in PATH ({}) nor in {}; give its full path in the config",
@@ -92,9 +91,9 @@ pub async fn run_with_input(
 ) -> Result<(String, String), CommandError> {
     use tokio::io::AsyncWriteExt;
     let command = display(argv);
-    let spawn_error = |source| CommandError::Spawn {
+    let spawn_error = |error| CommandError::Spawn {
         command: command.clone(),
-        source,
+        error,
     };
     let (program, args) = argv
         .split_first()

@@ -196,6 +196,9 @@ pub struct Plan {
     pub pools: Vec<PoolPlan>,
     pub config: ConfigChange,
     pub actions: Vec<Action>,
+    /// What the run says once, as `warning:` lines: a hand-edited haproxy.cfg replaced, an
+    /// empty backend installed. Instances left out are in each pool's `skipped` (see
+    /// [`Plan::left_out`]).
     pub warnings: Vec<String>,
     /// The full rendered haproxy.cfg that apply installs.
     #[serde(skip)]
@@ -209,6 +212,27 @@ impl Plan {
     /// True if applying the plan does anything (bookkeeping in the state file aside).
     pub fn has_changes(&self) -> bool {
         !self.actions.is_empty()
+    }
+
+    /// One line per instance left out, and whether it is news: left out for a bad value that
+    /// the previous run did not leave out. A run says the news (cron mails it once) and the
+    /// rest only with `-v`; `--plan` says them all.
+    pub fn left_out(&self) -> Vec<(String, bool)> {
+        self.pools
+            .iter()
+            .flat_map(|pool| {
+                let news: std::collections::BTreeSet<&String> = pool.newly_bad.iter().collect();
+                pool.skipped.iter().map(move |skipped| {
+                    (
+                        format!(
+                            "pool `{}`: instance `{}` left out: it {}",
+                            pool.name, skipped.instance_id, skipped.reason
+                        ),
+                        news.contains(&skipped.instance_id),
+                    )
+                })
+            })
+            .collect()
     }
 }
 
@@ -279,6 +303,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
 
     let installed = facts.installed.unwrap_or_default();
     let mut warnings = Vec::new();
+    let mut empty_warnings = Vec::new();
     let mut actions = Vec::new();
     for pool in &pools {
         let Some(scale) = &pool.scale else { continue };
@@ -302,6 +327,14 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     }
     for pool in &pools {
         let before = backend_servers(installed, &pool.backend);
+        // Sets, not scans: a backend can have 100,000 servers.
+        let before_set: std::collections::HashSet<&str> =
+            before.iter().map(String::as_str).collect();
+        let rendered_set: std::collections::HashSet<&str> = pool
+            .servers
+            .iter()
+            .map(|server| server.name.as_str())
+            .collect();
         let pool_config = config
             .pools
             .iter()
@@ -318,7 +351,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
                 });
             }
             // A first install (or a backend that is empty already): allowed, but never silent.
-            warnings.push(format!(
+            empty_warnings.push(format!(
                 "pool `{}`: backend `{}` has no server: {}",
                 pool.name,
                 pool.backend,
@@ -326,7 +359,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             ));
         }
         for server in &pool.servers {
-            if !before.contains(&server.name) {
+            if !before_set.contains(server.name.as_str()) {
                 actions.push(Action::AddServer {
                     pool: pool.name.clone(),
                     backend: pool.backend.clone(),
@@ -344,7 +377,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             }
         }
         for name in &before {
-            if !pool.servers.iter().any(|server| &server.name == name) {
+            if !rendered_set.contains(name.as_str()) {
                 actions.push(Action::RemoveServer {
                     pool: pool.name.clone(),
                     backend: pool.backend.clone(),
@@ -374,23 +407,20 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         && facts.state.installed_config_sha256.as_deref() != Some(rendered_sha256.as_str());
     let changed = differs || unconfirmed;
 
-    if let (Some(installed), Some(recorded)) =
-        (&installed_sha256, &facts.state.installed_config_sha256)
-        && installed != recorded
-        && differs
-    {
+    let hand_edited = matches!(
+        (&installed_sha256, &facts.state.installed_config_sha256),
+        (Some(installed), Some(recorded)) if installed != recorded
+    ) && differs;
+    if hand_edited {
         warnings.push(format!(
             "`{}` was changed outside haproxy-autoscaler since its last install; it will be replaced",
             config.haproxy.config.display(),
         ));
     }
-    for pool in &pools {
-        for skipped in &pool.skipped {
-            warnings.push(format!(
-                "pool `{}`: instance `{}` left out: it {}",
-                pool.name, skipped.instance_id, skipped.reason
-            ));
-        }
+    // A first install with an empty backend is said on the run that installs it, not on every
+    // run after it.
+    if changed {
+        warnings.extend(empty_warnings);
     }
 
     let diff = if changed {
@@ -414,6 +444,9 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             "no haproxy.cfg is installed yet".to_owned()
         } else if unconfirmed {
             "haproxy.cfg matches the rendered config, but no run recorded reloading HAProxy with it (a run stopped between install and reload, or the state file is new)".to_owned()
+        } else if hand_edited {
+            "haproxy.cfg was changed outside haproxy-autoscaler: putting back the rendered config"
+                .to_owned()
         } else if membership_changed {
             "backend servers changed".to_owned()
         } else {
@@ -579,7 +612,8 @@ pub fn server_address(pool: &PoolConfig, instance: &Instance) -> Result<(String,
         AddressSource::Tag(key) => match instance.tags.get(key) {
             Some(value) => parse_host_port(value).ok_or_else(|| {
                 Unusable::Bad(format!(
-                    "has tag `{key}` = {value:?}, which is not a plain `host:port` address"
+                    "has tag `{key}` = {value:?}, which is not a plain `host:port` address ({})",
+                    host_port_problem(value)
                 ))
             }),
             None => Err(Unusable::NotYet(format!("has no `{key}` tag"))),
@@ -720,6 +754,20 @@ fn parse_host_port(value: &str) -> Option<(String, u16)> {
     valid.then(|| (host.to_owned(), port))
 }
 
+/// What is wrong with a `host:port` that [`parse_host_port`] refused, in words.
+fn host_port_problem(value: &str) -> String {
+    let Some((_, port)) = value.rsplit_once(':') else {
+        return "no `:PORT`".to_owned();
+    };
+    match port.parse::<u64>() {
+        Ok(number) if !(1..=65535).contains(&number) => {
+            format!("port {number} is not between 1 and 65535")
+        }
+        Ok(_) => "the host is not a plain IP address or host name".to_owned(),
+        Err(_) => format!("{port:?} is not a port number"),
+    }
+}
+
 /// An IPv4 or IPv6 address or a DNS name, nothing HAProxy could read as more than one word.
 fn is_plain_host(host: &str) -> bool {
     host.parse::<std::net::IpAddr>().is_ok()
@@ -791,6 +839,9 @@ impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for warning in &self.warnings {
             writeln!(f, "warning: {warning}")?;
+        }
+        for (line, _) in self.left_out() {
+            writeln!(f, "warning: {line}")?;
         }
         for pool in &self.pools {
             if let Some(scale) = &pool.scale {
@@ -987,7 +1038,11 @@ mod tests {
         pending.private_ip = None;
         let plan_ok = plan(&config(""), vec![pending.clone()], None, &State::default()).unwrap();
         assert_eq!(plan_ok.pools[0].skipped[0].instance_id, "i-1");
-        assert!(plan_ok.warnings[0].contains("no private IP"));
+        let left_out = plan_ok.left_out();
+        assert!(
+            left_out[0].0.contains("no private IP") && !left_out[0].1,
+            "not yet there is not news: {left_out:?}"
+        );
         // Issue 9, item 13: an empty first install is not silent, and a refusal says what was
         // found and why each was left out.
         assert!(
@@ -1065,11 +1120,12 @@ mod tests {
                 skipped[0].bad_value && skipped[0].instance_id == "i-1",
                 "{skipped:?}"
             );
+            let left_out = plan.left_out();
             assert!(
-                plan.warnings[0].contains("instance `i-1`")
-                    && plan.warnings[0].contains(&format!("{bad:?}")),
-                "{:?}",
-                plan.warnings
+                left_out[0].0.contains("instance `i-1`")
+                    && left_out[0].0.contains(&format!("{bad:?}"))
+                    && left_out[0].1,
+                "{left_out:?}"
             );
             assert_eq!(plan.pools[0].newly_bad, ["i-1"]);
             assert_eq!(plan.next_state.pools["web"].bad_instances, ["i-1"]);

@@ -33,7 +33,7 @@ pub enum StateError {
     #[error("another run holds the lock `{}`; nothing was done", path.display())]
     Busy { path: PathBuf },
     #[error(
-        "cannot read state file `{}`: permission denied; it is private (mode 0600) to the user the runs are made as: run this as that user (for example `sudo haproxy-autoscaler --plan`)",
+        "cannot read state file `{}`: permission denied; it is private (mode 0600) to the user the runs are made as: run this as that user (for example with sudo, and the same arguments)",
         path.display()
     )]
     ReadDenied { path: PathBuf },

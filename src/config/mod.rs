@@ -360,8 +360,15 @@ impl Config {
                 origin: Source::CommandLine,
                 key: "--config".to_owned(),
                 message: format!(
-                    "`{}` (from --config or HAPROXY_AUTOSCALER_CONFIG) cannot be combined with the config-less flags {}: use either a config file or the flags",
+                    "`{}` (from {}) cannot be combined with the config-less flags {}: use either a config file or the flags",
                     path.display(),
+                    if std::env::var_os("HAPROXY_AUTOSCALER_CONFIG").as_deref()
+                        == Some(path.as_os_str())
+                    {
+                        "HAPROXY_AUTOSCALER_CONFIG in the environment"
+                    } else {
+                        "--config"
+                    },
                     cli.discovery
                         .given()
                         .iter()
@@ -492,7 +499,12 @@ impl Validator {
     /// A path from the config, made relative to the config file's folder.
     fn path(&self, path: PathBuf) -> PathBuf {
         match &self.base {
-            Some(base) if path.is_relative() => base.join(path),
+            // `./x` joins as `BASE/x`, not `BASE/./x`.
+            Some(base) if path.is_relative() => base.join(
+                path.components()
+                    .filter(|part| *part != std::path::Component::CurDir)
+                    .collect::<PathBuf>(),
+            ),
             _ => path,
         }
     }
@@ -1226,7 +1238,7 @@ security_group = "web"
             config.haproxy.reload.master_socket.as_deref(),
             Some(Path::new("/run/m.sock"))
         );
-        assert_eq!(config.haproxy.check_command[0], "/etc/hxa/./bin/check");
+        assert_eq!(config.haproxy.check_command[0], "/etc/hxa/bin/check");
         assert_eq!(
             config.haproxy.reload.command.as_ref().unwrap()[0],
             "systemctl"

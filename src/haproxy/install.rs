@@ -31,9 +31,12 @@ pub enum InstallError {
         #[source]
         source: io::Error,
     },
-    #[error("the rendered config was rejected by the check command; `{}` is untouched", path.display())]
+    #[error("the rendered config was rejected by the check command; `{}` is untouched{lines}", path.display())]
     Check {
         path: PathBuf,
+        /// The rendered lines the check's output points at (the candidate it names is gone by
+        /// the time anyone reads the message).
+        lines: Box<str>,
         #[source]
         source: CommandError,
     },
@@ -128,6 +131,7 @@ pub async fn install_and_reload(
     let path = &haproxy.config;
     let backup = backup_path(path);
     let previous = read_installed(path)?;
+    check_folder(path)?;
     let staged =
         Staged::write(path, rendered.as_bytes()).map_err(|source| InstallError::Stage {
             path: path.clone(),
@@ -208,19 +212,7 @@ pub async fn check_without_installing(
     rendered: &str,
 ) -> Result<(), InstallError> {
     let path = &haproxy.config;
-    let folder = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        return Err(InstallError::Stage {
-            path: path.clone(),
-            source: io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("folder `{}` does not exist", folder.display()),
-            ),
-        });
-    }
+    check_folder(path)?;
     let stage_error = |source| InstallError::Stage {
         path: path.clone(),
         source,
@@ -232,6 +224,52 @@ pub async fn check_without_installing(
         .map_err(stage_error)?;
     std::io::Write::write_all(&mut candidate, rendered.as_bytes()).map_err(stage_error)?;
     check(haproxy, candidate.path()).await
+}
+
+/// The folder haproxy.cfg goes in must exist: the tool does not create it (a missing one is a
+/// wrong path far more often than a folder to make).
+fn check_folder(path: &Path) -> Result<(), InstallError> {
+    let folder = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if folder.is_dir() {
+        return Ok(());
+    }
+    Err(InstallError::Stage {
+        path: path.to_owned(),
+        source: io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("folder `{}` does not exist", folder.display()),
+        ),
+    })
+}
+
+/// The lines of `candidate` that a check's `output` names as `CANDIDATE:LINE` (HAProxy's
+/// `parsing [FILE:LINE]`), quoted, at most five.
+fn quoted_lines(output: &str, candidate: &Path) -> String {
+    let name = candidate.to_string_lossy();
+    let Ok(text) = std::fs::read_to_string(candidate) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut numbers: Vec<usize> = output
+        .match_indices(&format!("{name}:"))
+        .filter_map(|(at, found)| {
+            let rest = &output[at + found.len()..];
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .collect();
+    numbers.dedup();
+    numbers.truncate(5);
+    numbers
+        .into_iter()
+        .filter_map(|number| {
+            let line = lines.get(number.checked_sub(1)?)?;
+            Some(format!("\n  rendered line {number}: {}", line.trim_end()))
+        })
+        .collect()
 }
 
 /// Runs `check_command` on a candidate file.
@@ -246,8 +284,9 @@ pub async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), Inst
         .await
         .map(drop)
         .map_err(|source| match source {
-            CommandError::Failed { .. } => InstallError::Check {
+            CommandError::Failed { ref output, .. } => InstallError::Check {
                 path: haproxy.config.clone(),
+                lines: quoted_lines(output, candidate).into(),
                 source,
             },
             _ => InstallError::CheckNotRun {

@@ -136,7 +136,7 @@ impl Renderer {
             .render(TEMPLATE_NAME, &context)
             .map_err(|error| RenderError::Render {
                 path: self.path.clone(),
-                message: error.to_string(),
+                message: plain_message(&error.to_string()),
             })?;
         if let Some(value) = self.refused.lock().expect("escape sink lock").first() {
             return Err(RenderError::UnsafeValue {
@@ -145,6 +145,24 @@ impl Renderer {
             });
         }
         Ok(text)
+    }
+}
+
+/// Handlebars' message without Rust's debug syntax: its strict-mode error names the variable
+/// as `Some("name")`.
+fn plain_message(message: &str) -> String {
+    let Some(start) = message.find("Some(\"") else {
+        return message.to_owned();
+    };
+    let rest = &message[start + 6..];
+    match rest.find("\")") {
+        Some(end) => format!(
+            "{}`{}` does not exist (see the README's template variables){}",
+            message[..start].replace("Failed to access variable in strict mode ", "strict mode: "),
+            &rest[..end],
+            &rest[end + 2..]
+        ),
+        None => message.to_owned(),
     }
 }
 
@@ -215,7 +233,11 @@ mod tests {
         let error = render("server {{nmae}}", json!({"name": "i-1"}))
             .unwrap_err()
             .to_string();
-        assert!(error.contains("t.hbs") && error.contains("nmae"), "{error}");
+        assert!(
+            error.contains("t.hbs") && error.contains("`nmae` does not exist"),
+            "{error}"
+        );
+        assert!(!error.contains("Some("), "no Rust debug syntax: {error}");
     }
 
     #[test]

@@ -119,16 +119,19 @@ impl Site {
 
 const ONE_INSTANCE: &str = r#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001}]"#;
 
-/// Item 4 (and 14: relative paths): the README's cron line, `haproxy-autoscaler -q`, under
-/// cron's environment, from `/`: the default check command finds Debian's /usr/sbin/haproxy,
-/// the first install succeeds and prints nothing; so does the no-op run after it.
+/// Item 4 (and 14: relative paths): the README's cron line, `haproxy-autoscaler`, under cron's
+/// environment, from `/`: the default check command finds Debian's /usr/sbin/haproxy, the first
+/// install succeeds and says what it did, the no-op run after it prints nothing, and with `-q`
+/// a change prints nothing either.
 #[test]
 fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
     let site = Site::new(ONE_INSTANCE);
-    let first = site.run(&["-q"]);
+    let first = site.run(&[]);
     assert_exit(&first, 0);
     assert!(
-        first.stdout.is_empty() && first.stderr.is_empty(),
+        stdout(&first).contains("add server web/web-1 at 127.0.0.1:9001")
+            && stdout(&first).contains("reload haproxy")
+            && first.stderr.is_empty(),
         "{}",
         describe(&first)
     );
@@ -144,15 +147,28 @@ fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
         "a no-op run prints nothing: {}",
         describe(&again)
     );
+    std::fs::write(
+        site.path("etc/instances.json"),
+        r#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001}, {"id": "web-2", "address": "127.0.0.1", "port": 9002}]"#,
+    )
+    .unwrap();
+    let quiet = site.run(&["-q"]);
+    assert_exit(&quiet, 0);
+    assert!(
+        quiet.stdout.is_empty() && quiet.stderr.is_empty(),
+        "{}",
+        describe(&quiet)
+    );
+    assert!(site.installed().contains("server web-2 127.0.0.1:9002"));
     // Item 14: -v times every stage and counts what it saw.
     let verbose = site.run(&["-v"]);
     assert_exit(&verbose, 0);
     for stage in [
         "load state: ",
         "observe: ",
-        "(1 pool(s), 1 instance(s))",
+        "(1 pool(s), 2 instance(s))",
         "plan and render: ",
-        "(1 server(s), 0 action(s))",
+        "(2 server(s), 0 action(s))",
         "apply: ",
     ] {
         assert!(
@@ -300,9 +316,30 @@ fn issue_9_9_one_bad_instance_never_stops_the_others() {
         events[0].contains("web-2") && events[1].contains("web-3"),
         "{events:?}"
     );
-    // The next run: still left out, not notified again.
-    assert_exit(&site.run(&[]), 0);
+    // The next run: still left out, neither said nor notified again (cron would mail it every
+    // minute); -v and --plan still say it.
+    let again = site.run(&[]);
+    assert_exit(&again, 0);
+    assert!(
+        again.stdout.is_empty() && again.stderr.is_empty(),
+        "{}",
+        describe(&again)
+    );
     assert_eq!(skipped_events(&site).len(), 2);
+    let verbose = site.run(&["-v"]);
+    assert_eq!(
+        stderr(&verbose).matches("left out").count(),
+        2,
+        "{}",
+        describe(&verbose)
+    );
+    let plan = site.run(&["--plan"]);
+    assert_eq!(
+        stdout(&plan).matches("left out").count(),
+        2,
+        "{}",
+        describe(&plan)
+    );
 }
 
 /// Items 11 and 12: a failing run answers in JSON with `--format json`, says its error once,
