@@ -417,6 +417,13 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             config.haproxy.config.display(),
         ));
     }
+    // Taking over a file nobody told us about (Debian's stock haproxy.cfg, a hand-written one).
+    if differs && installed_sha256.is_some() && facts.state.installed_config_sha256.is_none() {
+        warnings.push(format!(
+            "`{0}` was not written by haproxy-autoscaler (the state records no install): it will be replaced by the rendered config, and kept as `{0}.bak`",
+            config.haproxy.config.display(),
+        ));
+    }
     // A first install with an empty backend is said on the run that installs it, not on every
     // run after it.
     if changed {
@@ -1218,6 +1225,23 @@ mod tests {
         let instances = vec![instance("i-1", "10.0.0.1")];
         let first = plan(&config, instances.clone(), None, &State::default()).unwrap();
         let edited = format!("{}# hand edit\n", first.rendered);
+        // Issue 9: taking over a file the tool did not write (Debian's stock haproxy.cfg) is said.
+        let stock = plan(
+            &config,
+            instances.clone(),
+            Some("global\n    daemon\n"),
+            &State::default(),
+        )
+        .unwrap();
+        assert!(
+            stock
+                .warnings
+                .iter()
+                .any(|w| w.contains("was not written by haproxy-autoscaler")
+                    && w.contains("haproxy.cfg.bak")),
+            "{:?}",
+            stock.warnings
+        );
         let second = plan(&config, instances, Some(&edited), &first.next_state).unwrap();
         assert!(
             second.warnings[0].contains("changed outside"),
