@@ -343,14 +343,20 @@ pub fn print_error(cli: &Cli, error: &Error) {
     if busy {
         // Not an error: another run is doing the job.
         if cli.verbose > 0 {
-            eprintln!("note: {error} (exit 75)");
+            say(format_args!("note: {error} (exit 75)"));
         }
         return;
     }
-    eprintln!("error: {error}");
+    say(format_args!("error: {error}"));
     for cause in &causes {
-        eprintln!("caused by: {cause}");
+        say(format_args!("caused by: {cause}"));
     }
+}
+
+/// One line on stderr. A closed or broken stderr (a pipe nobody reads) loses the line, never
+/// the run: `eprintln!` would panic, and the run would exit 101 after doing its work.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {
@@ -375,11 +381,11 @@ fn print(cli: &Cli, report: &Report) {
         Format::Text => {
             if !cli.quiet {
                 for warning in &report.plan.warnings {
-                    eprintln!("warning: {warning}");
+                    say(format_args!("warning: {warning}"));
                 }
                 for (line, news) in report.plan.left_out() {
                     if news {
-                        eprintln!("warning: {line}");
+                        say(format_args!("warning: {line}"));
                     } else {
                         tracing::info!("{line}");
                     }

@@ -194,7 +194,11 @@ pub fn launch_token(pool: &str, now: i64) -> String {
 
 /// Plans one scaling pool.
 pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
-    let (pool, scaling, state, now) = (facts.pool, facts.scaling, facts.state, facts.now);
+    let (pool, scaling, now) = (facts.pool, facts.scaling, facts.now);
+    // Times from the future (written while the clock was ahead) would hold a cooldown or a drain
+    // for as long as the clock was off: every stored time counts as `now` at the latest.
+    let clamped = clamp_to(facts.state, now);
+    let state = &clamped;
     let rows: BTreeMap<&str, &Row> = facts
         .stats
         .map(|stats| {
@@ -256,10 +260,16 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         );
     }
 
-    // Launch intents: resolve the ones without ids; re-send those with no instance.
+    // Launch intents: resolve the ones without ids; re-send those with no instance, re-decided
+    // against today's `max` (it may have been lowered since): never more than it allows.
     let mut launches = Vec::new();
     let mut pending_capacity = 0u32;
     let mut intents = Vec::new();
+    let (_, max_now) = policy::bounds_at(scaling, now);
+    let present = roles
+        .values()
+        .filter(|role| **role != Role::Draining)
+        .count() as u32;
     for intent in &state.launches {
         if intent.instance_ids.is_some() {
             continue; // its instances carry the pool tag: discovery sees them from now on
@@ -267,14 +277,30 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         match facts.found_by_token.get(&intent.token) {
             Some(ids) if !ids.is_empty() => {}
             _ => {
-                pending_capacity += intent.count;
+                let room = max_now.saturating_sub(present.saturating_add(pending_capacity));
+                let count = intent.count.min(room);
+                if count == 0 {
+                    continue; // max is reached without it: the intent is dropped
+                }
+                pending_capacity = pending_capacity.saturating_add(count);
+                let reason = if count < intent.count {
+                    format!(
+                        "a launch of {} was asked for but none of its instances exists: sending it again with the same token, for {count} (max is {max_now})",
+                        intent.count
+                    )
+                } else {
+                    "a launch was asked for but none of its instances exists: sending it again with the same token".to_owned()
+                };
                 launches.push(LaunchAction {
                     token: intent.token.clone(),
-                    count: intent.count,
+                    count,
                     retry: true,
-                    reason: "a launch was asked for but none of its instances exists: sending it again with the same token".to_owned(),
+                    reason,
                 });
-                intents.push(intent.clone());
+                intents.push(LaunchIntent {
+                    count,
+                    ..intent.clone()
+                });
             }
         }
     }
@@ -322,7 +348,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         scaling,
         now,
         in_service: in_service.len() as u32,
-        booting: booting + pending_capacity,
+        booting: booting.saturating_add(pending_capacity),
         per_server: &per_server,
         history: &history,
         last_scale_at: state.scale_history.last().map(|event| event.at),
@@ -503,6 +529,28 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     }
 }
 
+/// A copy of `state` whose times are at most `now`.
+fn clamp_to(state: &PoolState, now: i64) -> PoolState {
+    let mut state = state.clone();
+    for drain in &mut state.draining {
+        drain.since = drain.since.min(now);
+    }
+    for event in &mut state.scale_history {
+        event.at = event.at.min(now);
+    }
+    for intent in &mut state.launches {
+        intent.requested_at = intent.requested_at.min(now);
+    }
+    for sample in &mut state.samples {
+        sample.at = sample.at.min(now);
+    }
+    for (at, _) in &mut state.recommendations {
+        *at = (*at).min(now);
+    }
+    state.reloaded_at = state.reloaded_at.map(|at| at.min(now));
+    state
+}
+
 fn sample_of(stats: &StatsSnapshot, now: i64) -> Sample {
     Sample {
         at: now,
@@ -560,7 +608,7 @@ fn server_metric(
         }
         let (before, after) = (pick(previous.servers.get(id)?)?, pick(now)?);
         let delta = after.checked_sub(before)?;
-        Some(delta as f64 / (sample.at - previous.at) as f64)
+        Some(delta as f64 / sample.at.checked_sub(previous.at)? as f64)
     };
     match metric {
         Metric::SessionRate => rate(|counters| Some(counters.stot)),
@@ -927,6 +975,84 @@ mod tests {
         );
     }
 
+    /// Issue 10, class 13: times from the future (a clock that was ahead) hold a cooldown or a
+    /// drain for at most their configured length from now.
+    #[test]
+    fn class_13_future_times_are_bounded_by_their_length_from_now() {
+        for ahead in [86_400, 365 * 86_400, i64::MAX - NOW] {
+            let pool = pool(
+                "min = 1\nmax = 10\nscale_up_above = 20\nscale_down_below = 10\ncooldown_s = 300\nwarmup_s = 60\ndrain_s = 120",
+                "none",
+            );
+            let mut world = World::new(pool, vec![instance("i-1", 9000), instance("i-2", 9000)])
+                .with_rate(30, &[1, 0]);
+            world.state.scale_history = vec![ScaleEvent {
+                at: NOW.saturating_add(ahead),
+                from: 1,
+                to: 2,
+            }];
+            world.state.draining = vec![Draining {
+                id: "i-2".into(),
+                since: NOW.saturating_add(ahead),
+            }];
+            let plan = world.plan();
+            assert!(
+                plan.decision.reason.contains("in cooldown for 300s"),
+                "{ahead}: {}",
+                plan.decision.reason
+            );
+            // The drain counts from now: over once drain_s has passed.
+            let mut later = world;
+            later.state = plan.next.clone();
+            later.now = NOW + 121;
+            let plan = later.plan();
+            let terminated: Vec<&str> = plan.terminates.iter().map(|t| t.id.as_str()).collect();
+            assert_eq!(terminated, ["i-2"], "{ahead}");
+        }
+    }
+
+    /// Issue 10, class 14: a launch intent re-sent after a failure is re-decided against today's
+    /// max: lowered since, it is cut (or dropped), never sent as it was.
+    #[test]
+    fn class_14_a_resent_intent_never_exceeds_todays_max() {
+        for (max, expected) in [(3u32, Some(2u32)), (2, Some(1)), (1, None)] {
+            let mut pool = threshold("step_up = 9");
+            pool.scaling.as_mut().unwrap().max = Bound::Fixed(max);
+            let mut world = World::new(pool, vec![instance("i-1", 600)]).with_rate(0, &[1]);
+            world.state.launches = vec![LaunchIntent {
+                token: "hxa-t".into(),
+                count: 9,
+                requested_at: NOW - 60,
+                instance_ids: None,
+            }];
+            world.state.scale_history = vec![ScaleEvent {
+                at: NOW - 60,
+                from: 1,
+                to: 10,
+            }];
+            let plan = world.plan();
+            let retried: Vec<u32> = plan
+                .launches
+                .iter()
+                .filter(|launch| launch.retry)
+                .map(|launch| launch.count)
+                .collect();
+            assert_eq!(
+                retried,
+                expected.into_iter().collect::<Vec<_>>(),
+                "max {max}"
+            );
+            let kept: Vec<u32> = plan.next.launches.iter().map(|i| i.count).collect();
+            assert_eq!(kept, expected.into_iter().collect::<Vec<_>>(), "max {max}");
+            let total: u32 = plan.launches.iter().map(|launch| launch.count).sum();
+            assert!(
+                total < max,
+                "1 in service + {total} launched > max {max}: {:?}",
+                plan.launches
+            );
+        }
+    }
+
     #[test]
     fn more_scales_than_rapid_scales_within_the_window_is_reported() {
         let mut world = World::new(
@@ -1214,6 +1340,42 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(500))]
+
+            /// Issue 10, class 7: absurd but well-formed state (times at the ends of i64, counts
+            /// near u32::MAX) never panics (debug builds check overflow) and never launches past
+            /// max.
+            #[test]
+            fn class_7_absurd_state_never_panics_nor_exceeds_max(
+                times in proptest::collection::vec(prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(0i64), any::<i64>()], 6),
+                counts in proptest::collection::vec(prop_oneof![Just(u32::MAX), Just(u32::MAX - 1), any::<u32>()], 3),
+                pid in any::<u64>(), uptime in any::<u64>(), stot in any::<u64>(),
+            ) {
+                let world = {
+                    let mut world = World::new(threshold("step_up = 4294967295"), vec![instance("i-1", 600)])
+                        .with_rate(30, &[1]);
+                    world.state.launches = counts.iter().enumerate().map(|(n, count)| LaunchIntent {
+                        token: format!("hxa-{n}"),
+                        count: *count,
+                        requested_at: times[n],
+                        instance_ids: None,
+                    }).collect();
+                    world.state.scale_history = vec![ScaleEvent { at: times[3], from: u32::MAX, to: 0 }];
+                    world.state.draining = vec![Draining { id: "i-9".into(), since: times[4] }];
+                    world.state.recommendations = vec![(times[5], u32::MAX)];
+                    for sample in &mut world.state.samples {
+                        sample.at = times[0];
+                        sample.pid = pid;
+                        sample.uptime_s = uptime;
+                        for counters in sample.servers.values_mut() {
+                            counters.stot = stot;
+                        }
+                    }
+                    world
+                };
+                let plan = world.plan();
+                let launched: u64 = plan.launches.iter().map(|launch| u64::from(launch.count)).sum();
+                prop_assert!(launched < 10, "1 in service + {launched} launched > max 10: {:?}", plan.launches);
+            }
 
             /// Only tagged, unprotected servers are drained; never more than step_down, never
             /// below min; the same facts give the same plan.

@@ -71,6 +71,12 @@ pub struct Decision {
     pub recommendation: Option<u32>,
 }
 
+/// The bounds `(min, max)` in force at `now`.
+pub fn bounds_at(scaling: &Scaling, now: i64) -> (u32, u32) {
+    let minute = minute_of_day(scaling, now);
+    (scaling.min.at(minute), scaling.max.at(minute))
+}
+
 /// Minute of the day at `now` in the pool's time zone.
 fn minute_of_day(scaling: &Scaling, now: i64) -> u16 {
     let Ok(timestamp) = jiff::Timestamp::from_second(now) else {
@@ -83,7 +89,7 @@ fn minute_of_day(scaling: &Scaling, now: i64) -> u16 {
 /// The share of the measured per-server load that each server will carry once the booting ones
 /// are in service: `in_service / (in_service + booting)`, 1 when nothing boots.
 fn booting_spread(input: &Input<'_>) -> f64 {
-    let capacity = input.in_service + input.booting;
+    let capacity = input.in_service.saturating_add(input.booting);
     if input.booting == 0 || capacity == 0 {
         1.0
     } else {
@@ -94,9 +100,8 @@ fn booting_spread(input: &Input<'_>) -> f64 {
 /// Decides the pool's capacity.
 pub fn decide(input: &Input<'_>) -> Decision {
     let scaling = input.scaling;
-    let minute = minute_of_day(scaling, input.now);
-    let (min, max) = (scaling.min.at(minute), scaling.max.at(minute));
-    let current = input.in_service + input.booting;
+    let (min, max) = bounds_at(scaling, input.now);
+    let current = input.in_service.saturating_add(input.booting);
     let metric = input.history.last().copied().flatten();
     let step = |wanted: u32| -> u32 {
         wanted.clamp(

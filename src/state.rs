@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
@@ -211,7 +211,13 @@ impl StateLock {
             source,
         };
         if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(lock_error)?;
+            // 0700 whatever the umask (`umask 000` would make it 0777): no other local user
+            // may plant or swap a state file in it. Existing folders are left as they are.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(lock_error)?;
         }
         let file = OpenOptions::new()
             .create(true)

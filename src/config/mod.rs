@@ -697,10 +697,18 @@ impl Validator {
                     .into_owned(),
             )),
             (None, Some(url)) => {
-                if !url.starts_with("http://") && !url.starts_with("https://") {
+                // The stats reader speaks plain HTTP (HAProxy's stats page is on the load
+                // balancer itself, usually on loopback): an https:// URL would fail every run.
+                if url.starts_with("https://") {
                     return Err(self.invalid(
                         "haproxy.stats_url",
-                        format!("`{url}` is not an http:// or https:// URL"),
+                        format!("`{url}`: https is not supported for the stats page; serve it on a loopback http:// address (or use `stats_socket`)"),
+                    ));
+                }
+                if !url.starts_with("http://") || url.len() == "http://".len() {
+                    return Err(self.invalid(
+                        "haproxy.stats_url",
+                        format!("`{url}` is not an http:// URL"),
                     ));
                 }
                 Some(StatsSource::Url(url))
@@ -1173,6 +1181,22 @@ security_group = "web"
             (
                 format!("[haproxy]\nstats_url = \"ftp://x\"\n{}", pool("")),
                 &["haproxy.stats_url", "ftp://x"],
+            ),
+            // Issue 10, class 20: accepted today but never usable.
+            (
+                format!(
+                    "[haproxy]\nstats_url = \"https://127.0.0.1:8404/stats;csv\"\n{}",
+                    pool("")
+                ),
+                &["haproxy.stats_url", "https is not supported"],
+            ),
+            (
+                format!("[haproxy]\nstats_url = \"HTTPS://lb/stats\"\n{}", pool("")),
+                &["haproxy.stats_url", "is not an http:// URL"],
+            ),
+            (
+                format!("[haproxy]\nstats_url = \"http://\"\n{}", pool("")),
+                &["haproxy.stats_url", "is not an http:// URL"],
             ),
             (
                 format!("[haproxy]\ncommand_timeout_s = 0\n{}", pool("")),

@@ -213,10 +213,12 @@ impl Validator {
         let count =
             |key: &str, value: Option<i64>, default: i64, least: i64| -> Result<i64, ConfigError> {
                 let value = value.unwrap_or(default);
-                if value < least || value > u32::MAX as i64 {
-                    return Err(
-                        self.invalid(at(key), format!("must be at least {least}, got {value}"))
-                    );
+                let most = i64::from(u32::MAX);
+                if value < least || value > most {
+                    return Err(self.invalid(
+                        at(key),
+                        format!("must be between {least} and {most}, got {value}"),
+                    ));
                 }
                 Ok(value)
             };
@@ -314,10 +316,19 @@ impl Validator {
                     format!("is required by policy `{policy_name}`"),
                 )
             })?;
-            if !(down.is_finite() && up.is_finite() && down >= 0.0 && up > down) {
+            // Each key judged on its own first, so the message names the one at fault.
+            if !(up.is_finite() && up > 0.0) {
+                return Err(self.invalid(
+                    at("scale_up_above"),
+                    format!("must be a number above 0, got {up}"),
+                ));
+            }
+            if !(down.is_finite() && down >= 0.0 && up > down) {
                 return Err(self.invalid(
                     at("scale_down_below"),
-                    format!("must be at least 0 and below scale_up_above ({up}), got {down}"),
+                    format!(
+                        "must be a number at least 0 and below scale_up_above ({up}), got {down}"
+                    ),
                 ));
             }
             Ok((up, down))
@@ -608,7 +619,7 @@ mod tests {
 
     #[test]
     fn invalid_scaling_names_the_key() {
-        let cases: [(&str, &[&str]); 15] = [
+        let cases: [(&str, &[&str]); 19] = [
             (
                 "scale_up_above = 2\nscale_down_below = 1",
                 &["scaling.max", "required"],
@@ -660,11 +671,31 @@ mod tests {
             ),
             (
                 "max = 3\nscale_up_above = 2\nscale_down_below = 1\nstep_up = 0",
-                &["scaling.step_up", "at least 1, got 0"],
+                &["scaling.step_up", "between 1 and 4294967295, got 0"],
             ),
             (
                 "max = 3\npolicy = \"target\"\ntarget = 5\ntolerance = 1.5",
                 &["scaling.tolerance"],
+            ),
+            // Issue 10, class 21: the key at fault and the real bound.
+            (
+                "max = 3\nscale_up_above = nan\nscale_down_below = 1",
+                &["scaling.scale_up_above", "got NaN"],
+            ),
+            (
+                "max = 3\nscale_up_above = -inf\nscale_down_below = 1",
+                &["scaling.scale_up_above", "above 0"],
+            ),
+            (
+                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ncooldown_s = 99999999999",
+                &[
+                    "scaling.cooldown_s",
+                    "between 0 and 4294967295, got 99999999999",
+                ],
+            ),
+            (
+                "max = 3\nscale_up_above = 2\nscale_down_below = nan",
+                &["scaling.scale_down_below", "got NaN"],
             ),
         ];
         for (scaling, expected) in cases {
