@@ -6,8 +6,9 @@
 //! state to save. It does no I/O and reads no clock. `--plan` prints the plan; a real run hands the
 //! very same plan to [`crate::apply`], which makes no choices of its own.
 //!
-//! Guards (invariants 7 and 9): a pool whose discovery yields no server while the installed
-//! backend has servers is refused unless `allow_empty`; instance ids must be valid HAProxy server
+//! Guards (invariants 7 and 9): a pool whose discovery yields no server while its backend has
+//! servers (as the state records what the last install rendered) is refused unless
+//! `allow_empty`; instance ids must be valid HAProxy server
 //! names and address tags must hold a plain `host:port`.
 
 use std::collections::BTreeMap;
@@ -326,7 +327,16 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         }
     }
     for pool in &pools {
-        let before = backend_servers(installed, &pool.backend);
+        // What this tool rendered into the backend last time, as the state records it, whatever
+        // the template calls the backend (`backend be_{{backend}}`). Only without a record (a
+        // new state file, adopting an existing haproxy.cfg) is the installed file read for it.
+        let recorded = facts
+            .state
+            .installed_config_sha256
+            .as_ref()
+            .and(facts.state.pools.get(&pool.name))
+            .map(|state| state.servers.clone());
+        let before = recorded.unwrap_or_else(|| backend_servers(installed, &pool.backend));
         // Sets, not scans: a backend can have 100,000 servers.
         let before_set: std::collections::HashSet<&str> =
             before.iter().map(String::as_str).collect();
@@ -1142,6 +1152,50 @@ mod tests {
             parse_host_port("web-1.internal:8080"),
             Some(("web-1.internal".into(), 8080))
         );
+    }
+
+    /// Issue 10, class 1: the empty-backend guard and the membership diff work from what the
+    /// tool rendered and recorded, whatever the template calls the backend.
+    #[test]
+    fn class_1_the_guard_and_the_diff_do_not_depend_on_how_the_template_spells_backends() {
+        let config = config("");
+        for template in [
+            "{{#each pools}}backend be_{{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}}\n{{/each}}{{/each}}",
+            "{{#each pools}}listen {{backend}}_lst\n    bind :80\n{{#each servers}}    server {{name}} {{address}}:{{port}}\n{{/each}}{{/each}}",
+            "{{#each pools}}backend {{backend}}-{{port}}\n{{#each servers}}    server   {{name}}   {{address}}:{{port}}\n{{/each}}{{/each}}",
+        ] {
+            let renderer = Renderer::compile(template, Path::new("t.hbs")).unwrap();
+            let run = |instances: Vec<Instance>, installed: Option<&str>, state: &State| {
+                build(
+                    Facts {
+                        config: &config,
+                        observed: &[Observed {
+                            pool: "web".into(),
+                            instances,
+                            ..Observed::default()
+                        }],
+                        installed,
+                        state,
+                        now: 1_000,
+                    },
+                    &renderer,
+                )
+            };
+            let first = run(vec![instance("i-1", "10.0.0.1")], None, &State::default()).unwrap();
+            let installed = first.rendered.clone();
+            let error = run(vec![], Some(&installed), &first.next_state).unwrap_err();
+            assert!(
+                matches!(error, PlanError::WouldEmpty { installed: 1, .. }),
+                "{template}: {error}"
+            );
+            let again = run(
+                vec![instance("i-1", "10.0.0.1")],
+                Some(&installed),
+                &first.next_state,
+            )
+            .unwrap();
+            assert!(again.actions.is_empty(), "{template}: {:?}", again.actions);
+        }
     }
 
     #[test]

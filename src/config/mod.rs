@@ -592,14 +592,90 @@ impl Validator {
                 format!("`{}` is not a file path", state_path.display()),
             ));
         }
-        Ok(Config {
+        let config = Config {
             source: self.source.clone(),
             state_path,
             haproxy,
             aws,
             pools,
             notify,
-        })
+        };
+        self.distinct_files(&config)?;
+        Ok(config)
+    }
+
+    /// No two of the files a run reads or writes may be the same file (directly, through `..`,
+    /// relative paths or symlinks): the run would destroy its own inputs (a state path equal to
+    /// haproxy.cfg's backup is overwritten by the backup; a template equal to the output is
+    /// overwritten by its rendering).
+    fn distinct_files(&self, config: &Config) -> Result<(), ConfigError> {
+        let with_suffix = |path: &Path, suffix: &str| {
+            let mut text = path.as_os_str().to_owned();
+            text.push(suffix);
+            PathBuf::from(text)
+        };
+        let state_key = self.key("state.path", "--state");
+        let config_key = self.key("haproxy.config", "--haproxy-config");
+        let template_key = self.key("haproxy.template", "--template");
+        // (the key to name, what the file is, its path)
+        let mut files: Vec<(&str, String, PathBuf)> = vec![
+            (
+                template_key,
+                format!("`{template_key}`"),
+                config.haproxy.template.clone(),
+            ),
+            (
+                config_key,
+                format!("`{config_key}`"),
+                config.haproxy.config.clone(),
+            ),
+            (
+                config_key,
+                format!("the backup of `{config_key}`"),
+                with_suffix(&config.haproxy.config, ".bak"),
+            ),
+            (
+                state_key,
+                format!("`{state_key}`"),
+                config.state_path.clone(),
+            ),
+            (
+                state_key,
+                format!("the lock file of `{state_key}`"),
+                with_suffix(&config.state_path, ".lock"),
+            ),
+            (
+                state_key,
+                format!("the failure record of `{state_key}`"),
+                with_suffix(&config.state_path, ".failing"),
+            ),
+        ];
+        if let Source::File(path) = &self.source {
+            files.insert(0, ("", "the config file".to_owned(), path.clone()));
+        }
+        if let Some(StatsSource::Socket(socket)) = &config.haproxy.stats {
+            let key = "haproxy.stats_socket";
+            files.push((key, format!("`{key}`"), PathBuf::from(socket)));
+        }
+        if let Some(socket) = &config.haproxy.reload.master_socket {
+            let key = "haproxy.master_socket";
+            files.push((key, format!("`{key}`"), socket.clone()));
+        }
+        let mut seen: Vec<(&str, PathBuf)> = Vec::with_capacity(files.len());
+        for (key, what, path) in &files {
+            let identity = file_identity(path);
+            if let Some((other, _)) = seen.iter().find(|(_, known)| *known == identity) {
+                return Err(self.invalid(
+                    *key,
+                    format!(
+                        "{what} and {other} are the same file `{}`; the run would overwrite one with the other: give each its own path",
+                        identity.display()
+                    ),
+                ));
+            }
+            seen.push((what, identity));
+        }
+        Ok(())
     }
 
     fn notify(&self, raw: RawNotify) -> Result<Notify, ConfigError> {
@@ -1036,6 +1112,24 @@ impl Validator {
     }
 }
 
+/// What a path names once `..`, relative parts and symlinks are resolved: the file itself when
+/// it exists, else its resolved folder and its name.
+fn file_identity(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    if let Ok(resolved) = absolute.canonicalize() {
+        return resolved;
+    }
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => file_identity(parent).join(name),
+        // `/x/..` has no file name: it is its parent's parent.
+        (Some(parent), None) => file_identity(parent)
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("/")),
+        _ => absolute,
+    }
+}
+
 /// Pool and backend names: they reach haproxy.cfg, so they must be plain tokens.
 fn is_name(name: &str) -> bool {
     !name.is_empty()
@@ -1336,6 +1430,62 @@ security_group = "web"
             .unwrap_err()
             .to_string();
         assert!(error.contains("launch_template_version"), "{error}");
+    }
+
+    /// Issue 10, class 2: two paths that are the same file, however spelled, are refused at load.
+    #[test]
+    fn class_2_paths_that_collide_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc/sub")).unwrap();
+        std::fs::create_dir_all(root.join("out")).unwrap();
+        std::fs::write(root.join("out/haproxy.cfg"), "x").unwrap();
+        std::os::unix::fs::symlink(root.join("out/haproxy.cfg"), root.join("etc/link.cfg"))
+            .unwrap();
+        let config_file = root.join("etc/config.toml");
+        let cases: [(&str, &[&str]); 6] = [
+            (
+                "[state]\npath = \"../out/haproxy.cfg.bak\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
+                &["`state.path`", "the backup of `haproxy.config`"],
+            ),
+            (
+                "[haproxy]\nconfig = \"../out/haproxy.cfg\"\ntemplate = \"sub/../../out/haproxy.cfg\"",
+                &["`haproxy.config`", "`haproxy.template`"],
+            ),
+            (
+                "[state]\npath = \"link.cfg\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
+                &["`state.path`", "out/haproxy.cfg"],
+            ),
+            (
+                "[state]\npath = \"state.json\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"\nstats_socket = \"./state.json\"",
+                &["`haproxy.stats_socket`", "`state.path`"],
+            ),
+            (
+                "[haproxy]\nconfig = \"config.toml\"",
+                &["`haproxy.config`", "the config file"],
+            ),
+            (
+                "[state]\npath = \"../out/state.json\"\n[haproxy]\nconfig = \"../out/state.json.lock\"",
+                &["the lock file of `state.path`", "`haproxy.config`"],
+            ),
+        ];
+        for (haproxy, expected) in cases {
+            let text = format!(
+                "{haproxy}\n[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n"
+            );
+            let text = if text.contains("[state]") {
+                text
+            } else {
+                format!("[state]\npath = \"state.json\"\n{text}")
+            };
+            let error = Config::parse(&text, &config_file)
+                .expect_err(haproxy)
+                .to_string();
+            assert!(error.contains("are the same file"), "{haproxy}: {error}");
+            for word in expected {
+                assert!(error.contains(word), "{haproxy}: {word} in {error}");
+            }
+        }
     }
 
     #[test]
