@@ -161,6 +161,16 @@ pub async fn reconcile(
         stage = Instant::now();
     };
     let loaded = state::load(&config.state_path)?;
+    if let Some(owner) = &loaded.state.config
+        && *owner != config.identity
+    {
+        return Err(state::StateError::OtherConfig {
+            path: config.state_path.clone(),
+            owner: owner.clone(),
+            ours: config.identity.clone(),
+        }
+        .into());
+    }
     lap("load state", String::new());
     let observed = observe(config, provider, &loaded.state, now).await?;
     lap(
@@ -710,9 +720,10 @@ mod tests {
                 _ => "other",
             })
             .collect();
-        // (The failed run before already removed i-2 from the file; HAProxy's load of it was
-        // never recorded, so this run reloads again.)
-        assert_eq!(kinds, ["install", "reload", "terminate"]);
+        // (The failed run before installed a file without i-2, but recorded nothing: as far as
+        // the state knows, i-2 is still in the backend, and HAProxy's load of that file was never
+        // confirmed, so this run says it all again.)
+        assert_eq!(kinds, ["remove", "install", "reload", "terminate"]);
         let ids: Vec<String> = cloud.instances("web").into_iter().map(|i| i.id).collect();
         assert_eq!(ids, ["i-1"]);
         let installed = std::fs::read_to_string(&config.haproxy.config).unwrap();

@@ -60,6 +60,8 @@ impl Error {
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
             Error::Plan(PlanError::Render(_)) => EXIT_USAGE,
             Error::State(StateError::Busy { .. }) => EXIT_LOCKED,
+            // Two configs on one state file: a config mistake, found before anything changed.
+            Error::State(StateError::OtherConfig { .. }) => EXIT_USAGE,
             Error::State(_)
             | Error::Cloud(_)
             | Error::Plan(_)

@@ -494,6 +494,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     }
 
     let mut next_state = facts.state.clone();
+    next_state.config = Some(config.identity.clone());
     if changed {
         next_state.installed_config_sha256 = Some(rendered_sha256.clone());
     }

@@ -53,6 +53,15 @@ pub enum StateError {
         path.display()
     )]
     NewerVersion { path: PathBuf, found: u64 },
+    #[error(
+        "state file `{}` belongs to config `{owner}`, not to `{ours}`: two configs must not share one state file (each would drop the other's pools, launch intents included); give this config its own `[state] path` (if the config file was moved, remove the state's `config` field: jq 'del(.config)')",
+        path.display()
+    )]
+    OtherConfig {
+        path: PathBuf,
+        owner: String,
+        ours: String,
+    },
     #[error("state file `{}` changed since this run loaded it; nothing was saved", path.display())]
     Conflict { path: PathBuf },
     #[error("cannot write state file `{}`", path.display())]
@@ -67,6 +76,10 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub version: u64,
+    /// The config whose runs write this file ([`crate::config::Config::identity`]): a run of
+    /// another config refuses it rather than drop that config's pools, intents included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
     /// sha256 of the haproxy.cfg this tool last installed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub installed_config_sha256: Option<String>,
@@ -172,6 +185,7 @@ impl Default for State {
     fn default() -> State {
         State {
             version: STATE_VERSION,
+            config: None,
             installed_config_sha256: None,
             pools: BTreeMap::new(),
         }

@@ -70,6 +70,9 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub source: Source,
+    /// Which config this is, for the state file to record: the config file's resolved path, or
+    /// `command line`. Two configs must never share one state file.
+    pub identity: String,
     pub state_path: PathBuf,
     pub haproxy: HaproxyConfig,
     pub aws: AwsConfig,
@@ -594,6 +597,10 @@ impl Validator {
         }
         let config = Config {
             source: self.source.clone(),
+            identity: match &self.source {
+                Source::File(path) => file_identity(path).display().to_string(),
+                Source::CommandLine => "command line".to_owned(),
+            },
             state_path,
             haproxy,
             aws,

@@ -8,6 +8,7 @@ mod exec;
 mod files;
 mod haproxy_real;
 mod hostile;
+mod hostile_classes;
 mod local_demo;
 mod moto;
 mod operator;

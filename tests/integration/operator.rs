@@ -10,16 +10,16 @@ use super::util::{assert_exit, describe, in_ci, is_root, stderr, stdout};
 /// A deployment under one folder, its config in `etc/` with paths relative to it, the shipped
 /// template, the default `check_command` (Debian's `haproxy -c`), and an exec pool `web` that
 /// lists `etc/instances.json`.
-struct Site {
-    dir: tempfile::TempDir,
+pub(super) struct Site {
+    pub(super) dir: tempfile::TempDir,
     /// Extra lines for `[haproxy]`.
-    haproxy: String,
+    pub(super) haproxy: String,
     /// The pools and anything after them.
-    pools: String,
+    pub(super) pools: String,
 }
 
 impl Site {
-    fn new(instances: &str) -> Site {
+    pub(super) fn new(instances: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["etc", "state", "haproxy"] {
             std::fs::create_dir(dir.path().join(sub)).unwrap();
@@ -41,15 +41,15 @@ impl Site {
         }
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
+    pub(super) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    fn config_path(&self) -> PathBuf {
+    pub(super) fn config_path(&self) -> PathBuf {
         self.path("etc/config.toml")
     }
 
-    fn write(&self) {
+    pub(super) fn write(&self) {
         let config = format!(
             "[state]\npath = \"../state/state.json\"\n\n[haproxy]\nconfig = \"../haproxy/haproxy.cfg\"\ntemplate = \"haproxy.cfg.hbs\"\nstats_socket = \"../haproxy/admin.sock\"\n{}\n{}",
             self.haproxy, self.pools
@@ -58,7 +58,7 @@ impl Site {
     }
 
     /// The binary under cron's environment (`env -i`, PATH=/usr/bin:/bin), run from `/`.
-    fn cron(&self, binary: &Path, wrapper: &[&str], args: &[&str]) -> Output {
+    pub(super) fn cron(&self, binary: &Path, wrapper: &[&str], args: &[&str]) -> Output {
         self.write();
         let mut command = match wrapper.split_first() {
             Some((program, rest)) => {
@@ -80,7 +80,7 @@ impl Site {
             .unwrap()
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(super) fn run(&self, args: &[&str]) -> Output {
         self.cron(
             &assert_cmd::cargo::cargo_bin("haproxy-autoscaler"),
             &[],
@@ -88,7 +88,7 @@ impl Site {
         )
     }
 
-    fn installed(&self) -> String {
+    pub(super) fn installed(&self) -> String {
         std::fs::read_to_string(self.path("haproxy/haproxy.cfg")).unwrap_or_default()
     }
 
@@ -117,7 +117,7 @@ impl Site {
     }
 }
 
-const ONE_INSTANCE: &str = r#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001}]"#;
+pub(super) const ONE_INSTANCE: &str = r#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001}]"#;
 
 /// Item 4 (and 14: relative paths): the README's cron line, `haproxy-autoscaler`, under cron's
 /// environment, from `/`: the default check command finds Debian's /usr/sbin/haproxy, the first
