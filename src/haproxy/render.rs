@@ -119,6 +119,12 @@ impl Renderer {
                 path: path.to_owned(),
                 message: error.to_string(),
             })?;
+        if let Err(message) = partials_cannot_recurse(text) {
+            return Err(RenderError::Compile {
+                path: path.to_owned(),
+                message,
+            });
+        }
         Ok(Renderer {
             registry,
             path: path.to_owned(),
@@ -146,6 +152,99 @@ impl Renderer {
         }
         Ok(text)
     }
+}
+
+/// Handlebars renders partials by recursion with no depth limit: a partial that includes itself
+/// (directly or through others) overflows the stack and aborts the process. Nothing in the
+/// template's context is nested deeply enough to need recursion, so any cycle among inline
+/// partials is refused, and so are partial names computed at render time (they could form one).
+fn partials_cannot_recurse(text: &str) -> Result<(), String> {
+    use handlebars::template::{Parameter, Template, TemplateElement};
+    use std::collections::{BTreeMap, BTreeSet};
+
+    /// Partial names this template includes, and inline partials it defines, with theirs.
+    fn walk(
+        template: &Template,
+        includes: &mut BTreeSet<String>,
+        defined: &mut BTreeMap<String, BTreeSet<String>>,
+    ) -> Result<(), String> {
+        for element in &template.elements {
+            match element {
+                TemplateElement::PartialExpression(partial)
+                | TemplateElement::PartialBlock(partial) => {
+                    match &partial.name {
+                        Parameter::Name(_) | Parameter::Path(_) => {
+                            let name = partial.name.as_name().unwrap_or_default();
+                            includes.insert(name.trim_matches(['"', '\'']).to_owned());
+                        }
+                        Parameter::Literal(serde_json::Value::String(name)) => {
+                            includes.insert(name.clone());
+                        }
+                        _ => {
+                            return Err(
+                                "partial names computed at render time (`{{> (...)}}`) are not supported"
+                                    .to_owned(),
+                            );
+                        }
+                    }
+                    if let Some(inner) = &partial.template {
+                        walk(inner, includes, defined)?;
+                    }
+                }
+                TemplateElement::DecoratorBlock(decorator)
+                    if decorator.name.as_name() == Some("inline") =>
+                {
+                    let name = match decorator.params.first() {
+                        Some(Parameter::Literal(serde_json::Value::String(name))) => name.clone(),
+                        Some(other) => other.as_name().unwrap_or_default().to_owned(),
+                        None => String::new(),
+                    };
+                    let mut inner_includes = BTreeSet::new();
+                    if let Some(inner) = &decorator.template {
+                        walk(inner, &mut inner_includes, defined)?;
+                    }
+                    defined.entry(name).or_default().extend(inner_includes);
+                }
+                TemplateElement::HelperBlock(helper) => {
+                    for inner in helper.template.iter().chain(helper.inverse.iter()) {
+                        walk(inner, includes, defined)?;
+                    }
+                }
+                TemplateElement::DecoratorBlock(decorator) => {
+                    if let Some(inner) = &decorator.template {
+                        walk(inner, includes, defined)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    let Ok(template) = Template::compile(text) else {
+        return Ok(()); // the registry already reported why it does not compile
+    };
+    let mut includes = BTreeSet::new();
+    let mut defined = BTreeMap::new();
+    walk(&template, &mut includes, &mut defined)?;
+    // Depth-first from each inline partial: reaching itself again is a cycle.
+    for start in defined.keys() {
+        let mut stack: Vec<&String> = vec![start];
+        let mut seen: BTreeSet<&String> = BTreeSet::new();
+        while let Some(name) = stack.pop() {
+            for next in defined.get(name).into_iter().flatten() {
+                if next == start {
+                    return Err(format!(
+                        "inline partial `{start}` includes itself (directly or through other partials): that recursion has no end"
+                    ));
+                }
+                if seen.insert(next) {
+                    stack.push(next);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Handlebars' message without Rust's debug syntax: its strict-mode error names the variable
@@ -282,6 +381,36 @@ mod tests {
             render(template, hostile),
             Err(RenderError::UnsafeValue { .. })
         ));
+    }
+
+    /// Issue 10, class 8: a template whose partials recurse is a template error, not a stack
+    /// overflow that aborts the process.
+    #[test]
+    fn class_8_recursive_partials_are_refused_at_compile() {
+        for template in [
+            "{{#*inline \"a\"}}{{> a}}{{/inline}}{{> a}}",
+            "{{#*inline \"a\"}}x{{> b}}{{/inline}}{{#*inline \"b\"}}{{#if y}}{{> a}}{{/if}}{{/inline}}{{> a}}",
+            "{{#*inline \"a\"}}{{#each pools}}{{> c}}{{/each}}{{/inline}}{{#*inline \"c\"}}{{> b}}{{/inline}}{{#*inline \"b\"}}{{> a}}{{/inline}}{{> a}}",
+        ] {
+            let error = Renderer::compile(template, Path::new("t.hbs"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("includes itself"), "{template}: {error}");
+        }
+        let error = Renderer::compile("{{> (lookup this \"x\")}}", Path::new("t.hbs"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("computed at render time"), "{error}");
+        // Partials that do not recurse are fine.
+        let ok = Renderer::compile(
+            "{{#*inline \"server\"}}server {{name}}\n{{/inline}}{{#each servers}}{{> server}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.render(&json!({"servers": [{"name": "i-1"}]})).unwrap(),
+            "server i-1\n"
+        );
     }
 
     #[test]
