@@ -34,6 +34,8 @@ pub enum CommandError {
     NotFound { command: String, program: String },
     #[error("`{command}` did not finish within {}s and was killed", after.as_secs())]
     Timeout { command: String, after: Duration },
+    #[error("`{command}` printed more than {} MiB and was killed", limit / (1024 * 1024))]
+    Flood { command: String, limit: usize },
     #[error("`{command}` failed ({status}){}", quote_output(output))]
     Failed {
         command: String,
@@ -79,16 +81,28 @@ pub fn display(argv: &[String]) -> String {
 /// Runs `argv`; succeeds only if it exits 0 within `timeout`. Returns its combined output.
 pub async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandError> {
     let (stdout, stderr) = run_with_input(argv, None, timeout).await?;
-    Ok(limit(format!("{stdout}{stderr}")))
+    Ok(limit(format!(
+        "{}{stderr}",
+        String::from_utf8_lossy(&stdout)
+    )))
 }
 
+/// Most of a command's stdout that is read (an exec pool of 100,000 instances prints ~15 MB);
+/// more is refused and the command killed, so a flood (`yes`) costs a fixed amount of memory.
+pub const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
+/// Most of a command's stderr that is kept.
+const STDERR_LIMIT: usize = 1024 * 1024;
+/// How long the output of a command that exited is still read: a child it left behind may hold
+/// its pipes open, and the command is judged by its own exit status, not by when they close.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
+
 /// Runs `argv` with `input` on its stdin; succeeds only if it exits 0 within `timeout`.
-/// Returns (stdout, stderr); a failure quotes both.
+/// Returns (stdout as bytes, stderr as text); a failure quotes both.
 pub async fn run_with_input(
     argv: &[String],
     input: Option<&str>,
     timeout: Duration,
-) -> Result<(String, String), CommandError> {
+) -> Result<(Vec<u8>, String), CommandError> {
     use tokio::io::AsyncWriteExt;
     let command = display(argv);
     let spawn_error = |error| CommandError::Spawn {
@@ -116,15 +130,16 @@ pub async fn run_with_input(
         .spawn()
         .map_err(spawn_error)?;
     let group = child.id();
-    let exchange = async {
-        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
-            // A command that exits without reading its input is not an error here.
+    let stdout = Captured::start(child.stdout.take(), STDOUT_LIMIT, group);
+    let stderr = Captured::start(child.stderr.take(), STDERR_LIMIT, None);
+    if let (Some(input), Some(mut stdin)) = (input.map(str::to_owned), child.stdin.take()) {
+        // A command that exits without reading its input is not an error here.
+        tokio::spawn(async move {
             let _ = stdin.write_all(input.as_bytes()).await;
-        }
-        child.wait_with_output().await
-    };
-    let output = match tokio::time::timeout(timeout, exchange).await {
-        Ok(output) => output.map_err(spawn_error)?,
+        });
+    }
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(spawn_error)?,
         Err(_) => {
             kill_group(group);
             return Err(CommandError::Timeout {
@@ -133,16 +148,81 @@ pub async fn run_with_input(
             });
         }
     };
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    if output.status.success() {
+    let (stdout, flooded) = stdout.finish().await;
+    let (stderr, _) = stderr.finish().await;
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    if flooded {
+        return Err(CommandError::Flood {
+            command,
+            limit: STDOUT_LIMIT,
+        });
+    }
+    if status.success() {
         Ok((stdout, stderr))
     } else {
         Err(CommandError::Failed {
             command,
-            status: output.status.to_string(),
-            output: limit(format!("{stdout}{stderr}")),
+            status: status.to_string(),
+            output: limit(format!("{}{stderr}", String::from_utf8_lossy(&stdout))),
         })
+    }
+}
+
+/// One output stream of a command, read in the background into a bounded buffer.
+struct Captured {
+    buffer: std::sync::Arc<std::sync::Mutex<(Vec<u8>, bool)>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Captured {
+    /// Reads `stream` until it closes or `limit` bytes; past the limit, the buffer is marked
+    /// flooded and the command's process group (`kill`) is killed.
+    fn start(
+        stream: Option<impl tokio::io::AsyncRead + Unpin + Send + 'static>,
+        limit: usize,
+        kill: Option<u32>,
+    ) -> Captured {
+        use tokio::io::AsyncReadExt;
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new((Vec::new(), false)));
+        let reader = stream.map(|mut stream| {
+            let buffer = std::sync::Arc::clone(&buffer);
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 64 * 1024];
+                while let Ok(read) = stream.read(&mut chunk).await {
+                    if read == 0 {
+                        return;
+                    }
+                    let mut guard = buffer.lock().expect("capture lock");
+                    let room = limit.saturating_sub(guard.0.len());
+                    guard.0.extend_from_slice(&chunk[..read.min(room)]);
+                    if read > room {
+                        guard.1 = true;
+                        drop(guard);
+                        if kill.is_some() {
+                            kill_group(kill);
+                        }
+                        return;
+                    }
+                }
+            })
+        });
+        Captured { buffer, reader }
+    }
+
+    /// What was read, and whether it overflowed, once the stream closed or [`DRAIN_AFTER_EXIT`]
+    /// passed (a child of the command may keep it open).
+    async fn finish(self) -> (Vec<u8>, bool) {
+        if let Some(reader) = self.reader {
+            let abort = reader.abort_handle();
+            if tokio::time::timeout(DRAIN_AFTER_EXIT, reader)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
+        }
+        let mut guard = self.buffer.lock().expect("capture lock");
+        (std::mem::take(&mut guard.0), guard.1)
     }
 }
 

@@ -116,6 +116,37 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
 }
 
 /// Replaces `target` with `contents` atomically.
+/// Reads a whole regular file of at most `limit` bytes. Anything else is refused before it is
+/// read: a FIFO (`open` would block until a writer comes), a device (`/dev/zero` never ends), a
+/// folder, or a file larger than `limit`, so that a read costs a bounded time and memory.
+pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device or a folder)",
+        ));
+    }
+    let too_large = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", limit / (1024 * 1024)),
+        )
+    };
+    if metadata.len() > limit {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
 pub fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
     Staged::write(target, contents)?.commit(ownership)
 }

@@ -593,7 +593,41 @@ fn pool_plan(
         });
     }
     servers.sort_by(|a, b| a.name.cmp(&b.name));
-    servers.dedup_by(|a, b| a.name == b.name);
+    // The same instance listed twice: the same server twice is one; twice with different
+    // addresses is a provider that cannot be trusted about it, so neither is rendered.
+    let mut unique: Vec<Server> = Vec::with_capacity(servers.len());
+    let mut ambiguous: Vec<(String, Vec<String>)> = Vec::new();
+    for server in servers {
+        match unique.last() {
+            Some(last) if last.name == server.name => {
+                let at = format!("{}:{}", server.address, server.port);
+                if last.address != server.address || last.port != server.port {
+                    match ambiguous.last_mut() {
+                        Some((name, addresses)) if *name == server.name => addresses.push(at),
+                        _ => ambiguous.push((
+                            server.name.clone(),
+                            vec![format!("{}:{}", last.address, last.port), at],
+                        )),
+                    }
+                }
+            }
+            _ => unique.push(server),
+        }
+    }
+    let mut servers = unique;
+    for (name, mut addresses) in ambiguous {
+        servers.retain(|server| server.name != name);
+        addresses.sort();
+        addresses.dedup();
+        skipped.push(Skipped {
+            instance_id: name,
+            reason: format!(
+                "is listed more than once with different addresses ({}): none is used",
+                addresses.join(", ")
+            ),
+            bad_value: true,
+        });
+    }
     skipped.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     Ok(PoolPlan {
         name: pool.name.clone(),
@@ -1153,6 +1187,58 @@ mod tests {
             parse_host_port("web-1.internal:8080"),
             Some(("web-1.internal".into(), 8080))
         );
+    }
+
+    /// Issue 10, class 6: an instance listed twice with different addresses is left out, named
+    /// with every address; listed twice the same, it is one server.
+    #[test]
+    fn class_6_an_instance_listed_twice_with_different_addresses_is_left_out() {
+        let config = config("");
+        for (listing, rendered, left_out) in [
+            (
+                vec![
+                    instance("i-1", "10.0.0.1"),
+                    instance("i-1", "10.0.0.9"),
+                    instance("i-2", "10.0.0.2"),
+                ],
+                "backend web\n    server i-2 10.0.0.2:8080\n",
+                Some("(10.0.0.1:8080, 10.0.0.9:8080)"),
+            ),
+            (
+                vec![
+                    instance("i-2", "10.0.0.2"),
+                    instance("i-1", "10.0.0.9"),
+                    instance("i-1", "10.0.0.1"),
+                    instance("i-1", "10.0.0.5"),
+                ],
+                "backend web\n    server i-2 10.0.0.2:8080\n",
+                Some("(10.0.0.1:8080, 10.0.0.5:8080, 10.0.0.9:8080)"),
+            ),
+            (
+                vec![
+                    instance("i-1", "10.0.0.1"),
+                    instance("i-1", "10.0.0.1"),
+                    instance("i-2", "10.0.0.2"),
+                ],
+                "backend web\n    server i-1 10.0.0.1:8080\n    server i-2 10.0.0.2:8080\n",
+                None,
+            ),
+        ] {
+            let plan = plan(&config, listing, None, &State::default()).unwrap();
+            assert_eq!(plan.rendered, rendered);
+            let skipped: Vec<&str> = plan.pools[0]
+                .skipped
+                .iter()
+                .map(|s| s.reason.as_str())
+                .collect();
+            match left_out {
+                Some(addresses) => assert!(
+                    skipped.len() == 1 && skipped[0].contains(addresses),
+                    "{skipped:?}"
+                ),
+                None => assert!(skipped.is_empty(), "{skipped:?}"),
+            }
+        }
     }
 
     /// Issue 10, class 1: the empty-backend guard and the membership diff work from what the

@@ -251,8 +251,11 @@ impl StateLock {
 }
 
 /// Loads the state file; a missing file is a fresh state.
+/// The largest state file read: 20 samples of 100,000 servers' counters fit.
+pub const STATE_LIMIT: u64 = 512 * 1024 * 1024;
+
 pub fn load(path: &Path) -> Result<Loaded, StateError> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match fs_atomic::read_regular(path, STATE_LIMIT) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             return Ok(Loaded {

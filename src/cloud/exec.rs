@@ -91,8 +91,8 @@ pub async fn list(pool: &PoolConfig, commands: &ExecCommands) -> Result<Vec<Inst
     let (stdout, _) = command::run_with_input(&commands.list, None, commands.timeout)
         .await
         .map_err(|e| error(pool, operation, e))?;
-    let listed: Vec<Listed> =
-        serde_json::from_str(&stdout).map_err(|e| bad_json(pool, operation, &commands.list, e))?;
+    let listed: Vec<Listed> = serde_json::from_slice(&stdout)
+        .map_err(|e| bad_json(pool, operation, &commands.list, e))?;
     let mut instances = Vec::with_capacity(listed.len());
     for entry in listed {
         let state = match entry.state.as_str() {
@@ -152,7 +152,7 @@ pub async fn launch(
     let (stdout, _) = command::run_with_input(argv, Some(&input), commands.timeout)
         .await
         .map_err(|e| error(pool, operation, e))?;
-    serde_json::from_str(&stdout).map_err(|e| bad_json(pool, operation, argv, e))
+    serde_json::from_slice(&stdout).map_err(|e| bad_json(pool, operation, argv, e))
 }
 
 /// Runs `terminate` with the ids on stdin.

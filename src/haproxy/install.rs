@@ -103,10 +103,18 @@ pub fn backup_path(path: &Path) -> PathBuf {
     PathBuf::from(backup)
 }
 
-/// Reads the installed config; `None` if there is none.
+/// The largest installed haproxy.cfg read.
+const INSTALLED_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// Reads the installed config; `None` if there is none. A file that is not UTF-8 (a hand edit)
+/// is read with the bad bytes replaced: it differs from any rendering, so it is warned about and
+/// replaced, never a reason to fail every run.
 pub fn read_installed(path: &Path) -> Result<Option<String>, InstallError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
+    match fs_atomic::read_regular(path, INSTALLED_LIMIT) {
+        Ok(bytes) => Ok(Some(match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+        })),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(InstallError::ReadInstalled {
             path: path.to_owned(),

@@ -53,19 +53,48 @@ impl std::fmt::Debug for Renderer {
     }
 }
 
-/// True if `value` can be written into haproxy.cfg as one word without quoting.
+/// True if `value` can be written into haproxy.cfg as one word without quoting: nothing that
+/// HAProxy's config parser treats specially — whitespace (word breaks), `#` (comments), quotes
+/// and backslashes (quoting, escapes), `$` (environment variables: `${AWS_SECRET_ACCESS_KEY}`
+/// would be expanded into the config, its errors and DNS queries) — and no control character
+/// nor Unicode format or bidirectional control (text that reads differently than it parses).
 pub fn is_haproxy_token(value: &str) -> bool {
-    value
-        .chars()
-        .all(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '#' | '"' | '\'' | '\\'))
+    value.chars().all(|c| {
+        !c.is_whitespace()
+            && !c.is_control()
+            && !matches!(c, '#' | '"' | '\'' | '\\' | '$')
+            && !is_format_character(c)
+    })
+}
+
+/// Unicode format characters (category Cf) that can hide or reorder text: zero-width ones,
+/// bidirectional embeddings, overrides and isolates, the byte-order mark, soft hyphen.
+fn is_format_character(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 impl Renderer {
     /// Reads and compiles the template file.
     pub fn load(path: &Path) -> Result<Renderer, RenderError> {
-        let text = std::fs::read_to_string(path).map_err(|error| RenderError::Read {
+        let read_error = |error| RenderError::Read {
             path: path.to_owned(),
             error,
+        };
+        let bytes = crate::fs_atomic::read_regular(path, 1024 * 1024).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            read_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "it is not valid UTF-8",
+            ))
         })?;
         Renderer::compile(&text, path)
     }
@@ -311,7 +340,22 @@ mod tests {
             assert!(is_haproxy_token(good), "{good:?}");
         }
         for bad in [
-            "a b", "a\tb", "a\nb", "a#b", "a\"b", "a'b", "a\\b", "a\u{0}b", "a\u{a0}b",
+            "a b",
+            "a\tb",
+            "a\nb",
+            "a#b",
+            "a\"b",
+            "a'b",
+            "a\\b",
+            "a\u{0}b",
+            "a\u{a0}b",
+            // Issue 10, class 4: environment expansion, bidi and zero-width characters.
+            "${AWS_SECRET_ACCESS_KEY}.x",
+            "$HOME",
+            "web\u{202E}1",
+            "a\u{200B}b",
+            "\u{FEFF}x",
+            "a\u{2066}b",
         ] {
             assert!(!is_haproxy_token(bad), "{bad:?}");
         }
