@@ -110,11 +110,18 @@ const INSTALLED_LIMIT: u64 = 256 * 1024 * 1024;
 /// is read with the bad bytes replaced: it differs from any rendering, so it is warned about and
 /// replaced, never a reason to fail every run.
 pub fn read_installed(path: &Path) -> Result<Option<String>, InstallError> {
-    match fs_atomic::read_regular(path, INSTALLED_LIMIT) {
-        Ok(bytes) => Ok(Some(match String::from_utf8(bytes) {
+    Ok(
+        read_installed_bytes(path)?.map(|bytes| match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
-        })),
+        }),
+    )
+}
+
+/// The installed config's bytes as they are, for its backup; `None` if there is none.
+fn read_installed_bytes(path: &Path) -> Result<Option<Vec<u8>>, InstallError> {
+    match fs_atomic::read_regular(path, INSTALLED_LIMIT) {
+        Ok(bytes) => Ok(Some(bytes)),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(InstallError::ReadInstalled {
             path: path.to_owned(),
@@ -138,7 +145,7 @@ pub async fn install_and_reload(
 ) -> Result<(), InstallError> {
     let path = &haproxy.config;
     let backup = backup_path(path);
-    let previous = read_installed(path)?;
+    let previous = read_installed_bytes(path)?;
     check_folder(path)?;
     let staged =
         Staged::write(path, rendered.as_bytes()).map_err(|source| InstallError::Stage {
@@ -160,12 +167,10 @@ pub async fn install_and_reload(
         }
     })?;
     if let Some(previous) = &previous {
-        fs_atomic::write(&backup, previous.as_bytes(), ownership).map_err(|source| {
-            InstallError::Backup {
-                path: path.clone(),
-                backup: backup.clone(),
-                source,
-            }
+        fs_atomic::write(&backup, previous, ownership).map_err(|source| InstallError::Backup {
+            path: path.clone(),
+            backup: backup.clone(),
+            source,
         })?;
     }
     staged
@@ -194,7 +199,7 @@ pub async fn install_and_reload(
         "reload failed ({reload_error}); restoring `{}`",
         backup.display()
     );
-    let restored = match fs_atomic::write(path, previous.as_bytes(), ownership) {
+    let restored = match fs_atomic::write(path, &previous, ownership) {
         Ok(()) => reload(haproxy).await.map_err(|error| error.to_string()),
         Err(error) => Err(format!("cannot write `{}`: {error}", path.display())),
     };

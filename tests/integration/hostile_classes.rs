@@ -184,3 +184,239 @@ fn class_17_created_folders_ignore_the_umask() {
         }
     }
 }
+
+/// Runs the binary on `site` with `args`, and how long it took.
+fn timed(site: &Site, args: &[&str]) -> (std::process::Output, std::time::Duration) {
+    site.write();
+    let started = std::time::Instant::now();
+    let output = Command::new(binary())
+        .arg("--config")
+        .arg(site.config_path())
+        .args(args)
+        .output()
+        .unwrap();
+    (output, started.elapsed())
+}
+
+/// Class 10: every read is bounded and refuses what is not a regular file: a flood of output,
+/// a device or a FIFO where a file belongs fail fast with a clear error.
+#[test]
+fn class_10_unbounded_inputs_fail_fast() {
+    let fifo = |path: &std::path::Path| {
+        let status = Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(status.success());
+    };
+    // A flood from the exec list command, and from the check command.
+    for (case, tweak) in [
+        ("exec list `yes`", "list"),
+        ("check command `yes`", "check"),
+    ] {
+        let mut site = Site::new(ONE_INSTANCE);
+        site.haproxy = QUICK_CHECK.to_owned();
+        match tweak {
+            "list" => site.pools = site.pools.replace("[\"cat\",", "[\"yes\","),
+            _ => site.haproxy = "check_command = [\"sh\", \"-c\", \"yes; true\", \"{config}\"]\nreload_command = [\"true\"]\n".to_owned(),
+        }
+        let (output, took) = timed(&site, &[]);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("printed more than 64 MiB and was killed"),
+            "{case}: {}",
+            describe(&output)
+        );
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{case}: {took:?}"
+        );
+    }
+    // Devices and FIFOs where the config, the template or the state belongs.
+    let site = Site::new(ONE_INSTANCE);
+    site.write();
+    for (case, args) in [("--config /dev/zero", ["--config", "/dev/zero"])] {
+        let output = Command::new(binary()).args(args).output().unwrap();
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains("not a regular file"),
+            "{case}: {}",
+            describe(&output)
+        );
+    }
+    let config_fifo = site.path("etc/fifo.toml");
+    fifo(&config_fifo);
+    let output = Command::new(binary())
+        .arg("--config")
+        .arg(&config_fifo)
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("not a regular file"),
+        "{}",
+        describe(&output)
+    );
+    fifo(&site.path("state/state.json"));
+    let (output, took) = timed(&site, &[]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("state.json") && stderr(&output).contains("not a regular file"),
+        "{}",
+        describe(&output)
+    );
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+    std::fs::remove_file(site.path("state/state.json")).unwrap();
+    std::fs::remove_file(site.path("etc/haproxy.cfg.hbs")).unwrap();
+    fifo(&site.path("etc/haproxy.cfg.hbs"));
+    let (output, _) = timed(&site, &["--plan"]);
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("not a regular file"),
+        "{}",
+        describe(&output)
+    );
+}
+
+/// Class 11: a command that exits but leaves a child holding its output is judged by its own
+/// exit status: the run goes on at once, and nothing is rolled back or retried.
+#[test]
+fn class_11_a_command_that_leaves_a_child_behind_is_judged_by_its_exit() {
+    for (case, reload, list) in [
+        (
+            "reload backgrounds a sleeper",
+            "sh -c 'sleep 30 & exit 0'",
+            None,
+        ),
+        (
+            "reload backgrounds a chatty child",
+            "sh -c '(sleep 1; echo later) & echo now'",
+            None,
+        ),
+        (
+            "exec list backgrounds a sleeper",
+            "true",
+            Some("cat '{}'; sleep 30 &"),
+        ),
+    ] {
+        let mut site = Site::new(ONE_INSTANCE);
+        let words: Vec<String> = shell_words(reload);
+        site.haproxy = format!(
+            "check_command = [\"test\", \"-s\", \"{{config}}\"]\nreload_command = {words:?}\ncommand_timeout_s = 20\n"
+        );
+        if let Some(list) = list {
+            let script = list.replace("{}", &site.path("etc/instances.json").display().to_string());
+            site.pools = site.pools.replace(
+                &format!(
+                    "[\"cat\", \"{}\"]",
+                    site.path("etc/instances.json").display()
+                ),
+                &format!("[\"sh\", \"-c\", {script:?}]"),
+            );
+        }
+        let (output, took) = timed(&site, &[]);
+        assert_exit(&output, 0);
+        assert!(site.installed().contains("server web-1"), "{case}");
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "{case}: took {took:?}"
+        );
+        assert!(
+            !stderr(&output).contains("restored"),
+            "{case}: {}",
+            describe(&output)
+        );
+    }
+}
+
+fn shell_words(line: &str) -> Vec<String> {
+    // The cases above are simple enough for whitespace and single quotes.
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => words.push(std::mem::take(&mut word)),
+            _ => word.push(c),
+        }
+    }
+    words.push(word);
+    words
+}
+
+/// Class 19: a hand-edited haproxy.cfg with bytes that are not UTF-8 is warned about and
+/// replaced, not a failure of every run.
+#[test]
+fn class_19_a_non_utf8_haproxy_cfg_is_replaced_with_a_warning() {
+    for bad in [&b"\xff"[..], b"\x80 stray", b"caf\xc3"] {
+        let mut site = Site::new(ONE_INSTANCE);
+        site.haproxy = QUICK_CHECK.to_owned();
+        assert_exit(&timed(&site, &[]).0, 0);
+        let mut edited = std::fs::read(site.path("haproxy/haproxy.cfg")).unwrap();
+        edited.extend_from_slice(b"# edited by hand: ");
+        edited.extend_from_slice(bad);
+        edited.push(b'\n');
+        std::fs::write(site.path("haproxy/haproxy.cfg"), &edited).unwrap();
+        let (output, _) = timed(&site, &[]);
+        assert_exit(&output, 0);
+        assert!(
+            stderr(&output).contains("was changed outside haproxy-autoscaler"),
+            "{bad:?}: {}",
+            describe(&output)
+        );
+        assert!(
+            !site.installed().contains("edited by hand"),
+            "{bad:?}: replaced"
+        );
+        assert_eq!(
+            std::fs::read(site.path("haproxy/haproxy.cfg.bak")).unwrap(),
+            edited
+        );
+    }
+}
+
+/// Class 4: values HAProxy or a terminal interprets never reach haproxy.cfg: an address with an
+/// environment reference, tag values with `$` or bidi controls are left out; output that is not
+/// UTF-8 is refused, never "repaired".
+#[test]
+fn class_4_values_haproxy_would_interpret_are_left_out() {
+    let mut site = Site::new(
+        r#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001, "tags": {"Name": "web-1"}},
+            {"id": "web-2", "address": "${AWS_SECRET_ACCESS_KEY}.x", "port": 9002, "tags": {"Name": "web-2"}},
+            {"id": "web-3", "address": "127.0.0.1", "port": 9003, "tags": {"Name": "${HOME}"}},
+            {"id": "web-4", "address": "127.0.0.1", "port": 9004, "tags": {"Name": "web\u202e4"}}]"#,
+    );
+    site.haproxy = QUICK_CHECK.to_owned();
+    std::fs::write(
+        site.path("etc/haproxy.cfg.hbs"),
+        "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}} # {{tags.Name}}\n{{/each}}{{/each}}",
+    )
+    .unwrap();
+    let (output, _) = timed(&site, &[]);
+    assert_exit(&output, 0);
+    assert_eq!(
+        site.installed(),
+        "backend web\n    server web-1 127.0.0.1:9001 # web-1\n",
+        "{}",
+        describe(&output)
+    );
+    for id in ["web-2", "web-3", "web-4"] {
+        assert!(
+            stderr(&output).contains(&format!("instance `{id}` left out")),
+            "{id}: {}",
+            describe(&output)
+        );
+    }
+    // Bytes that are not UTF-8 in the listing: refused as a listing, nothing changes.
+    let mut listing =
+        br#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001, "tags": {"Name": "web"#.to_vec();
+    listing.extend_from_slice(b"\xff\"}}]");
+    std::fs::write(site.path("etc/instances.json"), listing).unwrap();
+    let before = site.installed();
+    let (output, _) = timed(&site, &[]);
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not the documented JSON"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(site.installed(), before);
+}
