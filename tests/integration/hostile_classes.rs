@@ -232,12 +232,15 @@ fn class_10_unbounded_inputs_fail_fast() {
     // Devices and FIFOs where the config, the template or the state belongs.
     let site = Site::new(ONE_INSTANCE);
     site.write();
-    for (case, args) in [("--config /dev/zero", ["--config", "/dev/zero"])] {
-        let output = Command::new(binary()).args(args).output().unwrap();
+    for device in ["/dev/zero", "/dev/urandom", "/tmp"] {
+        let output = Command::new(binary())
+            .args(["--config", device])
+            .output()
+            .unwrap();
         assert_exit(&output, 2);
         assert!(
             stderr(&output).contains("not a regular file"),
-            "{case}: {}",
+            "--config {device}: {}",
             describe(&output)
         );
     }
