@@ -309,14 +309,26 @@ async fn observe(
                     .found_by_token
                     .insert(intent.token.clone(), ids);
             }
+            let by_id: std::collections::HashMap<&str, &crate::cloud::Instance> = instances
+                .iter()
+                .map(|instance| (instance.id.as_str(), instance))
+                .collect();
+            let mut targets = Vec::new();
             for id in lifecycle::probe_candidates(pool, scaling, &instances, &pool_state, now) {
-                let instance = instances.iter().find(|instance| instance.id == id);
-                let ready = match instance.map(|instance| plan::server_address(pool, instance)) {
-                    Some(Ok((host, port))) => probe::ready(&pool.ready_check, &host, port).await,
-                    _ => false,
-                };
-                pool_observed.ready.insert(id, ready);
+                match by_id
+                    .get(id.as_str())
+                    .map(|instance| plan::server_address(pool, instance))
+                {
+                    Some(Ok((host, port))) => targets.push((id, host, port)),
+                    // No usable address yet: not ready.
+                    _ => {
+                        pool_observed.ready.insert(id, false);
+                    }
+                }
             }
+            pool_observed
+                .ready
+                .extend(probe::ready_all(&pool.ready_check, targets).await);
         }
         pool_observed.instances = instances;
         observed.push(pool_observed);

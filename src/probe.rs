@@ -1,5 +1,8 @@
 //! Readiness probes of new servers, made by the run from the load balancer before a server
 //! takes traffic (HAProxy 2.6 counts a new server UP before its first check).
+//!
+//! Probes run concurrently (at most [`IN_FLIGHT`] at a time) under one deadline for all, so
+//! thirty stalled health endpoints cost one probe timeout, not thirty.
 
 use std::time::Duration;
 
@@ -8,6 +11,42 @@ use crate::http;
 
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long all the probes of a pool may take together.
+const ALL_PROBES_DEADLINE: Duration = Duration::from_secs(5);
+/// Most probes in flight at once.
+const IN_FLIGHT: usize = 256;
+
+/// Probes every `(id, host, port)` with `check`; an id is ready if its probe passed before the
+/// common deadline.
+pub async fn ready_all(
+    check: &ReadyCheck,
+    targets: Vec<(String, String, u16)>,
+) -> std::collections::BTreeMap<String, bool> {
+    let mut results: std::collections::BTreeMap<String, bool> = targets
+        .iter()
+        .map(|(id, _, _)| (id.clone(), false))
+        .collect();
+    let deadline = tokio::time::Instant::now() + ALL_PROBES_DEADLINE;
+    let mut waiting = targets.into_iter();
+    let mut running = tokio::task::JoinSet::new();
+    let mut spawn_next = |running: &mut tokio::task::JoinSet<(String, bool)>| {
+        if let Some((id, host, port)) = waiting.next() {
+            let check = check.clone();
+            running.spawn(async move { (id, ready(&check, &host, port).await) });
+        }
+    };
+    for _ in 0..IN_FLIGHT {
+        spawn_next(&mut running);
+    }
+    while let Ok(Some(done)) = tokio::time::timeout_at(deadline, running.join_next()).await {
+        if let Ok((id, ready)) = done {
+            results.insert(id, ready);
+        }
+        spawn_next(&mut running);
+    }
+    // Past the deadline, what has not answered is not ready; dropping the set aborts the rest.
+    results
+}
 
 /// True if the server at `host:port` passes `check`.
 pub async fn ready(check: &ReadyCheck, host: &str, port: u16) -> bool {
@@ -32,4 +71,52 @@ pub async fn ready(check: &ReadyCheck, host: &str, port: u16) -> bool {
         tracing::info!("server {address} not ready yet: {reason}");
     }
     outcome.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 10, class 12: stalled endpoints are probed at once, under one deadline: thirty of
+    /// them cost about one probe timeout, not thirty.
+    #[tokio::test]
+    async fn class_12_stalled_probes_share_one_deadline() {
+        // Listeners that accept nothing back: a TCP connect succeeds (backlog), an HTTP probe
+        // stalls waiting for an answer.
+        let mut listeners = Vec::new();
+        let mut targets = Vec::new();
+        for n in 0..30 {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = listener.local_addr().unwrap().port();
+            targets.push((format!("i-{n}"), "127.0.0.1".to_owned(), port));
+            listeners.push(listener);
+        }
+        // One that answers at once, among them.
+        let good = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let good_port = good.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut stream, _)) = good.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = stream.read(&mut buffer).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        targets.push(("i-good".to_owned(), "127.0.0.1".to_owned(), good_port));
+        let started = std::time::Instant::now();
+        let results = ready_all(&ReadyCheck::Http("/health".into()), targets).await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(8), "took {took:?}");
+        assert_eq!(results.len(), 31);
+        assert!(results["i-good"]);
+        assert!(
+            results
+                .iter()
+                .filter(|(id, _)| *id != "i-good")
+                .all(|(_, ready)| !ready)
+        );
+        drop(listeners);
+    }
 }

@@ -411,7 +411,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError::Parse {
             path: path.to_owned(),
-            message: error.to_string().trim_end().to_owned(),
+            message: parse_message(text, &error),
         })?;
         Validator {
             source: Source::File(path.to_owned()),
@@ -1126,6 +1126,51 @@ impl Validator {
     }
 }
 
+/// A TOML error as position and reason, never the offending line itself nor a quoted value:
+/// the line may hold a secret (a webhook URL with its token), and errors reach cron mail.
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    let position = error.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    format!(
+        "{}{}",
+        position.unwrap_or_default(),
+        without_quoted_values(error.message().trim_end())
+    )
+}
+
+/// `message` with every double-quoted value replaced by `"…"` (serde quotes the value it could
+/// not use: `invalid type: string "https://…", expected …`).
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in message.chars() {
+        if quoted {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => {
+                    quoted = false;
+                    out.push_str("…\"");
+                }
+                _ => escaped = false,
+            }
+        } else {
+            if c == '"' {
+                quoted = true;
+            }
+            out.push(c);
+        }
+    }
+    if quoted {
+        out.push_str("…\"");
+    }
+    out
+}
+
 /// What a path names once `..`, relative parts and symlinks are resolved: the file itself when
 /// it exists, else its resolved folder and its name.
 fn file_identity(path: &Path) -> PathBuf {
@@ -1499,6 +1544,31 @@ security_group = "web"
             for word in expected {
                 assert!(error.contains(word), "{haproxy}: {word} in {error}");
             }
+        }
+    }
+
+    /// Issue 10, class 5: a TOML error on a line that holds a secret names the position and
+    /// the reason, never the line or the value.
+    #[test]
+    fn class_5_parse_errors_never_quote_a_secret() {
+        let secret = "T0KEN-XOXB-SECRET";
+        for line in [
+            format!("webhok = \"https://hooks.example/services/{secret}\""),
+            format!("webhook = \"https://hooks.example/services/{secret}"),
+            format!("webhook = [\"https://hooks.example/services/{secret}\"]"),
+            format!("webhook = \"https://hooks.example/{secret}\" junk"),
+        ] {
+            let text = format!(
+                "[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[notify]\n{line}\n"
+            );
+            let error = Config::parse(&text, Path::new("/etc/hxa/config.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(!error.contains(secret), "{line}: {error}");
+            assert!(
+                error.contains("/etc/hxa/config.toml") && error.contains("line 7"),
+                "{line}: {error}"
+            );
         }
     }
 
