@@ -135,6 +135,8 @@ pub struct ScalePlan {
     pub drains: Vec<InstanceAction>,
     pub terminates: Vec<InstanceAction>,
     pub events: Vec<Event>,
+    /// Facts the operator must fix (a launch time that cannot be read).
+    pub warnings: Vec<String>,
     /// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
     /// caller).
     #[serde(skip)]
@@ -163,8 +165,13 @@ pub fn probe_candidates(
         .collect()
 }
 
+/// Inside `warmup_s` of its launch. A launch time that cannot be read counts as inside: the
+/// server stays out of traffic rather than skip its warm-up (the plan warns about it).
 fn in_warmup(instance: &Instance, scaling: &Scaling, now: i64) -> bool {
-    launched_at(instance).is_some_and(|at| now < at.saturating_add(scaling.warmup_s as i64))
+    match (&instance.launch_time, launched_at(instance)) {
+        (Some(_), None) => true,
+        (_, at) => at.is_some_and(|at| now < at.saturating_add(scaling.warmup_s as i64)),
+    }
 }
 
 fn launched_at(instance: &Instance) -> Option<i64> {
@@ -518,6 +525,19 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         // Set by the planner when this run reloads.
         reloaded_at: state.reloaded_at,
     };
+    let warnings = facts
+        .instances
+        .iter()
+        .filter_map(|instance| {
+            let text = instance.launch_time.as_deref()?;
+            launched_at(instance).is_none().then(|| {
+                format!(
+                    "pool `{}`: instance `{}` has launch time {text:?}, which is not an RFC 3339 time: it is kept booting (no traffic) until its provider reports a readable one",
+                    pool.name, instance.id
+                )
+            })
+        })
+        .collect();
     ScalePlan {
         decision,
         roles,
@@ -525,6 +545,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         drains,
         terminates,
         events,
+        warnings,
         next,
     }
 }
@@ -973,6 +994,26 @@ mod tests {
             "{:?}",
             plan.events
         );
+    }
+
+    /// Issue 10, class 16: a launch time that cannot be read keeps the server booting (no
+    /// traffic, warm-up not skipped) and is warned about, naming the instance and the value.
+    #[test]
+    fn class_16_an_unreadable_launch_time_keeps_the_server_booting() {
+        for bad in ["yesterday", "2026-13-45T99:00:00Z", ""] {
+            let mut odd = instance("i-2", 0);
+            odd.launch_time = Some(bad.to_owned());
+            let world = World::new(threshold(""), vec![instance("i-1", 9000), odd]);
+            let plan = world.plan();
+            assert_eq!(plan.roles["i-2"], Role::Booting, "{bad:?}");
+            assert!(
+                plan.warnings.len() == 1
+                    && plan.warnings[0].contains("instance `i-2`")
+                    && plan.warnings[0].contains(&format!("{bad:?}")),
+                "{bad:?}: {:?}",
+                plan.warnings
+            );
+        }
     }
 
     /// Issue 10, class 13: times from the future (a clock that was ahead) hold a cooldown or a

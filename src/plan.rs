@@ -434,6 +434,11 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             config.haproxy.config.display(),
         ));
     }
+    for pool in &pools {
+        if let Some(scale) = &pool.scale {
+            warnings.extend(scale.warnings.iter().cloned());
+        }
+    }
     // A first install with an empty backend is said on the run that installs it, not on every
     // run after it.
     if changed {

@@ -1130,10 +1130,26 @@ impl Validator {
 /// the line may hold a secret (a webhook URL with its token), and errors reach cron mail.
 fn parse_message(text: &str, error: &toml::de::Error) -> String {
     let position = error.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
+        let start = span.start.min(text.len());
+        let before = &text[..start];
         let line = before.matches('\n').count() + 1;
-        let column = before.len() - before.rfind('\n').map_or(0, |at| at + 1) + 1;
-        format!("line {line}, column {column}: ")
+        let line_start = before.rfind('\n').map_or(0, |at| at + 1);
+        let column = start - line_start + 1;
+        // The key of that line (keys are never secret; what follows `=` may be).
+        let line_text = text[line_start..].lines().next().unwrap_or_default();
+        let key = line_text
+            .split_once('=')
+            .map(|(key, _)| key.trim())
+            .filter(|key| {
+                !key.is_empty()
+                    && key
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            });
+        match key {
+            Some(key) => format!("line {line}, column {column}, `{key}`: "),
+            None => format!("line {line}, column {column}: "),
+        }
     });
     format!(
         "{}{}",
@@ -1272,7 +1288,7 @@ security_group = "web"
             ),
             (
                 pool("").replace("8080", "\"80\""),
-                &["port = \"80\"", "invalid type"],
+                &["line 3", "`port`", "invalid type"],
             ),
             (pool("address = \"ipv6\""), &["pool[0].address", "`ipv6`"]),
             (pool("address = \"tag:\""), &["pool[0].address"]),
