@@ -3,6 +3,9 @@
 //! A file is written to a temporary file in the same folder, fsynced, renamed over the target and
 //! the folder fsynced, so a reader (or a crash) sees either the old file or the new one, never a
 //! half-written one. The temporary file is removed if anything fails before the rename.
+//!
+//! A target that is a symlink is written through: the file it points to is replaced (beside
+//! it), and the link stays a link.
 
 use std::fs::{File, Permissions};
 use std::io::{self, Write};
@@ -48,6 +51,7 @@ pub struct Staged {
 impl Staged {
     /// Writes `contents` to a new temporary file in `target`'s folder, with mode 0600.
     pub fn write(target: &Path, contents: &[u8]) -> io::Result<Staged> {
+        let target = &write_target(target)?;
         let dir = parent_dir(target);
         let file_name = target
             .file_name()
@@ -115,7 +119,6 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
     }
 }
 
-/// Replaces `target` with `contents` atomically.
 /// Reads a whole regular file of at most `limit` bytes. Anything else is refused before it is
 /// read: a FIFO (`open` would block until a writer comes), a device (`/dev/zero` never ends), a
 /// folder, or a file larger than `limit`, so that a read costs a bounded time and memory.
@@ -147,8 +150,34 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Replaces `target` with `contents` atomically.
 pub fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
     Staged::write(target, contents)?.commit(ownership)
+}
+
+/// The file a write to `path` must replace: `path` itself, or where it points when it is a
+/// symlink (to any depth). Replacing the link itself would silently turn it into a regular file
+/// and cut it from what the operator links it to; the atomic replacement happens beside the
+/// link's target instead.
+pub fn write_target(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_owned();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                let link = std::fs::read_link(&path)?;
+                path = if link.is_absolute() {
+                    link
+                } else {
+                    parent_dir(&path).join(link)
+                };
+            }
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "too many levels of symbolic links",
+    ))
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -161,6 +190,37 @@ fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 10, class 18: a symlinked target is written through; the link stays a link.
+    #[test]
+    fn class_18_symlinks_are_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let managed = dir.path().join("managed");
+        std::fs::create_dir(&managed).unwrap();
+        // An existing target, a dangling one (the file is created where the link points), and a
+        // chain of two links with a relative step.
+        std::fs::write(managed.join("a.cfg"), "old").unwrap();
+        std::os::unix::fs::symlink(managed.join("a.cfg"), dir.path().join("a")).unwrap();
+        std::os::unix::fs::symlink(managed.join("b.cfg"), dir.path().join("b")).unwrap();
+        std::os::unix::fs::symlink("managed/a.cfg", dir.path().join("c1")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("c1"), dir.path().join("c")).unwrap();
+        for (link, target) in [("a", "a.cfg"), ("b", "b.cfg"), ("c", "a.cfg")] {
+            let link = dir.path().join(link);
+            write(&link, link.to_string_lossy().as_bytes(), Ownership::PRIVATE).unwrap();
+            assert!(
+                std::fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                "{} stays a link",
+                link.display()
+            );
+            assert_eq!(
+                std::fs::read_to_string(managed.join(target)).unwrap(),
+                link.to_string_lossy()
+            );
+        }
+    }
 
     #[test]
     fn write_replaces_the_file_and_leaves_no_temporary_behind() {

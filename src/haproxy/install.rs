@@ -188,7 +188,9 @@ pub async fn install_and_reload(
     let Some(previous) = previous else {
         // There was no config before: go back to that, so the next run installs and reloads again
         // instead of finding its config already in place.
-        let removed = std::fs::remove_file(path).and_then(|()| sync_parent(path));
+        // The file itself, not a symlink that points at it.
+        let removed = fs_atomic::write_target(path)
+            .and_then(|file| std::fs::remove_file(&file).and_then(|()| sync_parent(&file)));
         return Err(InstallError::ReloadFirst {
             path: path.clone(),
             removed: removed.is_ok(),
