@@ -71,6 +71,10 @@ pub struct PoolFacts<'a> {
     pub now: i64,
     /// `[notify]`'s (rapid_scales, rapid_window_s).
     pub rapid: (u32, u64),
+    /// How long one launch call may run (the exec command's timeout, or one EC2 attempt): an
+    /// intent is re-sent only once a first attempt can no longer be running, even if the run
+    /// that made it was killed mid-call.
+    pub launch_timeout_s: u64,
 }
 
 /// The role of an instance after this run.
@@ -283,6 +287,16 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         }
         match facts.found_by_token.get(&intent.token) {
             Some(ids) if !ids.is_empty() => {}
+            _ if now
+                < intent
+                    .requested_at
+                    .saturating_add(facts.launch_timeout_s as i64) =>
+            {
+                // A first attempt may still be running (its run was killed mid-call): wait,
+                // counting it as capacity, rather than send the same launch twice at once.
+                pending_capacity = pending_capacity.saturating_add(intent.count);
+                intents.push(intent.clone());
+            }
             _ => {
                 let room = max_now.saturating_sub(present.saturating_add(pending_capacity));
                 let count = intent.count.min(room);
@@ -743,6 +757,7 @@ mod tests {
                 state: &self.state,
                 now: self.now,
                 rapid: (2, 600),
+                launch_timeout_s: 30,
             })
         }
 
@@ -1012,6 +1027,39 @@ mod tests {
                     && plan.warnings[0].contains(&format!("{bad:?}")),
                 "{bad:?}: {:?}",
                 plan.warnings
+            );
+        }
+    }
+
+    /// Issue 10, class 15: a launch intent is not re-sent while a first attempt may still be
+    /// running (its run was killed mid-call and the lock freed at once); it counts as capacity.
+    #[test]
+    fn class_15_an_intent_is_resent_only_once_its_first_attempt_cannot_be_running() {
+        for (ago, resent) in [(0, false), (29, false), (30, true), (600, true)] {
+            let mut world = World::new(threshold("step_up = 2"), vec![instance("i-1", 600)])
+                .with_rate(30, &[1]);
+            world.state.launches = vec![LaunchIntent {
+                token: "hxa-t".into(),
+                count: 2,
+                requested_at: NOW - ago,
+                instance_ids: None,
+            }];
+            let plan = world.plan();
+            assert_eq!(
+                plan.launches.iter().any(|launch| launch.retry),
+                resent,
+                "{ago}s ago: {:?}",
+                plan.launches
+            );
+            assert_eq!(plan.decision.current, 3, "{ago}s ago: counted as capacity");
+            assert!(
+                plan.launches.iter().all(|launch| launch.retry),
+                "no second launch"
+            );
+            assert_eq!(
+                plan.next.launches.len(),
+                1,
+                "{ago}s ago: the intent is kept"
             );
         }
     }

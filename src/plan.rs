@@ -281,6 +281,10 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
                 state: facts.state.pools.get(&pool.name).unwrap_or(&default_state),
                 now: facts.now,
                 rapid: (config.notify.rapid_scales, config.notify.rapid_window_s),
+                launch_timeout_s: match &pool.provider {
+                    crate::config::ProviderKind::Exec(commands) => commands.timeout.as_secs(),
+                    crate::config::ProviderKind::Ec2 => config.aws.attempt_timeout.as_secs(),
+                },
             })
         });
         pools.push(pool_plan(pool, &observed.instances, scale)?);
