@@ -55,23 +55,40 @@ pub async fn apply(
             continue;
         };
         let pool_config = pool_config(config, pool);
+        let requested_at = plan
+            .next_state
+            .pools
+            .get(pool)
+            .and_then(|next| next.launches.iter().find(|intent| &intent.token == token))
+            .map_or(0, |intent| intent.requested_at);
         let intents = &mut progress.pools.entry(pool.clone()).or_default().launches;
-        if !intents.iter().any(|intent| &intent.token == token) {
-            intents.push(LaunchIntent {
-                token: token.clone(),
-                count: *count,
-                requested_at: plan
-                    .next_state
-                    .pools
-                    .get(pool)
-                    .and_then(|next| next.launches.iter().find(|intent| &intent.token == token))
-                    .map_or(0, |intent| intent.requested_at),
-                instance_ids: None,
-            });
-        }
+        // This call may run until its timeout: a run that finds the intent meanwhile (this one
+        // killed) must wait for it, so the intent says when it was sent and that it is not over.
+        intents.retain(|intent| &intent.token != token);
+        intents.push(LaunchIntent {
+            token: token.clone(),
+            count: *count,
+            requested_at,
+            instance_ids: None,
+            attempt_ended: false,
+        });
         version = state::save(&config.state_path, &progress, &version)?;
         failpoint::hit("after-launch-intent-saved");
-        let ids = provider.launch(pool_config, *count, token).await?;
+        let ids = match provider.launch(pool_config, *count, token).await {
+            Ok(ids) => ids,
+            Err(error) => {
+                // The call is over (it failed): the next run may send it again at once.
+                if let Some(intent) = progress
+                    .pools
+                    .get_mut(pool.as_str())
+                    .and_then(|state| state.launches.iter_mut().find(|i| &i.token == token))
+                {
+                    intent.attempt_ended = true;
+                }
+                state::save(&config.state_path, &progress, &version)?;
+                return Err(error.into());
+            }
+        };
         failpoint::hit("after-run-instances");
         record_ids(&mut progress, pool, token, &ids);
         version = state::save(&config.state_path, &progress, &version)?;

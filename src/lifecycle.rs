@@ -287,10 +287,11 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
         }
         match facts.found_by_token.get(&intent.token) {
             Some(ids) if !ids.is_empty() => {}
-            _ if now
-                < intent
-                    .requested_at
-                    .saturating_add(facts.launch_timeout_s as i64) =>
+            _ if !intent.attempt_ended
+                && now
+                    < intent
+                        .requested_at
+                        .saturating_add(facts.launch_timeout_s as i64) =>
             {
                 // A first attempt may still be running (its run was killed mid-call): wait,
                 // counting it as capacity, rather than send the same launch twice at once.
@@ -320,6 +321,8 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
                 });
                 intents.push(LaunchIntent {
                     count,
+                    requested_at: now,
+                    attempt_ended: false,
                     ..intent.clone()
                 });
             }
@@ -392,6 +395,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
             count,
             requested_at: now,
             instance_ids: None,
+            attempt_ended: false,
         });
     } else if decision.desired < decision.current {
         let candidates: Vec<&Instance> = facts
@@ -864,6 +868,7 @@ mod tests {
         let mut world =
             World::new(threshold("step_up = 2"), vec![instance("i-1", 600)]).with_rate(30, &[1]);
         world.state.launches = vec![LaunchIntent {
+            attempt_ended: false,
             token: "hxa-t".into(),
             count: 2,
             requested_at: NOW - 60,
@@ -1035,10 +1040,18 @@ mod tests {
     /// running (its run was killed mid-call and the lock freed at once); it counts as capacity.
     #[test]
     fn class_15_an_intent_is_resent_only_once_its_first_attempt_cannot_be_running() {
-        for (ago, resent) in [(0, false), (29, false), (30, true), (600, true)] {
+        for (ago, ended, resent) in [
+            (0, false, false),
+            (29, false, false),
+            (30, false, true),
+            (600, false, true),
+            // The call returned (with an error): over, so sent again at once.
+            (0, true, true),
+        ] {
             let mut world = World::new(threshold("step_up = 2"), vec![instance("i-1", 600)])
                 .with_rate(30, &[1]);
             world.state.launches = vec![LaunchIntent {
+                attempt_ended: ended,
                 token: "hxa-t".into(),
                 count: 2,
                 requested_at: NOW - ago,
@@ -1109,6 +1122,7 @@ mod tests {
             pool.scaling.as_mut().unwrap().max = Bound::Fixed(max);
             let mut world = World::new(pool, vec![instance("i-1", 600)]).with_rate(0, &[1]);
             world.state.launches = vec![LaunchIntent {
+                attempt_ended: false,
                 token: "hxa-t".into(),
                 count: 9,
                 requested_at: NOW - 60,
@@ -1443,6 +1457,7 @@ mod tests {
                     let mut world = World::new(threshold("step_up = 4294967295"), vec![instance("i-1", 600)])
                         .with_rate(30, &[1]);
                     world.state.launches = counts.iter().enumerate().map(|(n, count)| LaunchIntent {
+                        attempt_ended: false,
                         token: format!("hxa-{n}"),
                         count: *count,
                         requested_at: times[n],

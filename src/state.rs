@@ -164,6 +164,10 @@ pub struct LaunchIntent {
     pub count: u32,
     pub requested_at: i64,
     pub instance_ids: Option<Vec<String>>,
+    /// The last launch call for this intent returned (with an error): it is over, so the next
+    /// run may re-send at once. Unset while a call may still be running (its run was killed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attempt_ended: bool,
 }
 
 /// A server being drained.
@@ -378,6 +382,7 @@ mod tests {
             PoolState {
                 servers: vec!["i-1".into()],
                 launches: vec![LaunchIntent {
+                    attempt_ended: false,
                     token: "t".into(),
                     count: 2,
                     requested_at: 5,

@@ -423,3 +423,41 @@ fn class_4_values_haproxy_would_interpret_are_left_out() {
     );
     assert_eq!(site.installed(), before);
 }
+
+/// Class 18: a symlinked haproxy.cfg or state file is written through; the link stays a link.
+#[test]
+fn class_18_symlinked_files_stay_links() {
+    for (case, links) in [
+        ("haproxy.cfg", &["haproxy/haproxy.cfg"][..]),
+        ("state", &["state/state.json"][..]),
+        ("both", &["haproxy/haproxy.cfg", "state/state.json"][..]),
+    ] {
+        let mut site = Site::new(ONE_INSTANCE);
+        site.haproxy = QUICK_CHECK.to_owned();
+        std::fs::create_dir(site.path("managed")).unwrap();
+        for link in links {
+            let target = site.path(&format!("managed/{}", link.replace('/', "-")));
+            std::os::unix::fs::symlink(&target, site.path(link)).unwrap();
+        }
+        let (output, _) = timed(&site, &[]);
+        assert_exit(&output, 0);
+        let (again, _) = timed(&site, &[]);
+        assert_exit(&again, 0);
+        for link in links {
+            let path = site.path(link);
+            assert!(
+                std::fs::symlink_metadata(&path)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink(),
+                "{case}: {link} is still a link"
+            );
+            let target = site.path(&format!("managed/{}", link.replace('/', "-")));
+            assert!(
+                std::fs::metadata(&target).unwrap().len() > 0,
+                "{case}: {link}"
+            );
+        }
+        assert!(site.installed().contains("server web-1"), "{case}");
+    }
+}
