@@ -46,13 +46,40 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let report = runtime.block_on(run(cli))?;
+    let report = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(cli) => outcome,
+            signal = stop_signal() => {
+                // Dropping the run's future stops it where it is, as a crash would (every step
+                // is crash-safe); its commands are killed, children and all.
+                crate::command::kill_running();
+                Err(Error::Stopped(signal))
+            }
+        }
+    })?;
     print(cli, &report);
     Ok(if cli.plan && cli.detailed_exitcode && report.changes {
         EXIT_CHANGES_PENDING
     } else {
         0
     })
+}
+
+/// Resolves when the run is asked to stop (SIGTERM, SIGINT, SIGHUP), with the signal's name.
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+        _ = hup.recv() => "SIGHUP",
+    }
 }
 
 /// Validates everything, then reconciles once (or plans, with `--plan`).

@@ -130,6 +130,29 @@ pub async fn run_with_input(
         .spawn()
         .map_err(spawn_error)?;
     let group = child.id();
+    // Registered while it runs, unregistered however this function returns; if it never
+    // reaches its end (the run is stopped and drops it), the group is killed on the way out.
+    struct Registered {
+        group: Option<u32>,
+        finished: bool,
+    }
+    impl Drop for Registered {
+        fn drop(&mut self) {
+            if !self.finished {
+                kill_group(self.group);
+            }
+            if let (Some(group), Ok(mut running)) = (self.group, RUNNING.lock()) {
+                running.remove(&group);
+            }
+        }
+    }
+    if let (Some(group), Ok(mut running)) = (group, RUNNING.lock()) {
+        running.insert(group);
+    }
+    let mut registered = Registered {
+        group,
+        finished: false,
+    };
     let stdout = Captured::start(child.stdout.take(), STDOUT_LIMIT, group);
     let stderr = Captured::start(child.stderr.take(), STDERR_LIMIT, None);
     if let (Some(input), Some(mut stdin)) = (input.map(str::to_owned), child.stdin.take()) {
@@ -148,6 +171,7 @@ pub async fn run_with_input(
             });
         }
     };
+    registered.finished = true;
     let (stdout, flooded) = stdout.finish().await;
     let (stderr, _) = stderr.finish().await;
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
@@ -223,6 +247,25 @@ impl Captured {
         }
         let mut guard = self.buffer.lock().expect("capture lock");
         (std::mem::take(&mut guard.0), guard.1)
+    }
+}
+
+/// The process groups of the commands running now, so that a run stopped by a signal takes
+/// them with it ([`kill_running`]).
+static RUNNING: std::sync::Mutex<std::collections::BTreeSet<u32>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// Kills every command still running, with everything it started. For a run that is stopped
+/// by SIGTERM, SIGINT or SIGHUP: its commands are in process groups of their own, which the
+/// signal does not reach, and a launch command left running could be sent again by the next
+/// run while it still runs.
+pub fn kill_running() {
+    let groups: Vec<u32> = RUNNING
+        .lock()
+        .map(|running| running.iter().copied().collect())
+        .unwrap_or_default();
+    for group in groups {
+        kill_group(Some(group));
     }
 }
 

@@ -38,6 +38,11 @@ pub enum Error {
     Install(#[from] InstallError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// Stopped by a signal; the commands it was running were killed.
+    #[error(
+        "stopped by {0}; the commands it was running were killed, and the next run finishes the job"
+    )]
+    Stopped(&'static str),
 }
 
 impl From<ApplyError> for Error {
@@ -67,6 +72,10 @@ impl Error {
             | Error::Plan(_)
             | Error::Install(_)
             | Error::Runtime(_) => EXIT_FAILED,
+            // 128 + the signal's number, as a shell reports a process it killed.
+            Error::Stopped("SIGHUP") => 129,
+            Error::Stopped("SIGINT") => 130,
+            Error::Stopped(_) => 143,
         }
     }
 }

@@ -461,3 +461,74 @@ fn class_18_symlinked_files_stay_links() {
         assert!(site.installed().contains("server web-1"), "{case}");
     }
 }
+
+/// Class 15: a run stopped by a signal takes its commands with it, children and all, so a
+/// launch left running cannot be sent again by the next run while it still runs.
+#[test]
+fn class_15_a_stopped_run_kills_its_commands() {
+    for (signal, code) in [("TERM", 143), ("INT", 130), ("HUP", 129)] {
+        let mut site = Site::new(ONE_INSTANCE);
+        site.haproxy = QUICK_CHECK.to_owned();
+        let pid_file = site.path("child.pid");
+        let script = format!("sleep 60 & echo $! > '{}'; wait", pid_file.display());
+        site.pools = site.pools.replace(
+            &format!(
+                "[\"cat\", \"{}\"]",
+                site.path("etc/instances.json").display()
+            ),
+            &format!("[\"sh\", \"-c\", {script:?}]"),
+        );
+        site.write();
+        let mut run = Command::new(binary())
+            .arg("--config")
+            .arg(site.config_path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::fs::read_to_string(&pid_file).map_or(true, |text| text.trim().is_empty()) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{signal}: no child"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let child = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(run.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = run.wait().unwrap();
+        assert_eq!(exit.code(), Some(code), "SIG{signal}");
+        let mut message = String::new();
+        std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut message).unwrap();
+        assert!(
+            message.contains(&format!("stopped by SIG{signal}")),
+            "{message}"
+        );
+        let mut gone = false;
+        for _ in 0..100 {
+            let status =
+                std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+            if status.is_empty() || status.contains("State:\tZ") {
+                gone = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            gone,
+            "SIG{signal}: the command's child {child} outlived the run"
+        );
+        assert!(
+            !site.path("haproxy/haproxy.cfg").exists(),
+            "SIG{signal}: nothing installed"
+        );
+    }
+}
