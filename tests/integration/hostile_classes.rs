@@ -300,7 +300,7 @@ fn class_11_a_command_that_leaves_a_child_behind_is_judged_by_its_exit() {
         ),
     ] {
         let mut site = Site::new(ONE_INSTANCE);
-        let words: Vec<String> = shell_words(reload);
+        let words: Vec<String> = shlex::split(reload).unwrap();
         site.haproxy = format!(
             "check_command = [\"test\", \"-s\", \"{{config}}\"]\nreload_command = {words:?}\ncommand_timeout_s = 20\n"
         );
@@ -327,22 +327,6 @@ fn class_11_a_command_that_leaves_a_child_behind_is_judged_by_its_exit() {
             describe(&output)
         );
     }
-}
-
-fn shell_words(line: &str) -> Vec<String> {
-    // The cases above are simple enough for whitespace and single quotes.
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '\'' => quoted = !quoted,
-            ' ' if !quoted => words.push(std::mem::take(&mut word)),
-            _ => word.push(c),
-        }
-    }
-    words.push(word);
-    words
 }
 
 /// Class 19: a hand-edited haproxy.cfg with bytes that are not UTF-8 is warned about and
