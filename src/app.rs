@@ -331,7 +331,24 @@ async fn observe(
                 .iter()
                 .filter(|intent| intent.instance_ids.is_none())
             {
-                let ids = provider.find_by_token(pool, &intent.token).await?;
+                // The listing already holds what was launched with the token and is running;
+                // only EC2 is asked again (it also knows stopped and stopping instances). An
+                // exec provider's look-up is its list command: once per run is enough.
+                let listed: Vec<String> = instances
+                    .iter()
+                    .filter(|instance| {
+                        instance.tags.get(crate::config::scaling::TAG_LAUNCH_TOKEN)
+                            == Some(&intent.token)
+                    })
+                    .map(|instance| instance.id.clone())
+                    .collect();
+                let ids = if !listed.is_empty()
+                    || !matches!(pool.provider, crate::config::ProviderKind::Ec2)
+                {
+                    listed
+                } else {
+                    provider.find_by_token(pool, &intent.token).await?
+                };
                 pool_observed
                     .found_by_token
                     .insert(intent.token.clone(), ids);

@@ -288,9 +288,24 @@ fn kill_group(leader: Option<u32>) {
     }
 }
 
-/// Trims output to what an error message should quote.
+/// `text` with control characters other than newlines and tabs escaped (`\u{1b}`): text from
+/// outside (a command's output, a hand-edited file) must not drive the operator's terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// Trims output to what an error message should quote, made [`printable`].
 fn limit(text: String) -> String {
-    let mut text = text.trim().to_owned();
+    let mut text = printable(text.trim());
     if text.len() > OUTPUT_LIMIT {
         let cut = (0..=OUTPUT_LIMIT)
             .rev()

@@ -294,8 +294,11 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
                         .saturating_add(facts.launch_timeout_s as i64) =>
             {
                 // A first attempt may still be running (its run was killed mid-call): wait,
-                // counting it as capacity, rather than send the same launch twice at once.
-                pending_capacity = pending_capacity.saturating_add(intent.count);
+                // counting it as capacity, rather than send the same launch twice at once; but
+                // never as more than today's max leaves room for, so that phantom capacity
+                // never makes the pool drain a real server.
+                let room = max_now.saturating_sub(present.saturating_add(pending_capacity));
+                pending_capacity = pending_capacity.saturating_add(intent.count.min(room));
                 intents.push(intent.clone());
             }
             _ => {
@@ -1073,6 +1076,38 @@ mod tests {
                 plan.next.launches.len(),
                 1,
                 "{ago}s ago: the intent is kept"
+            );
+        }
+    }
+
+    /// Issue 10, class 14 (from the hostile trial): launch intents still waiting on their first
+    /// attempt count as capacity only up to max, so they never push the pool above max and make
+    /// it drain the only server in service.
+    #[test]
+    fn class_14_waiting_intents_never_make_the_pool_drain_a_real_server() {
+        for intents in [3u32, 10, 1000] {
+            let mut pool = threshold("step_down = 5");
+            pool.scaling.as_mut().unwrap().max = Bound::Fixed(3);
+            let mut world = World::new(pool, vec![instance("i-1", 9000)]).with_rate(30, &[1]);
+            world.state.launches = (0..intents)
+                .map(|n| LaunchIntent {
+                    attempt_ended: false,
+                    token: format!("hxa-{n}"),
+                    count: 1,
+                    requested_at: NOW,
+                    instance_ids: None,
+                })
+                .collect();
+            let plan = world.plan();
+            assert!(
+                plan.drains.is_empty(),
+                "{intents} intents: {:?}",
+                plan.drains
+            );
+            assert!(
+                plan.decision.current <= 3,
+                "{intents}: {}",
+                plan.decision.current
             );
         }
     }

@@ -59,7 +59,8 @@ pub fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
         event: "skipped",
         pool: Some(pool.to_owned()),
         text: format!(
-            "pool {pool}: instance {instance_id} is left out of haproxy.cfg: it {reason}"
+            "pool {pool}: instance {} is left out of haproxy.cfg: it {reason}",
+            crate::plan::shown(instance_id)
         ),
         details: serde_json::json!({ "instance_id": instance_id, "reason": reason }),
     }

@@ -44,6 +44,17 @@ pub enum PlanError {
     Render(#[from] RenderError),
 }
 
+/// An instance id as it may be shown on a terminal: as is when it is plain, else quoted with
+/// its control and format characters escaped (an id could carry an escape sequence that retitles
+/// or clears the operator's terminal).
+pub fn shown(id: &str) -> String {
+    if id.chars().all(|c| !c.is_control()) && crate::haproxy::render::is_haproxy_token(id) {
+        id.to_owned()
+    } else {
+        format!("{id:?}")
+    }
+}
+
 /// What discovery found and why none of it is usable, for people: the reasons when instances
 /// were found, the filters to check when none was.
 fn found_words(found: usize, skipped: &[Skipped]) -> String {
@@ -55,7 +66,7 @@ fn found_words(found: usize, skipped: &[Skipped]) -> String {
             "discovery found {found} instance(s) and none is usable: {}",
             skipped
                 .iter()
-                .map(|skipped| format!("`{}` {}", skipped.instance_id, skipped.reason))
+                .map(|skipped| format!("`{}` {}", shown(&skipped.instance_id), skipped.reason))
                 .collect::<Vec<_>>()
                 .join("; ")
         )
@@ -227,7 +238,9 @@ impl Plan {
                     (
                         format!(
                             "pool `{}`: instance `{}` left out: it {}",
-                            pool.name, skipped.instance_id, skipped.reason
+                            pool.name,
+                            shown(&skipped.instance_id),
+                            skipped.reason
                         ),
                         news.contains(&skipped.instance_id),
                     )
@@ -451,11 +464,14 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
 
     let diff = if changed {
         let label = config.haproxy.config.display().to_string();
-        similar::TextDiff::from_lines(installed, rendered.as_str())
-            .unified_diff()
-            .context_radius(3)
-            .header(&label, &format!("{label} (rendered)"))
-            .to_string()
+        // The installed side may hold anything a hand edit put there.
+        crate::command::printable(
+            &similar::TextDiff::from_lines(installed, rendered.as_str())
+                .unified_diff()
+                .context_radius(3)
+                .header(&label, &format!("{label} (rendered)"))
+                .to_string(),
+        )
     } else {
         String::new()
     };
@@ -685,7 +701,15 @@ pub fn server_address(pool: &PoolConfig, instance: &Instance) -> Result<(String,
 /// An address a provider reported (exec commands print what they like): a plain IP address or
 /// host name, or the instance is left out.
 fn plain_host(host: &str, port: u16) -> Result<(String, u16), Unusable> {
-    if is_plain_host(host) {
+    if port == 0 {
+        return Err(Unusable::Bad(
+            "has port 0, which is not a port a server listens on".to_owned(),
+        ));
+    }
+    if host.parse::<std::net::Ipv6Addr>().is_ok() {
+        // `::1:8080` would be ambiguous in `address:port`.
+        Ok((format!("[{host}]"), port))
+    } else if is_plain_host(host) {
         Ok((host.to_owned(), port))
     } else {
         Err(Unusable::Bad(format!(
@@ -747,6 +771,19 @@ fn render_leaving_out_unsafe(
     let mut marked: Vec<(usize, usize, String, String)> = Vec::new();
     for (pool_index, pool) in probe.iter_mut().enumerate() {
         for (server_index, server) in pool.servers.iter_mut().enumerate() {
+            // Tag keys too: a template may write them (`{{#each tags}}{{@key}}`).
+            let unsafe_keys: Vec<String> = server
+                .tags
+                .keys()
+                .filter(|key| !is_haproxy_token(key))
+                .cloned()
+                .collect();
+            for key in unsafe_keys {
+                let value = server.tags.remove(&key).unwrap_or_default();
+                let marker = format!("hxaprobe{}z", marked.len());
+                server.tags.insert(marker, value);
+                marked.push((pool_index, server_index, "a tag key".to_owned(), key));
+            }
             let fields = server
                 .tags
                 .iter_mut()
@@ -829,14 +866,27 @@ fn host_port_problem(value: &str) -> String {
     }
 }
 
-/// An IPv4 or IPv6 address or a DNS name, nothing HAProxy could read as more than one word.
+/// An IPv4 or IPv6 address, or a host name as DNS allows it (RFC 1123: dot-separated labels of
+/// 1 to 63 letters, digits and inner hyphens, at most 253 characters, the last label not all
+/// digits), so that neither HAProxy nor a resolver reads it as anything else (`-x`, `a..b` and
+/// `1.2.3.4.5` are not host names).
 fn is_plain_host(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>().is_ok()
-        || (!host.is_empty()
-            && is_haproxy_token(host)
-            && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.')))
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    let host = host.strip_suffix('.').unwrap_or(host);
+    let labels: Vec<&str> = host.split('.').collect();
+    !host.is_empty()
+        && host.len() <= 253
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+        && labels
+            .last()
+            .is_some_and(|last| !last.chars().all(|c| c.is_ascii_digit()))
 }
 
 impl fmt::Display for Action {
@@ -1192,6 +1242,25 @@ mod tests {
             assert_eq!(plan.next_state.pools["web"].bad_instances, ["i-1"]);
         }
         assert_eq!(parse_host_port("[::1]:80"), Some(("[::1]".into(), 80)));
+        // Issue 10, class 4 (hostile trial): host names as DNS allows them.
+        for bad in [
+            "-x:80",
+            "a..b:80",
+            "1.2.3.4.5:80",
+            "x-:80",
+            "a_b:80",
+            "a%b:80",
+        ] {
+            assert_eq!(parse_host_port(bad), None, "{bad}");
+        }
+        for good in [
+            "web-1.internal:80",
+            "localhost:80",
+            "host.example.:80",
+            "10.0.0.1:80",
+        ] {
+            assert!(parse_host_port(good).is_some(), "{good}");
+        }
         assert_eq!(
             parse_host_port("web-1.internal:8080"),
             Some(("web-1.internal".into(), 8080))
@@ -1367,6 +1436,37 @@ mod tests {
         assert_eq!(plan.pools[0].newly_bad, ["i-1"]);
         let again = run(instances, &plan.next_state).unwrap();
         assert!(again.pools[0].newly_bad.is_empty());
+
+        // A tag key the template writes (hostile trial): only its instance is left out.
+        let keys = Renderer::compile(
+            "{{#each pools}}{{#each servers}}server {{name}} {{#each tags}}{{@key}} {{/each}}\n{{/each}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        let mut bad = instance("i-1", "10.0.0.1");
+        bad.tags.insert("k\n  bind 0.0.0.0:1 #".into(), "v".into());
+        let good = instance("i-2", "10.0.0.2");
+        let plan = build(
+            Facts {
+                config: &config,
+                observed: &[Observed {
+                    pool: "web".into(),
+                    instances: vec![bad, good],
+                    ..Observed::default()
+                }],
+                installed: None,
+                state: &State::default(),
+                now: 1_000,
+            },
+            &keys,
+        )
+        .unwrap();
+        assert_eq!(plan.rendered, "server i-2 \n");
+        assert!(
+            plan.pools[0].skipped[0].reason.contains("a tag key"),
+            "{:?}",
+            plan.pools[0].skipped
+        );
     }
 
     #[test]

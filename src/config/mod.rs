@@ -712,8 +712,8 @@ impl Validator {
             }
         };
         if let Some(url) = &raw.webhook
-            && !url.starts_with("http://")
-            && !url.starts_with("https://")
+            && ((!url.starts_with("http://") && !url.starts_with("https://"))
+                || url.chars().any(|c| c.is_whitespace() || c.is_control()))
         {
             // The URL is a secret: the message names the key, not the value.
             return Err(self.invalid("notify.webhook", "is not an http:// or https:// URL"));
@@ -1194,6 +1194,12 @@ fn file_identity(path: &Path) -> PathBuf {
     if let Ok(resolved) = absolute.canonicalize() {
         return resolved;
     }
+    // A dangling symlink names the file a write would create where it points.
+    if let Ok(target) = crate::fs_atomic::write_target(&absolute)
+        && target != absolute
+    {
+        return file_identity(&target);
+    }
     match (absolute.parent(), absolute.file_name()) {
         (Some(parent), Some(name)) => file_identity(parent).join(name),
         // `/x/..` has no file name: it is its parent's parent.
@@ -1517,8 +1523,10 @@ security_group = "web"
         std::fs::write(root.join("out/haproxy.cfg"), "x").unwrap();
         std::os::unix::fs::symlink(root.join("out/haproxy.cfg"), root.join("etc/link.cfg"))
             .unwrap();
+        std::os::unix::fs::symlink("../out/haproxy.cfg.bak", root.join("etc/dangling.json"))
+            .unwrap();
         let config_file = root.join("etc/config.toml");
-        let cases: [(&str, &[&str]); 6] = [
+        let cases: [(&str, &[&str]); 7] = [
             (
                 "[state]\npath = \"../out/haproxy.cfg.bak\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
                 &["`state.path`", "the backup of `haproxy.config`"],
@@ -1542,6 +1550,11 @@ security_group = "web"
             (
                 "[state]\npath = \"../out/state.json\"\n[haproxy]\nconfig = \"../out/state.json.lock\"",
                 &["the lock file of `state.path`", "`haproxy.config`"],
+            ),
+            // A dangling symlink to the backup haproxy.cfg will get (hostile trial).
+            (
+                "[state]\npath = \"dangling.json\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
+                &["`state.path`", "the backup of `haproxy.config`"],
             ),
         ];
         for (haproxy, expected) in cases {

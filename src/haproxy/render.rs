@@ -36,8 +36,6 @@ pub enum RenderError {
     UnsafeValue { value: String, origin: String },
 }
 
-const TEMPLATE_NAME: &str = "haproxy.cfg";
-
 /// A compiled template.
 pub struct Renderer {
     registry: Handlebars<'static>,
@@ -53,16 +51,26 @@ impl std::fmt::Debug for Renderer {
     }
 }
 
+/// The name the template is registered under, which handlebars' own messages quote: its file
+/// name (`haproxy.cfg.hbs`), not the output's.
+fn template_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || "template".to_owned(),
+        |name| name.to_string_lossy().into_owned(),
+    )
+}
+
 /// True if `value` can be written into haproxy.cfg as one word without quoting: nothing that
 /// HAProxy's config parser treats specially — whitespace (word breaks), `#` (comments), quotes
 /// and backslashes (quoting, escapes), `$` (environment variables: `${AWS_SECRET_ACCESS_KEY}`
-/// would be expanded into the config, its errors and DNS queries) — and no control character
+/// would be expanded into the config, its errors and DNS queries), `%` (`%[src]` is a sample
+/// expression in log formats and headers), braces (anonymous ACLs) — and no control character
 /// nor Unicode format or bidirectional control (text that reads differently than it parses).
 pub fn is_haproxy_token(value: &str) -> bool {
     value.chars().all(|c| {
         !c.is_whitespace()
             && !c.is_control()
-            && !matches!(c, '#' | '"' | '\'' | '\\' | '$')
+            && !matches!(c, '#' | '"' | '\'' | '\\' | '$' | '%' | '{' | '}')
             && !is_format_character(c)
     })
 }
@@ -143,7 +151,7 @@ impl Renderer {
             ),
         );
         registry
-            .register_template_string(TEMPLATE_NAME, text)
+            .register_template_string(&template_name(path), text)
             .map_err(|error| RenderError::Compile {
                 path: path.to_owned(),
                 message: error.to_string(),
@@ -168,7 +176,7 @@ impl Renderer {
         self.refused.lock().expect("escape sink lock").clear();
         let text = self
             .registry
-            .render(TEMPLATE_NAME, &context)
+            .render(&template_name(&self.path), &context)
             .map_err(|error| RenderError::Render {
                 path: self.path.clone(),
                 message: plain_message(&error.to_string()),
@@ -279,8 +287,12 @@ fn partials_cannot_recurse(text: &str) -> Result<(), String> {
 /// Handlebars' message without Rust's debug syntax: its strict-mode error names the variable
 /// as `Some("name")`.
 fn plain_message(message: &str) -> String {
+    let message = message.replace(
+        "Failed to access variable in strict mode None",
+        "strict mode: a value that does not exist (`lookup` of a missing key?)",
+    );
     let Some(start) = message.find("Some(\"") else {
-        return message.to_owned();
+        return message;
     };
     let rest = &message[start + 6..];
     match rest.find("\")") {
@@ -356,6 +368,9 @@ mod tests {
             "a\u{200B}b",
             "\u{FEFF}x",
             "a\u{2066}b",
+            "%[src]",
+            "a{b}",
+            "50%",
         ] {
             assert!(!is_haproxy_token(bad), "{bad:?}");
         }

@@ -516,3 +516,58 @@ fn class_15_a_stopped_run_kills_its_commands() {
         );
     }
 }
+
+/// Class 4 (from the hostile trial): text from outside never reaches the terminal raw: an
+/// instance id with an escape sequence, a command's stderr with one, a hand-edited haproxy.cfg
+/// shown in `--plan`'s diff.
+#[test]
+fn class_4_nothing_from_outside_drives_the_terminal() {
+    let escape = "\u{1b}]0;PWNED\u{7}\u{1b}[2J";
+    let listing = serde_json::json!([
+        {"id": "web-1", "address": "127.0.0.1", "port": 9001},
+        {"id": format!("web-{escape}"), "address": "127.0.0.1", "port": 9002},
+    ]);
+    let mut site = Site::new(&listing.to_string());
+    site.haproxy = QUICK_CHECK.to_owned();
+    let (output, _) = timed(&site, &[]);
+    assert_exit(&output, 0);
+    let error = stderr(&output);
+    assert!(
+        error.contains("left out") && !error.contains('\u{1b}'),
+        "{error:?}"
+    );
+
+    // A list command that fails with an escape sequence on its stderr.
+    site.pools = site.pools.replace(
+        &format!(
+            "[\"cat\", \"{}\"]",
+            site.path("etc/instances.json").display()
+        ),
+        &format!(
+            "[\"sh\", \"-c\", {:?}]",
+            "printf '\\033]0;PWN\\007boom' >&2; exit 3"
+        ),
+    );
+    let (output, _) = timed(&site, &[]);
+    assert_exit(&output, 1);
+    let error = stderr(&output);
+    assert!(
+        error.contains("boom") && !error.contains('\u{1b}'),
+        "{error:?}"
+    );
+
+    // A hand edit with an escape sequence, in --plan's diff.
+    let mut site = Site::new(ONE_INSTANCE);
+    site.haproxy = QUICK_CHECK.to_owned();
+    assert_exit(&timed(&site, &[]).0, 0);
+    let mut edited = std::fs::read_to_string(site.path("haproxy/haproxy.cfg")).unwrap();
+    edited.push_str(&format!("# hand edit {escape}\n"));
+    std::fs::write(site.path("haproxy/haproxy.cfg"), edited).unwrap();
+    let (plan, _) = timed(&site, &["--plan"]);
+    assert_exit(&plan, 0);
+    let shown = super::util::stdout(&plan);
+    assert!(
+        shown.contains("hand edit") && !shown.contains('\u{1b}'),
+        "{shown:?}"
+    );
+}
