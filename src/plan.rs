@@ -48,7 +48,10 @@ pub enum PlanError {
 /// its control and format characters escaped (an id could carry an escape sequence that retitles
 /// or clears the operator's terminal).
 pub fn shown(id: &str) -> String {
-    if id.chars().all(|c| !c.is_control()) && crate::haproxy::render::is_haproxy_token(id) {
+    if id
+        .chars()
+        .all(|c| !c.is_control() && !crate::haproxy::render::is_format_character(c))
+    {
         id.to_owned()
     } else {
         format!("{id:?}")

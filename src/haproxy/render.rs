@@ -77,7 +77,7 @@ pub fn is_haproxy_token(value: &str) -> bool {
 
 /// Unicode format characters (category Cf) that can hide or reorder text: zero-width ones,
 /// bidirectional embeddings, overrides and isolates, the byte-order mark, soft hyphen.
-fn is_format_character(c: char) -> bool {
+pub fn is_format_character(c: char) -> bool {
     matches!(c,
         '\u{00AD}' | '\u{061C}' | '\u{180E}'
         | '\u{200B}'..='\u{200F}'
