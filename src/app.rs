@@ -271,7 +271,7 @@ async fn observe(
                 // The stats page has no pid: the master's reload count stands in for it, so a
                 // reload made by anyone splits the samples too.
                 if let (StatsSource::Url(_), Some(path)) =
-                    (source, &config.haproxy.reload.master_socket)
+                    (source, config.haproxy.reload.master_socket())
                     && let Ok(counters) = Master::new(path).counters().await
                 {
                     info.pid = counters.reloads.saturating_add(1);
@@ -287,7 +287,7 @@ async fn observe(
     };
     // Old workers matter only to a drain that may end early: ask the master only then.
     let draining = state.pools.values().any(|pool| !pool.draining.is_empty());
-    let old_workers = match (&config.haproxy.reload.master_socket, &stats) {
+    let old_workers = match (config.haproxy.reload.master_socket(), &stats) {
         (Some(path), Some(_)) if draining => match Master::new(path).old_workers().await {
             Ok(count) => OldWorkers::Running(count),
             Err(error) => {

@@ -742,7 +742,7 @@ fn template_context<'a>(config: &'a Config, pools: &'a [PoolPlan]) -> TemplateCo
                 Some(StatsSource::Url(url)) => Some(url),
                 _ => None,
             },
-            master_socket: config.haproxy.reload.master_socket.as_deref(),
+            master_socket: config.haproxy.reload.master_socket(),
         },
         pools,
         backends: pools

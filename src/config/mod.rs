@@ -159,14 +159,35 @@ pub enum StatsSource {
     Url(String),
 }
 
-/// How HAProxy is reloaded, and how the reload is confirmed.
+/// How HAProxy is reloaded, and how the reload is confirmed: there is always a way.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reload {
-    /// Run this argv to reload (for example `systemctl reload haproxy`).
-    pub command: Option<Vec<String>>,
-    /// The master CLI socket: reloads through it when there is no command, and confirms the
-    /// reload with `show proc` either way.
-    pub master_socket: Option<PathBuf>,
+pub enum Reload {
+    /// Run this argv (for example `systemctl reload haproxy`); with a master socket, `show proc`
+    /// confirms the reload happened.
+    Command {
+        argv: Vec<String>,
+        master_socket: Option<PathBuf>,
+    },
+    /// Reload through the master CLI socket, which also confirms it.
+    MasterSocket(PathBuf),
+}
+
+impl Reload {
+    /// The reload command, if the reload is made by one.
+    pub fn command(&self) -> Option<&[String]> {
+        match self {
+            Reload::Command { argv, .. } => Some(argv),
+            Reload::MasterSocket(_) => None,
+        }
+    }
+
+    /// The master CLI socket, if one is configured (to reload through, or to confirm with).
+    pub fn master_socket(&self) -> Option<&Path> {
+        match self {
+            Reload::Command { master_socket, .. } => master_socket.as_deref(),
+            Reload::MasterSocket(path) => Some(path),
+        }
+    }
 }
 
 /// `[aws]`.
@@ -671,9 +692,9 @@ impl Validator {
             let key = "haproxy.stats_socket";
             files.push((key, format!("`{key}`"), PathBuf::from(socket)));
         }
-        if let Some(socket) = &config.haproxy.reload.master_socket {
+        if let Some(socket) = config.haproxy.reload.master_socket() {
             let key = "haproxy.master_socket";
-            files.push((key, format!("`{key}`"), socket.clone()));
+            files.push((key, format!("`{key}`"), socket.to_owned()));
         }
         let mut seen: Vec<(&str, PathBuf)> = Vec::with_capacity(files.len());
         for (key, what, path) in &files {
@@ -826,18 +847,18 @@ impl Validator {
             .reload_command
             .map(|argv| self.argv(reload_key, argv))
             .transpose()?;
-        let reload = match (reload_command, raw.master_socket) {
-            (None, None) => Reload {
-                command: Some(
-                    ["systemctl", "reload", "haproxy"]
-                        .map(String::from)
-                        .to_vec(),
-                ),
+        let master_socket = raw.master_socket.map(|path| self.path(path));
+        let reload = match (reload_command, master_socket) {
+            (None, None) => Reload::Command {
+                argv: ["systemctl", "reload", "haproxy"]
+                    .map(String::from)
+                    .to_vec(),
                 master_socket: None,
             },
-            (command, master_socket) => Reload {
-                command,
-                master_socket: master_socket.map(|path| self.path(path)),
+            (None, Some(socket)) => Reload::MasterSocket(socket),
+            (Some(argv), master_socket) => Reload::Command {
+                argv,
+                master_socket,
             },
         };
         let timeout_s = raw
@@ -1247,7 +1268,7 @@ security_group = "web"
             ["haproxy", "-c", "-f", "{config}"]
         );
         assert_eq!(
-            config.haproxy.reload.command.as_deref(),
+            config.haproxy.reload.command(),
             Some(&["systemctl".to_owned(), "reload".into(), "haproxy".into()][..])
         );
         assert_eq!(config.haproxy.command_timeout, Duration::from_secs(30));
@@ -1261,11 +1282,7 @@ security_group = "web"
     fn master_socket_alone_replaces_the_default_reload_command() {
         let text = format!("[haproxy]\nmaster_socket = \"/run/m.sock\"\n{MINIMAL}");
         let reload = parse(&text).unwrap().haproxy.reload;
-        assert_eq!(reload.command, None);
-        assert_eq!(
-            reload.master_socket.as_deref(),
-            Some(Path::new("/run/m.sock"))
-        );
+        assert_eq!(reload, Reload::MasterSocket(PathBuf::from("/run/m.sock")));
     }
 
     /// Each bad input and the words its error must contain.
@@ -1434,14 +1451,11 @@ security_group = "web"
             Some(StatsSource::Socket("/etc/hxa/run/admin.sock".into()))
         );
         assert_eq!(
-            config.haproxy.reload.master_socket.as_deref(),
+            config.haproxy.reload.master_socket(),
             Some(Path::new("/run/m.sock"))
         );
         assert_eq!(config.haproxy.check_command[0], "/etc/hxa/bin/check");
-        assert_eq!(
-            config.haproxy.reload.command.as_ref().unwrap()[0],
-            "systemctl"
-        );
+        assert_eq!(config.haproxy.reload.command().unwrap()[0], "systemctl");
         let ProviderKind::Exec(exec) = &config.pools[0].provider else {
             panic!("exec pool")
         };
@@ -1640,7 +1654,7 @@ security_group = "web"
         assert_eq!(config.pools[0].discover.tags["role"], "web");
         assert_eq!(config.pools[0].port, 80);
         assert_eq!(
-            config.haproxy.reload.command.as_ref().unwrap(),
+            config.haproxy.reload.command().unwrap(),
             &["systemctl", "reload", "haproxy"]
         );
     }

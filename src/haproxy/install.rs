@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::command::{self, CommandError};
-use crate::config::HaproxyConfig;
+use crate::config::{HaproxyConfig, Reload};
 use crate::failpoint;
 use crate::fs_atomic::{self, Ownership, Staged};
 use crate::haproxy::master::{Master, MasterError};
@@ -313,17 +313,16 @@ pub async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), Inst
 
 /// Reloads HAProxy with the reload command or the master socket, and confirms it.
 pub async fn reload(haproxy: &HaproxyConfig) -> Result<(), ReloadError> {
-    let master = haproxy.reload.master_socket.as_deref().map(Master::new);
+    let master = haproxy.reload.master_socket().map(Master::new);
     let before = match &master {
         Some(master) => Some(master.counters().await?),
         None => None,
     };
-    match (&haproxy.reload.command, &master) {
-        (Some(argv), _) => {
+    match &haproxy.reload {
+        Reload::Command { argv, .. } => {
             command::run(argv, haproxy.command_timeout).await?;
         }
-        (None, Some(master)) => master.reload().await?,
-        (None, None) => unreachable!("the config always sets a reload command or a master socket"),
+        Reload::MasterSocket(path) => Master::new(path).reload().await?,
     }
     if let (Some(master), Some(before)) = (master, before) {
         master.confirm(before, haproxy.command_timeout).await?;
@@ -352,12 +351,12 @@ mod tests {
             ]
             .map(String::from)
             .to_vec(),
-            reload: Reload {
-                command: Some(vec![
+            reload: Reload::Command {
+                argv: vec![
                     "sh".into(),
                     "-c".into(),
                     format!("echo x >> {}; {reload}", count.display()),
-                ]),
+                ],
                 master_socket: None,
             },
             command_timeout: Duration::from_millis(500),
