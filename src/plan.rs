@@ -1025,6 +1025,17 @@ mod tests {
         state: &State,
     ) -> Result<Plan, PlanError> {
         let renderer = Renderer::compile(TEMPLATE, Path::new("t.hbs")).unwrap();
+        plan_rendered_by(&renderer, config, instances, installed, state)
+    }
+
+    /// [`plan`] with another template.
+    fn plan_rendered_by(
+        renderer: &Renderer,
+        config: &Config,
+        instances: Vec<Instance>,
+        installed: Option<&str>,
+        state: &State,
+    ) -> Result<Plan, PlanError> {
         let observed = [Observed {
             pool: "web".into(),
             instances,
@@ -1038,7 +1049,7 @@ mod tests {
                 state,
                 now: 1_000,
             },
-            &renderer,
+            renderer,
         )
     }
 
@@ -1333,21 +1344,8 @@ mod tests {
             "{{#each pools}}backend {{backend}}-{{port}}\n{{#each servers}}    server   {{name}}   {{address}}:{{port}}\n{{/each}}{{/each}}",
         ] {
             let renderer = Renderer::compile(template, Path::new("t.hbs")).unwrap();
-            let run = |instances: Vec<Instance>, installed: Option<&str>, state: &State| {
-                build(
-                    Facts {
-                        config: &config,
-                        observed: &[Observed {
-                            pool: "web".into(),
-                            instances,
-                            ..Observed::default()
-                        }],
-                        installed,
-                        state,
-                        now: 1_000,
-                    },
-                    &renderer,
-                )
+            let run = |instances, installed, state: &State| {
+                plan_rendered_by(&renderer, &config, instances, installed, state)
             };
             let first = run(vec![instance("i-1", "10.0.0.1")], None, &State::default()).unwrap();
             let installed = first.rendered.clone();
@@ -1403,22 +1401,8 @@ mod tests {
             i.tags.insert("Owner".into(), other.into());
             i
         };
-        let run = |instances: Vec<Instance>, state: &State| {
-            build(
-                Facts {
-                    config: &config,
-                    observed: &[Observed {
-                        pool: "web".into(),
-                        instances,
-                        ..Observed::default()
-                    }],
-                    installed: None,
-                    state,
-                    now: 1_000,
-                },
-                &renderer,
-            )
-        };
+        let run =
+            |instances, state: &State| plan_rendered_by(&renderer, &config, instances, None, state);
         let instances = vec![
             named("i-1", "10.0.0.1", Some("web one"), "ops"),
             named("i-2", "10.0.0.2", None, "ops team"),
@@ -1449,21 +1433,8 @@ mod tests {
         let mut bad = instance("i-1", "10.0.0.1");
         bad.tags.insert("k\n  bind 0.0.0.0:1 #".into(), "v".into());
         let good = instance("i-2", "10.0.0.2");
-        let plan = build(
-            Facts {
-                config: &config,
-                observed: &[Observed {
-                    pool: "web".into(),
-                    instances: vec![bad, good],
-                    ..Observed::default()
-                }],
-                installed: None,
-                state: &State::default(),
-                now: 1_000,
-            },
-            &keys,
-        )
-        .unwrap();
+        let plan =
+            plan_rendered_by(&keys, &config, vec![bad, good], None, &State::default()).unwrap();
         assert_eq!(plan.rendered, "server i-2 \n");
         assert!(
             plan.pools[0].skipped[0].reason.contains("a tag key"),
@@ -1541,20 +1512,12 @@ mod tests {
         tagged
             .tags
             .insert("Name".into(), "web 1 # not rendered".into());
-        let observed = [Observed {
-            pool: "web".into(),
-            instances: vec![pending, tagged],
-            ..Observed::default()
-        }];
-        let plan = build(
-            Facts {
-                config: &config,
-                observed: &observed,
-                installed: None,
-                state: &State::default(),
-                now: 1_000,
-            },
+        let plan = plan_rendered_by(
             &renderer,
+            &config,
+            vec![pending, tagged],
+            None,
+            &State::default(),
         )
         .unwrap();
         insta::assert_snapshot!(plan.rendered);
