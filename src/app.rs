@@ -51,9 +51,8 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             outcome = run(cli) => outcome,
             signal = stop_signal() => {
                 // Dropping the run's future stops it where it is, as a crash would (every step
-                // is crash-safe); its commands are killed, children and all.
-                crate::command::kill_running();
-                Err(Error::Stopped(signal))
+                // is crash-safe); the commands it was running are killed as they are dropped.
+                Err(Error::Stopped { signal: signal.0, code: signal.1 })
             }
         }
     })?;
@@ -65,8 +64,9 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
     })
 }
 
-/// Resolves when the run is asked to stop (SIGTERM, SIGINT, SIGHUP), with the signal's name.
-async fn stop_signal() -> &'static str {
+/// Resolves when the run is asked to stop (SIGTERM, SIGINT, SIGHUP), with the signal's name and
+/// the exit code that reports it (128 + its number).
+async fn stop_signal() -> (&'static str, u8) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -76,9 +76,9 @@ async fn stop_signal() -> &'static str {
         return std::future::pending().await;
     };
     tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = hup.recv() => "SIGHUP",
+        _ = term.recv() => ("SIGTERM", 143),
+        _ = int.recv() => ("SIGINT", 130),
+        _ = hup.recv() => ("SIGHUP", 129),
     }
 }
 

@@ -130,26 +130,21 @@ pub async fn run_with_input(
         .spawn()
         .map_err(spawn_error)?;
     let group = child.id();
-    // Registered while it runs, unregistered however this function returns; if it never
-    // reaches its end (the run is stopped and drops it), the group is killed on the way out.
-    struct Registered {
+    // A command whose future is dropped before it finished (the run stopped by a signal,
+    // see `app`) is killed with everything it started: its process group is its own, which the
+    // signal that stopped the run did not reach.
+    struct KillUnlessFinished {
         group: Option<u32>,
         finished: bool,
     }
-    impl Drop for Registered {
+    impl Drop for KillUnlessFinished {
         fn drop(&mut self) {
             if !self.finished {
                 kill_group(self.group);
             }
-            if let (Some(group), Ok(mut running)) = (self.group, RUNNING.lock()) {
-                running.remove(&group);
-            }
         }
     }
-    if let (Some(group), Ok(mut running)) = (group, RUNNING.lock()) {
-        running.insert(group);
-    }
-    let mut registered = Registered {
+    let mut guard = KillUnlessFinished {
         group,
         finished: false,
     };
@@ -171,7 +166,7 @@ pub async fn run_with_input(
             });
         }
     };
-    registered.finished = true;
+    guard.finished = true;
     let (stdout, flooded) = stdout.finish().await;
     let (stderr, _) = stderr.finish().await;
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
@@ -250,25 +245,6 @@ impl Captured {
     }
 }
 
-/// The process groups of the commands running now, so that a run stopped by a signal takes
-/// them with it ([`kill_running`]).
-static RUNNING: std::sync::Mutex<std::collections::BTreeSet<u32>> =
-    std::sync::Mutex::new(std::collections::BTreeSet::new());
-
-/// Kills every command still running, with everything it started. For a run that is stopped
-/// by SIGTERM, SIGINT or SIGHUP: its commands are in process groups of their own, which the
-/// signal does not reach, and a launch command left running could be sent again by the next
-/// run while it still runs.
-pub fn kill_running() {
-    let groups: Vec<u32> = RUNNING
-        .lock()
-        .map(|running| running.iter().copied().collect())
-        .unwrap_or_default();
-    for group in groups {
-        kill_group(Some(group));
-    }
-}
-
 /// Kills the process group a command leads (its id is the command's pid).
 fn kill_group(leader: Option<u32>) {
     let group = leader
@@ -288,24 +264,11 @@ fn kill_group(leader: Option<u32>) {
     }
 }
 
-/// `text` with control characters other than newlines and tabs escaped (`\u{1b}`): text from
-/// outside (a command's output, a hand-edited file) must not drive the operator's terminal.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() && c != '\n' && c != '\t' {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
-}
-
 /// Trims output to what an error message should quote, made [`printable`].
+///
+/// [`printable`]: crate::text::printable
 fn limit(text: String) -> String {
-    let mut text = printable(text.trim());
+    let mut text = crate::text::printable(text.trim());
     if text.len() > OUTPUT_LIMIT {
         let cut = (0..=OUTPUT_LIMIT)
             .rev()

@@ -40,9 +40,13 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
     /// Stopped by a signal; the commands it was running were killed.
     #[error(
-        "stopped by {0}; the commands it was running were killed, and the next run finishes the job"
+        "stopped by {signal}; the commands it was running were killed, and the next run finishes the job"
     )]
-    Stopped(&'static str),
+    Stopped {
+        signal: &'static str,
+        /// 128 + the signal's number, as a shell reports a process it killed.
+        code: u8,
+    },
 }
 
 impl From<ApplyError> for Error {
@@ -72,10 +76,7 @@ impl Error {
             | Error::Plan(_)
             | Error::Install(_)
             | Error::Runtime(_) => EXIT_FAILED,
-            // 128 + the signal's number, as a shell reports a process it killed.
-            Error::Stopped("SIGHUP") => 129,
-            Error::Stopped("SIGINT") => 130,
-            Error::Stopped(_) => 143,
+            Error::Stopped { code, .. } => *code,
         }
     }
 }

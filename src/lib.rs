@@ -19,3 +19,4 @@ pub mod plan;
 pub mod policy;
 pub mod probe;
 pub mod state;
+pub mod text;

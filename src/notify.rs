@@ -60,7 +60,7 @@ pub fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
         pool: Some(pool.to_owned()),
         text: format!(
             "pool {pool}: instance {} is left out of haproxy.cfg: it {reason}",
-            crate::plan::shown(instance_id)
+            crate::text::shown(instance_id)
         ),
         details: serde_json::json!({ "instance_id": instance_id, "reason": reason }),
     }

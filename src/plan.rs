@@ -44,20 +44,6 @@ pub enum PlanError {
     Render(#[from] RenderError),
 }
 
-/// An instance id as it may be shown on a terminal: as is when it is plain, else quoted with
-/// its control and format characters escaped (an id could carry an escape sequence that retitles
-/// or clears the operator's terminal).
-pub fn shown(id: &str) -> String {
-    if id
-        .chars()
-        .all(|c| !c.is_control() && !crate::haproxy::render::is_format_character(c))
-    {
-        id.to_owned()
-    } else {
-        format!("{id:?}")
-    }
-}
-
 /// What discovery found and why none of it is usable, for people: the reasons when instances
 /// were found, the filters to check when none was.
 fn found_words(found: usize, skipped: &[Skipped]) -> String {
@@ -69,7 +55,11 @@ fn found_words(found: usize, skipped: &[Skipped]) -> String {
             "discovery found {found} instance(s) and none is usable: {}",
             skipped
                 .iter()
-                .map(|skipped| format!("`{}` {}", shown(&skipped.instance_id), skipped.reason))
+                .map(|skipped| format!(
+                    "`{}` {}",
+                    crate::text::shown(&skipped.instance_id),
+                    skipped.reason
+                ))
                 .collect::<Vec<_>>()
                 .join("; ")
         )
@@ -242,7 +232,7 @@ impl Plan {
                         format!(
                             "pool `{}`: instance `{}` left out: it {}",
                             pool.name,
-                            shown(&skipped.instance_id),
+                            crate::text::shown(&skipped.instance_id),
                             skipped.reason
                         ),
                         news.contains(&skipped.instance_id),
@@ -468,7 +458,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     let diff = if changed {
         let label = config.haproxy.config.display().to_string();
         // The installed side may hold anything a hand edit put there.
-        crate::command::printable(
+        crate::text::printable(
             &similar::TextDiff::from_lines(installed, rendered.as_str())
                 .unified_diff()
                 .context_radius(3)

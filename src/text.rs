@@ -1,0 +1,31 @@
+//! Text from outside (a command's output, a hand-edited file, an instance id) made safe to show
+//! on the operator's terminal. Pure: no I/O.
+
+/// `text` with control characters other than newlines and tabs escaped (`\u{1b}`): text from
+/// outside (a command's output, a hand-edited file) must not drive the operator's terminal.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+/// An instance id as it may be shown on a terminal: as is when it is plain, else quoted with
+/// its control and format characters escaped (an id could carry an escape sequence that retitles
+/// or clears the operator's terminal).
+pub fn shown(id: &str) -> String {
+    if id
+        .chars()
+        .all(|c| !c.is_control() && !crate::haproxy::render::is_format_character(c))
+    {
+        id.to_owned()
+    } else {
+        format!("{id:?}")
+    }
+}
