@@ -5,40 +5,21 @@
 //! writes nothing: every file it reads is replaced only by atomic renames, so it always sees
 //! whole files.
 
-use std::io::Write;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::apply::apply;
-use crate::cli::{Cli, Format};
-use crate::cloud::Clouds;
-use crate::cloud::Provider;
+use crate::cli::Cli;
 use crate::cloud::ec2::Ec2;
-use crate::config::{Config, StatsSource};
+use crate::cloud::{Clouds, Provider};
+use crate::config::{Config, ProviderKind};
+use crate::decide::plan::{self, Facts};
+use crate::decide::render::Renderer;
 use crate::error::{EXIT_CHANGES_PENDING, Error};
 use crate::haproxy::install::{self, read_installed};
-use crate::haproxy::master::Master;
-use crate::haproxy::render::Renderer;
-use crate::haproxy::runtime;
-use crate::lifecycle::{self, OldWorkers, StatsSnapshot};
 use crate::notify;
-use crate::plan::{self, Facts, Observed, Plan};
-use crate::probe;
-use crate::state::{self, StateLock};
-
-/// How long reading HAProxy's stats may take.
-const STATS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// What a run did or would do.
-#[derive(Debug, Serialize)]
-pub struct Report {
-    /// `plan` with `--plan`, `apply` otherwise.
-    pub mode: &'static str,
-    /// True if the run changed (or with `--plan`, would change) the config or the state.
-    pub changes: bool,
-    pub plan: Plan,
-}
+use crate::observe::observe;
+use crate::report::{self, Mode, Report, error_chain};
+use crate::store::{self, FileStore, StateLock, StateStore};
 
 /// Runs the command line and prints the report; returns the exit code of a successful run.
 pub fn main(cli: &Cli) -> Result<u8, Error> {
@@ -56,7 +37,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             }
         }
     })?;
-    print(cli, &report);
+    report::print(cli, &report);
     Ok(if cli.plan && cli.detailed_exitcode && report.changes {
         EXIT_CHANGES_PENDING
     } else {
@@ -85,15 +66,17 @@ async fn stop_signal() -> (&'static str, u8) {
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
-    let renderer = Renderer::load(&config.haproxy.template).map_err(|error| Error::Template {
-        config: config.source.to_string(),
-        error,
+    let renderer = crate::haproxy::template::load(&config.haproxy.template).map_err(|error| {
+        Error::Template {
+            config: config.source.to_string(),
+            error,
+        }
     })?;
     let started = Instant::now();
     let uses_ec2 = config
         .pools
         .iter()
-        .any(|pool| pool.provider == crate::config::ProviderKind::Ec2);
+        .any(|pool| pool.provider == ProviderKind::Ec2);
     let provider = Clouds {
         ec2: if uses_ec2 {
             Some(Ec2::connect(&config.aws).await?)
@@ -145,7 +128,7 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>, now: i
     // neither (the run holding it decides).
     let mut notifications = notifications;
     let error = match outcome {
-        Err(Error::State(state::StateError::Busy { .. })) => return,
+        Err(Error::State(store::StateError::Busy { .. })) => return,
         Err(error) => Some(error_chain(error)),
         Ok(_) => None,
     };
@@ -187,11 +170,12 @@ pub async fn reconcile(
         tracing::info!("{name}: {:?}{detail}", stage.elapsed());
         stage = Instant::now();
     };
-    let loaded = state::load(&config.state_path)?;
-    if let Some(owner) = &loaded.state.config
+    let store = FileStore::new(&config.state_path);
+    let (loaded, revision) = store.load().await?;
+    if let Some(owner) = &loaded.config
         && *owner != config.identity
     {
-        return Err(state::StateError::OtherConfig {
+        return Err(store::StateError::OtherConfig {
             path: config.state_path.clone(),
             owner: owner.clone(),
             ours: config.identity.clone(),
@@ -199,15 +183,15 @@ pub async fn reconcile(
         .into());
     }
     lap("load state", String::new());
-    let observed = observe(config, provider, &loaded.state, now).await?;
+    let observed = observe(config, provider, &loaded, now).await?;
     lap(
         "observe",
         format!(
             " ({} pool(s), {} instance(s))",
-            observed.len(),
+            config.pools.len(),
             observed
                 .iter()
-                .map(|pool| pool.instances.len())
+                .map(|(_, observed)| observed.instances.len())
                 .sum::<usize>()
         ),
     );
@@ -217,7 +201,7 @@ pub async fn reconcile(
             config,
             observed: &observed,
             installed: installed.as_deref(),
-            state: &loaded.state,
+            state: &loaded,
             now,
         },
         renderer,
@@ -241,247 +225,33 @@ pub async fn reconcile(
             lap("check the candidate", String::new());
         }
         return Ok(Report {
-            mode: "plan",
+            mode: Mode::Plan,
             changes,
             plan,
         });
     }
-    apply(config, &plan, &loaded, provider).await?;
+    apply(config, &plan, (&loaded, revision), &store, provider).await?;
     lap("apply", String::new());
     Ok(Report {
-        mode: "apply",
+        mode: Mode::Apply,
         changes,
         plan,
     })
-}
-
-/// Everything the planner needs from the world: instances, and for scaling pools the stats,
-/// readiness probes and launch look-ups. A failed listing or look-up fails the run (nothing
-/// changes); unreadable stats only stop scaling (invariant 7).
-async fn observe(
-    config: &Config,
-    provider: &impl Provider,
-    state: &state::State,
-    now: i64,
-) -> Result<Vec<Observed>, Error> {
-    let scaling = config.pools.iter().any(|pool| pool.scaling.is_some());
-    let stats = match (&config.haproxy.stats, scaling) {
-        (Some(source), true) => match runtime::read_stats(source, STATS_TIMEOUT).await {
-            Ok((mut info, rows)) => {
-                // The stats page has no pid: the master's reload count stands in for it, so a
-                // reload made by anyone splits the samples too.
-                if let (StatsSource::Url(_), Some(path)) =
-                    (source, config.haproxy.reload.master_socket())
-                    && let Ok(counters) = Master::new(path).counters().await
-                {
-                    info.pid = counters.reloads.saturating_add(1);
-                }
-                Some((info, rows))
-            }
-            Err(error) => {
-                tracing::warn!("no scaling decision this run: {}", error_chain(&error));
-                None
-            }
-        },
-        _ => None,
-    };
-    // Old workers matter only to a drain that may end early: ask the master only then.
-    let draining = state.pools.values().any(|pool| !pool.draining.is_empty());
-    let old_workers = match (config.haproxy.reload.master_socket(), &stats) {
-        (Some(path), Some(_)) if draining => match Master::new(path).old_workers().await {
-            Ok(count) => OldWorkers::Running(count),
-            Err(error) => {
-                tracing::warn!(
-                    "drains run their full drain_s this run: {}",
-                    error_chain(&error)
-                );
-                OldWorkers::Unknown
-            }
-        },
-        _ => OldWorkers::Untracked,
-    };
-    let mut observed = Vec::with_capacity(config.pools.len());
-    for pool in &config.pools {
-        let started = Instant::now();
-        let instances = provider.list(pool).await?;
-        tracing::info!(
-            "pool `{}`: {} instance(s) listed in {:?}",
-            pool.name,
-            instances.len(),
-            started.elapsed()
-        );
-        let mut pool_observed = Observed {
-            pool: pool.name.clone(),
-            ..Observed::default()
-        };
-        if let Some(scaling) = &pool.scaling {
-            let pool_state = state.pools.get(&pool.name).cloned().unwrap_or_default();
-            pool_observed.stats = stats.as_ref().map(|(info, rows)| StatsSnapshot {
-                node: "local".to_owned(),
-                info: *info,
-                rows: rows
-                    .iter()
-                    .filter(|row| row.proxy == pool.backend)
-                    .cloned()
-                    .collect(),
-                old_workers,
-            });
-            for intent in pool_state
-                .launches
-                .iter()
-                .filter(|intent| intent.instance_ids.is_none())
-            {
-                // The listing already holds what was launched with the token and is running;
-                // only EC2 is asked again (it also knows stopped and stopping instances). An
-                // exec provider's look-up is its list command: once per run is enough.
-                let listed: Vec<String> = instances
-                    .iter()
-                    .filter(|instance| {
-                        instance.tags.get(crate::config::scaling::TAG_LAUNCH_TOKEN)
-                            == Some(&intent.token)
-                    })
-                    .map(|instance| instance.id.clone())
-                    .collect();
-                let ids = if !listed.is_empty()
-                    || !matches!(pool.provider, crate::config::ProviderKind::Ec2)
-                {
-                    listed
-                } else {
-                    provider.find_by_token(pool, &intent.token).await?
-                };
-                pool_observed
-                    .found_by_token
-                    .insert(intent.token.clone(), ids);
-            }
-            let by_id: std::collections::HashMap<&str, &crate::cloud::Instance> = instances
-                .iter()
-                .map(|instance| (instance.id.as_str(), instance))
-                .collect();
-            let mut targets = Vec::new();
-            for id in lifecycle::probe_candidates(pool, scaling, &instances, &pool_state, now) {
-                match by_id
-                    .get(id.as_str())
-                    .map(|instance| plan::server_address(pool, instance))
-                {
-                    Some(Ok((host, port))) => targets.push((id, host, port)),
-                    // No usable address yet: not ready.
-                    _ => {
-                        pool_observed.ready.insert(id, false);
-                    }
-                }
-            }
-            pool_observed
-                .ready
-                .extend(probe::ready_all(&pool.ready_check, targets).await);
-        }
-        pool_observed.instances = instances;
-        observed.push(pool_observed);
-    }
-    Ok(observed)
-}
-
-/// Prints a failed run's error once: `error: …` and each `caused by: …` on stderr, and with
-/// `--format json` also a JSON document on stdout. A busy lock is a normal overlap of two runs,
-/// not a failure: it is said only with `-v` (cron mails whatever a job prints).
-pub fn print_error(cli: &Cli, error: &Error) {
-    let busy = error.exit_code() == crate::error::EXIT_LOCKED;
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    if cli.format == Format::Json {
-        let document = serde_json::json!({
-            "mode": if cli.plan { "plan" } else { "apply" },
-            "changes": false,
-            "error": {
-                "message": error.to_string(),
-                "causes": causes,
-                "exit_code": error.exit_code(),
-            },
-        });
-        let mut stdout = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut stdout, &document)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(stdout));
-    }
-    if busy {
-        // Not an error: another run is doing the job.
-        if cli.verbose > 0 {
-            say(format_args!("note: {error} (exit 75)"));
-        }
-        return;
-    }
-    say(format_args!("error: {error}"));
-    for cause in &causes {
-        say(format_args!("caused by: {cause}"));
-    }
-}
-
-/// One line on stderr. A closed or broken stderr (a pipe nobody reads) loses the line, never
-/// the run: `eprintln!` would panic, and the run would exit 101 after doing its work.
-fn say(line: std::fmt::Arguments<'_>) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
-fn print(cli: &Cli, report: &Report) {
-    let mut stdout = std::io::stdout().lock();
-    // A closed stdout (`| head`) must not turn a successful run into a failure.
-    let _ = match cli.format {
-        Format::Json => serde_json::to_writer_pretty(&mut stdout, report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(stdout)),
-        Format::Text if cli.plan => write!(stdout, "{}", report.plan),
-        Format::Text => {
-            if !cli.quiet {
-                for warning in &report.plan.warnings {
-                    say(format_args!("warning: {warning}"));
-                }
-                for (line, news) in report.plan.left_out() {
-                    if news {
-                        say(format_args!("warning: {line}"));
-                    } else {
-                        tracing::info!("{line}");
-                    }
-                }
-            }
-            report
-                .plan
-                .actions
-                .iter()
-                .filter(|_| !cli.quiet)
-                .try_for_each(|action| writeln!(stdout, "{action}"))
-        }
-    };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cloud::fake::FakeCloud;
-    use crate::cloud::{Instance, InstanceState};
+    use crate::model::Instance;
+    use crate::testing::{self, ConfigBuilder, FakeAdminSocket};
     use std::path::Path;
 
     fn setup(dir: &Path) -> (Config, Renderer) {
-        let text = format!(
-            "[state]\npath = \"{0}/state.json\"\n[haproxy]\nconfig = \"{0}/haproxy.cfg\"\ncheck_command = [\"test\", \"-s\", \"{{config}}\"]\nreload_command = [\"true\"]\n\
-[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n\
-[[pool]]\nname = \"api\"\nport = 81\n[pool.discover]\nsecurity_group = \"api\"\n",
-            dir.display()
-        );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let config = ConfigBuilder::in_dir(dir)
+            .pool("web", 80, "")
+            .pool("api", 81, "")
+            .build();
         let renderer = Renderer::compile(
             "{{#each pools}}backend {{backend}}\n{{#each servers}} server {{name}} {{address}}:{{port}}\n{{/each}}{{/each}}",
             Path::new("t.hbs"),
@@ -491,17 +261,7 @@ mod tests {
     }
 
     fn instance(id: &str) -> Instance {
-        Instance {
-            id: id.to_owned(),
-            state: InstanceState::Running,
-            private_ip: Some("10.0.0.1".to_owned()),
-            public_ip: None,
-            port: None,
-            launch_time: None,
-            zone: None,
-            image_id: None,
-            tags: Default::default(),
-        }
+        testing::instance(id, "10.0.0.1")
     }
 
     fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -558,64 +318,26 @@ mod tests {
         assert_eq!(files(dir.path()), before);
     }
 
-    /// A stand-in for HAProxy's admin socket: answers `show info` and `show stat` with canned
-    /// text and records every command.
-    struct FakeHaproxy {
-        commands: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-        stat: std::sync::Arc<std::sync::Mutex<String>>,
-    }
-
-    impl FakeHaproxy {
-        fn start(dir: &Path) -> FakeHaproxy {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let socket = dir.join("admin.sock");
-            let listener = tokio::net::UnixListener::bind(&socket).unwrap();
-            let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            let stat = std::sync::Arc::new(std::sync::Mutex::new(String::from(
-                "# pxname,svname,status,scur,stot,\n",
-            )));
-            let (seen, answer) = (commands.clone(), stat.clone());
-            tokio::spawn(async move {
-                while let Ok((mut stream, _)) = listener.accept().await {
-                    let mut command = String::new();
-                    let _ = stream.read_to_string(&mut command).await;
-                    let command = command.trim().to_owned();
-                    let reply = match command.as_str() {
-                        "show info" => "Pid: 42\nUptime_sec: 100\n".to_owned(),
-                        "show stat" => answer.lock().unwrap().clone(),
-                        _ => "\n".to_owned(),
-                    };
-                    seen.lock().unwrap().push(command);
-                    let _ = stream.write_all(reply.as_bytes()).await;
-                }
-            });
-            FakeHaproxy { commands, stat }
-        }
-
-        fn set_servers(&self, servers: &[(&str, u64, u64)]) {
-            let mut text = String::from("# pxname,svname,status,scur,stot,\n");
-            for (name, scur, stot) in servers {
-                text.push_str(&format!("web,{name},UP,{scur},{stot},\n"));
-            }
-            *self.stat.lock().unwrap() = text;
-        }
-    }
-
     fn scaling_setup(dir: &Path, scaling: &str) -> (Config, Renderer) {
-        let text = format!(
-            "[state]\npath = \"{0}/state.json\"\n[haproxy]\nconfig = \"{0}/haproxy.cfg\"\nstats_socket = \"{0}/admin.sock\"\ncheck_command = [\"test\", \"-s\", \"{{config}}\"]\nreload_command = [\"true\"]\n\
-[[pool]]\nname = \"web\"\nport = 80\nready_check = \"none\"\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n\
-[pool.scaling]\nmax = 6\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 60\nscale_up_above = 20\nscale_down_below = 5\n{1}\n",
-            dir.display(),
-            scaling
-        );
-        let config = Config::parse(&text, Path::new("test.toml")).unwrap();
+        let config = ConfigBuilder::in_dir(dir)
+            .section(&format!("stats_socket = \"{}/admin.sock\"", dir.display()))
+            .scaling_pool(
+                "web",
+                80,
+                "ready_check = \"none\"",
+                &format!("max = 6\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 60\nscale_up_above = 20\nscale_down_below = 5\n{scaling}"),
+            )
+            .build();
         let renderer = Renderer::compile(
             "{{#each pools}}backend {{backend}}\n{{#each servers}} server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}{{#if draining}} weight 0{{/if}}\n{{/each}}{{/each}}",
             Path::new("t.hbs"),
         )
         .unwrap();
         (config, renderer)
+    }
+
+    fn start_haproxy(dir: &Path) -> FakeAdminSocket {
+        FakeAdminSocket::start(&dir.join("admin.sock"))
     }
 
     /// A reconcile that waits out a busy lock. Other tests of this multi-threaded harness fork
@@ -629,7 +351,7 @@ mod tests {
     ) -> Result<Report, Error> {
         for _ in 0..100 {
             match reconcile(config, renderer, cloud, false, now).await {
-                Err(Error::State(crate::state::StateError::Busy { .. })) => {
+                Err(Error::State(crate::store::StateError::Busy { .. })) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }
                 outcome => return outcome,
@@ -650,7 +372,7 @@ mod tests {
     async fn a_launch_that_fails_after_its_intent_is_saved_is_retried_once_with_the_same_token() {
         let dir = tempfile::tempdir().unwrap();
         let (config, renderer) = scaling_setup(dir.path(), "min = 2\nstep_up = 2");
-        let _haproxy = FakeHaproxy::start(dir.path());
+        let _haproxy = start_haproxy(dir.path());
         let cloud = FakeCloud::default();
         cloud.fail("web", "launch instances");
         let error = run(&config, &renderer, &cloud, 1_000).await.unwrap_err();
@@ -660,7 +382,7 @@ mod tests {
                 .contains("cannot launch instances of pool `web`"),
             "{error}"
         );
-        let saved = state::load(&config.state_path).unwrap().state;
+        let saved = store::load(&config.state_path).unwrap().0;
         let intent = &saved.pools["web"].launches[0];
         assert_eq!((intent.count, intent.instance_ids.clone()), (2, None));
 
@@ -676,7 +398,7 @@ mod tests {
                 .plan
                 .actions
                 .iter()
-                .any(|a| matches!(a, crate::plan::Action::Launch { retry: true, .. }))
+                .any(|a| matches!(a, crate::decide::plan::Action::Launch { retry: true, .. }))
         );
 
         // Converged: the next runs launch nothing more.
@@ -713,7 +435,7 @@ mod tests {
     async fn scale_down_drains_then_terminates_and_a_failed_terminate_is_retried() {
         let dir = tempfile::tempdir().unwrap();
         let (config, renderer) = scaling_setup(dir.path(), "min = 1");
-        let haproxy = FakeHaproxy::start(dir.path());
+        let haproxy = start_haproxy(dir.path());
         let cloud = FakeCloud::default();
         let tagged = |id: &str| {
             let mut i = instance(id);
@@ -738,9 +460,7 @@ mod tests {
         assert!(text.contains("drain server web/i-2"), "{text}");
         assert!(
             haproxy
-                .commands
-                .lock()
-                .unwrap()
+                .commands()
                 .contains(&"set server web/i-2 state drain".to_owned())
         );
         assert!(
@@ -769,10 +489,10 @@ mod tests {
             .actions
             .iter()
             .map(|action| match action {
-                crate::plan::Action::RemoveServer { .. } => "remove",
-                crate::plan::Action::InstallConfig { .. } => "install",
-                crate::plan::Action::Reload { .. } => "reload",
-                crate::plan::Action::Terminate { .. } => "terminate",
+                crate::decide::plan::Action::RemoveServer { .. } => "remove",
+                crate::decide::plan::Action::InstallConfig { .. } => "install",
+                crate::decide::plan::Action::Reload { .. } => "reload",
+                crate::decide::plan::Action::Terminate { .. } => "terminate",
                 _ => "other",
             })
             .collect();

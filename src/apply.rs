@@ -15,38 +15,79 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::cloud::{CloudError, Provider};
-use crate::config::{Config, StatsSource};
+use crate::cloud::Provider;
+use crate::config::{Config, PoolConfig, StatsSource};
+use crate::decide::plan::{Action, Plan};
+use crate::error::Error;
 use crate::failpoint;
-use crate::haproxy::install::{self, InstallError};
+use crate::haproxy::install;
 use crate::haproxy::runtime;
-use crate::plan::{Action, Plan};
-use crate::state::{self, LaunchIntent, Loaded, State, StateError};
+use crate::model::{LaunchIntent, State};
+use crate::store::{Revision, StateStore};
 
 /// How long one runtime API command may take.
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A step of the apply that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    #[error(transparent)]
-    Install(#[from] InstallError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Cloud(#[from] CloudError),
-}
-
-/// Applies `plan`, made from `loaded`.
+/// Applies `plan`, made from `loaded` (the state at `revision` in `store`).
 pub async fn apply(
     config: &Config,
     plan: &Plan,
-    loaded: &Loaded,
+    (loaded, revision): (&State, Revision),
+    store: &impl StateStore,
     provider: &impl Provider,
-) -> Result<(), ApplyError> {
-    let mut version = loaded.version.clone();
-    let mut progress = loaded.state.clone();
-    let mut launched: Vec<(&str, &str, Vec<String>)> = Vec::new();
+) -> Result<(), Error> {
+    let mut progress = Progress {
+        store,
+        state: loaded.clone(),
+        revision,
+    };
+    let launched = launch(config, plan, &mut progress, provider).await?;
+    drain(config, plan).await;
+    if plan.config.changed {
+        let started = std::time::Instant::now();
+        install::install_and_reload(&config.haproxy, &plan.rendered).await?;
+        tracing::info!(
+            "check, install and reload: {:?} ({} bytes)",
+            started.elapsed(),
+            plan.rendered.len()
+        );
+    }
+    terminate(config, plan, provider).await?;
+    let mut next = plan.next_state.clone();
+    for (pool, token, ids) in &launched {
+        record_ids(&mut next, pool, token, ids);
+    }
+    failpoint::hit("before-state-save");
+    if next != *loaded {
+        progress.state = next;
+        progress.save().await?;
+    }
+    Ok(())
+}
+
+/// The state as saved so far, and the revision it was saved at.
+struct Progress<'a, S> {
+    store: &'a S,
+    state: State,
+    revision: Revision,
+}
+
+impl<S: StateStore> Progress<'_, S> {
+    async fn save(&mut self) -> Result<(), Error> {
+        self.revision = self.store.save(&self.state, &self.revision).await?;
+        Ok(())
+    }
+}
+
+/// Makes the plan's launches: each intent is saved before its cloud call, and its instance ids
+/// right after it (invariant 5). Returns (pool, token, ids) per launch.
+async fn launch<'p>(
+    config: &Config,
+    plan: &'p Plan,
+    progress: &mut Progress<'_, impl StateStore>,
+    provider: &impl Provider,
+) -> Result<Vec<(&'p str, &'p str, Vec<String>)>, Error> {
+    let mut launched = Vec::new();
     for action in &plan.actions {
         let Action::Launch {
             pool, count, token, ..
@@ -54,14 +95,18 @@ pub async fn apply(
         else {
             continue;
         };
-        let pool_config = pool_config(config, pool);
         let requested_at = plan
             .next_state
             .pools
             .get(pool)
             .and_then(|next| next.launches.iter().find(|intent| &intent.token == token))
             .map_or(0, |intent| intent.requested_at);
-        let intents = &mut progress.pools.entry(pool.clone()).or_default().launches;
+        let intents = &mut progress
+            .state
+            .pools
+            .entry(pool.clone())
+            .or_default()
+            .launches;
         // This call may run until its timeout: a run that finds the intent meanwhile (this one
         // killed) must wait for it, so the intent says when it was sent and that it is not over.
         intents.retain(|intent| &intent.token != token);
@@ -72,29 +117,38 @@ pub async fn apply(
             instance_ids: None,
             attempt_ended: false,
         });
-        version = state::save(&config.state_path, &progress, &version)?;
+        progress.save().await?;
         failpoint::hit("after-launch-intent-saved");
-        let ids = match provider.launch(pool_config, *count, token).await {
+        let ids = match provider
+            .launch(pool_config(config, pool), *count, token)
+            .await
+        {
             Ok(ids) => ids,
             Err(error) => {
                 // The call is over (it failed): the next run may send it again at once.
                 if let Some(intent) = progress
+                    .state
                     .pools
                     .get_mut(pool.as_str())
                     .and_then(|state| state.launches.iter_mut().find(|i| &i.token == token))
                 {
                     intent.attempt_ended = true;
                 }
-                state::save(&config.state_path, &progress, &version)?;
+                progress.save().await?;
                 return Err(error.into());
             }
         };
         failpoint::hit("after-run-instances");
-        record_ids(&mut progress, pool, token, &ids);
-        version = state::save(&config.state_path, &progress, &version)?;
-        launched.push((pool, token, ids));
+        record_ids(&mut progress.state, pool, token, &ids);
+        progress.save().await?;
+        launched.push((pool.as_str(), token.as_str(), ids));
     }
+    Ok(launched)
+}
 
+/// Drains through the runtime API; the rendered config drains them too, from the next reload
+/// on, so a failure here is only a warning.
+async fn drain(config: &Config, plan: &Plan) {
     for action in &plan.actions {
         let Action::Drain {
             backend, server, ..
@@ -105,7 +159,6 @@ pub async fn apply(
         match &config.haproxy.stats {
             Some(StatsSource::Socket(socket)) => {
                 if let Err(error) = runtime::drain(socket, backend, server, RUNTIME_TIMEOUT).await {
-                    // The rendered config drains it too, from the next reload on.
                     tracing::warn!(
                         "cannot drain {backend}/{server} through the runtime API: {error}"
                     );
@@ -117,17 +170,10 @@ pub async fn apply(
         }
         failpoint::hit("after-drain");
     }
+}
 
-    if plan.config.changed {
-        let started = std::time::Instant::now();
-        install::install_and_reload(&config.haproxy, &plan.rendered).await?;
-        tracing::info!(
-            "check, install and reload: {:?} ({} bytes)",
-            started.elapsed(),
-            plan.rendered.len()
-        );
-    }
-
+/// Terminates the drained instances, one call per pool, once the config no longer names them.
+async fn terminate(config: &Config, plan: &Plan, provider: &impl Provider) -> Result<(), Error> {
     let mut terminate: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for action in &plan.actions {
         if let Action::Terminate { pool, server, .. } = action {
@@ -141,19 +187,10 @@ pub async fn apply(
         provider.terminate(pool_config(config, pool), ids).await?;
         failpoint::hit("after-terminate");
     }
-
-    let mut next = plan.next_state.clone();
-    for (pool, token, ids) in &launched {
-        record_ids(&mut next, pool, token, ids);
-    }
-    failpoint::hit("before-state-save");
-    if next != loaded.state {
-        state::save(&config.state_path, &next, &version)?;
-    }
     Ok(())
 }
 
-fn pool_config<'a>(config: &'a Config, pool: &str) -> &'a crate::config::PoolConfig {
+fn pool_config<'a>(config: &'a Config, pool: &str) -> &'a PoolConfig {
     config
         .pools
         .iter()

@@ -266,9 +266,9 @@ fn kill_group(leader: Option<u32>) {
 
 /// Trims output to what an error message should quote, made [`printable`].
 ///
-/// [`printable`]: crate::text::printable
+/// [`printable`]: crate::model::text::printable
 fn limit(text: String) -> String {
-    let mut text = crate::text::printable(text.trim());
+    let mut text = crate::model::text::printable(text.trim());
     if text.len() > OUTPUT_LIMIT {
         let cut = (0..=OUTPUT_LIMIT)
             .rev()

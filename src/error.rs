@@ -1,13 +1,12 @@
 //! The top-level error and the one place that maps errors to exit codes.
 
-use crate::apply::ApplyError;
 use crate::cloud::CloudError;
 use crate::cloud::ec2::NoRegion;
 use crate::config::ConfigError;
+use crate::decide::plan::PlanError;
+use crate::decide::render::RenderError;
 use crate::haproxy::install::InstallError;
-use crate::haproxy::render::RenderError;
-use crate::plan::PlanError;
-use crate::state::StateError;
+use crate::store::StateError;
 
 /// Exit code of a run that failed (cloud, HAProxy, reload, state).
 pub const EXIT_FAILED: u8 = 1;
@@ -47,16 +46,6 @@ pub enum Error {
         /// 128 + the signal's number, as a shell reports a process it killed.
         code: u8,
     },
-}
-
-impl From<ApplyError> for Error {
-    fn from(error: ApplyError) -> Error {
-        match error {
-            ApplyError::Install(error) => Error::Install(error),
-            ApplyError::State(error) => Error::State(error),
-            ApplyError::Cloud(error) => Error::Cloud(error),
-        }
-    }
 }
 
 impl Error {

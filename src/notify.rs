@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Notify;
-use crate::lifecycle::Event;
+use crate::decide::scaling::Event;
 
 /// How long one sink may take.
 const SINK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,7 +60,7 @@ pub fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
         pool: Some(pool.to_owned()),
         text: format!(
             "pool {pool}: instance {} is left out of haproxy.cfg: it {reason}",
-            crate::text::shown(instance_id)
+            crate::model::text::shown(instance_id)
         ),
         details: serde_json::json!({ "instance_id": instance_id, "reason": reason }),
     }
@@ -410,7 +410,7 @@ mod tests {
             &[from_event(
                 "web",
                 &Event::Capped {
-                    at: crate::policy::Capped::AtMax,
+                    at: crate::model::Capped::AtMax,
                     reason: "busy; capped at max 4".into(),
                 },
             )],

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::ReadyCheck;
 use crate::http;
+use crate::model::Endpoint;
 
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -16,23 +17,21 @@ const ALL_PROBES_DEADLINE: Duration = Duration::from_secs(5);
 /// Most probes in flight at once.
 const IN_FLIGHT: usize = 256;
 
-/// Probes every `(id, host, port)` with `check`; an id is ready if its probe passed before the
+/// Probes every `(id, endpoint)` with `check`; an id is ready if its probe passed before the
 /// common deadline.
 pub async fn ready_all(
     check: &ReadyCheck,
-    targets: Vec<(String, String, u16)>,
+    targets: Vec<(String, Endpoint)>,
 ) -> std::collections::BTreeMap<String, bool> {
-    let mut results: std::collections::BTreeMap<String, bool> = targets
-        .iter()
-        .map(|(id, _, _)| (id.clone(), false))
-        .collect();
+    let mut results: std::collections::BTreeMap<String, bool> =
+        targets.iter().map(|(id, _)| (id.clone(), false)).collect();
     let deadline = tokio::time::Instant::now() + ALL_PROBES_DEADLINE;
     let mut waiting = targets.into_iter();
     let mut running = tokio::task::JoinSet::new();
     let mut spawn_next = |running: &mut tokio::task::JoinSet<(String, bool)>| {
-        if let Some((id, host, port)) = waiting.next() {
+        if let Some((id, endpoint)) = waiting.next() {
             let check = check.clone();
-            running.spawn(async move { (id, ready(&check, &host, port).await) });
+            running.spawn(async move { (id, ready(&check, &endpoint).await) });
         }
     };
     for _ in 0..IN_FLIGHT {
@@ -48,9 +47,9 @@ pub async fn ready_all(
     results
 }
 
-/// True if the server at `host:port` passes `check`.
-pub async fn ready(check: &ReadyCheck, host: &str, port: u16) -> bool {
-    let address = format!("{host}:{port}");
+/// True if the server at `endpoint` passes `check`.
+pub async fn ready(check: &ReadyCheck, endpoint: &Endpoint) -> bool {
+    let address = endpoint.to_string();
     let outcome = match check {
         ReadyCheck::None => return true,
         ReadyCheck::Tcp => {
@@ -88,7 +87,13 @@ mod tests {
         for n in 0..30 {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let port = listener.local_addr().unwrap().port();
-            targets.push((format!("i-{n}"), "127.0.0.1".to_owned(), port));
+            targets.push((
+                format!("i-{n}"),
+                Endpoint {
+                    host: "127.0.0.1".to_owned(),
+                    port,
+                },
+            ));
             listeners.push(listener);
         }
         // One that answers at once, among them.
@@ -104,7 +109,13 @@ mod tests {
                     .await;
             }
         });
-        targets.push(("i-good".to_owned(), "127.0.0.1".to_owned(), good_port));
+        targets.push((
+            "i-good".to_owned(),
+            Endpoint {
+                host: "127.0.0.1".to_owned(),
+                port: good_port,
+            },
+        ));
         let started = std::time::Instant::now();
         let results = ready_all(&ReadyCheck::Http("/health".into()), targets).await;
         let took = started.elapsed();

@@ -24,9 +24,10 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification,
 };
 
-use super::{CloudError, CloudErrorKind, Instance, InstanceState, Provider};
+use super::{CloudError, CloudErrorKind, Provider};
 use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{AwsConfig, PoolConfig};
+use crate::model::{Instance, InstanceState};
 
 /// An EC2 client for all pools of a run.
 #[derive(Debug, Clone)]

@@ -19,10 +19,11 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CloudError, CloudErrorKind, Instance, InstanceState};
+use super::{CloudError, CloudErrorKind};
 use crate::command::{self, CommandError};
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{ExecCommands, PoolConfig};
+use crate::model::{Instance, InstanceState};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use super::{CloudError, CloudErrorKind, Instance, InstanceState, Provider};
+use super::{CloudError, CloudErrorKind, Provider};
 use crate::config::PoolConfig;
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
+use crate::model::{Instance, InstanceState};
 
 #[derive(Debug, Default)]
 struct Inner {

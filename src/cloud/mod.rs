@@ -9,46 +9,13 @@ pub mod exec;
 #[cfg(test)]
 pub mod fake;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 
 use serde::Serialize;
 
 use crate::config::{PoolConfig, ProviderKind};
-
-/// One instance as the provider reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Instance {
-    pub id: String,
-    pub state: InstanceState,
-    pub private_ip: Option<String>,
-    pub public_ip: Option<String>,
-    /// The port, when the provider knows it (exec); otherwise the pool's `port`.
-    pub port: Option<u16>,
-    /// RFC 3339.
-    pub launch_time: Option<String>,
-    pub zone: Option<String>,
-    pub image_id: Option<String>,
-    pub tags: BTreeMap<String, String>,
-}
-
-/// The instance states discovery returns; stopped or terminated instances are not listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InstanceState {
-    Pending,
-    Running,
-}
-
-impl fmt::Display for InstanceState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            InstanceState::Pending => "pending",
-            InstanceState::Running => "running",
-        })
-    }
-}
+use crate::model::Instance;
 
 /// How a cloud error should be treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -23,7 +23,7 @@ pub mod scaling;
 pub use scaling::{Bound, Launch, Metric, Policy, Scaling};
 
 use crate::cli::{Cli, DEFAULT_CONFIG_PATH, DiscoveryArgs};
-use crate::haproxy::render::is_haproxy_token;
+use crate::model::is_haproxy_token;
 
 const DEFAULT_STATE_PATH: &str = "/var/lib/haproxy-autoscaler/state.json";
 const DEFAULT_HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";

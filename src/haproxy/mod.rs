@@ -2,8 +2,8 @@
 //! and reloading it.
 
 pub mod install;
-pub mod installed;
+
 pub mod master;
-pub mod render;
 pub mod runtime;
 pub mod stats;
+pub mod template;

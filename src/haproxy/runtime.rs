@@ -9,8 +9,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::config::StatsSource;
-use crate::haproxy::stats::{self, Info, Row, StatsError};
+use crate::haproxy::stats::{self, StatsError};
 use crate::http;
+use crate::model::{Info, Row};
 
 /// A runtime API problem.
 #[derive(Debug, thiserror::Error)]

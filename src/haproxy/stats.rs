@@ -6,6 +6,8 @@
 
 use std::collections::HashMap;
 
+use crate::model::{Info, Row, Status};
+
 /// `show stat` output larger than this is refused rather than parsed.
 pub const MAX_STATS_BYTES: usize = 32 * 1024 * 1024;
 
@@ -37,73 +39,6 @@ pub enum StatsError {
 }
 
 /// A server's (or a backend's) administrative and health status.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// `UP`, or `UP 1/3` (up, failing checks).
-    Up,
-    /// `no check`: up as far as HAProxy knows.
-    NoCheck,
-    /// `DOWN`, or `DOWN 1/2` (down, passing checks).
-    Down,
-    /// `DRAIN`: takes no new sessions except persistent ones.
-    Drain,
-    /// `MAINT`, `MAINT (via ...)`, `MAINT (resolution)`.
-    Maint,
-    /// Anything else (`NOLB`, `OPEN`, ...), kept verbatim.
-    Other(String),
-}
-
-impl Status {
-    pub fn parse(text: &str) -> Status {
-        let word = text.split_whitespace().next().unwrap_or_default();
-        match word {
-            "UP" => Status::Up,
-            "DOWN" => Status::Down,
-            "DRAIN" => Status::Drain,
-            "MAINT" => Status::Maint,
-            "no" if text.trim() == "no check" => Status::NoCheck,
-            _ => Status::Other(text.to_owned()),
-        }
-    }
-
-    /// Takes traffic as far as HAProxy is concerned.
-    pub fn is_up(&self) -> bool {
-        matches!(self, Status::Up | Status::NoCheck)
-    }
-}
-
-/// One `show stat` line of interest: a server, or a backend's `BACKEND` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Row {
-    pub proxy: String,
-    pub name: String,
-    pub status: Status,
-    /// Current sessions.
-    pub scur: u64,
-    /// Total sessions (a counter).
-    pub stot: u64,
-    /// Total HTTP requests (a counter; on server lines in 2.6 too), when the proxy is HTTP.
-    pub req_tot: Option<u64>,
-    /// Queued requests.
-    pub qcur: Option<u64>,
-    /// Average response time over the last 1024 requests, in ms.
-    pub rtime: Option<u64>,
-}
-
-impl Row {
-    pub fn is_backend(&self) -> bool {
-        self.name == "BACKEND"
-    }
-}
-
-/// What `show info` tells about the running process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Info {
-    pub pid: u64,
-    pub uptime_s: u64,
-}
-
 /// Parses `show stat`, keeping server and `BACKEND` lines (not `FRONTEND` ones).
 pub fn parse_show_stat(text: &str) -> Result<Vec<Row>, StatsError> {
     if text.len() > MAX_STATS_BYTES {

@@ -275,9 +275,11 @@ fn get(port: u16) -> String {
 #[test]
 fn stats_counters_across_a_real_reload_and_a_drain_through_the_runtime_api() {
     use haproxy_autoscaler::config::StatsSource;
+    use haproxy_autoscaler::decide::scaling;
     use haproxy_autoscaler::haproxy::runtime;
-    use haproxy_autoscaler::haproxy::stats::Status;
-    use haproxy_autoscaler::lifecycle::{self, StatsSnapshot};
+    use haproxy_autoscaler::model::Status;
+    use haproxy_autoscaler::model::{OldWorkers, StatsSnapshot};
+    use haproxy_autoscaler::testing;
 
     let dir = tempfile::tempdir().unwrap();
     let admin = dir.path().join("admin.sock");
@@ -355,32 +357,22 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
         .unwrap()
         .pools
         .remove(0);
-    let instance = haproxy_autoscaler::cloud::Instance {
-        id: "i-1".into(),
-        state: haproxy_autoscaler::cloud::InstanceState::Running,
-        private_ip: Some("127.0.0.1".into()),
-        public_ip: None,
-        port: None,
-        launch_time: None,
-        zone: None,
-        image_id: None,
-        tags: Default::default(),
-    };
-    let plan_with = |state: &haproxy_autoscaler::state::PoolState, info, rows: &Vec<_>, now| {
+    let instances = testing::discovered(&pool, &[testing::instance("i-1", "127.0.0.1")]);
+    let plan_with = |state: &haproxy_autoscaler::model::PoolState, info, rows: &Vec<_>, now| {
         let snapshot = StatsSnapshot {
             node: "local".into(),
             info,
             rows: rows
                 .iter()
-                .filter(|r: &&haproxy_autoscaler::haproxy::stats::Row| r.proxy == "web")
+                .filter(|r: &&haproxy_autoscaler::model::Row| r.proxy == "web")
                 .cloned()
                 .collect(),
-            old_workers: lifecycle::OldWorkers::Untracked,
+            old_workers: OldWorkers::Untracked,
         };
-        lifecycle::plan_pool(&lifecycle::PoolFacts {
+        scaling::plan_pool(&scaling::PoolFacts {
             pool: &pool,
             scaling: pool.scaling.as_ref().unwrap(),
-            instances: std::slice::from_ref(&instance),
+            instances: &instances,
             stats: Some(&snapshot),
             ready: &Default::default(),
             found_by_token: &Default::default(),

@@ -1,66 +1,34 @@
-//! The scaling plan of one pool: pure, like [`crate::policy`], which it calls.
+//! The scaling plan of one pool: pure, like [`crate::decide::policy`], which it calls.
 //!
-//! Instances are sorted into roles:
-//! - **draining**: listed in state as draining; terminated once `drain_s` has passed or HAProxy
-//!   shows no current session on it and no worker from before a reload is still running (an old
-//!   worker may still be finishing a request on it); checked from the run after the drain started;
-//! - **booting**: pending, inside `warmup_s` of its launch, or (the first time it is seen
-//!   running) not yet proven ready by the run's readiness probe. It counts as capacity but takes
-//!   no traffic;
-//! - **in service**: the rest.
-//!
-//! Launch intents whose instance ids were never recorded (a crash mid-launch) are resolved by the
-//! instances found with their token; an intent with none is re-sent with the same token. Victims
-//! of a scale-down are chosen deterministically: fewest current sessions, then newest, then id;
-//! only instances tagged for the pool and not tagged protected.
-//!
-//! The metric comes from counter deltas between this run's stats sample and the previous one of
-//! the same HAProxy node; an interval across a reload (new pid, lower uptime or a counter that went
-//! down) gives no metric. Servers that are not UP, booting or draining are left out.
+//! Steps, each in its own module: [`roles`] (booting, in service, draining; drains that end),
+//! [`launches`] (intents carried over from earlier runs), [`metric`] (this run's sample and the
+//! pool's metric), then [`crate::decide::policy`] decides, [`victims`] picks the servers a
+//! scale-down drains, and [`events`] says what happened. [`plan_pool`] strings them together and
+//! builds the pool's next state.
 
-use std::collections::BTreeMap;
+mod events;
+mod launches;
+mod metric;
+mod roles;
+mod victims;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::cloud::{Instance, InstanceState};
-use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
-use crate::config::{Metric, PoolConfig, ReadyCheck, Scaling};
-use crate::haproxy::stats::{Info, Row};
-use crate::policy::{self, Capped, Decision};
-use crate::state::{Draining, LaunchIntent, PoolState, Sample, ScaleEvent, ServerCounters};
+use crate::config::{Policy, PoolConfig, ReadyCheck, Scaling};
+use crate::decide::policy::{self, Decision};
+use crate::model::{Capped, Discovered, Instance, InstanceState, PoolState, Row, StatsSnapshot};
 
-/// How many samples and scale events are kept per pool.
+/// How many samples are kept per pool.
 const KEEP_SAMPLES: usize = 20;
-const KEEP_HISTORY: usize = 50;
-
-/// One HAProxy node's stats for a backend.
-#[derive(Debug, Clone)]
-pub struct StatsSnapshot {
-    pub node: String,
-    pub info: Info,
-    /// This backend's server lines and its `BACKEND` line.
-    pub rows: Vec<Row>,
-    /// Workers from before a reload that are still running: the stats come from the current
-    /// worker only, and an old one may still be finishing requests on a draining server.
-    pub old_workers: OldWorkers,
-}
-
-/// What the master CLI says about workers from before a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OldWorkers {
-    /// No master socket configured: the current worker's sessions are all there is to go by.
-    Untracked,
-    Running(usize),
-    /// The master socket could not be read: a drain runs its full `drain_s`.
-    Unknown,
-}
 
 /// Facts for one scaling pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolFacts<'a> {
     pub pool: &'a PoolConfig,
     pub scaling: &'a Scaling,
-    pub instances: &'a [Instance],
+    pub instances: &'a [Discovered],
     /// `None` when the stats could not be read: membership still syncs, scaling holds.
     pub stats: Option<&'a StatsSnapshot>,
     /// Readiness probe results for the instances [`probe_candidates`] named.
@@ -149,23 +117,24 @@ pub struct ScalePlan {
 
 /// The instances whose readiness the run must probe: running, past warmup, not draining, and
 /// not in service at the last run.
-pub fn probe_candidates(
+pub fn probe_candidates<'a>(
     pool: &PoolConfig,
     scaling: &Scaling,
-    instances: &[Instance],
+    instances: &'a [Discovered],
     state: &PoolState,
     now: i64,
-) -> Vec<String> {
+) -> Vec<&'a Discovered> {
     if pool.ready_check == ReadyCheck::None {
         return Vec::new();
     }
+    let draining: HashSet<&str> = state.draining.iter().map(|d| d.id.as_str()).collect();
+    let in_service: HashSet<&str> = state.in_service.iter().map(String::as_str).collect();
     instances
         .iter()
-        .filter(|instance| instance.state == InstanceState::Running)
-        .filter(|instance| !in_warmup(instance, scaling, now))
-        .filter(|instance| !state.draining.iter().any(|d| d.id == instance.id))
-        .filter(|instance| !state.in_service.contains(&instance.id))
-        .map(|instance| instance.id.clone())
+        .filter(|found| found.instance.state == InstanceState::Running)
+        .filter(|found| !in_warmup(&found.instance, scaling, now))
+        .filter(|found| !draining.contains(found.instance.id.as_str()))
+        .filter(|found| !in_service.contains(found.instance.id.as_str()))
         .collect()
 }
 
@@ -186,32 +155,79 @@ fn launched_at(instance: &Instance) -> Option<i64> {
         .map(|timestamp| timestamp.as_second())
 }
 
-fn tagged_for(instance: &Instance, pool: &str) -> bool {
-    instance.tags.get(TAG_POOL).map(String::as_str) == Some(pool)
-}
-
-fn protected(instance: &Instance) -> bool {
-    instance
-        .tags
-        .get(TAG_PROTECTED)
-        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
-}
-
 /// A deterministic launch token: at most 64 ASCII characters, unique per pool and run.
 pub fn launch_token(pool: &str, now: i64) -> String {
-    let digest = crate::state::sha256_hex(pool.as_bytes());
+    let digest = crate::model::sha256_hex(pool.as_bytes());
     format!("hxa-{}-{now}", &digest[..12])
 }
 
 /// Plans one scaling pool.
 pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
-    let (pool, scaling, now) = (facts.pool, facts.scaling, facts.now);
+    let now = facts.now;
     // Times from the future (written while the clock was ahead) would hold a cooldown or a drain
     // for as long as the clock was off: every stored time counts as `now` at the latest.
-    let clamped = clamp_to(facts.state, now);
-    let state = &clamped;
-    let rows: BTreeMap<&str, &Row> = facts
-        .stats
+    let state = &clamp_to(facts.state, now);
+    let rows = rows_by_server(facts.stats);
+    let mut roles = roles::assign_roles(facts, state, &rows);
+    let present = roles.count(Role::InService) + roles.count(Role::Booting);
+    let mut launches = launches::carry_intents(facts, state, present);
+    let in_service: Vec<&str> = facts
+        .instances
+        .iter()
+        .map(|found| found.instance.id.as_str())
+        .filter(|id| roles.roles.get(*id) == Some(&Role::InService))
+        .collect();
+    let measured = metric::measure(facts, state, &in_service);
+    let mut decision = policy::decide(&policy::Input {
+        scaling: facts.scaling,
+        now,
+        in_service: in_service.len() as u32,
+        booting: roles
+            .count(Role::Booting)
+            .saturating_add(launches.pending_capacity),
+        per_server: &measured.per_server,
+        history: &measured.history,
+        last_scale_at: state.scale_history.last().map(|event| event.at),
+        recommendations: &state.recommendations,
+    });
+    let (current, desired) = (decision.current, decision.desired);
+    let mut drained = victims::Drains::default();
+    if desired > current {
+        let token = launch_token(&facts.pool.name, now);
+        launches.add_new(token, desired - current, now, &decision.reason);
+    } else if desired < current {
+        drained = victims::drain_servers(
+            facts,
+            &rows,
+            &mut roles,
+            current - desired,
+            &decision.reason,
+        );
+    }
+    let reached = if desired < current {
+        current - drained.drains.len() as u32
+    } else {
+        desired
+    };
+    let outcome = events::pool_events(facts, state, &mut decision, reached, &drained.not_drainable);
+    let next = next_state(
+        facts, state, &decision, &roles, &launches, &outcome, measured,
+    );
+    ScalePlan {
+        warnings: launch_time_warnings(facts),
+        roles: roles.roles,
+        launches: launches.launches,
+        drains: drained.drains,
+        terminates: roles.terminates,
+        events: outcome.events,
+        decision,
+        next,
+    }
+}
+
+/// The backend's rows by server name (empty without stats).
+fn rows_by_server(stats: Option<&StatsSnapshot>) -> HashMap<&str, &Row> {
+    stats
         .map(|stats| {
             stats
                 .rows
@@ -219,356 +235,69 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
                 .map(|row| (row.name.as_str(), row))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    // Roles, and which drains end now.
-    let mut roles = BTreeMap::new();
-    let mut terminates = Vec::new();
-    let mut draining = Vec::new();
-    // No worker from before a reload may still be finishing a request on a draining server.
-    let no_old_worker = facts.stats.is_some_and(|stats| {
-        matches!(
-            stats.old_workers,
-            OldWorkers::Untracked | OldWorkers::Running(0)
-        )
-    });
-    for instance in facts.instances {
-        if let Some(drain) = state.draining.iter().find(|d| d.id == instance.id) {
-            let elapsed = now.saturating_sub(drain.since);
-            let idle = now > drain.since
-                && no_old_worker
-                && rows
-                    .get(instance.id.as_str())
-                    .is_some_and(|row| row.scur == 0);
-            if elapsed >= scaling.drain_s as i64 || idle {
-                let why = if idle {
-                    "no session left".to_owned()
-                } else {
-                    format!("drained for {elapsed}s")
-                };
-                terminates.push(InstanceAction {
-                    id: instance.id.clone(),
-                    reason: format!("scale-down: {why}"),
-                });
-            } else {
-                roles.insert(instance.id.clone(), Role::Draining);
-                draining.push(drain.clone());
-            }
-            continue;
-        }
-        let ready = pool.ready_check == ReadyCheck::None
-            || state.in_service.contains(&instance.id)
-            || facts.ready.get(&instance.id).copied().unwrap_or(false);
-        let booting =
-            instance.state == InstanceState::Pending || in_warmup(instance, scaling, now) || !ready;
-        roles.insert(
-            instance.id.clone(),
-            if booting {
-                Role::Booting
-            } else {
-                Role::InService
-            },
-        );
-    }
-
-    // Launch intents: resolve the ones without ids; re-send those with no instance, re-decided
-    // against today's `max` (it may have been lowered since): never more than it allows.
-    let mut launches = Vec::new();
-    let mut pending_capacity = 0u32;
-    let mut intents = Vec::new();
-    let (_, max_now) = policy::bounds_at(scaling, now);
-    let present = roles
-        .values()
-        .filter(|role| **role != Role::Draining)
-        .count() as u32;
-    for intent in &state.launches {
-        if intent.instance_ids.is_some() {
-            continue; // its instances carry the pool tag: discovery sees them from now on
-        }
-        match facts.found_by_token.get(&intent.token) {
-            Some(ids) if !ids.is_empty() => {}
-            _ if !intent.attempt_ended
-                && now
-                    < intent
-                        .requested_at
-                        .saturating_add(facts.launch_timeout_s as i64) =>
-            {
-                // A first attempt may still be running (its run was killed mid-call): wait,
-                // counting it as capacity, rather than send the same launch twice at once; but
-                // never as more than today's max leaves room for, so that phantom capacity
-                // never makes the pool drain a real server.
-                let room = max_now.saturating_sub(present.saturating_add(pending_capacity));
-                pending_capacity = pending_capacity.saturating_add(intent.count.min(room));
-                intents.push(intent.clone());
-            }
-            _ => {
-                let room = max_now.saturating_sub(present.saturating_add(pending_capacity));
-                let count = intent.count.min(room);
-                if count == 0 {
-                    continue; // max is reached without it: the intent is dropped
-                }
-                pending_capacity = pending_capacity.saturating_add(count);
-                let reason = if count < intent.count {
-                    format!(
-                        "a launch of {} was asked for but none of its instances exists: sending it again with the same token, for {count} (max is {max_now})",
-                        intent.count
-                    )
-                } else {
-                    "a launch was asked for but none of its instances exists: sending it again with the same token".to_owned()
-                };
-                launches.push(LaunchAction {
-                    token: intent.token.clone(),
-                    count,
-                    retry: true,
-                    reason,
-                });
-                intents.push(LaunchIntent {
-                    count,
-                    requested_at: now,
-                    attempt_ended: false,
-                    ..intent.clone()
-                });
-            }
-        }
-    }
-
-    // This run's sample and metric.
-    let in_service: Vec<&Instance> = facts
-        .instances
-        .iter()
-        .filter(|instance| roles.get(&instance.id) == Some(&Role::InService))
-        .collect();
-    let booting = roles
-        .values()
-        .filter(|role| **role == Role::Booting)
-        .count() as u32;
-    let sample = facts.stats.map(|stats| sample_of(stats, now));
-    let previous = sample.as_ref().and_then(|sample| {
-        state
-            .samples
-            .iter()
-            .rev()
-            .find(|earlier| earlier.node == sample.node)
-    });
-    let per_server: Vec<f64> = match &sample {
-        Some(sample) => in_service
-            .iter()
-            .filter_map(|instance| {
-                server_metric(
-                    scaling.metric,
-                    &instance.id,
-                    sample,
-                    previous,
-                    state.reloaded_at,
-                    in_service.len(),
-                )
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let metric =
-        (!per_server.is_empty()).then(|| per_server.iter().sum::<f64>() / per_server.len() as f64);
-    let mut history: Vec<Option<f64>> = state.samples.iter().map(|sample| sample.metric).collect();
-    history.push(metric);
-
-    let mut decision = policy::decide(&policy::Input {
-        scaling,
-        now,
-        in_service: in_service.len() as u32,
-        booting: booting.saturating_add(pending_capacity),
-        per_server: &per_server,
-        history: &history,
-        last_scale_at: state.scale_history.last().map(|event| event.at),
-        recommendations: &state.recommendations,
-    });
-
-    let mut drains = Vec::new();
-    let mut not_drainable: Vec<String> = Vec::new();
-    if decision.desired > decision.current {
-        let count = decision.desired - decision.current;
-        let token = launch_token(&pool.name, now);
-        launches.push(LaunchAction {
-            token: token.clone(),
-            count,
-            retry: false,
-            reason: decision.reason.clone(),
-        });
-        intents.push(LaunchIntent {
-            token,
-            count,
-            requested_at: now,
-            instance_ids: None,
-            attempt_ended: false,
-        });
-    } else if decision.desired < decision.current {
-        let candidates: Vec<&Instance> = facts
-            .instances
-            .iter()
-            .filter(|instance| {
-                matches!(
-                    roles.get(&instance.id),
-                    Some(Role::InService | Role::Booting)
-                )
-            })
-            .collect();
-        let (mut victims, kept): (Vec<&Instance>, Vec<&Instance>) = candidates
-            .into_iter()
-            .partition(|instance| tagged_for(instance, &pool.name) && !protected(instance));
-        not_drainable = kept
-            .iter()
-            .map(|instance| {
-                if protected(instance) {
-                    format!("{} is tagged {TAG_PROTECTED}=true", instance.id)
-                } else {
-                    format!("{} is not tagged {TAG_POOL}={}", instance.id, pool.name)
-                }
-            })
-            .collect();
-        let sessions =
-            |instance: &Instance| rows.get(instance.id.as_str()).map_or(0, |row| row.scur);
-        victims.sort_by(|a, b| {
-            sessions(a)
-                .cmp(&sessions(b))
-                .then_with(|| launched_at(b).cmp(&launched_at(a)))
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        for victim in victims
-            .into_iter()
-            .take((decision.current - decision.desired) as usize)
-        {
-            roles.insert(victim.id.clone(), Role::Draining);
-            draining.push(Draining {
-                id: victim.id.clone(),
-                since: now,
-            });
-            drains.push(InstanceAction {
-                id: victim.id.clone(),
-                reason: format!("{} ({} session(s))", decision.reason, sessions(victim)),
-            });
-        }
-    }
-
-    // A scale is what was actually launched or drained: a scale-down with nothing drainable is
-    // not one (no cooldown, no history, no `scaled`), only a once-reported blocked event.
-    let to = if decision.desired < decision.current {
-        decision.current - drains.len() as u32
-    } else {
-        decision.desired
-    };
-    let scaled = to != decision.current;
-    let mut events = Vec::new();
-    let mut scale_history = state.scale_history.clone();
-    if scaled {
-        events.push(Event::Scaled {
-            from: decision.current,
-            to,
-            reason: decision.reason.clone(),
-        });
-        scale_history.push(ScaleEvent {
-            at: now,
-            from: decision.current,
-            to,
-        });
-    }
-    let scale_down_blocked = decision.desired < decision.current && drains.is_empty();
-    if scale_down_blocked {
-        // Said in the plan every run; notified once.
-        // An adopted fleet can be large: name a few, count the rest.
-        const NAMED: usize = 5;
-        let mut why = not_drainable[..not_drainable.len().min(NAMED)].join(", ");
-        if not_drainable.len() > NAMED {
-            why.push_str(&format!(" and {} more", not_drainable.len() - NAMED));
-        }
-        decision.reason = format!("{}; but no server can be drained: {why}", decision.reason);
-    }
-    if scale_down_blocked && !state.scale_down_blocked {
-        events.push(Event::ScaleDownBlocked {
-            from: decision.current,
-            wanted: decision.desired,
-            reason: decision.reason.clone(),
-        });
-    }
-    // Reported when the pool first hits a bound, not on every run it stays there.
-    if let Some(at) = decision.capped
-        && state.capped != Some(at)
-    {
-        events.push(Event::Capped {
-            at,
-            reason: decision.reason.clone(),
-        });
-    }
-    let (rapid_scales, rapid_window_s) = facts.rapid;
-    let recent = scale_history
-        .iter()
-        .filter(|event| event.at >= now.saturating_sub(rapid_window_s as i64))
-        .count() as u32;
-    if scaled && recent > rapid_scales {
-        events.push(Event::Rapid {
-            scales: recent,
-            window_s: rapid_window_s,
-        });
-    }
-    let keep_from = scale_history.len().saturating_sub(KEEP_HISTORY);
-    scale_history.drain(..keep_from);
-
+/// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
+/// membership plan; `reloaded_at` is set there when this run reloads).
+fn next_state(
+    facts: &PoolFacts<'_>,
+    state: &PoolState,
+    decision: &Decision,
+    roles: &roles::Roles,
+    launches: &launches::Launches,
+    outcome: &events::Outcome,
+    measured: metric::Measured,
+) -> PoolState {
+    let now = facts.now;
     let mut samples = state.samples.clone();
-    if let Some(mut sample) = sample {
-        sample.metric = metric;
-        samples.push(sample);
-    }
+    samples.extend(measured.sample);
     let keep_from = samples.len().saturating_sub(KEEP_SAMPLES);
     samples.drain(..keep_from);
-
     let mut recommendations = state.recommendations.clone();
-    if let (Some(servers), crate::config::Policy::Target { window_s, .. }) =
-        (decision.recommendation, &scaling.policy)
+    if let (Some(servers), Policy::Target { window_s, .. }) =
+        (decision.recommendation, &facts.scaling.policy)
     {
         recommendations.push((now, servers));
         let since = now.saturating_sub(*window_s as i64);
         recommendations.retain(|(at, _)| *at >= since);
     }
-
-    let next = PoolState {
+    PoolState {
         servers: Vec::new(),
         bad_instances: Vec::new(),
         in_service: roles
+            .roles
             .iter()
             .filter(|(_, role)| **role == Role::InService)
             .map(|(id, _)| id.clone())
             .collect(),
         samples,
-        launches: intents,
-        draining,
-        scale_history,
+        launches: launches.intents.clone(),
+        draining: roles.draining.clone(),
+        scale_history: outcome.scale_history.clone(),
         recommendations,
         capped: decision.capped,
-        scale_down_blocked,
-        // Set by the planner when this run reloads.
+        scale_down_blocked: outcome.scale_down_blocked,
         reloaded_at: state.reloaded_at,
-    };
-    let warnings = facts
+    }
+}
+
+/// Facts the operator must fix: a launch time that cannot be read keeps its server booting.
+fn launch_time_warnings(facts: &PoolFacts<'_>) -> Vec<String> {
+    facts
         .instances
         .iter()
+        .map(|found| &found.instance)
         .filter_map(|instance| {
             let text = instance.launch_time.as_deref()?;
             launched_at(instance).is_none().then(|| {
                 format!(
                     "pool `{}`: instance `{}` has launch time {text:?}, which is not an RFC 3339 time: it is kept booting (no traffic) until its provider reports a readable one",
-                    pool.name, instance.id
+                    facts.pool.name, instance.id
                 )
             })
         })
-        .collect();
-    ScalePlan {
-        decision,
-        roles,
-        launches,
-        drains,
-        terminates,
-        events,
-        warnings,
-        next,
-    }
+        .collect()
 }
 
 /// A copy of `state` whose times are at most `now`.
@@ -593,81 +322,15 @@ fn clamp_to(state: &PoolState, now: i64) -> PoolState {
     state
 }
 
-fn sample_of(stats: &StatsSnapshot, now: i64) -> Sample {
-    Sample {
-        at: now,
-        node: stats.node.clone(),
-        pid: stats.info.pid,
-        uptime_s: stats.info.uptime_s,
-        servers: stats
-            .rows
-            .iter()
-            .filter(|row| !row.is_backend())
-            .map(|row| {
-                (
-                    row.name.clone(),
-                    ServerCounters {
-                        up: row.status.is_up(),
-                        scur: row.scur,
-                        stot: row.stot,
-                        req_tot: row.req_tot,
-                        rtime: row.rtime,
-                    },
-                )
-            })
-            .collect(),
-        backend_qcur: stats
-            .rows
-            .iter()
-            .find(|row| row.is_backend())
-            .and_then(|row| row.qcur),
-        metric: None,
-    }
-}
-
-/// One in-service server's metric, or `None` if it has none this run.
-fn server_metric(
-    metric: Metric,
-    id: &str,
-    sample: &Sample,
-    previous: Option<&Sample>,
-    reloaded_at: Option<i64>,
-    in_service: usize,
-) -> Option<f64> {
-    let now = sample.servers.get(id).filter(|counters| counters.up)?;
-    let rate = |pick: fn(&ServerCounters) -> Option<u64>| -> Option<f64> {
-        let previous = previous?;
-        // Counters reset on reload: a reload this tool made after the previous sample, a new
-        // pid, a lower uptime or a smaller counter skips this interval. The stats page has no pid
-        // or uptime, and a counter that grew again past its old value since the reset hides it,
-        // so the tool's own record of its reloads comes first.
-        if reloaded_at.is_some_and(|at| previous.at <= at && at < sample.at)
-            || previous.pid != sample.pid
-            || previous.uptime_s > sample.uptime_s
-            || sample.at <= previous.at
-        {
-            return None;
-        }
-        let (before, after) = (pick(previous.servers.get(id)?)?, pick(now)?);
-        let delta = after.checked_sub(before)?;
-        Some(delta as f64 / sample.at.checked_sub(previous.at)? as f64)
-    };
-    match metric {
-        Metric::SessionRate => rate(|counters| Some(counters.stot)),
-        Metric::RequestRate => rate(|counters| counters.req_tot),
-        Metric::CurrentSessions => Some(now.scur as f64),
-        Metric::Queue => sample
-            .backend_qcur
-            .map(|queue| queue as f64 / in_service.max(1) as f64),
-        Metric::ResponseTimeMs => now.rtime.map(|ms| ms as f64),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::metric::sample_of;
+    use super::victims::{protected, tagged_for};
     use super::*;
     use crate::config::Bound;
-    use crate::haproxy::stats::Status;
+    use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
+    use crate::model::{Draining, Info, LaunchIntent, OldWorkers, ScaleEvent, Status};
+    use crate::testing;
     use std::path::Path;
 
     const NOW: i64 = 1_800_000_000;
@@ -754,10 +417,11 @@ mod tests {
         }
 
         fn plan(&self) -> ScalePlan {
+            let instances = testing::discovered(&self.pool, &self.instances);
             plan_pool(&PoolFacts {
                 pool: &self.pool,
                 scaling: self.pool.scaling.as_ref().unwrap(),
-                instances: &self.instances,
+                instances: &instances,
                 stats: self.stats.as_ref(),
                 ready: &self.ready,
                 found_by_token: &self.found,
@@ -1362,14 +1026,16 @@ mod tests {
         ];
         let mut world = World::new(tcp, instances);
         world.state.in_service = vec!["i-4".into()];
+        let found = testing::discovered(&world.pool, &world.instances);
         let candidates = probe_candidates(
             &world.pool,
             world.pool.scaling.as_ref().unwrap(),
-            &world.instances,
+            &found,
             &world.state,
             NOW,
         );
-        assert_eq!(candidates, ["i-3"], "running, warm, not yet in service");
+        let ids: Vec<&str> = candidates.iter().map(|c| c.instance.id.as_str()).collect();
+        assert_eq!(ids, ["i-3"], "running, warm, not yet in service");
         world.ready.insert("i-3".into(), false);
         let roles = world.plan().roles;
         assert_eq!(

@@ -1,25 +1,22 @@
-//! The run lock and the JSON state file.
+//! The state store and the run lock.
 //!
 //! One run at a time (invariant 1): [`StateLock::acquire`] takes an exclusive, non-blocking `fs2`
-//! lock on `<state>.lock` and holds it for the whole run. The state is loaded as `(state, version)`
-//! and saved against the version it was loaded at, the shape a compare-and-swap store (S3 with
-//! conditional writes) needs later. Saving is atomic (invariant 2). A corrupt or newer-version
-//! state file is an error and is never reset or rewritten.
+//! lock on `<state>.lock` and holds it for the whole run. A [`StateStore`] loads the state as
+//! `(state, revision)` and saves it only against the revision it was loaded at: the shape a
+//! compare-and-swap store (S3 with conditional writes) has too. [`FileStore`] is the local JSON
+//! file; saving it is atomic (invariant 2). A corrupt or newer-version state file is an error and
+//! is never reset or rewritten.
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::fs_atomic::{self, Ownership};
-
-/// The state file format this build reads and writes.
-pub const STATE_VERSION: u64 = 1;
+use crate::model::{STATE_VERSION, State, sha256_hex};
 
 /// A state file problem.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +61,12 @@ pub enum StateError {
     },
     #[error("state file `{}` changed since this run loaded it; nothing was saved", path.display())]
     Conflict { path: PathBuf },
+    #[error("cannot encode the state for `{}`", path.display())]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("cannot write state file `{}`", path.display())]
     Write {
         path: PathBuf,
@@ -71,140 +74,47 @@ pub enum StateError {
         source: io::Error,
     },
 }
+/// Which stored state a state was loaded from (for the file: the sha256 of its bytes; `None`
+/// when there was none). A save succeeds only if the store is still at the revision it expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision(Option<String>);
 
-/// Everything a run remembers for the next one.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct State {
-    pub version: u64,
-    /// The config whose runs write this file ([`crate::config::Config::identity`]): a run of
-    /// another config refuses it rather than drop that config's pools, intents included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub config: Option<String>,
-    /// sha256 of the haproxy.cfg this tool last installed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub installed_config_sha256: Option<String>,
-    #[serde(default)]
-    pub pools: BTreeMap<String, PoolState>,
+/// Where the state lives: load it with its revision, save it against the revision it was
+/// loaded at (a compare-and-swap).
+pub trait StateStore {
+    /// The stored state, or a fresh one when there is none.
+    fn load(&self) -> impl Future<Output = Result<(State, Revision), StateError>>;
+
+    /// Saves `state` if the store is still at `expected`; returns the new revision.
+    fn save(
+        &self,
+        state: &State,
+        expected: &Revision,
+    ) -> impl Future<Output = Result<Revision, StateError>>;
 }
 
-/// What is remembered per pool. The scaling fields stay out of the file while empty, so a
-/// discovery-only pool's state is just its servers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct PoolState {
-    /// Instance ids rendered into the backend by the last run that installed a config.
-    #[serde(default)]
-    pub servers: Vec<String>,
-    /// Instances the last run left out for a bad value (notified once, when first left out).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub bad_instances: Vec<String>,
-    /// Servers that were in service after the last run (booting ones are not).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub in_service: Vec<String>,
-    /// Recent stats samples, oldest first.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub samples: Vec<Sample>,
-    /// Launches asked for; `instance_ids` is `None` until the cloud call returned.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub launches: Vec<LaunchIntent>,
-    /// Servers being drained before they are terminated.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub draining: Vec<Draining>,
-    /// Recent scale actions, oldest first (cooldown and the rapid-scaling check).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub scale_history: Vec<ScaleEvent>,
-    /// Recent target-policy recommendations: (Unix seconds, servers).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recommendations: Vec<(i64, u32)>,
-    /// The bound the last decision was held at, so that "capped" is reported once, not every run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub capped: Option<crate::policy::Capped>,
-    /// The last decision wanted a scale-down that no drainable server allowed, so that it is
-    /// reported once, not every run.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub scale_down_blocked: bool,
-    /// When (Unix seconds, the run's `now`) a run of this tool last reloaded HAProxy: a stats
-    /// interval that spans it gives no rate, whatever the stats source can tell.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reloaded_at: Option<i64>,
+/// The local JSON state file.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
 }
 
-/// One stats sample of one HAProxy node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    /// Unix seconds.
-    pub at: i64,
-    /// Which HAProxy node took it (each node has its own counters).
-    pub node: String,
-    /// The worker's pid and uptime: a change means the counters were reset.
-    pub pid: u64,
-    pub uptime_s: u64,
-    /// Counters per server name.
-    pub servers: BTreeMap<String, ServerCounters>,
-    /// The backend's queue.
-    pub backend_qcur: Option<u64>,
-    /// The pool metric this sample gave (`None`: no data, or a skipped interval).
-    pub metric: Option<f64>,
-}
-
-/// One server's counters in a sample.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerCounters {
-    pub up: bool,
-    pub scur: u64,
-    pub stot: u64,
-    pub req_tot: Option<u64>,
-    pub rtime: Option<u64>,
-}
-
-/// A launch, written to state before the cloud is asked (invariant 5).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LaunchIntent {
-    /// Sent as EC2 `ClientToken` and as the tag `haproxy-autoscaler:launch-token`.
-    pub token: String,
-    pub count: u32,
-    pub requested_at: i64,
-    pub instance_ids: Option<Vec<String>>,
-    /// The last launch call for this intent returned (with an error): it is over, so the next
-    /// run may re-send at once. Unset while a call may still be running (its run was killed).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub attempt_ended: bool,
-}
-
-/// A server being drained.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Draining {
-    pub id: String,
-    pub since: i64,
-}
-
-/// A change of capacity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScaleEvent {
-    pub at: i64,
-    pub from: u32,
-    pub to: u32,
-}
-
-impl Default for State {
-    fn default() -> State {
-        State {
-            version: STATE_VERSION,
-            config: None,
-            installed_config_sha256: None,
-            pools: BTreeMap::new(),
+impl FileStore {
+    pub fn new(path: &Path) -> FileStore {
+        FileStore {
+            path: path.to_owned(),
         }
     }
 }
 
-/// Which stored bytes a state was loaded from: `None` when there was no file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateVersion(Option<String>);
+impl StateStore for FileStore {
+    async fn load(&self) -> Result<(State, Revision), StateError> {
+        load(&self.path)
+    }
 
-/// A loaded state and the version to save it against.
-#[derive(Debug, Clone)]
-pub struct Loaded {
-    pub state: State,
-    pub version: StateVersion,
+    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+        save(&self.path, state, expected)
+    }
 }
 
 /// The exclusive run lock; released when dropped (or when the process dies).
@@ -254,18 +164,15 @@ impl StateLock {
     }
 }
 
-/// Loads the state file; a missing file is a fresh state.
 /// The largest state file read: 20 samples of 100,000 servers' counters fit.
 pub const STATE_LIMIT: u64 = 512 * 1024 * 1024;
 
-pub fn load(path: &Path) -> Result<Loaded, StateError> {
+/// Loads the state file; a missing file is a fresh state.
+pub fn load(path: &Path) -> Result<(State, Revision), StateError> {
     let bytes = match fs_atomic::read_regular(path, STATE_LIMIT) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Ok(Loaded {
-                state: State::default(),
-                version: StateVersion(None),
-            });
+            return Ok((State::default(), Revision(None)));
         }
         Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
             return Err(StateError::ReadDenied {
@@ -279,10 +186,10 @@ pub fn load(path: &Path) -> Result<Loaded, StateError> {
             });
         }
     };
-    Ok(Loaded {
-        state: from_bytes(&bytes, path)?,
-        version: StateVersion(Some(sha256_hex(&bytes))),
-    })
+    Ok((
+        from_bytes(&bytes, path)?,
+        Revision(Some(sha256_hex(&bytes))),
+    ))
 }
 
 /// Parses a state file's bytes; `path` only names it in errors.
@@ -325,14 +232,10 @@ fn parse(bytes: &[u8]) -> Result<State, Problem> {
 }
 
 /// Saves `state` atomically with mode 0600, if the file is still at `expected`.
-pub fn save(
-    path: &Path,
-    state: &State,
-    expected: &StateVersion,
-) -> Result<StateVersion, StateError> {
+fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, StateError> {
     let current = match std::fs::read(path) {
-        Ok(bytes) => StateVersion(Some(sha256_hex(&bytes))),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => StateVersion(None),
+        Ok(bytes) => Revision(Some(sha256_hex(&bytes))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Revision(None),
         Err(source) => {
             return Err(StateError::Read {
                 path: path.to_owned(),
@@ -345,38 +248,31 @@ pub fn save(
             path: path.to_owned(),
         });
     }
-    let mut bytes = serde_json::to_vec_pretty(state).expect("the state always serializes");
+    let mut bytes = serde_json::to_vec_pretty(state).map_err(|source| StateError::Encode {
+        path: path.to_owned(),
+        source,
+    })?;
     bytes.push(b'\n');
     fs_atomic::write(path, &bytes, Ownership::PRIVATE).map_err(|source| StateError::Write {
         path: path.to_owned(),
         source,
     })?;
-    Ok(StateVersion(Some(sha256_hex(&bytes))))
-}
-
-/// Lowercase hex sha256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, byte| {
-            use std::fmt::Write;
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    Ok(Revision(Some(sha256_hex(&bytes))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{LaunchIntent, PoolState};
     use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn missing_file_is_a_fresh_state_and_a_save_round_trips() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let loaded = load(&path).unwrap();
-        assert_eq!(loaded.state, State::default());
-        let mut state = loaded.state;
+        let (loaded, revision) = load(&path).unwrap();
+        assert_eq!(loaded, State::default());
+        let mut state = loaded;
         state.pools.insert(
             "web".into(),
             PoolState {
@@ -391,8 +287,8 @@ mod tests {
                 ..PoolState::default()
             },
         );
-        save(&path, &state, &loaded.version).unwrap();
-        assert_eq!(load(&path).unwrap().state, state);
+        save(&path, &state, &revision).unwrap();
+        assert_eq!(load(&path).unwrap().0, state);
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
     }
 
@@ -427,9 +323,9 @@ mod tests {
     fn save_refuses_a_file_that_changed_since_load() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        let loaded = load(&path).unwrap();
+        let (loaded, revision) = load(&path).unwrap();
         std::fs::write(&path, "{\"version\": 1}").unwrap();
-        let error = save(&path, &loaded.state, &loaded.version).unwrap_err();
+        let error = save(&path, &loaded, &revision).unwrap_err();
         assert!(matches!(error, StateError::Conflict { .. }), "{error}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"version\": 1}");
     }

@@ -22,6 +22,7 @@
 use serde::Serialize;
 
 use crate::config::{Policy, Scaling};
+use crate::model::Capped;
 
 /// Facts for one pool's decision.
 #[derive(Debug, Clone, Copy)]
@@ -41,14 +42,6 @@ pub struct Input<'a> {
     pub last_scale_at: Option<i64>,
     /// Earlier target-policy recommendations: (Unix seconds, servers).
     pub recommendations: &'a [(i64, u32)],
-}
-
-/// Which bound stopped the policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Capped {
-    AtMax,
-    AtMin,
 }
 
 /// What the pool should have, and why.

@@ -18,6 +18,8 @@ use handlebars::Handlebars;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::model::is_haproxy_token;
+
 /// A template that cannot be read, compiled or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -60,53 +62,7 @@ fn template_name(path: &Path) -> String {
     )
 }
 
-/// True if `value` can be written into haproxy.cfg as one word without quoting: nothing that
-/// HAProxy's config parser treats specially — whitespace (word breaks), `#` (comments), quotes
-/// and backslashes (quoting, escapes), `$` (environment variables: `${AWS_SECRET_ACCESS_KEY}`
-/// would be expanded into the config, its errors and DNS queries), `%` (`%[src]` is a sample
-/// expression in log formats and headers), braces (anonymous ACLs) — and no control character
-/// nor Unicode format or bidirectional control (text that reads differently than it parses).
-pub fn is_haproxy_token(value: &str) -> bool {
-    value.chars().all(|c| {
-        !c.is_whitespace()
-            && !c.is_control()
-            && !matches!(c, '#' | '"' | '\'' | '\\' | '$' | '%' | '{' | '}')
-            && !is_format_character(c)
-    })
-}
-
-/// Unicode format characters (category Cf) that can hide or reorder text: zero-width ones,
-/// bidirectional embeddings, overrides and isolates, the byte-order mark, soft hyphen.
-pub fn is_format_character(c: char) -> bool {
-    matches!(c,
-        '\u{00AD}' | '\u{061C}' | '\u{180E}'
-        | '\u{200B}'..='\u{200F}'
-        | '\u{202A}'..='\u{202E}'
-        | '\u{2060}'..='\u{2064}'
-        | '\u{2066}'..='\u{206F}'
-        | '\u{FEFF}'
-        | '\u{FFF9}'..='\u{FFFB}'
-        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}'
-    )
-}
-
 impl Renderer {
-    /// Reads and compiles the template file.
-    pub fn load(path: &Path) -> Result<Renderer, RenderError> {
-        let read_error = |error| RenderError::Read {
-            path: path.to_owned(),
-            error,
-        };
-        let bytes = crate::fs_atomic::read_regular(path, 1024 * 1024).map_err(read_error)?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            read_error(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "it is not valid UTF-8",
-            ))
-        })?;
-        Renderer::compile(&text, path)
-    }
-
     /// Compiles template text; `path` names it in errors.
     pub fn compile(text: &str, path: &Path) -> Result<Renderer, RenderError> {
         let refused = Arc::new(Mutex::new(Vec::new()));

@@ -22,7 +22,7 @@ pub fn printable(text: &str) -> String {
 pub fn shown(id: &str) -> String {
     if id
         .chars()
-        .all(|c| !c.is_control() && !crate::haproxy::render::is_format_character(c))
+        .all(|c| !c.is_control() && !crate::model::is_format_character(c))
     {
         id.to_owned()
     } else {

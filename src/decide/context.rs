@@ -1,0 +1,163 @@
+//! The template's view of the world, and rendering it with an already-loaded template.
+//!
+//! When the template refuses a value that is not a plain HAProxy token, the servers whose
+//! unsafe values the template writes are left out (skipped, with the key and the value) and the
+//! rest is rendered: one bad instance never stops the others (invariant 12). Which servers those
+//! are is found by rendering once more with every unsafe value of every server replaced by a
+//! unique marker: a marker that reaches the output names its server and field. Values the
+//! template does not write (a tag it never uses) leave nothing out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::config::{Config, StatsSource};
+use crate::decide::membership::{PoolPlan, Server, Skipped};
+use crate::decide::plan::PlanError;
+use crate::decide::render::{RenderError, Renderer};
+use crate::model::is_haproxy_token;
+
+/// The template's context. Documented in the README; keep them in step.
+#[derive(Debug, Serialize)]
+struct TemplateContext<'a> {
+    haproxy: TemplateHaproxy<'a>,
+    pools: &'a [PoolPlan],
+    backends: BTreeMap<&'a str, &'a PoolPlan>,
+}
+
+#[derive(Debug, Serialize)]
+struct TemplateHaproxy<'a> {
+    config: &'a Path,
+    stats_socket: Option<&'a str>,
+    stats_url: Option<&'a str>,
+    master_socket: Option<&'a Path>,
+}
+
+fn template_context<'a>(config: &'a Config, pools: &'a [PoolPlan]) -> TemplateContext<'a> {
+    TemplateContext {
+        haproxy: TemplateHaproxy {
+            config: &config.haproxy.config,
+            stats_socket: match &config.haproxy.stats {
+                Some(StatsSource::Socket(socket)) => Some(socket),
+                _ => None,
+            },
+            stats_url: match &config.haproxy.stats {
+                Some(StatsSource::Url(url)) => Some(url),
+                _ => None,
+            },
+            master_socket: config.haproxy.reload.master_socket(),
+        },
+        pools,
+        backends: pools
+            .iter()
+            .map(|pool| (pool.backend.as_str(), pool))
+            .collect(),
+    }
+}
+
+/// Where a marked value was: (pool, server, which field, the value).
+type Marked = (usize, usize, String, String);
+
+/// Renders the pools, leaving out the servers whose unsafe values the template writes.
+pub fn render_leaving_out_unsafe(
+    renderer: &Renderer,
+    config: &Config,
+    pools: &mut [PoolPlan],
+) -> Result<String, PlanError> {
+    let refused = match renderer.render(&template_context(config, pools)) {
+        Ok(text) => return Ok(text),
+        Err(error @ RenderError::UnsafeValue { .. }) => error,
+        Err(error) => return Err(error.into()),
+    };
+    let mut probe = pools.to_vec();
+    let marked = mark_unsafe_values(&mut probe);
+    let Ok(probed) = renderer.render(&template_context(config, &probe)) else {
+        // Still refused with every server value marked: the value is not a server's.
+        return Err(refused.into());
+    };
+    let mut leave_out: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
+    for (marker, (pool_index, server_index, field, value)) in marked.into_iter().enumerate() {
+        if probed.contains(&marker_text(marker)) {
+            leave_out
+                .entry((pool_index, server_index))
+                .or_insert((field, value));
+        }
+    }
+    if leave_out.is_empty() {
+        return Err(refused.into());
+    }
+    for ((pool_index, server_index), (field, value)) in leave_out.into_iter().rev() {
+        let pool = &mut pools[pool_index];
+        let server = pool.servers.remove(server_index);
+        pool.skipped.push(Skipped {
+            instance_id: server.instance_id,
+            reason: format!(
+                "has {field} = {value:?}, which the template writes into haproxy.cfg but is not a plain HAProxy token (whitespace, `#`, quotes, backslashes and control characters are refused)"
+            ),
+            bad_value: true,
+        });
+        pool.skipped
+            .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    }
+    Ok(renderer.render(&template_context(config, pools))?)
+}
+
+fn marker_text(index: usize) -> String {
+    format!("hxaprobe{index}z")
+}
+
+/// Replaces every unsafe value of every server by a marker, in the order of the list returned.
+fn mark_unsafe_values(pools: &mut [PoolPlan]) -> Vec<Marked> {
+    let mut marked = Vec::new();
+    for (pool_index, pool) in pools.iter_mut().enumerate() {
+        for (server_index, server) in pool.servers.iter_mut().enumerate() {
+            for (field, value) in mark_server(server, marked.len()) {
+                marked.push((pool_index, server_index, field, value));
+            }
+        }
+    }
+    marked
+}
+
+/// Marks one server's unsafe tag keys and values, zone, image id and launch time, numbering
+/// the markers from `first`; returns (field, original value) per marker.
+fn mark_server(server: &mut Server, first: usize) -> Vec<(String, String)> {
+    let mut marked = Vec::new();
+    // Tag keys too: a template may write them (`{{#each tags}}{{@key}}`).
+    let unsafe_keys: Vec<String> = server
+        .tags
+        .keys()
+        .filter(|key| !is_haproxy_token(key))
+        .cloned()
+        .collect();
+    for key in unsafe_keys {
+        let value = server.tags.remove(&key).unwrap_or_default();
+        server.tags.insert(marker_text(first + marked.len()), value);
+        marked.push(("a tag key".to_owned(), key));
+    }
+    let fields = server
+        .tags
+        .iter_mut()
+        .map(|(key, value)| (format!("tag `{key}`"), value))
+        .chain(server.zone.as_mut().map(|zone| ("zone".to_owned(), zone)))
+        .chain(
+            server
+                .image_id
+                .as_mut()
+                .map(|id| ("image_id".to_owned(), id)),
+        )
+        .chain(
+            server
+                .launch_time
+                .as_mut()
+                .map(|time| ("launch_time".to_owned(), time)),
+        );
+    for (field, value) in fields {
+        if !is_haproxy_token(value) {
+            let original = std::mem::replace(value, marker_text(first + marked.len()));
+            marked.push((field, original));
+        }
+    }
+    marked
+}

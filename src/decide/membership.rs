@@ -1,0 +1,219 @@
+//! The servers of each backend: which discovered instances are rendered, and why the others are
+//! left out.
+//!
+//! Guards (invariant 9): an instance id must be a valid HAProxy server name and its endpoint a
+//! plain `host:port`; one bad instance is left out (skipped, with the reason) and never stops
+//! the others. The same instance listed twice with different addresses is a provider that
+//! cannot be trusted about it: neither is rendered. Servers are sorted by name so that the
+//! rendered file depends on which instances exist, not on the order they were listed in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::config::PoolConfig;
+use crate::decide::scaling::{Role, ScalePlan};
+use crate::model::{Discovered, Instance, InstanceState, Observed, State, Unusable};
+
+/// One server of a backend, as the template sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Server {
+    /// The HAProxy server name: the instance id.
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub instance_id: String,
+    pub state: InstanceState,
+    pub launch_time: Option<String>,
+    pub zone: Option<String>,
+    pub image_id: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Not yet taking traffic (pending, warming up or not proven ready): render it disabled.
+    pub booting: bool,
+    /// Being drained before termination: render it so a reload gives it no new traffic.
+    pub draining: bool,
+}
+
+/// An instance that was discovered but is not rendered, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub instance_id: String,
+    pub reason: String,
+    /// True for a value that cannot be used (an unsafe tag, a bad address or id), as opposed to
+    /// an address that is not there yet (a pending instance): the operator must fix it, so it is
+    /// notified (`skipped`), once per instance.
+    pub bad_value: bool,
+}
+
+/// A pool and the servers of its backend.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolPlan {
+    pub name: String,
+    pub backend: String,
+    pub port: u16,
+    pub servers: Vec<Server>,
+    pub skipped: Vec<Skipped>,
+    /// Instances left out for a bad value this run that the previous run did not leave out:
+    /// the ones to notify about.
+    pub newly_bad: Vec<String>,
+    /// How many instances the provider listed.
+    #[serde(skip)]
+    pub found: usize,
+    /// `allow_empty`: an empty backend is intended.
+    #[serde(skip)]
+    pub allow_empty: bool,
+    /// Scaling pools: the decision and the launches, drains and terminations.
+    pub scale: Option<ScalePlan>,
+}
+
+/// The servers of one pool, sorted by instance id.
+pub fn pool_plan(pool: &PoolConfig, observed: &Observed, scale: Option<ScalePlan>) -> PoolPlan {
+    let mut servers = Vec::new();
+    let mut skipped = Vec::new();
+    for found in &observed.instances {
+        let role = scale
+            .as_ref()
+            .map(|scale| scale.roles.get(&found.instance.id));
+        if role == Some(None) {
+            continue; // terminating: out of the config before the instance goes
+        }
+        match server_of(found, role.flatten().copied()) {
+            Ok(server) => servers.push(server),
+            Err(left_out) => skipped.push(left_out),
+        }
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    let servers = drop_ambiguous(servers, &mut skipped);
+    skipped.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    PoolPlan {
+        name: pool.name.clone(),
+        backend: pool.backend.clone(),
+        port: pool.port,
+        servers,
+        skipped,
+        newly_bad: Vec::new(),
+        found: observed.instances.len(),
+        allow_empty: pool.allow_empty,
+        scale,
+    }
+}
+
+/// The server an instance is rendered as, or why it is left out. `role` is `None` for a
+/// discovery-only pool.
+fn server_of(found: &Discovered, role: Option<Role>) -> Result<Server, Skipped> {
+    let instance = &found.instance;
+    if !is_server_name(&instance.id) {
+        return Err(skip(
+            instance,
+            "has an id that cannot be an HAProxy server name (letters, digits, `-`, `_`, `.` and `:` only)",
+            true,
+        ));
+    }
+    let endpoint = match &found.endpoint {
+        Ok(endpoint) => endpoint,
+        Err(Unusable::NotYet(reason)) => return Err(skip(instance, reason, false)),
+        Err(Unusable::Bad(reason)) => return Err(skip(instance, reason, true)),
+    };
+    Ok(Server {
+        name: instance.id.clone(),
+        address: endpoint.host.clone(),
+        port: endpoint.port,
+        instance_id: instance.id.clone(),
+        state: instance.state,
+        launch_time: instance.launch_time.clone(),
+        zone: instance.zone.clone(),
+        image_id: instance.image_id.clone(),
+        tags: instance.tags.clone(),
+        booting: match role {
+            Some(role) => role == Role::Booting,
+            None => instance.state == InstanceState::Pending,
+        },
+        draining: role == Some(Role::Draining),
+    })
+}
+
+/// Letters, digits, `-`, `_`, `.` and `:`: a name HAProxy accepts for a server.
+fn is_server_name(id: &str) -> bool {
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
+
+/// `servers` (sorted by name) without duplicates: the same server twice is one; twice with
+/// different addresses is neither, and is added to `skipped`.
+fn drop_ambiguous(servers: Vec<Server>, skipped: &mut Vec<Skipped>) -> Vec<Server> {
+    let mut unique: Vec<Server> = Vec::with_capacity(servers.len());
+    let mut ambiguous: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for server in servers {
+        match unique.last() {
+            Some(last) if last.name == server.name => {
+                if last.address != server.address || last.port != server.port {
+                    let addresses = ambiguous.entry(server.name.clone()).or_default();
+                    addresses.insert(format!("{}:{}", last.address, last.port));
+                    addresses.insert(format!("{}:{}", server.address, server.port));
+                }
+            }
+            _ => unique.push(server),
+        }
+    }
+    unique.retain(|server| !ambiguous.contains_key(&server.name));
+    for (name, addresses) in ambiguous {
+        skipped.push(Skipped {
+            instance_id: name,
+            reason: format!(
+                "is listed more than once with different addresses ({}): none is used",
+                addresses.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            bad_value: true,
+        });
+    }
+    unique
+}
+
+fn skip(instance: &Instance, reason: &str, bad_value: bool) -> Skipped {
+    Skipped {
+        instance_id: instance.id.clone(),
+        reason: reason.to_owned(),
+        bad_value,
+    }
+}
+
+/// Fills in each pool's `newly_bad`: left out for a bad value now, not by the previous run.
+pub fn mark_newly_bad(pools: &mut [PoolPlan], state: &State) {
+    for pool in pools {
+        let before: BTreeSet<&String> = state
+            .pools
+            .get(&pool.name)
+            .map(|state| state.bad_instances.iter().collect())
+            .unwrap_or_default();
+        pool.newly_bad = pool
+            .skipped
+            .iter()
+            .filter(|skipped| skipped.bad_value && !before.contains(&skipped.instance_id))
+            .map(|skipped| skipped.instance_id.clone())
+            .collect();
+    }
+}
+
+/// What discovery found and why none of it is usable, for people: the reasons when instances
+/// were found, the filters to check when none was.
+pub fn found_words(found: usize, skipped: &[Skipped]) -> String {
+    if found == 0 {
+        "discovery found no instance: check the discovery filters (a typo matches nothing)"
+            .to_owned()
+    } else {
+        format!(
+            "discovery found {found} instance(s) and none is usable: {}",
+            skipped
+                .iter()
+                .map(|skipped| format!(
+                    "`{}` {}",
+                    crate::model::text::shown(&skipped.instance_id),
+                    skipped.reason
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    }
+}

@@ -1,0 +1,131 @@
+//! This run's sample of the backend and the pool's metric.
+//!
+//! The metric comes from counter deltas between this run's stats sample and the previous one of
+//! the same HAProxy node; an interval across a reload (new pid, lower uptime, a counter that went
+//! down, or a reload this tool made) gives no metric. Servers that are not UP, booting or
+//! draining are left out.
+
+use crate::config::Metric;
+use crate::model::{PoolState, Sample, ServerCounters, StatsSnapshot};
+
+use super::PoolFacts;
+
+/// What this run measured.
+#[derive(Debug)]
+pub(super) struct Measured {
+    /// This run's sample (its `metric` is filled in), `None` without stats.
+    pub(super) sample: Option<Sample>,
+    /// The metric per in-service server that has one.
+    pub(super) per_server: Vec<f64>,
+    /// The pool average per run, oldest first, ending with this run's.
+    pub(super) history: Vec<Option<f64>>,
+}
+
+/// Samples the backend and computes the metric of the servers in service (`in_service` ids).
+pub(super) fn measure(facts: &PoolFacts<'_>, state: &PoolState, in_service: &[&str]) -> Measured {
+    let sample = facts.stats.map(|stats| sample_of(stats, facts.now));
+    let per_server: Vec<f64> = match &sample {
+        Some(sample) => {
+            let previous = state
+                .samples
+                .iter()
+                .rev()
+                .find(|earlier| earlier.node == sample.node);
+            in_service
+                .iter()
+                .filter_map(|id| {
+                    server_metric(
+                        facts.scaling.metric,
+                        id,
+                        sample,
+                        previous,
+                        state.reloaded_at,
+                        in_service.len(),
+                    )
+                })
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let metric =
+        (!per_server.is_empty()).then(|| per_server.iter().sum::<f64>() / per_server.len() as f64);
+    let mut history: Vec<Option<f64>> = state.samples.iter().map(|sample| sample.metric).collect();
+    history.push(metric);
+    Measured {
+        sample: sample.map(|sample| Sample { metric, ..sample }),
+        per_server,
+        history,
+    }
+}
+
+/// The counters of one HAProxy node's stats, as the state keeps them.
+pub(super) fn sample_of(stats: &StatsSnapshot, now: i64) -> Sample {
+    Sample {
+        at: now,
+        node: stats.node.clone(),
+        pid: stats.info.pid,
+        uptime_s: stats.info.uptime_s,
+        servers: stats
+            .rows
+            .iter()
+            .filter(|row| !row.is_backend())
+            .map(|row| {
+                (
+                    row.name.clone(),
+                    ServerCounters {
+                        up: row.status.is_up(),
+                        scur: row.scur,
+                        stot: row.stot,
+                        req_tot: row.req_tot,
+                        rtime: row.rtime,
+                    },
+                )
+            })
+            .collect(),
+        backend_qcur: stats
+            .rows
+            .iter()
+            .find(|row| row.is_backend())
+            .and_then(|row| row.qcur),
+        metric: None,
+    }
+}
+
+/// One in-service server's metric, or `None` if it has none this run.
+fn server_metric(
+    metric: Metric,
+    id: &str,
+    sample: &Sample,
+    previous: Option<&Sample>,
+    reloaded_at: Option<i64>,
+    in_service: usize,
+) -> Option<f64> {
+    let now = sample.servers.get(id).filter(|counters| counters.up)?;
+    let rate = |pick: fn(&ServerCounters) -> Option<u64>| -> Option<f64> {
+        let previous = previous.filter(|previous| same_counters(previous, sample, reloaded_at))?;
+        let (before, after) = (pick(previous.servers.get(id)?)?, pick(now)?);
+        let delta = after.checked_sub(before)?;
+        Some(delta as f64 / sample.at.checked_sub(previous.at)? as f64)
+    };
+    match metric {
+        Metric::SessionRate => rate(|counters| Some(counters.stot)),
+        Metric::RequestRate => rate(|counters| counters.req_tot),
+        Metric::CurrentSessions => Some(now.scur as f64),
+        Metric::Queue => sample
+            .backend_qcur
+            .map(|queue| queue as f64 / in_service.max(1) as f64),
+        Metric::ResponseTimeMs => now.rtime.map(|ms| ms as f64),
+    }
+}
+
+/// True if the counters of `previous` and `sample` are from one HAProxy process, so their
+/// difference is traffic. Counters reset on reload: a reload this tool made after the previous
+/// sample, a new pid, a lower uptime skips the interval (a smaller counter is caught by the
+/// subtraction). The stats page has no pid or uptime, and a counter that grew again past its
+/// old value since the reset hides it, so the tool's own record of its reloads comes first.
+fn same_counters(previous: &Sample, sample: &Sample, reloaded_at: Option<i64>) -> bool {
+    !(reloaded_at.is_some_and(|at| previous.at <= at && at < sample.at)
+        || previous.pid != sample.pid
+        || previous.uptime_s > sample.uptime_s
+        || sample.at <= previous.at)
+}

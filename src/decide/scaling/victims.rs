@@ -1,0 +1,89 @@
+//! Which servers a scale-down drains: deterministically the fewest current sessions, then the
+//! newest, then by id; only instances tagged for the pool and not tagged protected.
+
+use std::collections::HashMap;
+
+use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
+use crate::model::{Draining, Instance, Row};
+
+use super::roles::Roles;
+use super::{InstanceAction, PoolFacts, Role, launched_at};
+
+/// The drains a scale-down makes, and why the servers it could not drain are not drainable.
+#[derive(Debug, Default)]
+pub(super) struct Drains {
+    pub(super) drains: Vec<InstanceAction>,
+    /// One line per server the policy could have drained but may not (protected, or not tagged
+    /// for the pool: an adopted fleet).
+    pub(super) not_drainable: Vec<String>,
+}
+
+/// Drains `count` servers in service or booting, marking them draining in `roles`.
+pub(super) fn drain_servers(
+    facts: &PoolFacts<'_>,
+    rows: &HashMap<&str, &Row>,
+    roles: &mut Roles,
+    count: u32,
+    reason: &str,
+) -> Drains {
+    let pool = &facts.pool.name;
+    let candidates = facts
+        .instances
+        .iter()
+        .map(|found| &found.instance)
+        .filter(|instance| {
+            matches!(
+                roles.roles.get(&instance.id),
+                Some(Role::InService | Role::Booting)
+            )
+        });
+    let (mut victims, kept): (Vec<&Instance>, Vec<&Instance>) =
+        candidates.partition(|instance| tagged_for(instance, pool) && !protected(instance));
+    let sessions = |instance: &Instance| rows.get(instance.id.as_str()).map_or(0, |row| row.scur);
+    // Each key once, not once per comparison: a launch time is parsed text.
+    victims.sort_by_cached_key(|instance| {
+        (
+            sessions(instance),
+            std::cmp::Reverse(launched_at(instance)),
+            instance.id.clone(),
+        )
+    });
+    let mut drains = Vec::new();
+    for victim in victims.into_iter().take(count as usize) {
+        roles.roles.insert(victim.id.clone(), Role::Draining);
+        roles.draining.push(Draining {
+            id: victim.id.clone(),
+            since: facts.now,
+        });
+        drains.push(InstanceAction {
+            id: victim.id.clone(),
+            reason: format!("{reason} ({} session(s))", sessions(victim)),
+        });
+    }
+    Drains {
+        drains,
+        not_drainable: kept
+            .iter()
+            .map(|instance| why_not_drainable(instance, pool))
+            .collect(),
+    }
+}
+
+fn why_not_drainable(instance: &Instance, pool: &str) -> String {
+    if protected(instance) {
+        format!("{} is tagged {TAG_PROTECTED}=true", instance.id)
+    } else {
+        format!("{} is not tagged {TAG_POOL}={pool}", instance.id)
+    }
+}
+
+pub(super) fn tagged_for(instance: &Instance, pool: &str) -> bool {
+    instance.tags.get(TAG_POOL).map(String::as_str) == Some(pool)
+}
+
+pub(super) fn protected(instance: &Instance) -> bool {
+    instance
+        .tags
+        .get(TAG_PROTECTED)
+        .is_some_and(|value| value.eq_ignore_ascii_case("true"))
+}

@@ -1,0 +1,23 @@
+//! Plain data shared by every part of a run: instances and their endpoints, HAProxy's stats,
+//! the state file's types, what was observed of each pool, and the one digest.
+//!
+//! No I/O and no async here: the decision core ([`crate::decide`]) imports only this and
+//! [`crate::config`], and the shell builds these values from the world.
+
+pub mod digest;
+pub mod instance;
+pub mod observation;
+pub mod state;
+pub mod stats;
+pub mod text;
+pub mod token;
+
+pub use digest::sha256_hex;
+pub use instance::{Endpoint, Instance, InstanceState, Unusable};
+pub use observation::{Discovered, Observed};
+pub use state::{
+    Capped, Draining, LaunchIntent, PoolState, STATE_VERSION, Sample, ScaleEvent, ServerCounters,
+    State,
+};
+pub use stats::{Info, OldWorkers, Row, StatsSnapshot, Status};
+pub use token::{is_format_character, is_haproxy_token};

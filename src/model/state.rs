@@ -1,0 +1,142 @@
+//! Everything a run remembers for the next one: the state file's data (format `"version": 1`).
+//!
+//! Plain data with its serde shape; loading, locking and saving live in [`crate::store`].
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The state file format this build reads and writes.
+pub const STATE_VERSION: u64 = 1;
+
+/// Everything a run remembers for the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u64,
+    /// The config whose runs write this file ([`crate::config::Config::identity`]): a run of
+    /// another config refuses it rather than drop that config's pools, intents included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+    /// sha256 of the haproxy.cfg this tool last installed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub installed_config_sha256: Option<String>,
+    #[serde(default)]
+    pub pools: BTreeMap<String, PoolState>,
+}
+
+/// What is remembered per pool. The scaling fields stay out of the file while empty, so a
+/// discovery-only pool's state is just its servers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolState {
+    /// Instance ids rendered into the backend by the last run that installed a config.
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// Instances the last run left out for a bad value (notified once, when first left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_instances: Vec<String>,
+    /// Servers that were in service after the last run (booting ones are not).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_service: Vec<String>,
+    /// Recent stats samples, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<Sample>,
+    /// Launches asked for; `instance_ids` is `None` until the cloud call returned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub launches: Vec<LaunchIntent>,
+    /// Servers being drained before they are terminated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub draining: Vec<Draining>,
+    /// Recent scale actions, oldest first (cooldown and the rapid-scaling check).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_history: Vec<ScaleEvent>,
+    /// Recent target-policy recommendations: (Unix seconds, servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recommendations: Vec<(i64, u32)>,
+    /// The bound the last decision was held at, so that "capped" is reported once, not every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capped: Option<Capped>,
+    /// The last decision wanted a scale-down that no drainable server allowed, so that it is
+    /// reported once, not every run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scale_down_blocked: bool,
+    /// When (Unix seconds, the run's `now`) a run of this tool last reloaded HAProxy: a stats
+    /// interval that spans it gives no rate, whatever the stats source can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reloaded_at: Option<i64>,
+}
+
+/// One stats sample of one HAProxy node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Unix seconds.
+    pub at: i64,
+    /// Which HAProxy node took it (each node has its own counters).
+    pub node: String,
+    /// The worker's pid and uptime: a change means the counters were reset.
+    pub pid: u64,
+    pub uptime_s: u64,
+    /// Counters per server name.
+    pub servers: BTreeMap<String, ServerCounters>,
+    /// The backend's queue.
+    pub backend_qcur: Option<u64>,
+    /// The pool metric this sample gave (`None`: no data, or a skipped interval).
+    pub metric: Option<f64>,
+}
+
+/// One server's counters in a sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerCounters {
+    pub up: bool,
+    pub scur: u64,
+    pub stot: u64,
+    pub req_tot: Option<u64>,
+    pub rtime: Option<u64>,
+}
+
+/// A launch, written to state before the cloud is asked (invariant 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchIntent {
+    /// Sent as EC2 `ClientToken` and as the tag `haproxy-autoscaler:launch-token`.
+    pub token: String,
+    pub count: u32,
+    pub requested_at: i64,
+    pub instance_ids: Option<Vec<String>>,
+    /// The last launch call for this intent returned (with an error): it is over, so the next
+    /// run may re-send at once. Unset while a call may still be running (its run was killed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub attempt_ended: bool,
+}
+
+/// A server being drained.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Draining {
+    pub id: String,
+    pub since: i64,
+}
+
+/// A change of capacity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleEvent {
+    pub at: i64,
+    pub from: u32,
+    pub to: u32,
+}
+
+impl Default for State {
+    fn default() -> State {
+        State {
+            version: STATE_VERSION,
+            config: None,
+            installed_config_sha256: None,
+            pools: BTreeMap::new(),
+        }
+    }
+}
+
+/// Which bound stopped the policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Capped {
+    AtMax,
+    AtMin,
+}

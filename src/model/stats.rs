@@ -1,0 +1,91 @@
+//! What HAProxy's stats say, as typed data: the rows of `show stat`, `show info`, and one node's
+//! snapshot of a backend. Parsing lives with the socket (`crate::haproxy::stats`).
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// `UP`, or `UP 1/3` (up, failing checks).
+    Up,
+    /// `no check`: up as far as HAProxy knows.
+    NoCheck,
+    /// `DOWN`, or `DOWN 1/2` (down, passing checks).
+    Down,
+    /// `DRAIN`: takes no new sessions except persistent ones.
+    Drain,
+    /// `MAINT`, `MAINT (via ...)`, `MAINT (resolution)`.
+    Maint,
+    /// Anything else (`NOLB`, `OPEN`, ...), kept verbatim.
+    Other(String),
+}
+
+impl Status {
+    pub fn parse(text: &str) -> Status {
+        let word = text.split_whitespace().next().unwrap_or_default();
+        match word {
+            "UP" => Status::Up,
+            "DOWN" => Status::Down,
+            "DRAIN" => Status::Drain,
+            "MAINT" => Status::Maint,
+            "no" if text.trim() == "no check" => Status::NoCheck,
+            _ => Status::Other(text.to_owned()),
+        }
+    }
+
+    /// Takes traffic as far as HAProxy is concerned.
+    pub fn is_up(&self) -> bool {
+        matches!(self, Status::Up | Status::NoCheck)
+    }
+}
+
+/// One `show stat` line of interest: a server, or a backend's `BACKEND` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub proxy: String,
+    pub name: String,
+    pub status: Status,
+    /// Current sessions.
+    pub scur: u64,
+    /// Total sessions (a counter).
+    pub stot: u64,
+    /// Total HTTP requests (a counter; on server lines in 2.6 too), when the proxy is HTTP.
+    pub req_tot: Option<u64>,
+    /// Queued requests.
+    pub qcur: Option<u64>,
+    /// Average response time over the last 1024 requests, in ms.
+    pub rtime: Option<u64>,
+}
+
+impl Row {
+    pub fn is_backend(&self) -> bool {
+        self.name == "BACKEND"
+    }
+}
+
+/// What `show info` tells about the running process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    pub pid: u64,
+    pub uptime_s: u64,
+}
+
+/// One HAProxy node's stats for a backend.
+#[derive(Debug, Clone)]
+pub struct StatsSnapshot {
+    pub node: String,
+    pub info: Info,
+    /// This backend's server lines and its `BACKEND` line.
+    pub rows: Vec<Row>,
+    /// Workers from before a reload that are still running: the stats come from the current
+    /// worker only, and an old one may still be finishing requests on a draining server.
+    pub old_workers: OldWorkers,
+}
+
+/// What the master CLI says about workers from before a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldWorkers {
+    /// No master socket configured: the current worker's sessions are all there is to go by.
+    Untracked,
+    Running(usize),
+    /// The master socket could not be read: a drain runs its full `drain_s`.
+    Unknown,
+}

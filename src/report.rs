@@ -1,0 +1,220 @@
+//! What the operator reads: a run's report in text or JSON on stdout, warnings and errors on
+//! stderr. Printing never fails a run: a closed stdout or stderr loses the text, not the work.
+
+use std::fmt;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Format};
+use crate::decide::plan::{Action, Plan};
+use crate::decide::scaling::Role;
+use crate::error::Error;
+
+/// Whether a run only planned (`--plan`) or applied its plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Plan,
+    Apply,
+}
+
+impl Mode {
+    /// The mode the command line asks for.
+    pub fn of(cli: &Cli) -> Mode {
+        if cli.plan { Mode::Plan } else { Mode::Apply }
+    }
+}
+
+/// What a run did or would do.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub mode: Mode,
+    /// True if the run changed (or with `--plan`, would change) the config or the state.
+    pub changes: bool,
+    pub plan: Plan,
+}
+
+/// Prints a failed run's error once: `error: …` and each `caused by: …` on stderr, and with
+/// `--format json` also a JSON document on stdout. A busy lock is a normal overlap of two runs,
+/// not a failure: it is said only with `-v` (cron mails whatever a job prints).
+pub fn print_error(cli: &Cli, error: &Error) {
+    let busy = error.exit_code() == crate::error::EXIT_LOCKED;
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        causes.push(cause.to_string());
+        source = cause.source();
+    }
+    if cli.format == Format::Json {
+        let document = serde_json::json!({
+            "mode": Mode::of(cli),
+            "changes": false,
+            "error": {
+                "message": error.to_string(),
+                "causes": causes,
+                "exit_code": error.exit_code(),
+            },
+        });
+        let mut stdout = std::io::stdout().lock();
+        let _ = serde_json::to_writer_pretty(&mut stdout, &document)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout));
+    }
+    if busy {
+        // Not an error: another run is doing the job.
+        if cli.verbose > 0 {
+            say(format_args!("note: {error} (exit 75)"));
+        }
+        return;
+    }
+    say(format_args!("error: {error}"));
+    for cause in &causes {
+        say(format_args!("caused by: {cause}"));
+    }
+}
+
+/// One line on stderr. A closed or broken stderr (a pipe nobody reads) loses the line, never
+/// the run: `eprintln!` would panic, and the run would exit 101 after doing its work.
+pub fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub fn print(cli: &Cli, report: &Report) {
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (`| head`) must not turn a successful run into a failure.
+    let _ = match cli.format {
+        Format::Json => serde_json::to_writer_pretty(&mut stdout, report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout)),
+        Format::Text if cli.plan => write!(stdout, "{}", report.plan),
+        Format::Text => {
+            if !cli.quiet {
+                for warning in &report.plan.warnings {
+                    say(format_args!("warning: {warning}"));
+                }
+                for (line, news) in report.plan.left_out() {
+                    if news {
+                        say(format_args!("warning: {line}"));
+                    } else {
+                        tracing::info!("{line}");
+                    }
+                }
+            }
+            report
+                .plan
+                .actions
+                .iter()
+                .filter(|_| !cli.quiet)
+                .try_for_each(|action| writeln!(stdout, "{action}"))
+        }
+    };
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::AddServer {
+                backend,
+                server,
+                address,
+                reason,
+                ..
+            } => write!(f, "add server {backend}/{server} at {address}: {reason}"),
+            Action::RemoveServer {
+                backend,
+                server,
+                reason,
+                ..
+            } => write!(f, "remove server {backend}/{server}: {reason}"),
+            Action::Launch {
+                pool,
+                count,
+                token,
+                retry,
+                reason,
+            } => {
+                let again = if *retry { " again" } else { "" };
+                write!(
+                    f,
+                    "launch {count} instance(s){again} for pool {pool} (token {token}): {reason}"
+                )
+            }
+            Action::Drain {
+                backend,
+                server,
+                reason,
+                ..
+            } => write!(f, "drain server {backend}/{server}: {reason}"),
+            Action::Terminate {
+                pool,
+                server,
+                reason,
+            } => {
+                write!(f, "terminate instance {server} of pool {pool}: {reason}")
+            }
+            Action::InstallConfig {
+                path,
+                sha256,
+                reason,
+            } => write!(
+                f,
+                "install {} (sha256 {}): {reason}",
+                path.display(),
+                &sha256[..12]
+            ),
+            Action::Reload { reason } => write!(f, "reload haproxy: {reason}"),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for warning in &self.warnings {
+            writeln!(f, "warning: {warning}")?;
+        }
+        for (line, _) in self.left_out() {
+            writeln!(f, "warning: {line}")?;
+        }
+        for pool in &self.pools {
+            if let Some(scale) = &pool.scale {
+                let d = &scale.decision;
+                let metric = d.metric.map_or("no metric".to_owned(), |m| {
+                    format!("metric {m:.2} per server")
+                });
+                let booting = scale
+                    .roles
+                    .values()
+                    .filter(|role| **role == Role::Booting)
+                    .count();
+                writeln!(
+                    f,
+                    "pool {}: {metric}; {} server(s) ({booting} booting), bounds {}..{} → desired {}: {}",
+                    pool.name, d.current, d.min, d.max, d.desired, d.reason
+                )?;
+            }
+        }
+        if self.actions.is_empty() {
+            return writeln!(f, "No changes: haproxy.cfg is up to date.");
+        }
+        for action in &self.actions {
+            writeln!(f, "{action}")?;
+        }
+        if !self.config.diff.is_empty() {
+            writeln!(f)?;
+            f.write_str(&self.config.diff)?;
+        }
+        Ok(())
+    }
+}
