@@ -1,5 +1,6 @@
 //! End-to-end tests of the real binary against moto (in server mode) and Debian's HAProxy.
 
+mod architecture;
 mod cli;
 mod cloud_faults;
 mod crash;

@@ -1,0 +1,127 @@
+//! The rule the layout stands for (ARCHITECTURE.md): the decision core and the data it works on
+//! reach no I/O. A file under `src/decide/` or `src/model/` that names an I/O module, a clock,
+//! the async runtime, the cloud, HAProxy's runtime or the state store fails this test, and so
+//! does one that imports a part of the crate other than those it may use.
+
+use std::path::{Path, PathBuf};
+
+/// Names no file of the pure core may contain (outside comments).
+const FORBIDDEN: &[&str] = &[
+    "tokio",
+    "std::fs",
+    "std::net",
+    "std::process",
+    "std::env",
+    "std::thread",
+    "SystemTime",
+    "Instant",
+    "crate::cloud",
+    "crate::haproxy",
+    "crate::store",
+    "crate::command",
+    "crate::http",
+    "crate::fs_atomic",
+    "crate::probe",
+    "crate::notify",
+    "crate::observe",
+    "crate::apply",
+    "crate::app",
+    "aws_sdk",
+    "aws_config",
+    "hyper",
+    "rustix",
+    "fs2",
+    "tempfile",
+];
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Every (file:line, what it names) in `dir` that breaks the rule: a forbidden name, or a
+/// `crate::` path outside `allowed`.
+fn violations(root: &Path, dir: &str, allowed: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in rust_files(&root.join(dir)) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let shown = file.strip_prefix(root).unwrap().display().to_string();
+        for (number, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") {
+                continue;
+            }
+            for name in FORBIDDEN {
+                if code.contains(name) {
+                    found.push(format!("{shown}:{}: names `{name}`: {line}", number + 1));
+                }
+            }
+            for (at, _) in code.match_indices("crate::") {
+                let part: String = code[at + "crate::".len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !allowed.contains(&part.as_str()) {
+                    found.push(format!(
+                        "{shown}:{}: imports `crate::{part}`, not one of {allowed:?}: {line}",
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn crate_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn decide_imports_no_io() {
+    let found = violations(
+        crate_root(),
+        "src/decide",
+        &["decide", "model", "config", "testing"],
+    );
+    assert!(
+        found.is_empty(),
+        "the decision core must stay pure:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn model_is_plain_data() {
+    let found = violations(crate_root(), "src/model", &["model"]);
+    assert!(
+        found.is_empty(),
+        "the model must stay plain data:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_rule_catches_what_it_forbids() {
+    // The checker itself, on a file written for it: a rule that matches nothing proves nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("src/decide");
+    std::fs::create_dir_all(&sub).unwrap();
+    std::fs::write(
+        sub.join("x.rs"),
+        "//! mentions std::fs in a comment only\nuse std::fs;\nuse crate::cloud::Provider;\n",
+    )
+    .unwrap();
+    let found = violations(dir.path(), "src/decide", &["decide", "model", "config"]);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].contains("x.rs:2: names `std::fs`"), "{found:#?}");
+}
