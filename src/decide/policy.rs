@@ -175,202 +175,243 @@ pub fn decide(input: &Input<'_>) -> Decision {
     decision(desired, reason, capped, recommendation)
 }
 
-/// The policy's wanted capacity before steps and bounds, with its reasoning.
-fn recommend(
-    input: &Input<'_>,
-    scaling: &Scaling,
+/// What a policy recommends: the capacity it wants before steps and bounds, its reasoning, and
+/// (the target policy) its raw recommendation, remembered for its scale-down window.
+type Recommendation = (u32, String, Option<u32>);
+
+/// What every policy looks at, and the three answers it can give.
+struct Judge<'a> {
+    input: &'a Input<'a>,
+    scaling: &'a Scaling,
     current: u32,
+    /// The pool metric this run.
     metric: f64,
-) -> (u32, String, Option<u32>) {
-    let name = scaling.metric.name();
-    let spread = booting_spread(input);
-    let booting = input.booting;
-    // Said when the measured load alone would have scaled up, but not once the booting servers
-    // take their share.
-    let spread_note = move |measured_above: bool| {
+    /// The metric's name, for reasons.
+    name: &'static str,
+    /// [`booting_spread`]: a scale-up is judged on the load × this.
+    spread: f64,
+}
+
+impl Judge<'_> {
+    fn up(&self, reason: String) -> Recommendation {
+        (
+            self.current.saturating_add(self.scaling.step_up),
+            reason,
+            None,
+        )
+    }
+
+    fn down(&self, reason: String) -> Recommendation {
+        (
+            self.current.saturating_sub(self.scaling.step_down),
+            reason,
+            None,
+        )
+    }
+
+    fn hold(&self, reason: String) -> Recommendation {
+        (self.current, reason, None)
+    }
+
+    /// Said when the measured load alone would have scaled up, but not once the booting servers
+    /// take their share.
+    fn spread_note(&self, measured_above: bool) -> String {
         if measured_above {
             format!(
-                "; the {booting} booting server(s) will take their share (load × {spread:.2}): holding"
+                "; the {} booting server(s) will take their share (load × {:.2}): holding",
+                self.input.booting, self.spread
             )
         } else {
             ": holding".to_owned()
         }
+    }
+}
+
+/// The policy's wanted capacity before steps and bounds, with its reasoning.
+fn recommend(input: &Input<'_>, scaling: &Scaling, current: u32, metric: f64) -> Recommendation {
+    let judge = Judge {
+        input,
+        scaling,
+        current,
+        metric,
+        name: scaling.metric.name(),
+        spread: booting_spread(input),
     };
-    let up_by = |reason: String| (current.saturating_add(scaling.step_up), reason, None);
-    let down_by = |reason: String| (current.saturating_sub(scaling.step_down), reason, None);
-    let hold = |reason: String| (current, reason, None);
     match scaling.policy {
-        Policy::Threshold { up, down, ratio } => {
-            let servers = input.per_server.len();
-            if servers == 0 {
-                return hold("no server in service to measure: holding".to_owned());
-            }
-            let above = input
-                .per_server
-                .iter()
-                .filter(|value| **value * spread > up)
-                .count();
-            let measured_above = input.per_server.iter().filter(|value| **value > up).count();
-            let below = input
-                .per_server
-                .iter()
-                .filter(|value| **value < down)
-                .count();
-            let share = |count: usize| count as f64 / servers as f64;
-            if share(above) >= ratio {
-                up_by(if spread < 1.0 {
-                    format!(
-                        "{above} of {servers} server(s) have {name} above {up} (ratio {ratio}) even once the {booting} booting server(s) take their share"
-                    )
-                } else {
-                    format!("{above} of {servers} server(s) have {name} above {up} (ratio {ratio})")
-                })
-            } else if share(below) >= ratio {
-                down_by(format!(
-                    "{below} of {servers} server(s) have {name} below {down} (ratio {ratio})"
-                ))
-            } else {
-                hold(format!(
-                    "{above} above {up} and {below} below {down} of {servers} server(s) ({name}, ratio {ratio}){}",
-                    spread_note(share(measured_above) >= ratio)
-                ))
-            }
-        }
+        Policy::Threshold { up, down, ratio } => threshold(&judge, up, down, ratio),
         Policy::Consecutive {
             up,
             down,
             up_after,
             down_after,
-        } => {
-            let run = |count: u32, test: &dyn Fn(f64) -> bool| {
-                let count = count as usize;
-                input.history.len() >= count
-                    && input.history[input.history.len() - count..]
-                        .iter()
-                        .all(|value| value.is_some_and(test))
-            };
-            if run(up_after, &|value| value * spread > up) {
-                up_by(format!(
-                    "{name} {metric:.2} above {up} for {up_after} run(s) in a row"
-                ))
-            } else if run(down_after, &|value| value < down) {
-                down_by(format!(
-                    "{name} {metric:.2} below {down} for {down_after} run(s) in a row"
-                ))
-            } else {
-                hold(format!(
-                    "{name} {metric:.2}; not {up_after} run(s) above {up} nor {down_after} below {down} in a row{}",
-                    spread_note(run(up_after, &|value| value > up))
-                ))
-            }
-        }
+        } => consecutive(&judge, (up, up_after), (down, down_after)),
         Policy::Average {
             up,
             down,
             average_of,
-        } => {
-            let count = average_of as usize;
-            let recent: Vec<f64> = input
-                .history
-                .iter()
-                .rev()
-                .take(count)
-                .map_while(|value| *value)
-                .collect();
-            if recent.len() < count {
-                return hold(format!(
-                    "{} of {count} sample(s) for the average: holding",
-                    recent.len()
-                ));
-            }
-            let mean = recent.iter().sum::<f64>() / count as f64;
-            if mean * spread > up {
-                up_by(format!(
-                    "mean {name} of the last {count} run(s) {mean:.2} above {up}"
-                ))
-            } else if mean < down {
-                down_by(format!(
-                    "mean {name} of the last {count} run(s) {mean:.2} below {down}"
-                ))
-            } else if mean > up {
-                hold(format!(
-                    "mean {name} of the last {count} run(s) {mean:.2} above {up}{}",
-                    spread_note(true)
-                ))
-            } else {
-                hold(format!(
-                    "mean {name} of the last {count} run(s) {mean:.2} within [{down}, {up}]: holding"
-                ))
-            }
-        }
+        } => average(&judge, up, down, average_of),
         Policy::Target {
             target,
             tolerance,
             window_s,
-        } => {
-            let load = f64::from(input.in_service) * metric;
-            let raw = (load / target).ceil().max(0.0) as u32;
-            let ratio = metric / target;
-            if (ratio - 1.0).abs() <= tolerance {
-                return (
-                    current,
-                    format!(
-                        "{name} {metric:.2} within {:.0}% of target {target}: holding",
-                        tolerance * 100.0
-                    ),
-                    Some(current),
-                );
-            }
-            if metric > target && raw < current {
-                // Booting servers are already on their way for this load.
-                return (
-                    current,
-                    format!(
-                        "{name} {metric:.2} above target {target}; {raw} in service would do once the {} booting arrive: holding",
-                        input.booting
-                    ),
-                    Some(raw),
-                );
-            }
-            if raw >= current {
-                return (
-                    raw,
-                    format!(
-                        "{name} {metric:.2} vs target {target}: ceil({} × {metric:.2} / {target}) = {raw}",
-                        input.in_service
-                    ),
-                    Some(raw),
-                );
-            }
-            // Scale down only to the highest recommendation of the window, and not if one
-            // server fewer would push the metric back above target.
-            let since = input.now.saturating_sub(window_s as i64);
-            let highest = input
-                .recommendations
-                .iter()
-                .filter(|(at, _)| *at >= since)
-                .map(|(_, servers)| *servers)
-                .chain(std::iter::once(raw))
-                .max()
-                .unwrap_or(raw);
-            if current > 1 && load / f64::from(current - 1) > target {
-                return (
-                    current,
-                    format!(
-                        "{name} {metric:.2} below target {target}, but one server fewer would put it above: holding"
-                    ),
-                    Some(raw),
-                );
-            }
-            (
-                highest.min(current),
-                format!(
-                    "{name} {metric:.2} below target {target}: {raw} would do, highest in the last {window_s}s is {highest}"
-                ),
-                Some(raw),
-            )
-        }
+        } => toward_target(&judge, target, tolerance, window_s),
     }
+}
+
+/// `ratio` of the servers above `up` → up; below `down` → down.
+fn threshold(judge: &Judge<'_>, up: f64, down: f64, ratio: f64) -> Recommendation {
+    let (per_server, spread, name) = (judge.input.per_server, judge.spread, judge.name);
+    let servers = per_server.len();
+    if servers == 0 {
+        return judge.hold("no server in service to measure: holding".to_owned());
+    }
+    let count = |test: &dyn Fn(f64) -> bool| per_server.iter().filter(|v| test(**v)).count();
+    let above = count(&|value| value * spread > up);
+    let measured_above = count(&|value| value > up);
+    let below = count(&|value| value < down);
+    let share = |count: usize| count as f64 / servers as f64;
+    if share(above) >= ratio {
+        judge.up(if spread < 1.0 {
+            format!(
+                "{above} of {servers} server(s) have {name} above {up} (ratio {ratio}) even once the {} booting server(s) take their share",
+                judge.input.booting
+            )
+        } else {
+            format!("{above} of {servers} server(s) have {name} above {up} (ratio {ratio})")
+        })
+    } else if share(below) >= ratio {
+        judge.down(format!(
+            "{below} of {servers} server(s) have {name} below {down} (ratio {ratio})"
+        ))
+    } else {
+        judge.hold(format!(
+            "{above} above {up} and {below} below {down} of {servers} server(s) ({name}, ratio {ratio}){}",
+            judge.spread_note(share(measured_above) >= ratio)
+        ))
+    }
+}
+
+/// The pool average above `up` for `up_after` runs in a row → up; below `down` for
+/// `down_after` runs → down.
+fn consecutive(
+    judge: &Judge<'_>,
+    (up, up_after): (f64, u32),
+    (down, down_after): (f64, u32),
+) -> Recommendation {
+    let (history, spread, name, metric) =
+        (judge.input.history, judge.spread, judge.name, judge.metric);
+    let run = |count: u32, test: &dyn Fn(f64) -> bool| {
+        let count = count as usize;
+        history.len() >= count
+            && history[history.len() - count..]
+                .iter()
+                .all(|value| value.is_some_and(test))
+    };
+    if run(up_after, &|value| value * spread > up) {
+        judge.up(format!(
+            "{name} {metric:.2} above {up} for {up_after} run(s) in a row"
+        ))
+    } else if run(down_after, &|value| value < down) {
+        judge.down(format!(
+            "{name} {metric:.2} below {down} for {down_after} run(s) in a row"
+        ))
+    } else {
+        judge.hold(format!(
+            "{name} {metric:.2}; not {up_after} run(s) above {up} nor {down_after} below {down} in a row{}",
+            judge.spread_note(run(up_after, &|value| value > up))
+        ))
+    }
+}
+
+/// The mean of the last `average_of` pool averages above `up` → up; below `down` → down.
+fn average(judge: &Judge<'_>, up: f64, down: f64, average_of: u32) -> Recommendation {
+    let name = judge.name;
+    let count = average_of as usize;
+    let recent: Vec<f64> = judge
+        .input
+        .history
+        .iter()
+        .rev()
+        .take(count)
+        .map_while(|value| *value)
+        .collect();
+    if recent.len() < count {
+        return judge.hold(format!(
+            "{} of {count} sample(s) for the average: holding",
+            recent.len()
+        ));
+    }
+    let mean = recent.iter().sum::<f64>() / count as f64;
+    let of = format!("mean {name} of the last {count} run(s) {mean:.2}");
+    if mean * judge.spread > up {
+        judge.up(format!("{of} above {up}"))
+    } else if mean < down {
+        judge.down(format!("{of} below {down}"))
+    } else if mean > up {
+        judge.hold(format!("{of} above {up}{}", judge.spread_note(true)))
+    } else {
+        judge.hold(format!("{of} within [{down}, {up}]: holding"))
+    }
+}
+
+/// Kubernetes HPA's rule: ceil(in_service × metric / target) servers, nothing within
+/// ±tolerance, scale-down only to the highest recommendation of the last `window_s` seconds and
+/// not when one server fewer would push the metric back above target.
+fn toward_target(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recommendation {
+    let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
+    let load = f64::from(input.in_service) * metric;
+    let raw = (load / target).ceil().max(0.0) as u32;
+    let ratio = metric / target;
+    if (ratio - 1.0).abs() <= tolerance {
+        return (
+            current,
+            format!(
+                "{name} {metric:.2} within {:.0}% of target {target}: holding",
+                tolerance * 100.0
+            ),
+            Some(current),
+        );
+    }
+    let (wanted, reason) = if metric > target && raw < current {
+        // Booting servers are already on their way for this load.
+        (
+            current,
+            format!(
+                "{name} {metric:.2} above target {target}; {raw} in service would do once the {} booting arrive: holding",
+                input.booting
+            ),
+        )
+    } else if raw >= current {
+        (
+            raw,
+            format!(
+                "{name} {metric:.2} vs target {target}: ceil({} × {metric:.2} / {target}) = {raw}",
+                input.in_service
+            ),
+        )
+    } else if current > 1 && load / f64::from(current - 1) > target {
+        (
+            current,
+            format!(
+                "{name} {metric:.2} below target {target}, but one server fewer would put it above: holding"
+            ),
+        )
+    } else {
+        let since = input.now.saturating_sub(window_s as i64);
+        let highest = input
+            .recommendations
+            .iter()
+            .filter(|(at, _)| *at >= since)
+            .map(|(_, servers)| *servers)
+            .fold(raw, u32::max);
+        (
+            highest.min(current),
+            format!(
+                "{name} {metric:.2} below target {target}: {raw} would do, highest in the last {window_s}s is {highest}"
+            ),
+        )
+    };
+    (wanted, reason, Some(raw))
 }
 
 #[cfg(test)]
