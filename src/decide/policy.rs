@@ -96,45 +96,21 @@ pub fn decide(input: &Input<'_>) -> Decision {
     let (min, max) = bounds_at(scaling, input.now);
     let current = input.in_service.saturating_add(input.booting);
     let metric = input.history.last().copied().flatten();
-    let step = |wanted: u32| -> u32 {
-        wanted.clamp(
-            current.saturating_sub(scaling.step_down),
-            current.saturating_add(scaling.step_up),
-        )
-    };
-    let decision = |desired: u32, reason: String, capped, recommendation| Decision {
+    let limits = Limits {
+        scaling,
         current,
-        desired,
         min,
         max,
         metric,
-        reason,
-        capped,
-        recommendation,
-    };
-
-    // Out of bounds: toward the bound, a step at a time; the reason says so when one step
-    // does not reach it, so that `desired` below `min` does not read as a mistake.
-    let toward = |bound: u32, side: &str, which: &str| {
-        let desired = step(bound);
-        let reason = if desired == bound {
-            format!("{current} server(s), {side} {which} {bound}")
-        } else {
-            format!(
-                "{current} server(s), {side} {which} {bound}: {desired} this run (a step of {}), {which} in a later run",
-                desired.abs_diff(current)
-            )
-        };
-        decision(desired, reason, None, None)
     };
     if current < min {
-        return toward(min, "below", "min");
+        return limits.toward(min, "below", "min");
     }
     if current > max {
-        return toward(max, "above", "max");
+        return limits.toward(max, "above", "max");
     }
     let Some(metric_value) = metric else {
-        return decision(
+        return limits.decision(
             current,
             "no metric this run (stats missing, counters reset or nothing in service): holding"
                 .to_owned(),
@@ -145,7 +121,7 @@ pub fn decide(input: &Input<'_>) -> Decision {
     if let Some(last) = input.last_scale_at {
         let until = last.saturating_add(scaling.cooldown_s as i64);
         if input.now < until {
-            return decision(
+            return limits.decision(
                 current,
                 format!("in cooldown for {}s more", until - input.now),
                 None,
@@ -154,25 +130,85 @@ pub fn decide(input: &Input<'_>) -> Decision {
         }
     }
     let (wanted, reason, recommendation) = recommend(input, scaling, current, metric_value);
-    let stepped = step(wanted);
-    let desired = stepped.clamp(min, max);
-    let capped = if wanted > max && stepped > max {
-        Some(Capped::AtMax)
-    } else if wanted < min && stepped < min {
-        Some(Capped::AtMin)
-    } else {
-        None
-    };
-    let reason = match capped {
-        Some(Capped::AtMax) => format!("{reason}; capped at max {max}"),
-        Some(Capped::AtMin) => format!("{reason}; held at min {min}"),
-        None if stepped != wanted => format!(
-            "{reason}; limited to a step of {}",
-            stepped.abs_diff(current)
-        ),
-        None => reason,
-    };
-    decision(desired, reason, capped, recommendation)
+    limits.within(wanted, &reason, recommendation)
+}
+
+/// What bounds a decision: the steps from `current`, and `[min, max]`.
+struct Limits<'a> {
+    scaling: &'a Scaling,
+    current: u32,
+    min: u32,
+    max: u32,
+    metric: Option<f64>,
+}
+
+impl Limits<'_> {
+    fn decision(
+        &self,
+        desired: u32,
+        reason: String,
+        capped: Option<Capped>,
+        recommendation: Option<u32>,
+    ) -> Decision {
+        Decision {
+            current: self.current,
+            desired,
+            min: self.min,
+            max: self.max,
+            metric: self.metric,
+            reason,
+            capped,
+            recommendation,
+        }
+    }
+
+    /// `wanted`, at most a step away from `current`.
+    fn step(&self, wanted: u32) -> u32 {
+        wanted.clamp(
+            self.current.saturating_sub(self.scaling.step_down),
+            self.current.saturating_add(self.scaling.step_up),
+        )
+    }
+
+    /// Out of bounds: toward the bound, a step at a time; the reason says so when one step does
+    /// not reach it, so that `desired` below `min` does not read as a mistake.
+    fn toward(&self, bound: u32, side: &str, which: &str) -> Decision {
+        let current = self.current;
+        let desired = self.step(bound);
+        let reason = if desired == bound {
+            format!("{current} server(s), {side} {which} {bound}")
+        } else {
+            format!(
+                "{current} server(s), {side} {which} {bound}: {desired} this run (a step of {}), {which} in a later run",
+                desired.abs_diff(current)
+            )
+        };
+        self.decision(desired, reason, None, None)
+    }
+
+    /// The policy's `wanted` capacity, stepped and clamped into the bounds; wanting past a bound
+    /// is reported as capped.
+    fn within(&self, wanted: u32, reason: &str, recommendation: Option<u32>) -> Decision {
+        let (min, max) = (self.min, self.max);
+        let stepped = self.step(wanted);
+        let capped = if wanted > max && stepped > max {
+            Some(Capped::AtMax)
+        } else if wanted < min && stepped < min {
+            Some(Capped::AtMin)
+        } else {
+            None
+        };
+        let reason = match capped {
+            Some(Capped::AtMax) => format!("{reason}; capped at max {max}"),
+            Some(Capped::AtMin) => format!("{reason}; held at min {min}"),
+            None if stepped != wanted => format!(
+                "{reason}; limited to a step of {}",
+                stepped.abs_diff(self.current)
+            ),
+            None => reason.to_owned(),
+        };
+        self.decision(stepped.clamp(min, max), reason, capped, recommendation)
+    }
 }
 
 /// What a policy recommends: the capacity it wants before steps and bounds, its reasoning, and

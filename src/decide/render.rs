@@ -14,7 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use handlebars::Handlebars;
+use handlebars::template::{Parameter, Template, TemplateElement};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -152,89 +155,94 @@ impl Renderer {
 /// template's context is nested deeply enough to need recursion, so any cycle among inline
 /// partials is refused, and so are partial names computed at render time (they could form one).
 fn partials_cannot_recurse(text: &str) -> Result<(), String> {
-    use handlebars::template::{Parameter, Template, TemplateElement};
-    use std::collections::{BTreeMap, BTreeSet};
-
-    /// Partial names this template includes, and inline partials it defines, with theirs.
-    fn walk(
-        template: &Template,
-        includes: &mut BTreeSet<String>,
-        defined: &mut BTreeMap<String, BTreeSet<String>>,
-    ) -> Result<(), String> {
-        for element in &template.elements {
-            match element {
-                TemplateElement::PartialExpression(partial)
-                | TemplateElement::PartialBlock(partial) => {
-                    match &partial.name {
-                        Parameter::Name(_) | Parameter::Path(_) => {
-                            let name = partial.name.as_name().unwrap_or_default();
-                            includes.insert(name.trim_matches(['"', '\'']).to_owned());
-                        }
-                        Parameter::Literal(serde_json::Value::String(name)) => {
-                            includes.insert(name.clone());
-                        }
-                        _ => {
-                            return Err(
-                                "partial names computed at render time (`{{> (...)}}`) are not supported"
-                                    .to_owned(),
-                            );
-                        }
-                    }
-                    if let Some(inner) = &partial.template {
-                        walk(inner, includes, defined)?;
-                    }
-                }
-                TemplateElement::DecoratorBlock(decorator)
-                    if decorator.name.as_name() == Some("inline") =>
-                {
-                    let name = match decorator.params.first() {
-                        Some(Parameter::Literal(serde_json::Value::String(name))) => name.clone(),
-                        Some(other) => other.as_name().unwrap_or_default().to_owned(),
-                        None => String::new(),
-                    };
-                    let mut inner_includes = BTreeSet::new();
-                    if let Some(inner) = &decorator.template {
-                        walk(inner, &mut inner_includes, defined)?;
-                    }
-                    defined.entry(name).or_default().extend(inner_includes);
-                }
-                TemplateElement::HelperBlock(helper) => {
-                    for inner in helper.template.iter().chain(helper.inverse.iter()) {
-                        walk(inner, includes, defined)?;
-                    }
-                }
-                TemplateElement::DecoratorBlock(decorator) => {
-                    if let Some(inner) = &decorator.template {
-                        walk(inner, includes, defined)?;
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(())
-    }
-
     let Ok(template) = Template::compile(text) else {
         return Ok(()); // the registry already reported why it does not compile
     };
     let mut includes = BTreeSet::new();
     let mut defined = BTreeMap::new();
     walk(&template, &mut includes, &mut defined)?;
-    // Depth-first from each inline partial: reaching itself again is a cycle.
-    for start in defined.keys() {
-        let mut stack: Vec<&String> = vec![start];
-        let mut seen: BTreeSet<&String> = BTreeSet::new();
-        while let Some(name) = stack.pop() {
-            for next in defined.get(name).into_iter().flatten() {
-                if next == start {
-                    return Err(format!(
-                        "inline partial `{start}` includes itself (directly or through other partials): that recursion has no end"
-                    ));
+    match defined
+        .keys()
+        .find(|start| includes_itself(start, &defined))
+    {
+        Some(start) => Err(format!(
+            "inline partial `{start}` includes itself (directly or through other partials): that recursion has no end"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Depth-first from `start` through the partials each inline partial includes.
+fn includes_itself(start: &String, defined: &BTreeMap<String, BTreeSet<String>>) -> bool {
+    let mut stack: Vec<&String> = vec![start];
+    let mut seen: BTreeSet<&String> = BTreeSet::new();
+    while let Some(name) = stack.pop() {
+        for next in defined.get(name).into_iter().flatten() {
+            if next == start {
+                return true;
+            }
+            if seen.insert(next) {
+                stack.push(next);
+            }
+        }
+    }
+    false
+}
+
+/// Partial names this template includes, and inline partials it defines, with theirs.
+fn walk(
+    template: &Template,
+    includes: &mut BTreeSet<String>,
+    defined: &mut BTreeMap<String, BTreeSet<String>>,
+) -> Result<(), String> {
+    for element in &template.elements {
+        match element {
+            TemplateElement::PartialExpression(partial)
+            | TemplateElement::PartialBlock(partial) => {
+                match &partial.name {
+                    Parameter::Name(_) | Parameter::Path(_) => {
+                        let name = partial.name.as_name().unwrap_or_default();
+                        includes.insert(name.trim_matches(['"', '\'']).to_owned());
+                    }
+                    Parameter::Literal(serde_json::Value::String(name)) => {
+                        includes.insert(name.clone());
+                    }
+                    _ => {
+                        return Err(
+                            "partial names computed at render time (`{{> (...)}}`) are not supported"
+                                .to_owned(),
+                        );
+                    }
                 }
-                if seen.insert(next) {
-                    stack.push(next);
+                if let Some(inner) = &partial.template {
+                    walk(inner, includes, defined)?;
                 }
             }
+            TemplateElement::DecoratorBlock(decorator)
+                if decorator.name.as_name() == Some("inline") =>
+            {
+                let name = match decorator.params.first() {
+                    Some(Parameter::Literal(serde_json::Value::String(name))) => name.clone(),
+                    Some(other) => other.as_name().unwrap_or_default().to_owned(),
+                    None => String::new(),
+                };
+                let mut inner_includes = BTreeSet::new();
+                if let Some(inner) = &decorator.template {
+                    walk(inner, &mut inner_includes, defined)?;
+                }
+                defined.entry(name).or_default().extend(inner_includes);
+            }
+            TemplateElement::HelperBlock(helper) => {
+                for inner in helper.template.iter().chain(helper.inverse.iter()) {
+                    walk(inner, includes, defined)?;
+                }
+            }
+            TemplateElement::DecoratorBlock(decorator) => {
+                if let Some(inner) = &decorator.template {
+                    walk(inner, includes, defined)?;
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
