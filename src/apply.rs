@@ -29,7 +29,7 @@ use crate::store::{Revision, StateStore};
 const RUNTIME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Applies `plan`, made from `loaded` (the state at `revision` in `store`).
-pub async fn apply(
+pub(crate) async fn apply(
     config: &Config,
     plan: &Plan,
     (loaded, revision): (&State, Revision),

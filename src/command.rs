@@ -57,7 +57,7 @@ const SYSTEM_FOLDERS: [&str; 3] = ["/usr/local/sbin", "/usr/sbin", "/sbin"];
 
 /// The file a program name runs: a name with a `/` as is, otherwise the first executable of
 /// that name in `PATH`, then in [`SYSTEM_FOLDERS`]. `None` if there is none.
-pub fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return Some(program.into());
@@ -74,12 +74,12 @@ pub fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
 }
 
 /// Shows an argv the way an operator would type it.
-pub fn display(argv: &[String]) -> String {
+pub(crate) fn display(argv: &[String]) -> String {
     shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
 }
 
 /// Runs `argv`; succeeds only if it exits 0 within `timeout`. Returns its combined output.
-pub async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandError> {
+pub(crate) async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandError> {
     let (stdout, stderr) = run_with_input(argv, None, timeout).await?;
     Ok(limit(format!(
         "{}{stderr}",
@@ -89,7 +89,7 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandEr
 
 /// Most of a command's stdout that is read (an exec pool of 100,000 instances prints ~15 MB);
 /// more is refused and the command killed, so a flood (`yes`) costs a fixed amount of memory.
-pub const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
+pub(crate) const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
 /// Most of a command's stderr that is kept.
 const STDERR_LIMIT: usize = 1024 * 1024;
 /// How long the output of a command that exited is still read: a child it left behind may hold
@@ -98,7 +98,7 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// Runs `argv` with `input` on its stdin; succeeds only if it exits 0 within `timeout`.
 /// Returns (stdout as bytes, stderr as text); a failure quotes both.
-pub async fn run_with_input(
+pub(crate) async fn run_with_input(
     argv: &[String],
     input: Option<&str>,
     timeout: Duration,

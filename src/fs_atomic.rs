@@ -16,20 +16,20 @@ use tempfile::NamedTempFile;
 
 /// Mode and owner a new file gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ownership {
+pub(crate) struct Ownership {
     pub mode: u32,
     pub uid_gid: Option<(u32, u32)>,
 }
 
 impl Ownership {
     /// Only the owner may read or write: state and candidate files.
-    pub const PRIVATE: Ownership = Ownership {
+    pub(crate) const PRIVATE: Ownership = Ownership {
         mode: 0o600,
         uid_gid: None,
     };
 
     /// The mode and owner of an existing file, or `fallback` when it does not exist.
-    pub fn of_existing(path: &Path, fallback: Ownership) -> io::Result<Ownership> {
+    pub(crate) fn of_existing(path: &Path, fallback: Ownership) -> io::Result<Ownership> {
         match std::fs::metadata(path) {
             Ok(metadata) => Ok(Ownership {
                 mode: metadata.mode() & 0o7777,
@@ -43,14 +43,14 @@ impl Ownership {
 
 /// A fully written and fsynced temporary file beside its target, not yet renamed into place.
 #[derive(Debug)]
-pub struct Staged {
+pub(crate) struct Staged {
     temp: NamedTempFile,
     target: PathBuf,
 }
 
 impl Staged {
     /// Writes `contents` to a new temporary file in `target`'s folder, with mode 0600.
-    pub fn write(target: &Path, contents: &[u8]) -> io::Result<Staged> {
+    pub(crate) fn write(target: &Path, contents: &[u8]) -> io::Result<Staged> {
         let target = &write_target(target)?;
         let dir = parent_dir(target);
         let file_name = target
@@ -73,12 +73,12 @@ impl Staged {
     }
 
     /// Where the staged contents can be read (for example by `haproxy -c`).
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         self.temp.path()
     }
 
     /// Gives the staged file `ownership`, renames it over the target and fsyncs the folder.
-    pub fn commit(self, ownership: Ownership) -> io::Result<()> {
+    pub(crate) fn commit(self, ownership: Ownership) -> io::Result<()> {
         if let Some((uid, gid)) = ownership.uid_gid {
             // Keeping the owner is best effort: only root may give a file away.
             let _ = std::os::unix::fs::fchown(self.temp.as_file(), Some(uid), Some(gid));
@@ -122,7 +122,7 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
 /// Reads a whole regular file of at most `limit` bytes. Anything else is refused before it is
 /// read: a FIFO (`open` would block until a writer comes), a device (`/dev/zero` never ends), a
 /// folder, or a file larger than `limit`, so that a read costs a bounded time and memory.
-pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() {
@@ -151,7 +151,7 @@ pub fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
 }
 
 /// Replaces `target` with `contents` atomically.
-pub fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
+pub(crate) fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
     Staged::write(target, contents)?.commit(ownership)
 }
 
@@ -159,7 +159,7 @@ pub fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result
 /// symlink (to any depth). Replacing the link itself would silently turn it into a regular file
 /// and cut it from what the operator links it to; the atomic replacement happens beside the
 /// link's target instead.
-pub fn write_target(path: &Path) -> io::Result<PathBuf> {
+pub(crate) fn write_target(path: &Path) -> io::Result<PathBuf> {
     let mut path = path.to_owned();
     for _ in 0..40 {
         match std::fs::symlink_metadata(&path) {

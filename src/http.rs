@@ -28,7 +28,7 @@ pub enum HttpError {
 
 /// An answer: the status code and the body.
 #[derive(Debug)]
-pub struct Response {
+pub(crate) struct Response {
     pub status: u16,
     pub body: String,
 }
@@ -44,7 +44,7 @@ fn split(url: &str) -> Option<(&str, &str)> {
 }
 
 /// GETs `url`; any status is returned.
-pub async fn get(url: &str, timeout: Duration) -> Result<Response, HttpError> {
+pub(crate) async fn get(url: &str, timeout: Duration) -> Result<Response, HttpError> {
     let (authority, path) = split(url).ok_or_else(|| HttpError::BadUrl(url.to_owned()))?;
     let address = if authority.contains(':') {
         authority.to_owned()

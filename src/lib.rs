@@ -3,22 +3,22 @@
 //! one-way flow of a run: config → observe → decide → apply → report.
 
 pub mod app;
-pub mod apply;
+mod apply;
 pub mod cli;
-pub mod cloud;
-pub mod command;
+mod cloud;
+mod command;
 pub mod config;
 pub mod decide;
 pub mod error;
 pub mod failpoint;
-pub mod fs_atomic;
+mod fs_atomic;
 pub mod haproxy;
-pub mod http;
+mod http;
 pub mod logging;
 pub mod model;
-pub mod notify;
-pub mod observe;
-pub mod probe;
+mod notify;
+mod observe;
+mod probe;
 pub mod report;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]

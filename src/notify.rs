@@ -16,7 +16,7 @@ const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One event, as sinks receive it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Notification {
+pub(crate) struct Notification {
     pub event: &'static str,
     pub pool: Option<String>,
     /// One line for people (and Slack's `text`).
@@ -25,7 +25,7 @@ pub struct Notification {
 }
 
 /// The notification for a pool's scaling event.
-pub fn from_event(pool: &str, event: &Event) -> Notification {
+pub(crate) fn from_event(pool: &str, event: &Event) -> Notification {
     let (name, text) = match event {
         Event::Scaled { from, to, reason } => (
             "scaled",
@@ -54,7 +54,7 @@ pub fn from_event(pool: &str, event: &Event) -> Notification {
 }
 
 /// The notification for an instance left out for a bad value (sent the first run it is).
-pub fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
+pub(crate) fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
     Notification {
         event: "skipped",
         pool: Some(pool.to_owned()),
@@ -67,7 +67,7 @@ pub fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
 }
 
 /// The notification for a failed run.
-pub fn failed(error: &str) -> Notification {
+pub(crate) fn failed(error: &str) -> Notification {
     Notification {
         event: "failed",
         pool: None,
@@ -80,13 +80,13 @@ pub fn failed(error: &str) -> Notification {
 /// file (`<state>.failing`, see [`failing_path`]) so that it survives a state file that cannot
 /// be read, which may be the very failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Failing {
+pub(crate) struct Failing {
     pub since: i64,
     pub notified_at: i64,
 }
 
 /// Where [`Failing`] is kept for a state file.
-pub fn failing_path(state_path: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn failing_path(state_path: &std::path::Path) -> std::path::PathBuf {
     let mut path = state_path.as_os_str().to_owned();
     path.push(".failing");
     path.into()
@@ -96,7 +96,7 @@ pub fn failing_path(state_path: &std::path::Path) -> std::path::PathBuf {
 /// run, then again every `repeat_s` (0: never again) while runs keep failing, and `recovered`
 /// on the first run that succeeds after failures. Returns what to keep for the next run.
 /// Pure: `now` and what the previous run left are inputs.
-pub fn failure_transition(
+pub(crate) fn failure_transition(
     previous: Option<Failing>,
     now: i64,
     error: Option<&str>,
@@ -146,14 +146,14 @@ pub fn failure_transition(
 
 /// Reads what the previous run left in `<state>.failing`; a missing or unreadable file is "not
 /// failing" (at worst one notification too many).
-pub fn load_failing(state_path: &std::path::Path) -> Option<Failing> {
+pub(crate) fn load_failing(state_path: &std::path::Path) -> Option<Failing> {
     let bytes = std::fs::read(failing_path(state_path)).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
 /// Keeps `failing` for the next run, or removes the file. A failure here is only logged: it
 /// costs at most a repeated or a missed notification.
-pub fn save_failing(state_path: &std::path::Path, failing: Option<Failing>) {
+pub(crate) fn save_failing(state_path: &std::path::Path, failing: Option<Failing>) {
     let path = failing_path(state_path);
     let outcome = match failing {
         Some(failing) => crate::fs_atomic::write(
@@ -175,7 +175,7 @@ pub fn save_failing(state_path: &std::path::Path, failing: Option<Failing>) {
 }
 
 /// Logs every notification and sends the subscribed ones to the configured sinks.
-pub async fn send(notify: &Notify, notifications: &[Notification]) {
+pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
     for notification in notifications {
         match notification.event {
             // The run prints its own error and warnings once; logging them again would say

@@ -30,7 +30,7 @@ const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 const NODE: &str = "local";
 
 /// Observes every pool of `config`.
-pub async fn observe<'a>(
+pub(crate) async fn observe<'a>(
     config: &'a Config,
     provider: &impl Provider,
     state: &State,

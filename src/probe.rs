@@ -19,7 +19,7 @@ const IN_FLIGHT: usize = 256;
 
 /// Probes every `(id, endpoint)` with `check`; an id is ready if its probe passed before the
 /// common deadline.
-pub async fn ready_all(
+pub(crate) async fn ready_all(
     check: &ReadyCheck,
     targets: Vec<(String, Endpoint)>,
 ) -> std::collections::BTreeMap<String, bool> {
@@ -48,7 +48,7 @@ pub async fn ready_all(
 }
 
 /// True if the server at `endpoint` passes `check`.
-pub async fn ready(check: &ReadyCheck, endpoint: &Endpoint) -> bool {
+pub(crate) async fn ready(check: &ReadyCheck, endpoint: &Endpoint) -> bool {
     let address = endpoint.to_string();
     let outcome = match check {
         ReadyCheck::None => return true,

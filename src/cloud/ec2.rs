@@ -31,7 +31,7 @@ use crate::model::{Instance, InstanceState};
 
 /// An EC2 client for all pools of a run.
 #[derive(Debug, Clone)]
-pub struct Ec2 {
+pub(crate) struct Ec2 {
     client: Client,
 }
 
@@ -107,7 +107,7 @@ fn operation_timeout(aws: &AwsConfig) -> Duration {
 
 impl Ec2 {
     /// Builds a client from `[aws]` and the standard environment / profile chain.
-    pub async fn connect(aws: &AwsConfig) -> Result<Ec2, NoRegion> {
+    pub(crate) async fn connect(aws: &AwsConfig) -> Result<Ec2, NoRegion> {
         check_profile()?;
         // IMDS answers in about a millisecond on EC2; elsewhere nothing answers, so fail fast.
         let imds_client = imds::Client::builder()

@@ -87,7 +87,10 @@ fn bad_json(
 }
 
 /// Runs `list` and keeps the pending and running instances.
-pub async fn list(pool: &PoolConfig, commands: &ExecCommands) -> Result<Vec<Instance>, CloudError> {
+pub(crate) async fn list(
+    pool: &PoolConfig,
+    commands: &ExecCommands,
+) -> Result<Vec<Instance>, CloudError> {
     let operation = "list the instances";
     let (stdout, _) = command::run_with_input(&commands.list, None, commands.timeout)
         .await
@@ -118,7 +121,7 @@ pub async fn list(pool: &PoolConfig, commands: &ExecCommands) -> Result<Vec<Inst
 }
 
 /// The listed instances carrying the launch token.
-pub async fn find_by_token(
+pub(crate) async fn find_by_token(
     pool: &PoolConfig,
     commands: &ExecCommands,
     token: &str,
@@ -132,7 +135,7 @@ pub async fn find_by_token(
 }
 
 /// Runs `launch` with the request on stdin; returns the new ids.
-pub async fn launch(
+pub(crate) async fn launch(
     pool: &PoolConfig,
     commands: &ExecCommands,
     count: u32,
@@ -157,7 +160,7 @@ pub async fn launch(
 }
 
 /// Runs `terminate` with the ids on stdin.
-pub async fn terminate(
+pub(crate) async fn terminate(
     pool: &PoolConfig,
     commands: &ExecCommands,
     ids: &[String],

@@ -19,7 +19,7 @@ struct Inner {
 
 /// Instances keyed by pool name.
 #[derive(Debug, Default)]
-pub struct FakeCloud {
+pub(crate) struct FakeCloud {
     inner: Mutex<Inner>,
 }
 
@@ -29,12 +29,12 @@ impl FakeCloud {
     }
 
     /// Sets what listing `pool` returns.
-    pub fn set(&self, pool: &str, instances: Vec<Instance>) {
+    pub(crate) fn set(&self, pool: &str, instances: Vec<Instance>) {
         self.inner().instances.insert(pool.to_owned(), instances);
     }
 
     /// The instances of `pool` now.
-    pub fn instances(&self, pool: &str) -> Vec<Instance> {
+    pub(crate) fn instances(&self, pool: &str) -> Vec<Instance> {
         self.inner()
             .instances
             .get(pool)
@@ -44,16 +44,16 @@ impl FakeCloud {
 
     /// Makes `operation` ("list the instances", "launch instances", "terminate instances",
     /// "look up a launch") fail for `pool` until [`FakeCloud::heal`].
-    pub fn fail(&self, pool: &str, operation: &'static str) {
+    pub(crate) fn fail(&self, pool: &str, operation: &'static str) {
         self.inner().failing.insert((pool.to_owned(), operation));
     }
 
-    pub fn heal(&self) {
+    pub(crate) fn heal(&self) {
         self.inner().failing.clear();
     }
 
     /// Every mutating call made, in order, as `launch POOL COUNT TOKEN` / `terminate POOL IDS`.
-    pub fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.inner().calls.clone()
     }
 

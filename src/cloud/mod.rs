@@ -4,10 +4,10 @@
 //! types stay inside [`ec2`]. Listing is read-only; a failed listing is an error, never an empty
 //! list (invariant 7: no decision from missing data).
 
-pub mod ec2;
-pub mod exec;
+pub(crate) mod ec2;
+pub(crate) mod exec;
 #[cfg(test)]
-pub mod fake;
+pub(crate) mod fake;
 
 use std::fmt;
 use std::future::Future;
@@ -100,7 +100,7 @@ pub trait Provider {
 
 /// The providers of a run: each pool is served by the one its config names.
 #[derive(Debug, Default)]
-pub struct Clouds {
+pub(crate) struct Clouds {
     /// Connected only when some pool uses EC2, so exec-only configs need no AWS setup.
     pub ec2: Option<ec2::Ec2>,
 }

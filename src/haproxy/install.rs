@@ -97,7 +97,7 @@ pub enum ReloadError {
 }
 
 /// The backup path of an installed config: `haproxy.cfg.bak`.
-pub fn backup_path(path: &Path) -> PathBuf {
+pub(crate) fn backup_path(path: &Path) -> PathBuf {
     let mut backup = path.as_os_str().to_owned();
     backup.push(".bak");
     PathBuf::from(backup)
@@ -109,7 +109,7 @@ const INSTALLED_LIMIT: u64 = 256 * 1024 * 1024;
 /// Reads the installed config; `None` if there is none. A file that is not UTF-8 (a hand edit)
 /// is read with the bad bytes replaced: it differs from any rendering, so it is warned about and
 /// replaced, never a reason to fail every run.
-pub fn read_installed(path: &Path) -> Result<Option<String>, InstallError> {
+pub(crate) fn read_installed(path: &Path) -> Result<Option<String>, InstallError> {
     Ok(
         read_installed_bytes(path)?.map(|bytes| match String::from_utf8(bytes) {
             Ok(text) => text,
@@ -139,7 +139,7 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 }
 
 /// Checks `rendered`, installs it over `haproxy.config` and reloads HAProxy.
-pub async fn install_and_reload(
+pub(crate) async fn install_and_reload(
     haproxy: &HaproxyConfig,
     rendered: &str,
 ) -> Result<(), InstallError> {
@@ -222,7 +222,7 @@ pub async fn install_and_reload(
 /// before acting, with nothing installed. The installed config's folder must exist (the run
 /// writes its candidate there), and `check_command` must accept the candidate, which is written
 /// to a private temporary file (mode 0600, removed afterwards), never beside the installed one.
-pub async fn check_without_installing(
+pub(crate) async fn check_without_installing(
     haproxy: &HaproxyConfig,
     rendered: &str,
 ) -> Result<(), InstallError> {
@@ -288,7 +288,7 @@ fn quoted_lines(output: &str, candidate: &Path) -> String {
 }
 
 /// Runs `check_command` on a candidate file.
-pub async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), InstallError> {
+pub(crate) async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), InstallError> {
     let candidate_text = candidate.to_string_lossy();
     let argv: Vec<String> = haproxy
         .check_command
@@ -312,7 +312,7 @@ pub async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(), Inst
 }
 
 /// Reloads HAProxy with the reload command or the master socket, and confirms it.
-pub async fn reload(haproxy: &HaproxyConfig) -> Result<(), ReloadError> {
+pub(crate) async fn reload(haproxy: &HaproxyConfig) -> Result<(), ReloadError> {
     let master = haproxy.reload.master_socket().map(Master::new);
     let before = match &master {
         Some(master) => Some(master.counters().await?),

@@ -41,13 +41,13 @@ pub enum MasterError {
 
 /// The master's counters from `show proc`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcCounters {
+pub(crate) struct ProcCounters {
     pub reloads: u64,
     pub failed: u64,
 }
 
 /// Parses the master line of `show proc`: `PID master RELOADS [failed: N] UPTIME VERSION`.
-pub fn parse_show_proc(answer: &str) -> Option<ProcCounters> {
+pub(crate) fn parse_show_proc(answer: &str) -> Option<ProcCounters> {
     let line = answer
         .lines()
         .find(|line| line.split_whitespace().nth(1) == Some("master"))?;
@@ -62,7 +62,7 @@ pub fn parse_show_proc(answer: &str) -> Option<ProcCounters> {
 
 /// Counts the workers listed under `# old workers` in `show proc`: workers from before a reload
 /// that are still finishing their connections. `None` when the answer is not `show proc`'s.
-pub fn parse_old_workers(answer: &str) -> Option<usize> {
+pub(crate) fn parse_old_workers(answer: &str) -> Option<usize> {
     parse_show_proc(answer)?;
     let mut section = "";
     let mut count = 0;
@@ -78,12 +78,12 @@ pub fn parse_old_workers(answer: &str) -> Option<usize> {
 
 /// A client of one master socket.
 #[derive(Debug, Clone)]
-pub struct Master {
+pub(crate) struct Master {
     path: PathBuf,
 }
 
 impl Master {
-    pub fn new(path: &Path) -> Master {
+    pub(crate) fn new(path: &Path) -> Master {
         Master {
             path: path.to_owned(),
         }
@@ -152,23 +152,23 @@ impl Master {
     }
 
     /// Reads the master's counters.
-    pub async fn counters(&self) -> Result<ProcCounters, MasterError> {
+    pub(crate) async fn counters(&self) -> Result<ProcCounters, MasterError> {
         self.show_proc(parse_show_proc).await
     }
 
     /// How many workers from before the last reload are still running.
-    pub async fn old_workers(&self) -> Result<usize, MasterError> {
+    pub(crate) async fn old_workers(&self) -> Result<usize, MasterError> {
         self.show_proc(parse_old_workers).await
     }
 
     /// Asks the master to reload. It answers nothing, and the connection may stay open while the
     /// master re-executes itself, so nothing is read: [`Master::confirm`] checks the outcome.
-    pub async fn reload(&self) -> Result<(), MasterError> {
+    pub(crate) async fn reload(&self) -> Result<(), MasterError> {
         self.connect_and_send("reload").await.map(drop)
     }
 
     /// Waits until the master has reloaded since `before`, and fails if the load failed.
-    pub async fn confirm(
+    pub(crate) async fn confirm(
         &self,
         before: ProcCounters,
         timeout: Duration,

@@ -1,9 +1,9 @@
 //! Everything that knows HAProxy: rendering its config, reading the installed one, and installing
 //! and reloading it.
 
-pub mod install;
+pub(crate) mod install;
 
-pub mod master;
+pub(crate) mod master;
 pub mod runtime;
 pub mod stats;
-pub mod template;
+pub(crate) mod template;

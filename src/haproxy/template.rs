@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::decide::render::{RenderError, Renderer};
 
 /// Reads and compiles the template file.
-pub fn load(path: &Path) -> Result<Renderer, RenderError> {
+pub(crate) fn load(path: &Path) -> Result<Renderer, RenderError> {
     let read_error = |error| RenderError::Read {
         path: path.to_owned(),
         error,

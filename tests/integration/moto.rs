@@ -13,7 +13,7 @@ use aws_sdk_ec2::types::{InstanceStateName, ResourceType, Tag, TagSpecification}
 use super::util::{find_program, free_port};
 
 /// A moto server, killed when dropped.
-pub struct Moto {
+pub(crate) struct Moto {
     child: Child,
     pub url: String,
     runtime: tokio::runtime::Runtime,
@@ -28,7 +28,7 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    pub fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let program = find_program("moto_server", "MOTO_SERVER");
         let port = free_port();
         let mut child = Command::new(&program)
@@ -68,7 +68,7 @@ impl Moto {
     }
 
     /// Creates a security group and returns its id.
-    pub fn security_group(&self, name: &str) -> String {
+    pub(crate) fn security_group(&self, name: &str) -> String {
         self.runtime
             .block_on(
                 self.client
@@ -84,7 +84,7 @@ impl Moto {
     }
 
     /// Launches `count` instances in security group `group` with `tags`; returns their ids.
-    pub fn launch(&self, group: &str, count: i32, tags: &[(&str, &str)]) -> Vec<String> {
+    pub(crate) fn launch(&self, group: &str, count: i32, tags: &[(&str, &str)]) -> Vec<String> {
         let mut request = self
             .client
             .run_instances()
@@ -111,7 +111,7 @@ impl Moto {
             .collect()
     }
 
-    pub fn terminate(&self, ids: &[String]) {
+    pub(crate) fn terminate(&self, ids: &[String]) {
         self.runtime
             .block_on(
                 self.client
@@ -123,7 +123,7 @@ impl Moto {
     }
 
     /// Every instance id and its state, for before/after comparisons.
-    pub fn all_instances(&self) -> BTreeMap<String, String> {
+    pub(crate) fn all_instances(&self) -> BTreeMap<String, String> {
         let output = self
             .runtime
             .block_on(self.client.describe_instances().send())
@@ -147,7 +147,7 @@ impl Moto {
     }
 
     /// The tags of one instance.
-    pub fn tags(&self, id: &str) -> BTreeMap<String, String> {
+    pub(crate) fn tags(&self, id: &str) -> BTreeMap<String, String> {
         let output = self
             .runtime
             .block_on(self.client.describe_instances().instance_ids(id).send())

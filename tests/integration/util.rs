@@ -10,12 +10,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use assert_cmd::Command;
 
 /// True when the tests run in CI, where a missing dependency is a failure, never a skip.
-pub fn in_ci() -> bool {
+pub(crate) fn in_ci() -> bool {
     std::env::var_os("CI").is_some()
 }
 
 /// Finds a helper program: an override variable, the project's venv, then `PATH`.
-pub fn find_program(name: &str, override_var: &str) -> PathBuf {
+pub(crate) fn find_program(name: &str, override_var: &str) -> PathBuf {
     if let Some(path) = std::env::var_os(override_var) {
         return PathBuf::from(path);
     }
@@ -38,7 +38,7 @@ pub fn find_program(name: &str, override_var: &str) -> PathBuf {
 }
 
 /// True when the tests run as root (CI does): some cases need it, or must drop it.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::process::Command::new("id")
         .arg("-u")
         .output()
@@ -52,7 +52,7 @@ pub fn is_root() -> bool {
 /// parallel: between this probe and the server's own bind, another test (a fault proxy, an
 /// outgoing request) could take it, and the server would fail while the port still answered.
 /// So ports come from below that range, each handed out once per test process.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -72,7 +72,7 @@ pub fn free_port() -> u16 {
 }
 
 /// A template that lists each pool's servers, one per line.
-pub const SIMPLE_TEMPLATE: &str = "\
+pub(crate) const SIMPLE_TEMPLATE: &str = "\
 # test template
 {{#each pools}}
 backend {{backend}}
@@ -83,7 +83,7 @@ backend {{backend}}
 ";
 
 /// A scratch deployment: config, template, state and haproxy folders under one tempdir.
-pub struct Deployment {
+pub(crate) struct Deployment {
     pub dir: tempfile::TempDir,
     pub endpoint_url: String,
     pub pool_toml: String,
@@ -94,7 +94,7 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    pub fn new(endpoint_url: &str) -> Deployment {
+    pub(crate) fn new(endpoint_url: &str) -> Deployment {
         let dir = tempfile::tempdir().expect("tempdir");
         for sub in ["etc", "state", "haproxy"] {
             std::fs::create_dir(dir.path().join(sub)).expect("mkdir");
@@ -115,24 +115,24 @@ impl Deployment {
         }
     }
 
-    pub fn path(&self, relative: &str) -> PathBuf {
+    pub(crate) fn path(&self, relative: &str) -> PathBuf {
         self.dir.path().join(relative)
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.path("etc/config.toml")
     }
 
-    pub fn state_path(&self) -> PathBuf {
+    pub(crate) fn state_path(&self) -> PathBuf {
         self.path("state/state.json")
     }
 
-    pub fn haproxy_cfg(&self) -> PathBuf {
+    pub(crate) fn haproxy_cfg(&self) -> PathBuf {
         self.path("haproxy/haproxy.cfg")
     }
 
     /// Writes config.toml and the template from the current settings.
-    pub fn write(&self) {
+    pub(crate) fn write(&self) {
         let config = format!(
             "[state]\npath = \"{}\"\n\n[haproxy]\nconfig = \"{}\"\ntemplate = \"{}\"\n{}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n{}\n{}",
             self.state_path().display(),
@@ -148,13 +148,13 @@ impl Deployment {
     }
 
     /// The binary with a clean AWS environment pointing at the test cloud.
-    pub fn std_command(&self) -> std::process::Command {
+    pub(crate) fn std_command(&self) -> std::process::Command {
         self.wrapped_command(&[], &assert_cmd::cargo::cargo_bin("haproxy-autoscaler"))
     }
 
     /// `binary` run through `wrapper` (an argv such as `setpriv ... --`, or empty), with the
     /// environment of [`Deployment::std_command`].
-    pub fn wrapped_command(&self, wrapper: &[&str], binary: &Path) -> std::process::Command {
+    pub(crate) fn wrapped_command(&self, wrapper: &[&str], binary: &Path) -> std::process::Command {
         let mut command = match wrapper.split_first() {
             Some((program, args)) => {
                 let mut command = std::process::Command::new(program);
@@ -175,25 +175,25 @@ impl Deployment {
     }
 
     /// [`Deployment::std_command`] for assertions.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         Command::from_std(self.std_command())
     }
 
     /// Writes the config and runs the binary with `args`.
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.write();
         self.command().args(args).output().expect("run binary")
     }
 
     /// How many times the reload command ran.
-    pub fn reloads(&self) -> usize {
+    pub(crate) fn reloads(&self) -> usize {
         std::fs::read_to_string(self.path("reloads"))
             .map(|text| text.lines().count())
             .unwrap_or(0)
     }
 
     /// The server names in the installed haproxy.cfg.
-    pub fn servers(&self) -> Vec<String> {
+    pub(crate) fn servers(&self) -> Vec<String> {
         std::fs::read_to_string(self.haproxy_cfg())
             .unwrap_or_default()
             .lines()
@@ -208,7 +208,7 @@ impl Deployment {
     }
 
     /// Every file under the folders a run may write, with its bytes.
-    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+    pub(crate) fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
         let mut files = BTreeMap::new();
         for sub in ["etc", "state", "haproxy"] {
             for entry in std::fs::read_dir(self.path(sub)).expect("read_dir") {
@@ -221,7 +221,7 @@ impl Deployment {
 }
 
 /// stdout and stderr of a run, for assertion messages.
-pub fn describe(output: &Output) -> String {
+pub(crate) fn describe(output: &Output) -> String {
     format!(
         "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
         output.status.code(),
@@ -230,16 +230,16 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
-pub fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-pub fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Asserts the exit code, showing the output otherwise.
 #[track_caller]
-pub fn assert_exit(output: &Output, code: i32) {
+pub(crate) fn assert_exit(output: &Output, code: i32) {
     assert_eq!(output.status.code(), Some(code), "{}", describe(output));
 }
