@@ -11,7 +11,7 @@ use crate::apply::apply;
 use crate::cli::Cli;
 use crate::cloud::ec2::Ec2;
 use crate::cloud::{Clouds, Provider};
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, EventKind, ProviderKind};
 use crate::decide::plan::{self, Facts};
 use crate::decide::render::Renderer;
 use crate::error::{EXIT_CHANGES_PENDING, Error};
@@ -134,9 +134,9 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>, now: i
     };
     // Without a sink for them there is nothing to remember: a failed run then leaves no file.
     let sink = config.notify.webhook.is_some() || config.notify.command.is_some();
-    let subscribed = ["failed", "recovered"]
+    let subscribed = [EventKind::Failed, EventKind::Recovered]
         .iter()
-        .any(|event| config.notify.on.contains(*event));
+        .any(|event| config.notify.on.contains(event));
     if !(sink && subscribed) {
         notify::send(&config.notify, &notifications).await;
         return;
@@ -242,6 +242,7 @@ pub async fn reconcile(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cloud::Operation;
     use crate::cloud::fake::FakeCloud;
     use crate::model::Instance;
     use crate::testing::{self, ConfigBuilder, FakeAdminSocket};
@@ -290,11 +291,11 @@ mod tests {
         let before = files(dir.path());
 
         cloud.set("web", vec![instance("i-1"), instance("i-3")]);
-        cloud.fail("api", "list the instances");
+        cloud.fail("api", Operation::List);
         let error = run(&config, &renderer, &cloud, 1_000).await.unwrap_err();
         assert_eq!(error.exit_code(), 1);
         assert!(
-            error.to_string().contains("pool `api`: ")
+            error.to_string().contains("pool `api` ")
                 && error.to_string().contains("the next run tries again"),
             "{error}"
         );
@@ -374,7 +375,7 @@ mod tests {
         let (config, renderer) = scaling_setup(dir.path(), "min = 2\nstep_up = 2");
         let _haproxy = start_haproxy(dir.path());
         let cloud = FakeCloud::default();
-        cloud.fail("web", "launch instances");
+        cloud.fail("web", Operation::Launch);
         let error = run(&config, &renderer, &cloud, 1_000).await.unwrap_err();
         assert!(
             error
@@ -470,7 +471,7 @@ mod tests {
         );
 
         // Drained (no session left): terminate, but the cloud refuses; the run fails.
-        cloud.fail("web", "terminate instances");
+        cloud.fail("web", Operation::Terminate);
         let error = run(&config, &renderer, &cloud, 1_120).await.unwrap_err();
         assert!(
             error

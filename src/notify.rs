@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::Notify;
+use crate::command::CommandError;
+use crate::config::{EventKind, Notify};
 use crate::decide::scaling::Event;
 
 /// How long one sink may take.
@@ -17,7 +18,7 @@ const SINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// One event, as sinks receive it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub(crate) struct Notification {
-    pub event: &'static str,
+    pub event: EventKind,
     pub pool: Option<String>,
     /// One line for people (and Slack's `text`).
     pub text: String,
@@ -28,20 +29,23 @@ pub(crate) struct Notification {
 pub(crate) fn from_event(pool: &str, event: &Event) -> Notification {
     let (name, text) = match event {
         Event::Scaled { from, to, reason } => (
-            "scaled",
+            EventKind::Scaled,
             format!("pool {pool} scaled from {from} to {to}: {reason}"),
         ),
-        Event::Capped { reason, .. } => ("capped", format!("pool {pool} is capped: {reason}")),
+        Event::Capped { reason, .. } => (
+            EventKind::Capped,
+            format!("pool {pool} is capped: {reason}"),
+        ),
         Event::ScaleDownBlocked {
             from,
             wanted,
             reason,
         } => (
-            "blocked",
+            EventKind::Blocked,
             format!("pool {pool} cannot scale down from {from} to {wanted}: {reason}"),
         ),
         Event::Rapid { scales, window_s } => (
-            "rapid",
+            EventKind::Rapid,
             format!("pool {pool} scaled {scales} times within {window_s}s: check the thresholds"),
         ),
     };
@@ -56,7 +60,7 @@ pub(crate) fn from_event(pool: &str, event: &Event) -> Notification {
 /// The notification for an instance left out for a bad value (sent the first run it is).
 pub(crate) fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notification {
     Notification {
-        event: "skipped",
+        event: EventKind::Skipped,
         pool: Some(pool.to_owned()),
         text: format!(
             "pool {pool}: instance {} is left out of haproxy.cfg: it {reason}",
@@ -69,7 +73,7 @@ pub(crate) fn skipped(pool: &str, instance_id: &str, reason: &str) -> Notificati
 /// The notification for a failed run.
 pub(crate) fn failed(error: &str) -> Notification {
     Notification {
-        event: "failed",
+        event: EventKind::Failed,
         pool: None,
         text: format!("haproxy-autoscaler run failed: {error}"),
         details: serde_json::Value::Null,
@@ -106,7 +110,7 @@ pub(crate) fn failure_transition(
         (None, None) => (None, None),
         (Some(failing), None) => (
             Some(Notification {
-                event: "recovered",
+                event: EventKind::Recovered,
                 pool: None,
                 text: format!(
                     "haproxy-autoscaler runs succeed again, after failing for {}s",
@@ -180,11 +184,13 @@ pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
         match notification.event {
             // The run prints its own error and warnings once; logging them again would say
             // them twice.
-            "failed" | "skipped" => {}
-            "scaled" | "recovered" => tracing::info!("{}", notification.text),
-            _ => tracing::warn!("{}", notification.text),
+            EventKind::Failed | EventKind::Skipped => {}
+            EventKind::Scaled | EventKind::Recovered => tracing::info!("{}", notification.text),
+            EventKind::Capped | EventKind::Rapid | EventKind::Blocked => {
+                tracing::warn!("{}", notification.text)
+            }
         }
-        if !notify.on.contains(notification.event) {
+        if !notify.on.contains(&notification.event) {
             continue;
         }
         let body = serde_json::to_string(notification).expect("notifications serialize");
@@ -201,19 +207,35 @@ pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
     }
 }
 
-async fn run_command(argv: &[String], body: &str) -> Result<(), String> {
-    crate::command::run_with_input(argv, Some(body), SINK_TIMEOUT)
-        .await
-        .map(drop)
-        .map_err(|error| error.to_string())
+/// Why a sink did not take a notification. Never names the webhook's URL (it holds a token).
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("no TLS roots")]
+    NoTlsRoots(#[source] std::io::Error),
+    #[error("the webhook URL is not a valid URI")]
+    BadUri,
+    #[error("no answer within {}s", SINK_TIMEOUT.as_secs())]
+    Timeout,
+    /// The request failed; its cause is left out, as it may name the URL.
+    #[error("request failed ({})", if *connect { "cannot connect" } else { "transport error" })]
+    Request { connect: bool },
+    #[error("answered {0}")]
+    Status(http::StatusCode),
+}
+
+async fn run_command(argv: &[String], body: &str) -> Result<(), SinkError> {
+    crate::command::run_with_input(argv, Some(body), SINK_TIMEOUT).await?;
+    Ok(())
 }
 
 /// POSTs `body` as JSON. Errors never include the URL.
-async fn post(url: &str, body: String) -> Result<(), String> {
+async fn post(url: &str, body: String) -> Result<(), SinkError> {
     use http_body_util::{BodyExt, Full};
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-        .map_err(|error| format!("no TLS roots: {error}"))?
+        .map_err(SinkError::NoTlsRoots)?
         .https_or_http()
         .enable_http1()
         .build();
@@ -223,19 +245,12 @@ async fn post(url: &str, body: String) -> Result<(), String> {
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::USER_AGENT, "haproxy-autoscaler")
         .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|_| "the webhook URL is not a valid URI".to_owned())?;
+        .map_err(|_| SinkError::BadUri)?;
     let response = tokio::time::timeout(SINK_TIMEOUT, client.request(request))
         .await
-        .map_err(|_| format!("no answer within {}s", SINK_TIMEOUT.as_secs()))?
-        .map_err(|error| {
-            format!(
-                "request failed ({})",
-                if error.is_connect() {
-                    "cannot connect"
-                } else {
-                    "transport error"
-                }
-            )
+        .map_err(|_| SinkError::Timeout)?
+        .map_err(|error| SinkError::Request {
+            connect: error.is_connect(),
         })?;
     let status = response.status();
     // Read the body so the connection closes cleanly; its content is not needed.
@@ -243,7 +258,7 @@ async fn post(url: &str, body: String) -> Result<(), String> {
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("answered {status}"))
+        Err(SinkError::Status(status))
     }
 }
 
@@ -263,7 +278,7 @@ mod tests {
                 let (notification, next) =
                     failure_transition(kept, *now, (!ok).then_some("boom"), repeat_s);
                 kept = next;
-                seen.push(notification.map(|n| n.event).unwrap_or("-"));
+                seen.push(notification.map_or("-", |n| n.event.name()));
             }
             seen
         };
@@ -302,7 +317,10 @@ mod tests {
 
     fn notify(on: &[&str]) -> Notify {
         Notify {
-            on: on.iter().map(|event| (*event).to_owned()).collect(),
+            on: EventKind::ALL
+                .into_iter()
+                .filter(|kind| on.contains(&kind.name()))
+                .collect(),
             ..Notify::default()
         }
     }
@@ -363,6 +381,7 @@ mod tests {
         let error = post(notify.webhook.as_ref().unwrap().expose(), "{}".into())
             .await
             .unwrap_err();
+        let error = crate::report::error_chain(&error);
         assert!(
             !error.contains("T0KEN") && !error.contains("127.0.0.1"),
             "{error}"

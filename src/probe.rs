@@ -53,16 +53,19 @@ pub(crate) async fn ready(check: &ReadyCheck, endpoint: &Endpoint) -> bool {
     let outcome = match check {
         ReadyCheck::None => return true,
         ReadyCheck::Tcp => {
-            tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&address))
+            match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&address))
                 .await
-                .map(|connected| connected.map(drop).map_err(|error| error.to_string()))
-                .unwrap_or_else(|_| Err("timed out".to_owned()))
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(error)) => Err(NotReady::Connect(error)),
+                Err(_) => Err(NotReady::TimedOut),
+            }
         }
         ReadyCheck::Http(path) => {
             match http::get(&format!("http://{address}{path}"), PROBE_TIMEOUT).await {
                 Ok(response) if (200..400).contains(&response.status) => Ok(()),
-                Ok(response) => Err(format!("answered {}", response.status)),
-                Err(error) => Err(error.to_string()),
+                Ok(response) => Err(NotReady::Status(response.status)),
+                Err(error) => Err(NotReady::Http(error)),
             }
         }
     };
@@ -70,6 +73,19 @@ pub(crate) async fn ready(check: &ReadyCheck, endpoint: &Endpoint) -> bool {
         tracing::info!("server {address} not ready yet: {reason}");
     }
     outcome.is_ok()
+}
+
+/// Why a probe did not pass.
+#[derive(Debug, thiserror::Error)]
+enum NotReady {
+    #[error("timed out")]
+    TimedOut,
+    #[error(transparent)]
+    Connect(std::io::Error),
+    #[error("answered {0}")]
+    Status(u16),
+    #[error(transparent)]
+    Http(http::HttpError),
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification,
 };
 
-use super::{CloudError, CloudErrorKind, Provider};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider};
 use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{AwsConfig, PoolConfig};
 use crate::model::{Instance, InstanceState};
@@ -159,7 +159,7 @@ impl Ec2 {
     async fn describe(
         &self,
         pool: &PoolConfig,
-        operation: &'static str,
+        operation: Operation,
         filters: Vec<Filter>,
     ) -> Result<Vec<Instance>, CloudError> {
         let pages = self
@@ -188,7 +188,7 @@ impl Provider for Ec2 {
             let tagged = self
                 .describe(
                     pool,
-                    "list the instances",
+                    Operation::List,
                     vec![
                         filter("instance-state-name", ["pending", "running"]),
                         filter(&format!("tag:{TAG_POOL}"), [pool.name.as_str()]),
@@ -214,7 +214,7 @@ impl Provider for Ec2 {
             ),
             filter(&format!("tag:{TAG_LAUNCH_TOKEN}"), [token]),
         ];
-        let found = self.describe(pool, "look up a launch", filters).await?;
+        let found = self.describe(pool, Operation::FindLaunch, filters).await?;
         Ok(found.into_iter().map(|instance| instance.id).collect())
     }
 
@@ -282,7 +282,7 @@ impl Provider for Ec2 {
             .config_override(aws_sdk_ec2::Config::builder().retry_config(RetryConfig::disabled()))
             .send()
             .await
-            .map_err(|error| classify(&pool.name, "launch instances", error))?;
+            .map_err(|error| classify(&pool.name, Operation::Launch, error))?;
         Ok(output
             .instances()
             .iter()
@@ -297,7 +297,7 @@ impl Provider for Ec2 {
             .send()
             .await
             .map(drop)
-            .map_err(|error| classify(&pool.name, "terminate instances", error))
+            .map_err(|error| classify(&pool.name, Operation::Terminate, error))
     }
 }
 
@@ -319,7 +319,7 @@ impl Ec2 {
         for (key, value) in &discover.tags {
             filters.push(filter(&format!("tag:{key}"), [value.as_str()]));
         }
-        self.describe(pool, "list the instances", filters).await
+        self.describe(pool, Operation::List, filters).await
     }
 }
 
@@ -362,7 +362,7 @@ fn convert(instance: &Ec2Instance) -> Option<Instance> {
     })
 }
 
-fn classify<E, R>(pool: &str, operation: &'static str, error: SdkError<E, R>) -> CloudError
+fn classify<E, R>(pool: &str, operation: Operation, error: SdkError<E, R>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
@@ -384,7 +384,7 @@ where
         pool: pool.to_owned(),
         operation,
         kind,
-        message,
+        cause: Cause::Api(message),
     }
 }
 

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CloudError, CloudErrorKind};
+use super::{Cause, CloudError, CloudErrorKind, Operation};
 use crate::command::{self, CommandError};
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{ExecCommands, PoolConfig};
@@ -56,7 +56,7 @@ struct TerminateRequest<'a> {
     ids: &'a [String],
 }
 
-fn error(pool: &PoolConfig, operation: &'static str, error: CommandError) -> CloudError {
+fn error(pool: &PoolConfig, operation: Operation, error: CommandError) -> CloudError {
     let kind = match error {
         CommandError::Timeout { .. } => CloudErrorKind::Transient,
         _ => CloudErrorKind::Fatal,
@@ -65,13 +65,13 @@ fn error(pool: &PoolConfig, operation: &'static str, error: CommandError) -> Clo
         pool: pool.name.clone(),
         operation,
         kind,
-        message: error.to_string(),
+        cause: Cause::Command(error),
     }
 }
 
 fn bad_json(
     pool: &PoolConfig,
-    operation: &'static str,
+    operation: Operation,
     argv: &[String],
     problem: impl std::fmt::Display,
 ) -> CloudError {
@@ -79,10 +79,10 @@ fn bad_json(
         pool: pool.name.clone(),
         operation,
         kind: CloudErrorKind::Rejected,
-        message: format!(
-            "`{}` printed output that is not the documented JSON: {problem}",
-            command::display(argv)
-        ),
+        cause: Cause::Output {
+            command: command::display(argv),
+            problem: problem.to_string(),
+        },
     }
 }
 
@@ -91,7 +91,7 @@ pub(crate) async fn list(
     pool: &PoolConfig,
     commands: &ExecCommands,
 ) -> Result<Vec<Instance>, CloudError> {
-    let operation = "list the instances";
+    let operation = Operation::List;
     let (stdout, _) = command::run_with_input(&commands.list, None, commands.timeout)
         .await
         .map_err(|e| error(pool, operation, e))?;
@@ -141,7 +141,7 @@ pub(crate) async fn launch(
     count: u32,
     token: &str,
 ) -> Result<Vec<String>, CloudError> {
-    let operation = "launch instances";
+    let operation = Operation::Launch;
     let argv = commands
         .launch
         .as_ref()
@@ -177,7 +177,7 @@ pub(crate) async fn terminate(
     command::run_with_input(argv, Some(&input), commands.timeout)
         .await
         .map(drop)
-        .map_err(|e| error(pool, "terminate instances", e))
+        .map_err(|e| error(pool, Operation::Terminate, e))
 }
 
 #[cfg(test)]
@@ -285,7 +285,7 @@ esac"#,
         for (script, expected, kind) in cases {
             let pool = pool(dir.path(), script);
             let error = list(&pool, commands(&pool)).await.unwrap_err();
-            let message = error.to_string();
+            let message = crate::report::error_chain(&error);
             assert!(
                 message.contains(expected) && message.contains("provider.sh"),
                 "{script}: {message}"

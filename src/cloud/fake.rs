@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
-use super::{CloudError, CloudErrorKind, Provider};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider};
 use crate::config::PoolConfig;
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::model::{Instance, InstanceState};
@@ -12,7 +12,7 @@ use crate::model::{Instance, InstanceState};
 #[derive(Debug, Default)]
 struct Inner {
     instances: BTreeMap<String, Vec<Instance>>,
-    failing: BTreeSet<(String, &'static str)>,
+    failing: BTreeSet<(String, Operation)>,
     launched: u32,
     calls: Vec<String>,
 }
@@ -42,9 +42,8 @@ impl FakeCloud {
             .unwrap_or_default()
     }
 
-    /// Makes `operation` ("list the instances", "launch instances", "terminate instances",
-    /// "look up a launch") fail for `pool` until [`FakeCloud::heal`].
-    pub(crate) fn fail(&self, pool: &str, operation: &'static str) {
+    /// Makes `operation` fail for `pool` until [`FakeCloud::heal`].
+    pub(crate) fn fail(&self, pool: &str, operation: Operation) {
         self.inner().failing.insert((pool.to_owned(), operation));
     }
 
@@ -57,7 +56,7 @@ impl FakeCloud {
         self.inner().calls.clone()
     }
 
-    fn check(&self, pool: &PoolConfig, operation: &'static str) -> Result<(), CloudError> {
+    fn check(&self, pool: &PoolConfig, operation: Operation) -> Result<(), CloudError> {
         if self
             .inner()
             .failing
@@ -67,7 +66,7 @@ impl FakeCloud {
                 pool: pool.name.clone(),
                 operation,
                 kind: CloudErrorKind::Transient,
-                message: "injected failure".to_owned(),
+                cause: Cause::Injected,
             });
         }
         Ok(())
@@ -76,7 +75,7 @@ impl FakeCloud {
 
 impl Provider for FakeCloud {
     async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
-        self.check(pool, "list the instances")?;
+        self.check(pool, Operation::List)?;
         Ok(self.instances(&pool.name))
     }
 
@@ -85,7 +84,7 @@ impl Provider for FakeCloud {
         pool: &PoolConfig,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        self.check(pool, "look up a launch")?;
+        self.check(pool, Operation::FindLaunch)?;
         Ok(self
             .instances(&pool.name)
             .into_iter()
@@ -102,7 +101,7 @@ impl Provider for FakeCloud {
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        self.check(pool, "launch instances")?;
+        self.check(pool, Operation::Launch)?;
         let mut inner = self.inner();
         inner
             .calls
@@ -137,7 +136,7 @@ impl Provider for FakeCloud {
     }
 
     async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
-        self.check(pool, "terminate instances")?;
+        self.check(pool, Operation::Terminate)?;
         let mut inner = self.inner();
         inner
             .calls

@@ -58,15 +58,54 @@ impl CloudErrorKind {
     }
 }
 
+/// What a provider was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    List,
+    /// Find the instances launched with a token.
+    FindLaunch,
+    Launch,
+    Terminate,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::List => "list the instances",
+            Operation::FindLaunch => "look up a launch",
+            Operation::Launch => "launch instances",
+            Operation::Terminate => "terminate instances",
+        })
+    }
+}
+
+/// Why a provider call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    /// What the cloud's API answered, in words: the SDK's own errors are debug dumps.
+    #[error("{0}")]
+    Api(String),
+    /// The operator's command failed, timed out or could not start.
+    #[error(transparent)]
+    Command(#[from] crate::command::CommandError),
+    /// The operator's command printed something else than the documented JSON.
+    #[error("`{command}` printed output that is not the documented JSON: {problem}")]
+    Output { command: String, problem: String },
+    /// A failure a test injected.
+    #[cfg(test)]
+    #[error("injected failure")]
+    Injected,
+}
+
 /// A provider call that failed.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot {operation} of pool `{pool}`: {message} ({})", kind.hint())]
+#[error("cannot {operation} of pool `{pool}` ({})", kind.hint())]
 pub struct CloudError {
     pub pool: String,
-    /// What was being done: "list the instances", "launch instances", ...
-    pub operation: &'static str,
+    pub operation: Operation,
     pub kind: CloudErrorKind,
-    pub message: String,
+    #[source]
+    pub cause: Cause,
 }
 
 /// A source of instances, and for scaling pools, a way to launch and terminate them.

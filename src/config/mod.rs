@@ -84,7 +84,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
     /// Which events are sent to the webhook and the command (all are logged).
-    pub on: BTreeSet<String>,
+    pub on: BTreeSet<EventKind>,
     pub webhook: Option<Secret>,
     pub command: Option<Vec<String>>,
     /// "rapid" = more scale actions than `rapid_scales` within `rapid_window_s`.
@@ -94,21 +94,53 @@ pub struct Notify {
     pub repeat_failed_s: u64,
 }
 
-/// The notification events.
-pub const EVENTS: [&str; 7] = [
-    "scaled",
-    "capped",
-    "rapid",
-    "blocked",
-    "skipped",
-    "failed",
-    "recovered",
-];
+/// The notification events, as `notify.on` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    Scaled,
+    Capped,
+    Rapid,
+    Blocked,
+    Skipped,
+    Failed,
+    Recovered,
+}
+
+impl EventKind {
+    /// Every event, in the order the README lists them.
+    pub const ALL: [EventKind; 7] = [
+        EventKind::Scaled,
+        EventKind::Capped,
+        EventKind::Rapid,
+        EventKind::Blocked,
+        EventKind::Skipped,
+        EventKind::Failed,
+        EventKind::Recovered,
+    ];
+
+    /// The event's name in `notify.on` and in notifications.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Scaled => "scaled",
+            EventKind::Capped => "capped",
+            EventKind::Rapid => "rapid",
+            EventKind::Blocked => "blocked",
+            EventKind::Skipped => "skipped",
+            EventKind::Failed => "failed",
+            EventKind::Recovered => "recovered",
+        }
+    }
+
+    fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
 
 impl Default for Notify {
     fn default() -> Notify {
         Notify {
-            on: EVENTS.iter().map(|event| (*event).to_owned()).collect(),
+            on: EventKind::ALL.into_iter().collect(),
             webhook: None,
             command: None,
             rapid_scales: 5,
@@ -717,20 +749,21 @@ impl Validator {
         let defaults = Notify::default();
         let on = match raw.on {
             None => defaults.on,
-            Some(events) => {
-                for event in &events {
-                    if !EVENTS.contains(&event.as_str()) {
-                        return Err(self.invalid(
+            Some(events) => events
+                .iter()
+                .map(|event| {
+                    EventKind::parse(event).ok_or_else(|| {
+                        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.name()).collect();
+                        self.invalid(
                             "notify.on",
                             format!(
                                 "unknown event `{event}`; expected one of {}",
-                                EVENTS.join(", ")
+                                names.join(", ")
                             ),
-                        ));
-                    }
-                }
-                events.into_iter().collect()
-            }
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
         };
         if let Some(url) = &raw.webhook
             && ((!url.starts_with("http://") && !url.starts_with("https://"))
