@@ -58,12 +58,73 @@ pub enum ConfigError {
     },
     #[error("`{}`: {message}", path.display())]
     Parse { path: PathBuf, message: String },
-    #[error("{origin}: `{key}`: {message}")]
+    #[error("{origin}{}: {key}: {message}", key.line().map(|line| format!(":{line}")).unwrap_or_default())]
     Invalid {
         origin: Source,
-        key: String,
+        key: Key,
         message: String,
     },
+}
+
+/// The config key an error is about: a top-level key (`haproxy.stats_url`), or a key of a
+/// `[[pool]]` named by the pool's name and the line its table starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    pool: Option<PoolAt>,
+    name: String,
+}
+
+impl Key {
+    /// The line of the config file the key's table starts on, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.pool.as_ref().and_then(|pool| pool.line)
+    }
+}
+
+impl From<&str> for Key {
+    fn from(name: &str) -> Key {
+        Key {
+            pool: None,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl From<String> for Key {
+    fn from(name: String) -> Key {
+        Key { pool: None, name }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.pool {
+            Some(pool) => write!(
+                f,
+                "pool `{}`: `{}`",
+                crate::model::text::shown(&pool.name),
+                self.name
+            ),
+            None => write!(f, "`{}`", self.name),
+        }
+    }
+}
+
+/// Which `[[pool]]` a key belongs to: its name (as written) and the line its table starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PoolAt {
+    name: String,
+    line: Option<usize>,
+}
+
+impl PoolAt {
+    /// The pool's key `name` (`port`, `scaling.min`).
+    pub(crate) fn key(&self, name: &str) -> Key {
+        Key {
+            pool: Some(self.clone()),
+            name: name.to_owned(),
+        }
+    }
 }
 
 /// The whole validated configuration.
@@ -324,7 +385,7 @@ struct RawConfig {
     #[serde(default)]
     aws: RawAws,
     #[serde(default)]
-    pool: Vec<RawPool>,
+    pool: Vec<toml::Spanned<RawPool>>,
     notify: Option<RawNotify>,
     metrics_file: Option<toml::Value>,
 }
@@ -414,7 +475,7 @@ impl Config {
             // Mixing the two would silently ignore one of them.
             return Err(ConfigError::Invalid {
                 origin: Source::CommandLine,
-                key: "--config".to_owned(),
+                key: "--config".into(),
                 message: format!(
                     "`{}` (from {}) cannot be combined with the config-less flags {}: use either a config file or the flags",
                     path.display(),
@@ -468,6 +529,9 @@ impl Config {
         })?;
         Validator {
             source: Source::File(path.to_owned()),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(at, _)| at + 1))
+                .collect(),
             base: std::path::absolute(path)
                 .ok()
                 .and_then(|path| path.parent().map(Path::to_owned)),
@@ -478,6 +542,7 @@ impl Config {
     fn from_discovery_args(args: &DiscoveryArgs) -> Result<Config, ConfigError> {
         let v = Validator {
             source: Source::CommandLine,
+            line_starts: Vec::new(),
             base: None,
         };
         if !args.selects_pool() {
@@ -520,29 +585,32 @@ impl Config {
                 endpoint_url: args.endpoint_url.clone(),
                 ..RawAws::default()
             },
-            pool: vec![RawPool {
-                name: "default".to_owned(),
-                backend: None,
-                port: args.port.map(i64::from).ok_or_else(|| {
-                    v.invalid(
-                        "--port",
-                        "the config-less mode needs the backends' `--port`",
-                    )
-                })?,
-                address: None,
-                provider: None,
-                allow_empty: None,
-                discover: Some(RawDiscover {
-                    security_group: args.security_group.clone(),
-                    image_id: args.image_id.clone(),
-                    tags,
-                }),
-                ready_check: None,
-                launch: None,
-                scaling: None,
-                exec: None,
-                static_hosts: None,
-            }],
+            pool: vec![toml::Spanned::new(
+                0..0,
+                RawPool {
+                    name: "default".to_owned(),
+                    backend: None,
+                    port: args.port.map(i64::from).ok_or_else(|| {
+                        v.invalid(
+                            "--port",
+                            "the config-less mode needs the backends' `--port`",
+                        )
+                    })?,
+                    address: None,
+                    provider: None,
+                    allow_empty: None,
+                    discover: Some(RawDiscover {
+                        security_group: args.security_group.clone(),
+                        image_id: args.image_id.clone(),
+                        tags,
+                    }),
+                    ready_check: None,
+                    launch: None,
+                    scaling: None,
+                    exec: None,
+                    static_hosts: None,
+                },
+            )],
             notify: None,
             metrics_file: None,
         };
@@ -553,6 +621,8 @@ impl Config {
 /// Validates raw structs, naming keys in the style of the source (TOML keys or flags).
 struct Validator {
     source: Source,
+    /// Where each line of the config text starts (empty on the command line).
+    line_starts: Vec<usize>,
     /// The config file's folder, which relative paths in it are relative to; `None` on the
     /// command line (relative to the working directory, as a shell user expects).
     base: Option<PathBuf>,
@@ -586,7 +656,7 @@ impl Validator {
         argv
     }
 
-    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    fn invalid(&self, key: impl Into<Key>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             origin: self.source.clone(),
             key: key.into(),
@@ -594,11 +664,26 @@ impl Validator {
         }
     }
 
+    /// The TOML key in a file, the flag on the command line.
     fn key<'a>(&self, toml_key: &'a str, flag: &'a str) -> &'a str {
         match self.source {
             Source::File(_) => toml_key,
             Source::CommandLine => flag,
         }
+    }
+
+    /// A pool's key in a file, the flag on the command line.
+    fn pool_key(&self, key: Key, flag: &str) -> Key {
+        match self.source {
+            Source::File(_) => key,
+            Source::CommandLine => flag.into(),
+        }
+    }
+
+    /// The line (from 1) of byte `offset` of the config text.
+    fn line_of(&self, offset: usize) -> Option<usize> {
+        (!self.line_starts.is_empty())
+            .then(|| self.line_starts.partition_point(|start| *start <= offset))
     }
 
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
@@ -614,17 +699,21 @@ impl Validator {
         let mut pools = Vec::with_capacity(raw.pool.len());
         let mut names = BTreeSet::new();
         let mut backends = BTreeMap::new();
-        for (index, raw_pool) in raw.pool.into_iter().enumerate() {
-            let pool = self.pool(index, raw_pool)?;
+        for raw_pool in raw.pool {
+            let at = PoolAt {
+                name: raw_pool.get_ref().name.clone(),
+                line: self.line_of(raw_pool.span().start),
+            };
+            let pool = self.pool(&at, raw_pool.into_inner())?;
             if !names.insert(pool.name.clone()) {
                 return Err(self.invalid(
-                    format!("pool[{index}].name"),
+                    at.key("name"),
                     format!("pool name `{}` is used twice", pool.name),
                 ));
             }
             if let Some(other) = backends.insert(pool.backend.clone(), pool.name.clone()) {
                 return Err(self.invalid(
-                    format!("pool[{index}].backend"),
+                    at.key("backend"),
                     format!(
                         "backend `{}` is already filled by pool `{other}`; each pool needs its own backend",
                         pool.backend
@@ -809,7 +898,7 @@ impl Validator {
         })
     }
 
-    fn not_yet(&self, key: &str) -> ConfigError {
+    fn not_yet(&self, key: impl Into<Key>) -> ConfigError {
         self.invalid(key, "is not supported by this version yet; remove it")
     }
 
@@ -913,7 +1002,7 @@ impl Validator {
         })
     }
 
-    fn argv(&self, key: &str, argv: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    fn argv(&self, key: impl Into<Key>, argv: Vec<String>) -> Result<Vec<String>, ConfigError> {
         match argv.first() {
             None => Err(self.invalid(key, "must name a program: the list is empty")),
             Some(program) if program.trim().is_empty() => {
@@ -923,7 +1012,7 @@ impl Validator {
         }
     }
 
-    fn non_empty(&self, key: &str, value: String) -> Result<String, ConfigError> {
+    fn non_empty(&self, key: impl Into<Key>, value: String) -> Result<String, ConfigError> {
         if value.trim().is_empty() {
             Err(self.invalid(key, "must not be empty"))
         } else {
@@ -978,8 +1067,8 @@ impl Validator {
         })
     }
 
-    fn pool(&self, index: usize, raw: RawPool) -> Result<PoolConfig, ConfigError> {
-        let at = |key: &str| format!("pool[{index}].{key}");
+    fn pool(&self, pool: &PoolAt, raw: RawPool) -> Result<PoolConfig, ConfigError> {
+        let at = |key: &str| pool.key(key);
         if !is_name(&raw.name) {
             return Err(self.invalid(
                 at("name"),
@@ -998,7 +1087,7 @@ impl Validator {
             .filter(|port| *port != 0)
             .ok_or_else(|| {
                 self.invalid(
-                    self.key(&at("port"), "--port").to_owned(),
+                    self.pool_key(at("port"), "--port"),
                     format!("must be between 1 and 65535, got {}", raw.port),
                 )
             })?;
@@ -1017,20 +1106,20 @@ impl Validator {
         };
         let scaling = raw
             .scaling
-            .map(|scaling| self.scaling(index, scaling))
+            .map(|scaling| self.scaling(pool, scaling))
             .transpose()?;
         if raw.static_hosts.is_some() {
-            return Err(self.not_yet(&at("static")));
+            return Err(self.not_yet(at("static")));
         }
         let (provider, discover, launch) = match raw.provider.as_deref() {
             None | Some("ec2") => {
                 if raw.exec.is_some() {
                     return Err(self.invalid(at("exec"), "is only for `provider = \"exec\"`"));
                 }
-                let discover = self.discover(index, raw.discover.unwrap_or_default())?;
+                let discover = self.discover(pool, raw.discover.unwrap_or_default())?;
                 let launch = raw
                     .launch
-                    .map(|launch| self.launch(index, launch))
+                    .map(|launch| self.launch(pool, launch))
                     .transpose()?;
                 if scaling.is_some() && launch.is_none() {
                     return Err(self.invalid(
@@ -1053,7 +1142,7 @@ impl Validator {
                         "is for EC2 pools; an exec pool launches with `[pool.exec] launch`",
                     ));
                 }
-                let exec = self.exec(index, raw.exec, scaling.is_some())?;
+                let exec = self.exec(pool, raw.exec, scaling.is_some())?;
                 (ProviderKind::Exec(exec), Discover::default(), None)
             }
             Some("static") => {
@@ -1100,14 +1189,14 @@ impl Validator {
 
     fn exec(
         &self,
-        index: usize,
+        pool: &PoolAt,
         raw: Option<RawExec>,
         scaling: bool,
     ) -> Result<ExecCommands, ConfigError> {
-        let at = |key: &str| format!("pool[{index}].exec.{key}");
+        let at = |key: &str| pool.key(&format!("exec.{key}"));
         let raw = raw.ok_or_else(|| {
             self.invalid(
-                format!("pool[{index}].exec"),
+                pool.key("exec"),
                 "`provider = \"exec\"` needs `[pool.exec]` with at least `list`",
             )
         })?;
@@ -1117,14 +1206,14 @@ impl Validator {
                 "is required: the command that prints the instances as JSON",
             )
         })?;
-        let list = self.argv(&at("list"), list)?;
+        let list = self.argv(at("list"), list)?;
         let launch = raw
             .launch
-            .map(|argv| self.argv(&at("launch"), argv))
+            .map(|argv| self.argv(at("launch"), argv))
             .transpose()?;
         let terminate = raw
             .terminate
-            .map(|argv| self.argv(&at("terminate"), argv))
+            .map(|argv| self.argv(at("terminate"), argv))
             .transpose()?;
         if scaling && (launch.is_none() || terminate.is_none()) {
             return Err(self.invalid(
@@ -1151,8 +1240,8 @@ impl Validator {
         })
     }
 
-    fn discover(&self, index: usize, raw: RawDiscover) -> Result<Discover, ConfigError> {
-        let at = |key: &str| format!("pool[{index}].discover.{key}");
+    fn discover(&self, pool: &PoolAt, raw: RawDiscover) -> Result<Discover, ConfigError> {
+        let at = |key: &str| pool.key(&format!("discover.{key}"));
         if raw.security_group.is_none() && raw.image_id.is_none() && raw.tags.is_empty() {
             return Err(self.invalid(
                 at("security_group"),
@@ -1161,15 +1250,20 @@ impl Validator {
         }
         let security_group = raw
             .security_group
-            .map(|group| self.non_empty(self.key(&at("security_group"), "--security-group"), group))
+            .map(|group| {
+                self.non_empty(
+                    self.pool_key(at("security_group"), "--security-group"),
+                    group,
+                )
+            })
             .transpose()?;
         let image_id = raw
             .image_id
-            .map(|image| self.non_empty(self.key(&at("image_id"), "--image-id"), image))
+            .map(|image| self.non_empty(self.pool_key(at("image_id"), "--image-id"), image))
             .transpose()?;
         for key in raw.tags.keys() {
             if key.is_empty() {
-                return Err(self.invalid(self.key(&at("tags"), "--tag"), "a tag key is empty"));
+                return Err(self.invalid(self.pool_key(at("tags"), "--tag"), "a tag key is empty"));
             }
         }
         Ok(Discover {
@@ -1319,152 +1413,88 @@ security_group = "web"
     }
 
     /// Each bad input and the words its error must contain.
-    #[test]
-    fn invalid_configs_name_the_key_and_the_problem() {
-        let pool = |extra: &str| {
-            format!(
-                "[[pool]]\nname = \"web\"\nport = 8080\n{extra}\n[pool.discover]\nsecurity_group = \"web\"\n"
-            )
-        };
-        let cases: Vec<(String, &[&str])> = vec![
-            (
-                "[[pool]]\nname = \"web\"\nprot = 1\n".into(),
-                &["unknown field `prot`"],
-            ),
-            (
-                "[haproxy]\nconfg = \"x\"\n".into(),
-                &["unknown field `confg`"],
-            ),
-            ("[[pool]\n".into(), &["test.toml", "line 1"]),
-            ("".into(), &["`pool`", "at least one"]),
-            (pool("").replace("8080", "0"), &["pool[0].port", "got 0"]),
-            (
-                pool("").replace("8080", "70000"),
-                &["pool[0].port", "got 70000"],
-            ),
-            (
-                pool("").replace("8080", "\"80\""),
-                &["line 3", "`port`", "invalid type"],
-            ),
-            (pool("address = \"ipv6\""), &["pool[0].address", "`ipv6`"]),
-            (pool("address = \"tag:\""), &["pool[0].address"]),
-            (
-                pool("provider = \"gce\""),
-                &["pool[0].provider", "unknown provider `gce`"],
-            ),
-            (
-                pool("provider = \"exec\""),
-                &["pool[0].discover", "is for EC2 pools"],
-            ),
-            (
-                pool("provider = \"static\""),
-                &["pool[0].provider", "not supported"],
-            ),
-            (pool("backend = \"a b\""), &["pool[0].backend", "`a b`"]),
-            (
-                pool("").replace("\"web\"\nport", "\"we#b\"\nport"),
-                &["pool[0].name"],
-            ),
-            (
-                "[[pool]]\nname = \"web\"\nport = 80\n".into(),
-                &["pool[0].discover", "at least one"],
-            ),
-            (
-                format!(
-                    "{}{}",
-                    pool(""),
-                    pool("backend = \"web\"").replace("name = \"web\"", "name = \"api\"")
-                ),
-                &["pool[1].backend", "already filled by pool `web`"],
-            ),
-            (
-                format!("{}{}", pool(""), pool("backend = \"b2\"")),
-                &["pool[1].name", "used twice"],
-            ),
-            (
-                format!("[haproxy]\ncheck_command = []\n{}", pool("")),
-                &["haproxy.check_command", "empty"],
-            ),
-            (
-                format!(
-                    "[haproxy]\ncheck_command = [\"haproxy\", \"-c\"]\n{}",
-                    pool("")
-                ),
-                &["haproxy.check_command", "{config}"],
-            ),
-            (
-                format!("[haproxy]\nreload_command = [\"\"]\n{}", pool("")),
-                &["haproxy.reload_command", "empty"],
-            ),
-            (
-                format!(
-                    "[haproxy]\nstats_socket = \"/a\"\nstats_url = \"http://x\"\n{}",
-                    pool("")
-                ),
-                &["haproxy.stats_url", "not both"],
-            ),
-            (
-                format!("[haproxy]\nstats_url = \"ftp://x\"\n{}", pool("")),
-                &["haproxy.stats_url", "ftp://x"],
-            ),
-            // Issue 10, class 20: accepted today but never usable.
-            (
-                format!(
-                    "[haproxy]\nstats_url = \"https://127.0.0.1:8404/stats;csv\"\n{}",
-                    pool("")
-                ),
-                &["haproxy.stats_url", "https is not supported"],
-            ),
-            (
-                format!("[haproxy]\nstats_url = \"HTTPS://lb/stats\"\n{}", pool("")),
-                &["haproxy.stats_url", "is not an http:// URL"],
-            ),
-            (
-                format!("[haproxy]\nstats_url = \"http://\"\n{}", pool("")),
-                &["haproxy.stats_url", "is not an http:// URL"],
-            ),
-            (
-                format!("[haproxy]\ncommand_timeout_s = 0\n{}", pool("")),
-                &["haproxy.command_timeout_s", "got 0"],
-            ),
-            (
-                format!("[aws]\nregion = \"EU West\"\n{}", pool("")),
-                &["aws.region", "`EU West`"],
-            ),
-            (
-                format!("[aws]\nendpoint_url = \"127.0.0.1:5000\"\n{}", pool("")),
-                &["aws.endpoint_url", "http://"],
-            ),
-            (
-                format!("[notify]\non = [\"paged\"]\n{}", pool("")),
-                &["notify.on", "`paged`"],
-            ),
-            (
-                format!("[notify]\nwebhook = \"hooks.example/T0KEN\"\n{}", pool("")),
-                &["notify.webhook", "http"],
-            ),
-            (
-                format!("[notify]\nrapid_scales = 0\n{}", pool("")),
-                &["notify.rapid_scales", "got 0"],
-            ),
-            (
-                pool("[pool.scaling]\nmax = 3\nscale_up_above = 2\nscale_down_below = 1"),
-                &["pool[0].launch", "needs `[pool.launch]`"],
-            ),
-            (
-                pool("ready_check = \"http:health\""),
-                &["pool[0].ready_check", "http:/PATH"],
-            ),
-        ];
-        for (text, expected) in cases {
-            let error = parse(&text).expect_err(&text).to_string();
-            for word in expected {
-                assert!(
-                    error.contains(word),
-                    "error for\n{text}\nwas `{error}`, expected `{word}`"
-                );
-            }
+    /// A `[[pool]]` named `web` on port 8080 found by security group, with `extra` keys.
+    fn pool(extra: &str) -> String {
+        format!(
+            "[[pool]]\nname = \"web\"\nport = 8080\n{extra}\n[pool.discover]\nsecurity_group = \"web\"\n"
+        )
+    }
+
+    /// `text` is refused with an error that holds every one of `words`.
+    fn assert_invalid(text: &str, words: &[&str]) {
+        let error = parse(text).expect_err(text).to_string();
+        for word in words {
+            assert!(
+                error.contains(word),
+                "error for\n{text}\nwas `{error}`, expected `{word}`"
+            );
         }
+    }
+
+    /// One test per invalid config, named for what is wrong: a failing case never hides the
+    /// others.
+    macro_rules! invalid_config {
+        ($($name:ident: $text:expr => [$($word:expr),+ $(,)?];)+) => {
+            mod invalid {
+                use super::*;
+                $(
+                    #[test]
+                    fn $name() {
+                        assert_invalid(&$text, &[$($word),+]);
+                    }
+                )+
+            }
+        };
+    }
+
+    invalid_config! {
+        unknown_pool_key: "[[pool]]\nname = \"web\"\nprot = 1\n" => ["unknown field `prot`"];
+        unknown_haproxy_key: "[haproxy]\nconfg = \"x\"\n" => ["unknown field `confg`"];
+        broken_toml: "[[pool]\n" => ["test.toml", "line 1"];
+        no_pool: "" => ["`pool`", "at least one"];
+        port_zero: pool("").replace("8080", "0") => ["test.toml:1: pool `web`: `port`", "got 0"];
+        port_too_large: pool("").replace("8080", "70000") => ["pool `web`: `port`", "got 70000"];
+        port_as_string: pool("").replace("8080", "\"80\"") => ["line 3", "`port`", "invalid type"];
+        unknown_address: pool("address = \"ipv6\"") => ["pool `web`: `address`", "`ipv6`"];
+        address_tag_without_key: pool("address = \"tag:\"") => ["pool `web`: `address`"];
+        unknown_provider: pool("provider = \"gce\"") => ["pool `web`: `provider`", "unknown provider `gce`"];
+        discover_on_an_exec_pool: pool("provider = \"exec\"") => ["pool `web`: `discover`", "is for EC2 pools"];
+        static_provider_not_yet: pool("provider = \"static\"") => ["pool `web`: `provider`", "not supported"];
+        backend_with_a_space: pool("backend = \"a b\"") => ["pool `web`: `backend`", "`a b`"];
+        name_with_a_hash: pool("").replace("\"web\"\nport", "\"we#b\"\nport") => ["pool `we#b`: `name`"];
+        no_discovery_filter: "[[pool]]\nname = \"web\"\nport = 80\n" => ["pool `web`: `discover.security_group`", "at least one"];
+        backend_used_twice: format!(
+            "{}{}",
+            pool(""),
+            pool("backend = \"web\"").replace("name = \"web\"", "name = \"api\"")
+        ) => ["test.toml:7: pool `api`: `backend`", "already filled by pool `web`"];
+        name_used_twice: format!("{}{}", pool(""), pool("backend = \"b2\"")) => ["test.toml:7: pool `web`: `name`", "used twice"];
+        empty_check_command: format!("[haproxy]\ncheck_command = []\n{}", pool("")) => ["`haproxy.check_command`", "empty"];
+        check_command_without_placeholder: format!(
+            "[haproxy]\ncheck_command = [\"haproxy\", \"-c\"]\n{}",
+            pool("")
+        ) => ["`haproxy.check_command`", "{config}"];
+        empty_reload_program: format!("[haproxy]\nreload_command = [\"\"]\n{}", pool("")) => ["`haproxy.reload_command`", "empty"];
+        stats_socket_and_url: format!(
+            "[haproxy]\nstats_socket = \"/a\"\nstats_url = \"http://x\"\n{}",
+            pool("")
+        ) => ["`haproxy.stats_url`", "not both"];
+        stats_url_ftp: format!("[haproxy]\nstats_url = \"ftp://x\"\n{}", pool("")) => ["`haproxy.stats_url`", "ftp://x"];
+        // Issue 10, class 20: accepted before but never usable.
+        stats_url_https: format!(
+            "[haproxy]\nstats_url = \"https://127.0.0.1:8404/stats;csv\"\n{}",
+            pool("")
+        ) => ["`haproxy.stats_url`", "https is not supported"];
+        stats_url_upper_case_scheme: format!("[haproxy]\nstats_url = \"HTTPS://lb/stats\"\n{}", pool("")) => ["`haproxy.stats_url`", "is not an http:// URL"];
+        stats_url_without_host: format!("[haproxy]\nstats_url = \"http://\"\n{}", pool("")) => ["`haproxy.stats_url`", "is not an http:// URL"];
+        command_timeout_zero: format!("[haproxy]\ncommand_timeout_s = 0\n{}", pool("")) => ["`haproxy.command_timeout_s`", "got 0"];
+        region_with_a_space: format!("[aws]\nregion = \"EU West\"\n{}", pool("")) => ["`aws.region`", "`EU West`"];
+        endpoint_without_scheme: format!("[aws]\nendpoint_url = \"127.0.0.1:5000\"\n{}", pool("")) => ["`aws.endpoint_url`", "http://"];
+        unknown_event: format!("[notify]\non = [\"paged\"]\n{}", pool("")) => ["`notify.on`", "`paged`"];
+        webhook_without_scheme: format!("[notify]\nwebhook = \"hooks.example/T0KEN\"\n{}", pool("")) => ["`notify.webhook`", "http"];
+        rapid_scales_zero: format!("[notify]\nrapid_scales = 0\n{}", pool("")) => ["`notify.rapid_scales`", "got 0"];
+        scaling_without_launch: pool("[pool.scaling]\nmax = 3\nscale_up_above = 2\nscale_down_below = 1") => ["pool `web`: `launch`", "needs `[pool.launch]`"];
+        ready_check_path_without_slash: pool("ready_check = \"http:health\"") => ["pool `web`: `ready_check`", "http:/PATH"];
     }
 
     /// Issue 9, item 14: relative paths are relative to the config file's folder, whatever the
@@ -1513,7 +1543,7 @@ security_group = "web"
         .unwrap_err()
         .to_string();
         assert!(
-            error.contains("pool[0].launch.user_data_file")
+            error.contains("pool `web`: `launch.user_data_file`")
                 && error.contains(&dir.path().join("boot.sh").display().to_string()),
             "{error}"
         );

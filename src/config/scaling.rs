@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Validator};
+use super::{ConfigError, Key, PoolAt, Validator};
 
 /// The load measure a policy looks at, per in-service server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -208,8 +208,8 @@ pub const TAG_LAUNCH_TOKEN: &str = "haproxy-autoscaler:launch-token";
 pub const TAG_PROTECTED: &str = "haproxy-autoscaler:protected";
 
 impl Validator {
-    pub(super) fn scaling(&self, pool: usize, raw: RawScaling) -> Result<Scaling, ConfigError> {
-        let at = |key: &str| format!("pool[{pool}].scaling.{key}");
+    pub(super) fn scaling(&self, pool: &PoolAt, raw: RawScaling) -> Result<Scaling, ConfigError> {
+        let at = |key: &str| pool.key(&format!("scaling.{key}"));
         let count =
             |key: &str, value: Option<i64>, default: i64, least: i64| -> Result<i64, ConfigError> {
                 let value = value.unwrap_or(default);
@@ -222,9 +222,9 @@ impl Validator {
                 }
                 Ok(value)
             };
-        let min = self.bound(&at("min"), raw.min.unwrap_or(RawBound::Fixed(1)), 0)?;
+        let min = self.bound(at("min"), raw.min.unwrap_or(RawBound::Fixed(1)), 0)?;
         let max = self.bound(
-            &at("max"),
+            at("max"),
             raw.max.ok_or_else(|| {
                 self.invalid(at("max"), "is required: the most servers the pool may have")
             })?,
@@ -400,11 +400,11 @@ impl Validator {
         })
     }
 
-    fn bound(&self, key: &str, raw: RawBound, least: i64) -> Result<Bound, ConfigError> {
+    fn bound(&self, key: Key, raw: RawBound, least: i64) -> Result<Bound, ConfigError> {
         let value = |value: i64| -> Result<u32, ConfigError> {
             if value < least || value > 10_000 {
                 return Err(self.invalid(
-                    key,
+                    key.clone(),
                     format!("must be between {least} and 10000, got {value}"),
                 ));
             }
@@ -414,14 +414,18 @@ impl Validator {
             RawBound::Fixed(fixed) => Ok(Bound::Fixed(value(fixed)?)),
             RawBound::Schedule(entries) => {
                 if entries.is_empty() {
-                    return Err(
-                        self.invalid(key, "a schedule needs at least one `\"HH:MM\" = N` entry")
-                    );
+                    return Err(self.invalid(
+                        key.clone(),
+                        "a schedule needs at least one `\"HH:MM\" = N` entry",
+                    ));
                 }
                 let mut schedule = Vec::with_capacity(entries.len());
                 for (time, count) in entries {
                     let minute = parse_time_of_day(&time).ok_or_else(|| {
-                        self.invalid(key, format!("`{time}` is not a time of day `HH:MM`"))
+                        self.invalid(
+                            key.clone(),
+                            format!("`{time}` is not a time of day `HH:MM`"),
+                        )
                     })?;
                     schedule.push((minute, value(count)?));
                 }
@@ -431,8 +435,8 @@ impl Validator {
         }
     }
 
-    pub(super) fn launch(&self, pool: usize, raw: RawLaunch) -> Result<Launch, ConfigError> {
-        let at = |key: &str| format!("pool[{pool}].launch.{key}");
+    pub(super) fn launch(&self, pool: &PoolAt, raw: RawLaunch) -> Result<Launch, ConfigError> {
+        let at = |key: &str| pool.key(&format!("launch.{key}"));
         if raw.launch_template.is_none() && (raw.image_id.is_none() || raw.instance_type.is_none())
         {
             return Err(self.invalid(
