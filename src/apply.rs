@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::cloud::Provider;
-use crate::config::{Config, PoolConfig, StatsSource};
+use crate::config::{Config, Launcher, PoolConfig, StatsSource};
 use crate::decide::plan::{Action, Plan};
 use crate::error::Error;
 use crate::failpoint;
@@ -119,10 +119,8 @@ async fn launch<'p>(
         });
         progress.save().await?;
         failpoint::hit("after-launch-intent-saved");
-        let ids = match provider
-            .launch(pool_config(config, pool), *count, token)
-            .await
-        {
+        let (pool_config, launcher) = scaling_pool(config, pool);
+        let ids = match provider.launch(pool_config, launcher, *count, token).await {
             Ok(ids) => ids,
             Err(error) => {
                 // The call is over (it failed): the next run may send it again at once.
@@ -184,18 +182,21 @@ async fn terminate(config: &Config, plan: &Plan, provider: &impl Provider) -> Re
         }
     }
     for (pool, ids) in &terminate {
-        provider.terminate(pool_config(config, pool), ids).await?;
+        let (pool_config, launcher) = scaling_pool(config, pool);
+        provider.terminate(pool_config, launcher, ids).await?;
         failpoint::hit("after-terminate");
     }
     Ok(())
 }
 
-fn pool_config<'a>(config: &'a Config, pool: &str) -> &'a PoolConfig {
+/// The scaling pool a launch or termination of the plan is for, and its launcher.
+fn scaling_pool<'a>(config: &'a Config, pool: &str) -> (&'a PoolConfig, &'a Launcher) {
     config
         .pools
         .iter()
-        .find(|candidate| candidate.name == pool)
-        .expect("plan actions name the config's pools")
+        .filter(|candidate| candidate.name == pool)
+        .find_map(|candidate| Some((candidate, &candidate.scaling.as_ref()?.launcher)))
+        .expect("the plan launches and terminates only for the config's scaling pools")
 }
 
 fn record_ids(state: &mut State, pool: &str, token: &str, ids: &[String]) {

@@ -24,9 +24,9 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification,
 };
 
-use super::{Cause, CloudError, CloudErrorKind, Operation, Provider};
+use super::{Cause, CloudError, CloudErrorKind, Operation};
 use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
-use crate::config::{AwsConfig, PoolConfig};
+use crate::config::{AwsConfig, Launch, PoolConfig};
 use crate::model::{Instance, InstanceState};
 
 /// An EC2 client for all pools of a run.
@@ -180,8 +180,9 @@ impl Ec2 {
     }
 }
 
-impl Provider for Ec2 {
-    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+/// The provider's calls for EC2 pools; [`super::Clouds`] dispatches to them.
+impl Ec2 {
+    pub(crate) async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
         let mut instances = self.list_matching(pool).await?;
         if pool.scaling.is_some() {
             // What this tool launched is always seen, even if it does not match the filters.
@@ -202,7 +203,7 @@ impl Provider for Ec2 {
         Ok(instances)
     }
 
-    async fn find_by_token(
+    pub(crate) async fn find_by_token(
         &self,
         pool: &PoolConfig,
         token: &str,
@@ -218,16 +219,13 @@ impl Provider for Ec2 {
         Ok(found.into_iter().map(|instance| instance.id).collect())
     }
 
-    async fn launch(
+    pub(crate) async fn launch(
         &self,
         pool: &PoolConfig,
+        launch: &Launch,
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        let launch = pool
-            .launch
-            .as_ref()
-            .expect("the config requires [pool.launch] with [pool.scaling]");
         let count = i32::try_from(count).unwrap_or(i32::MAX);
         let tags = launch
             .tags
@@ -290,7 +288,11 @@ impl Provider for Ec2 {
             .collect())
     }
 
-    async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
+    pub(crate) async fn terminate(
+        &self,
+        pool: &PoolConfig,
+        ids: &[String],
+    ) -> Result<(), CloudError> {
         self.client
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))

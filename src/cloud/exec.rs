@@ -16,6 +16,7 @@
 //! command; the run then changes nothing it has not already recorded.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -137,15 +138,12 @@ pub(crate) async fn find_by_token(
 /// Runs `launch` with the request on stdin; returns the new ids.
 pub(crate) async fn launch(
     pool: &PoolConfig,
-    commands: &ExecCommands,
+    argv: &[String],
+    timeout: Duration,
     count: u32,
     token: &str,
 ) -> Result<Vec<String>, CloudError> {
     let operation = Operation::Launch;
-    let argv = commands
-        .launch
-        .as_ref()
-        .expect("the config requires `launch` for scaling exec pools");
     let request = LaunchRequest {
         pool: &pool.name,
         count,
@@ -153,7 +151,7 @@ pub(crate) async fn launch(
         tags: BTreeMap::from([(TAG_POOL, pool.name.as_str()), (TAG_LAUNCH_TOKEN, token)]),
     };
     let input = serde_json::to_string(&request).expect("requests serialize");
-    let (stdout, _) = command::run_with_input(argv, Some(&input), commands.timeout)
+    let (stdout, _) = command::run_with_input(argv, Some(&input), timeout)
         .await
         .map_err(|e| error(pool, operation, e))?;
     serde_json::from_slice(&stdout).map_err(|e| bad_json(pool, operation, argv, e))
@@ -162,19 +160,16 @@ pub(crate) async fn launch(
 /// Runs `terminate` with the ids on stdin.
 pub(crate) async fn terminate(
     pool: &PoolConfig,
-    commands: &ExecCommands,
+    argv: &[String],
+    timeout: Duration,
     ids: &[String],
 ) -> Result<(), CloudError> {
-    let argv = commands
-        .terminate
-        .as_ref()
-        .expect("the config requires `terminate` for scaling exec pools");
     let input = serde_json::to_string(&TerminateRequest {
         pool: &pool.name,
         ids,
     })
     .expect("requests serialize");
-    command::run_with_input(argv, Some(&input), commands.timeout)
+    command::run_with_input(argv, Some(&input), timeout)
         .await
         .map(drop)
         .map_err(|e| error(pool, Operation::Terminate, e))
@@ -237,11 +232,20 @@ esac"#,
             find_by_token(&pool, commands(&pool), "t1").await.unwrap(),
             ["b"]
         );
+        // The pool does not scale; its launch and terminate commands are the list command's
+        // script with another first argument.
+        let with = |verb: &str| {
+            let mut argv = commands(&pool).list.clone();
+            *argv.last_mut().unwrap() = verb.to_owned();
+            argv
+        };
+        let (argv, gone) = (with("launch"), with("terminate"));
+        let timeout = commands(&pool).timeout;
         assert_eq!(
-            launch(&pool, commands(&pool), 2, "t2").await.unwrap(),
+            launch(&pool, &argv, timeout, 2, "t2").await.unwrap(),
             ["c", "d"]
         );
-        terminate(&pool, commands(&pool), &["a".into()])
+        terminate(&pool, &gone, timeout, &["a".into()])
             .await
             .unwrap();
         let requests: Vec<serde_json::Value> = std::fs::read_to_string(&log)

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use super::{Cause, CloudError, CloudErrorKind, Operation, Provider};
-use crate::config::PoolConfig;
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
+use crate::config::{Launcher, PoolConfig};
 use crate::model::{Instance, InstanceState};
 
 #[derive(Debug, Default)]
@@ -98,6 +98,7 @@ impl Provider for FakeCloud {
     async fn launch(
         &self,
         pool: &PoolConfig,
+        _launcher: &Launcher,
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
@@ -135,7 +136,12 @@ impl Provider for FakeCloud {
         Ok(ids)
     }
 
-    async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
+    async fn terminate(
+        &self,
+        pool: &PoolConfig,
+        _launcher: &Launcher,
+        ids: &[String],
+    ) -> Result<(), CloudError> {
         self.check(pool, Operation::Terminate)?;
         let mut inner = self.inner();
         inner

@@ -14,7 +14,7 @@ use std::future::Future;
 
 use serde::Serialize;
 
-use crate::config::{PoolConfig, ProviderKind};
+use crate::config::{Launcher, PoolConfig, ProviderKind};
 use crate::model::Instance;
 
 /// How a cloud error should be treated.
@@ -125,6 +125,7 @@ pub trait Provider {
     fn launch(
         &self,
         pool: &PoolConfig,
+        launcher: &Launcher,
         count: u32,
         token: &str,
     ) -> impl Future<Output = Result<Vec<String>, CloudError>>;
@@ -133,6 +134,7 @@ pub trait Provider {
     fn terminate(
         &self,
         pool: &PoolConfig,
+        launcher: &Launcher,
         ids: &[String],
     ) -> impl Future<Output = Result<(), CloudError>>;
 }
@@ -174,19 +176,37 @@ impl Provider for Clouds {
     async fn launch(
         &self,
         pool: &PoolConfig,
+        launcher: &Launcher,
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        match &pool.provider {
-            ProviderKind::Ec2 => self.ec2().launch(pool, count, token).await,
-            ProviderKind::Exec(commands) => exec::launch(pool, commands, count, token).await,
+        match (launcher, &pool.provider) {
+            (Launcher::Ec2(launch), _) => self.ec2().launch(pool, launch, count, token).await,
+            (Launcher::Exec { launch, .. }, provider) => {
+                exec::launch(pool, launch, timeout_of(provider), count, token).await
+            }
         }
     }
 
-    async fn terminate(&self, pool: &PoolConfig, ids: &[String]) -> Result<(), CloudError> {
-        match &pool.provider {
-            ProviderKind::Ec2 => self.ec2().terminate(pool, ids).await,
-            ProviderKind::Exec(commands) => exec::terminate(pool, commands, ids).await,
+    async fn terminate(
+        &self,
+        pool: &PoolConfig,
+        launcher: &Launcher,
+        ids: &[String],
+    ) -> Result<(), CloudError> {
+        match (launcher, &pool.provider) {
+            (Launcher::Ec2(_), _) => self.ec2().terminate(pool, ids).await,
+            (Launcher::Exec { terminate, .. }, provider) => {
+                exec::terminate(pool, terminate, timeout_of(provider), ids).await
+            }
         }
+    }
+}
+
+/// How long an exec pool's commands may run (the config gives exec launchers to exec pools).
+fn timeout_of(provider: &ProviderKind) -> std::time::Duration {
+    match provider {
+        ProviderKind::Exec(commands) => commands.timeout,
+        ProviderKind::Ec2 => std::time::Duration::from_secs(60),
     }
 }

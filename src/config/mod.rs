@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 pub mod scaling;
 
-pub use scaling::{Bound, Launch, Metric, Policy, Scaling};
+pub use scaling::{Bound, Launch, Launcher, Metric, Policy, Scaling};
 
 use crate::cli::{Cli, DEFAULT_CONFIG_PATH, DiscoveryArgs};
 use crate::model::is_haproxy_token;
@@ -321,10 +321,8 @@ pub struct PoolConfig {
     /// Where the pool's instances come from.
     pub provider: ProviderKind,
     pub discover: Discover,
-    /// `[pool.scaling]`; `None` for a discovery-only pool.
+    /// `[pool.scaling]` with the pool's launcher; `None` for a discovery-only pool.
     pub scaling: Option<Scaling>,
-    /// `[pool.launch]`; required with `scaling`.
-    pub launch: Option<Launch>,
     /// How a booting server is proven ready before it takes traffic.
     pub ready_check: ReadyCheck,
 }
@@ -341,8 +339,6 @@ pub enum ProviderKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecCommands {
     pub list: Vec<String>,
-    pub launch: Option<Vec<String>>,
-    pub terminate: Option<Vec<String>>,
     pub timeout: Duration,
 }
 
@@ -1104,14 +1100,11 @@ impl Validator {
                 }
             },
         };
-        let scaling = raw
-            .scaling
-            .map(|scaling| self.scaling(pool, scaling))
-            .transpose()?;
         if raw.static_hosts.is_some() {
             return Err(self.not_yet(at("static")));
         }
-        let (provider, discover, launch) = match raw.provider.as_deref() {
+        let scales = raw.scaling.is_some();
+        let (provider, discover, launcher) = match raw.provider.as_deref() {
             None | Some("ec2") => {
                 if raw.exec.is_some() {
                     return Err(self.invalid(at("exec"), "is only for `provider = \"exec\"`"));
@@ -1121,13 +1114,7 @@ impl Validator {
                     .launch
                     .map(|launch| self.launch(pool, launch))
                     .transpose()?;
-                if scaling.is_some() && launch.is_none() {
-                    return Err(self.invalid(
-                        at("launch"),
-                        "`[pool.scaling]` needs `[pool.launch]` to know how to launch instances",
-                    ));
-                }
-                (ProviderKind::Ec2, discover, launch)
+                (ProviderKind::Ec2, discover, launch.map(Launcher::Ec2))
             }
             Some("exec") => {
                 if raw.discover.is_some() {
@@ -1142,8 +1129,8 @@ impl Validator {
                         "is for EC2 pools; an exec pool launches with `[pool.exec] launch`",
                     ));
                 }
-                let exec = self.exec(pool, raw.exec, scaling.is_some())?;
-                (ProviderKind::Exec(exec), Discover::default(), None)
+                let (exec, launcher) = self.exec(pool, raw.exec, scales)?;
+                (ProviderKind::Exec(exec), Discover::default(), launcher)
             }
             Some("static") => {
                 return Err(self.invalid(
@@ -1155,6 +1142,16 @@ impl Validator {
                 return Err(self.invalid(
                     at("provider"),
                     format!("unknown provider `{other}`; expected `ec2`, `exec` or `static`"),
+                ));
+            }
+        };
+        let scaling = match (raw.scaling, launcher) {
+            (None, _) => None,
+            (Some(scaling), Some(launcher)) => Some(self.scaling(pool, scaling, launcher)?),
+            (Some(_), None) => {
+                return Err(self.invalid(
+                    at("launch"),
+                    "`[pool.scaling]` needs `[pool.launch]` to know how to launch instances",
                 ));
             }
         };
@@ -1182,7 +1179,6 @@ impl Validator {
             provider,
             discover,
             scaling,
-            launch,
             ready_check,
         })
     }
@@ -1192,7 +1188,7 @@ impl Validator {
         pool: &PoolAt,
         raw: Option<RawExec>,
         scaling: bool,
-    ) -> Result<ExecCommands, ConfigError> {
+    ) -> Result<(ExecCommands, Option<Launcher>), ConfigError> {
         let at = |key: &str| pool.key(&format!("exec.{key}"));
         let raw = raw.ok_or_else(|| {
             self.invalid(
@@ -1215,16 +1211,21 @@ impl Validator {
             .terminate
             .map(|argv| self.argv(at("terminate"), argv))
             .transpose()?;
-        if scaling && (launch.is_none() || terminate.is_none()) {
-            return Err(self.invalid(
-                at(if launch.is_none() {
-                    "launch"
-                } else {
-                    "terminate"
-                }),
-                "is required when the pool scales",
-            ));
-        }
+        let launcher = match (launch, terminate) {
+            (Some(launch), Some(terminate)) => Some(Launcher::Exec { launch, terminate }),
+            (launch, _) if scaling => {
+                return Err(self.invalid(
+                    at(if launch.is_none() {
+                        "launch"
+                    } else {
+                        "terminate"
+                    }),
+                    "is required when the pool scales",
+                ));
+            }
+            // Not used without `[pool.scaling]`.
+            _ => None,
+        };
         let timeout_s = raw.timeout_s.unwrap_or(60);
         if !(1..=3600).contains(&timeout_s) {
             return Err(self.invalid(
@@ -1232,12 +1233,13 @@ impl Validator {
                 format!("must be between 1 and 3600 seconds, got {timeout_s}"),
             ));
         }
-        Ok(ExecCommands {
-            list,
-            launch,
-            terminate,
-            timeout: Duration::from_secs(timeout_s as u64),
-        })
+        Ok((
+            ExecCommands {
+                list,
+                timeout: Duration::from_secs(timeout_s as u64),
+            },
+            launcher,
+        ))
     }
 
     fn discover(&self, pool: &PoolAt, raw: RawDiscover) -> Result<Discover, ConfigError> {
@@ -1535,7 +1537,13 @@ security_group = "web"
                 &format!("[haproxy]\nstats_socket = \"/s\"\n[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"web\"\n[pool.scaling]\nmax = 3\nscale_up_above = 20\nscale_down_below = 10\n[pool.launch]\n{extra}\n"),
                 &dir.path().join("config.toml"),
             )
-            .map(|config| config.pools[0].launch.clone().unwrap())
+            .map(|config| match &config.pools[0].scaling {
+                Some(Scaling {
+                    launcher: Launcher::Ec2(launch),
+                    ..
+                }) => launch.clone(),
+                _ => panic!("an EC2 scaling pool"),
+            })
         };
         let error = launch(
             "image_id = \"ami-1\"\ninstance_type = \"t3.micro\"\nuser_data_file = \"boot.sh\"",

@@ -112,6 +112,21 @@ pub struct Scaling {
     pub cooldown_s: u64,
     pub drain_s: u64,
     pub warmup_s: u64,
+    /// How the pool launches and terminates instances: a scaling pool always can.
+    #[serde(skip)]
+    pub launcher: Launcher,
+}
+
+/// How a scaling pool launches and terminates instances.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Launcher {
+    /// `[pool.launch]`: RunInstances with these settings, TerminateInstances.
+    Ec2(Launch),
+    /// `[pool.exec]`'s `launch` and `terminate` commands (argv), run like `list`.
+    Exec {
+        launch: Vec<String>,
+        terminate: Vec<String>,
+    },
 }
 
 /// `[pool.launch]` for EC2, validated.
@@ -208,7 +223,12 @@ pub const TAG_LAUNCH_TOKEN: &str = "haproxy-autoscaler:launch-token";
 pub const TAG_PROTECTED: &str = "haproxy-autoscaler:protected";
 
 impl Validator {
-    pub(super) fn scaling(&self, pool: &PoolAt, raw: RawScaling) -> Result<Scaling, ConfigError> {
+    pub(super) fn scaling(
+        &self,
+        pool: &PoolAt,
+        raw: RawScaling,
+        launcher: Launcher,
+    ) -> Result<Scaling, ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
         let count =
             |key: &str, value: Option<i64>, default: i64, least: i64| -> Result<i64, ConfigError> {
@@ -397,6 +417,7 @@ impl Validator {
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
             drain_s: count("drain_s", raw.drain_s, 120, 0)? as u64,
             warmup_s: count("warmup_s", raw.warmup_s, 90, 0)? as u64,
+            launcher,
         })
     }
 

@@ -453,7 +453,7 @@ fn toward_target(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Bound, Metric};
+    use crate::config::{Bound, Launcher, Metric};
 
     fn scaling(policy: Policy) -> Scaling {
         Scaling {
@@ -468,6 +468,10 @@ mod tests {
             cooldown_s: 60,
             drain_s: 120,
             warmup_s: 90,
+            launcher: Launcher::Exec {
+                launch: vec!["launch".into()],
+                terminate: vec!["terminate".into()],
+            },
         }
     }
 
