@@ -1,7 +1,8 @@
 //! The orchestrator: the only place that strings the steps of a run together.
 //!
-//! validate config and template → lock → load state → observe (cloud, installed haproxy.cfg) →
-//! plan (pure) → `--plan`: report it / otherwise: apply it → report. `--plan` takes no lock and
+//! validate config and template → lock → load state (store) → observe (cloud, stats, probes) →
+//! read the installed haproxy.cfg → decide (pure) → `--plan`: report it / otherwise: apply it →
+//! report. See `ARCHITECTURE.md`. `--plan` takes no lock and
 //! writes nothing: every file it reads is replaced only by atomic renames, so it always sees
 //! whole files.
 

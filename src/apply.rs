@@ -20,8 +20,8 @@ use crate::config::{Config, Launcher, PoolConfig, StatsSource};
 use crate::decide::plan::{Action, Plan};
 use crate::error::Error;
 use crate::failpoint;
+use crate::haproxy::admin_socket;
 use crate::haproxy::install;
-use crate::haproxy::runtime;
 use crate::model::{LaunchIntent, State};
 use crate::store::{Revision, StateStore};
 
@@ -156,7 +156,9 @@ async fn drain(config: &Config, plan: &Plan) {
         };
         match &config.haproxy.stats {
             Some(StatsSource::Socket(socket)) => {
-                if let Err(error) = runtime::drain(socket, backend, server, RUNTIME_TIMEOUT).await {
+                if let Err(error) =
+                    admin_socket::drain(socket, backend, server, RUNTIME_TIMEOUT).await
+                {
                     tracing::warn!(
                         "cannot drain {backend}/{server} through the runtime API: {error}"
                     );

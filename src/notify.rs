@@ -1,4 +1,5 @@
-//! Notifications: `scaled`, `capped`, `rapid` and `failed` events to the log, a webhook (POST
+//! Notifications: the [`EventKind`]s (`scaled`, `capped`, `rapid`, `blocked`, `skipped`,
+//! `failed`, `recovered`) to the log, a webhook (POST
 //! JSON with a Slack-compatible `text` field) and a command (the event JSON on stdin).
 //!
 //! A sink that fails is reported in the log and never fails the run. The webhook URL carries its

@@ -15,8 +15,8 @@ use crate::config::{Config, PoolConfig, ProviderKind, Scaling, StatsSource};
 use crate::decide::address;
 use crate::decide::plan::Observations;
 use crate::decide::scaling;
+use crate::haproxy::admin_socket;
 use crate::haproxy::master::Master;
-use crate::haproxy::runtime;
 use crate::model::{
     Discovered, Info, Instance, Observed, OldWorkers, PoolState, Row, State, StatsSnapshot,
 };
@@ -94,7 +94,7 @@ fn with_endpoints(pool: &PoolConfig, instances: Vec<Instance>) -> Vec<Discovered
 /// HAProxy's stats, or `None` (with a warning) when they cannot be read: no scaling this run.
 async fn read_stats(config: &Config) -> Option<(Info, Vec<Row>)> {
     let source = config.haproxy.stats.as_ref()?;
-    match runtime::read_stats(source, STATS_TIMEOUT).await {
+    match admin_socket::read_stats(source, STATS_TIMEOUT).await {
         Ok((mut info, rows)) => {
             // The stats page has no pid: the master's reload count stands in for it, so a
             // reload made by anyone splits the samples too.

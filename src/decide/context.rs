@@ -13,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::config::{Config, StatsSource};
-use crate::decide::membership::{PoolPlan, Server, Skipped};
+use crate::decide::membership::{BackendPlan, Server, Skipped};
 use crate::decide::plan::PlanError;
 use crate::decide::render::{RenderError, Renderer};
 use crate::model::is_haproxy_token;
@@ -22,8 +22,8 @@ use crate::model::is_haproxy_token;
 #[derive(Debug, Serialize)]
 struct TemplateContext<'a> {
     haproxy: TemplateHaproxy<'a>,
-    pools: &'a [PoolPlan],
-    backends: BTreeMap<&'a str, &'a PoolPlan>,
+    pools: &'a [BackendPlan],
+    backends: BTreeMap<&'a str, &'a BackendPlan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,7 +34,7 @@ struct TemplateHaproxy<'a> {
     master_socket: Option<&'a Path>,
 }
 
-fn template_context<'a>(config: &'a Config, pools: &'a [PoolPlan]) -> TemplateContext<'a> {
+fn template_context<'a>(config: &'a Config, pools: &'a [BackendPlan]) -> TemplateContext<'a> {
     TemplateContext {
         haproxy: TemplateHaproxy {
             config: &config.haproxy.config,
@@ -63,7 +63,7 @@ type Marked = (usize, usize, String, String);
 pub fn render_leaving_out_unsafe(
     renderer: &Renderer,
     config: &Config,
-    pools: &mut [PoolPlan],
+    pools: &mut [BackendPlan],
 ) -> Result<String, PlanError> {
     let refused = match renderer.render(&template_context(config, pools)) {
         Ok(text) => return Ok(text),
@@ -108,7 +108,7 @@ fn marker_text(index: usize) -> String {
 }
 
 /// Replaces every unsafe value of every server by a marker, in the order of the list returned.
-fn mark_unsafe_values(pools: &mut [PoolPlan]) -> Vec<Marked> {
+fn mark_unsafe_values(pools: &mut [BackendPlan]) -> Vec<Marked> {
     let mut marked = Vec::new();
     for (pool_index, pool) in pools.iter_mut().enumerate() {
         for (server_index, server) in pool.servers.iter_mut().enumerate() {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::PoolConfig;
-use crate::decide::scaling::{Role, ScalePlan};
+use crate::decide::scaling::{Role, ScalingPlan};
 use crate::model::{Discovered, Instance, InstanceState, Observed, State, Unusable};
 
 /// One server of a backend, as the template sees it.
@@ -47,7 +47,7 @@ pub struct Skipped {
 
 /// A pool and the servers of its backend.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PoolPlan {
+pub struct BackendPlan {
     pub name: String,
     pub backend: String,
     pub port: u16,
@@ -63,11 +63,15 @@ pub struct PoolPlan {
     #[serde(skip)]
     pub allow_empty: bool,
     /// Scaling pools: the decision and the launches, drains and terminations.
-    pub scale: Option<ScalePlan>,
+    pub scale: Option<ScalingPlan>,
 }
 
 /// The servers of one pool, sorted by instance id.
-pub fn pool_plan(pool: &PoolConfig, observed: &Observed, scale: Option<ScalePlan>) -> PoolPlan {
+pub fn plan_backend(
+    pool: &PoolConfig,
+    observed: &Observed,
+    scale: Option<ScalingPlan>,
+) -> BackendPlan {
     let mut servers = Vec::new();
     let mut skipped = Vec::new();
     for found in &observed.instances {
@@ -85,7 +89,7 @@ pub fn pool_plan(pool: &PoolConfig, observed: &Observed, scale: Option<ScalePlan
     servers.sort_by(|a, b| a.name.cmp(&b.name));
     let servers = drop_ambiguous(servers, &mut skipped);
     skipped.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
-    PoolPlan {
+    BackendPlan {
         name: pool.name.clone(),
         backend: pool.backend.clone(),
         port: pool.port,
@@ -180,7 +184,7 @@ fn skip(instance: &Instance, reason: &str, bad_value: bool) -> Skipped {
 }
 
 /// Fills in each pool's `newly_bad`: left out for a bad value now, not by the previous run.
-pub fn mark_newly_bad(pools: &mut [PoolPlan], state: &State) {
+pub fn mark_newly_bad(pools: &mut [BackendPlan], state: &State) {
     for pool in pools {
         let before: BTreeSet<&String> = state
             .pools

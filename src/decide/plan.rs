@@ -18,9 +18,9 @@ use serde::Serialize;
 use crate::config::{Config, PoolConfig, ProviderKind};
 use crate::decide::context::render_leaving_out_unsafe;
 use crate::decide::installed_servers::backend_servers;
-use crate::decide::membership::{self, PoolPlan, Skipped, found_words};
+use crate::decide::membership::{self, BackendPlan, Skipped, found_words};
 use crate::decide::render::{RenderError, Renderer};
-use crate::decide::scaling::{self, PoolFacts};
+use crate::decide::scaling::{self, ScalingFacts};
 use crate::model::{Observed, PoolState, State, sha256_hex};
 
 /// Why no plan could be made.
@@ -152,7 +152,7 @@ pub enum Action {
 /// Everything a run will do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
-    pub pools: Vec<PoolPlan>,
+    pub pools: Vec<BackendPlan>,
     pub config: ConfigChange,
     pub actions: Vec<Action>,
     /// What the run says once, as `warning:` lines: a hand-edited haproxy.cfg replaced, an
@@ -279,7 +279,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
 }
 
 /// Scales each scaling pool and sorts each pool's instances into servers and left-out ones.
-fn plan_pools(facts: &Facts<'_>) -> Vec<PoolPlan> {
+fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
     let default_state = PoolState::default();
     let notify = &facts.config.notify;
     facts
@@ -287,7 +287,7 @@ fn plan_pools(facts: &Facts<'_>) -> Vec<PoolPlan> {
         .iter()
         .map(|(pool, observed)| {
             let scale = pool.scaling.as_ref().map(|scaling| {
-                scaling::plan_pool(&PoolFacts {
+                scaling::plan_scaling(&ScalingFacts {
                     pool,
                     scaling,
                     instances: &observed.instances,
@@ -300,7 +300,7 @@ fn plan_pools(facts: &Facts<'_>) -> Vec<PoolPlan> {
                     launch_timeout_s: launch_timeout_s(facts.config, pool),
                 })
             });
-            membership::pool_plan(pool, observed, scale)
+            membership::plan_backend(pool, observed, scale)
         })
         .collect()
 }
@@ -314,7 +314,7 @@ fn launch_timeout_s(config: &Config, pool: &PoolConfig) -> u64 {
 }
 
 /// Launches and drains, which come first in a run.
-fn scale_actions(pools: &[PoolPlan]) -> Vec<Action> {
+fn scale_actions(pools: &[BackendPlan]) -> Vec<Action> {
     let mut actions = Vec::new();
     for pool in pools {
         let Some(scale) = &pool.scale else { continue };
@@ -336,7 +336,7 @@ fn scale_actions(pools: &[PoolPlan]) -> Vec<Action> {
 }
 
 /// Terminations, which come last.
-fn terminate_actions(pools: &[PoolPlan]) -> Vec<Action> {
+fn terminate_actions(pools: &[BackendPlan]) -> Vec<Action> {
     pools
         .iter()
         .flat_map(|pool| {
@@ -355,7 +355,7 @@ fn terminate_actions(pools: &[PoolPlan]) -> Vec<Action> {
 /// the state records it, whatever the template calls the backend (`backend be_{{backend}}`).
 /// Only without a record (a new state file, adopting an existing haproxy.cfg) is the installed
 /// file read for it.
-fn servers_before(facts: &Facts<'_>, pool: &PoolPlan) -> Vec<String> {
+fn servers_before(facts: &Facts<'_>, pool: &BackendPlan) -> Vec<String> {
     facts
         .state
         .installed_config_sha256
@@ -369,7 +369,7 @@ fn servers_before(facts: &Facts<'_>, pool: &PoolPlan) -> Vec<String> {
 /// backend (invariant 7). Returns the warnings for backends that are empty and may be.
 fn membership_actions(
     facts: &Facts<'_>,
-    pools: &[PoolPlan],
+    pools: &[BackendPlan],
     actions: &mut Vec<Action>,
 ) -> Result<Vec<String>, PlanError> {
     let mut empty_backends = Vec::new();
@@ -399,7 +399,7 @@ fn membership_actions(
 }
 
 /// The servers that join and leave one backend. Sets, not scans: a backend can have 100,000.
-fn membership_changes(pool: &PoolPlan, before: &[String]) -> Vec<Action> {
+fn membership_changes(pool: &BackendPlan, before: &[String]) -> Vec<Action> {
     let before_set: HashSet<&str> = before.iter().map(String::as_str).collect();
     let rendered: HashSet<&str> = pool.servers.iter().map(|s| s.name.as_str()).collect();
     let terminating: HashSet<&str> = pool
@@ -511,7 +511,7 @@ fn install_reason(facts: &Facts<'_>, comparison: &Comparison, actions: &[Action]
 
 /// The state after this run; `installed` is the rendered config's sha256 when this run installs
 /// it (and reloads: the scaling pools record when, so the interval across it gives no metric).
-fn next_state(facts: &Facts<'_>, pools: &[PoolPlan], installed: Option<&String>) -> State {
+fn next_state(facts: &Facts<'_>, pools: &[BackendPlan], installed: Option<&String>) -> State {
     let mut next = facts.state.clone();
     next.config = Some(facts.config.identity.clone());
     if let Some(sha256) = installed {

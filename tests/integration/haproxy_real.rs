@@ -276,7 +276,7 @@ fn get(port: u16) -> String {
 fn stats_counters_across_a_real_reload_and_a_drain_through_the_runtime_api() {
     use haproxy_autoscaler::config::StatsSource;
     use haproxy_autoscaler::decide::scaling;
-    use haproxy_autoscaler::haproxy::runtime;
+    use haproxy_autoscaler::haproxy::admin_socket;
     use haproxy_autoscaler::model::Status;
     use haproxy_autoscaler::model::{OldWorkers, StatsSnapshot};
     use haproxy_autoscaler::testing;
@@ -306,7 +306,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
     let source = StatsSource::Socket(admin.display().to_string());
     let read = || {
         runtime_
-            .block_on(runtime::read_stats(&source, Duration::from_secs(5)))
+            .block_on(admin_socket::read_stats(&source, Duration::from_secs(5)))
             .unwrap()
     };
 
@@ -325,7 +325,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
     // The same counters from the CSV stats page.
     let page = StatsSource::Url(format!("http://127.0.0.1:{stats_page}/stats;csv"));
     let (_, page_rows) = runtime_
-        .block_on(runtime::read_stats(&page, Duration::from_secs(5)))
+        .block_on(admin_socket::read_stats(&page, Duration::from_secs(5)))
         .unwrap();
     let server = page_rows
         .iter()
@@ -369,7 +369,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
                 .collect(),
             old_workers: OldWorkers::Untracked,
         };
-        scaling::plan_pool(&scaling::PoolFacts {
+        scaling::plan_scaling(&scaling::ScalingFacts {
             pool: &pool,
             scaling: pool.scaling.as_ref().unwrap(),
             instances: &instances,
@@ -392,7 +392,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
 
     // Drain through the runtime API, observed in `show stat`.
     runtime_
-        .block_on(runtime::drain(
+        .block_on(admin_socket::drain(
             &admin.display().to_string(),
             "web",
             "i-1",
@@ -406,7 +406,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
         .unwrap()
         .status;
     assert_eq!(server_status, Status::Drain);
-    let refused = runtime_.block_on(runtime::drain(
+    let refused = runtime_.block_on(admin_socket::drain(
         &admin.display().to_string(),
         "web",
         "i-404",

@@ -9,7 +9,7 @@
 use crate::decide::policy::Decision;
 use crate::model::{PoolState, ScaleEvent};
 
-use super::{Event, PoolFacts};
+use super::{Event, ScalingFacts};
 
 /// How many scale events are kept per pool.
 const KEEP_HISTORY: usize = 50;
@@ -28,7 +28,7 @@ pub(super) struct Outcome {
 /// `to` is the capacity the run actually reaches; `not_drainable` says why a scale-down could
 /// drain nothing. A blocked scale-down's reason is extended in `decision`.
 pub(super) fn pool_events(
-    facts: &PoolFacts<'_>,
+    facts: &ScalingFacts<'_>,
     state: &PoolState,
     decision: &mut Decision,
     to: u32,

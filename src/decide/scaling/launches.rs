@@ -8,7 +8,7 @@
 use crate::decide::policy;
 use crate::model::{LaunchIntent, PoolState};
 
-use super::{LaunchAction, PoolFacts};
+use super::{LaunchAction, ScalingFacts};
 
 /// The launches of this run and the intents the state keeps.
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ pub(super) struct Launches {
 
 /// Carries the state's intents into this run: waiting, re-sent, or dropped at `max`.
 /// `present` is the pool's capacity that exists (in service and booting).
-pub(super) fn carry_intents(facts: &PoolFacts<'_>, state: &PoolState, present: u32) -> Launches {
+pub(super) fn carry_intents(facts: &ScalingFacts<'_>, state: &PoolState, present: u32) -> Launches {
     let now = facts.now;
     let (_, max_now) = policy::bounds_at(facts.scaling, now);
     let mut carried = Launches::default();

@@ -8,7 +8,7 @@
 use crate::config::Metric;
 use crate::model::{PoolState, Sample, ServerCounters, StatsSnapshot};
 
-use super::PoolFacts;
+use super::ScalingFacts;
 
 /// What this run measured.
 #[derive(Debug)]
@@ -22,7 +22,11 @@ pub(super) struct Measured {
 }
 
 /// Samples the backend and computes the metric of the servers in service (`in_service` ids).
-pub(super) fn measure(facts: &PoolFacts<'_>, state: &PoolState, in_service: &[&str]) -> Measured {
+pub(super) fn measure(
+    facts: &ScalingFacts<'_>,
+    state: &PoolState,
+    in_service: &[&str],
+) -> Measured {
     let sample = facts.stats.map(|stats| sample_of(stats, facts.now));
     let per_server: Vec<f64> = match &sample {
         Some(sample) => {

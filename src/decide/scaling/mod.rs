@@ -3,7 +3,7 @@
 //! Steps, each in its own module: [`roles`] (booting, in service, draining; drains that end),
 //! [`launches`] (intents carried over from earlier runs), [`metric`] (this run's sample and the
 //! pool's metric), then [`crate::decide::policy`] decides, [`victims`] picks the servers a
-//! scale-down drains, and [`events`] says what happened. [`plan_pool`] strings them together and
+//! scale-down drains, and [`events`] says what happened. [`plan_scaling`] strings them together and
 //! builds the pool's next state.
 
 mod events;
@@ -25,7 +25,7 @@ const KEEP_SAMPLES: usize = 20;
 
 /// Facts for one scaling pool.
 #[derive(Debug, Clone, Copy)]
-pub struct PoolFacts<'a> {
+pub struct ScalingFacts<'a> {
     pub pool: &'a PoolConfig,
     pub scaling: &'a Scaling,
     pub instances: &'a [Discovered],
@@ -99,7 +99,7 @@ pub enum Event {
 
 /// The scaling part of a pool's plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ScalePlan {
+pub struct ScalingPlan {
     pub decision: Decision,
     /// Roles of the instances that stay in haproxy.cfg (terminating ones are absent).
     pub roles: BTreeMap<String, Role>,
@@ -162,7 +162,7 @@ pub fn launch_token(pool: &str, now: i64) -> String {
 }
 
 /// Plans one scaling pool.
-pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
+pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     let now = facts.now;
     // Times from the future (written while the clock was ahead) would hold a cooldown or a drain
     // for as long as the clock was off: every stored time counts as `now` at the latest.
@@ -213,7 +213,7 @@ pub fn plan_pool(facts: &PoolFacts<'_>) -> ScalePlan {
     let next = next_state(
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
-    ScalePlan {
+    ScalingPlan {
         warnings: launch_time_warnings(facts),
         roles: roles.roles,
         launches: launches.launches,
@@ -241,7 +241,7 @@ fn rows_by_server(stats: Option<&StatsSnapshot>) -> HashMap<&str, &Row> {
 /// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
 /// membership plan; `reloaded_at` is set there when this run reloads).
 fn next_state(
-    facts: &PoolFacts<'_>,
+    facts: &ScalingFacts<'_>,
     state: &PoolState,
     decision: &Decision,
     roles: &roles::Roles,
@@ -283,7 +283,7 @@ fn next_state(
 }
 
 /// Facts the operator must fix: a launch time that cannot be read keeps its server booting.
-fn launch_time_warnings(facts: &PoolFacts<'_>) -> Vec<String> {
+fn launch_time_warnings(facts: &ScalingFacts<'_>) -> Vec<String> {
     facts
         .instances
         .iter()
@@ -416,9 +416,9 @@ mod tests {
             }
         }
 
-        fn plan(&self) -> ScalePlan {
+        fn plan(&self) -> ScalingPlan {
             let instances = testing::discovered(&self.pool, &self.instances);
-            plan_pool(&PoolFacts {
+            plan_scaling(&ScalingFacts {
                 pool: &self.pool,
                 scaling: self.pool.scaling.as_ref().unwrap(),
                 instances: &instances,
@@ -1073,7 +1073,7 @@ mod tests {
         /// Runs the planner against a simulated pool with a constant total load spread over the
         /// servers in service, applying each plan (launches run at once, drains end the next
         /// run), and returns the plans.
-        fn simulate(load: f64, start: usize, runs: usize) -> Vec<ScalePlan> {
+        fn simulate(load: f64, start: usize, runs: usize) -> Vec<ScalingPlan> {
             let pool = pool(
                 "min = 1\nmax = 20\npolicy = \"target\"\ntarget = 15\nscale_down_window_s = 0\nstep_up = 4\nstep_down = 2\ncooldown_s = 0\nwarmup_s = 0\ndrain_s = 0",
                 "none",

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::config::ReadyCheck;
 use crate::model::{Draining, InstanceState, OldWorkers, PoolState, Row};
 
-use super::{InstanceAction, PoolFacts, Role, in_warmup};
+use super::{InstanceAction, Role, ScalingFacts, in_warmup};
 
 /// Roles after this run, with the drains that go on and the ones that end.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ impl Roles {
 
 /// Sorts the pool's instances into roles.
 pub(super) fn assign_roles(
-    facts: &PoolFacts<'_>,
+    facts: &ScalingFacts<'_>,
     state: &PoolState,
     rows: &HashMap<&str, &Row>,
 ) -> Roles {
@@ -90,7 +90,7 @@ fn drain_end(elapsed: i64, drain_s: u64, idle: bool) -> Option<String> {
 }
 
 /// No worker from before a reload may still be finishing a request on a draining server.
-fn no_old_worker(facts: &PoolFacts<'_>) -> bool {
+fn no_old_worker(facts: &ScalingFacts<'_>) -> bool {
     facts.stats.is_some_and(|stats| {
         matches!(
             stats.old_workers,

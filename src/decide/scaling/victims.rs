@@ -7,7 +7,7 @@ use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
 use crate::model::{Draining, Instance, Row};
 
 use super::roles::Roles;
-use super::{InstanceAction, PoolFacts, Role, launched_at};
+use super::{InstanceAction, Role, ScalingFacts, launched_at};
 
 /// The drains a scale-down makes, and why the servers it could not drain are not drainable.
 #[derive(Debug, Default)]
@@ -20,7 +20,7 @@ pub(super) struct Drains {
 
 /// Drains `count` servers in service or booting, marking them draining in `roles`.
 pub(super) fn drain_servers(
-    facts: &PoolFacts<'_>,
+    facts: &ScalingFacts<'_>,
     rows: &HashMap<&str, &Row>,
     roles: &mut Roles,
     count: u32,
