@@ -330,6 +330,30 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"version\": 1}");
     }
 
+    /// A state file written by release 0.1.0 (before the code moved into model/decide/store):
+    /// a scaling pool with samples, a launch intent, a scale history and a reload, and a
+    /// discovery-only pool. It loads, and saving it again writes the very same bytes.
+    #[test]
+    fn a_state_written_by_0_1_0_loads_unchanged() {
+        let bytes = include_bytes!("../tests/fixtures/state-0.1.0.json");
+        let state = from_bytes(bytes, Path::new("state-0.1.0.json")).unwrap();
+        assert_eq!(state.version, 1);
+        let web = &state.pools["web"];
+        assert_eq!(web.servers, ["i-1", "i-3"]);
+        assert_eq!(web.samples.len(), 4);
+        assert_eq!(
+            web.launches[0].instance_ids.as_deref(),
+            Some(&["i-new1".to_owned()][..])
+        );
+        assert_eq!(web.scale_history.len(), 2);
+        assert!(web.reloaded_at.is_some());
+        assert_eq!(state.pools["static"].servers, ["i-1", "i-2", "i-3"]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        save(&path, &state, &Revision(None)).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    }
+
     #[test]
     fn sha256_is_lowercase_hex() {
         assert_eq!(
