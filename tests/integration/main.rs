@@ -13,5 +13,6 @@ mod hostile_classes;
 mod local_demo;
 mod moto;
 mod operator;
+mod plan_output;
 mod scaling;
 mod util;
