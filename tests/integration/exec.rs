@@ -1,16 +1,12 @@
 //! The exec provider through the real binary: no cloud, no AWS configuration needed.
 
-use super::util::{Deployment, assert_exit, describe, stderr, stdout};
+use super::util::{
+    Deployment, assert_exit, describe, exec_pool, fixture_exec_pool, stderr, stdout,
+};
 
 fn exec_deployment() -> Deployment {
     let mut deployment = Deployment::new("http://127.0.0.1:9");
-    let provider = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/exec-provider.py"
-    );
-    deployment.pool_toml = format!(
-        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"python3\", \"{provider}\", \"list\"]\nlaunch = [\"python3\", \"{provider}\", \"launch\"]\nterminate = [\"python3\", \"{provider}\", \"terminate\"]\n"
-    );
+    deployment.pool_toml = fixture_exec_pool("");
     deployment
 }
 
@@ -95,9 +91,7 @@ fn the_openstack_example_speaks_the_exec_json() {
 
     // Through the binary: only this pool's ACTIVE and BUILD servers, with their addresses.
     let mut deployment = deployment;
-    deployment.pool_toml = format!(
-        "[[pool]]\nname = \"web\"\nport = 8080\nprovider = \"exec\"\n[pool.exec]\nlist = [\"python3\", \"{example}\", \"list\", \"web\"]\n"
-    );
+    deployment.pool_toml = exec_pool("web", 8080, "", &["python3", example, "list", "web"], None);
     deployment.write();
     let output = deployment
         .command()
@@ -191,8 +185,17 @@ fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down()
     ));
     deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}{{#if draining}} weight 0{{/if}}\n{{/each}}{{/each}}".to_owned();
     let pool = |bounds: &str| {
-        format!(
-            "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\nready_check = \"http:/health\"\n[pool.exec]\nlist = [\"python3\", \"{provider}\", \"list\"]\nlaunch = [\"python3\", \"{provider}\", \"launch\"]\nterminate = [\"python3\", \"{provider}\", \"terminate\"]\n[pool.scaling]\n{bounds}\nstep_up = 2\nwarmup_s = 0\ndrain_s = 0\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 5\n"
+        exec_pool(
+            "web",
+            80,
+            "ready_check = \"http:/health\"",
+            &["python3", provider, "list"],
+            Some((
+                &["python3", provider, "launch"],
+                &["python3", provider, "terminate"],
+            )),
+        ) + &format!(
+            "[pool.scaling]\n{bounds}\nstep_up = 2\nwarmup_s = 0\ndrain_s = 0\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 5\n"
         )
     };
     let run = |deployment: &Deployment| {

@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use super::util::{Deployment, assert_exit, describe, is_root};
+use super::util::{Deployment, assert_exit, describe, exec_pool, is_root};
 
 #[test]
 fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
@@ -14,9 +14,13 @@ fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
         "check_command = [\"sh\", \"-c\", \"stat -c %a \\\"$0\\\" >> {}\", \"{{config}}\"]\nreload_command = [\"true\"]\n",
         modes.display()
     );
-    deployment.pool_toml = format!(
-        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\nlaunch = [\"false\"]\nterminate = [\"false\"]\n",
-        deployment.path("instances.json").display()
+    let instances = deployment.path("instances.json").display().to_string();
+    deployment.pool_toml = exec_pool(
+        "web",
+        80,
+        "",
+        &["cat", &instances],
+        Some((&["false"], &["false"])),
     );
     let list = |ids: &[&str]| {
         let entries: Vec<String> = ids

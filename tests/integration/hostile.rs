@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use super::util::{Deployment, assert_exit, describe, is_root, stderr, stdout};
+use haproxy_autoscaler::testing::FakeAdminSocket;
+
+use super::util::{Deployment, assert_exit, describe, exec_pool, is_root, stderr, stdout};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/hostile");
 const KINDS: [&str; 5] = ["config", "template", "state", "instances", "stats"];
@@ -50,10 +52,14 @@ fn protected(scaling: &str, haproxy: &str) -> Deployment {
     let mut deployment = Deployment::new("http://127.0.0.1:9");
     deployment.template = TEMPLATE.to_owned();
     deployment.haproxy_toml.push_str(haproxy);
-    deployment.pool_toml = format!(
-        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\nready_check = \"none\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\nlaunch = [\"false\"]\nterminate = [\"false\"]\n{scaling}",
-        deployment.path("instances.json").display()
-    );
+    let instances = deployment.path("instances.json").display().to_string();
+    deployment.pool_toml = exec_pool(
+        "web",
+        80,
+        "ready_check = \"none\"",
+        &["cat", &instances],
+        Some((&["false"], &["false"])),
+    ) + scaling;
     std::fs::write(deployment.path("instances.json"), INSTANCES).unwrap();
     let good = deployment.run(&[]);
     assert_exit(&good, 0);
@@ -97,20 +103,7 @@ fn assert_names(output: &Output, expect: &Expect, label: &str) {
 
 /// An admin socket that answers `show info` with a live worker and `show stat` with `stat`.
 fn fake_admin_socket(path: &Path, stat: Vec<u8>) {
-    let listener = UnixListener::bind(path).unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut command = String::new();
-            let _ = std::io::Read::read_to_string(&mut stream, &mut command);
-            let answer: &[u8] = if command.starts_with("show info") {
-                b"Name: HAProxy\nPid: 4242\nUptime_sec: 600\n"
-            } else {
-                &stat
-            };
-            let _ = std::io::Write::write_all(&mut stream, answer);
-        }
-    });
+    FakeAdminSocket::start(path).set_stat(&stat);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::util::{assert_exit, describe, in_ci, is_root, stderr, stdout};
+use super::util::{assert_exit, describe, exec_pool, in_ci, is_root, stderr, stdout};
 
 /// A deployment under one folder, its config in `etc/` with paths relative to it, the shipped
 /// template, the default `check_command` (Debian's `haproxy -c`), and an exec pool `web` that
@@ -32,10 +32,7 @@ impl Site {
         std::fs::write(dir.path().join("etc/instances.json"), instances).unwrap();
         let list = dir.path().join("etc/instances.json");
         Site {
-            pools: format!(
-                "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\n",
-                list.display()
-            ),
+            pools: exec_pool("web", 80, "", &["cat", &list.display().to_string()], None),
             haproxy: "reload_command = [\"true\"]\n".to_owned(),
             dir,
         }
@@ -249,18 +246,27 @@ fn issue_9_9_one_bad_instance_never_stops_the_others() {
             {"id": "web-3", "address": "127.0.0.1", "tags": {"endpoint": "127.0.0.1:9003", "Name": "web three"}},
             {"id": "web-4", "address": "127.0.0.1", "tags": {"endpoint": "127.0.0.1:9004"}}]"#,
     );
-    site.pools = site.pools.replace(
-        "provider = \"exec\"",
-        "provider = \"exec\"\naddress = \"tag:endpoint\"",
+    site.pools = exec_pool(
+        "web",
+        80,
+        "address = \"tag:endpoint\"",
+        &[
+            "cat",
+            &site.path("etc/instances.json").display().to_string(),
+        ],
+        None,
     );
     std::fs::write(
         site.path("etc/api.json"),
         r#"[{"id": "api-1", "address": "127.0.0.1", "port": 9101}]"#,
     )
     .unwrap();
-    site.pools.push_str(&format!(
-        "[[pool]]\nname = \"api\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\n",
-        site.path("etc/api.json").display()
+    site.pools.push_str(&exec_pool(
+        "api",
+        80,
+        "",
+        &["cat", &site.path("etc/api.json").display().to_string()],
+        None,
     ));
     site.notify_to_file();
     std::fs::write(
@@ -348,11 +354,12 @@ fn issue_9_9_one_bad_instance_never_stops_the_others() {
 fn issue_9_11_12_a_failing_run_answers_in_json_and_notifies_on_transitions() {
     let mut site = Site::new(ONE_INSTANCE);
     let healthy = site.path("etc/healthy");
-    site.pools = format!(
-        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"sh\", \"-c\", \"test -f '{}' && cat '{}' || {{ echo 'inventory down' >&2; exit 3; }}\"]\n",
+    let script = format!(
+        "test -f '{}' && cat '{}' || {{ echo 'inventory down' >&2; exit 3; }}",
         healthy.display(),
         site.path("etc/instances.json").display()
     );
+    site.pools = exec_pool("web", 80, "", &["sh", "-c", &script], None);
     site.notify_to_file();
     site.haproxy
         .push_str("check_command = [\"test\", \"-s\", \"{config}\"]\n");

@@ -5,17 +5,11 @@
 
 use haproxy_autoscaler::testing::FakeAdminSocket;
 
-use super::util::{Deployment, assert_exit, stdout};
+use super::util::{Deployment, assert_exit, fixture_exec_pool, stdout};
 
 fn exec_deployment(pool_extra: &str) -> Deployment {
     let mut deployment = Deployment::new("http://127.0.0.1:9");
-    let provider = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/exec-provider.py"
-    );
-    deployment.pool_toml = format!(
-        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\nready_check = \"none\"\n[pool.exec]\nlist = [\"python3\", \"{provider}\", \"list\"]\nlaunch = [\"python3\", \"{provider}\", \"launch\"]\nterminate = [\"python3\", \"{provider}\", \"terminate\"]\n{pool_extra}"
-    );
+    deployment.pool_toml = fixture_exec_pool("ready_check = \"none\"") + pool_extra;
     deployment
 }
 

@@ -243,3 +243,51 @@ pub(crate) fn stderr(output: &Output) -> String {
 pub(crate) fn assert_exit(output: &Output, code: i32) {
     assert_eq!(output.status.code(), Some(code), "{}", describe(output));
 }
+
+/// A TOML array of strings: an argv in the config.
+fn toml_argv(argv: &[&str]) -> String {
+    toml::Value::Array(argv.iter().map(|arg| toml::Value::from(*arg)).collect()).to_string()
+}
+
+/// The `[[pool]]` of an exec pool named `name` on `port`: `keys` are more pool keys
+/// (`ready_check = "none"`), `list` its list command, `scale` its launch and terminate commands.
+/// Tables of the pool (`[pool.scaling]`) go after it.
+pub(crate) fn exec_pool(
+    name: &str,
+    port: u16,
+    keys: &str,
+    list: &[&str],
+    scale: Option<(&[&str], &[&str])>,
+) -> String {
+    let mut toml = format!(
+        "[[pool]]\nname = \"{name}\"\nport = {port}\nprovider = \"exec\"\n{keys}\n[pool.exec]\nlist = {}\n",
+        toml_argv(list)
+    );
+    if let Some((launch, terminate)) = scale {
+        toml.push_str(&format!(
+            "launch = {}\nterminate = {}\n",
+            toml_argv(launch),
+            toml_argv(terminate)
+        ));
+    }
+    toml
+}
+
+/// An exec pool `web` on port 80 served by the test provider (tests/fixtures/exec-provider.py,
+/// its instances in `$EXEC_PROVIDER_STATE`), which can also launch and terminate.
+pub(crate) fn fixture_exec_pool(keys: &str) -> String {
+    let provider = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/exec-provider.py"
+    );
+    exec_pool(
+        "web",
+        80,
+        keys,
+        &["python3", provider, "list"],
+        Some((
+            &["python3", provider, "launch"],
+            &["python3", provider, "terminate"],
+        )),
+    )
+}
