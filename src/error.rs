@@ -25,8 +25,12 @@ pub enum Error {
     #[error(transparent)]
     Region(#[from] NoRegion),
     /// The template named by `haproxy.template` in `config` cannot be read or compiled.
-    #[error("{config}: `haproxy.template`: {error}")]
-    Template { config: String, error: RenderError },
+    #[error("{config}: `haproxy.template` cannot be used")]
+    Template {
+        config: String,
+        #[source]
+        error: RenderError,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]

@@ -26,11 +26,14 @@ use crate::model::is_haproxy_token;
 /// A template that cannot be read, compiled or rendered.
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("cannot read template `{}`: {error}", path.display())]
+    #[error("cannot read template `{}`", path.display())]
     Read {
         path: PathBuf,
-        error: std::io::Error,
+        #[source]
+        source: std::io::Error,
     },
+    #[error("cannot hand the template its context")]
+    Context(#[source] serde_json::Error),
     #[error("template `{}` is invalid: {message}", path.display())]
     Compile { path: PathBuf, message: String },
     #[error("template `{}` failed to render: {message}", path.display())]
@@ -130,8 +133,7 @@ impl Renderer {
 
     /// Renders the template with `context`.
     pub fn render(&self, context: &impl Serialize) -> Result<String, RenderError> {
-        let context =
-            serde_json::to_value(context).expect("the template context always serializes");
+        let context = serde_json::to_value(context).map_err(RenderError::Context)?;
         self.refused.lock().expect("escape sink lock").clear();
         let text = self
             .registry

@@ -6,9 +6,9 @@ use crate::decide::render::{RenderError, Renderer};
 
 /// Reads and compiles the template file.
 pub(crate) fn load(path: &Path) -> Result<Renderer, RenderError> {
-    let read_error = |error| RenderError::Read {
+    let read_error = |source| RenderError::Read {
         path: path.to_owned(),
-        error,
+        source,
     };
     let bytes = crate::fs_atomic::read_regular(path, 1024 * 1024).map_err(read_error)?;
     let text = String::from_utf8(bytes).map_err(|_| {
