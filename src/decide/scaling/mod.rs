@@ -331,16 +331,19 @@ mod tests {
     use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
     use crate::model::{Draining, Info, LaunchIntent, OldWorkers, ScaleEvent, Status};
     use crate::testing;
-    use std::path::Path;
 
     const NOW: i64 = 1_800_000_000;
 
     fn pool(scaling: &str, ready_check: &str) -> PoolConfig {
-        let text = format!(
-            "[haproxy]\nstats_socket = \"/s\"\n[[pool]]\nname = \"web\"\nport = 80\nready_check = \"{ready_check}\"\n[pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n[pool.scaling]\n{scaling}\n"
-        );
-        crate::config::Config::parse(&text, Path::new("t.toml"))
-            .unwrap()
+        testing::ConfigBuilder::new()
+            .section("stats_socket = \"/s\"")
+            .scaling_pool(
+                "web",
+                80,
+                &format!("ready_check = \"{ready_check}\""),
+                scaling,
+            )
+            .build()
             .pools
             .remove(0)
     }
@@ -359,15 +362,8 @@ mod tests {
             .unwrap()
             .to_string();
         Instance {
-            id: id.into(),
-            state: InstanceState::Running,
-            private_ip: Some("127.0.0.1".into()),
-            public_ip: None,
-            port: None,
             launch_time: Some(launch),
-            zone: None,
-            image_id: None,
-            tags: BTreeMap::from([(TAG_POOL.to_owned(), "web".to_owned())]),
+            ..testing::tagged(testing::instance(id, "127.0.0.1"), &[(TAG_POOL, "web")])
         }
     }
 
