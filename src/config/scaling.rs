@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ConfigError, Key, PoolAt, Validator};
+use super::validate::Validator;
+use super::{ConfigError, Key, PoolAt};
 
 /// The load measure a policy looks at, per in-service server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -169,7 +170,7 @@ fn is_launch_template_id(value: &str) -> bool {
         .is_some_and(|hex| hex.len() == 17 && hex.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub(super) enum RawBound {
     Fixed(i64),
@@ -200,7 +201,7 @@ pub(super) struct RawScaling {
     warmup_s: Option<i64>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLaunch {
     launch_template: Option<String>,
@@ -222,6 +223,45 @@ pub const TAG_POOL: &str = "haproxy-autoscaler:pool";
 pub const TAG_LAUNCH_TOKEN: &str = "haproxy-autoscaler:launch-token";
 pub const TAG_PROTECTED: &str = "haproxy-autoscaler:protected";
 
+/// The policies, as `policy` names them, and the keys each one uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PolicyKind {
+    Threshold,
+    Consecutive,
+    Average,
+    Target,
+}
+
+impl PolicyKind {
+    fn parse(name: &str) -> Option<PolicyKind> {
+        match name {
+            "threshold" => Some(PolicyKind::Threshold),
+            "consecutive" => Some(PolicyKind::Consecutive),
+            "average" => Some(PolicyKind::Average),
+            "target" => Some(PolicyKind::Target),
+            _ => None,
+        }
+    }
+
+    /// The keys of `[pool.scaling]` this policy reads; the others are refused.
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            PolicyKind::Threshold => &["scale_up_above", "scale_down_below", "instance_ratio"],
+            PolicyKind::Consecutive => &[
+                "scale_up_above",
+                "scale_down_below",
+                "up_after",
+                "down_after",
+            ],
+            PolicyKind::Average => &["scale_up_above", "scale_down_below", "average_of"],
+            PolicyKind::Target => &["target", "tolerance", "scale_down_window_s"],
+        }
+    }
+}
+
+/// The most a count in `[pool.scaling]` may be.
+const MOST: i64 = u32::MAX as i64;
+
 impl Validator {
     pub(super) fn scaling(
         &self,
@@ -230,32 +270,60 @@ impl Validator {
         launcher: Launcher,
     ) -> Result<Scaling, ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
-        let count =
-            |key: &str, value: Option<i64>, default: i64, least: i64| -> Result<i64, ConfigError> {
-                let value = value.unwrap_or(default);
-                let most = i64::from(u32::MAX);
-                if value < least || value > most {
-                    return Err(self.invalid(
-                        at(key),
-                        format!("must be between {least} and {most}, got {value}"),
-                    ));
-                }
-                Ok(value)
-            };
-        let min = self.bound(at("min"), raw.min.unwrap_or(RawBound::Fixed(1)), 0)?;
-        let max = self.bound(
-            at("max"),
-            raw.max.ok_or_else(|| {
-                self.invalid(at("max"), "is required: the most servers the pool may have")
-            })?,
-            1,
+        let count = |key: &str, value: Option<i64>, default: i64, least: i64| {
+            self.in_range(at(key), value.unwrap_or(default), least..=MOST)
+        };
+        let (min, max) = self.bounds(pool, raw.min.clone(), raw.max.clone())?;
+        let timezone_name = raw.timezone.clone().unwrap_or_else(|| "UTC".to_owned());
+        let timezone = jiff::tz::TimeZone::get(&timezone_name).map_err(|_| {
+            self.invalid(
+                at("timezone"),
+                format!(
+                    "unknown time zone `{timezone_name}`; use an IANA name such as `Europe/Paris`"
+                ),
+            )
+        })?;
+        Ok(Scaling {
+            min,
+            max,
+            timezone,
+            timezone_name,
+            metric: self.metric(pool, raw.metric.as_deref())?,
+            policy: self.policy(pool, &raw)?,
+            step_up: count("step_up", raw.step_up, 1, 1)? as u32,
+            step_down: count("step_down", raw.step_down, 1, 1)? as u32,
+            cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
+            drain_s: count("drain_s", raw.drain_s, 120, 0)? as u64,
+            warmup_s: count("warmup_s", raw.warmup_s, 90, 0)? as u64,
+            launcher,
+        })
+    }
+
+    /// `min` and `max`, and `min <= max` at every minute either changes.
+    fn bounds(
+        &self,
+        pool: &PoolAt,
+        min: Option<RawBound>,
+        max: Option<RawBound>,
+    ) -> Result<(Bound, Bound), ConfigError> {
+        let min = self.bound(
+            pool.key("scaling.min"),
+            min.unwrap_or(RawBound::Fixed(1)),
+            0,
         )?;
+        let max = max.ok_or_else(|| {
+            self.invalid(
+                pool.key("scaling.max"),
+                "is required: the most servers the pool may have",
+            )
+        })?;
+        let max = self.bound(pool.key("scaling.max"), max, 1)?;
         let mut points = min.change_points();
         points.extend(max.change_points());
         for minute in points {
             if min.at(minute) > max.at(minute) {
                 return Err(self.invalid(
-                    at("min"),
+                    pool.key("scaling.min"),
                     format!(
                         "min {} is above max {} at {:02}:{:02}",
                         min.at(minute),
@@ -266,16 +334,11 @@ impl Validator {
                 ));
             }
         }
-        let timezone_name = raw.timezone.unwrap_or_else(|| "UTC".to_owned());
-        let timezone = jiff::tz::TimeZone::get(&timezone_name).map_err(|_| {
-            self.invalid(
-                at("timezone"),
-                format!(
-                    "unknown time zone `{timezone_name}`; use an IANA name such as `Europe/Paris`"
-                ),
-            )
-        })?;
-        let metric = match raw.metric.as_deref().unwrap_or("session_rate") {
+        Ok((min, max))
+    }
+
+    fn metric(&self, pool: &PoolAt, name: Option<&str>) -> Result<Metric, ConfigError> {
+        Ok(match name.unwrap_or("session_rate") {
             "session_rate" => Metric::SessionRate,
             "request_rate" => Metric::RequestRate,
             "current_sessions" => Metric::CurrentSessions,
@@ -283,29 +346,25 @@ impl Validator {
             "response_time_ms" => Metric::ResponseTimeMs,
             other => {
                 return Err(self.invalid(
-                    at("metric"),
+                    pool.key("scaling.metric"),
                     format!("unknown metric `{other}`; expected session_rate, request_rate, current_sessions, queue or response_time_ms"),
                 ));
             }
-        };
-        let policy_name = raw.policy.as_deref().unwrap_or("threshold");
-        let used: &[&str] = match policy_name {
-            "threshold" => &["scale_up_above", "scale_down_below", "instance_ratio"],
-            "consecutive" => &[
-                "scale_up_above",
-                "scale_down_below",
-                "up_after",
-                "down_after",
-            ],
-            "average" => &["scale_up_above", "scale_down_below", "average_of"],
-            "target" => &["target", "tolerance", "scale_down_window_s"],
-            other => {
-                return Err(self.invalid(
-                    at("policy"),
-                    format!("unknown policy `{other}`; expected threshold, consecutive, average or target"),
-                ));
-            }
-        };
+        })
+    }
+
+    /// The policy and its keys; a key another policy uses is refused.
+    fn policy(&self, pool: &PoolAt, raw: &RawScaling) -> Result<Policy, ConfigError> {
+        let at = |key: &str| pool.key(&format!("scaling.{key}"));
+        let name = raw.policy.as_deref().unwrap_or("threshold");
+        let kind = PolicyKind::parse(name).ok_or_else(|| {
+            self.invalid(
+                at("policy"),
+                format!(
+                    "unknown policy `{name}`; expected threshold, consecutive, average or target"
+                ),
+            )
+        })?;
         let given = [
             ("scale_up_above", raw.scale_up_above.is_some()),
             ("scale_down_below", raw.scale_down_below.is_some()),
@@ -317,45 +376,21 @@ impl Validator {
             ("tolerance", raw.tolerance.is_some()),
             ("scale_down_window_s", raw.scale_down_window_s.is_some()),
         ];
-        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !used.contains(key)) {
+        if let Some((key, _)) = given
+            .iter()
+            .find(|(key, set)| *set && !kind.keys().contains(key))
+        {
             return Err(self.invalid(
                 at(key),
-                format!("is not used by policy `{policy_name}`; remove it or change `policy`"),
+                format!("is not used by policy `{name}`; remove it or change `policy`"),
             ));
         }
-        let thresholds = || -> Result<(f64, f64), ConfigError> {
-            let up = raw.scale_up_above.ok_or_else(|| {
-                self.invalid(
-                    at("scale_up_above"),
-                    format!("is required by policy `{policy_name}`"),
-                )
-            })?;
-            let down = raw.scale_down_below.ok_or_else(|| {
-                self.invalid(
-                    at("scale_down_below"),
-                    format!("is required by policy `{policy_name}`"),
-                )
-            })?;
-            // Each key judged on its own first, so the message names the one at fault.
-            if !(up.is_finite() && up > 0.0) {
-                return Err(self.invalid(
-                    at("scale_up_above"),
-                    format!("must be a number above 0, got {up}"),
-                ));
-            }
-            if !(down.is_finite() && down >= 0.0 && up > down) {
-                return Err(self.invalid(
-                    at("scale_down_below"),
-                    format!(
-                        "must be a number at least 0 and below scale_up_above ({up}), got {down}"
-                    ),
-                ));
-            }
-            Ok((up, down))
+        let count = |key: &str, value: Option<i64>, default: i64| {
+            self.in_range(at(key), value.unwrap_or(default), 1..=MOST)
         };
-        let policy = match policy_name {
-            "threshold" => {
-                let (up, down) = thresholds()?;
+        Ok(match kind {
+            PolicyKind::Threshold => {
+                let (up, down) = self.thresholds(pool, raw, name)?;
                 let ratio = raw.instance_ratio.unwrap_or(0.5);
                 if !(ratio > 0.0 && ratio <= 1.0) {
                     return Err(self.invalid(
@@ -365,59 +400,80 @@ impl Validator {
                 }
                 Policy::Threshold { up, down, ratio }
             }
-            "consecutive" => {
-                let (up, down) = thresholds()?;
+            PolicyKind::Consecutive => {
+                let (up, down) = self.thresholds(pool, raw, name)?;
                 Policy::Consecutive {
                     up,
                     down,
-                    up_after: count("up_after", raw.up_after, 3, 1)? as u32,
-                    down_after: count("down_after", raw.down_after, 5, 1)? as u32,
+                    up_after: count("up_after", raw.up_after, 3)? as u32,
+                    down_after: count("down_after", raw.down_after, 5)? as u32,
                 }
             }
-            "average" => {
-                let (up, down) = thresholds()?;
+            PolicyKind::Average => {
+                let (up, down) = self.thresholds(pool, raw, name)?;
                 Policy::Average {
                     up,
                     down,
-                    average_of: count("average_of", raw.average_of, 3, 1)? as u32,
+                    average_of: count("average_of", raw.average_of, 3)? as u32,
                 }
             }
-            _ => {
-                let target = raw
-                    .target
-                    .ok_or_else(|| self.invalid(at("target"), "is required by policy `target`"))?;
-                if !(target.is_finite() && target > 0.0) {
-                    return Err(
-                        self.invalid(at("target"), format!("must be above 0, got {target}"))
-                    );
-                }
-                let tolerance = raw.tolerance.unwrap_or(0.1);
-                if !(0.0..1.0).contains(&tolerance) {
-                    return Err(self.invalid(
-                        at("tolerance"),
-                        format!("must be at least 0 and below 1, got {tolerance}"),
-                    ));
-                }
-                Policy::Target {
-                    target,
-                    tolerance,
-                    window_s: count("scale_down_window_s", raw.scale_down_window_s, 300, 0)? as u64,
-                }
-            }
-        };
-        Ok(Scaling {
-            min,
-            max,
-            timezone,
-            timezone_name,
-            metric,
-            policy,
-            step_up: count("step_up", raw.step_up, 1, 1)? as u32,
-            step_down: count("step_down", raw.step_down, 1, 1)? as u32,
-            cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
-            drain_s: count("drain_s", raw.drain_s, 120, 0)? as u64,
-            warmup_s: count("warmup_s", raw.warmup_s, 90, 0)? as u64,
-            launcher,
+            PolicyKind::Target => self.target(pool, raw)?,
+        })
+    }
+
+    /// `scale_up_above` and `scale_down_below`, each judged on its own first so that the
+    /// message names the one at fault.
+    fn thresholds(
+        &self,
+        pool: &PoolAt,
+        raw: &RawScaling,
+        policy: &str,
+    ) -> Result<(f64, f64), ConfigError> {
+        let at = |key: &str| pool.key(&format!("scaling.{key}"));
+        let required =
+            |key: &str| self.invalid(at(key), format!("is required by policy `{policy}`"));
+        let up = raw
+            .scale_up_above
+            .ok_or_else(|| required("scale_up_above"))?;
+        let down = raw
+            .scale_down_below
+            .ok_or_else(|| required("scale_down_below"))?;
+        if !(up.is_finite() && up > 0.0) {
+            return Err(self.invalid(
+                at("scale_up_above"),
+                format!("must be a number above 0, got {up}"),
+            ));
+        }
+        if !(down.is_finite() && down >= 0.0 && up > down) {
+            return Err(self.invalid(
+                at("scale_down_below"),
+                format!("must be a number at least 0 and below scale_up_above ({up}), got {down}"),
+            ));
+        }
+        Ok((up, down))
+    }
+
+    /// The target policy's keys.
+    fn target(&self, pool: &PoolAt, raw: &RawScaling) -> Result<Policy, ConfigError> {
+        let at = |key: &str| pool.key(&format!("scaling.{key}"));
+        let target = raw
+            .target
+            .ok_or_else(|| self.invalid(at("target"), "is required by policy `target`"))?;
+        if !(target.is_finite() && target > 0.0) {
+            return Err(self.invalid(at("target"), format!("must be above 0, got {target}")));
+        }
+        let tolerance = raw.tolerance.unwrap_or(0.1);
+        if !(0.0..1.0).contains(&tolerance) {
+            return Err(self.invalid(
+                at("tolerance"),
+                format!("must be at least 0 and below 1, got {tolerance}"),
+            ));
+        }
+        let window_s = raw.scale_down_window_s.unwrap_or(300);
+        Ok(Policy::Target {
+            target,
+            tolerance,
+            window_s: self.in_range(at("scale_down_window_s"), window_s, 0..=MOST)? as u64,
         })
     }
 

@@ -1,0 +1,99 @@
+//! The config file's shapes as TOML gives them: every key optional or loosely typed, unknown
+//! keys refused. [`super::validate`] turns them into the validated types.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::scaling;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) state: RawState,
+    #[serde(default)]
+    pub(super) haproxy: RawHaproxy,
+    #[serde(default)]
+    pub(super) aws: RawAws,
+    #[serde(default)]
+    pub(super) pool: Vec<toml::Spanned<RawPool>>,
+    pub(super) notify: Option<RawNotify>,
+    pub(super) metrics_file: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    pub(super) on: Option<Vec<String>>,
+    pub(super) webhook: Option<String>,
+    pub(super) command: Option<Vec<String>>,
+    pub(super) rapid_scales: Option<i64>,
+    pub(super) rapid_window_s: Option<i64>,
+    pub(super) repeat_failed_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawState {
+    pub(super) path: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHaproxy {
+    pub(super) config: Option<PathBuf>,
+    pub(super) template: Option<PathBuf>,
+    pub(super) stats_socket: Option<String>,
+    pub(super) stats_url: Option<String>,
+    pub(super) check_command: Option<Vec<String>>,
+    pub(super) reload_command: Option<Vec<String>>,
+    pub(super) master_socket: Option<PathBuf>,
+    pub(super) command_timeout_s: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAws {
+    pub(super) region: Option<String>,
+    pub(super) endpoint_url: Option<String>,
+    pub(super) max_attempts: Option<i64>,
+    pub(super) attempt_timeout_s: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPool {
+    pub(super) name: String,
+    pub(super) backend: Option<String>,
+    pub(super) port: i64,
+    pub(super) address: Option<String>,
+    pub(super) provider: Option<String>,
+    pub(super) allow_empty: Option<bool>,
+    pub(super) discover: Option<RawDiscover>,
+    pub(super) ready_check: Option<String>,
+    pub(super) launch: Option<scaling::RawLaunch>,
+    pub(super) scaling: Option<scaling::RawScaling>,
+    pub(super) exec: Option<RawExec>,
+    #[serde(rename = "static")]
+    pub(super) static_hosts: Option<toml::Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExec {
+    pub(super) list: Option<Vec<String>>,
+    pub(super) launch: Option<Vec<String>>,
+    pub(super) terminate: Option<Vec<String>>,
+    pub(super) timeout_s: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDiscover {
+    pub(super) security_group: Option<String>,
+    pub(super) image_id: Option<String>,
+    #[serde(default)]
+    pub(super) tags: BTreeMap<String, String>,
+}
