@@ -15,11 +15,11 @@ use crate::cloud::{Clouds, Provider};
 use crate::config::{Config, EventKind, ProviderKind};
 use crate::decide::plan::{self, Facts};
 use crate::decide::render::Renderer;
-use crate::error::{EXIT_CHANGES_PENDING, Error};
+use crate::error::{EXIT_CHANGES_PENDING, Error, error_chain};
 use crate::haproxy::install::{self, read_installed};
 use crate::notify;
 use crate::observe::observe;
-use crate::report::{self, Mode, Report, error_chain};
+use crate::report::{self, Mode, Report};
 use crate::store::{self, FileStore, StateLock, StateStore};
 
 /// Runs the command line and prints the report; returns the exit code of a successful run.

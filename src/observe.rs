@@ -15,13 +15,13 @@ use crate::config::{Config, PoolConfig, ProviderKind, Scaling, StatsSource};
 use crate::decide::address;
 use crate::decide::plan::Observations;
 use crate::decide::scaling;
+use crate::error::error_chain;
 use crate::haproxy::admin_socket;
 use crate::haproxy::master::Master;
 use crate::model::{
     Discovered, Info, Instance, Observed, OldWorkers, PoolState, Row, State, StatsSnapshot,
 };
 use crate::probe;
-use crate::report::error_chain;
 
 /// How long reading HAProxy's stats may take.
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);

@@ -30,7 +30,8 @@ impl Mode {
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub mode: Mode,
-    /// True if the run changed (or with `--plan`, would change) the config or the state.
+    /// True if the run has actions (or with `--plan`, would have): bookkeeping in the state
+    /// file alone is not a change.
     pub changes: bool,
     pub plan: Plan,
 }
@@ -78,17 +79,6 @@ pub fn print_error(cli: &Cli, error: &Error) {
 /// the run: `eprintln!` would panic, and the run would exit 101 after doing its work.
 pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 pub fn print(cli: &Cli, report: &Report) {

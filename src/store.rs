@@ -79,6 +79,14 @@ pub enum StateError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision(Option<String>);
 
+impl Revision {
+    /// The revision of a store's tag for what it holds (a content hash, an ETag), or of no
+    /// stored state at all (`None`).
+    pub fn new(tag: Option<String>) -> Revision {
+        Revision(tag)
+    }
+}
+
 /// Where the state lives: load it with its revision, save it against the revision it was
 /// loaded at (a compare-and-swap).
 pub trait StateStore {

@@ -60,7 +60,7 @@ struct TerminateRequest<'a> {
 fn error(pool: &PoolConfig, operation: Operation, error: CommandError) -> CloudError {
     let kind = match error {
         CommandError::Timeout { .. } => CloudErrorKind::Transient,
-        _ => CloudErrorKind::Fatal,
+        _ => CloudErrorKind::Command,
     };
     CloudError {
         pool: pool.name.clone(),
@@ -79,7 +79,7 @@ fn bad_json(
     CloudError {
         pool: pool.name.clone(),
         operation,
-        kind: CloudErrorKind::Rejected,
+        kind: CloudErrorKind::Command,
         cause: Cause::Output {
             command: command::display(argv),
             problem: problem.to_string(),
@@ -267,19 +267,19 @@ esac"#,
             (
                 "echo 'not json'",
                 "not the documented JSON",
-                CloudErrorKind::Rejected,
+                CloudErrorKind::Command,
             ),
             (
                 "echo '[{\"id\": 1}]'",
                 "not the documented JSON",
-                CloudErrorKind::Rejected,
+                CloudErrorKind::Command,
             ),
             (
                 "echo '[{\"id\": \"a\", \"address\": \"x\", \"colour\": \"red\"}]'",
                 "unknown field `colour`",
-                CloudErrorKind::Rejected,
+                CloudErrorKind::Command,
             ),
-            ("echo oops >&2; exit 3", "oops", CloudErrorKind::Fatal),
+            ("echo oops >&2; exit 3", "oops", CloudErrorKind::Command),
             (
                 "sleep 10",
                 "did not finish within 2s",
@@ -289,7 +289,7 @@ esac"#,
         for (script, expected, kind) in cases {
             let pool = pool(dir.path(), script);
             let error = list(&pool, commands(&pool)).await.unwrap_err();
-            let message = crate::report::error_chain(&error);
+            let message = crate::error::error_chain(&error);
             assert!(
                 message.contains(expected) && message.contains("provider.sh"),
                 "{script}: {message}"

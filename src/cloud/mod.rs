@@ -27,6 +27,8 @@ pub enum CloudErrorKind {
     Transient,
     /// The request was refused as given (permissions, bad filter, bad credentials).
     Rejected,
+    /// The operator's command printed something else than the documented JSON, or failed.
+    Command,
     /// Anything else.
     Fatal,
 }
@@ -37,6 +39,7 @@ impl fmt::Display for CloudErrorKind {
             CloudErrorKind::Throttled => "throttled",
             CloudErrorKind::Transient => "transient",
             CloudErrorKind::Rejected => "rejected",
+            CloudErrorKind::Command => "command",
             CloudErrorKind::Fatal => "fatal",
         })
     }
@@ -52,6 +55,9 @@ impl CloudErrorKind {
             CloudErrorKind::Transient => "a temporary failure; the next run tries again",
             CloudErrorKind::Rejected => {
                 "the cloud refused the request: check the credentials, permissions and the pool's settings"
+            }
+            CloudErrorKind::Command => {
+                "the pool's command failed or printed something else than the documented JSON (see the README's exec provider): nothing changed; fix the command"
             }
             CloudErrorKind::Fatal => "the run stopped here; the next run starts over",
         }
@@ -180,11 +186,11 @@ impl Provider for Clouds {
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        match (launcher, &pool.provider) {
-            (Launcher::Ec2(launch), _) => self.ec2().launch(pool, launch, count, token).await,
-            (Launcher::Exec { launch, .. }, provider) => {
-                exec::launch(pool, launch, timeout_of(provider), count, token).await
-            }
+        match launcher {
+            Launcher::Ec2(launch) => self.ec2().launch(pool, launch, count, token).await,
+            Launcher::Exec {
+                launch, timeout, ..
+            } => exec::launch(pool, launch, *timeout, count, token).await,
         }
     }
 
@@ -194,19 +200,11 @@ impl Provider for Clouds {
         launcher: &Launcher,
         ids: &[String],
     ) -> Result<(), CloudError> {
-        match (launcher, &pool.provider) {
-            (Launcher::Ec2(_), _) => self.ec2().terminate(pool, ids).await,
-            (Launcher::Exec { terminate, .. }, provider) => {
-                exec::terminate(pool, terminate, timeout_of(provider), ids).await
-            }
+        match launcher {
+            Launcher::Ec2(_) => self.ec2().terminate(pool, ids).await,
+            Launcher::Exec {
+                terminate, timeout, ..
+            } => exec::terminate(pool, terminate, *timeout, ids).await,
         }
-    }
-}
-
-/// How long an exec pool's commands may run (the config gives exec launchers to exec pools).
-fn timeout_of(provider: &ProviderKind) -> std::time::Duration {
-    match provider {
-        ProviderKind::Exec(commands) => commands.timeout,
-        ProviderKind::Ec2 => std::time::Duration::from_secs(60),
     }
 }

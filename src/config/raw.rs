@@ -1,5 +1,6 @@
 //! The config file's shapes as TOML gives them: every key optional or loosely typed, unknown
-//! keys refused. [`super::validate`] turns them into the validated types.
+//! keys refused (`[pool.scaling]` and `[pool.launch]` are beside their validation, in
+//! [`super::scaling`]). [`super::validate`] turns them into the validated types.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -28,6 +29,16 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order the README lists them.
+    pub const ALL: [Metric; 5] = [
+        Metric::SessionRate,
+        Metric::RequestRate,
+        Metric::CurrentSessions,
+        Metric::Queue,
+        Metric::ResponseTimeMs,
+    ];
+
+    /// The metric's name in `[pool.scaling] metric`.
     pub fn name(self) -> &'static str {
         match self {
             Metric::SessionRate => "session_rate",
@@ -123,11 +134,24 @@ pub struct Scaling {
 pub enum Launcher {
     /// `[pool.launch]`: RunInstances with these settings, TerminateInstances.
     Ec2(Launch),
-    /// `[pool.exec]`'s `launch` and `terminate` commands (argv), run like `list`.
+    /// `[pool.exec]`'s `launch` and `terminate` commands (argv), killed after `timeout` like
+    /// `list`.
     Exec {
         launch: Vec<String>,
         terminate: Vec<String>,
+        timeout: Duration,
     },
+}
+
+impl Launcher {
+    /// How long one launch call may run: the exec command's timeout, or one EC2 attempt. An
+    /// intent is re-sent only once a first attempt can no longer be running.
+    pub fn launch_timeout(&self, aws: &super::AwsConfig) -> Duration {
+        match self {
+            Launcher::Ec2(_) => aws.attempt_timeout,
+            Launcher::Exec { timeout, .. } => *timeout,
+        }
+    }
 }
 
 /// `[pool.launch]` for EC2, validated.
@@ -322,14 +346,16 @@ impl Validator {
         points.extend(max.change_points());
         for minute in points {
             if min.at(minute) > max.at(minute) {
+                let when = match (&min, &max) {
+                    (Bound::Fixed(_), Bound::Fixed(_)) => String::new(),
+                    _ => format!(" at {:02}:{:02}", minute / 60, minute % 60),
+                };
                 return Err(self.invalid(
                     pool.key("scaling.min"),
                     format!(
-                        "min {} is above max {} at {:02}:{:02}",
+                        "min {} is above max {}{when}",
                         min.at(minute),
-                        max.at(minute),
-                        minute / 60,
-                        minute % 60
+                        max.at(minute)
                     ),
                 ));
             }
@@ -338,19 +364,17 @@ impl Validator {
     }
 
     fn metric(&self, pool: &PoolAt, name: Option<&str>) -> Result<Metric, ConfigError> {
-        Ok(match name.unwrap_or("session_rate") {
-            "session_rate" => Metric::SessionRate,
-            "request_rate" => Metric::RequestRate,
-            "current_sessions" => Metric::CurrentSessions,
-            "queue" => Metric::Queue,
-            "response_time_ms" => Metric::ResponseTimeMs,
-            other => {
-                return Err(self.invalid(
+        let name = name.unwrap_or(Metric::SessionRate.name());
+        Metric::ALL
+            .into_iter()
+            .find(|metric| metric.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Metric::ALL.iter().map(|metric| metric.name()).collect();
+                self.invalid(
                     pool.key("scaling.metric"),
-                    format!("unknown metric `{other}`; expected session_rate, request_rate, current_sessions, queue or response_time_ms"),
-                ));
-            }
-        })
+                    format!("unknown metric `{name}`; expected {}", names.join(", ")),
+                )
+            })
     }
 
     /// The policy and its keys; a key another policy uses is refused.
@@ -711,7 +735,7 @@ mod tests {
             ),
             (
                 "min = 5\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
-                &["scaling.min", "min 5 is above max 3 at 00:00"],
+                &["scaling.min", "min 5 is above max 3"],
             ),
             (
                 "min = -1\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",

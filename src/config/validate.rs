@@ -622,8 +622,15 @@ impl Validator {
             .terminate
             .map(|argv| self.argv(at("terminate"), argv))
             .transpose()?;
+        let timeout_s = raw.timeout_s.unwrap_or(60);
+        let timeout =
+            Duration::from_secs(self.in_range(at("timeout_s"), timeout_s, 1..=3600)? as u64);
         let launcher = match (launch, terminate) {
-            (Some(launch), Some(terminate)) => Some(Launcher::Exec { launch, terminate }),
+            (Some(launch), Some(terminate)) => Some(Launcher::Exec {
+                launch,
+                terminate,
+                timeout,
+            }),
             (launch, _) if scaling => {
                 return Err(self.invalid(
                     at(if launch.is_none() {
@@ -637,15 +644,7 @@ impl Validator {
             // Not used without `[pool.scaling]`.
             _ => None,
         };
-        let timeout_s = raw.timeout_s.unwrap_or(60);
-        let timeout_s = self.in_range(at("timeout_s"), timeout_s, 1..=3600)?;
-        Ok((
-            ExecCommands {
-                list,
-                timeout: Duration::from_secs(timeout_s as u64),
-            },
-            launcher,
-        ))
+        Ok((ExecCommands { list, timeout }, launcher))
     }
 
     pub(super) fn discover(

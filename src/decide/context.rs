@@ -93,7 +93,7 @@ pub fn render_leaving_out_unsafe(
         pool.skipped.push(Skipped {
             instance_id: server.instance_id,
             reason: format!(
-                "has {field} = {value:?}, which the template writes into haproxy.cfg but is not a plain HAProxy token (whitespace, `#`, quotes, backslashes and control characters are refused)"
+                "has {field} = {value:?}, which the template writes into haproxy.cfg but is not a plain HAProxy token (whitespace, `#`, quotes, backslashes, `$`, `%`, braces, control and invisible format characters are refused)"
             ),
             bad_value: true,
         });
@@ -131,15 +131,23 @@ fn mark_server(server: &mut Server, first: usize) -> Vec<(String, String)> {
         .filter(|key| !is_haproxy_token(key))
         .cloned()
         .collect();
+    // The marker that stands for each unsafe key, so that a value under it is named by the
+    // operator's key, not by the marker.
+    let mut original_keys: BTreeMap<String, String> = BTreeMap::new();
     for key in unsafe_keys {
         let value = server.tags.remove(&key).unwrap_or_default();
-        server.tags.insert(marker_text(first + marked.len()), value);
+        let marker = marker_text(first + marked.len());
+        server.tags.insert(marker.clone(), value);
+        original_keys.insert(marker, key.clone());
         marked.push(("a tag key".to_owned(), key));
     }
     let fields = server
         .tags
         .iter_mut()
-        .map(|(key, value)| (format!("tag `{key}`"), value))
+        .map(|(key, value)| {
+            let key = original_keys.get(key).unwrap_or(key);
+            (format!("tag `{}`", crate::model::text::shown(key)), value)
+        })
         .chain(server.zone.as_mut().map(|zone| ("zone".to_owned(), zone)))
         .chain(
             server

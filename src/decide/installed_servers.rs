@@ -1,4 +1,4 @@
-//! Reads the installed haproxy.cfg: which servers each backend has.
+//! Which servers each backend of an installed haproxy.cfg names (its text, read by the shell).
 //!
 //! Pure text inspection, used for the empty-backend guard (invariant 7) and to describe membership
 //! changes. It understands just enough of the format: section keywords start a section, and

@@ -1,8 +1,9 @@
 //! The decision core: facts in, a [`plan::Plan`] out. Pure: no I/O, no clock, no randomness.
 //!
-//! It imports only [`crate::model`] and [`crate::config`]; a test (`decide_imports_no_io`)
-//! fails the build if a file here names `tokio`, `std::fs`, `std::net`, `std::process`, a clock,
-//! the cloud, HAProxy's runtime or a state store.
+//! It imports only [`crate::model`] and [`crate::config`] (and its tests `crate::testing`); a
+//! test (`decide_imports_no_io`) fails the build if a file here names `tokio`, `std::fs`,
+//! `std::net`, `std::process`, `std::env`, a clock, logging, the cloud, HAProxy's runtime or a
+//! state store.
 
 pub mod address;
 pub mod context;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{Config, PoolConfig, ProviderKind};
+use crate::config::{Config, PoolConfig};
 use crate::decide::context::render_leaving_out_unsafe;
 use crate::decide::installed_servers::backend_servers;
 use crate::decide::membership::{self, BackendPlan, Skipped, found_words};
@@ -297,20 +297,12 @@ fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
                     state: facts.state.pools.get(&pool.name).unwrap_or(&default_state),
                     now: facts.now,
                     rapid: (notify.rapid_scales, notify.rapid_window_s),
-                    launch_timeout_s: launch_timeout_s(facts.config, pool),
+                    launch_timeout_s: scaling.launcher.launch_timeout(&facts.config.aws).as_secs(),
                 })
             });
             membership::plan_backend(pool, observed, scale)
         })
         .collect()
-}
-
-/// How long one launch call may run: the exec command's timeout, or one EC2 attempt.
-fn launch_timeout_s(config: &Config, pool: &PoolConfig) -> u64 {
-    match &pool.provider {
-        ProviderKind::Exec(commands) => commands.timeout.as_secs(),
-        ProviderKind::Ec2 => config.aws.attempt_timeout.as_secs(),
-    }
 }
 
 /// Launches and drains, which come first in a run.
@@ -959,6 +951,33 @@ mod tests {
             plan.pools[0].skipped[0].reason.contains("a tag key"),
             "{:?}",
             plan.pools[0].skipped
+        );
+    }
+
+    /// Issue 11 review: a tag whose key and value are both unsafe, with a template that writes
+    /// only the value, is named by its key, never by the internal marker that stood in for it.
+    #[test]
+    fn a_left_out_value_is_named_by_its_own_key_not_by_a_marker() {
+        let config = config("");
+        let values = Renderer::compile(
+            "{{#each pools}}{{#each servers}}server {{name}} {{#each tags}}{{this}} {{/each}}\n{{/each}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        let bad = testing::tagged(instance("i-1", "10.0.0.1"), &[("bad key", "bad value")]);
+        let plan = plan_rendered_by(
+            &values,
+            &config,
+            vec![bad, instance("i-2", "10.0.0.2")],
+            None,
+            &State::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.rendered, "server i-2 \n");
+        let reason = &plan.pools[0].skipped[0].reason;
+        assert!(
+            reason.contains("tag `bad key` = \"bad value\"") && !reason.contains("hxaprobe"),
+            "{reason}"
         );
     }
 

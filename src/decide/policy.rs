@@ -471,6 +471,7 @@ mod tests {
             launcher: Launcher::Exec {
                 launch: vec!["launch".into()],
                 terminate: vec!["terminate".into()],
+                timeout: std::time::Duration::from_secs(30),
             },
         }
     }

@@ -39,7 +39,7 @@ pub enum RenderError {
     #[error("template `{}` failed to render: {message}", path.display())]
     Render { path: PathBuf, message: String },
     #[error(
-        "refusing to write {value:?} from `{origin}` into haproxy.cfg: it is not a plain HAProxy token (whitespace, `#`, quotes, backslashes and control characters are refused); fix the value or stop rendering it"
+        "refusing to write {value:?} from `{origin}` into haproxy.cfg: it is not a plain HAProxy token (whitespace, `#`, quotes, backslashes, `$`, `%`, braces, control and invisible format characters are refused); fix the value or stop rendering it"
     )]
     UnsafeValue { value: String, origin: String },
 }

@@ -1,5 +1,6 @@
 //! What HAProxy's stats say, as typed data: the rows of `show stat`, `show info`, and one node's
-//! snapshot of a backend. Parsing lives with the socket (`crate::haproxy::stats`).
+//! snapshot of a backend. Parsing `show stat` and `show info` lives with the socket
+//! (`crate::haproxy::stats`); a status word is read here ([`Status::parse`]).
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
