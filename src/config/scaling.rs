@@ -74,6 +74,15 @@ pub enum Policy {
         tolerance: f64,
         window_s: u64,
     },
+    /// The default when `target` is given: HPA's rule applied to the load expected by the time
+    /// a server launched now takes traffic (the recent trend over `boot_s` and one interval);
+    /// scale-down only to what the highest load of the last `window_s` seconds needs.
+    Forecast {
+        target: f64,
+        tolerance: f64,
+        window_s: u64,
+        boot_s: u64,
+    },
 }
 
 /// A bound (`min` or `max`): a number, or a time-of-day schedule.
@@ -218,6 +227,7 @@ pub(super) struct RawScaling {
     target: Option<f64>,
     tolerance: Option<f64>,
     scale_down_window_s: Option<i64>,
+    boot_s: Option<i64>,
     step_up: Option<i64>,
     step_down: Option<i64>,
     cooldown_s: Option<i64>,
@@ -254,6 +264,7 @@ enum PolicyKind {
     Consecutive,
     Average,
     Target,
+    Forecast,
 }
 
 impl PolicyKind {
@@ -263,6 +274,7 @@ impl PolicyKind {
             "consecutive" => Some(PolicyKind::Consecutive),
             "average" => Some(PolicyKind::Average),
             "target" => Some(PolicyKind::Target),
+            "forecast" => Some(PolicyKind::Forecast),
             _ => None,
         }
     }
@@ -279,9 +291,13 @@ impl PolicyKind {
             ],
             PolicyKind::Average => &["scale_up_above", "scale_down_below", "average_of"],
             PolicyKind::Target => &["target", "tolerance", "scale_down_window_s"],
+            PolicyKind::Forecast => &["target", "tolerance", "scale_down_window_s", "boot_s"],
         }
     }
 }
+
+/// How long a new server takes to take traffic, for the forecast policy, unless `boot_s` says.
+const DEFAULT_BOOT_S: i64 = 120;
 
 /// The most a count in `[pool.scaling]` may be.
 const MOST: i64 = u32::MAX as i64;
@@ -380,12 +396,18 @@ impl Validator {
     /// The policy and its keys; a key another policy uses is refused.
     fn policy(&self, pool: &PoolAt, raw: &RawScaling) -> Result<Policy, ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
-        let name = raw.policy.as_deref().unwrap_or("threshold");
+        // `target` alone names the forecast policy; HPA's rule is `policy = "target"`.
+        let default = if raw.target.is_some() {
+            "forecast"
+        } else {
+            "threshold"
+        };
+        let name = raw.policy.as_deref().unwrap_or(default);
         let kind = PolicyKind::parse(name).ok_or_else(|| {
             self.invalid(
                 at("policy"),
                 format!(
-                    "unknown policy `{name}`; expected threshold, consecutive, average or target"
+                    "unknown policy `{name}`; expected threshold, consecutive, average, target or forecast"
                 ),
             )
         })?;
@@ -399,6 +421,7 @@ impl Validator {
             ("target", raw.target.is_some()),
             ("tolerance", raw.tolerance.is_some()),
             ("scale_down_window_s", raw.scale_down_window_s.is_some()),
+            ("boot_s", raw.boot_s.is_some()),
         ];
         if let Some((key, _)) = given
             .iter()
@@ -441,7 +464,24 @@ impl Validator {
                     average_of: count("average_of", raw.average_of, 3)? as u32,
                 }
             }
-            PolicyKind::Target => self.target(pool, raw)?,
+            PolicyKind::Target => {
+                let (target, tolerance, window_s) = self.target(pool, raw, name)?;
+                Policy::Target {
+                    target,
+                    tolerance,
+                    window_s,
+                }
+            }
+            PolicyKind::Forecast => {
+                let (target, tolerance, window_s) = self.target(pool, raw, name)?;
+                let boot_s = raw.boot_s.unwrap_or(DEFAULT_BOOT_S);
+                Policy::Forecast {
+                    target,
+                    tolerance,
+                    window_s,
+                    boot_s: self.in_range(at("boot_s"), boot_s, 0..=MOST)? as u64,
+                }
+            }
         })
     }
 
@@ -477,12 +517,18 @@ impl Validator {
         Ok((up, down))
     }
 
-    /// The target policy's keys.
-    fn target(&self, pool: &PoolAt, raw: &RawScaling) -> Result<Policy, ConfigError> {
+    /// `target`, `tolerance` and the scale-down window, as the target and forecast policies
+    /// read them.
+    fn target(
+        &self,
+        pool: &PoolAt,
+        raw: &RawScaling,
+        policy: &str,
+    ) -> Result<(f64, f64, u64), ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
-        let target = raw
-            .target
-            .ok_or_else(|| self.invalid(at("target"), "is required by policy `target`"))?;
+        let target = raw.target.ok_or_else(|| {
+            self.invalid(at("target"), format!("is required by policy `{policy}`"))
+        })?;
         if !(target.is_finite() && target > 0.0) {
             return Err(self.invalid(at("target"), format!("must be above 0, got {target}")));
         }
@@ -494,11 +540,8 @@ impl Validator {
             ));
         }
         let window_s = raw.scale_down_window_s.unwrap_or(300);
-        Ok(Policy::Target {
-            target,
-            tolerance,
-            window_s: self.in_range(at("scale_down_window_s"), window_s, 0..=MOST)? as u64,
-        })
+        let window_s = self.in_range(at("scale_down_window_s"), window_s, 0..=MOST)? as u64;
+        Ok((target, tolerance, window_s))
     }
 
     fn bound(&self, key: Key, raw: RawBound, least: i64) -> Result<Bound, ConfigError> {
@@ -724,7 +767,7 @@ mod tests {
 
     #[test]
     fn invalid_scaling_names_the_key() {
-        let cases: [(&str, &[&str]); 19] = [
+        let cases: [(&str, &[&str]); 21] = [
             (
                 "scale_up_above = 2\nscale_down_below = 1",
                 &["scaling.max", "required"],
@@ -768,7 +811,16 @@ mod tests {
             ),
             (
                 "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
+                // `target` alone names the forecast policy, which has no thresholds.
+                &["scaling.scale_up_above", "not used by policy `forecast`"],
+            ),
+            (
+                "policy = \"threshold\"\nmax = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
                 &["scaling.target", "not used by policy `threshold`"],
+            ),
+            (
+                "policy = \"target\"\nmax = 3\ntarget = 5\nboot_s = 60",
+                &["scaling.boot_s", "not used by policy `target`"],
             ),
             (
                 "max = 3\nscale_up_above = 2\nscale_down_below = 1\ninstance_ratio = 0",

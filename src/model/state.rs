@@ -81,6 +81,10 @@ pub struct Sample {
     pub backend_qcur: Option<u64>,
     /// The pool metric this sample gave (`None`: no data, or a skipped interval).
     pub metric: Option<f64>,
+    /// The pool's load this sample gave: the metric summed over the servers in service (the
+    /// forecast policy's history). Absent in files written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<f64>,
 }
 
 /// One server's counters in a sample.

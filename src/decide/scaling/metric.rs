@@ -19,6 +19,9 @@ pub(super) struct Measured {
     pub(super) per_server: Vec<f64>,
     /// The pool average per run, oldest first, ending with this run's.
     pub(super) history: Vec<Option<f64>>,
+    /// The pool's load per run that had one, as (Unix seconds, load), oldest first: this
+    /// node's samples and this run's.
+    pub(super) loads: Vec<(i64, f64)>,
 }
 
 /// Samples the backend and computes the metric of the servers in service (`in_service` ids).
@@ -55,10 +58,25 @@ pub(super) fn measure(
         (!per_server.is_empty()).then(|| per_server.iter().sum::<f64>() / per_server.len() as f64);
     let mut history: Vec<Option<f64>> = state.samples.iter().map(|sample| sample.metric).collect();
     history.push(metric);
+    let load = metric.map(|_| per_server.iter().sum::<f64>());
+    let sample = sample.map(|sample| Sample {
+        metric,
+        load,
+        ..sample
+    });
+    let node = sample.as_ref().map(|sample| sample.node.as_str());
+    let loads = state
+        .samples
+        .iter()
+        .filter(|earlier| Some(earlier.node.as_str()) == node)
+        .chain(sample.iter())
+        .filter_map(|sample| Some((sample.at, sample.load?)))
+        .collect();
     Measured {
-        sample: sample.map(|sample| Sample { metric, ..sample }),
+        sample,
         per_server,
         history,
+        loads,
     }
 }
 
@@ -92,6 +110,7 @@ pub(super) fn sample_of(stats: &StatsSnapshot, now: i64) -> Sample {
             .find(|row| row.is_backend())
             .and_then(|row| row.qcur),
         metric: None,
+        load: None,
     }
 }
 

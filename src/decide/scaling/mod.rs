@@ -189,6 +189,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         history: &measured.history,
         last_scale_at: state.scale_history.last().map(|event| event.at),
         recommendations: &state.recommendations,
+        loads: &measured.loads,
     });
     let (current, desired) = (decision.current, decision.desired);
     let mut drained = victims::Drains::default();
