@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use crate::apply::apply;
-use crate::cli::Cli;
+use crate::cli::{Cli, Command};
 use crate::cloud::ec2::Ec2;
 use crate::cloud::{Clouds, Provider};
 use crate::config::{Config, EventKind, ProviderKind};
@@ -24,6 +24,9 @@ use crate::store::{self, FileStore, StateLock, StateStore};
 
 /// Runs the command line and prints the report; returns the exit code of a successful run.
 pub fn main(cli: &Cli) -> Result<u8, Error> {
+    if let Some(Command::Simulate(args)) = &cli.command {
+        return crate::simulate::command::run(cli, args);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

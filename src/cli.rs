@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Default location of the config file.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
@@ -16,8 +16,16 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
 #[command(after_help = "Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
 75 another run holds the lock, 4 changes pending (--plan --detailed-exitcode).")]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Config file (TOML) [default: /etc/haproxy-autoscaler/config.toml].
-    #[arg(long, env = "HAPROXY_AUTOSCALER_CONFIG", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "HAPROXY_AUTOSCALER_CONFIG",
+        value_name = "PATH",
+        global = true
+    )]
     pub config: Option<PathBuf>,
 
     /// Print what a run would do, with a diff of haproxy.cfg, and change nothing.
@@ -25,7 +33,7 @@ pub struct Cli {
     pub plan: bool,
 
     /// Output format on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
 
     /// With --plan: exit 4 when changes are pending, 0 when there is nothing to do.
@@ -33,15 +41,56 @@ pub struct Cli {
     pub detailed_exitcode: bool,
 
     /// Print only errors.
-    #[arg(short, long, conflicts_with = "verbose")]
+    #[arg(short, long, conflicts_with = "verbose", global = true)]
     pub quiet: bool,
 
     /// Log more detail to stderr (repeat for more).
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
     #[command(flatten)]
     pub discovery: DiscoveryArgs,
+}
+
+/// What to do instead of reconciling once.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay a traffic trace (`t_seconds,load` CSV) through a pool's scaling policy, with a
+    /// simulated cloud and HAProxy, and report what it served and cost; changes nothing.
+    Simulate(SimulateArgs),
+}
+
+/// `simulate`'s flags.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The trace: a CSV with the header `t_seconds,load` (requests per second per interval).
+    #[arg(long, value_name = "FILE.csv")]
+    pub trace: PathBuf,
+
+    /// The pool to simulate (needed when the config has several scaling pools).
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
+
+    /// Requests per second one server serves [default: the trace's peak over 50].
+    #[arg(long, value_name = "R")]
+    pub capacity: Option<f64>,
+
+    /// Seconds from a launch to the new server taking traffic (its warm-up and readiness
+    /// check included).
+    #[arg(long, value_name = "S", default_value_t = 120)]
+    pub boot_s: u64,
+
+    /// Seconds between two runs of the reconciler (cron: 60).
+    #[arg(long, value_name = "I", default_value_t = 60)]
+    pub interval_s: u64,
+
+    /// Multiply the trace's loads by this.
+    #[arg(long, value_name = "K", default_value_t = 1.0)]
+    pub scale: f64,
+
+    /// Draw load, capacity, servers and scale actions over time into this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
 }
 
 /// One-pool discovery mode without a config file, as haproxy-autoscale did it.

@@ -39,6 +39,12 @@ pub enum Error {
     Plan(#[from] PlanError),
     #[error(transparent)]
     Install(#[from] InstallError),
+    #[error(transparent)]
+    Trace(#[from] crate::simulate::trace::TraceError),
+    #[error(transparent)]
+    Simulate(#[from] crate::simulate::SimulateError),
+    #[error("cannot draw the plot")]
+    Plot(#[source] crate::simulate::plot::PlotError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     /// Stopped by a signal; the commands it was running were killed.
@@ -56,7 +62,11 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Region(_) | Error::Template { .. } => EXIT_USAGE,
+            Error::Config(_)
+            | Error::Region(_)
+            | Error::Template { .. }
+            | Error::Trace(_)
+            | Error::Simulate(_) => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a
             // value refused as unsafe is a problem with the data, so the run failed.
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
@@ -68,6 +78,7 @@ impl Error {
             | Error::Cloud(_)
             | Error::Plan(_)
             | Error::Install(_)
+            | Error::Plot(_)
             | Error::Runtime(_) => EXIT_FAILED,
             Error::Stopped { code, .. } => *code,
         }

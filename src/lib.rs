@@ -20,6 +20,7 @@ mod notify;
 mod observe;
 mod probe;
 pub mod report;
+pub mod simulate;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

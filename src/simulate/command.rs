@@ -1,0 +1,119 @@
+//! `haproxy-autoscaler simulate`: reads the config and the trace, runs the simulation, prints
+//! its figures (text or JSON) and draws the plot.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::trace::Trace;
+use super::{Figures, Settings, check, pick_pool, plot, simulate};
+use crate::cli::{Cli, Format, SimulateArgs};
+use crate::config::{Config, Policy};
+use crate::error::Error;
+
+/// How many servers the trace's peak needs when `--capacity` is not given.
+const DEFAULT_PEAK_SERVERS: f64 = 50.0;
+
+/// The JSON document `simulate --format json` prints.
+#[derive(Debug, Serialize)]
+struct Report<'a> {
+    mode: &'static str,
+    pool: &'a str,
+    policy: &'a Policy,
+    trace: String,
+    step_s: u64,
+    settings: Settings,
+    #[serde(flatten)]
+    figures: &'a Figures,
+}
+
+/// Runs `simulate`; returns the exit code.
+pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
+    let config = Config::from_cli(cli)?;
+    let trace = Trace::load(&args.trace)?;
+    let (pool, scaling) = pick_pool(&config, args.pool.as_deref())?;
+    let settings = Settings {
+        capacity: args
+            .capacity
+            .unwrap_or_else(|| (trace.peak() * args.scale / DEFAULT_PEAK_SERVERS).max(1e-9)),
+        boot_s: args.boot_s,
+        interval_s: args.interval_s,
+        scale: args.scale,
+    };
+    check(&settings)?;
+    let started = std::time::Instant::now();
+    let outcome = simulate(&config, (pool, scaling), &trace, settings);
+    tracing::info!(
+        "simulated {} runs in {:?}",
+        outcome.figures.runs,
+        started.elapsed()
+    );
+    if let Some(path) = &args.plot {
+        plot::draw(path, &outcome, settings, &pool.name).map_err(Error::Plot)?;
+    }
+    let report = Report {
+        mode: "simulate",
+        pool: &pool.name,
+        policy: &scaling.policy,
+        trace: args.trace.display().to_string(),
+        step_s: trace.step_s,
+        settings,
+        figures: &outcome.figures,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = match cli.format {
+        Format::Json => serde_json::to_writer_pretty(&mut stdout, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(stdout)),
+        Format::Text => write!(stdout, "{}", text(&report, &trace, args.capacity.is_none())),
+    };
+    Ok(0)
+}
+
+/// The figures for people.
+fn text(report: &Report<'_>, trace: &Trace, default_capacity: bool) -> String {
+    let f = report.figures;
+    let s = report.settings;
+    let policy = serde_json::to_value(report.policy)
+        .ok()
+        .and_then(|value| value.get("policy")?.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let capacity = if default_capacity {
+        format!(
+            "{:.2} req/s per server (the peak over {DEFAULT_PEAK_SERVERS})",
+            s.capacity
+        )
+    } else {
+        format!("{} req/s per server", s.capacity)
+    };
+    let cost = f
+        .cost_ratio
+        .map_or("no load".to_owned(), |ratio| format!("{ratio:.3}"));
+    format!(
+        "pool {} (policy {policy}) on {}: {} intervals of {} s ({:.1} days)\n\
+capacity {capacity}, boot {} s, a run every {} s, load × {}\n\
+requests        {:.0} in all, {:.0} unserved ({:.3} %)\n\
+overloaded      {:.0} minute(s)\n\
+instance-hours  {:.1} (oracle {:.1}): cost ratio {cost}\n\
+scale actions   {} up, {} down, {} reversal(s) within 10 minutes; {} launch(es), at most {} server(s)\n",
+        report.pool,
+        report.trace,
+        trace.loads.len(),
+        trace.step_s,
+        trace.span_s() as f64 / 86_400.0,
+        s.boot_s,
+        s.interval_s,
+        s.scale,
+        f.requests_total,
+        f.requests_unserved,
+        f.unserved_pct,
+        f.overloaded_minutes,
+        f.instance_hours,
+        f.oracle_instance_hours,
+        f.scale_ups,
+        f.scale_downs,
+        f.reversals,
+        f.launches,
+        f.peak_servers,
+    )
+}

@@ -1,0 +1,274 @@
+//! `simulate`: replays a traffic trace through the real decision core, with a simulated clock,
+//! cloud and HAProxy ([`world`]), and reports what the pool's policy would have cost and served.
+//!
+//! The model (shared with the policy benchmark): a server in service serves up to `capacity`
+//! req/s and load above `in_service × capacity` is unserved; a launched server can take traffic
+//! `boot_s` later and costs from its launch (the pool's `warmup_s` and `ready_check` are folded
+//! into `boot_s`); the reconciler runs every `interval_s` and sees what a real run sees (counter
+//! deltas, the fleet, booting and draining servers; a reload resets the counters); a drained
+//! server stops taking load at once and costs until it is terminated. The oracle knows the
+//! future and boots in no time: `Σ ceil(load / capacity) × step`.
+//!
+//! Nothing here reaches the cloud or HAProxy: it calls `decide` and works on `model` values.
+
+pub(crate) mod command;
+pub mod plot;
+pub mod trace;
+mod world;
+
+use serde::Serialize;
+
+use crate::config::{Config, PoolConfig, ReadyCheck, Scaling};
+use trace::Trace;
+use world::World;
+
+/// Two scale actions in opposite directions this close together are a reversal.
+const REVERSAL_S: i64 = 600;
+
+/// The simulated world's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Settings {
+    /// Requests per second one server serves.
+    pub capacity: f64,
+    pub boot_s: u64,
+    pub interval_s: u64,
+    /// The trace's loads are multiplied by this.
+    pub scale: f64,
+}
+
+/// What a simulation measured. The names are the JSON keys.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Figures {
+    pub requests_total: f64,
+    pub requests_unserved: f64,
+    pub unserved_pct: f64,
+    pub overloaded_minutes: f64,
+    pub instance_hours: f64,
+    pub oracle_instance_hours: f64,
+    /// instance_hours / oracle_instance_hours (`null` for a trace with no load).
+    pub cost_ratio: Option<f64>,
+    pub scale_ups: u32,
+    pub scale_downs: u32,
+    /// Scale actions that undo the one before within 10 minutes.
+    pub reversals: u32,
+    pub launches: u32,
+    pub peak_servers: u32,
+    pub runs: u64,
+}
+
+/// The pool over time, one point per simulated tick.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    pub t: u64,
+    pub load: f64,
+    /// in_service × capacity.
+    pub capacity: f64,
+    pub in_service: u32,
+    pub booting: u32,
+    pub draining: u32,
+}
+
+/// A simulation's figures, the pool over time, and its scale actions (time, +1 up / -1 down).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub figures: Figures,
+    pub points: Vec<Point>,
+    pub actions: Vec<(u64, i8)>,
+}
+
+/// Why a simulation cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("pool `{0}` has no `[pool.scaling]`: there is nothing to simulate")]
+    NotScaling(String),
+    #[error("no pool is named `{0}`; the config's pools are {1}")]
+    NoSuchPool(String, String),
+    #[error("the config has no pool with `[pool.scaling]`")]
+    NoScalingPool,
+    #[error("the config has several scaling pools ({0}): pick one with `--pool`")]
+    Ambiguous(String),
+    #[error("`{flag}` must be {what}, got {value}")]
+    Setting {
+        flag: &'static str,
+        what: &'static str,
+        value: String,
+    },
+}
+
+/// The pool to simulate and its scaling: `name`, or the config's only scaling pool.
+pub fn pick_pool<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<(&'a PoolConfig, &'a Scaling), SimulateError> {
+    let names = || {
+        config
+            .pools
+            .iter()
+            .map(|pool| format!("`{}`", pool.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match name {
+        Some(name) => {
+            let pool = config
+                .pools
+                .iter()
+                .find(|pool| pool.name == name)
+                .ok_or_else(|| SimulateError::NoSuchPool(name.to_owned(), names()))?;
+            match &pool.scaling {
+                Some(scaling) => Ok((pool, scaling)),
+                None => Err(SimulateError::NotScaling(pool.name.clone())),
+            }
+        }
+        None => {
+            let scaling: Vec<(&PoolConfig, &Scaling)> = config
+                .pools
+                .iter()
+                .filter_map(|pool| Some((pool, pool.scaling.as_ref()?)))
+                .collect();
+            match scaling.as_slice() {
+                [] if config.pools.len() == 1 => {
+                    Err(SimulateError::NotScaling(config.pools[0].name.clone()))
+                }
+                [] => Err(SimulateError::NoScalingPool),
+                [one] => Ok(*one),
+                _ => Err(SimulateError::Ambiguous(
+                    scaling
+                        .iter()
+                        .map(|(pool, _)| format!("`{}`", pool.name))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )),
+            }
+        }
+    }
+}
+
+/// Checks the settings a person typed.
+pub fn check(settings: &Settings) -> Result<(), SimulateError> {
+    let bad = |flag, what, value: String| Err(SimulateError::Setting { flag, what, value });
+    if !(settings.capacity.is_finite() && settings.capacity > 0.0) {
+        return bad(
+            "--capacity",
+            "a number above 0",
+            settings.capacity.to_string(),
+        );
+    }
+    if !(settings.scale.is_finite() && settings.scale > 0.0) {
+        return bad("--scale", "a number above 0", settings.scale.to_string());
+    }
+    if settings.interval_s == 0 {
+        return bad("--interval-s", "at least 1", "0".to_owned());
+    }
+    Ok(())
+}
+
+/// Replays `trace` through `pool`'s scaling with the real decision core.
+pub fn simulate(
+    config: &Config,
+    (pool, scaling): (&PoolConfig, &Scaling),
+    trace: &Trace,
+    settings: Settings,
+) -> Outcome {
+    // `boot_s` is the whole time from launch to taking traffic: the pool's own warm-up and
+    // readiness check are part of it.
+    let mut pool = pool.clone();
+    pool.ready_check = ReadyCheck::None;
+    let mut scaling = scaling.clone();
+    scaling.warmup_s = 0;
+    pool.scaling = Some(scaling.clone());
+    let launch_timeout_s = scaling.launcher.launch_timeout(&config.aws).as_secs();
+    let rapid = (config.notify.rapid_scales, config.notify.rapid_window_s);
+    let mut world = World::new(&pool, &scaling, rapid, launch_timeout_s, settings.boot_s);
+
+    let tick = gcd(
+        gcd(trace.step_s, settings.interval_s),
+        settings.boot_s.max(1),
+    )
+    .max(1);
+    let span = trace.span_s();
+    let mut points = Vec::with_capacity((span / tick) as usize);
+    let mut actions: Vec<(u64, i8)> = Vec::new();
+    let mut figures = Figures {
+        requests_total: 0.0,
+        requests_unserved: 0.0,
+        unserved_pct: 0.0,
+        overloaded_minutes: 0.0,
+        instance_hours: 0.0,
+        oracle_instance_hours: oracle_instance_hours(trace, settings),
+        cost_ratio: None,
+        scale_ups: 0,
+        scale_downs: 0,
+        reversals: 0,
+        launches: 0,
+        peak_servers: 0,
+        runs: 0,
+    };
+    let mut t = 0;
+    while t < span {
+        if t % settings.interval_s == 0 {
+            let run = world.run(t as i64);
+            figures.runs += 1;
+            figures.launches += run.launched;
+            if run.direction != 0 {
+                if let Some((at, direction)) = actions.last()
+                    && *direction == -run.direction
+                    && (t - at) as i64 <= REVERSAL_S
+                {
+                    figures.reversals += 1;
+                }
+                actions.push((t, run.direction));
+                if run.direction > 0 {
+                    figures.scale_ups += 1;
+                } else {
+                    figures.scale_downs += 1;
+                }
+            }
+        }
+        let load = trace.loads[(t / trace.step_s) as usize] * settings.scale;
+        let seconds = tick.min(span - t) as f64;
+        let capacity = f64::from(world.in_service()) * settings.capacity;
+        let unserved = world.serve(load, settings.capacity, seconds);
+        figures.requests_total += load * seconds;
+        figures.requests_unserved += unserved;
+        if load > capacity {
+            figures.overloaded_minutes += seconds / 60.0;
+        }
+        figures.instance_hours += f64::from(world.fleet()) * seconds / 3600.0;
+        figures.peak_servers = figures.peak_servers.max(world.fleet());
+        points.push(Point {
+            t,
+            load,
+            capacity,
+            in_service: world.in_service(),
+            booting: world.booting(),
+            draining: world.draining(),
+        });
+        t += tick;
+    }
+    if figures.requests_total > 0.0 {
+        figures.unserved_pct = 100.0 * figures.requests_unserved / figures.requests_total;
+    }
+    if figures.oracle_instance_hours > 0.0 {
+        figures.cost_ratio = Some(figures.instance_hours / figures.oracle_instance_hours);
+    }
+    Outcome {
+        figures,
+        points,
+        actions,
+    }
+}
+
+/// Perfect foresight and instant boots: `Σ ceil(load / capacity) × step`, in hours.
+fn oracle_instance_hours(trace: &Trace, settings: Settings) -> f64 {
+    trace
+        .loads
+        .iter()
+        .map(|load| (load * settings.scale / settings.capacity).ceil() * trace.step_s as f64)
+        .sum::<f64>()
+        / 3600.0
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}

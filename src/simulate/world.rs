@@ -1,0 +1,287 @@
+//! The simulated world around one pool: a cloud whose instances boot in `boot_s`, an HAProxy
+//! whose counters grow with the load each in-service server serves (and reset on a reload), and
+//! a clock. Each run hands the very same facts a real run observes to the real decision core
+//! ([`crate::decide::scaling::plan_scaling`]) and carries out its plan as `apply` would; the state
+//! goes from run to run through the real [`PoolState`].
+
+use std::collections::BTreeMap;
+
+use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
+use crate::config::{PoolConfig, Scaling};
+use crate::decide::scaling::{Event, Role, ScalingFacts, ScalingPlan, plan_scaling};
+use crate::model::{
+    Discovered, Endpoint, Info, Instance, InstanceState, OldWorkers, PoolState, Row, StatsSnapshot,
+    Status,
+};
+
+/// The simulated HAProxy node's name in the samples.
+const NODE: &str = "simulated";
+
+/// How long a request holds a session, for `current_sessions` (Little's law).
+const SESSION_S: f64 = 0.1;
+
+/// One instance of the simulated cloud.
+#[derive(Debug)]
+struct Server {
+    found: Discovered,
+    /// When it can take traffic.
+    booted_at: i64,
+    /// Requests served since HAProxy's last reload.
+    requests: f64,
+}
+
+/// What a run did to the fleet, for the figures and the plot.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RunOutcome {
+    /// +1 for a scale-up, -1 for a scale-down, 0 for none.
+    pub(crate) direction: i8,
+    pub(crate) launched: u32,
+}
+
+/// The pool's world: its fleet, HAProxy's counters and what is rendered.
+#[derive(Debug)]
+pub(crate) struct World<'a> {
+    pool: &'a PoolConfig,
+    scaling: &'a Scaling,
+    rapid: (u32, u64),
+    launch_timeout_s: u64,
+    boot_s: i64,
+    fleet: Vec<Server>,
+    /// The roles of the servers in the rendered haproxy.cfg (the last run's plan).
+    rendered: BTreeMap<String, Role>,
+    state: PoolState,
+    pid: u64,
+    pid_started: i64,
+    next_id: u64,
+    /// Requests per second that found no capacity over the last tick, for the queue metric.
+    unserved_rate: f64,
+}
+
+impl<'a> World<'a> {
+    /// An empty pool; the first run launches up to `min`.
+    pub(crate) fn new(
+        pool: &'a PoolConfig,
+        scaling: &'a Scaling,
+        rapid: (u32, u64),
+        launch_timeout_s: u64,
+        boot_s: u64,
+    ) -> World<'a> {
+        World {
+            pool,
+            scaling,
+            rapid,
+            launch_timeout_s,
+            boot_s: boot_s as i64,
+            fleet: Vec::new(),
+            rendered: BTreeMap::new(),
+            state: PoolState::default(),
+            pid: 1,
+            pid_started: 0,
+            next_id: 1,
+            unserved_rate: 0.0,
+        }
+    }
+
+    /// Servers that take traffic: rendered in service (and so booted).
+    pub(crate) fn in_service(&self) -> u32 {
+        self.count(Role::InService)
+    }
+
+    /// Servers launched that are not in service or draining yet.
+    pub(crate) fn booting(&self) -> u32 {
+        self.fleet.len() as u32 - self.in_service() - self.count(Role::Draining)
+    }
+
+    pub(crate) fn draining(&self) -> u32 {
+        self.count(Role::Draining)
+    }
+
+    /// Every instance that costs: launched and not terminated.
+    pub(crate) fn fleet(&self) -> u32 {
+        self.fleet.len() as u32
+    }
+
+    fn count(&self, role: Role) -> u32 {
+        self.rendered.values().filter(|r| **r == role).count() as u32
+    }
+
+    /// Serves `load` req/s for `seconds` on the servers in service, each up to `capacity`;
+    /// returns the requests that found no capacity.
+    pub(crate) fn serve(&mut self, load: f64, capacity: f64, seconds: f64) -> f64 {
+        let serving = self.in_service();
+        let served = load.min(f64::from(serving) * capacity);
+        self.unserved_rate = load - served;
+        if serving > 0 {
+            let share = served / f64::from(serving) * seconds;
+            for server in &mut self.fleet {
+                if self.rendered.get(&server.found.instance.id) == Some(&Role::InService) {
+                    server.requests += share;
+                }
+            }
+        }
+        (load - served) * seconds
+    }
+
+    /// One run of the reconciler at `now`: observe, decide with the real core, apply.
+    pub(crate) fn run(&mut self, now: i64) -> RunOutcome {
+        for server in &mut self.fleet {
+            if now >= server.booted_at {
+                server.found.instance.state = InstanceState::Running;
+            }
+        }
+        let stats = self.stats(now);
+        let instances: Vec<Discovered> = self.fleet.iter().map(|s| s.found.clone()).collect();
+        let plan = plan_scaling(&ScalingFacts {
+            pool: self.pool,
+            scaling: self.scaling,
+            instances: &instances,
+            stats: Some(&stats),
+            // The readiness probe passes once a server is booted (`boot_s` includes it).
+            ready: &BTreeMap::new(),
+            found_by_token: &BTreeMap::new(),
+            state: &self.state,
+            now,
+            rapid: self.rapid,
+            launch_timeout_s: self.launch_timeout_s,
+        });
+        self.apply(plan, now)
+    }
+
+    /// What HAProxy's stats say: a row per rendered server and the backend's.
+    fn stats(&self, now: i64) -> StatsSnapshot {
+        let mut rows: Vec<Row> = self
+            .fleet
+            .iter()
+            .filter_map(|server| {
+                let role = self.rendered.get(&server.found.instance.id)?;
+                let requests = server.requests.round() as u64;
+                let rate = server.requests / (now - self.pid_started).max(1) as f64;
+                Some(Row {
+                    proxy: self.pool.backend.clone(),
+                    name: server.found.instance.id.clone(),
+                    status: match role {
+                        Role::InService => Status::Up,
+                        Role::Booting => Status::Maint,
+                        Role::Draining => Status::Drain,
+                    },
+                    scur: if *role == Role::InService {
+                        (rate * SESSION_S).round() as u64
+                    } else {
+                        0
+                    },
+                    stot: requests,
+                    req_tot: Some(requests),
+                    qcur: None,
+                    rtime: None,
+                })
+            })
+            .collect();
+        rows.push(Row {
+            proxy: self.pool.backend.clone(),
+            name: "BACKEND".to_owned(),
+            status: Status::Up,
+            scur: 0,
+            stot: 0,
+            req_tot: None,
+            // Requests per second that found no capacity stand in for the queue.
+            qcur: Some(self.unserved_rate.round() as u64),
+            rtime: None,
+        });
+        StatsSnapshot {
+            node: NODE.to_owned(),
+            info: Info {
+                pid: self.pid,
+                uptime_s: (now - self.pid_started).max(0) as u64,
+            },
+            rows,
+            old_workers: OldWorkers::Untracked,
+        }
+    }
+
+    /// Carries the plan out as `apply` does, and reloads (counters reset) when the rendered
+    /// servers or their roles change.
+    fn apply(&mut self, plan: ScalingPlan, now: i64) -> RunOutcome {
+        let ScalingPlan {
+            roles,
+            launches,
+            terminates,
+            events,
+            mut next,
+            ..
+        } = plan;
+        self.fleet.retain(|server| {
+            !terminates
+                .iter()
+                .any(|gone| gone.id == server.found.instance.id)
+        });
+        let mut launched = 0;
+        for launch in &launches {
+            let ids: Vec<String> = (0..launch.count)
+                .map(|_| self.launch(&launch.token, now))
+                .collect();
+            launched += launch.count;
+            for intent in next.launches.iter_mut().filter(|i| i.token == launch.token) {
+                intent.instance_ids = Some(ids.clone());
+            }
+        }
+        next.servers = roles.keys().cloned().collect();
+        if roles != self.rendered {
+            // A new haproxy.cfg: HAProxy reloads, a new worker starts its counters from 0.
+            self.pid += 1;
+            self.pid_started = now;
+            for server in &mut self.fleet {
+                server.requests = 0.0;
+            }
+            next.reloaded_at = Some(now);
+        }
+        self.rendered = roles;
+        self.state = next;
+        let direction = events
+            .iter()
+            .find_map(|event| match event {
+                Event::Scaled { from, to, .. } => Some(if to > from { 1 } else { -1 }),
+                _ => None,
+            })
+            .unwrap_or(0);
+        RunOutcome {
+            direction,
+            launched,
+        }
+    }
+
+    /// A new instance tagged for the pool and with the launch's token; returns its id.
+    fn launch(&mut self, token: &str, now: i64) -> String {
+        let id = format!("sim-{}", self.next_id);
+        let port = 10_000 + (self.next_id % 50_000) as u16;
+        self.next_id += 1;
+        let launch_time = jiff::Timestamp::from_second(now)
+            .map(|at| at.to_string())
+            .ok();
+        let instance = Instance {
+            id: id.clone(),
+            state: InstanceState::Pending,
+            private_ip: Some("127.0.0.1".to_owned()),
+            public_ip: None,
+            port: Some(port),
+            launch_time,
+            zone: None,
+            image_id: None,
+            tags: BTreeMap::from([
+                (TAG_POOL.to_owned(), self.pool.name.clone()),
+                (TAG_LAUNCH_TOKEN.to_owned(), token.to_owned()),
+            ]),
+        };
+        self.fleet.push(Server {
+            found: Discovered {
+                instance,
+                endpoint: Ok(Endpoint {
+                    host: "127.0.0.1".to_owned(),
+                    port,
+                }),
+            },
+            booted_at: now + self.boot_s,
+            requests: 0.0,
+        });
+        id
+    }
+}
