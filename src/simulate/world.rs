@@ -20,10 +20,9 @@ const NODE: &str = "simulated";
 /// How long a request holds a session, for `current_sessions` (Little's law).
 const SESSION_S: f64 = 0.1;
 
-/// One instance of the simulated cloud.
+/// What the simulation knows of an instance beside what the provider reports.
 #[derive(Debug)]
 struct Server {
-    found: Discovered,
     /// When it can take traffic.
     booted_at: i64,
     /// Requests served since HAProxy's last reload.
@@ -46,7 +45,9 @@ pub(crate) struct World<'a> {
     rapid: (u32, u64),
     launch_timeout_s: u64,
     boot_s: i64,
-    fleet: Vec<Server>,
+    /// The instances as the provider lists them, and beside each its simulation.
+    fleet: Vec<Discovered>,
+    servers: Vec<Server>,
     /// The roles of the servers in the rendered haproxy.cfg (the last run's plan).
     rendered: BTreeMap<String, Role>,
     state: PoolState,
@@ -73,6 +74,7 @@ impl<'a> World<'a> {
             launch_timeout_s,
             boot_s: boot_s as i64,
             fleet: Vec::new(),
+            servers: Vec::new(),
             rendered: BTreeMap::new(),
             state: PoolState::default(),
             pid: 1,
@@ -113,8 +115,8 @@ impl<'a> World<'a> {
         self.unserved_rate = load - served;
         if serving > 0 {
             let share = served / f64::from(serving) * seconds;
-            for server in &mut self.fleet {
-                if self.rendered.get(&server.found.instance.id) == Some(&Role::InService) {
+            for (found, server) in self.fleet.iter().zip(&mut self.servers) {
+                if self.rendered.get(&found.instance.id) == Some(&Role::InService) {
                     server.requests += share;
                 }
             }
@@ -124,17 +126,16 @@ impl<'a> World<'a> {
 
     /// One run of the reconciler at `now`: observe, decide with the real core, apply.
     pub(crate) fn run(&mut self, now: i64) -> RunOutcome {
-        for server in &mut self.fleet {
+        for (found, server) in self.fleet.iter_mut().zip(&self.servers) {
             if now >= server.booted_at {
-                server.found.instance.state = InstanceState::Running;
+                found.instance.state = InstanceState::Running;
             }
         }
         let stats = self.stats(now);
-        let instances: Vec<Discovered> = self.fleet.iter().map(|s| s.found.clone()).collect();
         let plan = plan_scaling(&ScalingFacts {
             pool: self.pool,
             scaling: self.scaling,
-            instances: &instances,
+            instances: &self.fleet,
             stats: Some(&stats),
             // The readiness probe passes once a server is booted (`boot_s` includes it).
             ready: &BTreeMap::new(),
@@ -152,13 +153,14 @@ impl<'a> World<'a> {
         let mut rows: Vec<Row> = self
             .fleet
             .iter()
-            .filter_map(|server| {
-                let role = self.rendered.get(&server.found.instance.id)?;
+            .zip(&self.servers)
+            .filter_map(|(found, server)| {
+                let role = self.rendered.get(&found.instance.id)?;
                 let requests = server.requests.round() as u64;
                 let rate = server.requests / (now - self.pid_started).max(1) as f64;
                 Some(Row {
                     proxy: self.pool.backend.clone(),
-                    name: server.found.instance.id.clone(),
+                    name: found.instance.id.clone(),
                     status: match role {
                         Role::InService => Status::Up,
                         Role::Booting => Status::Maint,
@@ -209,11 +211,17 @@ impl<'a> World<'a> {
             mut next,
             ..
         } = plan;
-        self.fleet.retain(|server| {
-            !terminates
+        if !terminates.is_empty() {
+            let kept: Vec<bool> = self
+                .fleet
                 .iter()
-                .any(|gone| gone.id == server.found.instance.id)
-        });
+                .map(|found| !terminates.iter().any(|gone| gone.id == found.instance.id))
+                .collect();
+            let mut keep = kept.iter();
+            self.fleet.retain(|_| *keep.next().unwrap_or(&true));
+            let mut keep = kept.iter();
+            self.servers.retain(|_| *keep.next().unwrap_or(&true));
+        }
         let mut launched = 0;
         for launch in &launches {
             let ids: Vec<String> = (0..launch.count)
@@ -229,7 +237,7 @@ impl<'a> World<'a> {
             // A new haproxy.cfg: HAProxy reloads, a new worker starts its counters from 0.
             self.pid += 1;
             self.pid_started = now;
-            for server in &mut self.fleet {
+            for server in &mut self.servers {
                 server.requests = 0.0;
             }
             next.reloaded_at = Some(now);
@@ -271,14 +279,14 @@ impl<'a> World<'a> {
                 (TAG_LAUNCH_TOKEN.to_owned(), token.to_owned()),
             ]),
         };
-        self.fleet.push(Server {
-            found: Discovered {
-                instance,
-                endpoint: Ok(Endpoint {
-                    host: "127.0.0.1".to_owned(),
-                    port,
-                }),
-            },
+        self.fleet.push(Discovered {
+            instance,
+            endpoint: Ok(Endpoint {
+                host: "127.0.0.1".to_owned(),
+                port,
+            }),
+        });
+        self.servers.push(Server {
             booted_at: now + self.boot_s,
             requests: 0.0,
         });

@@ -12,6 +12,7 @@ mod metric;
 mod roles;
 mod victims;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
@@ -252,7 +253,15 @@ fn next_state(
 ) -> PoolState {
     let now = facts.now;
     let mut samples = state.samples.clone();
-    samples.extend(measured.sample);
+    if let Some(sample) = measured.sample {
+        // Only the newest sample of a node is ever compared with the next: older ones keep
+        // their metric and load, not every server's counters (a state file of 100,000 servers
+        // stays one sample of counters per node).
+        for older in samples.iter_mut().filter(|older| older.node == sample.node) {
+            older.servers.clear();
+        }
+        samples.push(sample);
+    }
     let keep_from = samples.len().saturating_sub(KEEP_SAMPLES);
     samples.drain(..keep_from);
     let mut recommendations = state.recommendations.clone();
@@ -301,8 +310,18 @@ fn launch_time_warnings(facts: &ScalingFacts<'_>) -> Vec<String> {
         .collect()
 }
 
-/// A copy of `state` whose times are at most `now`.
-fn clamp_to(state: &PoolState, now: i64) -> PoolState {
+/// `state` with its times at most `now`: borrowed as it is when none is later (the normal
+/// case), a corrected copy otherwise.
+fn clamp_to(state: &PoolState, now: i64) -> Cow<'_, PoolState> {
+    let later = state.draining.iter().any(|drain| drain.since > now)
+        || state.scale_history.iter().any(|event| event.at > now)
+        || state.launches.iter().any(|intent| intent.requested_at > now)
+        || state.samples.iter().any(|sample| sample.at > now)
+        || state.recommendations.iter().any(|(at, _)| *at > now)
+        || state.reloaded_at.is_some_and(|at| at > now);
+    if !later {
+        return Cow::Borrowed(state);
+    }
     let mut state = state.clone();
     for drain in &mut state.draining {
         drain.since = drain.since.min(now);
@@ -320,7 +339,7 @@ fn clamp_to(state: &PoolState, now: i64) -> PoolState {
         *at = (*at).min(now);
     }
     state.reloaded_at = state.reloaded_at.map(|at| at.min(now));
-    state
+    Cow::Owned(state)
 }
 
 #[cfg(test)]
