@@ -74,14 +74,13 @@ pub enum Policy {
         tolerance: f64,
         window_s: u64,
     },
-    /// The default when `target` is given: HPA's rule applied to the load expected by the time
-    /// a server launched now takes traffic (the recent trend over `boot_s` and one interval);
-    /// scale-down only to what the highest load of the last `window_s` seconds needs.
-    Forecast {
+    /// The default when `target` is given: HPA's rule on the highest load of the last
+    /// `window_s` seconds (default 600) instead of this run's: launches at once for the recent
+    /// peak, scales down only when the peak has left the window.
+    Peak {
         target: f64,
         tolerance: f64,
         window_s: u64,
-        boot_s: u64,
     },
 }
 
@@ -227,7 +226,6 @@ pub(super) struct RawScaling {
     target: Option<f64>,
     tolerance: Option<f64>,
     scale_down_window_s: Option<i64>,
-    boot_s: Option<i64>,
     step_up: Option<i64>,
     step_down: Option<i64>,
     cooldown_s: Option<i64>,
@@ -264,7 +262,7 @@ enum PolicyKind {
     Consecutive,
     Average,
     Target,
-    Forecast,
+    Peak,
 }
 
 impl PolicyKind {
@@ -274,7 +272,7 @@ impl PolicyKind {
             "consecutive" => Some(PolicyKind::Consecutive),
             "average" => Some(PolicyKind::Average),
             "target" => Some(PolicyKind::Target),
-            "forecast" => Some(PolicyKind::Forecast),
+            "peak" => Some(PolicyKind::Peak),
             _ => None,
         }
     }
@@ -291,13 +289,10 @@ impl PolicyKind {
             ],
             PolicyKind::Average => &["scale_up_above", "scale_down_below", "average_of"],
             PolicyKind::Target => &["target", "tolerance", "scale_down_window_s"],
-            PolicyKind::Forecast => &["target", "tolerance", "scale_down_window_s", "boot_s"],
+            PolicyKind::Peak => &["target", "tolerance", "scale_down_window_s"],
         }
     }
 }
-
-/// How long a new server takes to take traffic, for the forecast policy, unless `boot_s` says.
-const DEFAULT_BOOT_S: i64 = 120;
 
 /// The most a count in `[pool.scaling]` may be.
 const MOST: i64 = u32::MAX as i64;
@@ -396,9 +391,9 @@ impl Validator {
     /// The policy and its keys; a key another policy uses is refused.
     fn policy(&self, pool: &PoolAt, raw: &RawScaling) -> Result<Policy, ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
-        // `target` alone names the forecast policy; HPA's rule is `policy = "target"`.
+        // `target` alone names the peak policy; HPA's rule is `policy = "target"`.
         let default = if raw.target.is_some() {
-            "forecast"
+            "peak"
         } else {
             "threshold"
         };
@@ -407,7 +402,7 @@ impl Validator {
             self.invalid(
                 at("policy"),
                 format!(
-                    "unknown policy `{name}`; expected threshold, consecutive, average, target or forecast"
+                    "unknown policy `{name}`; expected threshold, consecutive, average, target or peak"
                 ),
             )
         })?;
@@ -421,7 +416,6 @@ impl Validator {
             ("target", raw.target.is_some()),
             ("tolerance", raw.tolerance.is_some()),
             ("scale_down_window_s", raw.scale_down_window_s.is_some()),
-            ("boot_s", raw.boot_s.is_some()),
         ];
         if let Some((key, _)) = given
             .iter()
@@ -465,21 +459,19 @@ impl Validator {
                 }
             }
             PolicyKind::Target => {
-                let (target, tolerance, window_s) = self.target(pool, raw, name)?;
+                let (target, tolerance, window_s) = self.target(pool, raw, name, 300)?;
                 Policy::Target {
                     target,
                     tolerance,
                     window_s,
                 }
             }
-            PolicyKind::Forecast => {
-                let (target, tolerance, window_s) = self.target(pool, raw, name)?;
-                let boot_s = raw.boot_s.unwrap_or(DEFAULT_BOOT_S);
-                Policy::Forecast {
+            PolicyKind::Peak => {
+                let (target, tolerance, window_s) = self.target(pool, raw, name, 600)?;
+                Policy::Peak {
                     target,
                     tolerance,
                     window_s,
-                    boot_s: self.in_range(at("boot_s"), boot_s, 0..=MOST)? as u64,
                 }
             }
         })
@@ -524,6 +516,7 @@ impl Validator {
         pool: &PoolAt,
         raw: &RawScaling,
         policy: &str,
+        default_window_s: i64,
     ) -> Result<(f64, f64, u64), ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
         let target = raw.target.ok_or_else(|| {
@@ -539,7 +532,7 @@ impl Validator {
                 format!("must be at least 0 and below 1, got {tolerance}"),
             ));
         }
-        let window_s = raw.scale_down_window_s.unwrap_or(300);
+        let window_s = raw.scale_down_window_s.unwrap_or(default_window_s);
         let window_s = self.in_range(at("scale_down_window_s"), window_s, 0..=MOST)? as u64;
         Ok((target, tolerance, window_s))
     }
@@ -811,16 +804,16 @@ mod tests {
             ),
             (
                 "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
-                // `target` alone names the forecast policy, which has no thresholds.
-                &["scaling.scale_up_above", "not used by policy `forecast`"],
+                // `target` alone names the peak policy, which has no thresholds.
+                &["scaling.scale_up_above", "not used by policy `peak`"],
             ),
             (
                 "policy = \"threshold\"\nmax = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
                 &["scaling.target", "not used by policy `threshold`"],
             ),
             (
-                "policy = \"target\"\nmax = 3\ntarget = 5\nboot_s = 60",
-                &["scaling.boot_s", "not used by policy `target`"],
+                "policy = \"peak\"\nmax = 3\ntarget = 5\nscale_up_above = 6",
+                &["scaling.scale_up_above", "not used by policy `peak`"],
             ),
             (
                 "max = 3\nscale_up_above = 2\nscale_down_below = 1\ninstance_ratio = 0",

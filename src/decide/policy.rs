@@ -214,84 +214,15 @@ impl Limits<'_> {
     }
 }
 
-/// The load's trend in load per second: the least-squares slope over the loads of the last
-/// `span_s` seconds (three loads at least, or none).
-fn trend(loads: &[(i64, f64)], now: i64, span_s: u64) -> Option<f64> {
-    let since = now.saturating_sub(span_s as i64);
-    let recent: Vec<(f64, f64)> = loads
-        .iter()
-        .filter(|(at, _)| *at >= since)
-        .map(|(at, load)| ((*at - now) as f64, *load))
-        .collect();
-    if recent.len() < 3 {
-        return None;
-    }
-    let n = recent.len() as f64;
-    let (mean_t, mean_l) = recent
-        .iter()
-        .fold((0.0, 0.0), |(t, l), (at, load)| (t + at / n, l + load / n));
-    let (covariance, variance) = recent.iter().fold((0.0, 0.0), |(c, v), (at, load)| {
-        (
-            c + (at - mean_t) * (load - mean_l),
-            v + (at - mean_t).powi(2),
-        )
-    });
-    (variance > 0.0).then(|| covariance / variance)
-}
-
-/// The forecast policy: HPA's rule on the load expected when a server launched now takes
-/// traffic. Up: `ceil(forecast / target)` where forecast = load now + the rising trend over the
-/// last `boot_s` × (`boot_s` + one interval), so a ramp is met when it arrives rather than one
-/// boot later. Down: only while the load is not rising, only to what the highest load of the
-/// last `window_s` seconds needs, and not when one server fewer would put the load now above
-/// target. Within ±tolerance of target and not rising: hold. Only past and present samples are
-/// used; a falling trend never lowers the forecast (a scale-down waits for the load itself).
-fn forecast(
-    judge: &Judge<'_>,
-    target: f64,
-    tolerance: f64,
-    window_s: u64,
-    boot_s: u64,
-) -> Recommendation {
+/// The peak policy: HPA's rule on the highest load of the last `window_s` seconds instead of
+/// the load of this run. A load that has just been that high can be that high again before a
+/// server launched now takes traffic, so the pool keeps (and, at once, launches) what that peak
+/// needs at `target`; it scales down only when the peak leaves the window, and like HPA it holds
+/// within ±tolerance and holds while booting servers are on their way. Only past and present
+/// samples are used.
+fn peak(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recommendation {
     let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
     let load = f64::from(input.in_service) * metric;
-    let interval = match input.loads {
-        [.., (before, _), (last, _)] if *last == input.now => (last - before).max(0) as f64,
-        _ => 0.0,
-    };
-    let rising = trend(input.loads, input.now, boot_s)
-        .unwrap_or(0.0)
-        .max(0.0);
-    let lead = boot_s as f64 + interval;
-    let expected = load + rising * lead;
-    let needed = (expected / target).ceil().max(0.0) as u32;
-    let hold = |reason: String| (current, reason, None);
-    if needed > current {
-        let why = if rising > 0.0 {
-            format!(
-                "{name} {metric:.2} × {} in service, rising {rising:.2}/s: {expected:.1} expected in {lead:.0}s needs ceil({expected:.1} / {target}) = {needed}",
-                input.in_service
-            )
-        } else {
-            format!(
-                "{name} {metric:.2} vs target {target}: ceil({} × {metric:.2} / {target}) = {needed}",
-                input.in_service
-            )
-        };
-        return (needed, why, None);
-    }
-    if metric > target * (1.0 + tolerance) {
-        // Booting servers are already on their way for this load.
-        return hold(format!(
-            "{name} {metric:.2} above target {target}; {needed} would do once the {} booting arrive: holding",
-            input.booting
-        ));
-    }
-    if rising > 0.0 || (metric / target - 1.0).abs() <= tolerance {
-        return hold(format!(
-            "{name} {metric:.2} near target {target} or rising ({rising:.2}/s): holding"
-        ));
-    }
     let since = input.now.saturating_sub(window_s as i64);
     let highest = input
         .loads
@@ -299,17 +230,41 @@ fn forecast(
         .filter(|(at, _)| *at >= since)
         .map(|(_, load)| *load)
         .fold(load, f64::max);
-    let enough = ((highest / target).ceil().max(1.0) as u32).min(current);
-    if enough >= current || (current > 1 && load / f64::from(current - 1) > target) {
+    let needed = (highest / target).ceil().max(1.0) as u32;
+    let why = format!(
+        "{name} {metric:.2} × {} in service; the last {window_s}s peaked at {highest:.1}",
+        input.in_service
+    );
+    let hold = |reason: String| (current, reason, None);
+    let ratio = highest / (f64::from(current.max(1)) * target);
+    if (ratio - 1.0).abs() <= tolerance {
         return hold(format!(
-            "{name} {metric:.2} below target {target}, but the last {window_s}s peaked at {highest:.1}: holding"
+            "{why}: within {:.0}% of what {current} server(s) carry at target {target}, holding",
+            tolerance * 100.0
+        ));
+    }
+    if needed > current {
+        return (
+            needed,
+            format!("{why}, which needs ceil({highest:.1} / {target}) = {needed}"),
+            None,
+        );
+    }
+    if metric > target * (1.0 + tolerance) {
+        // Booting servers are already on their way for this load.
+        return hold(format!(
+            "{why}: {needed} would do once the {} booting arrive, holding",
+            input.booting
+        ));
+    }
+    if current > 1 && load / f64::from(current - 1) > target {
+        return hold(format!(
+            "{why}, but one server fewer would put {name} above target {target}: holding"
         ));
     }
     (
-        enough,
-        format!(
-            "{name} {metric:.2} below target {target}, not rising: the last {window_s}s peaked at {highest:.1}, which {enough} server(s) serve"
-        ),
+        needed,
+        format!("{why}, which {needed} server(s) serve"),
         None,
     )
 }
@@ -394,12 +349,11 @@ fn recommend(input: &Input<'_>, scaling: &Scaling, current: u32, metric: f64) ->
             tolerance,
             window_s,
         } => toward_target(&judge, target, tolerance, window_s),
-        Policy::Forecast {
+        Policy::Peak {
             target,
             tolerance,
             window_s,
-            boot_s,
-        } => forecast(&judge, target, tolerance, window_s, boot_s),
+        } => peak(&judge, target, tolerance, window_s),
     }
 }
 
@@ -610,16 +564,14 @@ mod tests {
         }
     }
 
-    /// The forecast policy on a flat load does what HPA's rule does; on a ramp it launches for the
-    /// load expected once a server launched now is in service; it scales down only to what the
-    /// window's peak needs, and never while the load rises.
+    /// The peak policy on a flat load does what HPA's rule does; after a spike it keeps what
+    /// the spike needs until the spike leaves the window; a spike in the window launches at once.
     #[test]
-    fn forecast_table() {
-        let mut s = scaling(Policy::Forecast {
+    fn peak_table() {
+        let mut s = scaling(Policy::Peak {
             target: 10.0,
             tolerance: 0.1,
             window_s: 300,
-            boot_s: 120,
         });
         s.step_up = 20;
         s.step_down = 20;
@@ -638,18 +590,18 @@ mod tests {
         // Flat at 60 (15 per server on 4): HPA's ceil(60 / 10) = 6.
         let flat = [(at(120), 60.0), (at(60), 60.0), (at(0), 60.0)];
         assert_eq!(decide_with(15.0, &flat), 6);
-        // Rising 0.5/s: 60 now, 60 + 0.5 × (120 + 60) = 150 expected → 15 servers.
-        let ramp = [(at(120), 0.0), (at(60), 30.0), (at(0), 60.0)];
-        assert_eq!(decide_with(15.0, &ramp), 15);
-        // Low now (2 per server, 8 in all) but 40 five minutes ago: 4 servers serve the peak.
-        let fell = [(at(240), 40.0), (at(120), 8.0), (at(60), 8.0), (at(0), 8.0)];
+        // 8 now, but 40 four minutes ago: the 4 servers that peak needs stay.
+        let fell = [(at(240), 40.0), (at(120), 8.0), (at(0), 8.0)];
         assert_eq!(decide_with(2.0, &fell), 4);
-        // Still rising while below target: hold rather than scale down.
-        let rising_low = [(at(120), 2.0), (at(60), 5.0), (at(0), 8.0)];
-        assert_eq!(decide_with(2.0, &rising_low), 4);
-        // Nothing in the window but now, 8 in all: 1 server would do.
-        let quiet = [(at(0), 8.0)];
+        // 8 now, 90 four minutes ago: launch for the peak (9) rather than drain for now.
+        let spike = [(at(240), 90.0), (at(0), 8.0)];
+        assert_eq!(decide_with(2.0, &spike), 9);
+        // The peak has left the window: 1 server carries 8.
+        let quiet = [(at(400), 90.0), (at(0), 8.0)];
         assert_eq!(decide_with(2.0, &quiet), 1);
+        // Within ±10 % of what 4 servers carry at target (41 vs 40): hold.
+        let near = [(at(60), 41.0), (at(0), 40.0)];
+        assert_eq!(decide_with(10.0, &near), 4);
     }
 
     #[test]
@@ -843,13 +795,10 @@ mod tests {
                     down: 10.0,
                     average_of
                 }),
-                (0.0f64..0.5, 0u64..600, 0u64..600).prop_map(|(tolerance, window_s, boot_s)| {
-                    Policy::Forecast {
-                        target: 15.0,
-                        tolerance,
-                        window_s,
-                        boot_s,
-                    }
+                (0.0f64..0.5, 0u64..900).prop_map(|(tolerance, window_s)| Policy::Peak {
+                    target: 15.0,
+                    tolerance,
+                    window_s,
                 }),
                 (0.0f64..0.5, 0u64..600).prop_map(|(tolerance, window_s)| Policy::Target {
                     target: 15.0,
@@ -959,7 +908,7 @@ mod tests {
                 let s = &case.scaling;
                 let current = case.in_service + case.booting;
                 let history = vec![(case.in_service > 0).then_some(case.load); runs];
-                let line = match s.policy { Policy::Target { target, .. } | Policy::Forecast { target, .. } => target, _ => 20.0 };
+                let line = match s.policy { Policy::Target { target, .. } | Policy::Peak { target, .. } => target, _ => 20.0 };
                 let projected = case.load * f64::from(case.in_service) / f64::from(current.max(1));
                 let per_server = vec![case.load; case.in_service as usize];
                 let d = decide(&Input {

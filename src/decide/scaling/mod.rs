@@ -315,7 +315,10 @@ fn launch_time_warnings(facts: &ScalingFacts<'_>) -> Vec<String> {
 fn clamp_to(state: &PoolState, now: i64) -> Cow<'_, PoolState> {
     let later = state.draining.iter().any(|drain| drain.since > now)
         || state.scale_history.iter().any(|event| event.at > now)
-        || state.launches.iter().any(|intent| intent.requested_at > now)
+        || state
+            .launches
+            .iter()
+            .any(|intent| intent.requested_at > now)
         || state.samples.iter().any(|sample| sample.at > now)
         || state.recommendations.iter().any(|(at, _)| *at > now)
         || state.reloaded_at.is_some_and(|at| at > now);

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Every policy at several settings, plus the oracle, over each shared trace, through
+# `haproxy-autoscaler simulate` (the real decision core). Capacity is set so that each trace's
+# peak needs 50 servers; boot 120 s; a run every 60 s. Prints one table:
+#   trace, policy, setting, unserved %, cost ratio, actions (scale-ups + scale-downs).
+# Usage: scripts/policy-bench.sh [TRACES_DIR] [BINARY]
+# (defaults: ../shared/traces beside the repository, and target/release/haproxy-autoscaler,
+# built here if missing; a debug binary works too, about ten times slower).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+traces=${1:-../shared/traces}
+binary=${2:-target/release/haproxy-autoscaler}
+if [ ! -x "$binary" ]; then
+    cargo build --release --quiet
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# A config for one policy setting: $1 = the [pool.scaling] policy lines.
+config() {
+    cat > "$work/config.toml" <<TOML
+[haproxy]
+stats_socket = "/run/haproxy/admin.sock"
+[[pool]]
+name = "web"
+port = 80
+provider = "exec"
+[pool.exec]
+list = ["true"]
+launch = ["true"]
+terminate = ["true"]
+[pool.scaling]
+min = 1
+max = 500
+metric = "request_rate"
+cooldown_s = 0
+$1
+TOML
+}
+
+printf '%-20s %-12s %-28s %10s %10s %8s\n' trace policy setting "unserved%" cost_ratio actions
+for trace in "$traces"/*.csv; do
+    name=$(basename "$trace" .csv)
+    # The capacity that makes the peak need 50 servers, as simulate's default does.
+    capacity=$(python3 -c "
+import csv,sys
+peak=max(float(r['load']) for r in csv.DictReader(open(sys.argv[1])))
+print(peak/50)" "$trace")
+    run() { # $1 policy, $2 setting label, $3 scaling lines
+        config "$3"
+        "$binary" simulate --config "$work/config.toml" --trace "$trace" --capacity "$capacity" \
+            --boot-s 120 --interval-s 60 --format json > "$work/out.json"
+        python3 - "$work/out.json" "$name" "$1" "$2" <<'PY'
+import json, sys
+f = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]:<20} {sys.argv[3]:<12} {sys.argv[4]:<28} {f['unserved_pct']:>10.3f} {f['cost_ratio']:>10.3f} {f['scale_ups'] + f['scale_downs']:>8}")
+PY
+    }
+    printf '%-20s %-12s %-28s %10.3f %10.3f %8s\n' "$name" oracle "foresight, no boot" 0 1 -
+    c=$capacity
+    t() { python3 -c "print(round($1 * $c, 6))"; }
+    for u in 0.7; do
+        run threshold "up $u, down $(python3 -c "print($u/2)") x capacity" \
+            "policy = \"threshold\"
+scale_up_above = $(t $u)
+scale_down_below = $(t "$u/2")
+step_up = 4
+step_down = 2"
+    done
+    run consecutive "up 0.7, down 0.35, 2/5 runs" "policy = \"consecutive\"
+scale_up_above = $(t 0.7)
+scale_down_below = $(t 0.35)
+up_after = 2
+down_after = 5
+step_up = 4
+step_down = 2"
+    run average "up 0.7, down 0.35, mean of 3" "policy = \"average\"
+scale_up_above = $(t 0.7)
+scale_down_below = $(t 0.35)
+average_of = 3
+step_up = 4
+step_down = 2"
+    for u in 0.6 0.7 0.8 0.9; do
+        run target "HPA target $u" "policy = \"target\"
+target = $(t $u)
+tolerance = 0.1
+scale_down_window_s = 300
+step_up = 500
+step_down = 500"
+    done
+    for w in 300 900; do
+        for u in 0.7 0.8 0.9 0.95; do
+            run forecast "target $u, window $w s" "policy = \"forecast\"
+target = $(t $u)
+boot_s = 120
+scale_down_window_s = $w
+step_up = 500
+step_down = 500"
+        done
+    done
+done
