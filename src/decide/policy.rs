@@ -222,7 +222,7 @@ impl Limits<'_> {
 /// samples are used.
 fn peak(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recommendation {
     let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
-    let load = f64::from(input.in_service) * metric;
+    let load = pool_load(input, metric);
     let since = input.now.saturating_sub(window_s as i64);
     let highest = input
         .loads
@@ -267,6 +267,17 @@ fn peak(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recomm
         format!("{why}, which {needed} server(s) serve"),
         None,
     )
+}
+
+/// The pool's load: the per-server metrics summed over the servers that have one. A server
+/// that just entered service has none yet (it served nothing in the interval): counting it at
+/// the others' average would read load that is not there, and launch for it.
+fn pool_load(input: &Input<'_>, metric: f64) -> f64 {
+    if input.per_server.is_empty() {
+        f64::from(input.in_service) * metric
+    } else {
+        input.per_server.iter().sum()
+    }
 }
 
 /// What a policy recommends: the capacity it wants before steps and bounds, its reasoning, and
@@ -458,7 +469,7 @@ fn average(judge: &Judge<'_>, up: f64, down: f64, average_of: u32) -> Recommenda
 /// not when one server fewer would push the metric back above target.
 fn toward_target(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recommendation {
     let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
-    let load = f64::from(input.in_service) * metric;
+    let load = pool_load(input, metric);
     let raw = (load / target).ceil().max(0.0) as u32;
     let ratio = metric / target;
     if (ratio - 1.0).abs() <= tolerance {

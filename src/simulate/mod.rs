@@ -272,3 +272,147 @@ fn oracle_instance_hours(trace: &Trace, settings: Settings) -> f64 {
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::ConfigBuilder;
+    use std::path::Path;
+
+    fn config(scaling: &str) -> Config {
+        ConfigBuilder::new()
+            .section("stats_socket = \"/s\"")
+            .scaling_pool(
+                "web",
+                80,
+                "",
+                &format!("metric = \"request_rate\"\ncooldown_s = 0\n{scaling}"),
+            )
+            .build()
+    }
+
+    fn trace(loads: &[f64]) -> Trace {
+        let text: String = std::iter::once("t_seconds,load".to_owned())
+            .chain(
+                loads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, load)| format!("{},{load}", i * 60)),
+            )
+            .collect::<Vec<_>>()
+            .join("\n");
+        Trace::parse(&text, Path::new("t.csv")).unwrap()
+    }
+
+    fn run(config: &Config, loads: &[f64], settings: Settings) -> Outcome {
+        let picked = pick_pool(config, None).unwrap();
+        simulate(config, picked, &trace(loads), settings)
+    }
+
+    const TEN: Settings = Settings {
+        capacity: 10.0,
+        boot_s: 60,
+        interval_s: 60,
+        scale: 1.0,
+    };
+
+    /// Worked by hand: min = max = 2; the first run launches 2, which take traffic from the run
+    /// a boot later (60 s); loads 10, 30, 30, 10 req/s for a minute each.
+    /// Unserved: 10 × 60 (nobody in service) + 2 × (30 − 20) × 60 = 1,800 of 4,800 (37.5 %);
+    /// overloaded 3 minutes; 2 servers × 4 min = 0.1333 h; the oracle needs 1 + 3 + 3 + 1 server-
+    /// minutes = 0.1333 h too: cost ratio 1.
+    #[test]
+    fn a_fixed_pool_gives_the_figures_worked_by_hand() {
+        let config =
+            config("min = 2\nmax = 2\nstep_up = 2\nscale_up_above = 8\nscale_down_below = 2");
+        let outcome = run(&config, &[10.0, 30.0, 30.0, 10.0], TEN);
+        let figures = outcome.figures.clone();
+        assert_eq!(figures.requests_total, 4_800.0);
+        let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
+        assert_eq!(serving, [0, 2, 2, 2], "{outcome:?}");
+        assert_eq!(figures.requests_unserved, 1_800.0);
+        assert_eq!(figures.unserved_pct, 37.5);
+        assert_eq!(figures.overloaded_minutes, 3.0);
+        assert!((figures.instance_hours - 8.0 / 60.0).abs() < 1e-9);
+        assert!((figures.oracle_instance_hours - 8.0 / 60.0).abs() < 1e-9);
+        assert!((figures.cost_ratio.unwrap() - 1.0).abs() < 1e-9);
+        assert_eq!(
+            (figures.scale_ups, figures.scale_downs, figures.launches),
+            (1, 0, 2)
+        );
+        assert_eq!((figures.peak_servers, figures.runs), (2, 4));
+    }
+
+    /// Worked by hand: HPA's rule with target 5 on capacity 10, boot 60 s, 20 req/s. Run 0
+    /// launches the `min` of 1; run 1 (60 s) renders it in service, which reloads HAProxy; run 2
+    /// has no metric (the counters were reset between its sample and the one before); run 3 sees
+    /// the counters grow by 600 in 60 s (10 req/s, all one server can serve) and launches 1 more
+    /// (ceil(10 / 5) = 2); run 4 renders it in service (a reload again), run 5 has no metric, run
+    /// 6 sees the whole 20 req/s and launches 2 more (ceil(20 / 5) = 4), in service from run 7.
+    /// Unserved: 20 × 60 in minute 0, then 10 × 60 in minutes 1-3, none after.
+    #[test]
+    fn a_scale_up_is_decided_by_the_real_core_from_counter_deltas() {
+        let config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
+        let outcome = run(&config, &[20.0; 8], TEN);
+        let f = &outcome.figures;
+        let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
+        assert_eq!(serving, [0, 1, 1, 1, 2, 2, 2, 4], "{outcome:?}");
+        assert_eq!(f.requests_unserved, 1_200.0 + 3.0 * 600.0);
+        assert_eq!((f.scale_ups, f.launches), (3, 4));
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_outcome() {
+        let config = config("min = 1\nmax = 20\ntarget = 8\nstep_up = 20\nstep_down = 20");
+        let loads: Vec<f64> = (0..300)
+            .map(|i| 50.0 + 40.0 * ((i as f64) / 20.0).sin())
+            .collect();
+        assert_eq!(run(&config, &loads, TEN), run(&config, &loads, TEN));
+    }
+
+    /// The policy is the config's, through the real core: another policy or another setting of
+    /// it changes the outcome without any change here.
+    #[test]
+    fn the_policy_path_is_the_real_one() {
+        let loads: Vec<f64> = (0..300)
+            .map(|i| 50.0 + 40.0 * ((i as f64) / 20.0).sin())
+            .collect();
+        let base = "min = 1\nmax = 20\ntarget = 8\nstep_up = 20\nstep_down = 20";
+        let peak = run(&config(base), &loads, TEN).figures;
+        let hpa = run(
+            &config(&format!("{base}\npolicy = \"target\"")),
+            &loads,
+            TEN,
+        )
+        .figures;
+        let wide = run(
+            &config(&format!("{base}\nscale_down_window_s = 1200")),
+            &loads,
+            TEN,
+        )
+        .figures;
+        assert_ne!(peak, hpa);
+        assert_ne!(peak, wide);
+        // A longer window keeps more servers longer: it costs more and leaves less unserved.
+        assert!(
+            wide.instance_hours > peak.instance_hours,
+            "{wide:?} {peak:?}"
+        );
+        assert!(wide.requests_unserved <= peak.requests_unserved);
+    }
+
+    #[test]
+    fn pools_are_picked_by_name_or_as_the_only_scaling_one() {
+        let two = ConfigBuilder::new()
+            .section("stats_socket = \"/s\"")
+            .scaling_pool("web", 80, "", "max = 3\ntarget = 5")
+            .scaling_pool("api", 81, "", "max = 3\ntarget = 5")
+            .pool("static", 82, "")
+            .build();
+        let error = |name| pick_pool(&two, name).unwrap_err().to_string();
+        assert!(error(None).contains("(`web`, `api`): pick one with `--pool`"));
+        assert!(error(Some("static")).contains("pool `static` has no `[pool.scaling]`"));
+        assert!(error(Some("nope")).contains("no pool is named `nope`"));
+        assert_eq!(pick_pool(&two, Some("api")).unwrap().0.name, "api");
+    }
+}
