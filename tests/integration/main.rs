@@ -15,4 +15,5 @@ mod moto;
 mod operator;
 mod plan_output;
 mod scaling;
+mod simulate;
 mod util;

@@ -1,0 +1,130 @@
+//! `simulate` through the real binary: the figures in JSON under their documented names, a
+//! plot, and clear errors for a bad trace or a pool that does not scale.
+
+use super::util::{Deployment, assert_exit, exec_pool, stderr, stdout};
+
+fn site(scaling: &str) -> Deployment {
+    let mut deployment = Deployment::new("http://127.0.0.1:9");
+    deployment
+        .haproxy_toml
+        .push_str("stats_socket = \"/run/haproxy/admin.sock\"\n");
+    deployment.pool_toml =
+        exec_pool("web", 80, "", &["true"], Some((&["true"], &["true"]))) + scaling;
+    deployment.write();
+    deployment
+}
+
+fn write_trace(deployment: &Deployment, text: &str) -> String {
+    let path = deployment.path("trace.csv");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn ramp() -> String {
+    let mut text = String::from("t_seconds,load\n");
+    for minute in 0..240 {
+        let load = if minute < 120 {
+            minute * 5
+        } else {
+            (240 - minute) * 5
+        };
+        text.push_str(&format!("{},{load}\n", minute * 60));
+    }
+    text
+}
+
+#[test]
+fn simulate_prints_the_documented_figures_and_draws_the_plot() {
+    let deployment = site(
+        "[pool.scaling]\nmin = 1\nmax = 40\nmetric = \"request_rate\"\ntarget = 70\nstep_up = 20\nstep_down = 20\n",
+    );
+    let trace = write_trace(&deployment, &ramp());
+    let plot = deployment.path("plot.svg");
+    let output = deployment
+        .command()
+        .args([
+            "simulate",
+            "--trace",
+            &trace,
+            "--capacity",
+            "100",
+            "--format",
+            "json",
+        ])
+        .arg("--plot")
+        .arg(&plot)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    for key in [
+        "requests_total",
+        "requests_unserved",
+        "unserved_pct",
+        "overloaded_minutes",
+        "instance_hours",
+        "oracle_instance_hours",
+        "cost_ratio",
+        "scale_ups",
+        "scale_downs",
+        "reversals",
+    ] {
+        assert!(report.get(key).is_some(), "no `{key}` in {report}");
+    }
+    assert_eq!(report["policy"]["policy"], "peak");
+    assert!(report["scale_ups"].as_u64().unwrap() > 0, "{report}");
+    assert!(report["scale_downs"].as_u64().unwrap() > 0, "{report}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("offered load"),
+        "{}",
+        &svg[..200.min(svg.len())]
+    );
+
+    // The same run twice gives the same figures.
+    let again = deployment
+        .command()
+        .args([
+            "simulate",
+            "--trace",
+            &trace,
+            "--capacity",
+            "100",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&again), stdout(&output));
+}
+
+#[test]
+fn a_bad_trace_or_a_pool_without_scaling_is_a_usage_error() {
+    let deployment = site("[pool.scaling]\nmax = 4\ntarget = 70\n");
+    let trace = write_trace(&deployment, "t_seconds,load\n0,1\n60,2\n180,3\n");
+    let output = deployment
+        .command()
+        .args(["simulate", "--trace", &trace])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("trace.csv`: line 4: t_seconds 180 where 120 was expected"),
+        "{}",
+        stderr(&output)
+    );
+
+    let discovery = site("");
+    let trace = write_trace(&discovery, &ramp());
+    let output = discovery
+        .command()
+        .args(["simulate", "--trace", &trace])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("pool `web` has no `[pool.scaling]`"),
+        "{}",
+        stderr(&output)
+    );
+}
