@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Every policy at several settings, plus the oracle, over each shared trace, through
-# `haproxy-autoscaler simulate` (the real decision core). Capacity is set so that each trace's
-# peak needs 50 servers; boot 120 s; a run every 60 s. Prints one table:
+# `haproxy-autoscaler simulate` (the real decision core). Each server serves 100 req/s and each
+# trace is scaled so that its peak needs 50 servers (real request counts, as HAProxy would count
+# them: a trace of 0.2 req/s at its own scale would count whole requests per minute); boot
+# 120 s; a run every 60 s. Prints one table:
 #   trace, policy, setting, unserved %, cost ratio, actions (scale-ups + scale-downs).
 # Usage: scripts/policy-bench.sh [TRACES_DIR] [BINARY]
 # (defaults: ../shared/traces beside the repository, and target/release/haproxy-autoscaler,
@@ -41,14 +43,15 @@ TOML
 printf '%-20s %-12s %-28s %10s %10s %8s\n' trace policy setting "unserved%" cost_ratio actions
 for trace in "$traces"/*.csv; do
     name=$(basename "$trace" .csv)
-    # The capacity that makes the peak need 50 servers, as simulate's default does.
-    capacity=$(python3 -c "
+    # The scale that makes the peak need 50 servers of 100 req/s.
+    capacity=100
+    scale=$(python3 -c "
 import csv,sys
 peak=max(float(r['load']) for r in csv.DictReader(open(sys.argv[1])))
-print(peak/50)" "$trace")
+print(50 * 100 / peak)" "$trace")
     run() { # $1 policy, $2 setting label, $3 scaling lines
         config "$3"
-        "$binary" simulate --config "$work/config.toml" --trace "$trace" --capacity "$capacity" \
+        "$binary" simulate --config "$work/config.toml" --trace "$trace" --capacity "$capacity" --scale "$scale" \
             --boot-s 120 --interval-s 60 --format json > "$work/out.json"
         python3 - "$work/out.json" "$name" "$1" "$2" <<'PY'
 import json, sys
@@ -88,11 +91,10 @@ scale_down_window_s = 300
 step_up = 500
 step_down = 500"
     done
-    for w in 300 900; do
-        for u in 0.7 0.8 0.9 0.95; do
-            run forecast "target $u, window $w s" "policy = \"forecast\"
+    for w in 300 600 900; do
+        for u in 0.7 0.8 0.85 0.9; do
+            run peak "target $u, window $w s" "policy = \"peak\"
 target = $(t $u)
-boot_s = 120
 scale_down_window_s = $w
 step_up = 500
 step_down = 500"
