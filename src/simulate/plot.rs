@@ -80,6 +80,7 @@ pub fn draw(
         .unwrap_or(1)
         .max(1) as f64
         * 1.1;
+    let band = servers_top * 0.12;
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
@@ -105,6 +106,7 @@ pub fn draw(
         .configure_mesh()
         .x_desc(unit)
         .y_desc("requests per second")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| failed(&e))?;
@@ -144,12 +146,20 @@ pub fn draw(
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(70)
-        .build_cartesian_2d(0.0..x_end, 0.0..servers_top)
+        .build_cartesian_2d(0.0..x_end, -band..servers_top)
         .map_err(|e| failed(&e))?;
     servers
         .configure_mesh()
         .x_desc(unit)
         .y_desc("servers")
+        // The band below 0 holds the scale actions, not a count.
+        .y_label_formatter(&|v| {
+            if *v < 0.0 {
+                String::new()
+            } else {
+                format!("{v:.0}")
+            }
+        })
         .light_line_style(WHITE.mix(0.0))
         .draw()
         .map_err(|e| failed(&e))?;
@@ -177,21 +187,20 @@ pub fn draw(
         .legend(move |(x, y)| {
             PathElement::new([(x, y), (x + 18, y)], booting_style.stroke_width(2))
         });
-    // Scale actions as ticks along the top: up in green, down in red.
-    let tick = servers_top / 30.0;
+    // Scale actions as ticks in a band below 0: up in green above, down in red below.
     let (up, down) = (RGBColor(0, 150, 0), RGBColor(200, 0, 0));
     servers
         .draw_series(outcome.actions.iter().map(|(t, direction)| {
             let x = *t as f64 / unit_s;
             let (from, to, colour) = if *direction > 0 {
-                (servers_top - 2.0 * tick, servers_top - tick, up)
+                (-band * 0.45, -band * 0.05, up)
             } else {
-                (servers_top - 3.5 * tick, servers_top - 2.5 * tick, down)
+                (-band * 0.95, -band * 0.55, down)
             };
             PathElement::new([(x, from), (x, to)], colour.stroke_width(1))
         }))
         .map_err(|e| failed(&e))?
-        .label("scale actions (up above, down below)")
+        .label("scale actions, below 0 (up: green, down: red)")
         .legend(move |(x, y)| {
             PathElement::new([(x + 9, y - 6), (x + 9, y + 6)], up.stroke_width(2))
         });
