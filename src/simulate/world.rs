@@ -23,6 +23,8 @@ const SESSION_S: f64 = 0.1;
 /// What the simulation knows of an instance beside what the provider reports.
 #[derive(Debug)]
 struct Server {
+    /// Its role in the rendered haproxy.cfg (`None`: not rendered yet).
+    role: Option<Role>,
     /// When it can take traffic.
     booted_at: i64,
     /// Requests served since HAProxy's last reload.
@@ -56,6 +58,8 @@ pub(crate) struct World<'a> {
     next_id: u64,
     /// Requests per second that found no capacity over the last tick, for the queue metric.
     unserved_rate: f64,
+    /// Servers rendered in service, and draining.
+    counts: [u32; 2],
 }
 
 impl<'a> World<'a> {
@@ -81,21 +85,22 @@ impl<'a> World<'a> {
             pid_started: 0,
             next_id: 1,
             unserved_rate: 0.0,
+            counts: [0, 0],
         }
     }
 
     /// Servers that take traffic: rendered in service (and so booted).
     pub(crate) fn in_service(&self) -> u32 {
-        self.count(Role::InService)
+        self.counts[0]
     }
 
     /// Servers launched that are not in service or draining yet.
     pub(crate) fn booting(&self) -> u32 {
-        self.fleet.len() as u32 - self.in_service() - self.count(Role::Draining)
+        self.fleet.len() as u32 - self.in_service() - self.draining()
     }
 
     pub(crate) fn draining(&self) -> u32 {
-        self.count(Role::Draining)
+        self.counts[1]
     }
 
     /// Every instance that costs: launched and not terminated.
@@ -103,8 +108,13 @@ impl<'a> World<'a> {
         self.fleet.len() as u32
     }
 
-    fn count(&self, role: Role) -> u32 {
-        self.rendered.values().filter(|r| **r == role).count() as u32
+    /// Each server's rendered role and the counts, after the rendering changed.
+    fn rendered_roles(&mut self) {
+        for (found, server) in self.fleet.iter().zip(&mut self.servers) {
+            server.role = self.rendered.get(&found.instance.id).copied();
+        }
+        let count = |role| self.servers.iter().filter(|s| s.role == Some(role)).count() as u32;
+        self.counts = [count(Role::InService), count(Role::Draining)];
     }
 
     /// Serves `load` req/s for `seconds` on the servers in service, each up to `capacity`;
@@ -115,8 +125,8 @@ impl<'a> World<'a> {
         self.unserved_rate = load - served;
         if serving > 0 {
             let share = served / f64::from(serving) * seconds;
-            for (found, server) in self.fleet.iter().zip(&mut self.servers) {
-                if self.rendered.get(&found.instance.id) == Some(&Role::InService) {
+            for server in &mut self.servers {
+                if server.role == Some(Role::InService) {
                     server.requests += share;
                 }
             }
@@ -232,7 +242,7 @@ impl<'a> World<'a> {
                 intent.instance_ids = Some(ids.clone());
             }
         }
-        next.servers = roles.keys().cloned().collect();
+        // (`next.servers`, what a real run rendered, is read only when rendering: left as is.)
         if roles != self.rendered {
             // A new haproxy.cfg: HAProxy reloads, a new worker starts its counters from 0.
             self.pid += 1;
@@ -243,6 +253,7 @@ impl<'a> World<'a> {
             next.reloaded_at = Some(now);
         }
         self.rendered = roles;
+        self.rendered_roles();
         self.state = next;
         let direction = events
             .iter()
@@ -287,6 +298,7 @@ impl<'a> World<'a> {
             }),
         });
         self.servers.push(Server {
+            role: None,
             booted_at: now + self.boot_s,
             requests: 0.0,
         });

@@ -19,7 +19,9 @@ use serde::Serialize;
 
 use crate::config::{Policy, PoolConfig, ReadyCheck, Scaling};
 use crate::decide::policy::{self, Decision};
-use crate::model::{Capped, Discovered, Instance, InstanceState, PoolState, Row, StatsSnapshot};
+use crate::model::{
+    Capped, Discovered, Instance, InstanceState, PoolState, Row, Sample, StatsSnapshot,
+};
 
 /// How many samples are kept per pool.
 const KEEP_SAMPLES: usize = 20;
@@ -252,16 +254,31 @@ fn next_state(
     measured: metric::Measured,
 ) -> PoolState {
     let now = facts.now;
-    let mut samples = state.samples.clone();
-    if let Some(sample) = measured.sample {
-        // Only the newest sample of a node is ever compared with the next: older ones keep
-        // their metric and load, not every server's counters (a state file of 100,000 servers
-        // stays one sample of counters per node).
-        for older in samples.iter_mut().filter(|older| older.node == sample.node) {
-            older.servers.clear();
-        }
-        samples.push(sample);
-    }
+    // Only the newest sample of a node is ever compared with the next: older ones keep their
+    // metric and load, not every server's counters (a state file of 100,000 servers stays one
+    // sample of counters per node), and are copied without them.
+    let node = measured.sample.as_ref().map(|sample| sample.node.as_str());
+    let mut samples: Vec<Sample> = state
+        .samples
+        .iter()
+        .map(|older| {
+            if Some(older.node.as_str()) == node {
+                Sample {
+                    at: older.at,
+                    node: older.node.clone(),
+                    pid: older.pid,
+                    uptime_s: older.uptime_s,
+                    servers: BTreeMap::new(),
+                    backend_qcur: older.backend_qcur,
+                    metric: older.metric,
+                    load: older.load,
+                }
+            } else {
+                older.clone()
+            }
+        })
+        .collect();
+    samples.extend(measured.sample);
     let keep_from = samples.len().saturating_sub(KEEP_SAMPLES);
     samples.drain(..keep_from);
     let mut recommendations = state.recommendations.clone();
