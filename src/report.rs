@@ -17,12 +17,17 @@ use crate::error::Error;
 pub enum Mode {
     Plan,
     Apply,
+    Simulate,
 }
 
 impl Mode {
     /// The mode the command line asks for.
     pub fn of(cli: &Cli) -> Mode {
-        if cli.plan { Mode::Plan } else { Mode::Apply }
+        match (&cli.command, cli.plan) {
+            (Some(crate::cli::Command::Simulate(_)), _) => Mode::Simulate,
+            (None, true) => Mode::Plan,
+            (None, false) => Mode::Apply,
+        }
     }
 }
 

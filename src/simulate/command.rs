@@ -5,10 +5,11 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::SimulateError;
 use super::trace::Trace;
 use super::{Figures, Settings, check, pick_pool, plot, simulate};
 use crate::cli::{Cli, Format, SimulateArgs};
-use crate::config::{Config, Policy};
+use crate::config::{Config, Metric, Policy, Scaling};
 use crate::error::Error;
 
 /// How many servers the trace's peak needs when `--capacity` is not given.
@@ -41,6 +42,11 @@ pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
         scale: args.scale,
     };
     check(&settings)?;
+    super::check_span(&trace, settings)?;
+    check_model(scaling, settings)?;
+    if let Some(warning) = saturation_warning(scaling, settings) {
+        crate::report::say(format_args!("warning: {warning}"));
+    }
     let started = std::time::Instant::now();
     let outcome = simulate(&config, (pool, scaling), &trace, settings);
     tracing::info!(
@@ -48,9 +54,6 @@ pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
         outcome.figures.runs,
         started.elapsed()
     );
-    if let Some(path) = &args.plot {
-        plot::draw(path, &outcome, settings, &pool.name).map_err(Error::Plot)?;
-    }
     let report = Report {
         mode: "simulate",
         pool: &pool.name,
@@ -61,23 +64,69 @@ pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
         figures: &outcome.figures,
     };
     let mut stdout = std::io::stdout().lock();
+    // The figures first: a plot that cannot be written does not lose them.
     let _ = match cli.format {
         Format::Json => serde_json::to_writer_pretty(&mut stdout, &report)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(stdout)),
+        Format::Text if cli.quiet => Ok(()),
         Format::Text => write!(stdout, "{}", text(&report, &trace, args.capacity.is_none())),
     };
+    drop(stdout);
+    if let Some(path) = &args.plot {
+        let title = format!("pool {}, {}", pool.name, policy_name(&scaling.policy));
+        plot::draw(path, &outcome, settings, &title).map_err(Error::Plot)?;
+    }
     Ok(0)
+}
+
+/// The policy's name, as `policy` names it.
+fn policy_name(policy: &Policy) -> String {
+    serde_json::to_value(policy)
+        .ok()
+        .and_then(|value| value.get("policy")?.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Refuses what the simulated HAProxy does not model.
+fn check_model(scaling: &Scaling, _settings: Settings) -> Result<(), Error> {
+    if scaling.metric == Metric::ResponseTimeMs {
+        return Err(SimulateError::Unmodelled(scaling.metric.name()).into());
+    }
+    Ok(())
+}
+
+/// A server serves at most `capacity`, so its metric never reads above it: a target (or
+/// threshold) the metric cannot pass beyond its tolerance never scales up.
+fn saturation_warning(scaling: &Scaling, settings: Settings) -> Option<String> {
+    if !matches!(scaling.metric, Metric::RequestRate | Metric::SessionRate) {
+        return None;
+    }
+    let (line, name) = match scaling.policy {
+        Policy::Target {
+            target, tolerance, ..
+        }
+        | Policy::Peak {
+            target, tolerance, ..
+        } => (target * (1.0 + tolerance), "target × (1 + tolerance)"),
+        Policy::Threshold { up, .. }
+        | Policy::Consecutive { up, .. }
+        | Policy::Average { up, .. } => (up, "scale_up_above"),
+    };
+    (line >= settings.capacity).then(|| {
+        format!(
+            "the pool can never scale up: a server serves at most --capacity {} req/s, so its {} never passes {name} ({line}); lower the target or give the real --capacity",
+            settings.capacity,
+            scaling.metric.name()
+        )
+    })
 }
 
 /// The figures for people.
 fn text(report: &Report<'_>, trace: &Trace, default_capacity: bool) -> String {
     let f = report.figures;
     let s = report.settings;
-    let policy = serde_json::to_value(report.policy)
-        .ok()
-        .and_then(|value| value.get("policy")?.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let policy = policy_name(report.policy);
     let capacity = if default_capacity {
         format!(
             "{:.2} req/s per server (the peak over {DEFAULT_PEAK_SERVERS})",

@@ -22,6 +22,9 @@ use crate::config::{Config, PoolConfig, ReadyCheck, Scaling};
 use trace::Trace;
 use world::World;
 
+/// The most simulation steps one run makes (about 19 years of one-minute steps).
+const MAX_STEPS: u64 = 10_000_000;
+
 /// Two scale actions in opposite directions this close together are a reversal.
 const REVERSAL_S: i64 = 600;
 
@@ -87,6 +90,18 @@ pub enum SimulateError {
     NoScalingPool,
     #[error("the config has several scaling pools ({0}): pick one with `--pool`")]
     Ambiguous(String),
+    #[error(
+        "metric `{0}` is not simulated (the simulated HAProxy has no response times); simulate another metric"
+    )]
+    Unmodelled(&'static str),
+    #[error(
+        "the trace spans {span_s} s: {steps} simulation steps of {tick_s} s are more than the {MAX_STEPS} simulated"
+    )]
+    TooLong {
+        span_s: u64,
+        steps: u64,
+        tick_s: u64,
+    },
     #[error("`{flag}` must be {what}, got {value}")]
     Setting {
         flag: &'static str,
@@ -181,11 +196,7 @@ pub fn simulate(
     let rapid = (config.notify.rapid_scales, config.notify.rapid_window_s);
     let mut world = World::new(&pool, &scaling, rapid, launch_timeout_s, settings.boot_s);
 
-    let tick = gcd(
-        gcd(trace.step_s, settings.interval_s),
-        settings.boot_s.max(1),
-    )
-    .max(1);
+    let tick = tick_s(trace, settings).max(1);
     let span = trace.span_s();
     let mut points = Vec::with_capacity((span / tick) as usize);
     let mut actions: Vec<(u64, i8)> = Vec::new();
@@ -257,6 +268,29 @@ pub fn simulate(
         points,
         actions,
     }
+}
+
+/// The simulation's step: every load change, run and boot completion falls on one.
+fn tick_s(trace: &Trace, settings: Settings) -> u64 {
+    gcd(
+        gcd(trace.step_s, settings.interval_s),
+        settings.boot_s.max(1),
+    )
+    .max(1)
+}
+
+/// Refuses a trace too long to simulate in memory at these settings.
+pub fn check_span(trace: &Trace, settings: Settings) -> Result<(), SimulateError> {
+    let tick_s = tick_s(trace, settings);
+    let steps = trace.span_s() / tick_s;
+    if steps > MAX_STEPS {
+        return Err(SimulateError::TooLong {
+            span_s: trace.span_s(),
+            steps,
+            tick_s,
+        });
+    }
+    Ok(())
 }
 
 /// Perfect foresight and instant boots: `Σ ceil(load / capacity) × step`, in hours.

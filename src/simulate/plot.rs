@@ -29,7 +29,8 @@ struct Column {
     load: f64,
     capacity: f64,
     in_service: u32,
-    booting: u32,
+    /// The most servers in service and booting at one time.
+    launched: u32,
 }
 
 fn columns(points: &[Point], unit_s: f64) -> Vec<Column> {
@@ -44,7 +45,11 @@ fn columns(points: &[Point], unit_s: f64) -> Vec<Column> {
                 .map(|p| p.capacity)
                 .fold(f64::INFINITY, f64::min),
             in_service: chunk.iter().map(|p| p.in_service).min().unwrap_or(0),
-            booting: chunk.iter().map(|p| p.booting).max().unwrap_or(0),
+            launched: chunk
+                .iter()
+                .map(|p| p.in_service + p.booting)
+                .max()
+                .unwrap_or(0),
         })
         .collect()
 }
@@ -73,13 +78,7 @@ pub fn draw(
         .map(|c| c.load.max(c.capacity))
         .fold(1.0, f64::max)
         * 1.05;
-    let servers_top = columns
-        .iter()
-        .map(|c| c.in_service + c.booting)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.1;
+    let servers_top = columns.iter().map(|c| c.launched).max().unwrap_or(1).max(1) as f64 * 1.1;
     let band = servers_top * 0.12;
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
@@ -87,9 +86,9 @@ pub fn draw(
     let (top, bottom) = root.split_vertically(SIZE.1 * 55 / 100);
     let f = &outcome.figures;
     let title = format!(
-        "pool {pool}: {:.3} % unserved, cost ratio {}, {} up / {} down (capacity {:.1} req/s per server, boot {} s)",
+        "{pool}: {:.3} % unserved, cost ratio {}, {} up / {} down (capacity {} req/s per server, boot {} s)",
         f.unserved_pct,
-        f.cost_ratio.map_or("-".to_owned(), |r| format!("{r:.2}")),
+        f.cost_ratio.map_or("-".to_owned(), |r| format!("{r:.3}")),
         f.scale_ups,
         f.scale_downs,
         settings.capacity,
@@ -177,9 +176,7 @@ pub fn draw(
         });
     servers
         .draw_series(LineSeries::new(
-            columns
-                .iter()
-                .map(|c| (c.x, f64::from(c.in_service + c.booting))),
+            columns.iter().map(|c| (c.x, f64::from(c.launched))),
             booting_style.stroke_width(1),
         ))
         .map_err(|e| failed(&e))?

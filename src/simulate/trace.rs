@@ -30,7 +30,7 @@ pub struct Trace {
 impl Trace {
     /// The trace's length in seconds.
     pub fn span_s(&self) -> u64 {
-        self.step_s * self.loads.len() as u64
+        self.step_s.saturating_mul(self.loads.len() as u64)
     }
 
     /// The highest load.

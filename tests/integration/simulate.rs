@@ -128,3 +128,50 @@ fn a_bad_trace_or_a_pool_without_scaling_is_a_usage_error() {
         stderr(&output)
     );
 }
+
+#[test]
+fn what_the_simulation_cannot_model_is_said() {
+    // A target the saturated metric can never pass: a warning, and the figures still come.
+    let pool = site("[pool.scaling]\nmax = 40\nmetric = \"request_rate\"\ntarget = 95\n");
+    let trace = write_trace(&pool, &ramp());
+    let output = pool
+        .command()
+        .args(["simulate", "--trace", &trace, "--capacity", "100"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("warning: the pool can never scale up"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&output).contains("unserved"), "{}", stdout(&output));
+
+    // Response times are not simulated.
+    let pool = site(
+        "[pool.scaling]\nmax = 40\nmetric = \"response_time_ms\"\nscale_up_above = 200\nscale_down_below = 50\n",
+    );
+    let trace = write_trace(&pool, &ramp());
+    let output = pool
+        .command()
+        .args(["simulate", "--trace", &trace])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("`response_time_ms` is not simulated"));
+
+    // A trace too long to hold in memory is refused, not an allocation failure.
+    let pool = site("[pool.scaling]\nmax = 4\ntarget = 70\n");
+    let trace = write_trace(&pool, "t_seconds,load\n0,1\n1000000000000,2\n");
+    let output = pool
+        .command()
+        .args(["simulate", "--trace", &trace])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("more than the 10000000 simulated"),
+        "{}",
+        stderr(&output)
+    );
+}
