@@ -129,3 +129,35 @@ fn the_rule_catches_what_it_forbids() {
     assert_eq!(found.len(), 3, "{found:#?}");
     assert!(found[0].contains("x.rs:2: names `std::fs`"), "{found:#?}");
 }
+
+/// `simulate` replays traffic through the decision core alone: it reaches neither the cloud nor
+/// HAProxy nor the state store (it reads its trace and config, and writes only the plot).
+#[test]
+fn simulate_reaches_no_cloud_and_no_haproxy() {
+    let root = crate_root();
+    let mut found = Vec::new();
+    for file in rust_files(&root.join("src/simulate")) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for name in [
+                "crate::cloud",
+                "crate::haproxy",
+                "crate::observe",
+                "crate::apply",
+                "crate::store",
+                "crate::command",
+                "tokio",
+                "std::net",
+                "std::process",
+            ] {
+                if line.contains(name) {
+                    found.push(format!("{}:{}: names `{name}`", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
