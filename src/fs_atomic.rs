@@ -122,6 +122,12 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
 /// Reads a whole regular file of at most `limit` bytes. Anything else is refused before it is
 /// read: a FIFO (`open` would block until a writer comes), a device (`/dev/zero` never ends), a
 /// folder, or a file larger than `limit`, so that a read costs a bounded time and memory.
+/// [`read_regular`] as text: bytes that are not UTF-8 are an `InvalidData` error.
+pub(crate) fn read_text(path: &Path, limit: u64) -> io::Result<String> {
+    String::from_utf8(read_regular(path, limit)?)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "it is not valid UTF-8"))
+}
+
 pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let metadata = std::fs::metadata(path)?;

@@ -414,17 +414,11 @@ impl Config {
 
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let read_error = |source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let bytes = crate::fs_atomic::read_regular(path, 1024 * 1024).map_err(read_error)?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            read_error(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "it is not valid UTF-8",
-            ))
-        })?;
+        let text =
+            crate::fs_atomic::read_text(path, 1024 * 1024).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         Config::parse(&text, path)
     }
 

@@ -64,7 +64,8 @@ impl<'a> Observations<'a> {
         Ok(Observations { pools: observed })
     }
 
-    /// Builds the observations from a function of each pool (tests and simulations).
+    /// Builds the observations from a function of each pool.
+    #[cfg(test)]
     pub fn from_fn(
         pools: &'a [PoolConfig],
         observe: impl FnMut(&'a PoolConfig) -> Observed,

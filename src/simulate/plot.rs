@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::{Outcome, Point, Settings};
@@ -125,14 +126,13 @@ pub fn draw(
                 capacity_style.mix(0.4).filled(),
             )
         });
-    chart
-        .draw_series(LineSeries::new(
-            columns.iter().map(|c| (c.x, c.load)),
-            load_style.stroke_width(1),
-        ))
-        .map_err(|e| failed(&e))?
-        .label("offered load (highest per column)")
-        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], load_style.stroke_width(2)));
+    line(
+        &mut chart,
+        columns.iter().map(|c| (c.x, c.load)),
+        (load_style, 1),
+        "offered load (highest per column)",
+    )
+    .map_err(|e| failed(&e))?;
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperLeft)
@@ -164,26 +164,20 @@ pub fn draw(
         .map_err(|e| failed(&e))?;
     let serving_style = RGBColor(30, 130, 60);
     let booting_style = RGBColor(230, 150, 20);
-    servers
-        .draw_series(LineSeries::new(
-            columns.iter().map(|c| (c.x, f64::from(c.in_service))),
-            serving_style.stroke_width(2),
-        ))
-        .map_err(|e| failed(&e))?
-        .label("in service (lowest per column)")
-        .legend(move |(x, y)| {
-            PathElement::new([(x, y), (x + 18, y)], serving_style.stroke_width(2))
-        });
-    servers
-        .draw_series(LineSeries::new(
-            columns.iter().map(|c| (c.x, f64::from(c.launched))),
-            booting_style.stroke_width(1),
-        ))
-        .map_err(|e| failed(&e))?
-        .label("in service + booting (most per column)")
-        .legend(move |(x, y)| {
-            PathElement::new([(x, y), (x + 18, y)], booting_style.stroke_width(2))
-        });
+    line(
+        &mut servers,
+        columns.iter().map(|c| (c.x, f64::from(c.in_service))),
+        (serving_style, 2),
+        "in service (lowest per column)",
+    )
+    .map_err(|e| failed(&e))?;
+    line(
+        &mut servers,
+        columns.iter().map(|c| (c.x, f64::from(c.launched))),
+        (booting_style, 1),
+        "in service + booting (most per column)",
+    )
+    .map_err(|e| failed(&e))?;
     // Scale actions as ticks in a band below 0: up in green above, down in red below.
     let (up, down) = (RGBColor(0, 150, 0), RGBColor(200, 0, 0));
     servers
@@ -209,5 +203,22 @@ pub fn draw(
         .draw()
         .map_err(|e| failed(&e))?;
     root.present().map_err(|e| failed(&e))?;
+    Ok(())
+}
+
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A line series of `colour` and `width`, with its legend entry.
+fn line(
+    chart: &mut Chart<'_, '_>,
+    points: impl Iterator<Item = (f64, f64)>,
+    (colour, width): (RGBColor, u32),
+    label: &str,
+) -> Result<(), String> {
+    chart
+        .draw_series(LineSeries::new(points, colour.stroke_width(width)))
+        .map_err(|e| e.to_string())?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
     Ok(())
 }

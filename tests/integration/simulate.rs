@@ -20,6 +20,11 @@ fn write_trace(deployment: &Deployment, text: &str) -> String {
     path.display().to_string()
 }
 
+/// `haproxy-autoscaler simulate ARGS` with `site`'s config.
+fn simulate(site: &Deployment, args: &[&str]) -> std::process::Output {
+    site.command().arg("simulate").args(args).output().unwrap()
+}
+
 fn ramp() -> String {
     let mut text = String::from("t_seconds,load\n");
     for minute in 0..240 {
@@ -40,21 +45,20 @@ fn simulate_prints_the_documented_figures_and_draws_the_plot() {
     );
     let trace = write_trace(&deployment, &ramp());
     let plot = deployment.path("plot.svg");
-    let output = deployment
-        .command()
-        .args([
-            "simulate",
+    let plot_path = plot.display().to_string();
+    let output = simulate(
+        &deployment,
+        &[
             "--trace",
             &trace,
             "--capacity",
             "100",
             "--format",
             "json",
-        ])
-        .arg("--plot")
-        .arg(&plot)
-        .output()
-        .unwrap();
+            "--plot",
+            &plot_path,
+        ],
+    );
     assert_exit(&output, 0);
     let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
     for key in [
@@ -82,19 +86,10 @@ fn simulate_prints_the_documented_figures_and_draws_the_plot() {
     );
 
     // The same run twice gives the same figures.
-    let again = deployment
-        .command()
-        .args([
-            "simulate",
-            "--trace",
-            &trace,
-            "--capacity",
-            "100",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let again = simulate(
+        &deployment,
+        &["--trace", &trace, "--capacity", "100", "--format", "json"],
+    );
     assert_eq!(stdout(&again), stdout(&output));
 }
 
@@ -102,11 +97,7 @@ fn simulate_prints_the_documented_figures_and_draws_the_plot() {
 fn a_bad_trace_or_a_pool_without_scaling_is_a_usage_error() {
     let deployment = site("[pool.scaling]\nmax = 4\ntarget = 70\n");
     let trace = write_trace(&deployment, "t_seconds,load\n0,1\n60,2\n180,3\n");
-    let output = deployment
-        .command()
-        .args(["simulate", "--trace", &trace])
-        .output()
-        .unwrap();
+    let output = simulate(&deployment, &["--trace", &trace]);
     assert_exit(&output, 2);
     assert!(
         stderr(&output).contains("trace.csv`: line 4: t_seconds 180 where 120 was expected"),
@@ -116,11 +107,7 @@ fn a_bad_trace_or_a_pool_without_scaling_is_a_usage_error() {
 
     let discovery = site("");
     let trace = write_trace(&discovery, &ramp());
-    let output = discovery
-        .command()
-        .args(["simulate", "--trace", &trace])
-        .output()
-        .unwrap();
+    let output = simulate(&discovery, &["--trace", &trace]);
     assert_exit(&output, 2);
     assert!(
         stderr(&output).contains("pool `web` has no `[pool.scaling]`"),
@@ -134,11 +121,7 @@ fn what_the_simulation_cannot_model_is_said() {
     // A target the saturated metric can never pass: a warning, and the figures still come.
     let pool = site("[pool.scaling]\nmax = 40\nmetric = \"request_rate\"\ntarget = 95\n");
     let trace = write_trace(&pool, &ramp());
-    let output = pool
-        .command()
-        .args(["simulate", "--trace", &trace, "--capacity", "100"])
-        .output()
-        .unwrap();
+    let output = simulate(&pool, &["--trace", &trace, "--capacity", "100"]);
     assert_exit(&output, 0);
     assert!(
         stderr(&output).contains("warning: the pool can never scale up"),
@@ -152,22 +135,14 @@ fn what_the_simulation_cannot_model_is_said() {
         "[pool.scaling]\nmax = 40\nmetric = \"response_time_ms\"\nscale_up_above = 200\nscale_down_below = 50\n",
     );
     let trace = write_trace(&pool, &ramp());
-    let output = pool
-        .command()
-        .args(["simulate", "--trace", &trace])
-        .output()
-        .unwrap();
+    let output = simulate(&pool, &["--trace", &trace]);
     assert_exit(&output, 2);
     assert!(stderr(&output).contains("`response_time_ms` is not simulated"));
 
     // A trace too long to hold in memory is refused, not an allocation failure.
     let pool = site("[pool.scaling]\nmax = 4\ntarget = 70\n");
     let trace = write_trace(&pool, "t_seconds,load\n0,1\n1000000000000,2\n");
-    let output = pool
-        .command()
-        .args(["simulate", "--trace", &trace])
-        .output()
-        .unwrap();
+    let output = simulate(&pool, &["--trace", &trace]);
     assert_exit(&output, 2);
     assert!(
         stderr(&output).contains("more than the 10000000 simulated"),
