@@ -60,6 +60,8 @@ pub(crate) struct World<'a> {
     unserved_rate: f64,
     /// Servers rendered in service, and draining.
     counts: [u32; 2],
+    /// HAProxy's stats as the last run read them.
+    snapshot: StatsSnapshot,
 }
 
 impl<'a> World<'a> {
@@ -71,7 +73,7 @@ impl<'a> World<'a> {
         launch_timeout_s: u64,
         boot_s: u64,
     ) -> World<'a> {
-        World {
+        let mut world = World {
             pool,
             scaling,
             rapid,
@@ -86,7 +88,18 @@ impl<'a> World<'a> {
             next_id: 1,
             unserved_rate: 0.0,
             counts: [0, 0],
-        }
+            snapshot: StatsSnapshot {
+                node: NODE.to_owned(),
+                info: Info {
+                    pid: 1,
+                    uptime_s: 0,
+                },
+                rows: Vec::new(),
+                old_workers: OldWorkers::Untracked,
+            },
+        };
+        world.snapshot.rows = world.rows();
+        world
     }
 
     /// Servers that take traffic: rendered in service (and so booted).
@@ -115,6 +128,7 @@ impl<'a> World<'a> {
         }
         let count = |role| self.servers.iter().filter(|s| s.role == Some(role)).count() as u32;
         self.counts = [count(Role::InService), count(Role::Draining)];
+        self.snapshot.rows = self.rows();
     }
 
     /// Serves `load` req/s for `seconds` on the servers in service, each up to `capacity`;
@@ -141,12 +155,12 @@ impl<'a> World<'a> {
                 found.instance.state = InstanceState::Running;
             }
         }
-        let stats = self.stats(now);
+        self.stats(now);
         let plan = plan_scaling(&ScalingFacts {
             pool: self.pool,
             scaling: self.scaling,
             instances: &self.fleet,
-            stats: Some(&stats),
+            stats: Some(&self.snapshot),
             // The readiness probe passes once a server is booted (`boot_s` includes it).
             ready: &BTreeMap::new(),
             found_by_token: &BTreeMap::new(),
@@ -158,56 +172,58 @@ impl<'a> World<'a> {
         self.apply(plan, now)
     }
 
-    /// What HAProxy's stats say: a row per rendered server and the backend's.
-    fn stats(&self, now: i64) -> StatsSnapshot {
-        let mut rows: Vec<Row> = self
-            .fleet
-            .iter()
-            .zip(&self.servers)
-            .filter_map(|(found, server)| {
-                let role = self.rendered.get(&found.instance.id)?;
-                let requests = server.requests.round() as u64;
-                let rate = server.requests / (now - self.pid_started).max(1) as f64;
-                Some(Row {
-                    proxy: self.pool.backend.clone(),
-                    name: found.instance.id.clone(),
-                    status: match role {
-                        Role::InService => Status::Up,
-                        Role::Booting => Status::Maint,
-                        Role::Draining => Status::Drain,
-                    },
-                    scur: if *role == Role::InService {
-                        (rate * SESSION_S).round() as u64
-                    } else {
-                        0
-                    },
-                    stot: requests,
-                    req_tot: Some(requests),
-                    qcur: None,
-                    rtime: None,
-                })
-            })
-            .collect();
-        rows.push(Row {
+    /// Updates what HAProxy's stats say: a row per rendered server and the backend's. The rows are
+    /// rebuilt only when the rendering changes ([`World::rows`]); each run updates their counters.
+    fn stats(&mut self, now: i64) {
+        let uptime = (now - self.pid_started).max(0);
+        let mut rows = self.snapshot.rows.iter_mut();
+        for server in self.servers.iter().filter(|server| server.role.is_some()) {
+            let Some(row) = rows.next() else { break };
+            let requests = server.requests.round() as u64;
+            let rate = server.requests / uptime.max(1) as f64;
+            row.scur = if server.role == Some(Role::InService) {
+                (rate * SESSION_S).round() as u64
+            } else {
+                0
+            };
+            row.stot = requests;
+            row.req_tot = Some(requests);
+        }
+        if let Some(backend) = rows.next() {
+            // Requests per second that found no capacity stand in for the queue.
+            backend.qcur = Some(self.unserved_rate.round() as u64);
+        }
+        self.snapshot.info = Info {
+            pid: self.pid,
+            uptime_s: uptime as u64,
+        };
+    }
+
+    /// The stats rows of the rendered servers (in fleet order) and the backend's.
+    fn rows(&self) -> Vec<Row> {
+        let row = |name: &str, status| Row {
             proxy: self.pool.backend.clone(),
-            name: "BACKEND".to_owned(),
-            status: Status::Up,
+            name: name.to_owned(),
+            status,
             scur: 0,
             stot: 0,
             req_tot: None,
-            // Requests per second that found no capacity stand in for the queue.
-            qcur: Some(self.unserved_rate.round() as u64),
+            qcur: None,
             rtime: None,
-        });
-        StatsSnapshot {
-            node: NODE.to_owned(),
-            info: Info {
-                pid: self.pid,
-                uptime_s: (now - self.pid_started).max(0) as u64,
-            },
-            rows,
-            old_workers: OldWorkers::Untracked,
-        }
+        };
+        self.fleet
+            .iter()
+            .zip(&self.servers)
+            .filter_map(|(found, server)| {
+                let status = match server.role? {
+                    Role::InService => Status::Up,
+                    Role::Booting => Status::Maint,
+                    Role::Draining => Status::Drain,
+                };
+                Some(row(&found.instance.id, status))
+            })
+            .chain([row("BACKEND", Status::Up)])
+            .collect()
     }
 
     /// Carries the plan out as `apply` does, and reloads (counters reset) when the rendered
@@ -251,9 +267,9 @@ impl<'a> World<'a> {
                 server.requests = 0.0;
             }
             next.reloaded_at = Some(now);
+            self.rendered = roles;
+            self.rendered_roles();
         }
-        self.rendered = roles;
-        self.rendered_roles();
         self.state = next;
         let direction = events
             .iter()

@@ -144,7 +144,17 @@ pub fn probe_candidates<'a>(
 /// Inside `warmup_s` of its launch. A launch time that cannot be read counts as inside: the
 /// server stays out of traffic rather than skip its warm-up (the plan warns about it).
 fn in_warmup(instance: &Instance, scaling: &Scaling, now: i64) -> bool {
-    match (&instance.launch_time, launched_at(instance)) {
+    in_warmup_since(instance, launched_at(instance), scaling, now)
+}
+
+/// [`in_warmup`] with the instance's launch time already read (`launched`).
+fn in_warmup_since(
+    instance: &Instance,
+    launched: Option<i64>,
+    scaling: &Scaling,
+    now: i64,
+) -> bool {
+    match (&instance.launch_time, launched) {
         (Some(_), None) => true,
         (_, at) => at.is_some_and(|at| now < at.saturating_add(scaling.warmup_s as i64)),
     }
@@ -171,7 +181,13 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     // for as long as the clock was off: every stored time counts as `now` at the latest.
     let state = &clamp_to(facts.state, now);
     let rows = rows_by_server(facts.stats);
-    let mut roles = roles::assign_roles(facts, state, &rows);
+    // Each launch time is read once: reading RFC 3339 text is most of what a run costs per server.
+    let launched: Vec<Option<i64>> = facts
+        .instances
+        .iter()
+        .map(|found| launched_at(&found.instance))
+        .collect();
+    let mut roles = roles::assign_roles(facts, state, &rows, &launched);
     let present = roles.count(Role::InService) + roles.count(Role::Booting);
     let mut launches = launches::carry_intents(facts, state, present);
     let in_service: Vec<&str> = facts
@@ -218,7 +234,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
     ScalingPlan {
-        warnings: launch_time_warnings(facts),
+        warnings: launch_time_warnings(facts, &launched),
         roles: roles.roles,
         launches: launches.launches,
         drains: drained.drains,
@@ -310,14 +326,15 @@ fn next_state(
 }
 
 /// Facts the operator must fix: a launch time that cannot be read keeps its server booting.
-fn launch_time_warnings(facts: &ScalingFacts<'_>) -> Vec<String> {
+fn launch_time_warnings(facts: &ScalingFacts<'_>, launched: &[Option<i64>]) -> Vec<String> {
     facts
         .instances
         .iter()
         .map(|found| &found.instance)
-        .filter_map(|instance| {
+        .zip(launched)
+        .filter_map(|(instance, at)| {
             let text = instance.launch_time.as_deref()?;
-            launched_at(instance).is_none().then(|| {
+            at.is_none().then(|| {
                 format!(
                     "pool `{}`: instance `{}` has launch time {text:?}, which is not an RFC 3339 time: it is kept booting (no traffic) until its provider reports a readable one",
                     facts.pool.name, instance.id

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::config::ReadyCheck;
 use crate::model::{Draining, InstanceState, OldWorkers, PoolState, Row};
 
-use super::{InstanceAction, Role, ScalingFacts, in_warmup};
+use super::{InstanceAction, Role, ScalingFacts, in_warmup_since};
 
 /// Roles after this run, with the drains that go on and the ones that end.
 #[derive(Debug, Default)]
@@ -34,6 +34,7 @@ pub(super) fn assign_roles(
     facts: &ScalingFacts<'_>,
     state: &PoolState,
     rows: &HashMap<&str, &Row>,
+    launched: &[Option<i64>],
 ) -> Roles {
     let (scaling, now) = (facts.scaling, facts.now);
     let drains: HashMap<&str, &Draining> = state
@@ -44,7 +45,12 @@ pub(super) fn assign_roles(
     let in_service: HashSet<&str> = state.in_service.iter().map(String::as_str).collect();
     let no_old_worker = no_old_worker(facts);
     let mut roles = Roles::default();
-    for instance in facts.instances.iter().map(|found| &found.instance) {
+    for (instance, launched) in facts
+        .instances
+        .iter()
+        .map(|found| &found.instance)
+        .zip(launched)
+    {
         if let Some(drain) = drains.get(instance.id.as_str()) {
             let idle = now > drain.since
                 && no_old_worker
@@ -66,8 +72,9 @@ pub(super) fn assign_roles(
         let ready = facts.pool.ready_check == ReadyCheck::None
             || in_service.contains(instance.id.as_str())
             || facts.ready.get(&instance.id).copied().unwrap_or(false);
-        let booting =
-            instance.state == InstanceState::Pending || in_warmup(instance, scaling, now) || !ready;
+        let booting = instance.state == InstanceState::Pending
+            || in_warmup_since(instance, *launched, scaling, now)
+            || !ready;
         let role = if booting {
             Role::Booting
         } else {
