@@ -75,12 +75,16 @@ pub enum Policy {
         window_s: u64,
     },
     /// The default when `target` is given: HPA's rule on the highest load of the last
-    /// `window_s` seconds (default 600) instead of this run's: launches at once for the recent
-    /// peak, scales down only when the peak has left the window.
+    /// `window_s` seconds (default 600) instead of this run's, or on this run's load carried
+    /// `lead_s` ahead along the window's rise when that is higher: launches at once for the
+    /// recent peak or the coming load, scales down only when the peak has left the window.
     Peak {
         target: f64,
         tolerance: f64,
         window_s: u64,
+        /// How far ahead a rising load is projected: the time from a launch to the new server
+        /// taking traffic, plus one run (default `warmup_s` + 60).
+        lead_s: u64,
     },
 }
 
@@ -226,6 +230,7 @@ pub(super) struct RawScaling {
     target: Option<f64>,
     tolerance: Option<f64>,
     scale_down_window_s: Option<i64>,
+    lead_s: Option<i64>,
     step_up: Option<i64>,
     step_down: Option<i64>,
     cooldown_s: Option<i64>,
@@ -289,10 +294,13 @@ impl PolicyKind {
             ],
             PolicyKind::Average => &["scale_up_above", "scale_down_below", "average_of"],
             PolicyKind::Target => &["target", "tolerance", "scale_down_window_s"],
-            PolicyKind::Peak => &["target", "tolerance", "scale_down_window_s"],
+            PolicyKind::Peak => &["target", "tolerance", "scale_down_window_s", "lead_s"],
         }
     }
 }
+
+/// `warmup_s` when not given.
+const WARMUP_S: i64 = 90;
 
 /// The most a count in `[pool.scaling]` may be.
 const MOST: i64 = u32::MAX as i64;
@@ -329,7 +337,7 @@ impl Validator {
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
             drain_s: count("drain_s", raw.drain_s, 120, 0)? as u64,
-            warmup_s: count("warmup_s", raw.warmup_s, 90, 0)? as u64,
+            warmup_s: count("warmup_s", raw.warmup_s, WARMUP_S, 0)? as u64,
             launcher,
         })
     }
@@ -416,6 +424,7 @@ impl Validator {
             ("target", raw.target.is_some()),
             ("tolerance", raw.tolerance.is_some()),
             ("scale_down_window_s", raw.scale_down_window_s.is_some()),
+            ("lead_s", raw.lead_s.is_some()),
         ];
         if let Some((key, _)) = given
             .iter()
@@ -468,10 +477,13 @@ impl Validator {
             }
             PolicyKind::Peak => {
                 let (target, tolerance, window_s) = self.target(pool, raw, name, 600)?;
+                let warmup_s = raw.warmup_s.unwrap_or(WARMUP_S).max(0);
+                let lead_s = raw.lead_s.unwrap_or(warmup_s.saturating_add(60));
                 Policy::Peak {
                     target,
                     tolerance,
                     window_s,
+                    lead_s: self.in_range(at("lead_s"), lead_s, 0..=MOST)? as u64,
                 }
             }
         })

@@ -218,23 +218,40 @@ impl Limits<'_> {
 /// the load of this run. A load that has just been that high can be that high again before a
 /// server launched now takes traffic, so the pool keeps (and, at once, launches) what that peak
 /// needs at `target`; it scales down only when the peak leaves the window, and like HPA it holds
-/// within ±tolerance and holds while booting servers are on their way. Only past and present
-/// samples are used.
-fn peak(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recommendation {
+/// within ±tolerance and holds while booting servers are on their way. A rising load is met
+/// where it will be when a server launched now takes traffic: this run's load plus the window's
+/// rise (least-squares slope) over `lead_s`, when that is above the peak. Only past and present
+/// samples are used; a falling trend never lowers anything.
+fn peak(
+    judge: &Judge<'_>,
+    target: f64,
+    tolerance: f64,
+    (window_s, lead_s): (u64, u64),
+) -> Recommendation {
     let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
     let load = pool_load(input, metric);
     let since = input.now.saturating_sub(window_s as i64);
-    let highest = input
+    let window: Vec<(i64, f64)> = input
         .loads
         .iter()
         .filter(|(at, _)| *at >= since)
-        .map(|(_, load)| *load)
-        .fold(load, f64::max);
+        .copied()
+        .collect();
+    let peaked = window.iter().map(|(_, load)| *load).fold(load, f64::max);
+    let coming = load + rise_per_s(&window, input.now) * lead_s as f64;
+    let highest = peaked.max(coming);
     let needed = (highest / target).ceil().max(1.0) as u32;
-    let why = format!(
-        "{name} {metric:.2} × {} in service; the last {window_s}s peaked at {highest:.1}",
-        input.in_service
-    );
+    let why = if coming > peaked {
+        format!(
+            "{name} {metric:.2} × {} in service; rising, {coming:.1} in {lead_s}s",
+            input.in_service
+        )
+    } else {
+        format!(
+            "{name} {metric:.2} × {} in service; the last {window_s}s peaked at {highest:.1}",
+            input.in_service
+        )
+    };
     let hold = |reason: String| (current, reason, None);
     let ratio = highest / (f64::from(current.max(1)) * target);
     if (ratio - 1.0).abs() <= tolerance {
@@ -267,6 +284,27 @@ fn peak(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) -> Recomm
         format!("{why}, which {needed} server(s) serve"),
         None,
     )
+}
+
+/// How fast the load rises, per second: the least-squares slope of `loads` (times from `now`),
+/// 0 when it falls or when fewer than 3 loads give no trend worth following.
+fn rise_per_s(loads: &[(i64, f64)], now: i64) -> f64 {
+    if loads.len() < 3 {
+        return 0.0;
+    }
+    let count = loads.len() as f64;
+    let points = || loads.iter().map(|(at, load)| ((at - now) as f64, *load));
+    let mean_t = points().map(|(t, _)| t).sum::<f64>() / count;
+    let mean_load = points().map(|(_, load)| load).sum::<f64>() / count;
+    let (covariance, variance) = points().fold((0.0, 0.0), |(cov, var), (t, load)| {
+        let dt = t - mean_t;
+        (cov + dt * (load - mean_load), var + dt * dt)
+    });
+    if variance > 0.0 {
+        (covariance / variance).max(0.0)
+    } else {
+        0.0
+    }
 }
 
 /// The pool's load: the per-server metrics summed over the servers that have one. A server
@@ -364,7 +402,8 @@ fn recommend(input: &Input<'_>, scaling: &Scaling, current: u32, metric: f64) ->
             target,
             tolerance,
             window_s,
-        } => peak(&judge, target, tolerance, window_s),
+            lead_s,
+        } => peak(&judge, target, tolerance, (window_s, lead_s)),
     }
 }
 
@@ -583,6 +622,7 @@ mod tests {
             target: 10.0,
             tolerance: 0.1,
             window_s: 300,
+            lead_s: 0,
         });
         s.step_up = 20;
         s.step_down = 20;
@@ -613,6 +653,43 @@ mod tests {
         // Within ±10 % of what 4 servers carry at target (41 vs 40): hold.
         let near = [(at(60), 41.0), (at(0), 40.0)];
         assert_eq!(decide_with(10.0, &near), 4);
+    }
+
+    /// A rising load is met where it will be `lead_s` from now; a falling one, or two loads,
+    /// give no trend; the trend never lowers what the peak keeps.
+    #[test]
+    fn peak_meets_a_rising_load_where_it_will_be() {
+        let now = 1_000_000;
+        let at = |ago: i64| now - ago;
+        let decide_with = |lead_s: u64, per_server: f64, loads: &[(i64, f64)]| {
+            let mut s = scaling(Policy::Peak {
+                target: 10.0,
+                tolerance: 0.1,
+                window_s: 300,
+                lead_s,
+            });
+            s.step_up = 20;
+            s.step_down = 20;
+            s.max = Bound::Fixed(50);
+            let per = vec![per_server; 4];
+            let history = [Some(per_server)];
+            decide(&Input {
+                loads,
+                ..input(&s, 4, &per, &history)
+            })
+            .desired
+        };
+        // 20, 40, 60 over two minutes: a third of a request per second more each second; in
+        // 180 s, 60 + 60 = 120 needs 12 servers. Without a lead, the peak (60) needs 6.
+        let rising = [(at(120), 20.0), (at(60), 40.0), (at(0), 60.0)];
+        assert_eq!(decide_with(180, 15.0, &rising), 12);
+        assert_eq!(decide_with(0, 15.0, &rising), 6);
+        // Falling: the window's peak (60) holds 6, the trend does not lower it.
+        let falling = [(at(120), 60.0), (at(60), 40.0), (at(0), 20.0)];
+        assert_eq!(decide_with(180, 5.0, &falling), 6);
+        // Two loads are no trend.
+        let two = [(at(60), 20.0), (at(0), 60.0)];
+        assert_eq!(decide_with(180, 15.0, &two), 6);
     }
 
     #[test]
@@ -806,10 +883,13 @@ mod tests {
                     down: 10.0,
                     average_of
                 }),
-                (0.0f64..0.5, 0u64..900).prop_map(|(tolerance, window_s)| Policy::Peak {
-                    target: 15.0,
-                    tolerance,
-                    window_s,
+                (0.0f64..0.5, 0u64..900, 0u64..600).prop_map(|(tolerance, window_s, lead_s)| {
+                    Policy::Peak {
+                        target: 15.0,
+                        tolerance,
+                        window_s,
+                        lead_s,
+                    }
                 }),
                 (0.0f64..0.5, 0u64..600).prop_map(|(tolerance, window_s)| Policy::Target {
                     target: 15.0,
