@@ -82,8 +82,8 @@ pub enum Policy {
         target: f64,
         tolerance: f64,
         window_s: u64,
-        /// How far ahead a rising load is projected: the time from a launch to the new server
-        /// taking traffic, plus one run (default `warmup_s` + 60).
+        /// How far ahead a rising load is projected (0, the default: not at all); the time from
+        /// a launch to the new server taking traffic, plus one run, when the load rises smoothly.
         lead_s: u64,
     },
 }
@@ -299,9 +299,6 @@ impl PolicyKind {
     }
 }
 
-/// `warmup_s` when not given.
-const WARMUP_S: i64 = 90;
-
 /// The most a count in `[pool.scaling]` may be.
 const MOST: i64 = u32::MAX as i64;
 
@@ -337,7 +334,7 @@ impl Validator {
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
             drain_s: count("drain_s", raw.drain_s, 120, 0)? as u64,
-            warmup_s: count("warmup_s", raw.warmup_s, WARMUP_S, 0)? as u64,
+            warmup_s: count("warmup_s", raw.warmup_s, 90, 0)? as u64,
             launcher,
         })
     }
@@ -477,8 +474,7 @@ impl Validator {
             }
             PolicyKind::Peak => {
                 let (target, tolerance, window_s) = self.target(pool, raw, name, 600)?;
-                let warmup_s = raw.warmup_s.unwrap_or(WARMUP_S).max(0);
-                let lead_s = raw.lead_s.unwrap_or(warmup_s.saturating_add(60));
+                let lead_s = raw.lead_s.unwrap_or(0);
                 Policy::Peak {
                     target,
                     tolerance,
