@@ -43,7 +43,7 @@ $1
 TOML
 }
 
-printf '%-20s %-12s %-42s %10s %10s %8s\n' trace policy setting "unserved%" cost_ratio actions
+printf '%-20s %-12s %-48s %10s %10s %8s\n' trace policy setting "unserved%" cost_ratio actions
 for trace in "$traces"/*.csv; do
     name=$(basename "$trace" .csv)
     # The scale that makes the peak need 50 servers of 100 req/s.
@@ -59,12 +59,12 @@ print(50 * 100 / peak)" "$trace")
         python3 - "$work/out.json" "$name" "$1" "$2" "$work/rows.tsv" <<'PY'
 import json, sys
 f = json.load(open(sys.argv[1]))
-print(f"{sys.argv[2]:<20} {sys.argv[3]:<12} {sys.argv[4]:<42} {f['unserved_pct']:>10.3f} {f['cost_ratio']:>10.3f} {f['scale_ups'] + f['scale_downs']:>8}")
+print(f"{sys.argv[2]:<20} {sys.argv[3]:<12} {sys.argv[4]:<48} {f['unserved_pct']:>10.3f} {f['cost_ratio']:>10.3f} {f['scale_ups'] + f['scale_downs']:>8}")
 with open(sys.argv[5], "a") as rows:
     rows.write(f"{sys.argv[2]}\t{sys.argv[3]}\t{sys.argv[4]}\t{f['unserved_pct']}\t{f['cost_ratio']}\n")
 PY
     }
-    printf '%-20s %-12s %-42s %10.3f %10.3f %8s\n' "$name" oracle "foresight, no boot" 0 1 -
+    printf '%-20s %-12s %-48s %10.3f %10.3f %8s\n' "$name" oracle "foresight, no boot" 0 1 -
     c=$capacity
     t() { python3 -c "print(round($1 * $c, 6))"; }
     for u in 0.7; do

@@ -71,8 +71,8 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "NAME")]
     pub pool: Option<String>,
 
-    /// Requests per second one server serves [default: the trace's peak over 50].
-    #[arg(long, value_name = "R")]
+    /// Requests per second one server serves [default: the scaled trace's peak over 50].
+    #[arg(long, value_name = "R", allow_hyphen_values = true)]
     pub capacity: Option<f64>,
 
     /// Seconds from a launch to the new server taking traffic (its warm-up and readiness
@@ -85,7 +85,12 @@ pub struct SimulateArgs {
     pub interval_s: u64,
 
     /// Multiply the trace's loads by this.
-    #[arg(long, value_name = "K", default_value_t = 1.0)]
+    #[arg(
+        long,
+        value_name = "K",
+        default_value_t = 1.0,
+        allow_hyphen_values = true
+    )]
     pub scale: f64,
 
     /// Draw load, capacity, servers and scale actions over time into this SVG file.

@@ -50,28 +50,45 @@ impl Metric {
     }
 }
 
-/// How the desired number of servers is decided.
+/// How the desired number of servers is decided. Serialized (in `simulate --format json`) with
+/// the names of its `[pool.scaling]` keys.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "policy", rename_all = "snake_case")]
 pub enum Policy {
     /// loadscale-perl: when `instance_ratio` of the servers are above `up` → +step_up; below
     /// `down` → −step_down.
-    Threshold { up: f64, down: f64, ratio: f64 },
+    Threshold {
+        #[serde(rename = "scale_up_above")]
+        up: f64,
+        #[serde(rename = "scale_down_below")]
+        down: f64,
+        #[serde(rename = "instance_ratio")]
+        ratio: f64,
+    },
     /// autoscalebot: the pool average above `up` for `up_after` runs in a row → up; below `down`
     /// for `down_after` runs → down.
     Consecutive {
+        #[serde(rename = "scale_up_above")]
         up: f64,
+        #[serde(rename = "scale_down_below")]
         down: f64,
         up_after: u32,
         down_after: u32,
     },
     /// The mean of the last `average_of` pool averages above `up` → up; below `down` → down.
-    Average { up: f64, down: f64, average_of: u32 },
+    Average {
+        #[serde(rename = "scale_up_above")]
+        up: f64,
+        #[serde(rename = "scale_down_below")]
+        down: f64,
+        average_of: u32,
+    },
     /// Kubernetes HPA: desired = ceil(in_service × metric / target), nothing within ±tolerance,
     /// scale-down to the highest recommendation of the last `window_s` seconds.
     Target {
         target: f64,
         tolerance: f64,
+        #[serde(rename = "scale_down_window_s")]
         window_s: u64,
     },
     /// The default when `target` is given: HPA's rule on the highest load of the last
@@ -81,6 +98,7 @@ pub enum Policy {
     Peak {
         target: f64,
         tolerance: f64,
+        #[serde(rename = "scale_down_window_s")]
         window_s: u64,
         /// How far ahead a rising load is projected (0, the default: not at all); the time from
         /// a launch to the new server taking traffic, plus one run, when the load rises smoothly.
@@ -299,6 +317,9 @@ impl PolicyKind {
     }
 }
 
+/// The most `lead_s` may be: a day (a trend is not followed further).
+const LEAD_S_MOST: i64 = 86_400;
+
 /// The most a count in `[pool.scaling]` may be.
 const MOST: i64 = u32::MAX as i64;
 
@@ -474,12 +495,13 @@ impl Validator {
             }
             PolicyKind::Peak => {
                 let (target, tolerance, window_s) = self.target(pool, raw, name, 600)?;
-                let lead_s = raw.lead_s.unwrap_or(0);
+                let lead_s =
+                    self.in_range(at("lead_s"), raw.lead_s.unwrap_or(0), 0..=LEAD_S_MOST)?;
                 Policy::Peak {
                     target,
                     tolerance,
                     window_s,
-                    lead_s: self.in_range(at("lead_s"), lead_s, 0..=MOST)? as u64,
+                    lead_s: lead_s as u64,
                 }
             }
         })
@@ -730,6 +752,19 @@ mod tests {
         let consecutive =
             parse("max = 4\npolicy = \"consecutive\"\nscale_up_above = 2\nscale_down_below = 1")
                 .unwrap();
+        let peak = parse("max = 4\ntarget = 15").unwrap().pools[0]
+            .scaling
+            .clone()
+            .unwrap();
+        assert_eq!(
+            peak.policy,
+            Policy::Peak {
+                target: 15.0,
+                tolerance: 0.1,
+                window_s: 600,
+                lead_s: 0
+            }
+        );
         assert_eq!(
             consecutive.pools[0].scaling.as_ref().unwrap().policy,
             Policy::Consecutive {
@@ -768,7 +803,7 @@ mod tests {
 
     #[test]
     fn invalid_scaling_names_the_key() {
-        let cases: [(&str, &[&str]); 21] = [
+        let cases: [(&str, &[&str]); 23] = [
             (
                 "scale_up_above = 2\nscale_down_below = 1",
                 &["scaling.max", "required"],
@@ -834,6 +869,14 @@ mod tests {
             (
                 "max = 3\npolicy = \"target\"\ntarget = 5\ntolerance = 1.5",
                 &["scaling.tolerance"],
+            ),
+            (
+                "max = 3\npolicy = \"target\"\ntarget = 5\nlead_s = 180",
+                &["scaling.lead_s", "not used by policy `target`"],
+            ),
+            (
+                "max = 3\ntarget = 5\nlead_s = 86401",
+                &["scaling.lead_s", "between 0 and 86400, got 86401"],
             ),
             // Issue 10, class 21: the key at fault and the real bound.
             (

@@ -142,7 +142,7 @@ fn text(report: &Report<'_>, trace: &Trace, default_capacity: bool) -> String {
         "pool {} (policy {policy}) on {}: {} intervals of {} s ({:.1} days)\n\
 capacity {capacity}, boot {} s, a run every {} s, load × {}\n\
 requests        {:.0} in all, {:.0} unserved ({:.3} %)\n\
-overloaded      {:.0} minute(s)\n\
+overloaded      {} minute(s)\n\
 instance-hours  {:.1} (oracle {:.1}): cost ratio {cost}\n\
 scale actions   {} up, {} down, {} reversal(s) within 10 minutes; {} launch(es), at most {} server(s)\n",
         report.pool,
@@ -156,7 +156,8 @@ scale actions   {} up, {} down, {} reversal(s) within 10 minutes; {} launch(es),
         f.requests_total,
         f.requests_unserved,
         f.unserved_pct,
-        f.overloaded_minutes,
+        // Whole minutes as such, parts of one (a trace stepped below a minute) to a tenth.
+        format!("{:.1}", f.overloaded_minutes).trim_end_matches(".0"),
         f.instance_hours,
         f.oracle_instance_hours,
         f.scale_ups,

@@ -25,6 +25,10 @@ use world::World;
 /// The most simulation steps one run makes (about 19 years of one-minute steps).
 const MAX_STEPS: u64 = 10_000_000;
 
+/// The most requests a trace may hold: the figures are sums of f64, exact in whole requests up
+/// to 2^53 (about 9 × 10^15).
+const MAX_REQUESTS: f64 = 1e15;
+
 /// Two scale actions in opposite directions this close together are a reversal.
 const REVERSAL_S: i64 = 600;
 
@@ -102,6 +106,10 @@ pub enum SimulateError {
         steps: u64,
         tick_s: u64,
     },
+    #[error(
+        "the trace × --scale peaks at {peak:e} req/s: over its {span_s} s that is more than the {MAX_REQUESTS:e} requests the figures count exactly; lower --scale"
+    )]
+    TooMuch { peak: f64, span_s: u64 },
     #[error("`{flag}` must be {what}, got {value}")]
     Setting {
         flag: &'static str,
@@ -290,6 +298,14 @@ pub fn check_span(trace: &Trace, settings: Settings) -> Result<(), SimulateError
             tick_s,
         });
     }
+    let peak = trace.peak() * settings.scale;
+    let requests = peak * trace.span_s() as f64;
+    if !requests.is_finite() || requests > MAX_REQUESTS {
+        return Err(SimulateError::TooMuch {
+            peak,
+            span_s: trace.span_s(),
+        });
+    }
     Ok(())
 }
 
@@ -349,6 +365,15 @@ mod tests {
         interval_s: 60,
         scale: 1.0,
     };
+
+    /// A trace whose requests the figures cannot count exactly is refused, naming --scale.
+    #[test]
+    fn a_trace_too_heavy_to_count_is_refused() {
+        let heavy = trace(&[1e300, 1.0]);
+        let error = check_span(&heavy, TEN).unwrap_err().to_string();
+        assert!(error.contains("--scale"), "{error}");
+        assert!(check_span(&trace(&[1e6, 1.0]), TEN).is_ok());
+    }
 
     /// Worked by hand: min = max = 2; the first run launches 2, which take traffic from the run
     /// a boot later (60 s); loads 10, 30, 30, 10 req/s for a minute each.

@@ -56,12 +56,14 @@ impl Trace {
             line,
             problem,
         };
+        // A spreadsheet's byte-order mark and spaces around the header's names are not a mistake.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut lines = text
             .lines()
             .enumerate()
             .map(|(i, line)| (i + 1, line.trim()));
         match lines.next() {
-            Some((_, "t_seconds,load")) => {}
+            Some((_, header)) if header.split(',').map(str::trim).eq(["t_seconds", "load"]) => {}
             Some((line, header)) => {
                 return Err(invalid(
                     line,
@@ -141,6 +143,14 @@ mod tests {
                 loads: vec![1.5, 2.0, 0.0]
             }
         );
+    }
+
+    /// A spreadsheet's byte-order mark and spaces around the header's names are accepted.
+    #[test]
+    fn a_bom_and_spaces_in_the_header_are_accepted() {
+        let plain = parse("t_seconds,load\n0,1\n60,2\n").unwrap();
+        assert_eq!(parse("\u{feff}t_seconds,load\n0,1\n60,2\n").unwrap(), plain);
+        assert_eq!(parse("t_seconds , load\n0,1\n60,2\n").unwrap(), plain);
     }
 
     #[test]
