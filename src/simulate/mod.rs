@@ -450,8 +450,11 @@ mod tests {
             TEN,
         )
         .figures;
+        // `lead_s` was added to the policy after simulate was written: it shows here too.
+        let led = run(&config(&format!("{base}\nlead_s = 120")), &loads, TEN).figures;
         assert_ne!(peak, hpa);
         assert_ne!(peak, wide);
+        assert_ne!(peak, led);
         // A longer window keeps more servers longer: it costs more and leaves less unserved.
         assert!(
             wide.instance_hours > peak.instance_hours,
