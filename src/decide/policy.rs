@@ -231,14 +231,10 @@ fn peak(
     let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
     let load = pool_load(input, metric);
     let since = input.now.saturating_sub(window_s as i64);
-    let window: Vec<(i64, f64)> = input
-        .loads
-        .iter()
-        .filter(|(at, _)| *at >= since)
-        .copied()
-        .collect();
+    // The loads are oldest first: the window is their tail.
+    let window = &input.loads[input.loads.partition_point(|(at, _)| *at < since)..];
     let peaked = window.iter().map(|(_, load)| *load).fold(load, f64::max);
-    let coming = load + rise_per_s(&window, input.now) * lead_s as f64;
+    let coming = load + rise_per_s(window, input.now) * lead_s as f64;
     let highest = peaked.max(coming);
     let needed = (highest / target).ceil().max(1.0) as u32;
     let why = if coming > peaked {
