@@ -6,6 +6,7 @@
 //! writes nothing: every file it reads is replaced only by atomic renames, so it always sees
 //! whole files.
 
+use std::path::Path;
 use std::time::Instant;
 
 use crate::apply::apply;
@@ -15,7 +16,7 @@ use crate::cloud::{Clouds, Provider};
 use crate::config::{Config, EventKind, ProviderKind};
 use crate::decide::plan::{self, Facts};
 use crate::decide::render::Renderer;
-use crate::error::{EXIT_CHANGES_PENDING, Error, error_chain};
+use crate::error::{EXIT_CHANGES_PENDING, EXIT_OK, Error, error_chain};
 use crate::haproxy::install::{self, read_installed};
 use crate::notify;
 use crate::observe::observe;
@@ -24,13 +25,36 @@ use crate::store::{self, FileStore, StateLock, StateStore};
 
 /// Runs the command line and prints the report; returns the exit code of a successful run.
 pub fn main(cli: &Cli) -> Result<u8, Error> {
-    if let Some(Command::Simulate(args)) = &cli.command {
-        return crate::simulate::command::run(cli, args);
+    match &cli.command {
+        Some(Command::Simulate(args)) => return crate::simulate::command::run(cli, args),
+        Some(Command::Init(args)) => {
+            let dir = args.dir.clone().unwrap_or_else(|| {
+                let config = cli
+                    .config
+                    .clone()
+                    .unwrap_or_else(|| crate::cli::DEFAULT_CONFIG_PATH.into());
+                config.parent().map(Path::to_owned).unwrap_or_default()
+            });
+            for path in crate::init::init(&dir)? {
+                if !cli.quiet {
+                    println!("wrote {}", path.display());
+                }
+            }
+            return Ok(EXIT_OK);
+        }
+        Some(Command::Completions { shell }) => {
+            return crate::manual::completions(*shell).map(|()| EXIT_OK);
+        }
+        Some(Command::Man) => return crate::manual::man().map(|()| EXIT_OK),
+        Some(Command::Check(_)) | None => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
+    if let Some(Command::Check(args)) = &cli.command {
+        return runtime.block_on(crate::check::check(cli, args.offline));
+    }
     let report = runtime.block_on(async {
         tokio::select! {
             outcome = run(cli) => outcome,

@@ -58,6 +58,38 @@ pub enum Command {
     /// Replay a traffic trace (`t_seconds,load` CSV) through a pool's scaling policy, with a
     /// simulated cloud and HAProxy, and report what it served and cost; changes nothing.
     Simulate(SimulateArgs),
+    /// Validate the config and the template, render haproxy.cfg against the current discovery
+    /// and run check_command on it, as a run would; report every problem; changes nothing.
+    Check(CheckArgs),
+    /// Write a commented example config and the default template, to edit before the first
+    /// run; never overwrites a file.
+    Init(InitArgs),
+    /// Print a completion script for a shell (for example into
+    /// /usr/share/bash-completion/completions/haproxy-autoscaler).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff; `man -l -` reads it from stdin).
+    Man,
+}
+
+/// `check`'s flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Render against no instance: contact no cloud, no HAProxy, read no state.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `init`'s flags.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The folder to write config.toml and haproxy.cfg.hbs into, created if missing [default:
+    /// the folder of --config, /etc/haproxy-autoscaler].
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
 }
 
 /// `simulate`'s flags.

@@ -8,6 +8,8 @@ use crate::decide::render::RenderError;
 use crate::haproxy::install::InstallError;
 use crate::store::StateError;
 
+/// Exit code of a run that did what it had to.
+pub const EXIT_OK: u8 = 0;
 /// Exit code of a run that failed (cloud, HAProxy, reload, state).
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code of bad usage or an invalid config or template.
@@ -43,6 +45,10 @@ pub enum Error {
     Trace(#[from] crate::simulate::trace::TraceError),
     #[error(transparent)]
     Simulate(#[from] crate::simulate::SimulateError),
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
+    #[error("cannot write to stdout")]
+    Stdout(#[source] std::io::Error),
     #[error("cannot draw the plot")]
     Plot(#[source] crate::simulate::plot::PlotError),
     #[error("cannot start the async runtime")]
@@ -66,7 +72,8 @@ impl Error {
             | Error::Region(_)
             | Error::Template { .. }
             | Error::Trace(_)
-            | Error::Simulate(_) => EXIT_USAGE,
+            | Error::Simulate(_)
+            | Error::Init(crate::init::InitError::Exists(_)) => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a
             // value refused as unsafe is a problem with the data, so the run failed.
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
@@ -79,6 +86,8 @@ impl Error {
             | Error::Plan(_)
             | Error::Install(_)
             | Error::Plot(_)
+            | Error::Init(_)
+            | Error::Stdout(_)
             | Error::Runtime(_) => EXIT_FAILED,
             Error::Stopped { code, .. } => *code,
         }

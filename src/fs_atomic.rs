@@ -77,6 +77,20 @@ impl Staged {
         self.temp.path()
     }
 
+    /// Like [`Staged::commit`], but only if the target does not exist: an existing file is
+    /// never replaced (an `AlreadyExists` error), even one created since the check.
+    pub(crate) fn commit_new(self, mode: u32) -> io::Result<()> {
+        self.temp
+            .as_file()
+            .set_permissions(Permissions::from_mode(mode))?;
+        self.temp.as_file().sync_all()?;
+        let dir = parent_dir(&self.target).to_owned();
+        self.temp
+            .persist_noclobber(&self.target)
+            .map_err(|error| error.error)?;
+        File::open(dir)?.sync_all()
+    }
+
     /// Gives the staged file `ownership`, renames it over the target and fsyncs the folder.
     pub(crate) fn commit(self, ownership: Ownership) -> io::Result<()> {
         if let Some((uid, gid)) = ownership.uid_gid {

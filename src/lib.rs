@@ -4,6 +4,7 @@
 
 pub mod app;
 mod apply;
+mod check;
 pub mod cli;
 mod cloud;
 mod command;
@@ -14,7 +15,9 @@ pub mod failpoint;
 mod fs_atomic;
 pub mod haproxy;
 mod http;
+mod init;
 pub mod logging;
+mod manual;
 pub mod model;
 mod notify;
 mod observe;

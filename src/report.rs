@@ -18,6 +18,9 @@ pub enum Mode {
     Plan,
     Apply,
     Simulate,
+    /// `init`, `completions`, `man`: commands that make no run.
+    Tool,
+    Check,
 }
 
 impl Mode {
@@ -25,6 +28,15 @@ impl Mode {
     pub fn of(cli: &Cli) -> Mode {
         match (&cli.command, cli.plan) {
             (Some(crate::cli::Command::Simulate(_)), _) => Mode::Simulate,
+            (Some(crate::cli::Command::Check(_)), _) => Mode::Check,
+            (
+                Some(
+                    crate::cli::Command::Init(_)
+                    | crate::cli::Command::Completions { .. }
+                    | crate::cli::Command::Man,
+                ),
+                _,
+            ) => Mode::Tool,
             (None, true) => Mode::Plan,
             (None, false) => Mode::Apply,
         }

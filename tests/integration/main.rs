@@ -16,4 +16,5 @@ mod operator;
 mod plan_output;
 mod scaling;
 mod simulate;
+mod tools;
 mod util;

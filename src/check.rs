@@ -1,0 +1,155 @@
+//! `check`: what a run would refuse, found before a run. The config is validated, the template
+//! loaded and rendered (against the current discovery, or none with `--offline`), and
+//! `check_command` runs on the result, as a run would before installing it. Every problem found is
+//! reported, not only the first: a config that cannot be read stops the rest, but a template that
+//! fails is still reported beside a state folder that is missing.
+
+use serde::Serialize;
+
+use crate::cli::Cli;
+use crate::cloud::Clouds;
+use crate::cloud::ec2::Ec2;
+use crate::config::{Config, ProviderKind};
+use crate::decide::context::render_leaving_out_unsafe;
+use crate::decide::membership::{BackendPlan, plan_backend};
+use crate::error::{EXIT_OK, EXIT_USAGE, Error, error_chain};
+use crate::haproxy::install;
+use crate::model::Observed;
+
+/// What `check` found.
+#[derive(Debug, Serialize)]
+struct Findings {
+    mode: &'static str,
+    config: String,
+    offline: bool,
+    /// Problems a run would stop on (exit 2 when there is one).
+    problems: Vec<String>,
+    /// What a run would say but go on with (instances left out, an empty backend).
+    warnings: Vec<String>,
+}
+
+/// Runs every check; exit 0 when there is no problem, 2 otherwise.
+pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
+    let config = Config::from_cli(cli)?;
+    let mut findings = Findings {
+        mode: "check",
+        config: config.source.to_string(),
+        offline,
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    // A run locks and saves beside its state file; `--offline` reads no state.
+    if !offline
+        && let Some(folder) = config.state_path.parent()
+        && !folder.as_os_str().is_empty()
+        && !folder.is_dir()
+    {
+        findings.problems.push(format!(
+            "the state file's folder `{}` does not exist: a run locks and saves its state there",
+            folder.display()
+        ));
+    }
+    let mut problem = |error: &dyn std::error::Error| findings.problems.push(error_chain(error));
+    match crate::haproxy::template::load(&config.haproxy.template) {
+        Err(error) => problem(&Error::Template {
+            config: config.source.to_string(),
+            error,
+        }),
+        Ok(renderer) if offline => {
+            let mut pools: Vec<BackendPlan> = config
+                .pools
+                .iter()
+                .map(|pool| plan_backend(pool, &Observed::default(), None))
+                .collect();
+            match render_leaving_out_unsafe(&renderer, &config, &mut pools) {
+                Err(error) => problem(&error),
+                Ok(rendered) => {
+                    if let Err(error) =
+                        install::check_without_installing(&config.haproxy, &rendered).await
+                    {
+                        problem(&error);
+                    }
+                }
+            }
+        }
+        Ok(renderer) => match online(&config, &renderer).await {
+            Ok(warnings) => findings.warnings = warnings,
+            Err(error) => findings.problems.push(error_chain(&error)),
+        },
+    }
+    print(cli, &findings);
+    Ok(if findings.problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_USAGE
+    })
+}
+
+/// A `--plan` run: discovery, stats, the decision, the render and `check_command`.
+async fn online(
+    config: &Config,
+    renderer: &crate::decide::render::Renderer,
+) -> Result<Vec<String>, Error> {
+    let ec2 = if config
+        .pools
+        .iter()
+        .any(|pool| pool.provider == ProviderKind::Ec2)
+    {
+        Some(Ec2::connect(&config.aws).await?)
+    } else {
+        None
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64);
+    let report = crate::app::reconcile(config, renderer, &Clouds { ec2 }, true, now).await?;
+    let mut warnings = report.plan.warnings.clone();
+    warnings.extend(
+        report
+            .plan
+            .pools
+            .iter()
+            .flat_map(|pool| pool.skipped.iter().map(move |skipped| (pool, skipped)))
+            .map(|(pool, skipped)| {
+                format!(
+                    "pool `{}`: instance `{}` {}",
+                    pool.name, skipped.instance_id, skipped.reason
+                )
+            }),
+    );
+    Ok(warnings)
+}
+
+fn print(cli: &Cli, findings: &Findings) {
+    if cli.format == crate::cli::Format::Json {
+        if let Ok(text) = serde_json::to_string_pretty(findings) {
+            println!("{text}");
+        }
+        return;
+    }
+    for warning in &findings.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for problem in &findings.problems {
+        println!("problem: {problem}");
+    }
+    if findings.problems.is_empty() {
+        if !cli.quiet {
+            let against = if findings.offline {
+                "no instance (--offline)"
+            } else {
+                "the current discovery"
+            };
+            println!(
+                "ok: {} is valid, and its template renders against {against} into a haproxy.cfg that check_command accepts",
+                findings.config
+            );
+        }
+    } else {
+        println!(
+            "{} problem(s) in {}",
+            findings.problems.len(),
+            findings.config
+        );
+    }
+}

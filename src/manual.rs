@@ -1,0 +1,34 @@
+//! `completions SHELL` and `man`: generated from the command line's clap definitions, so they
+//! never drift from `--help`.
+
+use clap::CommandFactory;
+
+use crate::cli::Cli;
+use crate::error::Error;
+
+/// Prints `shell`'s completion script on stdout.
+pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
+    let mut command = Cli::command();
+    let name = command.get_name().to_owned();
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut out);
+    write_stdout(&out)
+}
+
+/// Prints the manual page (roff) on stdout.
+pub(crate) fn man() -> Result<(), Error> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command())
+        .render(&mut out)
+        .map_err(Error::Stdout)?;
+    write_stdout(&out)
+}
+
+fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(Error::Stdout)
+}

@@ -1,0 +1,110 @@
+//! Issue 13: the operator's commands through the real binary — `init` writes a config that
+//! `check --offline` accepts with Debian's HAProxy, `check` reports every problem it finds, and
+//! `completions` and `man` are generated from the command line.
+
+use std::process::Command;
+
+use super::operator::{ONE_INSTANCE, Site};
+use super::util::{assert_exit, describe, stdout};
+
+fn binary() -> Command {
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"));
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .current_dir("/");
+    command
+}
+
+#[test]
+fn init_writes_a_config_that_check_offline_accepts_and_never_overwrites() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("etc/haproxy-autoscaler");
+    let init = binary().args(["init", "--dir"]).arg(&dir).output().unwrap();
+    assert_exit(&init, 0);
+    assert!(stdout(&init).contains("config.toml"), "{}", describe(&init));
+    let config = dir.join("config.toml");
+    // As written, with Debian's `haproxy -c` as its check_command (found in /usr/sbin under
+    // cron's PATH too).
+    let check = binary()
+        .args(["check", "--offline", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_exit(&check, 0);
+    assert!(stdout(&check).starts_with("ok: "), "{}", describe(&check));
+
+    // A second init changes nothing and says which file is in the way.
+    std::fs::write(&config, "# mine\n").unwrap();
+    let again = binary().args(["init", "--dir"]).arg(&dir).output().unwrap();
+    assert_exit(&again, 2);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("never overwrites"),
+        "{}",
+        describe(&again)
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), "# mine\n");
+}
+
+#[test]
+fn check_renders_against_the_discovery_and_reports_every_problem() {
+    let site = Site::new(ONE_INSTANCE);
+    let good = site.run(&["check"]);
+    assert_exit(&good, 0);
+    assert!(stdout(&good).starts_with("ok: "), "{}", describe(&good));
+    // `check` changes nothing: no haproxy.cfg, no state.
+    assert_eq!(site.installed(), "");
+    assert!(!site.path("state/state.json").exists());
+
+    // Two problems at once: a template line HAProxy refuses, and no state folder.
+    let template = site.path("etc/haproxy.cfg.hbs");
+    let text = std::fs::read_to_string(&template).unwrap();
+    std::fs::write(
+        &template,
+        text.replacen("bind :80", "bind :80 bogus-keyword", 1),
+    )
+    .unwrap();
+    std::fs::remove_dir(site.path("state")).unwrap();
+    let bad = site.run(&["check", "--format", "json"]);
+    assert_exit(&bad, 2);
+    let findings: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
+    let problems: Vec<&str> = findings["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|problem| problem.as_str().unwrap())
+        .collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems[0].contains("state file's folder"), "{problems:?}");
+    assert!(problems[1].contains("bogus-keyword"), "{problems:?}");
+}
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = binary().args(["completions", shell]).output().unwrap();
+        assert_exit(&output, 0);
+        let script = stdout(&output);
+        for word in ["simulate", "check", "init", "--config"] {
+            assert!(script.contains(word), "{shell} lacks {word}");
+        }
+    }
+    // The bash script is valid bash.
+    let bash = binary().args(["completions", "bash"]).output().unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&bash.stdout)?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(syntax.success());
+    let man = binary().arg("man").output().unwrap();
+    assert_exit(&man, 0);
+    let page = stdout(&man);
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
+    assert!(page.contains("haproxy\\-autoscaler") && page.contains("simulate"));
+}
