@@ -49,32 +49,28 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
             folder.display()
         ));
     }
-    let mut problem = |error: &dyn std::error::Error| findings.problems.push(error_chain(error));
     match crate::haproxy::template::load(&config.haproxy.template) {
-        Err(error) => problem(&Error::Template {
+        Err(error) => findings.problems.push(error_chain(&Error::Template {
             config: config.source.to_string(),
             error,
-        }),
+        })),
         Ok(renderer) if offline => {
-            let mut pools: Vec<BackendPlan> = config
-                .pools
-                .iter()
-                .map(|pool| plan_backend(pool, &Observed::default(), None))
-                .collect();
-            match render_leaving_out_unsafe(&renderer, &config, &mut pools) {
-                Err(error) => problem(&error),
-                Ok(rendered) => {
-                    if let Err(error) =
-                        install::check_without_installing(&config.haproxy, &rendered).await
-                    {
-                        problem(&error);
-                    }
-                }
+            if let Some(found) = render_without_instances(&config, &renderer).await {
+                findings.problems.push(found);
             }
         }
         Ok(renderer) => match online(&config, &renderer).await {
             Ok(warnings) => findings.warnings = warnings,
-            Err(error) => findings.problems.push(error_chain(&error)),
+            Err(error) => {
+                findings.problems.push(error_chain(&error));
+                // Stopped before rendering (the cloud, the state): the template and
+                // check_command are still checked, against no instance.
+                if !matches!(error, Error::Plan(_) | Error::Install(_))
+                    && let Some(found) = render_without_instances(&config, &renderer).await
+                {
+                    findings.problems.push(format!("against no instance: {found}"));
+                }
+            }
         },
     }
     print(cli, &findings);
@@ -83,6 +79,27 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
     } else {
         EXIT_USAGE
     })
+}
+
+/// Renders every pool without instances and runs `check_command` on the result; the problem
+/// found, if any.
+async fn render_without_instances(
+    config: &Config,
+    renderer: &crate::decide::render::Renderer,
+) -> Option<String> {
+    let mut pools: Vec<BackendPlan> = config
+        .pools
+        .iter()
+        .map(|pool| plan_backend(pool, &Observed::default(), None))
+        .collect();
+    let rendered = match render_leaving_out_unsafe(renderer, config, &mut pools) {
+        Ok(rendered) => rendered,
+        Err(error) => return Some(error_chain(&error)),
+    };
+    install::check_without_installing(&config.haproxy, &rendered)
+        .await
+        .err()
+        .map(|error| error_chain(&error))
 }
 
 /// A `--plan` run: discovery, stats, the decision, the render and `check_command`.
