@@ -68,7 +68,9 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
                 if !matches!(error, Error::Plan(_) | Error::Install(_))
                     && let Some(found) = render_without_instances(&config, &renderer).await
                 {
-                    findings.problems.push(format!("against no instance: {found}"));
+                    findings
+                        .problems
+                        .push(format!("against no instance: {found}"));
                 }
             }
         },
