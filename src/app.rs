@@ -94,35 +94,59 @@ async fn stop_signal() -> (&'static str, u8) {
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
-    let renderer = crate::haproxy::template::load(&config.haproxy.template).map_err(|error| {
-        Error::Template {
-            config: config.source.to_string(),
-            error,
-        }
-    })?;
     let started = Instant::now();
-    let uses_ec2 = config
-        .pools
-        .iter()
-        .any(|pool| pool.provider == ProviderKind::Ec2);
-    let provider = Clouds {
-        ec2: if uses_ec2 {
-            Some(Ec2::connect(&config.aws).await?)
-        } else {
-            None
-        },
-    };
-    if uses_ec2 {
-        tracing::info!("AWS client: {:?}", started.elapsed());
-    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64);
-    let outcome = reconcile(&config, &renderer, &provider, cli.plan, now).await;
+    let outcome = async {
+        let renderer =
+            crate::haproxy::template::load(&config.haproxy.template).map_err(|error| {
+                Error::Template {
+                    config: config.source.to_string(),
+                    error,
+                }
+            })?;
+        let uses_ec2 = config
+            .pools
+            .iter()
+            .any(|pool| pool.provider == ProviderKind::Ec2);
+        let provider = Clouds {
+            ec2: if uses_ec2 {
+                Some(Ec2::connect(&config.aws).await?)
+            } else {
+                None
+            },
+        };
+        if uses_ec2 {
+            tracing::info!("AWS client: {:?}", started.elapsed());
+        }
+        reconcile(&config, &renderer, &provider, cli.plan, now).await
+    }
+    .await;
     if !cli.plan {
-        notify_outcome(&config, &outcome, now).await;
+        // A template or cloud client that cannot be used is a failed run too.
+        write_metrics(&config, &outcome, started);
+        if !matches!(outcome, Err(Error::Template { .. } | Error::Region(_))) {
+            notify_outcome(&config, &outcome, now).await;
+        }
     }
     outcome
+}
+
+/// Writes `metrics_file`, if set, for a run that ran (a busy lock is not a run).
+fn write_metrics(config: &Config, outcome: &Result<Report, Error>, started: Instant) {
+    let Some(path) = &config.metrics_file else {
+        return;
+    };
+    if matches!(outcome, Err(Error::State(store::StateError::Busy { .. }))) {
+        return;
+    }
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
+    let figures =
+        crate::metrics::RunFigures::of(outcome, config, started.elapsed().as_secs_f64(), at);
+    crate::metrics::write(path, &figures);
 }
 
 /// Sends the run's events; a run that failed is an event too (a busy lock is not).

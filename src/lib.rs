@@ -18,6 +18,7 @@ mod http;
 mod init;
 pub mod logging;
 mod manual;
+mod metrics;
 pub mod model;
 mod notify;
 mod observe;

@@ -140,6 +140,8 @@ pub struct Config {
     pub aws: AwsConfig,
     pub pools: Vec<PoolConfig>,
     pub notify: Notify,
+    /// Where each run writes its Prometheus metrics (node_exporter's textfile collector).
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// `[notify]`: who hears about scaling and failures.
@@ -611,6 +613,7 @@ security_group = "web"
         unknown_provider: pool("provider = \"gce\"") => ["pool `web`: `provider`", "unknown provider `gce`"];
         discover_on_an_exec_pool: pool("provider = \"exec\"") => ["pool `web`: `discover`", "is for EC2 pools"];
         static_provider_not_yet: pool("provider = \"static\"") => ["pool `web`: `provider`", "not supported"];
+        metrics_file_not_a_path: format!("metrics_file = 5\n{}", pool("")) => ["`metrics_file`", "must be a file path, got 5"];
         backend_with_a_space: pool("backend = \"a b\"") => ["pool `web`: `backend`", "`a b`"];
         name_with_a_hash: pool("").replace("\"web\"\nport", "\"we#b\"\nport") => ["pool `we#b`: `name`"];
         no_discovery_filter: "[[pool]]\nname = \"web\"\nport = 80\n" => ["pool `web`: `discover.security_group`", "at least one"];

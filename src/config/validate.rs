@@ -79,9 +79,17 @@ impl Validator {
 
     pub(super) fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let notify = self.notify(raw.notify.unwrap_or_default())?;
-        if raw.metrics_file.is_some() {
-            return Err(self.not_yet("metrics_file"));
-        }
+        let metrics_file = match raw.metrics_file {
+            None => None,
+            Some(toml::Value::String(path)) if !path.is_empty() => {
+                Some(self.path(PathBuf::from(path)))
+            }
+            Some(other) => {
+                return Err(
+                    self.invalid("metrics_file", format!("must be a file path, got {other}"))
+                );
+            }
+        };
         let haproxy = self.haproxy(raw.haproxy)?;
         let aws = self.aws(raw.aws)?;
         if raw.pool.is_empty() {
@@ -146,6 +154,7 @@ impl Validator {
             aws,
             pools,
             notify,
+            metrics_file,
         };
         self.distinct_files(&config)?;
         Ok(config)

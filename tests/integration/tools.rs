@@ -108,3 +108,84 @@ fn completions_and_the_man_page_come_from_the_command_line() {
     assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
     assert!(page.contains("haproxy\\-autoscaler") && page.contains("simulate"));
 }
+
+/// The metrics file after a run that succeeded and one that failed, as Prometheus' own
+/// `promtool check metrics` reads it.
+#[test]
+fn every_run_writes_a_metrics_file_that_promtool_accepts() {
+    let site = Site::new(ONE_INSTANCE);
+    site.write();
+    std::fs::create_dir(site.path("metrics")).unwrap();
+    let config = std::fs::read_to_string(site.config_path()).unwrap();
+    std::fs::write(
+        site.config_path(),
+        format!("metrics_file = \"../metrics/haproxy_autoscaler.prom\"\n{config}"),
+    )
+    .unwrap();
+    let metrics = site.path("metrics/haproxy_autoscaler.prom");
+    let run = || {
+        binary()
+            .arg("--config")
+            .arg(site.config_path())
+            .output()
+            .unwrap()
+    };
+    let promtool = super::util::find_program("promtool", "PROMTOOL");
+    let lint = |text: &str| {
+        let mut child = Command::new(&promtool)
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "promtool: {}\n{text}",
+            describe(&output)
+        );
+        // promtool's lint findings (naming, units) go to stderr with a success status.
+        assert!(
+            output.stdout.is_empty() && output.stderr.is_empty(),
+            "promtool: {}\n{text}",
+            describe(&output)
+        );
+    };
+
+    assert_exit(&run(), 0);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    lint(&text);
+    for line in [
+        "haproxy_autoscaler_last_run_success 1",
+        "haproxy_autoscaler_runs_total{result=\"success\"} 1",
+        "haproxy_autoscaler_reloads_total 1",
+        "haproxy_autoscaler_pool_servers{pool=\"web\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&metrics).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+
+    // A run that fails (the provider's answer is not JSON) is counted, and said.
+    std::fs::write(site.path("etc/instances.json"), "not json").unwrap();
+    assert_exit(&run(), 1);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    lint(&text);
+    for line in [
+        "haproxy_autoscaler_last_run_success 0",
+        "haproxy_autoscaler_runs_total{result=\"success\"} 1",
+        "haproxy_autoscaler_runs_total{result=\"failure\"} 1",
+        "haproxy_autoscaler_reloads_total 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+}

@@ -1,0 +1,364 @@
+//! `metrics_file`: after every run, success or failure (a busy lock is neither), the run's
+//! figures in Prometheus' text exposition format for node_exporter's textfile collector,
+//! written atomically (a scrape never reads half a file).
+//!
+//! Counters (`_total`) go on from the values in the file the previous run wrote; if that file is
+//! gone they start again from 0, which Prometheus reads as a counter reset.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::decide::plan::Action;
+use crate::decide::scaling::Role;
+use crate::error::Error;
+use crate::fs_atomic::{self, Ownership};
+use crate::report::Report;
+
+/// What one pool looked like after the run.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PoolFigures {
+    pub(crate) name: String,
+    /// Servers in the rendered haproxy.cfg.
+    pub(crate) servers: usize,
+    pub(crate) scaling: Option<ScalingFigures>,
+}
+
+/// A scaling pool's decision and roles.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ScalingFigures {
+    pub(crate) metric_name: &'static str,
+    pub(crate) desired: u32,
+    pub(crate) current: u32,
+    pub(crate) in_service: u32,
+    pub(crate) booting: u32,
+    pub(crate) draining: u32,
+    pub(crate) metric: Option<f64>,
+    /// When the pool last scaled (Unix seconds) and which way (1 up, -1 down).
+    pub(crate) last_scale: Option<(i64, i8)>,
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RunFigures {
+    pub(crate) success: bool,
+    pub(crate) duration_s: f64,
+    /// When the run ended, Unix seconds.
+    pub(crate) at: f64,
+    pub(crate) reloads: u64,
+    pub(crate) launches: u64,
+    /// Empty when the run failed: what it would have seen is unknown.
+    pub(crate) pools: Vec<PoolFigures>,
+}
+
+impl RunFigures {
+    /// The figures of a finished run.
+    pub(crate) fn of(
+        outcome: &Result<Report, Error>,
+        config: &crate::config::Config,
+        duration_s: f64,
+        at: f64,
+    ) -> RunFigures {
+        let Ok(report) = outcome else {
+            return RunFigures {
+                success: false,
+                duration_s,
+                at,
+                reloads: 0,
+                launches: 0,
+                pools: Vec::new(),
+            };
+        };
+        let plan = &report.plan;
+        let metric_of = |name: &str| {
+            config
+                .pools
+                .iter()
+                .find(|pool| pool.name == name)
+                .and_then(|pool| pool.scaling.as_ref())
+                .map_or("", |scaling| scaling.metric.name())
+        };
+        let pools = plan
+            .pools
+            .iter()
+            .map(|pool| PoolFigures {
+                name: pool.name.clone(),
+                servers: pool.servers.len(),
+                scaling: pool.scale.as_ref().map(|scale| {
+                    let count = |role| scale.roles.values().filter(|r| **r == role).count() as u32;
+                    let last_scale = plan
+                        .next_state
+                        .pools
+                        .get(&pool.name)
+                        .and_then(|state| state.scale_history.last())
+                        .map(|event| (event.at, if event.to > event.from { 1 } else { -1 }));
+                    ScalingFigures {
+                        metric_name: metric_of(&pool.name),
+                        desired: scale.decision.desired,
+                        current: scale.decision.current,
+                        in_service: count(Role::InService),
+                        booting: count(Role::Booting),
+                        draining: count(Role::Draining),
+                        metric: scale.decision.metric,
+                        last_scale,
+                    }
+                }),
+            })
+            .collect();
+        RunFigures {
+            success: true,
+            duration_s,
+            at,
+            reloads: plan
+                .actions
+                .iter()
+                .filter(|action| matches!(action, Action::Reload { .. }))
+                .count() as u64,
+            launches: plan
+                .actions
+                .iter()
+                .map(|action| match action {
+                    Action::Launch { count, .. } => u64::from(*count),
+                    _ => 0,
+                })
+                .sum(),
+            pools,
+        }
+    }
+}
+
+/// Samples of one family: (labels, value).
+type Samples = Vec<(String, f64)>;
+
+/// The counters a previous file holds, by series (`name{labels}`).
+pub(crate) fn previous_counters(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter(|(series, _)| series.contains("_total"))
+        .filter_map(|(series, value)| Some((series.to_owned(), value.parse().ok()?)))
+        .collect()
+}
+
+/// The exposition text: `previous` counters carried on.
+pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        // A family with no sample (no scaling pool) is left out rather than written empty.
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP haproxy_autoscaler_{name} {help}");
+        let _ = writeln!(out, "# TYPE haproxy_autoscaler_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "haproxy_autoscaler_{name}{labels} {value}");
+        }
+    };
+    let counter = |name: &str, labels: &str, add: f64| {
+        let series = format!("haproxy_autoscaler_{name}{labels}");
+        (
+            labels.to_owned(),
+            previous.get(&series).copied().unwrap_or(0.0) + add,
+        )
+    };
+    family(
+        "last_run_success",
+        "gauge",
+        "1 if the last run succeeded, 0 if it failed.",
+        &[(String::new(), f64::from(u8::from(run.success)))],
+    );
+    family(
+        "last_run_duration_seconds",
+        "gauge",
+        "How long the last run took.",
+        &[(String::new(), run.duration_s)],
+    );
+    family(
+        "last_run_timestamp_seconds",
+        "gauge",
+        "When the last run ended (Unix time).",
+        &[(String::new(), run.at)],
+    );
+    family(
+        "runs_total",
+        "counter",
+        "Runs, by result (a run that found the lock busy is not counted).",
+        &[
+            counter(
+                "runs_total",
+                "{result=\"success\"}",
+                f64::from(u8::from(run.success)),
+            ),
+            counter(
+                "runs_total",
+                "{result=\"failure\"}",
+                f64::from(u8::from(!run.success)),
+            ),
+        ],
+    );
+    family(
+        "reloads_total",
+        "counter",
+        "HAProxy reloads made.",
+        &[counter("reloads_total", "", run.reloads as f64)],
+    );
+    family(
+        "launched_instances_total",
+        "counter",
+        "Instances asked for from the cloud.",
+        &[counter("launched_instances_total", "", run.launches as f64)],
+    );
+    let pools = |pick: &dyn Fn(&PoolFigures) -> Option<Samples>| -> Samples {
+        run.pools.iter().filter_map(pick).flatten().collect()
+    };
+    let label = |pool: &PoolFigures| format!("{{pool=\"{}\"}}", pool.name);
+    family(
+        "pool_servers",
+        "gauge",
+        "Servers in the pool's backend in the rendered haproxy.cfg.",
+        &pools(&|pool| Some(vec![(label(pool), pool.servers as f64)])),
+    );
+    let scaling = |pick: fn(&ScalingFigures) -> Option<f64>| {
+        pools(&move |pool| {
+            let value = pick(pool.scaling.as_ref()?)?;
+            Some(vec![(label(pool), value)])
+        })
+    };
+    family(
+        "pool_desired_servers",
+        "gauge",
+        "Capacity the policy wants (in service + booting).",
+        &scaling(|s| Some(f64::from(s.desired))),
+    );
+    family(
+        "pool_current_servers",
+        "gauge",
+        "Capacity before this run's decision (in service + booting).",
+        &scaling(|s| Some(f64::from(s.current))),
+    );
+    family(
+        "pool_role_servers",
+        "gauge",
+        "Servers by role after the run.",
+        &pools(&|pool| {
+            let s = pool.scaling.as_ref()?;
+            Some(
+                [
+                    ("in_service", s.in_service),
+                    ("booting", s.booting),
+                    ("draining", s.draining),
+                ]
+                .into_iter()
+                .map(|(role, count)| {
+                    (
+                        format!("{{pool=\"{}\",role=\"{role}\"}}", pool.name),
+                        f64::from(count),
+                    )
+                })
+                .collect(),
+            )
+        }),
+    );
+    family(
+        "pool_metric",
+        "gauge",
+        "The pool's scaling metric this run (absent when the run had no metric).",
+        &pools(&|pool| {
+            let s = pool.scaling.as_ref()?;
+            let value = s.metric?;
+            Some(vec![(
+                format!("{{pool=\"{}\",metric=\"{}\"}}", pool.name, s.metric_name),
+                value,
+            )])
+        }),
+    );
+    family(
+        "pool_last_scale_timestamp_seconds",
+        "gauge",
+        "When the pool last scaled (Unix time).",
+        &scaling(|s| s.last_scale.map(|(at, _)| at as f64)),
+    );
+    family(
+        "pool_last_scale_direction",
+        "gauge",
+        "Which way the pool last scaled: 1 up, -1 down.",
+        &scaling(|s| s.last_scale.map(|(_, direction)| f64::from(direction))),
+    );
+    out
+}
+
+/// Writes the run's metrics to `path` (mode 0644: node_exporter reads it); a failure to write
+/// is logged, never the run's failure.
+pub(crate) fn write(path: &Path, run: &RunFigures) {
+    let previous = std::fs::read_to_string(path).unwrap_or_default();
+    let text = exposition(run, &previous_counters(&previous));
+    let readable = Ownership {
+        mode: 0o644,
+        uid_gid: None,
+    };
+    if let Err(error) = fs_atomic::write(path, text.as_bytes(), readable) {
+        tracing::warn!("cannot write metrics_file `{}`: {error}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(success: bool) -> RunFigures {
+        RunFigures {
+            success,
+            duration_s: 0.25,
+            at: 1_800_000_000.0,
+            reloads: 1,
+            launches: 2,
+            pools: vec![PoolFigures {
+                name: "web".into(),
+                servers: 3,
+                scaling: Some(ScalingFigures {
+                    metric_name: "request_rate",
+                    desired: 5,
+                    current: 3,
+                    in_service: 3,
+                    booting: 0,
+                    draining: 0,
+                    metric: Some(42.5),
+                    last_scale: Some((1_799_999_000, 1)),
+                }),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_run_gives_every_family_and_counters_go_on_from_the_last_file() {
+        let first = exposition(&run(true), &BTreeMap::new());
+        for line in [
+            "haproxy_autoscaler_last_run_success 1",
+            "haproxy_autoscaler_runs_total{result=\"success\"} 1",
+            "haproxy_autoscaler_runs_total{result=\"failure\"} 0",
+            "haproxy_autoscaler_reloads_total 1",
+            "haproxy_autoscaler_launched_instances_total 2",
+            "haproxy_autoscaler_pool_desired_servers{pool=\"web\"} 5",
+            "haproxy_autoscaler_pool_role_servers{pool=\"web\",role=\"booting\"} 0",
+            "haproxy_autoscaler_pool_metric{pool=\"web\",metric=\"request_rate\"} 42.5",
+            "haproxy_autoscaler_pool_last_scale_direction{pool=\"web\"} 1",
+        ] {
+            assert!(
+                first.lines().any(|l| l == line),
+                "{line} missing from:\n{first}"
+            );
+        }
+        let second = exposition(&run(false), &previous_counters(&first));
+        for line in [
+            "haproxy_autoscaler_last_run_success 0",
+            "haproxy_autoscaler_runs_total{result=\"success\"} 1",
+            "haproxy_autoscaler_runs_total{result=\"failure\"} 1",
+            "haproxy_autoscaler_reloads_total 2",
+        ] {
+            assert!(
+                second.lines().any(|l| l == line),
+                "{line} missing from:\n{second}"
+            );
+        }
+    }
+}
