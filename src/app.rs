@@ -46,6 +46,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             return crate::manual::completions(*shell).map(|()| EXIT_OK);
         }
         Some(Command::Man) => return crate::manual::man().map(|()| EXIT_OK),
+        Some(Command::Hosts(command)) => return crate::hosts::run(cli, command),
         Some(Command::Check(_)) | None => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -73,6 +73,35 @@ pub enum Command {
     },
     /// Print the manual page (roff; `man -l -` reads it from stdin).
     Man,
+    /// Add, remove or list the hosts of a static pool (its `[pool.static] dir`).
+    #[command(subcommand)]
+    Hosts(HostsCommand),
+}
+
+/// `hosts`' subcommands. Each takes the run lock: a `hosts` command and a run never interleave.
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Add host NAME (the server's name in haproxy.cfg) at ADDRESS:PORT.
+    Add {
+        name: String,
+        #[arg(value_name = "ADDRESS:PORT")]
+        address: String,
+        /// The static pool (needed when the config has several).
+        #[arg(long, value_name = "P")]
+        pool: Option<String>,
+    },
+    /// Remove host NAME.
+    Remove {
+        name: String,
+        /// The static pool (needed when the config has several).
+        #[arg(long, value_name = "P")]
+        pool: Option<String>,
+    },
+    /// List the hosts of every static pool (or of one).
+    List {
+        #[arg(long, value_name = "P")]
+        pool: Option<String>,
+    },
 }
 
 /// `check`'s flags.

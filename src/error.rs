@@ -47,6 +47,8 @@ pub enum Error {
     Simulate(#[from] crate::simulate::SimulateError),
     #[error(transparent)]
     Init(#[from] crate::init::InitError),
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::HostsError),
     #[error("cannot write to stdout")]
     Stdout(#[source] std::io::Error),
     #[error("cannot draw the plot")]
@@ -74,6 +76,7 @@ impl Error {
             | Error::Trace(_)
             | Error::Simulate(_)
             | Error::Init(crate::init::InitError::Exists(_)) => EXIT_USAGE,
+            Error::Hosts(error) if error.is_usage() => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a
             // value refused as unsafe is a problem with the data, so the run failed.
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
@@ -87,6 +90,7 @@ impl Error {
             | Error::Install(_)
             | Error::Plot(_)
             | Error::Init(_)
+            | Error::Hosts(_)
             | Error::Stdout(_)
             | Error::Runtime(_) => EXIT_FAILED,
             Error::Stopped { code, .. } => *code,

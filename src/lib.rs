@@ -14,6 +14,7 @@ pub mod error;
 pub mod failpoint;
 mod fs_atomic;
 pub mod haproxy;
+mod hosts;
 mod http;
 mod init;
 pub mod logging;

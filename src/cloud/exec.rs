@@ -197,7 +197,7 @@ mod tests {
     fn commands(pool: &PoolConfig) -> &ExecCommands {
         match &pool.provider {
             crate::config::ProviderKind::Exec(commands) => commands,
-            crate::config::ProviderKind::Ec2 => unreachable!("an exec pool"),
+            _ => unreachable!("an exec pool"),
         }
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod ec2;
 pub(crate) mod exec;
 #[cfg(test)]
 pub(crate) mod fake;
+pub(crate) mod static_hosts;
 
 use std::fmt;
 use std::future::Future;
@@ -165,6 +166,7 @@ impl Provider for Clouds {
         match &pool.provider {
             ProviderKind::Ec2 => self.ec2().list(pool).await,
             ProviderKind::Exec(commands) => exec::list(pool, commands).await,
+            ProviderKind::Static(dir) => static_hosts::list(pool, dir),
         }
     }
 
@@ -176,6 +178,8 @@ impl Provider for Clouds {
         match &pool.provider {
             ProviderKind::Ec2 => self.ec2().find_by_token(pool, token).await,
             ProviderKind::Exec(commands) => exec::find_by_token(pool, commands, token).await,
+            // A static pool never launches.
+            ProviderKind::Static(_) => Ok(Vec::new()),
         }
     }
 

@@ -336,6 +336,8 @@ pub enum ProviderKind {
     Ec2,
     /// `[pool.exec]`: the operator's commands, exchanging JSON.
     Exec(ExecCommands),
+    /// `[pool.static]`: one file per host in this folder (`hosts add|remove|list`).
+    Static(PathBuf),
 }
 
 /// `[pool.exec]`: argv of each command, run without a shell, killed after `timeout`.
@@ -612,7 +614,8 @@ security_group = "web"
         address_tag_without_key: pool("address = \"tag:\"") => ["pool `web`: `address`"];
         unknown_provider: pool("provider = \"gce\"") => ["pool `web`: `provider`", "unknown provider `gce`"];
         discover_on_an_exec_pool: pool("provider = \"exec\"") => ["pool `web`: `discover`", "is for EC2 pools"];
-        static_provider_not_yet: pool("provider = \"static\"") => ["pool `web`: `provider`", "not supported"];
+        static_pool_with_discovery: pool("provider = \"static\"") => ["pool `web`: `discover`", "not for a static pool"];
+        static_table_on_an_ec2_pool: format!("{}[pool.static]\ndir = \"h\"\n", pool("")) => ["pool `web`: `static`", "only for `provider = \"static\"`"];
         metrics_file_not_a_path: format!("metrics_file = 5\n{}", pool("")) => ["`metrics_file`", "must be a file path, got 5"];
         backend_with_a_space: pool("backend = \"a b\"") => ["pool `web`: `backend`", "`a b`"];
         name_with_a_hash: pool("").replace("\"web\"\nport", "\"we#b\"\nport") => ["pool `we#b`: `name`"];

@@ -78,7 +78,13 @@ pub(super) struct RawPool {
     pub(super) scaling: Option<scaling::RawScaling>,
     pub(super) exec: Option<RawExec>,
     #[serde(rename = "static")]
-    pub(super) static_hosts: Option<toml::Value>,
+    pub(super) static_hosts: Option<RawStatic>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStatic {
+    pub(super) dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -9,6 +9,9 @@ use super::raw::*;
 use super::*;
 use crate::model::is_haproxy_token;
 
+/// `[pool.static] dir` when not given: beside the config file.
+const DEFAULT_HOSTS_DIR: &str = "hosts.d";
+
 /// Validates raw structs, naming keys in the style of the source (TOML keys or flags).
 pub(super) struct Validator {
     pub(super) source: Source,
@@ -306,10 +309,6 @@ impl Validator {
         }
     }
 
-    pub(super) fn not_yet(&self, key: impl Into<Key>) -> ConfigError {
-        self.invalid(key, "is not supported by this version yet; remove it")
-    }
-
     pub(super) fn haproxy(&self, raw: RawHaproxy) -> Result<HaproxyConfig, ConfigError> {
         let config = self.path(
             raw.config
@@ -494,9 +493,6 @@ impl Validator {
                 )
             })?;
         let address = self.address(pool, raw.address.as_deref())?;
-        if raw.static_hosts.is_some() {
-            return Err(self.not_yet(at("static")));
-        }
         let (provider, discover, launcher) = self.provider(pool, &raw)?;
         let scaling = match (raw.scaling, launcher) {
             (None, _) => None,
@@ -545,6 +541,9 @@ impl Validator {
         raw: &RawPool,
     ) -> Result<(ProviderKind, Discover, Option<Launcher>), ConfigError> {
         let at = |key: &str| pool.key(key);
+        if raw.static_hosts.is_some() && raw.provider.as_deref() != Some("static") {
+            return Err(self.invalid(at("static"), "is only for `provider = \"static\"`"));
+        }
         match raw.provider.as_deref() {
             None | Some("ec2") => {
                 if raw.exec.is_some() {
@@ -574,10 +573,40 @@ impl Validator {
                 let (exec, launcher) = self.exec(pool, raw.exec.clone(), raw.scaling.is_some())?;
                 Ok((ProviderKind::Exec(exec), Discover::default(), launcher))
             }
-            Some("static") => Err(self.invalid(
-                at("provider"),
-                "provider `static` is not supported by this version yet; use `ec2` or `exec`",
-            )),
+            Some("static") => {
+                for (key, given) in [
+                    ("discover", raw.discover.is_some()),
+                    ("launch", raw.launch.is_some()),
+                    ("exec", raw.exec.is_some()),
+                ] {
+                    if given {
+                        return Err(self.invalid(
+                            at(key),
+                            "is not for a static pool: its servers are the files of `[pool.static] dir`",
+                        ));
+                    }
+                }
+                if raw.scaling.is_some() {
+                    return Err(self.invalid(
+                        at("scaling"),
+                        "a static pool does not scale: its servers are the files of `[pool.static] dir`, managed with `hosts add|remove`",
+                    ));
+                }
+                let dir = raw
+                    .static_hosts
+                    .clone()
+                    .unwrap_or_default()
+                    .dir
+                    .unwrap_or_else(|| DEFAULT_HOSTS_DIR.to_owned());
+                if dir.is_empty() {
+                    return Err(self.invalid(at("static.dir"), "must be a folder path"));
+                }
+                Ok((
+                    ProviderKind::Static(self.path(PathBuf::from(dir))),
+                    Discover::default(),
+                    None,
+                ))
+            }
             Some(other) => Err(self.invalid(
                 at("provider"),
                 format!("unknown provider `{other}`; expected `ec2`, `exec` or `static`"),

@@ -137,7 +137,7 @@ fn server_of(found: &Discovered, role: Option<Role>) -> Result<Server, Skipped> 
 }
 
 /// Letters, digits, `-`, `_`, `.` and `:`: a name HAProxy accepts for a server.
-fn is_server_name(id: &str) -> bool {
+pub fn is_server_name(id: &str) -> bool {
     !id.is_empty()
         && id
             .chars()

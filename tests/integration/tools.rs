@@ -189,3 +189,115 @@ fn every_run_writes_a_metrics_file_that_promtool_accepts() {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
 }
+
+/// A static pool: its own config written by hand, the shipped template, HAProxy's check.
+fn static_site() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["etc", "state", "haproxy"] {
+        std::fs::create_dir(dir.path().join(sub)).unwrap();
+    }
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/templates/haproxy.cfg.hbs"),
+        dir.path().join("etc/haproxy.cfg.hbs"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("etc/config.toml"),
+        "[state]\npath = \"../state/state.json\"\n\n[haproxy]\nconfig = \"../haproxy/haproxy.cfg\"\ntemplate = \"haproxy.cfg.hbs\"\nstats_socket = \"../haproxy/admin.sock\"\nreload_command = [\"true\"]\n\n[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn in_site(site: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    binary()
+        .arg("--config")
+        .arg(site.path().join("etc/config.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn hosts_add_list_and_remove_and_a_run_syncs_the_static_pool() {
+    let site = static_site();
+    assert_exit(
+        &in_site(&site, &["hosts", "add", "web-1", "127.0.0.1:9001"]),
+        0,
+    );
+    assert_exit(
+        &in_site(&site, &["hosts", "add", "web-2", "127.0.0.1:9002"]),
+        0,
+    );
+    // The same name twice, a name HAProxy refuses, an address that is not ADDRESS:PORT, a
+    // missing host: clear errors, nothing written.
+    for (args, expected) in [
+        (
+            &["hosts", "add", "web-1", "127.0.0.1:9009"][..],
+            "already has host `web-1`",
+        ),
+        (
+            &["hosts", "add", "a b", "127.0.0.1:9009"][..],
+            "cannot be an HAProxy server name",
+        ),
+        (
+            &["hosts", "add", "web-3", "127.0.0.1:70000"][..],
+            "port 70000",
+        ),
+        (&["hosts", "add", "web-3", "127.0.0.1"][..], "no `:PORT`"),
+        (&["hosts", "remove", "web-9"][..], "has no host `web-9`"),
+        (
+            &["hosts", "remove", "../etc/config.toml"][..],
+            "has no host",
+        ),
+    ] {
+        let output = in_site(&site, args);
+        assert_exit(&output, 2);
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(expected),
+            "{args:?}: {}",
+            describe(&output)
+        );
+    }
+    let list = in_site(&site, &["hosts", "list", "--format", "json"]);
+    assert_exit(&list, 0);
+    let hosts: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(
+        hosts,
+        serde_json::json!([
+            {"pool": "web", "name": "web-1", "address": "127.0.0.1:9001"},
+            {"pool": "web", "name": "web-2", "address": "127.0.0.1:9002"},
+        ])
+    );
+    let servers = |site: &tempfile::TempDir| -> Vec<String> {
+        std::fs::read_to_string(site.path().join("haproxy/haproxy.cfg"))
+            .unwrap()
+            .lines()
+            .filter(|line| line.trim_start().starts_with("server "))
+            .map(|line| line.trim().to_owned())
+            .collect()
+    };
+    assert_exit(&in_site(&site, &[]), 0);
+    assert_eq!(
+        servers(&site),
+        ["server web-1 127.0.0.1:9001", "server web-2 127.0.0.1:9002"]
+    );
+    assert_exit(&in_site(&site, &["hosts", "remove", "web-2"]), 0);
+    assert_exit(&in_site(&site, &[]), 0);
+    assert_eq!(servers(&site), ["server web-1 127.0.0.1:9001"]);
+}
+
+#[test]
+fn a_hosts_command_waits_for_no_run_it_finds_the_lock_busy() {
+    let site = static_site();
+    let lock = std::fs::File::create(site.path().join("state/state.json.lock")).unwrap();
+    fs2::FileExt::try_lock_exclusive(&lock).unwrap();
+    let busy = in_site(&site, &["hosts", "add", "web-1", "127.0.0.1:9001"]);
+    assert_exit(&busy, 75);
+    assert!(!site.path().join("etc/hosts.d/web-1").exists());
+    fs2::FileExt::unlock(&lock).unwrap();
+    assert_exit(
+        &in_site(&site, &["hosts", "add", "web-1", "127.0.0.1:9001"]),
+        0,
+    );
+}

@@ -1,0 +1,259 @@
+//! `hosts add|remove|list`: the hosts of a static pool, one file per host in its
+//! `[pool.static] dir`. Names follow the rules for cloud instance ids (an HAProxy server name)
+//! and addresses those for address tags (a plain `host:port`); writes are atomic and made under
+//! the run lock, so a `hosts` command and a run never interleave.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Format, HostsCommand};
+use crate::cloud::static_hosts::{self, HostFile};
+use crate::config::{Config, PoolConfig, ProviderKind};
+use crate::decide::address::{host_port_problem, parse_host_port};
+use crate::decide::membership::is_server_name;
+use crate::error::{EXIT_OK, Error};
+use crate::fs_atomic::{self, Ownership};
+use crate::store::StateLock;
+
+/// Why a `hosts` command changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum HostsError {
+    #[error("the config has no pool with `provider = \"static\"`")]
+    NoStaticPool,
+    #[error("the config has several static pools ({0}): pick one with `--pool`")]
+    Ambiguous(String),
+    #[error("pool `{0}` is not a static pool (or does not exist); static pools: {1}")]
+    NotStatic(String, String),
+    #[error(
+        "host name `{0}` cannot be an HAProxy server name: letters, digits, `-`, `_`, `.` and `:` only"
+    )]
+    BadName(String),
+    #[error("`{value}` is not a plain `ADDRESS:PORT` ({problem})")]
+    BadAddress { value: String, problem: String },
+    #[error("pool `{pool}` already has host `{name}` (`{}`); remove it first", path.display())]
+    Exists {
+        pool: String,
+        name: String,
+        path: PathBuf,
+    },
+    #[error("pool `{pool}` has no host `{name}`")]
+    Missing { pool: String, name: String },
+    #[error("cannot {what} `{}`", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl HostsError {
+    /// A mistake in what was asked (exit 2), not a failure to do it.
+    pub(crate) fn is_usage(&self) -> bool {
+        !matches!(self, HostsError::Io { .. })
+    }
+}
+
+/// A listed host, for `hosts list`.
+#[derive(Debug, Serialize)]
+struct Listed {
+    pool: String,
+    name: String,
+    address: String,
+    /// Why a run leaves this host out, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    problem: Option<String>,
+}
+
+pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
+    let config = Config::from_cli(cli)?;
+    match command {
+        HostsCommand::Add {
+            name,
+            address,
+            pool,
+        } => {
+            let (pool, dir) = pick(&config, pool.as_deref())?;
+            if !is_server_name(name) {
+                return Err(HostsError::BadName(name.clone()).into());
+            }
+            if parse_host_port(address).is_none() {
+                return Err(HostsError::BadAddress {
+                    value: address.clone(),
+                    problem: host_port_problem(address),
+                }
+                .into());
+            }
+            let _lock = StateLock::acquire(&config.state_path)?;
+            std::fs::create_dir_all(&dir).map_err(|source| HostsError::Io {
+                what: "create the hosts folder",
+                path: dir.clone(),
+                source,
+            })?;
+            let path = static_hosts::host_path(&dir, name);
+            if path.symlink_metadata().is_ok() {
+                return Err(HostsError::Exists {
+                    pool: pool.name.clone(),
+                    name: name.clone(),
+                    path,
+                }
+                .into());
+            }
+            let readable = Ownership {
+                mode: 0o644,
+                uid_gid: None,
+            };
+            fs_atomic::write(&path, format!("{address}\n").as_bytes(), readable).map_err(
+                |source| HostsError::Io {
+                    what: "write",
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            say(
+                cli,
+                &format!("added host {name} at {address} to pool {}", pool.name),
+            );
+        }
+        HostsCommand::Remove { name, pool } => {
+            let (pool, dir) = pick(&config, pool.as_deref())?;
+            let _lock = StateLock::acquire(&config.state_path)?;
+            let path = static_hosts::host_path(&dir, name);
+            // Only a host file: a name like `..` or `a/b` never reaches the file system.
+            if !is_server_name(name) || !path.is_file() {
+                return Err(HostsError::Missing {
+                    pool: pool.name.clone(),
+                    name: name.clone(),
+                }
+                .into());
+            }
+            std::fs::remove_file(&path)
+                .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+                .map_err(|source| HostsError::Io {
+                    what: "remove",
+                    path: path.clone(),
+                    source,
+                })?;
+            say(cli, &format!("removed host {name} from pool {}", pool.name));
+        }
+        HostsCommand::List { pool } => {
+            let pools: Vec<(&PoolConfig, PathBuf)> = match pool {
+                Some(name) => vec![pick(&config, Some(name))?],
+                None => static_pools(&config).collect(),
+            };
+            if pools.is_empty() {
+                return Err(HostsError::NoStaticPool.into());
+            }
+            let mut listed = Vec::new();
+            for (pool, dir) in pools {
+                let hosts = static_hosts::read_hosts(&dir).map_err(|source| HostsError::Io {
+                    what: "read the hosts folder",
+                    path: dir.clone(),
+                    source,
+                })?;
+                listed.extend(hosts.into_iter().map(|host| listed_host(pool, host)));
+            }
+            print_list(cli, &listed);
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn listed_host(pool: &PoolConfig, host: HostFile) -> Listed {
+    // A file that holds only an address (written by hand) is served on the pool's port.
+    let address = if host.endpoint.contains(':') && !host.endpoint.ends_with(']') {
+        host.endpoint.clone()
+    } else {
+        format!("{}:{}", host.endpoint, pool.port)
+    };
+    let problem = if !is_server_name(&host.name) {
+        Some("the file name cannot be an HAProxy server name".to_owned())
+    } else if parse_host_port(&address).is_none() {
+        Some(format!(
+            "not a plain `ADDRESS:PORT` ({})",
+            host_port_problem(&address)
+        ))
+    } else {
+        None
+    };
+    Listed {
+        pool: pool.name.clone(),
+        name: host.name,
+        address,
+        problem,
+    }
+}
+
+fn print_list(cli: &Cli, listed: &[Listed]) {
+    if cli.format == Format::Json {
+        if let Ok(text) = serde_json::to_string_pretty(listed) {
+            println!("{text}");
+        }
+        return;
+    }
+    let width = |pick: fn(&Listed) -> &str, title: &str| {
+        listed
+            .iter()
+            .map(|host| pick(host).len())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (pool_w, name_w) = (width(|h| &h.pool, "POOL"), width(|h| &h.name, "NAME"));
+    println!("{:<pool_w$}  {:<name_w$}  ADDRESS", "POOL", "NAME");
+    for host in listed {
+        let problem = host
+            .problem
+            .as_deref()
+            .map(|problem| format!("  (left out: {problem})"))
+            .unwrap_or_default();
+        println!(
+            "{:<pool_w$}  {:<name_w$}  {}{problem}",
+            host.pool, host.name, host.address
+        );
+    }
+}
+
+fn say(cli: &Cli, line: &str) {
+    if !cli.quiet {
+        println!("{line}");
+    }
+}
+
+fn static_pools(config: &Config) -> impl Iterator<Item = (&PoolConfig, PathBuf)> {
+    config.pools.iter().filter_map(|pool| match &pool.provider {
+        ProviderKind::Static(dir) => Some((pool, dir.clone())),
+        _ => None,
+    })
+}
+
+/// The static pool named `name`, or the config's only one.
+fn pick<'a>(
+    config: &'a Config,
+    name: Option<&str>,
+) -> Result<(&'a PoolConfig, PathBuf), HostsError> {
+    let names = || {
+        let names: Vec<String> = static_pools(config)
+            .map(|(pool, _)| format!("`{}`", pool.name))
+            .collect();
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    match name {
+        Some(name) => static_pools(config)
+            .find(|(pool, _)| pool.name == name)
+            .ok_or_else(|| HostsError::NotStatic(name.to_owned(), names())),
+        None => {
+            let mut pools = static_pools(config);
+            match (pools.next(), pools.next()) {
+                (None, _) => Err(HostsError::NoStaticPool),
+                (Some(only), None) => Ok(only),
+                (Some(_), Some(_)) => Err(HostsError::Ambiguous(names())),
+            }
+        }
+    }
+}
