@@ -28,14 +28,22 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
     match &cli.command {
         Some(Command::Simulate(args)) => return crate::simulate::command::run(cli, args),
         Some(Command::Init(args)) => {
-            let dir = args.dir.clone().unwrap_or_else(|| {
-                let config = cli
-                    .config
-                    .clone()
-                    .unwrap_or_else(|| crate::cli::DEFAULT_CONFIG_PATH.into());
-                config.parent().map(Path::to_owned).unwrap_or_default()
-            });
-            for path in crate::init::init(&dir)? {
+            // Into --dir as config.toml, or where --config (or the default) says.
+            let config = cli
+                .config
+                .clone()
+                .unwrap_or_else(|| crate::cli::DEFAULT_CONFIG_PATH.into());
+            let (dir, name) = match &args.dir {
+                Some(dir) => (dir.clone(), "config.toml".into()),
+                None => (
+                    config.parent().map(Path::to_owned).unwrap_or_default(),
+                    config
+                        .file_name()
+                        .map(ToOwned::to_owned)
+                        .unwrap_or_else(|| "config.toml".into()),
+                ),
+            };
+            for path in crate::init::init(&dir, &name)? {
                 if !cli.quiet {
                     println!("wrote {}", path.display());
                 }

@@ -38,17 +38,6 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    // A run locks and saves beside its state file; `--offline` reads no state.
-    if !offline
-        && let Some(folder) = config.state_path.parent()
-        && !folder.as_os_str().is_empty()
-        && !folder.is_dir()
-    {
-        findings.problems.push(format!(
-            "the state file's folder `{}` does not exist: a run locks and saves its state there",
-            folder.display()
-        ));
-    }
     match crate::haproxy::template::load(&config.haproxy.template) {
         Err(error) => findings.problems.push(error_chain(&Error::Template {
             config: config.source.to_string(),

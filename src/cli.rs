@@ -83,7 +83,9 @@ pub enum Command {
 pub enum HostsCommand {
     /// Add host NAME (the server's name in haproxy.cfg) at ADDRESS:PORT.
     Add {
+        /// The server's name: letters, digits, `-`, `_`, `.` and `:`.
         name: String,
+        /// Where HAProxy reaches it: an IP address or host name and a port (`[v6]:PORT`).
         #[arg(value_name = "ADDRESS:PORT")]
         address: String,
         /// The static pool (needed when the config has several).
@@ -92,6 +94,7 @@ pub enum HostsCommand {
     },
     /// Remove host NAME.
     Remove {
+        /// The host's name, as `hosts list` shows it.
         name: String,
         /// The static pool (needed when the config has several).
         #[arg(long, value_name = "P")]
@@ -99,6 +102,7 @@ pub enum HostsCommand {
     },
     /// List the hosts of every static pool (or of one).
     List {
+        /// Only this static pool's hosts.
         #[arg(long, value_name = "P")]
         pool: Option<String>,
     },
@@ -116,7 +120,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// The folder to write config.toml and haproxy.cfg.hbs into, created if missing [default:
-    /// the folder of --config, /etc/haproxy-autoscaler].
+    /// --config's folder and file name, /etc/haproxy-autoscaler/config.toml].
     #[arg(long, value_name = "PATH")]
     pub dir: Option<PathBuf>,
 }

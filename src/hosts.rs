@@ -26,7 +26,7 @@ pub enum HostsError {
     #[error("pool `{0}` is not a static pool (or does not exist); static pools: {1}")]
     NotStatic(String, String),
     #[error(
-        "host name `{0}` cannot be an HAProxy server name: letters, digits, `-`, `_`, `.` and `:` only"
+        "host name `{0}` cannot be an HAProxy server name: letters, digits, `-`, `_`, `.` and `:` only, not starting with `.`"
     )]
     BadName(String),
     #[error("`{value}` is not a plain `ADDRESS:PORT` ({problem})")]
@@ -75,7 +75,8 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
             pool,
         } => {
             let (pool, dir) = pick(&config, pool.as_deref())?;
-            if !is_server_name(name) {
+            // A name starting with `.` would be a file the provider skips (editors' files).
+            if !is_server_name(name) || name.starts_with('.') {
                 return Err(HostsError::BadName(name.clone()).into());
             }
             if parse_host_port(address).is_none() {
@@ -162,17 +163,22 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
 
 fn listed_host(pool: &PoolConfig, host: HostFile) -> Listed {
     // A file that holds only an address (written by hand) is served on the pool's port.
-    let address = if host.endpoint.contains(':') && !host.endpoint.ends_with(']') {
+    let served = if host.endpoint.contains(':') && !host.endpoint.ends_with(']') {
         host.endpoint.clone()
     } else {
         format!("{}:{}", host.endpoint, pool.port)
     };
+    let address = if parse_host_port(&served).is_some() {
+        served.clone()
+    } else {
+        host.endpoint.clone()
+    };
     let problem = if !is_server_name(&host.name) {
         Some("the file name cannot be an HAProxy server name".to_owned())
-    } else if parse_host_port(&address).is_none() {
+    } else if parse_host_port(&served).is_none() {
         Some(format!(
             "not a plain `ADDRESS:PORT` ({})",
-            host_port_problem(&address)
+            host_port_problem(&served)
         ))
     } else {
         None

@@ -31,11 +31,11 @@ pub enum InitError {
     },
 }
 
-/// Writes `config.toml` (mode 0640: it may come to hold a webhook URL) and `haproxy.cfg.hbs`
-/// (0644) into `dir`, creating it; returns the paths written.
-pub(crate) fn init(dir: &Path) -> Result<Vec<PathBuf>, InitError> {
+/// Writes the config as `config_name` (mode 0640: it may come to hold a webhook URL) and
+/// `haproxy.cfg.hbs` (0644) into `dir`, creating it; returns the paths written.
+pub(crate) fn init(dir: &Path, config_name: &std::ffi::OsStr) -> Result<Vec<PathBuf>, InitError> {
     let files = [
-        (dir.join("config.toml"), EXAMPLE_CONFIG, 0o640),
+        (dir.join(config_name), EXAMPLE_CONFIG, 0o640),
         (dir.join("haproxy.cfg.hbs"), DEFAULT_TEMPLATE, 0o644),
     ];
     if let Some((path, _, _)) = files.iter().find(|(path, _, _)| exists(path)) {
@@ -79,7 +79,7 @@ mod tests {
     fn writes_both_files_with_their_modes_into_a_new_folder() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("etc/haproxy-autoscaler");
-        let written = init(&dir).unwrap();
+        let written = init(&dir, "config.toml".as_ref()).unwrap();
         assert_eq!(written.len(), 2);
         let config = std::fs::read_to_string(dir.join("config.toml")).unwrap();
         assert_eq!(config, EXAMPLE_CONFIG);
@@ -100,7 +100,9 @@ mod tests {
     fn an_existing_file_is_never_overwritten_and_nothing_is_written() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("haproxy.cfg.hbs"), "mine").unwrap();
-        let error = init(dir.path()).unwrap_err().to_string();
+        let error = init(dir.path(), "config.toml".as_ref())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("haproxy.cfg.hbs") && error.contains("never overwrites"));
         assert!(!dir.path().join("config.toml").exists());
         let template = std::fs::read_to_string(dir.path().join("haproxy.cfg.hbs")).unwrap();

@@ -11,7 +11,16 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
     let mut command = Cli::command();
     let name = command.get_name().to_owned();
     let mut out = Vec::new();
-    clap_complete::generate(shell, &mut command, name, &mut out);
+    clap_complete::generate(shell, &mut command, &name, &mut out);
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete's bash script spells a hyphenated binary's subcommand states two ways
+        // (`haproxy__autoscaler__subcmd__hosts` in its loop, `haproxy__subcmd__autoscaler__...`
+        // in its case arms: clap-rs/clap#6421), so nothing past the first word completes. The
+        // arms are respelled as the loop spells them; a test completes past the first word.
+        let text = String::from_utf8_lossy(&out)
+            .replace(&name.replace('-', "__subcmd__"), &name.replace('-', "__"));
+        return write_stdout(text.as_bytes());
+    }
     write_stdout(&out)
 }
 

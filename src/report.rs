@@ -80,7 +80,9 @@ pub fn print_error(cli: &Cli, error: &Error) {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(stdout));
     }
-    if busy {
+    // A `hosts` command is typed by a person, who is owed the reason it did nothing.
+    let typed = matches!(cli.command, Some(crate::cli::Command::Hosts(_)));
+    if busy && !typed {
         // Not an error: another run is doing the job.
         if cli.verbose > 0 {
             say(format_args!("note: {error} (exit 75)"));

@@ -56,7 +56,8 @@ fn check_renders_against_the_discovery_and_reports_every_problem() {
     assert_eq!(site.installed(), "");
     assert!(!site.path("state/state.json").exists());
 
-    // Two problems at once: a template line HAProxy refuses, and no state folder.
+    // Two problems at once: a provider that prints no JSON (discovery fails), and a template
+    // line HAProxy refuses, still found by rendering against no instance.
     let template = site.path("etc/haproxy.cfg.hbs");
     let text = std::fs::read_to_string(&template).unwrap();
     std::fs::write(
@@ -64,7 +65,7 @@ fn check_renders_against_the_discovery_and_reports_every_problem() {
         text.replacen("bind :80", "bind :80 bogus-keyword", 1),
     )
     .unwrap();
-    std::fs::remove_dir(site.path("state")).unwrap();
+    std::fs::write(site.path("etc/instances.json"), "not json").unwrap();
     let bad = site.run(&["check", "--format", "json"]);
     assert_exit(&bad, 2);
     let findings: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
@@ -75,8 +76,14 @@ fn check_renders_against_the_discovery_and_reports_every_problem() {
         .map(|problem| problem.as_str().unwrap())
         .collect();
     assert_eq!(problems.len(), 2, "{problems:?}");
-    assert!(problems[0].contains("state file's folder"), "{problems:?}");
-    assert!(problems[1].contains("bogus-keyword"), "{problems:?}");
+    assert!(
+        problems[0].contains("cannot list the instances"),
+        "{problems:?}"
+    );
+    assert!(
+        problems[1].starts_with("against no instance") && problems[1].contains("bogus-keyword"),
+        "{problems:?}"
+    );
 }
 
 #[test]
@@ -102,6 +109,28 @@ fn completions_and_the_man_page_come_from_the_command_line() {
         })
         .unwrap();
     assert!(syntax.success());
+    // And completes past the first word: a subcommand's subcommands and a sub-subcommand's
+    // options (what bash does on TAB, with the words typed so far).
+    let script = std::env::temp_dir().join(format!("hxa-completion-{}.bash", std::process::id()));
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let complete = |words: &str, cword: usize, current: &str, previous: &str| {
+        let output = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; _haproxy__autoscaler haproxy-autoscaler '{current}' '{previous}'; echo \"${{COMPREPLY[*]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        stdout(&output)
+    };
+    let hosts = complete("haproxy-autoscaler hosts ''", 2, "", "hosts");
+    assert!(hosts.contains("add") && hosts.contains("remove"), "{hosts}");
+    let add = complete("haproxy-autoscaler hosts add --", 3, "--", "add");
+    assert!(add.contains("--pool"), "{add}");
+    let check = complete("haproxy-autoscaler check --", 2, "--", "check");
+    assert!(check.contains("--offline"), "{check}");
+    std::fs::remove_file(&script).unwrap();
     let man = binary().arg("man").output().unwrap();
     assert_exit(&man, 0);
     let page = stdout(&man);
@@ -247,6 +276,10 @@ fn hosts_add_list_and_remove_and_a_run_syncs_the_static_pool() {
         (&["hosts", "add", "web-3", "127.0.0.1"][..], "no `:PORT`"),
         (&["hosts", "remove", "web-9"][..], "has no host `web-9`"),
         (
+            &["hosts", "add", ".hidden", "127.0.0.1:9009"][..],
+            "not starting with `.`",
+        ),
+        (
             &["hosts", "remove", "../etc/config.toml"][..],
             "has no host",
         ),
@@ -294,6 +327,8 @@ fn a_hosts_command_waits_for_no_run_it_finds_the_lock_busy() {
     fs2::FileExt::try_lock_exclusive(&lock).unwrap();
     let busy = in_site(&site, &["hosts", "add", "web-1", "127.0.0.1:9001"]);
     assert_exit(&busy, 75);
+    // Typed by a person: the reason is said (a run that finds the lock busy says nothing).
+    assert!(!busy.stderr.is_empty(), "{}", describe(&busy));
     assert!(!site.path().join("etc/hosts.d/web-1").exists());
     fs2::FileExt::unlock(&lock).unwrap();
     assert_exit(
