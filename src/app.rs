@@ -55,7 +55,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
         }
         Some(Command::Man) => return crate::manual::man().map(|()| EXIT_OK),
         Some(Command::Hosts(command)) => return crate::hosts::run(cli, command),
-        Some(Command::Check(_)) | None => {}
+        Some(Command::Check(_) | Command::Status) | None => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,6 +63,9 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
         .map_err(Error::Runtime)?;
     if let Some(Command::Check(args)) = &cli.command {
         return runtime.block_on(crate::check::check(cli, args.offline));
+    }
+    if let Some(Command::Status) = &cli.command {
+        return runtime.block_on(crate::status::status(cli));
     }
     let report = runtime.block_on(async {
         tokio::select! {

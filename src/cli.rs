@@ -58,6 +58,8 @@ pub enum Command {
     /// Replay a traffic trace (`t_seconds,load` CSV) through a pool's scaling policy, with a
     /// simulated cloud and HAProxy, and report what it served and cost; changes nothing.
     Simulate(SimulateArgs),
+    /// Every managed server as HAProxy sees it, joined with the state file; changes nothing.
+    Status,
     /// Validate the config and the template, render haproxy.cfg against the current discovery
     /// and run check_command on it, as a run would; report every problem; changes nothing.
     Check(CheckArgs),

@@ -26,6 +26,7 @@ mod observe;
 mod probe;
 pub mod report;
 pub mod simulate;
+mod status;
 pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -21,6 +21,7 @@ pub enum Mode {
     /// `init`, `completions`, `man`: commands that make no run.
     Tool,
     Check,
+    Status,
 }
 
 impl Mode {
@@ -29,6 +30,7 @@ impl Mode {
         match (&cli.command, cli.plan) {
             (Some(crate::cli::Command::Simulate(_)), _) => Mode::Simulate,
             (Some(crate::cli::Command::Check(_)), _) => Mode::Check,
+            (Some(crate::cli::Command::Status), _) => Mode::Status,
             (
                 Some(
                     crate::cli::Command::Init(_)

@@ -77,6 +77,11 @@ pub fn parse_show_stat(text: &str) -> Result<Vec<Row>, StatsError> {
         index("qcur").ok(),
         index("rtime").ok(),
     );
+    let (rate, req_rate, check_status) = (
+        index("rate").ok(),
+        index("req_rate").ok(),
+        index("check_status").ok(),
+    );
 
     let mut rows = Vec::new();
     for (number, line) in lines {
@@ -116,6 +121,12 @@ pub fn parse_show_stat(text: &str) -> Result<Vec<Row>, StatsError> {
             req_tot: optional("req_tot", req_tot)?,
             qcur: optional("qcur", qcur)?,
             rtime: optional("rtime", rtime)?,
+            rate: optional("rate", rate)?,
+            req_rate: optional("req_rate", req_rate)?,
+            check_status: check_status
+                .map(|at| fields[at].trim_start_matches('*'))
+                .filter(|status| !status.is_empty())
+                .map(str::to_owned),
         });
     }
     Ok(rows)

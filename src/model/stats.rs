@@ -54,6 +54,11 @@ pub struct Row {
     pub qcur: Option<u64>,
     /// Average response time over the last 1024 requests, in ms.
     pub rtime: Option<u64>,
+    /// Sessions per second over the last second, and HTTP requests per second (`status`).
+    pub rate: Option<u64>,
+    pub req_rate: Option<u64>,
+    /// The last health check's result (`L4OK`, `L7STS`, ...); `None` without checks.
+    pub check_status: Option<String>,
 }
 
 impl Row {

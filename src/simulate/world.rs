@@ -210,6 +210,9 @@ impl<'a> World<'a> {
             req_tot: None,
             qcur: None,
             rtime: None,
+            rate: None,
+            req_rate: None,
+            check_status: None,
         };
         self.fleet
             .iter()

@@ -434,6 +434,9 @@ mod tests {
             req_tot: Some(stot),
             qcur: Some(0),
             rtime: Some(5),
+            rate: None,
+            req_rate: None,
+            check_status: None,
         }
     }
 

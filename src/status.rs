@@ -1,0 +1,295 @@
+//! `status`: every managed backend's servers as HAProxy sees them (state, sessions, rates, last
+//! check), joined with the state file (the pool each server belongs to, booting or draining
+//! since, launches pending, the last scale and the cooldown left). Servers HAProxy has that no
+//! run rendered, and servers the last run rendered that HAProxy lacks, are shown as such. Reads
+//! only: no lock, no cloud. A stats socket that cannot be read exits 1 after the state's view.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::{Cli, Format};
+use crate::config::Config;
+use crate::error::{EXIT_FAILED, EXIT_OK, Error, error_chain};
+use crate::haproxy::admin_socket;
+use crate::model::{PoolState, Row, State, Status};
+use crate::store::{FileStore, StateStore};
+
+const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Serialize)]
+struct View {
+    mode: &'static str,
+    /// Why HAProxy's view is missing, when it is.
+    stats_error: Option<String>,
+    /// Why the state's view is missing, when it is.
+    state_error: Option<String>,
+    pools: Vec<PoolView>,
+}
+
+#[derive(Debug, Serialize)]
+struct PoolView {
+    pool: String,
+    backend: String,
+    servers: Vec<ServerView>,
+    /// Launches asked for and not yet seen in service: (instances, seconds since).
+    launches_pending: Vec<(u32, i64)>,
+    /// The last scale: from, to, seconds ago.
+    last_scale: Option<(u32, u32, i64)>,
+    cooldown_left_s: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ServerView {
+    name: String,
+    /// HAProxy's state (`UP`, `DOWN`, `MAINT`, `DRAIN`, `no check`), `None` when HAProxy lacks
+    /// the server or its stats could not be read.
+    haproxy: Option<String>,
+    sessions: Option<u64>,
+    session_rate: Option<u64>,
+    request_rate: Option<u64>,
+    last_check: Option<String>,
+    /// What the state file says: in service, booting, draining (since), or not known to it.
+    role: String,
+    draining_for_s: Option<i64>,
+}
+
+pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
+    let config = Config::from_cli(cli)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64);
+    let (state, state_error) = match FileStore::new(&config.state_path).load().await {
+        Ok((state, _)) => (state, None),
+        Err(error) => (State::default(), Some(error_chain(&error))),
+    };
+    let (rows, stats_error) = match &config.haproxy.stats {
+        None => (
+            None,
+            Some("no `stats_socket` or `stats_url` in `[haproxy]`".to_owned()),
+        ),
+        Some(source) => match admin_socket::read_stats(source, STATS_TIMEOUT).await {
+            Ok((_, rows)) => (Some(rows), None),
+            Err(error) => (None, Some(error_chain(&error))),
+        },
+    };
+    let view = View {
+        mode: "status",
+        pools: config
+            .pools
+            .iter()
+            .map(|pool| pool_view(pool, state.pools.get(&pool.name), rows.as_deref(), now))
+            .collect(),
+        stats_error,
+        state_error,
+    };
+    print(cli, &view);
+    Ok(if view.stats_error.is_some() {
+        EXIT_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn status_word(status: &Status) -> String {
+    match status {
+        Status::Up => "UP".to_owned(),
+        Status::NoCheck => "no check".to_owned(),
+        Status::Down => "DOWN".to_owned(),
+        Status::Drain => "DRAIN".to_owned(),
+        Status::Maint => "MAINT".to_owned(),
+        Status::Other(text) => text.clone(),
+    }
+}
+
+fn pool_view(
+    pool: &crate::config::PoolConfig,
+    state: Option<&PoolState>,
+    rows: Option<&[Row]>,
+    now: i64,
+) -> PoolView {
+    let rendered: BTreeSet<&str> = state
+        .map(|state| state.servers.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let backend_rows: Vec<&Row> = rows
+        .unwrap_or_default()
+        .iter()
+        .filter(|row| row.proxy == pool.backend && !row.is_backend())
+        .collect();
+    let role = |name: &str| -> (String, Option<i64>) {
+        let Some(state) = state else {
+            return ("no state".to_owned(), None);
+        };
+        if let Some(drain) = state.draining.iter().find(|drain| drain.id == name) {
+            return ("draining".to_owned(), Some(now - drain.since));
+        }
+        if !rendered.contains(name) {
+            return ("not rendered by a run".to_owned(), None);
+        }
+        if pool.scaling.is_none() || state.in_service.iter().any(|id| id == name) {
+            ("in service".to_owned(), None)
+        } else {
+            ("booting".to_owned(), None)
+        }
+    };
+    let mut servers: Vec<ServerView> = backend_rows
+        .iter()
+        .map(|row| {
+            let (role, draining_for_s) = role(&row.name);
+            ServerView {
+                name: row.name.clone(),
+                haproxy: Some(status_word(&row.status)),
+                sessions: Some(row.scur),
+                session_rate: row.rate,
+                request_rate: row.req_rate,
+                last_check: row.check_status.clone(),
+                role,
+                draining_for_s,
+            }
+        })
+        .collect();
+    let in_haproxy: BTreeSet<&str> = backend_rows.iter().map(|row| row.name.as_str()).collect();
+    for name in rendered.iter().filter(|name| !in_haproxy.contains(*name)) {
+        let (role, draining_for_s) = role(name);
+        servers.push(ServerView {
+            name: (*name).to_owned(),
+            haproxy: None,
+            sessions: None,
+            session_rate: None,
+            request_rate: None,
+            last_check: None,
+            role: if rows.is_some() {
+                format!("{role}; missing from HAProxy")
+            } else {
+                role
+            },
+            draining_for_s,
+        });
+    }
+    servers.sort_by(|a, b| a.name.cmp(&b.name));
+    let last = state.and_then(|state| state.scale_history.last());
+    PoolView {
+        pool: pool.name.clone(),
+        backend: pool.backend.clone(),
+        servers,
+        launches_pending: state
+            .map(|state| {
+                state
+                    .launches
+                    .iter()
+                    .map(|intent| (intent.count, now - intent.requested_at))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        last_scale: last.map(|event| (event.from, event.to, now - event.at)),
+        cooldown_left_s: match (&pool.scaling, last) {
+            (Some(scaling), Some(event)) => {
+                Some((event.at + scaling.cooldown_s as i64 - now).max(0))
+            }
+            _ => None,
+        },
+    }
+}
+
+fn print(cli: &Cli, view: &View) {
+    if cli.format == Format::Json {
+        if let Ok(text) = serde_json::to_string_pretty(view) {
+            println!("{text}");
+        }
+        if let Some(error) = &view.stats_error {
+            crate::report::say(format_args!("error: cannot read HAProxy's stats: {error}"));
+        }
+        return;
+    }
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let paint = |word: &str| -> String {
+        if !colour {
+            return word.to_owned();
+        }
+        let code = match word {
+            "UP" => "32",
+            "DOWN" => "31",
+            "MAINT" | "DRAIN" => "33",
+            _ => return word.to_owned(),
+        };
+        format!("\u{1b}[{code}m{word}\u{1b}[0m")
+    };
+    let dash = |value: Option<u64>| value.map_or("-".to_owned(), |v| v.to_string());
+    for pool in &view.pools {
+        let mut facts = vec![format!("backend {}", pool.backend)];
+        for (count, ago) in &pool.launches_pending {
+            facts.push(format!("launch of {count} pending for {ago}s"));
+        }
+        if let Some((from, to, ago)) = pool.last_scale {
+            facts.push(format!("last scale {from} → {to}, {ago}s ago"));
+        }
+        if let Some(left) = pool.cooldown_left_s.filter(|left| *left > 0) {
+            facts.push(format!("cooldown {left}s left"));
+        }
+        println!("pool {}: {}", pool.pool, facts.join("; "));
+        let header = [
+            "SERVER", "HAPROXY", "SESSIONS", "SESS/S", "REQ/S", "CHECK", "ROLE",
+        ];
+        let rows: Vec<[String; 7]> = pool
+            .servers
+            .iter()
+            .map(|server| {
+                [
+                    server.name.clone(),
+                    server.haproxy.clone().unwrap_or_else(|| "-".to_owned()),
+                    dash(server.sessions),
+                    dash(server.session_rate),
+                    dash(server.request_rate),
+                    server.last_check.clone().unwrap_or_else(|| "-".to_owned()),
+                    match server.draining_for_s {
+                        Some(for_s) => format!("{} for {for_s}s", server.role),
+                        None => server.role.clone(),
+                    },
+                ]
+            })
+            .collect();
+        let widths: Vec<usize> = (0..7)
+            .map(|i| {
+                rows.iter()
+                    .map(|row| row[i].chars().count())
+                    .chain([header[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: [&str; 7], status_painted: String| {
+            let mut text = format!("  {:<w0$}  ", cells[0], w0 = widths[0]);
+            // Pad by the plain width: colour codes take no column.
+            text.push_str(&status_painted);
+            text.push_str(&" ".repeat(widths[1] - cells[1].chars().count()));
+            for i in 2..6 {
+                text.push_str(&format!("  {:<w$}", cells[i], w = widths[i]));
+            }
+            text.push_str(&format!("  {}", cells[6]));
+            println!("{}", text.trim_end());
+        };
+        line(header, header[1].to_owned());
+        for row in &rows {
+            let cells = [
+                row[0].as_str(),
+                row[1].as_str(),
+                row[2].as_str(),
+                row[3].as_str(),
+                row[4].as_str(),
+                row[5].as_str(),
+                row[6].as_str(),
+            ];
+            line(cells, paint(&row[1]));
+        }
+    }
+    if let Some(error) = &view.state_error {
+        println!("(the state file cannot be read: {error})");
+    }
+    if let Some(error) = &view.stats_error {
+        crate::report::say(format_args!(
+            "error: cannot read HAProxy's stats: {error}; shown: the state file's view only"
+        ));
+    }
+}
