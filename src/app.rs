@@ -45,7 +45,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             };
             for path in crate::init::init(&dir, &name)? {
                 if !cli.quiet {
-                    println!("wrote {}", path.display());
+                    crate::report::out(format_args!("wrote {}", path.display()));
                 }
             }
             return Ok(EXIT_OK);

@@ -131,15 +131,15 @@ async fn online(
 fn print(cli: &Cli, findings: &Findings) {
     if cli.format == crate::cli::Format::Json {
         if let Ok(text) = serde_json::to_string_pretty(findings) {
-            println!("{text}");
+            crate::report::out(format_args!("{text}"));
         }
         return;
     }
     for warning in &findings.warnings {
-        eprintln!("warning: {warning}");
+        crate::report::say(format_args!("warning: {warning}"));
     }
     for problem in &findings.problems {
-        println!("problem: {problem}");
+        crate::report::out(format_args!("problem: {problem}"));
     }
     if findings.problems.is_empty() {
         if !cli.quiet {
@@ -148,16 +148,16 @@ fn print(cli: &Cli, findings: &Findings) {
             } else {
                 "the current discovery"
             };
-            println!(
+            crate::report::out(format_args!(
                 "ok: {} is valid, and its template renders against {against} into a haproxy.cfg that check_command accepts",
                 findings.config
-            );
+            ));
         }
     } else {
-        println!(
+        crate::report::out(format_args!(
             "{} problem(s) in {}",
             findings.problems.len(),
             findings.config
-        );
+        ));
     }
 }

@@ -194,7 +194,7 @@ fn listed_host(pool: &PoolConfig, host: HostFile) -> Listed {
 fn print_list(cli: &Cli, listed: &[Listed]) {
     if cli.format == Format::Json {
         if let Ok(text) = serde_json::to_string_pretty(listed) {
-            println!("{text}");
+            crate::report::out(format_args!("{text}"));
         }
         return;
     }
@@ -207,23 +207,26 @@ fn print_list(cli: &Cli, listed: &[Listed]) {
             .unwrap_or(0)
     };
     let (pool_w, name_w) = (width(|h| &h.pool, "POOL"), width(|h| &h.name, "NAME"));
-    println!("{:<pool_w$}  {:<name_w$}  ADDRESS", "POOL", "NAME");
+    crate::report::out(format_args!(
+        "{:<pool_w$}  {:<name_w$}  ADDRESS",
+        "POOL", "NAME"
+    ));
     for host in listed {
         let problem = host
             .problem
             .as_deref()
             .map(|problem| format!("  (left out: {problem})"))
             .unwrap_or_default();
-        println!(
+        crate::report::out(format_args!(
             "{:<pool_w$}  {:<name_w$}  {}{problem}",
             host.pool, host.name, host.address
-        );
+        ));
     }
 }
 
 fn say(cli: &Cli, line: &str) {
     if !cli.quiet {
-        println!("{line}");
+        crate::report::out(format_args!("{line}"));
     }
 }
 

@@ -103,6 +103,12 @@ pub fn say(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
+/// One line on stdout; a reader that went away (`| head -1`) ends the output, not the process
+/// (`println!` would panic and exit 101).
+pub fn out(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 pub fn print(cli: &Cli, report: &Report) {
     let mut stdout = std::io::stdout().lock();
     // A closed stdout (`| head`) must not turn a successful run into a failure.

@@ -65,6 +65,7 @@ pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
         Ok((state, _)) => (state, None),
         Err(error) => (State::default(), Some(error_chain(&error))),
     };
+    let no_run_yet = state_error.is_none() && !config.state_path.exists();
     let (rows, stats_error) = match &config.haproxy.stats {
         None => (
             None,
@@ -85,12 +86,29 @@ pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
         stats_error,
         state_error,
     };
-    print(cli, &view);
-    Ok(if view.stats_error.is_some() {
-        EXIT_FAILED
-    } else {
-        EXIT_OK
-    })
+    if !cli.quiet {
+        print(cli, &view, no_run_yet);
+    }
+    if let Some(error) = &view.state_error {
+        crate::report::say(format_args!("error: cannot read the state file: {error}"));
+    }
+    if let Some(error) = &view.stats_error {
+        let shown = if view.state_error.is_none() {
+            "; shown: the state file's view only"
+        } else {
+            ""
+        };
+        crate::report::say(format_args!(
+            "error: cannot read HAProxy's stats: {error}{shown}"
+        ));
+    }
+    Ok(
+        if view.stats_error.is_some() || view.state_error.is_some() {
+            EXIT_FAILED
+        } else {
+            EXIT_OK
+        },
+    )
 }
 
 fn status_word(status: &Status) -> String {
@@ -120,13 +138,13 @@ fn pool_view(
         .collect();
     let role = |name: &str| -> (String, Option<i64>) {
         let Some(state) = state else {
-            return ("no state".to_owned(), None);
+            return ("unknown (no state)".to_owned(), None);
         };
         if let Some(drain) = state.draining.iter().find(|drain| drain.id == name) {
             return ("draining".to_owned(), Some(now - drain.since));
         }
         if !rendered.contains(name) {
-            return ("not rendered by a run".to_owned(), None);
+            return ("not rendered by the last run".to_owned(), None);
         }
         if pool.scaling.is_none() || state.in_service.iter().any(|id| id == name) {
             ("in service".to_owned(), None)
@@ -193,17 +211,17 @@ fn pool_view(
     }
 }
 
-fn print(cli: &Cli, view: &View) {
+fn print(cli: &Cli, view: &View, no_run_yet: bool) {
     if cli.format == Format::Json {
         if let Ok(text) = serde_json::to_string_pretty(view) {
-            println!("{text}");
-        }
-        if let Some(error) = &view.stats_error {
-            crate::report::say(format_args!("error: cannot read HAProxy's stats: {error}"));
+            crate::report::out(format_args!("{text}"));
         }
         return;
     }
-    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // NO_COLOR counts when it is set and not empty (no-color.org); a dumb terminal gets none.
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
     let paint = |word: &str| -> String {
         if !colour {
             return word.to_owned();
@@ -228,7 +246,7 @@ fn print(cli: &Cli, view: &View) {
         if let Some(left) = pool.cooldown_left_s.filter(|left| *left > 0) {
             facts.push(format!("cooldown {left}s left"));
         }
-        println!("pool {}: {}", pool.pool, facts.join("; "));
+        crate::report::out(format_args!("pool {}: {}", pool.pool, facts.join("; ")));
         let header = [
             "SERVER", "HAPROXY", "SESSIONS", "SESS/S", "REQ/S", "CHECK", "ROLE",
         ];
@@ -268,7 +286,7 @@ fn print(cli: &Cli, view: &View) {
                 text.push_str(&format!("  {:<w$}", cells[i], w = widths[i]));
             }
             text.push_str(&format!("  {}", cells[6]));
-            println!("{}", text.trim_end());
+            crate::report::out(format_args!("{}", text.trim_end()));
         };
         line(header, header[1].to_owned());
         for row in &rows {
@@ -284,12 +302,9 @@ fn print(cli: &Cli, view: &View) {
             line(cells, paint(&row[1]));
         }
     }
-    if let Some(error) = &view.state_error {
-        println!("(the state file cannot be read: {error})");
-    }
-    if let Some(error) = &view.stats_error {
-        crate::report::say(format_args!(
-            "error: cannot read HAProxy's stats: {error}; shown: the state file's view only"
+    if no_run_yet {
+        crate::report::out(format_args!(
+            "(no state file yet: no run has saved one, so ROLE is unknown)"
         ));
     }
 }

@@ -426,7 +426,7 @@ fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     let web1 = by_name("web-1");
     assert_eq!(web1["role"], "in service");
     assert_eq!(web1["last_check"], "L4OK");
-    assert_eq!(by_name("stranger")["role"], "not rendered by a run");
+    assert_eq!(by_name("stranger")["role"], "not rendered by the last run");
     assert!(by_name("web-2")["haproxy"].is_null());
     assert!(
         by_name("web-2")["role"]
@@ -449,5 +449,27 @@ fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     );
     // The state's view is still shown.
     assert!(stdout(&gone).contains("web-1") && stdout(&gone).contains("web-2"));
+    // A state file that cannot be read is said, and exits 1, even with HAProxy's view missing.
+    std::fs::write(site.path().join("state/state.json"), "{").unwrap();
+    let corrupt = in_site(&site, &["status"]);
+    assert_exit(&corrupt, 1);
+    assert!(
+        String::from_utf8_lossy(&corrupt.stderr).contains("cannot read the state file"),
+        "{}",
+        describe(&corrupt)
+    );
+    // A reader that went away (`| head -1`): every write to stdout fails with EPIPE. That
+    // loses the output, not the process (`println!` would panic and exit 101).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let gone_reader = binary()
+        .arg("--config")
+        .arg(site.path().join("etc/config.toml"))
+        .args(["hosts", "list"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    assert_exit(&gone_reader, 0);
+    assert!(gone_reader.stderr.is_empty(), "{}", describe(&gone_reader));
     drop(listener);
 }
