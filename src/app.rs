@@ -43,8 +43,12 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
                         .unwrap_or_else(|| "config.toml".into()),
                 ),
             };
-            for path in crate::init::init(&dir, &name)? {
-                if !cli.quiet {
+            let written = crate::init::init(&dir, &name)?;
+            if cli.format == crate::cli::Format::Json {
+                let document = serde_json::json!({"mode": "init", "written": written});
+                crate::report::out(format_args!("{document:#}"));
+            } else if !cli.quiet {
+                for path in &written {
                     crate::report::out(format_args!("wrote {}", path.display()));
                 }
             }

@@ -115,6 +115,7 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
             say(
                 cli,
                 &format!("added host {name} at {address} to pool {}", pool.name),
+                serde_json::json!({"mode": "hosts", "added": {"pool": pool.name, "name": name, "address": address}}),
             );
         }
         HostsCommand::Remove { name, pool } => {
@@ -136,7 +137,11 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
                     path: path.clone(),
                     source,
                 })?;
-            say(cli, &format!("removed host {name} from pool {}", pool.name));
+            say(
+                cli,
+                &format!("removed host {name} from pool {}", pool.name),
+                serde_json::json!({"mode": "hosts", "removed": {"pool": pool.name, "name": name}}),
+            );
         }
         HostsCommand::List { pool } => {
             let pools: Vec<(&PoolConfig, PathBuf)> = match pool {
@@ -224,8 +229,11 @@ fn print_list(cli: &Cli, listed: &[Listed]) {
     }
 }
 
-fn say(cli: &Cli, line: &str) {
-    if !cli.quiet {
+/// What a change did: `line` in text, `document` with `--format json`.
+fn say(cli: &Cli, line: &str, document: serde_json::Value) {
+    if cli.format == Format::Json {
+        crate::report::out(format_args!("{document:#}"));
+    } else if !cli.quiet {
         crate::report::out(format_args!("{line}"));
     }
 }

@@ -44,6 +44,17 @@ fn init_writes_a_config_that_check_offline_accepts_and_never_overwrites() {
         describe(&again)
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), "# mine\n");
+
+    // With --format json, what was written, as JSON.
+    let json = binary()
+        .args(["init", "--format", "json", "--dir"])
+        .arg(root.path().join("other"))
+        .output()
+        .unwrap();
+    assert_exit(&json, 0);
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(document["mode"], "init");
+    assert_eq!(document["written"].as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -315,7 +326,10 @@ fn hosts_add_list_and_remove_and_a_run_syncs_the_static_pool() {
         servers(&site),
         ["server web-1 127.0.0.1:9001", "server web-2 127.0.0.1:9002"]
     );
-    assert_exit(&in_site(&site, &["hosts", "remove", "web-2"]), 0);
+    let removed = in_site(&site, &["hosts", "remove", "web-2", "--format", "json"]);
+    assert_exit(&removed, 0);
+    let document: serde_json::Value = serde_json::from_slice(&removed.stdout).unwrap();
+    assert_eq!(document["removed"]["name"], "web-2");
     assert_exit(&in_site(&site, &[]), 0);
     assert_eq!(servers(&site), ["server web-1 127.0.0.1:9001"]);
 }
