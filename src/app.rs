@@ -107,13 +107,34 @@ async fn stop_signal() -> (&'static str, u8) {
     }
 }
 
+/// Unix seconds now (0 before 1970: a clock that far off is not worth an error).
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+/// The clouds the config's pools use: EC2 is connected only when some pool lists from it, so
+/// exec- and static-only configs need no AWS setup.
+pub(crate) async fn connect_clouds(config: &Config) -> Result<Clouds, Error> {
+    let uses_ec2 = config
+        .pools
+        .iter()
+        .any(|pool| pool.provider == ProviderKind::Ec2);
+    if !uses_ec2 {
+        return Ok(Clouds { ec2: None });
+    }
+    let started = Instant::now();
+    let ec2 = Ec2::connect(&config.aws).await?;
+    tracing::info!("AWS client: {:?}", started.elapsed());
+    Ok(Clouds { ec2: Some(ec2) })
+}
+
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
     let started = Instant::now();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64);
+    let now = unix_now() as i64;
     let outcome = async {
         let renderer =
             crate::haproxy::template::load(&config.haproxy.template).map_err(|error| {
@@ -122,20 +143,7 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
                     error,
                 }
             })?;
-        let uses_ec2 = config
-            .pools
-            .iter()
-            .any(|pool| pool.provider == ProviderKind::Ec2);
-        let provider = Clouds {
-            ec2: if uses_ec2 {
-                Some(Ec2::connect(&config.aws).await?)
-            } else {
-                None
-            },
-        };
-        if uses_ec2 {
-            tracing::info!("AWS client: {:?}", started.elapsed());
-        }
+        let provider = connect_clouds(&config).await?;
         reconcile(&config, &renderer, &provider, cli.plan, now).await
     }
     .await;
@@ -157,11 +165,12 @@ fn write_metrics(config: &Config, outcome: &Result<Report, Error>, started: Inst
     if matches!(outcome, Err(Error::State(store::StateError::Busy { .. }))) {
         return;
     }
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
-    let figures =
-        crate::metrics::RunFigures::of(outcome, config, started.elapsed().as_secs_f64(), at);
+    let figures = crate::metrics::RunFigures::of(
+        outcome,
+        config,
+        started.elapsed().as_secs_f64(),
+        unix_now(),
+    );
     crate::metrics::write(path, &figures);
 }
 

@@ -7,9 +7,7 @@
 use serde::Serialize;
 
 use crate::cli::Cli;
-use crate::cloud::Clouds;
-use crate::cloud::ec2::Ec2;
-use crate::config::{Config, ProviderKind};
+use crate::config::Config;
 use crate::decide::context::render_leaving_out_unsafe;
 use crate::decide::membership::{BackendPlan, plan_backend};
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, error_chain};
@@ -98,19 +96,9 @@ async fn online(
     config: &Config,
     renderer: &crate::decide::render::Renderer,
 ) -> Result<Vec<String>, Error> {
-    let ec2 = if config
-        .pools
-        .iter()
-        .any(|pool| pool.provider == ProviderKind::Ec2)
-    {
-        Some(Ec2::connect(&config.aws).await?)
-    } else {
-        None
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64);
-    let report = crate::app::reconcile(config, renderer, &Clouds { ec2 }, true, now).await?;
+    let clouds = crate::app::connect_clouds(config).await?;
+    let now = crate::app::unix_now() as i64;
+    let report = crate::app::reconcile(config, renderer, &clouds, true, now).await?;
     let mut warnings = report.plan.warnings.clone();
     warnings.extend(
         report

@@ -24,7 +24,7 @@ use crate::model::{
 use crate::probe;
 
 /// How long reading HAProxy's stats may take.
-const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The HAProxy node this run reads (one load balancer).
 const NODE: &str = "local";

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -16,8 +15,6 @@ use crate::error::{EXIT_FAILED, EXIT_OK, Error, error_chain};
 use crate::haproxy::admin_socket;
 use crate::model::{PoolState, Row, State, Status};
 use crate::store::{FileStore, StateStore};
-
-const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Serialize)]
 struct View {
@@ -58,9 +55,7 @@ struct ServerView {
 
 pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
     let config = Config::from_cli(cli)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64);
+    let now = crate::app::unix_now() as i64;
     let (state, state_error) = match FileStore::new(&config.state_path).load().await {
         Ok((state, _)) => (state, None),
         Err(error) => (State::default(), Some(error_chain(&error))),
@@ -71,7 +66,8 @@ pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
             None,
             Some("no `stats_socket` or `stats_url` in `[haproxy]`".to_owned()),
         ),
-        Some(source) => match admin_socket::read_stats(source, STATS_TIMEOUT).await {
+        Some(source) => match admin_socket::read_stats(source, crate::observe::STATS_TIMEOUT).await
+        {
             Ok((_, rows)) => (Some(rows), None),
             Err(error) => (None, Some(error_chain(&error))),
         },
