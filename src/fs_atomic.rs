@@ -80,19 +80,23 @@ impl Staged {
     /// Like [`Staged::commit`], but only if the target does not exist: an existing file is
     /// never replaced (an `AlreadyExists` error), even one created since the check.
     pub(crate) fn commit_new(self, mode: u32) -> io::Result<()> {
-        self.temp
-            .as_file()
-            .set_permissions(Permissions::from_mode(mode))?;
-        self.temp.as_file().sync_all()?;
-        let dir = parent_dir(&self.target).to_owned();
-        self.temp
-            .persist_noclobber(&self.target)
-            .map_err(|error| error.error)?;
-        File::open(dir)?.sync_all()
+        self.place(
+            Ownership {
+                mode,
+                uid_gid: None,
+            },
+            false,
+        )
     }
 
     /// Gives the staged file `ownership`, renames it over the target and fsyncs the folder.
     pub(crate) fn commit(self, ownership: Ownership) -> io::Result<()> {
+        self.place(ownership, true)
+    }
+
+    /// Gives the staged file `ownership` and moves it to the target (over an existing one only
+    /// if `replace`), then fsyncs the folder.
+    fn place(self, ownership: Ownership, replace: bool) -> io::Result<()> {
         if let Some((uid, gid)) = ownership.uid_gid {
             // Keeping the owner is best effort: only root may give a file away.
             let _ = std::os::unix::fs::fchown(self.temp.as_file(), Some(uid), Some(gid));
@@ -102,9 +106,15 @@ impl Staged {
             .set_permissions(Permissions::from_mode(ownership.mode))?;
         self.temp.as_file().sync_all()?;
         let dir = parent_dir(&self.target).to_owned();
-        self.temp
-            .persist(&self.target)
-            .map_err(|error| error.error)?;
+        if replace {
+            self.temp
+                .persist(&self.target)
+                .map_err(|error| error.error)?;
+        } else {
+            self.temp
+                .persist_noclobber(&self.target)
+                .map_err(|error| error.error)?;
+        }
         File::open(dir)?.sync_all()
     }
 }
