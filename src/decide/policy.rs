@@ -610,29 +610,34 @@ mod tests {
         }
     }
 
-    /// The peak policy on a flat load does what HPA's rule does; after a spike it keeps what
-    /// the spike needs until the spike leaves the window; a spike in the window launches at once.
-    #[test]
-    fn peak_table() {
+    /// What the peak policy (target 10, tolerance 0.1, a 300 s window, steps of 20, max 50)
+    /// wants for 4 servers in service at `per_server` each, with these past loads.
+    fn peak_desired(lead_s: u64, per_server: f64, loads: &[(i64, f64)]) -> u32 {
         let mut s = scaling(Policy::Peak {
             target: 10.0,
             tolerance: 0.1,
             window_s: 300,
-            lead_s: 0,
+            lead_s,
         });
         s.step_up = 20;
         s.step_down = 20;
         s.max = Bound::Fixed(50);
+        let per = vec![per_server; 4];
+        let history = [Some(per_server)];
+        decide(&Input {
+            loads,
+            ..input(&s, 4, &per, &history)
+        })
+        .desired
+    }
+
+    /// The peak policy on a flat load does what HPA's rule does; after a spike it keeps what
+    /// the spike needs until the spike leaves the window; a spike in the window launches at once.
+    #[test]
+    fn peak_table() {
         let now = 1_000_000;
-        let decide_with = |per_server: f64, loads: &[(i64, f64)]| {
-            let per = vec![per_server; 4];
-            let history = [Some(per_server)];
-            decide(&Input {
-                loads,
-                ..input(&s, 4, &per, &history)
-            })
-            .desired
-        };
+        let decide_with =
+            |per_server: f64, loads: &[(i64, f64)]| peak_desired(0, per_server, loads);
         let at = |ago: i64| now - ago;
         // Flat at 60 (15 per server on 4): HPA's ceil(60 / 10) = 6.
         let flat = [(at(120), 60.0), (at(60), 60.0), (at(0), 60.0)];
@@ -657,24 +662,7 @@ mod tests {
     fn peak_meets_a_rising_load_where_it_will_be() {
         let now = 1_000_000;
         let at = |ago: i64| now - ago;
-        let decide_with = |lead_s: u64, per_server: f64, loads: &[(i64, f64)]| {
-            let mut s = scaling(Policy::Peak {
-                target: 10.0,
-                tolerance: 0.1,
-                window_s: 300,
-                lead_s,
-            });
-            s.step_up = 20;
-            s.step_down = 20;
-            s.max = Bound::Fixed(50);
-            let per = vec![per_server; 4];
-            let history = [Some(per_server)];
-            decide(&Input {
-                loads,
-                ..input(&s, 4, &per, &history)
-            })
-            .desired
-        };
+        let decide_with = peak_desired;
         // 20, 40, 60 over two minutes: a third of a request per second more each second; in
         // 180 s, 60 + 60 = 120 needs 12 servers. Without a lead, the peak (60) needs 6.
         let rising = [(at(120), 20.0), (at(60), 40.0), (at(0), 60.0)];

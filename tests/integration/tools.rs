@@ -230,29 +230,19 @@ fn every_run_writes_a_metrics_file_that_promtool_accepts() {
     }
 }
 
-/// A static pool: its own config written by hand, the shipped template, HAProxy's check.
-fn static_site() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for sub in ["etc", "state", "haproxy"] {
-        std::fs::create_dir(dir.path().join(sub)).unwrap();
-    }
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/templates/haproxy.cfg.hbs"),
-        dir.path().join("etc/haproxy.cfg.hbs"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("etc/config.toml"),
-        "[state]\npath = \"../state/state.json\"\n\n[haproxy]\nconfig = \"../haproxy/haproxy.cfg\"\ntemplate = \"haproxy.cfg.hbs\"\nstats_socket = \"../haproxy/admin.sock\"\nreload_command = [\"true\"]\n\n[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n",
-    )
-    .unwrap();
-    dir
+/// A static pool `web` in a [`Site`] (its config in `etc/`, paths relative to it, the shipped
+/// template, HAProxy's check), its config written.
+fn static_site() -> Site {
+    let mut site = Site::new("[]");
+    site.pools = "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n".to_owned();
+    site.write();
+    site
 }
 
-fn in_site(site: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+fn in_site(site: &Site, args: &[&str]) -> std::process::Output {
     binary()
         .arg("--config")
-        .arg(site.path().join("etc/config.toml"))
+        .arg(site.config_path())
         .args(args)
         .output()
         .unwrap()
@@ -313,8 +303,8 @@ fn hosts_add_list_and_remove_and_a_run_syncs_the_static_pool() {
             {"pool": "web", "name": "web-2", "address": "127.0.0.1:9002"},
         ])
     );
-    let servers = |site: &tempfile::TempDir| -> Vec<String> {
-        std::fs::read_to_string(site.path().join("haproxy/haproxy.cfg"))
+    let servers = |site: &Site| -> Vec<String> {
+        std::fs::read_to_string(site.path("haproxy/haproxy.cfg"))
             .unwrap()
             .lines()
             .filter(|line| line.trim_start().starts_with("server "))
@@ -337,13 +327,13 @@ fn hosts_add_list_and_remove_and_a_run_syncs_the_static_pool() {
 #[test]
 fn a_hosts_command_waits_for_no_run_it_finds_the_lock_busy() {
     let site = static_site();
-    let lock = std::fs::File::create(site.path().join("state/state.json.lock")).unwrap();
+    let lock = std::fs::File::create(site.path("state/state.json.lock")).unwrap();
     fs2::FileExt::try_lock_exclusive(&lock).unwrap();
     let busy = in_site(&site, &["hosts", "add", "web-1", "127.0.0.1:9001"]);
     assert_exit(&busy, 75);
     // Typed by a person: the reason is said (a run that finds the lock busy says nothing).
     assert!(!busy.stderr.is_empty(), "{}", describe(&busy));
-    assert!(!site.path().join("etc/hosts.d/web-1").exists());
+    assert!(!site.path("etc/hosts.d/web-1").exists());
     fs2::FileExt::unlock(&lock).unwrap();
     assert_exit(
         &in_site(&site, &["hosts", "add", "web-1", "127.0.0.1:9001"]),
@@ -356,13 +346,13 @@ fn a_hosts_command_waits_for_no_run_it_finds_the_lock_busy() {
 #[test]
 fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     let site = static_site();
-    let admin = site.path().join("haproxy/admin.sock");
+    let admin = site.path("haproxy/admin.sock");
     let frontend = super::util::free_port();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up_port = listener.local_addr().unwrap().port();
     let stranger_port = super::util::free_port();
     std::fs::write(
-        site.path().join("etc/haproxy.cfg.hbs"),
+        site.path("etc/haproxy.cfg.hbs"),
         format!(
             "global\n    stats socket {} mode 600 level admin\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\nfrontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\n{{{{#each pools}}}}\nbackend {{{{backend}}}}\n{{{{#each servers}}}}\n    server {{{{name}}}} {{{{address}}}}:{{{{port}}}} check inter 100ms\n{{{{/each}}}}\n{{{{/each}}}}\n",
             admin.display()
@@ -390,7 +380,7 @@ fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     );
     assert_exit(&in_site(&site, &[]), 0);
     // HAProxy runs a hand-edited file: web-2 gone, a stranger added.
-    let cfg = site.path().join("haproxy/haproxy.cfg");
+    let cfg = site.path("haproxy/haproxy.cfg");
     let rendered = std::fs::read_to_string(&cfg).unwrap();
     let edited: String = rendered
         .lines()
@@ -464,7 +454,7 @@ fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     // The state's view is still shown.
     assert!(stdout(&gone).contains("web-1") && stdout(&gone).contains("web-2"));
     // A state file that cannot be read is said, and exits 1, even with HAProxy's view missing.
-    std::fs::write(site.path().join("state/state.json"), "{").unwrap();
+    std::fs::write(site.path("state/state.json"), "{").unwrap();
     let corrupt = in_site(&site, &["status"]);
     assert_exit(&corrupt, 1);
     assert!(
@@ -478,7 +468,7 @@ fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     drop(reader);
     let gone_reader = binary()
         .arg("--config")
-        .arg(site.path().join("etc/config.toml"))
+        .arg(site.path("etc/config.toml"))
         .args(["hosts", "list"])
         .stdout(writer)
         .output()
