@@ -22,8 +22,11 @@ use crate::model::is_haproxy_token;
 #[derive(Debug, Serialize)]
 struct TemplateContext<'a> {
     haproxy: TemplateHaproxy<'a>,
-    pools: &'a [BackendPlan],
-    backends: BTreeMap<&'a str, &'a BackendPlan>,
+    pools: Vec<TemplatePool<'a>>,
+    /// The same pools by backend name, only for a template that names `backends`: a second
+    /// copy of every server in the context is the largest allocation of a large run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backends: Option<BTreeMap<&'a str, TemplatePool<'a>>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -34,7 +37,62 @@ struct TemplateHaproxy<'a> {
     master_socket: Option<&'a Path>,
 }
 
-fn template_context<'a>(config: &'a Config, pools: &'a [BackendPlan]) -> TemplateContext<'a> {
+/// A pool as the template sees it: what the README documents, not the whole plan.
+#[derive(Debug, Clone, Serialize)]
+struct TemplatePool<'a> {
+    name: &'a str,
+    backend: &'a str,
+    port: u16,
+    servers: Vec<TemplateServer<'a>>,
+    skipped: &'a [Skipped],
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct TemplateServer<'a> {
+    name: &'a str,
+    address: &'a str,
+    port: u16,
+    instance_id: &'a str,
+    state: crate::model::InstanceState,
+    launch_time: Option<&'a str>,
+    zone: Option<&'a str>,
+    image_id: Option<&'a str>,
+    tags: &'a BTreeMap<String, String>,
+    booting: bool,
+    draining: bool,
+}
+
+fn template_pool(pool: &BackendPlan) -> TemplatePool<'_> {
+    TemplatePool {
+        name: &pool.name,
+        backend: &pool.backend,
+        port: pool.port,
+        servers: pool
+            .servers
+            .iter()
+            .map(|server| TemplateServer {
+                name: &server.name,
+                address: &server.address,
+                port: server.port,
+                instance_id: &server.instance_id,
+                state: server.state,
+                launch_time: server.launch_time.as_deref(),
+                zone: server.zone.as_deref(),
+                image_id: server.image_id.as_deref(),
+                tags: &server.tags,
+                booting: server.booting,
+                draining: server.draining,
+            })
+            .collect(),
+        skipped: &pool.skipped,
+    }
+}
+
+fn template_context<'a>(
+    config: &'a Config,
+    pools: &'a [BackendPlan],
+    with_backends: bool,
+) -> TemplateContext<'a> {
     TemplateContext {
         haproxy: TemplateHaproxy {
             config: &config.haproxy.config,
@@ -48,11 +106,13 @@ fn template_context<'a>(config: &'a Config, pools: &'a [BackendPlan]) -> Templat
             },
             master_socket: config.haproxy.reload.master_socket(),
         },
-        pools,
-        backends: pools
-            .iter()
-            .map(|pool| (pool.backend.as_str(), pool))
-            .collect(),
+        pools: pools.iter().map(template_pool).collect(),
+        backends: with_backends.then(|| {
+            pools
+                .iter()
+                .map(|pool| (pool.backend.as_str(), template_pool(pool)))
+                .collect()
+        }),
     }
 }
 
@@ -65,14 +125,15 @@ pub fn render_leaving_out_unsafe(
     config: &Config,
     pools: &mut [BackendPlan],
 ) -> Result<String, PlanError> {
-    let refused = match renderer.render(&template_context(config, pools)) {
+    let with_backends = renderer.mentions("backends");
+    let refused = match renderer.render(&template_context(config, pools, with_backends)) {
         Ok(text) => return Ok(text),
         Err(error @ RenderError::UnsafeValue { .. }) => error,
         Err(error) => return Err(error.into()),
     };
     let mut probe = pools.to_vec();
     let marked = mark_unsafe_values(&mut probe);
-    let Ok(probed) = renderer.render(&template_context(config, &probe)) else {
+    let Ok(probed) = renderer.render(&template_context(config, &probe, with_backends)) else {
         // Still refused with every server value marked: the value is not a server's.
         return Err(refused.into());
     };
@@ -100,7 +161,7 @@ pub fn render_leaving_out_unsafe(
         pool.skipped
             .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     }
-    Ok(renderer.render(&template_context(config, pools))?)
+    Ok(renderer.render(&template_context(config, pools, with_backends))?)
 }
 
 fn marker_text(index: usize) -> String {

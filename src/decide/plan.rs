@@ -955,6 +955,53 @@ mod tests {
         );
     }
 
+    /// `position` numbers each backend's rendered servers from 1, as HAProxy numbers servers
+    /// it is given no `id`: a server left out for an unsafe value leaves no gap.
+    #[test]
+    fn positions_number_the_rendered_servers_of_each_backend_from_one() {
+        let config = ConfigBuilder::new()
+            .pool("web", 8080, "")
+            .pool("api", 8081, "")
+            .build();
+        let renderer = Renderer::compile(
+            "{{#each pools}}backend {{backend}}\n{{#each servers}}server {{name}} id {{position}} # {{default tags.Name instance_id}}\n{{/each}}{{/each}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        let mut bad = instance("i-2", "10.0.0.2");
+        bad.tags.insert("Name".into(), "web two".into());
+        let instances = vec![
+            instance("i-3", "10.0.0.3"),
+            bad,
+            instance("i-1", "10.0.0.1"),
+        ];
+        let plan =
+            plan_rendered_by(&renderer, &config, instances, None, &State::default()).unwrap();
+        assert_eq!(
+            plan.rendered,
+            "backend web\nserver i-1 id 1 # i-1\nserver i-3 id 2 # i-3\nbackend api\nserver i-1 id 1 # i-1\nserver i-3 id 2 # i-3\n"
+        );
+    }
+
+    /// `backends.NAME` is the pool of that backend (it is in the context only for templates
+    /// that name it).
+    #[test]
+    fn backends_are_the_pools_by_backend_name() {
+        let config = ConfigBuilder::new()
+            .pool("web", 8080, "")
+            .pool("api", 8081, "")
+            .build();
+        let renderer = Renderer::compile(
+            "{{#each backends.api.servers}}{{name}} {{position}}\n{{/each}}{{backends.web.name}} {{backends.api.port}}",
+            Path::new("t.hbs"),
+        )
+        .unwrap();
+        let instances = vec![instance("i-1", "10.0.0.1"), instance("i-2", "10.0.0.2")];
+        let plan =
+            plan_rendered_by(&renderer, &config, instances, None, &State::default()).unwrap();
+        assert_eq!(plan.rendered, "i-1 1\ni-2 2\nweb 8081");
+    }
+
     /// Issue 11 review: a tag whose key and value are both unsafe, with a template that writes
     /// only the value, is named by its key, never by the internal marker that stood in for it.
     #[test]

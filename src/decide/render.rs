@@ -48,6 +48,8 @@ pub enum RenderError {
 pub struct Renderer {
     registry: Handlebars<'static>,
     path: PathBuf,
+    /// The template's text, for [`Renderer::mentions`].
+    text: String,
     refused: Arc<Mutex<Vec<String>>>,
 }
 
@@ -112,6 +114,33 @@ impl Renderer {
                 },
             ),
         );
+        // `{{position}}`: 1 for the first server of a backend, the id HAProxy gives a server
+        // it is not given one. A helper, not a field of each server: a twelfth field would
+        // make every server's JSON object two B-tree nodes instead of one.
+        registry.register_helper(
+            "position",
+            Box::new(
+                |_: &handlebars::Helper<'_>,
+                 _: &Handlebars<'_>,
+                 _: &handlebars::Context,
+                 rc: &mut handlebars::RenderContext<'_, '_>,
+                 out: &mut dyn handlebars::Output|
+                 -> handlebars::HelperResult {
+                    let index = rc
+                        .block()
+                        .and_then(|block| block.get_local_var("index"))
+                        .and_then(Value::as_u64)
+                        .ok_or_else(|| {
+                            handlebars::RenderErrorReason::Other(
+                                "`position` is only defined directly inside `{{#each servers}}`"
+                                    .to_owned(),
+                            )
+                        })?;
+                    out.write(&(index + 1).to_string())?;
+                    Ok(())
+                },
+            ),
+        );
         registry
             .register_template_string(&template_name(path), text)
             .map_err(|error| RenderError::Compile {
@@ -127,24 +156,35 @@ impl Renderer {
         Ok(Renderer {
             registry,
             path: path.to_owned(),
+            text: text.to_owned(),
             refused,
         })
     }
 
+    /// Whether the template's text contains `word` anywhere: a context value it never names
+    /// cannot be reached (paths and `lookup` keys are written in the template).
+    pub fn mentions(&self, word: &str) -> bool {
+        self.text.contains(word)
+    }
+
     /// Renders the template with `context`.
     pub fn render(&self, context: &impl Serialize) -> Result<String, RenderError> {
-        let context = serde_json::to_value(context).map_err(RenderError::Context)?;
+        // One conversion to JSON: handlebars' `render` would convert the value it is given once
+        // more (a second copy of every server, the largest allocation of a run).
+        let context =
+            handlebars::Context::from(serde_json::to_value(context).map_err(RenderError::Context)?);
         self.refused.lock().expect("escape sink lock").clear();
         let text = self
             .registry
-            .render(&template_name(&self.path), &context)
+            .render_with_context(&template_name(&self.path), &context)
             .map_err(|error| RenderError::Render {
                 path: self.path.clone(),
                 message: plain_message(&error.to_string()),
             })?;
         if let Some(value) = self.refused.lock().expect("escape sink lock").first() {
             return Err(RenderError::UnsafeValue {
-                origin: find(&context, value).unwrap_or_else(|| "a template expression".to_owned()),
+                origin: find(context.data(), value)
+                    .unwrap_or_else(|| "a template expression".to_owned()),
                 value: value.clone(),
             });
         }
@@ -303,6 +343,25 @@ mod tests {
 
     fn render(template: &str, context: Value) -> Result<String, RenderError> {
         Renderer::compile(template, Path::new("t.hbs"))?.render(&context)
+    }
+
+    #[test]
+    fn position_counts_from_one_in_the_enclosing_each_and_nowhere_else() {
+        let servers = json!({"servers": [{"booting": false}, {"booting": true}]});
+        assert_eq!(
+            render(
+                "{{#each servers}}{{position}}{{#if booting}}/{{position}}{{/if}} {{/each}}",
+                servers.clone()
+            )
+            .unwrap(),
+            "1 2/2 "
+        );
+        let error = render("{{position}}", servers).unwrap_err();
+        assert!(
+            error.to_string().contains("failed to render")
+                && format!("{error:?}").contains("only defined directly inside"),
+            "{error:?}"
+        );
     }
 
     #[test]
