@@ -155,6 +155,9 @@ impl Ec2 {
     }
 }
 
+/// DescribeInstances' largest `MaxResults`.
+const MAX_PAGE_SIZE: i32 = 1000;
+
 impl Ec2 {
     async fn describe(
         &self,
@@ -162,42 +165,51 @@ impl Ec2 {
         operation: Operation,
         filters: Vec<Filter>,
     ) -> Result<Vec<Instance>, CloudError> {
-        let pages = self
+        // The largest page EC2 gives (fewest round trips); each page is converted and dropped
+        // before the next is read, so only one page of the SDK's types is held at a time.
+        let mut pages = self
             .client
             .describe_instances()
             .set_filters(Some(filters))
             .into_paginator()
-            .send()
-            .try_collect()
-            .await
-            .map_err(|error| classify(&pool.name, operation, error))?;
-        Ok(pages
-            .iter()
-            .flat_map(|page| page.reservations())
-            .flat_map(|reservation| reservation.instances())
-            .filter_map(convert)
-            .collect())
+            .page_size(MAX_PAGE_SIZE)
+            .send();
+        let mut instances = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|error| classify(&pool.name, operation, error))?;
+            instances.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|reservation| reservation.instances())
+                    .filter_map(convert),
+            );
+        }
+        Ok(instances)
     }
 }
 
 /// The provider's calls for EC2 pools; [`super::Clouds`] dispatches to them.
 impl Ec2 {
     pub(crate) async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
-        let mut instances = self.list_matching(pool).await?;
-        if pool.scaling.is_some() {
-            // What this tool launched is always seen, even if it does not match the filters.
-            let tagged = self
-                .describe(
+        let mut instances = if pool.scaling.is_some() {
+            // What this tool launched is always seen, even if it does not match the filters;
+            // both are asked at once.
+            let (mut matching, tagged) = tokio::try_join!(
+                self.list_matching(pool),
+                self.describe(
                     pool,
                     Operation::List,
                     vec![
                         filter("instance-state-name", ["pending", "running"]),
                         filter(&format!("tag:{TAG_POOL}"), [pool.name.as_str()]),
                     ],
-                )
-                .await?;
-            instances.extend(tagged);
-        }
+                ),
+            )?;
+            matching.extend(tagged);
+            matching
+        } else {
+            self.list_matching(pool).await?
+        };
         instances.sort_by(|a, b| a.id.cmp(&b.id));
         instances.dedup_by(|a, b| a.id == b.id);
         Ok(instances)

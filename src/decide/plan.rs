@@ -52,15 +52,19 @@ pub struct Observations<'a> {
 }
 
 impl<'a> Observations<'a> {
-    /// Observes each pool in turn; the first error stops it.
+    /// Observes every pool; the first error stops them all.
     pub async fn gather<E>(
         pools: &'a [PoolConfig],
-        mut observe: impl AsyncFnMut(&'a PoolConfig) -> Result<Observed, E>,
+        observe: impl AsyncFn(&'a PoolConfig) -> Result<Observed, E>,
     ) -> Result<Observations<'a>, E> {
-        let mut observed = Vec::with_capacity(pools.len());
-        for pool in pools {
-            observed.push((pool, observe(pool).await?));
-        }
+        // Every pool at once (one slow cloud call does not wait for another); in config order.
+        let observe = &observe;
+        let observed = futures_util::future::try_join_all(
+            pools
+                .iter()
+                .map(|pool| async move { Ok((pool, observe(pool).await?)) }),
+        )
+        .await?;
         Ok(Observations { pools: observed })
     }
 

@@ -279,3 +279,79 @@ fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down()
     assert_eq!(state["instances"].as_array().unwrap().len(), 1);
     assert_eq!(lines(&deployment).len(), 1);
 }
+
+/// Every file and folder under `dir` with its modification time.
+fn mtimes(dir: &std::path::Path) -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
+    let mut found = vec![(
+        dir.to_owned(),
+        std::fs::metadata(dir).unwrap().modified().unwrap(),
+    )];
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+        if kind.is_dir() {
+            found.extend(mtimes(&path));
+        } else if kind.is_file() {
+            found.push((
+                path.clone(),
+                std::fs::metadata(&path).unwrap().modified().unwrap(),
+            ));
+        }
+    }
+    found
+}
+
+/// Issue 14: a run with nothing to change creates, writes, renames and removes no file but
+/// its lock (which it opens without changing it). Every file and folder is dated far in the
+/// past first: a file written or replaced gets a new date, and a temporary file created and
+/// removed dates its folder.
+#[test]
+fn a_no_op_run_writes_no_file_but_its_lock() {
+    let deployment = exec_deployment();
+    let state = deployment.path("provider.json");
+    std::fs::write(
+        &state,
+        r#"[{"id": "local-1", "address": "127.0.0.1", "port": 9001}]"#,
+    )
+    .unwrap();
+    deployment.write();
+    let run = || {
+        let output = deployment
+            .command()
+            .env("EXEC_PROVIDER_STATE", &state)
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        output
+    };
+    run(); // installs haproxy.cfg and saves the state
+    assert_eq!(deployment.reloads(), 1);
+    let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(946_684_800);
+    for (path, _) in mtimes(&deployment.path("")) {
+        std::fs::File::open(&path)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+    }
+    run();
+    let changed: Vec<_> = mtimes(&deployment.path(""))
+        .into_iter()
+        .filter(|(_, modified)| *modified != past)
+        .collect();
+    assert!(changed.is_empty(), "a no-op run changed {changed:?}");
+    assert_eq!(deployment.reloads(), 1);
+
+    // The check can fail: a run with a change dates the files it writes.
+    std::fs::write(
+        &state,
+        r#"[{"id": "local-1", "address": "127.0.0.1", "port": 9002}]"#,
+    )
+    .unwrap();
+    run();
+    let changed: Vec<_> = mtimes(&deployment.path(""))
+        .into_iter()
+        .filter(|(_, modified)| *modified != past)
+        .map(|(path, _)| path)
+        .collect();
+    assert!(changed.contains(&deployment.haproxy_cfg()), "{changed:?}");
+}
