@@ -2,6 +2,8 @@
 //! HAProxy admin socket. Compiled for the crate's unit tests and, through the `testing`
 //! feature its own dev-dependency turns on, for the integration tests; never in a release.
 
+pub mod bench;
+
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;

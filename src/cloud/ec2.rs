@@ -106,6 +106,22 @@ fn operation_timeout(aws: &AwsConfig) -> Duration {
 }
 
 impl Ec2 {
+    /// A client for `endpoint_url` with fixed test credentials, for the benchmarks.
+    #[cfg(feature = "testing")]
+    pub(crate) fn for_endpoint(endpoint_url: &str) -> Ec2 {
+        let config = aws_sdk_ec2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .endpoint_url(endpoint_url)
+            .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+                "bench", "bench", None, None, "bench",
+            ))
+            .build();
+        Ec2 {
+            client: Client::from_conf(config),
+        }
+    }
+
     /// Builds a client from `[aws]` and the standard environment / profile chain.
     pub(crate) async fn connect(aws: &AwsConfig) -> Result<Ec2, NoRegion> {
         check_profile()?;

@@ -96,8 +96,12 @@ pub(crate) async fn list(
     let (stdout, _) = command::run_with_input(&commands.list, None, commands.timeout)
         .await
         .map_err(|e| error(pool, operation, e))?;
-    let listed: Vec<Listed> = serde_json::from_slice(&stdout)
-        .map_err(|e| bad_json(pool, operation, &commands.list, e))?;
+    parse_list(&stdout).map_err(|e| bad_json(pool, operation, &commands.list, e))
+}
+
+/// The pending and running instances of `list`'s JSON, sorted by id.
+pub(crate) fn parse_list(stdout: &[u8]) -> Result<Vec<Instance>, serde_json::Error> {
+    let listed: Vec<Listed> = serde_json::from_slice(stdout)?;
     let mut instances = Vec::with_capacity(listed.len());
     for entry in listed {
         let state = match entry.state.as_str() {

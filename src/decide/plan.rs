@@ -69,7 +69,7 @@ impl<'a> Observations<'a> {
     }
 
     /// Builds the observations from a function of each pool.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn from_fn(
         pools: &'a [PoolConfig],
         observe: impl FnMut(&'a PoolConfig) -> Observed,
@@ -284,7 +284,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
 }
 
 /// Scales each scaling pool and sorts each pool's instances into servers and left-out ones.
-fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
+pub(crate) fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
     let default_state = PoolState::default();
     let notify = &facts.config.notify;
     facts

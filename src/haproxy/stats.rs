@@ -84,9 +84,13 @@ pub fn parse_show_stat(text: &str) -> Result<Vec<Row>, StatsError> {
     );
 
     let mut rows = Vec::new();
+    // One buffer for every line's fields (128 of them in 2.6): a run at 100,000 servers reads
+    // as many lines.
+    let mut fields: Vec<&str> = Vec::with_capacity(expected + 1);
     for (number, line) in lines {
         let line_number = number + 1;
-        let fields: Vec<&str> = line.split(',').collect();
+        fields.clear();
+        fields.extend(line.split(','));
         if fields.len() < expected {
             return Err(StatsError::Truncated {
                 line: line_number,
