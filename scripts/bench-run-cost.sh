@@ -6,10 +6,11 @@
 #    CLI's describe-instances, a Jinja2 render, a file compare; installed into .venv-bench); and
 #    the bare DescribeInstances round trip with curl (signed, same filters). Wall time, CPU time
 #    (user + sys) and peak RSS of each, and the ratios.
-# 2. The tool's own cost with no network: exec-provider pools of 10,000 and 100,000 servers, a
-#    real HAProxy (Debian's) serving them on loopback with its admin socket, so `show stat` is
-#    read and parsed on every run. The pool scales (min = max = its size, so the run holds), so
-#    the samples and their counters are kept in the state as in production.
+# 2. The tool's own cost with no network: 10,000 and 100,000 servers from the exec provider,
+#    in pools of 10,000 (the bound of scaling.max), a real HAProxy (Debian's) serving them on
+#    loopback with its admin socket, so `show stat` is read and parsed on every run. The pools
+#    scale (min = max = their size, so the run holds): samples and their counters are kept in
+#    the state as in production, and saved by every run.
 #
 # Usage: scripts/bench-run-cost.sh [RUNS=5] [INSTANCES=1000] [SERVERS="10000 100000"]
 # Builds the release binary if needed (12-19 min cold). Prints tables; takes ~5 minutes warm.
@@ -29,7 +30,7 @@ if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
 fi
 CARGO_PROFILE=release prepare_and_isolate "$0" "$@"
 
-bin=$PWD/${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler
+bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release/haproxy-autoscaler
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
@@ -96,7 +97,7 @@ PY
 cat >"$work/users/haproxy.cfg.j2" <<'J2'
 global
     master-worker
-    stats socket {{ "{{" }}work{{ "}}" }}/haproxy/admin.sock mode 660 level admin expose-fd listeners
+    stats socket /run/haproxy/admin.sock mode 660 level admin expose-fd listeners
 defaults
     mode http
     timeout connect 5s
@@ -127,7 +128,7 @@ else
 fi
 SH
 chmod +x "$work/users/sync.sh"
-"$work/users/sync.sh"    # its first run installs its haproxy.cfg too
+"$work/users/sync.sh" || { echo "error: the users' script failed" >&2; exit 1; }   # installs its haproxy.cfg
 
 curl_describe=(curl -sS --fail --aws-sigv4 "aws:amz:eu-west-1:ec2" --user bench:bench "$endpoint/"
     -d 'Action=DescribeInstances&Version=2016-11-15&MaxResults=1000'
@@ -159,16 +160,22 @@ labels=()
 for n in $servers; do
     dir=$work/exec-$n
     mkdir -p "$dir/state" "$dir/haproxy"
-    python3 - "$n" >"$dir/instances.json" <<'PY'
+    # Pools of at most 10,000 servers (the bound of scaling.max), one list file each.
+    python3 - "$n" "$dir" <<'PY'
 import json, sys
-n = int(sys.argv[1])
-json.dump([{"id": f"web-{i:06d}", "address": f"127.0.{1 + i // 50000}.1", "port": 10000 + i % 50000,
-            "tags": {"Name": f"web-{i}"}} for i in range(n)], sys.stdout)
+n, folder = int(sys.argv[1]), sys.argv[2]
+for pool in range((n + 9999) // 10000):
+    with open(f"{folder}/instances-{pool}.json", "w") as out:
+        json.dump([{"id": f"web-{i:06d}", "address": f"127.0.{1 + i // 50000}.1",
+                    "port": 10000 + i % 50000, "tags": {"Name": f"web-{i}"}}
+                   for i in range(pool * 10000, min(n, (pool + 1) * 10000))], out)
 PY
     # The default template, made to run unprivileged on loopback; no health checks (100,000 of
-    # them would load the machine that is measured).
+    # them would load the machine that is measured); server ids, as the README advises for
+    # large backends.
     sed -e '/^    user haproxy/d; /^    group haproxy/d; /^    chroot /d; /^    log \/dev\/log/d' \
         -e "s|bind :80|bind 127.0.0.1:$(free_port)|" -e 's|default-server check |default-server |' \
+        -e 's|server {{name}} {{address}}:{{port}}|& id {{position}}|' \
         templates/haproxy.cfg.hbs >"$dir/haproxy.cfg.hbs"
     cat >"$dir/config.toml" <<TOML
 [state]
@@ -179,22 +186,28 @@ template = "$dir/haproxy.cfg.hbs"
 stats_socket = "$dir/haproxy/admin.sock"
 check_command = ["haproxy", "-c", "-q", "-f", "{config}"]
 reload_command = ["true"]
+TOML
+    for list in "$dir"/instances-*.json; do
+        pool=$(basename "$list" .json)
+        size=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))))' "$list")
+        cat >>"$dir/config.toml" <<TOML
 [[pool]]
-name = "web"
+name = "web${pool#instances-}"
 port = 80
 provider = "exec"
 ready_check = "none"
 [pool.exec]
-list = ["cat", "$dir/instances.json"]
+list = ["cat", "$list"]
 launch = ["false"]
 terminate = ["false"]
 [pool.scaling]
-min = $n
-max = $n
+min = $size
+max = $size
 warmup_s = 0
 scale_up_above = 100
 scale_down_below = 10
 TOML
+    done
     "$bin" --config "$dir/config.toml" -q    # installs haproxy.cfg
     haproxy -W -D -q -f "$dir/haproxy/haproxy.cfg" -p "$dir/haproxy/pid"
     pids+=("$(cat "$dir/haproxy/pid")")

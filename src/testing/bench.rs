@@ -1,5 +1,5 @@
-//! The inputs of `benches/stages.rs` at any fleet size: one scaling pool of `n` servers
-//! (min = max = n, so it holds), as HAProxy 2.6, the exec provider and EC2 report them, with a
+//! The inputs of `benches/stages.rs` at any fleet size: `n` servers in scaling pools of at
+//! most 10,000 (min = max = their size, so they hold), as HAProxy 2.6, the exec provider and EC2 report them, with a
 //! full sample history in its state. Built from recorded output (`tests/fixtures/`): a `show
 //! stat` of Debian's HAProxy 2.6.12 and a DescribeInstances page of moto 5.2.5, one row and one
 //! instance of each repeated `n` times.
@@ -18,6 +18,8 @@ const SHOW_STAT: &str = include_str!("../../tests/fixtures/show-stat-haproxy-2.6
 const DESCRIBE_PAGE: &str =
     include_str!("../../tests/fixtures/ec2-describe-instances-moto-5.2.5.xml");
 const TEMPLATE: &str = include_str!("../../templates/haproxy.cfg.hbs");
+/// Servers per pool.
+const POOL_SIZE: usize = 10_000;
 
 /// One pool of `servers` servers, and everything each stage of a run reads.
 #[derive(Debug)]
@@ -58,12 +60,22 @@ fn address(index: usize) -> String {
 impl Fleet {
     pub fn new(servers: usize) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
-        let text = format!(
-            "[state]\npath = \"{}/state.json\"\n[haproxy]\nconfig = \"{}/haproxy.cfg\"\nstats_socket = \"{}/admin.sock\"\n[[pool]]\nname = \"web\"\nport = 8080\nprovider = \"exec\"\nready_check = \"none\"\n[pool.exec]\nlist = [\"true\"]\nlaunch = [\"true\"]\nterminate = [\"true\"]\n[pool.scaling]\nmin = {servers}\nmax = {servers}\nwarmup_s = 0\nscale_up_above = 100\nscale_down_below = 10\n",
+        // Pools of at most 10,000 servers (`scaling.max`'s bound), as a fleet that large is
+        // run: one backend each.
+        let pools = servers.div_ceil(POOL_SIZE).max(1);
+        let mut text = format!(
+            "[state]\npath = \"{}/state.json\"\n[haproxy]\nconfig = \"{}/haproxy.cfg\"\nstats_socket = \"{}/admin.sock\"\n",
             dir.path().display(),
             dir.path().display(),
             dir.path().display(),
         );
+        for pool in 0..pools {
+            let size = POOL_SIZE.min(servers - pool * POOL_SIZE);
+            let _ = write!(
+                text,
+                "[[pool]]\nname = \"web{pool}\"\nport = 8080\nprovider = \"exec\"\nready_check = \"none\"\n[pool.exec]\nlist = [\"true\"]\nlaunch = [\"true\"]\nterminate = [\"true\"]\n[pool.scaling]\nmin = {size}\nmax = {size}\nwarmup_s = 0\nscale_up_above = 100\nscale_down_below = 10\n"
+            );
+        }
         let config = Config::parse(&text, Path::new("bench.toml")).expect("bench config");
         let renderer = Renderer::compile(TEMPLATE, Path::new("haproxy.cfg.hbs")).expect("template");
         let exec_json = serde_json::to_vec(
@@ -127,16 +139,29 @@ impl Fleet {
                     pid: 1,
                     uptime_s: 86_400,
                 },
-                rows: self.rows.clone(),
+                // As observe gives each pool its backend's rows.
+                rows: self
+                    .rows
+                    .iter()
+                    .filter(|row| row.proxy == pool.backend)
+                    .cloned()
+                    .collect(),
                 old_workers: OldWorkers::Untracked,
             }),
-            ..crate::testing::observed(pool, &self.instances)
+            ..crate::testing::observed(pool, self.instances_of(pool))
         })
     }
 
     /// The whole pure core of a run: scale, sort into servers, render, compare, diff.
     pub fn plan(&self, observed: &Observations<'_>) -> Plan {
         plan::build(self.facts(observed), &self.renderer).expect("plan")
+    }
+
+    /// The instances of pool `webN`: the N-th slice of 10,000.
+    fn instances_of(&self, pool: &crate::config::PoolConfig) -> &[Instance] {
+        let index: usize = pool.name["web".len()..].parse().expect("pool name");
+        let start = (index * POOL_SIZE).min(self.instances.len());
+        &self.instances[start..(start + POOL_SIZE).min(self.instances.len())]
     }
 
     fn facts<'a>(&'a self, observed: &'a Observations<'a>) -> Facts<'a> {
@@ -207,8 +232,8 @@ impl Fleet {
     }
 }
 
-/// `show stat` for `servers` servers of backend `web`: the recorded server row of 2.6.12 with
-/// its name and counters changed, then the backend's row.
+/// `show stat` for `servers` servers in backends of 10,000 (`web0`, `web1`, ...): the recorded
+/// server row of 2.6.12 with its names and counters changed, and each backend's row.
 fn show_stat(servers: usize, requests: usize) -> String {
     let mut lines = SHOW_STAT.lines();
     let header = lines.next().expect("header");
@@ -226,22 +251,27 @@ fn show_stat(servers: usize, requests: usize) -> String {
     let mut text = String::with_capacity((servers + 2) * (server_row.len() + 16));
     text.push_str(header);
     text.push('\n');
-    for index in 0..servers {
-        let (name, count) = (id(index), (requests + index % 7).to_string());
-        for (at, field) in fields.iter().enumerate() {
-            if at > 0 {
-                text.push(',');
+    for pool in 0..servers.div_ceil(POOL_SIZE).max(1) {
+        let backend = format!("web{pool}");
+        for index in pool * POOL_SIZE..((pool + 1) * POOL_SIZE).min(servers) {
+            let (name, count) = (id(index), (requests + index % 7).to_string());
+            for (at, field) in fields.iter().enumerate() {
+                if at > 0 {
+                    text.push(',');
+                }
+                text.push_str(match at {
+                    0 => &backend,
+                    1 => &name,
+                    at if at == stot || at == req_tot => &count,
+                    _ => field,
+                });
             }
-            text.push_str(match at {
-                1 => &name,
-                at if at == stot || at == req_tot => &count,
-                _ => field,
-            });
+            text.push('\n');
         }
+        text.push_str(&backend);
+        text.push_str(&backend_row["web".len()..]);
         text.push('\n');
     }
-    text.push_str(backend_row);
-    text.push('\n');
     text
 }
 
