@@ -120,19 +120,26 @@ impl Renderer {
         registry.register_helper(
             "position",
             Box::new(
-                |_: &handlebars::Helper<'_>,
+                |helper: &handlebars::Helper<'_>,
                  _: &Handlebars<'_>,
                  _: &handlebars::Context,
                  rc: &mut handlebars::RenderContext<'_, '_>,
                  out: &mut dyn handlebars::Output|
                  -> handlebars::HelperResult {
+                    // The block `{{#each servers}}` pushes has the path `...servers.N`; any
+                    // other loop's index (a tag's, a pool's) is not a server's position.
                     let index = rc
                         .block()
+                        .filter(|_| helper.params().is_empty())
+                        .filter(|block| {
+                            let path = block.base_path();
+                            path.len() >= 2 && path[path.len() - 2] == "servers"
+                        })
                         .and_then(|block| block.get_local_var("index"))
                         .and_then(Value::as_u64)
                         .ok_or_else(|| {
                             handlebars::RenderErrorReason::Other(
-                                "`position` is only defined directly inside `{{#each servers}}`"
+                                "`position` takes no argument and is only defined directly inside `{{#each servers}}`"
                                     .to_owned(),
                             )
                         })?;
@@ -351,16 +358,36 @@ mod tests {
         assert_eq!(
             render(
                 "{{#each servers}}{{position}}{{#if booting}}/{{position}}{{/if}} {{/each}}",
-                servers.clone()
+                servers
             )
             .unwrap(),
             "1 2/2 "
         );
-        let error = render("{{position}}", servers).unwrap_err();
-        assert!(
-            error.to_string().contains("failed to render")
-                && format!("{error:?}").contains("only defined directly inside"),
-            "{error:?}"
+        // Anywhere else, another loop's index is not a server's position.
+        let nested = json!({
+            "pools": [{"servers": [{"tags": {"a": "1"}}], "skipped": [{"id": "x"}]}],
+        });
+        for template in [
+            "{{position}}",
+            "{{#each pools}}{{position}}{{/each}}",
+            "{{#each pools}}{{#each servers}}{{#each tags}}{{position}}{{/each}}{{/each}}{{/each}}",
+            "{{#each pools}}{{#each skipped}}{{position}}{{/each}}{{/each}}",
+            "{{#each pools}}{{#each servers}}{{position 5}}{{/each}}{{/each}}",
+        ] {
+            let error = render(template, nested.clone()).unwrap_err();
+            assert!(
+                error.to_string().contains("failed to render")
+                    && format!("{error:?}").contains("only defined directly inside"),
+                "{template}: {error:?}"
+            );
+        }
+        assert_eq!(
+            render(
+                "{{#each pools}}{{#each servers as |s|}}{{position}}{{/each}}{{/each}}",
+                nested
+            )
+            .unwrap(),
+            "1"
         );
     }
 
