@@ -43,23 +43,8 @@ struct TemplatePool<'a> {
     name: &'a str,
     backend: &'a str,
     port: u16,
-    servers: Vec<TemplateServer<'a>>,
+    servers: &'a [Server],
     skipped: &'a [Skipped],
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct TemplateServer<'a> {
-    name: &'a str,
-    address: &'a str,
-    port: u16,
-    instance_id: &'a str,
-    state: crate::model::InstanceState,
-    launch_time: Option<&'a str>,
-    zone: Option<&'a str>,
-    image_id: Option<&'a str>,
-    tags: &'a BTreeMap<String, String>,
-    booting: bool,
-    draining: bool,
 }
 
 fn template_pool(pool: &BackendPlan) -> TemplatePool<'_> {
@@ -67,23 +52,7 @@ fn template_pool(pool: &BackendPlan) -> TemplatePool<'_> {
         name: &pool.name,
         backend: &pool.backend,
         port: pool.port,
-        servers: pool
-            .servers
-            .iter()
-            .map(|server| TemplateServer {
-                name: &server.name,
-                address: &server.address,
-                port: server.port,
-                instance_id: &server.instance_id,
-                state: server.state,
-                launch_time: server.launch_time.as_deref(),
-                zone: server.zone.as_deref(),
-                image_id: server.image_id.as_deref(),
-                tags: &server.tags,
-                booting: server.booting,
-                draining: server.draining,
-            })
-            .collect(),
+        servers: &pool.servers,
         skipped: &pool.skipped,
     }
 }
