@@ -17,17 +17,7 @@ pids=("$moto_pid")
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT
 port=$moto_port
 
-.venv/bin/python - "$port" "$instances" <<'PY'
-import sys, boto3
-ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="eu-west-1",
-                   aws_access_key_id="bench", aws_secret_access_key="bench")
-ec2.create_security_group(GroupName="web", Description="bench")
-left = int(sys.argv[2])
-while left:
-    n = min(left, 50)
-    ec2.run_instances(ImageId="ami-12345678", MinCount=n, MaxCount=n, SecurityGroups=["web"])
-    left -= n
-PY
+moto_launch "$moto_port" "$instances"
 
 mkdir -p "$work/state" "$work/haproxy"
 moto_config "$work" 'region = "eu-west-1"' >"$work/config.toml"

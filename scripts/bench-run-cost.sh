@@ -71,16 +71,7 @@ pids+=("$moto_pid")
 endpoint=http://127.0.0.1:$moto_port
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_DEFAULT_REGION=eu-west-1
 export AWS_EC2_METADATA_DISABLED=true HOME="$work"
-.venv/bin/python - "$endpoint" "$instances" <<'PY'
-import sys, boto3
-ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="eu-west-1")
-ec2.create_security_group(GroupName="web", Description="bench")
-left = int(sys.argv[2])
-while left:
-    n = min(left, 100)
-    ec2.run_instances(ImageId="ami-12345678", MinCount=n, MaxCount=n, SecurityGroups=["web"])
-    left -= n
-PY
+moto_launch "$moto_port" "$instances"
 mkdir -p "$work/state" "$work/haproxy" "$work/users"
 moto_config "$work" 'region = "eu-west-1"' >"$work/config.toml"
 "$bin" --config "$work/config.toml" -q    # the first run installs haproxy.cfg

@@ -46,6 +46,21 @@ start_moto() {
     return 1
 }
 
+# Launches $2 instances in a new security group `web` of the moto at port $1 (in batches).
+moto_launch() {
+    .venv/bin/python - "$1" "$2" <<'PY'
+import sys, boto3
+ec2 = boto3.client("ec2", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="eu-west-1",
+                   aws_access_key_id="bench", aws_secret_access_key="bench")
+ec2.create_security_group(GroupName="web", Description="bench")
+left = int(sys.argv[2])
+while left:
+    n = min(left, 100)
+    ec2.run_instances(ImageId="ami-12345678", MinCount=n, MaxCount=n, SecurityGroups=["web"])
+    left -= n
+PY
+}
+
 # Prints a one-pool config for a deployment under folder $1, against moto.
 # $2: extra [aws] lines; $3: extra [pool.discover] lines.
 moto_config() {

@@ -94,7 +94,7 @@ pub fn render_leaving_out_unsafe(
     config: &Config,
     pools: &mut [BackendPlan],
 ) -> Result<String, PlanError> {
-    let with_backends = renderer.mentions("backends");
+    let with_backends = renderer.names_backends();
     let refused = match renderer.render(&template_context(config, pools, with_backends)) {
         Ok(text) => return Ok(text),
         Err(error @ RenderError::UnsafeValue { .. }) => error,

@@ -959,14 +959,19 @@ mod tests {
         );
     }
 
+    /// Pools `web` (port 8080) and `api` (8081).
+    fn web_and_api() -> Config {
+        ConfigBuilder::new()
+            .pool("web", 8080, "")
+            .pool("api", 8081, "")
+            .build()
+    }
+
     /// `position` numbers each backend's rendered servers from 1, as HAProxy numbers servers
     /// it is given no `id`: a server left out for an unsafe value leaves no gap.
     #[test]
     fn positions_number_the_rendered_servers_of_each_backend_from_one() {
-        let config = ConfigBuilder::new()
-            .pool("web", 8080, "")
-            .pool("api", 8081, "")
-            .build();
+        let config = web_and_api();
         let renderer = Renderer::compile(
             "{{#each pools}}backend {{backend}}\n{{#each servers}}server {{name}} id {{position}} # {{default tags.Name instance_id}}\n{{/each}}{{/each}}",
             Path::new("t.hbs"),
@@ -991,10 +996,7 @@ mod tests {
     /// that name it).
     #[test]
     fn backends_are_the_pools_by_backend_name() {
-        let config = ConfigBuilder::new()
-            .pool("web", 8080, "")
-            .pool("api", 8081, "")
-            .build();
+        let config = web_and_api();
         let renderer = Renderer::compile(
             "{{#each backends.api.servers}}{{name}} {{position}}\n{{/each}}{{backends.web.name}} {{backends.api.port}}",
             Path::new("t.hbs"),

@@ -48,8 +48,8 @@ pub enum RenderError {
 pub struct Renderer {
     registry: Handlebars<'static>,
     path: PathBuf,
-    /// The template's text, for [`Renderer::mentions`].
-    text: String,
+    /// Whether the template's text names `backends`.
+    names_backends: bool,
     refused: Arc<Mutex<Vec<String>>>,
 }
 
@@ -163,15 +163,15 @@ impl Renderer {
         Ok(Renderer {
             registry,
             path: path.to_owned(),
-            text: text.to_owned(),
+            names_backends: text.contains("backends"),
             refused,
         })
     }
 
-    /// Whether the template's text contains `word` anywhere: a context value it never names
+    /// Whether the template's text names `backends` anywhere: a context value it never names
     /// cannot be reached (paths and `lookup` keys are written in the template).
-    pub fn mentions(&self, word: &str) -> bool {
-        self.text.contains(word)
+    pub fn names_backends(&self) -> bool {
+        self.names_backends
     }
 
     /// Renders the template with `context`.

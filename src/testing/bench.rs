@@ -157,9 +157,14 @@ impl Fleet {
         plan::build(self.facts(observed), &self.renderer).expect("plan")
     }
 
-    /// The instances of pool `webN`: the N-th slice of 10,000.
+    /// The instances of the N-th pool: the N-th slice of 10,000.
     fn instances_of(&self, pool: &crate::config::PoolConfig) -> &[Instance] {
-        let index: usize = pool.name["web".len()..].parse().expect("pool name");
+        let index = self
+            .config
+            .pools
+            .iter()
+            .position(|candidate| candidate.name == pool.name)
+            .expect("a pool of this config");
         let start = (index * POOL_SIZE).min(self.instances.len());
         &self.instances[start..(start + POOL_SIZE).min(self.instances.len())]
     }
