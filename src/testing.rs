@@ -4,7 +4,6 @@
 
 pub mod bench;
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, PoolConfig};
 use crate::decide::address;
-use crate::model::{Discovered, Instance, InstanceState, Observed};
+use crate::model::{Discovered, Instance, InstanceState, Observed, Tags};
 
 /// A running instance with a private IP and nothing else.
 pub fn instance(id: &str, private_ip: &str) -> Instance {
@@ -25,7 +24,7 @@ pub fn instance(id: &str, private_ip: &str) -> Instance {
         launch_time: None,
         zone: None,
         image_id: None,
-        tags: BTreeMap::new(),
+        tags: Tags::new(),
     }
 }
 

@@ -24,7 +24,7 @@ use super::{Cause, CloudError, CloudErrorKind, Operation};
 use crate::command::{self, CommandError};
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{ExecCommands, PoolConfig};
-use crate::model::{Instance, InstanceState};
+use crate::model::{Instance, InstanceState, Tags};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +36,7 @@ struct Listed {
     state: String,
     launch_time: Option<String>,
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    tags: Tags,
 }
 
 fn running() -> String {

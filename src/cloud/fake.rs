@@ -112,7 +112,7 @@ impl Provider for FakeCloud {
             inner.launched += 1;
             let number = inner.launched;
             let id = format!("i-fake{number:04}");
-            let tags = BTreeMap::from([
+            let tags = crate::model::Tags::from([
                 (TAG_POOL.to_owned(), pool.name.clone()),
                 (TAG_LAUNCH_TOKEN.to_owned(), token.to_owned()),
             ]);

@@ -43,24 +43,83 @@ struct TemplatePool<'a> {
     name: &'a str,
     backend: &'a str,
     port: u16,
-    servers: &'a [Server],
+    servers: TemplateServers<'a>,
     skipped: &'a [Skipped],
 }
 
-fn template_pool(pool: &BackendPlan) -> TemplatePool<'_> {
+/// A pool's servers, with or without their tags.
+#[derive(Debug, Clone, Copy)]
+struct TemplateServers<'a> {
+    servers: &'a [Server],
+    with_tags: bool,
+}
+
+impl Serialize for TemplateServers<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.with_tags {
+            return self.servers.serialize(serializer);
+        }
+        serializer.collect_seq(self.servers.iter().map(WithoutTags))
+    }
+}
+
+/// A server without its tags: for a template that cannot reach them, their JSON objects
+/// were a third of the context's memory.
+struct WithoutTags<'a>(&'a Server);
+
+impl Serialize for WithoutTags<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        // Every field of `Server` but `tags`; a test holds the two in step.
+        let server = self.0;
+        let mut fields = serializer.serialize_struct("Server", 10)?;
+        fields.serialize_field("name", &server.name)?;
+        fields.serialize_field("address", &server.address)?;
+        fields.serialize_field("port", &server.port)?;
+        fields.serialize_field("instance_id", &server.instance_id)?;
+        fields.serialize_field("state", &server.state)?;
+        fields.serialize_field("launch_time", &server.launch_time)?;
+        fields.serialize_field("zone", &server.zone)?;
+        fields.serialize_field("image_id", &server.image_id)?;
+        fields.serialize_field("booting", &server.booting)?;
+        fields.serialize_field("draining", &server.draining)?;
+        fields.end()
+    }
+}
+
+fn template_pool(pool: &BackendPlan, with_tags: bool) -> TemplatePool<'_> {
     TemplatePool {
         name: &pool.name,
         backend: &pool.backend,
         port: pool.port,
-        servers: &pool.servers,
+        servers: TemplateServers {
+            servers: &pool.servers,
+            with_tags,
+        },
         skipped: &pool.skipped,
+    }
+}
+
+/// What of the plan the template can reach, so the context holds no more.
+#[derive(Debug, Clone, Copy)]
+struct Reach {
+    backends: bool,
+    tags: bool,
+}
+
+impl Reach {
+    fn of(renderer: &Renderer) -> Self {
+        Reach {
+            backends: renderer.names_backends(),
+            tags: renderer.reaches_tags(),
+        }
     }
 }
 
 fn template_context<'a>(
     config: &'a Config,
     pools: &'a [BackendPlan],
-    with_backends: bool,
+    reach: Reach,
 ) -> TemplateContext<'a> {
     TemplateContext {
         haproxy: TemplateHaproxy {
@@ -75,11 +134,14 @@ fn template_context<'a>(
             },
             master_socket: config.haproxy.reload.master_socket(),
         },
-        pools: pools.iter().map(template_pool).collect(),
-        backends: with_backends.then(|| {
+        pools: pools
+            .iter()
+            .map(|pool| template_pool(pool, reach.tags))
+            .collect(),
+        backends: reach.backends.then(|| {
             pools
                 .iter()
-                .map(|pool| (pool.backend.as_str(), template_pool(pool)))
+                .map(|pool| (pool.backend.as_str(), template_pool(pool, reach.tags)))
                 .collect()
         }),
     }
@@ -94,15 +156,15 @@ pub fn render_leaving_out_unsafe(
     config: &Config,
     pools: &mut [BackendPlan],
 ) -> Result<String, PlanError> {
-    let with_backends = renderer.names_backends();
-    let refused = match renderer.render(&template_context(config, pools, with_backends)) {
+    let reach = Reach::of(renderer);
+    let refused = match renderer.render(&template_context(config, pools, reach)) {
         Ok(text) => return Ok(text),
         Err(error @ RenderError::UnsafeValue { .. }) => error,
         Err(error) => return Err(error.into()),
     };
     let mut probe = pools.to_vec();
     let marked = mark_unsafe_values(&mut probe);
-    let Ok(probed) = renderer.render(&template_context(config, &probe, with_backends)) else {
+    let Ok(probed) = renderer.render(&template_context(config, &probe, reach)) else {
         // Still refused with every server value marked: the value is not a server's.
         return Err(refused.into());
     };
@@ -130,7 +192,7 @@ pub fn render_leaving_out_unsafe(
         pool.skipped
             .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     }
-    Ok(renderer.render(&template_context(config, pools, with_backends))?)
+    Ok(renderer.render(&template_context(config, pools, reach))?)
 }
 
 fn marker_text(index: usize) -> String {
@@ -198,4 +260,30 @@ fn mark_server(server: &mut Server, first: usize) -> Vec<(String, String)> {
         }
     }
     marked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InstanceState, Tags};
+
+    #[test]
+    fn a_server_without_tags_has_every_other_field_of_a_server() {
+        let server = Server {
+            name: "i-1".into(),
+            address: "10.0.0.1".into(),
+            port: 80,
+            instance_id: "i-1".into(),
+            state: InstanceState::Running,
+            launch_time: Some("2026-12-01T00:00:00Z".into()),
+            zone: Some("eu-west-1a".into()),
+            image_id: Some("ami-1".into()),
+            tags: Tags::from([("Name", "web-1")]),
+            booting: true,
+            draining: false,
+        };
+        let mut whole = serde_json::to_value(&server).unwrap();
+        assert!(whole.as_object_mut().unwrap().remove("tags").is_some());
+        assert_eq!(serde_json::to_value(WithoutTags(&server)).unwrap(), whole);
+    }
 }

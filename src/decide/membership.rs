@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::config::PoolConfig;
 use crate::decide::scaling::{Role, ScalingPlan};
-use crate::model::{Discovered, Instance, InstanceState, Observed, State, Unusable};
+use crate::model::{Discovered, Instance, InstanceState, Observed, State, Tags, Unusable};
 
 /// One server of a backend, as the template sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -27,7 +27,7 @@ pub struct Server {
     pub launch_time: Option<String>,
     pub zone: Option<String>,
     pub image_id: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     /// Not yet taking traffic (pending, warming up or not proven ready): render it disabled.
     pub booting: bool,
     /// Being drained before termination: render it so a reload gives it no new traffic.

@@ -50,6 +50,9 @@ pub struct Renderer {
     path: PathBuf,
     /// Whether the template's text names `backends`.
     names_backends: bool,
+    /// Whether the template's text can reach a server's tags: it names `tags`, or enumerates
+    /// an object's keys (`@key`).
+    reaches_tags: bool,
     refused: Arc<Mutex<Vec<String>>>,
 }
 
@@ -164,6 +167,7 @@ impl Renderer {
             registry,
             path: path.to_owned(),
             names_backends: text.contains("backends"),
+            reaches_tags: text.contains("tags") || text.contains("@key"),
             refused,
         })
     }
@@ -172,6 +176,12 @@ impl Renderer {
     /// cannot be reached (paths and `lookup` keys are written in the template).
     pub fn names_backends(&self) -> bool {
         self.names_backends
+    }
+
+    /// Whether the template's text names `tags` or enumerates keys (`@key`): otherwise no
+    /// server's tags can be reached, and the context leaves them out.
+    pub fn reaches_tags(&self) -> bool {
+        self.reaches_tags
     }
 
     /// Renders the template with `context`.

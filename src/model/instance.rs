@@ -2,10 +2,11 @@
 //!
 //! Plain data: providers build it, the decision core reads it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Serialize;
+
+use super::Tags;
 
 /// One instance as the provider reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -20,7 +21,7 @@ pub struct Instance {
     pub launch_time: Option<String>,
     pub zone: Option<String>,
     pub image_id: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
 }
 
 /// The instance states discovery returns; stopped or terminated instances are not listed.

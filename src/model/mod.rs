@@ -9,6 +9,7 @@ pub mod instance;
 pub mod observation;
 pub mod state;
 pub mod stats;
+pub mod tags;
 pub mod text;
 pub mod token;
 
@@ -20,4 +21,5 @@ pub use state::{
     State,
 };
 pub use stats::{Info, OldWorkers, Row, StatsSnapshot, Status};
+pub use tags::Tags;
 pub use token::{is_format_character, is_haproxy_token};

@@ -11,7 +11,7 @@ use crate::config::{PoolConfig, Scaling};
 use crate::decide::scaling::{Event, Role, ScalingFacts, ScalingPlan, plan_scaling};
 use crate::model::{
     Discovered, Endpoint, Info, Instance, InstanceState, OldWorkers, PoolState, Row, StatsSnapshot,
-    Status,
+    Status, Tags,
 };
 
 /// The simulated HAProxy node's name in the samples.
@@ -304,7 +304,7 @@ impl<'a> World<'a> {
             launch_time,
             zone: None,
             image_id: None,
-            tags: BTreeMap::from([
+            tags: Tags::from([
                 (TAG_POOL.to_owned(), self.pool.name.clone()),
                 (TAG_LAUNCH_TOKEN.to_owned(), token.to_owned()),
             ]),
