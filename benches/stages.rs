@@ -12,6 +12,10 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use haproxy_autoscaler::testing::bench::Fleet;
 
+/// The binary's allocator (src/main.rs), so that the stages cost what they cost in a run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const STAGES: [(&str, &str); 10] = [
     ("show_stat", "parse HAProxy's `show stat`"),
     ("exec_json", "parse the exec provider's JSON"),

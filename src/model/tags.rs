@@ -45,7 +45,10 @@ impl Tags {
     /// Sets `key` to `value`; returns the value it replaces.
     pub fn insert(&mut self, key: String, value: String) -> Option<String> {
         match self.find(&key) {
-            Ok(index) => Some(std::mem::replace(&mut Arc::make_mut(&mut self.0)[index].1, value)),
+            Ok(index) => Some(std::mem::replace(
+                &mut Arc::make_mut(&mut self.0)[index].1,
+                value,
+            )),
             Err(index) => {
                 Arc::make_mut(&mut self.0).insert(index, (key, value));
                 None
@@ -172,11 +175,17 @@ mod tests {
         let tags = Tags::from([("b", "1"), ("a", "2"), ("b", "3")]);
         assert_eq!(
             tags.iter().collect::<Vec<_>>(),
-            [(&"a".to_owned(), &"2".to_owned()), (&"b".to_owned(), &"3".to_owned())]
+            [
+                (&"a".to_owned(), &"2".to_owned()),
+                (&"b".to_owned(), &"3".to_owned())
+            ]
         );
         let parsed: Tags = serde_json::from_str(r#"{"b": "1", "a": "2", "b": "3"}"#).unwrap();
         assert_eq!(parsed, tags);
-        assert_eq!(serde_json::to_string(&tags).unwrap(), r#"{"a":"2","b":"3"}"#);
+        assert_eq!(
+            serde_json::to_string(&tags).unwrap(),
+            r#"{"a":"2","b":"3"}"#
+        );
     }
 
     #[test]
