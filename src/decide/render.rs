@@ -50,10 +50,31 @@ pub struct Renderer {
     path: PathBuf,
     /// Whether the template's text names `backends`.
     names_backends: bool,
-    /// Whether the template's text can reach a server's tags: it names `tags`, or enumerates
-    /// an object's keys (`@key`).
+    /// Whether the template can reach a server's tags (see [`reaches_tags`]).
     reaches_tags: bool,
     refused: Arc<Mutex<Vec<String>>>,
+}
+
+/// The lists of the context an `{{#each}}` may walk without reaching a server's own fields.
+const LISTS: [&str; 5] = ["pools", "servers", "skipped", "backends", "tags"];
+
+/// Whether a template's text can reach a server's tags: it names `tags`, enumerates keys
+/// (`@key`), looks a name up (`lookup`), or walks with `{{#each}}` something that is not one of
+/// the context's lists (a server itself, `{{#each this}}`, whose fields include `tags`).
+/// Otherwise no path in it can lead to them: paths are written in the template's text.
+fn reaches_tags(text: &str) -> bool {
+    if text.contains("tags") || text.contains("@key") || text.contains("lookup") {
+        return true;
+    }
+    text.match_indices("#each").any(|(at, _)| {
+        let walked = text[at + "#each".len()..]
+            .trim_start()
+            .split(|c: char| c.is_whitespace() || c == '}' || c == '~')
+            .next()
+            .unwrap_or("");
+        let last = walked.rsplit(['.', '/']).next().unwrap_or("");
+        !LISTS.contains(&last)
+    })
 }
 
 impl std::fmt::Debug for Renderer {
@@ -167,7 +188,7 @@ impl Renderer {
             registry,
             path: path.to_owned(),
             names_backends: text.contains("backends"),
-            reaches_tags: text.contains("tags") || text.contains("@key"),
+            reaches_tags: reaches_tags(text),
             refused,
         })
     }
@@ -178,8 +199,8 @@ impl Renderer {
         self.names_backends
     }
 
-    /// Whether the template's text names `tags` or enumerates keys (`@key`): otherwise no
-    /// server's tags can be reached, and the context leaves them out.
+    /// Whether the template can reach a server's tags; when it cannot, the context leaves
+    /// them out.
     pub fn reaches_tags(&self) -> bool {
         self.reaches_tags
     }
@@ -360,6 +381,30 @@ mod tests {
 
     fn render(template: &str, context: Value) -> Result<String, RenderError> {
         Renderer::compile(template, Path::new("t.hbs"))?.render(&context)
+    }
+
+    #[test]
+    fn tags_are_reached_by_name_by_enumeration_or_by_walking_a_server() {
+        let reached = [
+            "{{#each pools}}{{#each servers}}{{tags.Name}}{{/each}}{{/each}}",
+            "{{#each pools}}{{#each servers}}{{#each this}}{{@index}}{{/each}}{{/each}}{{/each}}",
+            "{{#each pools}}{{#each servers}}{{~#each .~}}x{{/each}}{{/each}}{{/each}}",
+            "{{#each pools.[0].servers.[0]}}{{@last}}{{/each}}",
+            "{{#each backends}}{{@key}}{{/each}}",
+            "{{#each pools}}{{#each servers}}{{lookup this name}}{{/each}}{{/each}}",
+            "{{#each (helper servers)}}{{/each}}",
+        ];
+        for template in reached {
+            assert!(reaches_tags(template), "{template}");
+        }
+        let unreached = [
+            include_str!("../../templates/haproxy.cfg.hbs"),
+            "{{#each pools}}{{#each servers}}{{name}}{{/each}}{{#each skipped}}{{/each}}{{/each}}",
+            "{{#each @root.pools}}{{#each ../backends}}{{/each}}{{~#each  servers~}}{{/each}}{{/each}}",
+        ];
+        for template in unreached {
+            assert!(!reaches_tags(template), "{template}");
+        }
     }
 
     #[test]
