@@ -4,6 +4,7 @@
 //! types stay inside [`ec2`]. Listing is read-only; a failed listing is an error, never an empty
 //! list (invariant 7: no decision from missing data).
 
+pub(crate) mod aws;
 pub(crate) mod ec2;
 pub(crate) mod exec;
 #[cfg(test)]
