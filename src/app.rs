@@ -21,7 +21,8 @@ use crate::haproxy::install::{self, read_installed};
 use crate::notify;
 use crate::observe::observe;
 use crate::report::{self, Mode, Report};
-use crate::store::{self, FileStore, StateLock, StateStore};
+use crate::store::s3::S3Store;
+use crate::store::{self, FileStore, StateLock, StateStore, Store};
 
 /// Runs the command line and prints the report; returns the exit code of a successful run.
 pub fn main(cli: &Cli) -> Result<u8, Error> {
@@ -116,18 +117,31 @@ pub(crate) fn unix_now() -> f64 {
 
 /// The clouds the config's pools use: EC2 is connected only when some pool lists from it, so
 /// exec- and static-only configs need no AWS setup.
-pub(crate) async fn connect_clouds(config: &Config) -> Result<Clouds, Error> {
+pub(crate) async fn connect(config: &Config) -> Result<(Clouds, Store), Error> {
     let uses_ec2 = config
         .pools
         .iter()
         .any(|pool| pool.provider == ProviderKind::Ec2);
-    if !uses_ec2 {
-        return Ok(Clouds { ec2: None });
-    }
-    let started = Instant::now();
-    let ec2 = Ec2::connect(&config.aws).await?;
-    tracing::info!("AWS client: {:?}", started.elapsed());
-    Ok(Clouds { ec2: Some(ec2) })
+    let sdk = if uses_ec2 || config.shared_state.is_some() {
+        let started = Instant::now();
+        let sdk = crate::cloud::aws::sdk_config(&config.aws).await?;
+        tracing::info!("AWS client: {:?}", started.elapsed());
+        Some(sdk)
+    } else {
+        None
+    };
+    let clouds = Clouds {
+        ec2: sdk.as_ref().filter(|_| uses_ec2).map(Ec2::new),
+    };
+    let store = match (&config.shared_state, &sdk) {
+        (Some(location), Some(sdk)) => Store::S3(S3Store::new(
+            sdk,
+            location,
+            config.aws.endpoint_url.is_some(),
+        )),
+        _ => Store::File(FileStore::new(&config.state_path)),
+    };
+    Ok((clouds, store))
 }
 
 /// Validates everything, then reconciles once (or plans, with `--plan`).
@@ -143,8 +157,8 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
                     error,
                 }
             })?;
-        let provider = connect_clouds(&config).await?;
-        reconcile(&config, &renderer, &provider, cli.plan, now).await
+        let (provider, store) = connect(&config).await?;
+        reconcile(&config, &renderer, &provider, &store, cli.plan, now).await
     }
     .await;
     if !cli.plan {
@@ -234,6 +248,7 @@ pub async fn reconcile(
     config: &Config,
     renderer: &Renderer,
     provider: &impl Provider,
+    store: &impl StateStore,
     plan_only: bool,
     now: i64,
 ) -> Result<Report, Error> {
@@ -247,7 +262,6 @@ pub async fn reconcile(
         tracing::info!("{name}: {:?}{detail}", stage.elapsed());
         stage = Instant::now();
     };
-    let store = FileStore::new(&config.state_path);
     let (loaded, revision) = store.load().await?;
     if let Some(owner) = &loaded.config
         && *owner != config.identity
@@ -307,7 +321,7 @@ pub async fn reconcile(
             plan,
         });
     }
-    apply(config, &plan, (&loaded, revision), &store, provider).await?;
+    apply(config, &plan, (&loaded, revision), store, provider).await?;
     lap("apply", String::new());
     Ok(Report {
         mode: Mode::Apply,
@@ -388,7 +402,7 @@ mod tests {
         cloud.set("api", vec![instance("i-2")]);
         let _held = StateLock::acquire(&config.state_path).unwrap();
         let before = files(dir.path());
-        let report = reconcile(&config, &renderer, &cloud, true, 1_000)
+        let report = reconcile(&config, &renderer, &cloud, &FileStore::new(&config.state_path), true, 1_000)
             .await
             .unwrap();
         assert!(report.changes);
@@ -428,7 +442,8 @@ mod tests {
         now: i64,
     ) -> Result<Report, Error> {
         for _ in 0..100 {
-            match reconcile(config, renderer, cloud, false, now).await {
+            let store = FileStore::new(&config.state_path);
+            match reconcile(config, renderer, cloud, &store, false, now).await {
                 Err(Error::State(crate::store::StateError::Busy { .. })) => {
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                 }

@@ -96,9 +96,9 @@ async fn online(
     config: &Config,
     renderer: &crate::decide::render::Renderer,
 ) -> Result<Vec<String>, Error> {
-    let clouds = crate::app::connect_clouds(config).await?;
+    let (clouds, store) = crate::app::connect(config).await?;
     let now = crate::app::unix_now() as i64;
-    let report = crate::app::reconcile(config, renderer, &clouds, true, now).await?;
+    let report = crate::app::reconcile(config, renderer, &clouds, &store, true, now).await?;
     let mut warnings = report.plan.warnings.clone();
     warnings.extend(
         report

@@ -1,7 +1,7 @@
 //! The top-level error and the one place that maps errors to exit codes.
 
 use crate::cloud::CloudError;
-use crate::cloud::ec2::NoRegion;
+use crate::cloud::aws::NoRegion;
 use crate::config::ConfigError;
 use crate::decide::plan::PlanError;
 use crate::decide::render::RenderError;
@@ -16,7 +16,8 @@ pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code with `--plan --detailed-exitcode` when changes are pending.
 pub const EXIT_CHANGES_PENDING: u8 = 4;
-/// Exit code when another run holds the lock (`EX_TEMPFAIL`).
+/// Exit code when another run holds the lock, or the shared state cannot be reached or was
+/// changed by another node meanwhile (`EX_TEMPFAIL`).
 pub const EXIT_LOCKED: u8 = 75;
 
 /// Anything that ends a run early.
@@ -81,7 +82,12 @@ impl Error {
             // value refused as unsafe is a problem with the data, so the run failed.
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
             Error::Plan(PlanError::Render(_)) => EXIT_USAGE,
-            Error::State(StateError::Busy { .. }) => EXIT_LOCKED,
+            // Temporary: the next run (a minute later) tries again.
+            Error::State(
+                StateError::Busy { .. }
+                | StateError::Unreachable { .. }
+                | StateError::Raced { .. },
+            ) => EXIT_LOCKED,
             // Two configs on one state file: a config mistake, found before anything changed.
             Error::State(StateError::OtherConfig { .. }) => EXIT_USAGE,
             Error::State(_)

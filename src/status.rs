@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{EXIT_FAILED, EXIT_OK, Error, error_chain};
 use crate::haproxy::admin_socket;
 use crate::model::{PoolState, Row, State, Status};
-use crate::store::{FileStore, StateStore};
+use crate::store::StateStore;
 
 #[derive(Debug, Serialize)]
 struct View {
@@ -56,11 +56,12 @@ struct ServerView {
 pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
     let config = Config::from_cli(cli)?;
     let now = crate::app::unix_now() as i64;
-    let (state, state_error) = match FileStore::new(&config.state_path).load().await {
-        Ok((state, _)) => (state, None),
-        Err(error) => (State::default(), Some(error_chain(&error))),
+    let (_, store) = crate::app::connect(&config).await?;
+    let (state, revision, state_error) = match store.load().await {
+        Ok((state, revision)) => (state, Some(revision), None),
+        Err(error) => (State::default(), None, Some(error_chain(&error))),
     };
-    let no_run_yet = state_error.is_none() && !config.state_path.exists();
+    let no_run_yet = revision.is_some_and(|revision| revision.is_none());
     let (rows, stats_error) = match &config.haproxy.stats {
         None => (
             None,

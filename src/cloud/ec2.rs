@@ -15,10 +15,9 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification,
 };
 
-use super::aws::NoRegion;
 use super::{Cause, CloudError, CloudErrorKind, Operation};
 use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
-use crate::config::{AwsConfig, Launch, PoolConfig};
+use crate::config::{Launch, PoolConfig};
 use crate::model::{Instance, InstanceState};
 
 /// An EC2 client for all pools of a run.
@@ -44,11 +43,11 @@ impl Ec2 {
         }
     }
 
-    /// Builds a client from `[aws]` and the standard environment / profile chain.
-    pub(crate) async fn connect(aws: &AwsConfig) -> Result<Ec2, NoRegion> {
-        Ok(Ec2 {
-            client: Client::new(&super::aws::sdk_config(aws).await?),
-        })
+    /// A client for the run's AWS configuration ([`super::aws::sdk_config`]).
+    pub(crate) fn new(sdk: &aws_config::SdkConfig) -> Ec2 {
+        Ec2 {
+            client: Client::new(sdk),
+        }
     }
 }
 

@@ -135,13 +135,62 @@ pub struct Config {
     /// Which config this is, for the state file to record: the config file's resolved path, or
     /// `command line`. Two configs must never share one state file.
     pub identity: String,
+    /// The local state file; with a shared store, where this node keeps its lock (`.lock`)
+    /// and failure record (`.failing`) beside it, and nothing else.
     pub state_path: PathBuf,
+    /// `[state] path = "s3://BUCKET/KEY"`: the state shared by every load balancer of the
+    /// fleet, changed only by compare-and-swap.
+    pub shared_state: Option<S3Location>,
+    /// This load balancer's name among those sharing a state (`[state] node`, by default the
+    /// host name).
+    pub node: String,
     pub haproxy: HaproxyConfig,
     pub aws: AwsConfig,
     pub pools: Vec<PoolConfig>,
     pub notify: Notify,
     /// Where each run writes its Prometheus metrics (node_exporter's textfile collector).
     pub metrics_file: Option<PathBuf>,
+}
+
+/// An S3 object: `s3://BUCKET/KEY`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl std::fmt::Display for S3Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+impl S3Location {
+    /// Parses `s3://BUCKET/KEY`; `None` for a path that is not an S3 URL; the reason for one
+    /// that is but cannot be used.
+    pub fn parse(text: &str) -> Option<Result<S3Location, String>> {
+        let rest = text.strip_prefix("s3://")?;
+        let Some((bucket, key)) = rest.split_once('/') else {
+            return Some(Err(format!("`{text}` has no key: write s3://BUCKET/KEY")));
+        };
+        // S3's bucket naming rules: 3 to 63 lowercase letters, digits, dots and hyphens.
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        if !bucket_ok {
+            return Some(Err(format!(
+                "`{bucket}` is not an S3 bucket name (3 to 63 lowercase letters, digits, `.` and `-`)"
+            )));
+        }
+        if key.is_empty() || key.ends_with('/') || key.chars().any(char::is_control) {
+            return Some(Err(format!("`{key}` is not an object key (s3://BUCKET/KEY)")));
+        }
+        Some(Ok(S3Location {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }))
+    }
 }
 
 /// `[notify]`: who hears about scaling and failures.
@@ -477,6 +526,7 @@ impl Config {
         let raw = RawConfig {
             state: RawState {
                 path: args.state.clone(),
+                ..RawState::default()
             },
             haproxy: RawHaproxy {
                 config: args.haproxy_config.clone(),

@@ -39,6 +39,8 @@ pub(super) struct RawNotify {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawState {
     pub(super) path: Option<PathBuf>,
+    pub(super) local_path: Option<PathBuf>,
+    pub(super) node: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

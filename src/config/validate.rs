@@ -135,11 +135,37 @@ impl Validator {
                 ),
             ));
         }
-        let state_path = self.path(
-            raw.state
-                .path
+        let state_key = self.key("state.path", "--state");
+        let shared_state = match raw.state.path.as_ref().and_then(|path| path.to_str()) {
+            Some(text) => match S3Location::parse(text) {
+                Some(parsed) => Some(parsed.map_err(|reason| self.invalid(state_key, reason))?),
+                None => None,
+            },
+            None => None,
+        };
+        if shared_state.is_none() && raw.state.local_path.is_some() {
+            return Err(self.invalid(
+                "state.local_path",
+                "is only for a shared state (`path = \"s3://BUCKET/KEY\"`): a local state's lock is `path` + \".lock\"".to_owned(),
+            ));
+        }
+        let state_path = self.path(match (&shared_state, raw.state.path) {
+            (Some(_), _) => raw
+                .state
+                .local_path
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
-        );
+            (None, path) => path.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
+        });
+        let node = match raw.state.node {
+            Some(node) => node,
+            None => host_name(),
+        };
+        if node.is_empty() || !is_haproxy_token(&node) || node.len() > 128 {
+            return Err(self.invalid(
+                "state.node",
+                format!("`{node}` is not a node name (letters, digits, `-`, `_`, `.`; set `[state] node`)"),
+            ));
+        }
         if state_path.file_name().is_none() {
             return Err(self.invalid(
                 self.key("state.path", "--state"),
@@ -148,11 +174,15 @@ impl Validator {
         }
         let config = Config {
             source: self.source.clone(),
-            identity: match &self.source {
-                Source::File(path) => file_identity(path).display().to_string(),
-                Source::CommandLine => "command line".to_owned(),
+            // A shared state is the fleet's: every node's config names it, from its own path.
+            identity: match (&shared_state, &self.source) {
+                (Some(location), _) => location.to_string(),
+                (None, Source::File(path)) => file_identity(path).display().to_string(),
+                (None, Source::CommandLine) => "command line".to_owned(),
             },
             state_path,
+            shared_state,
+            node,
             haproxy,
             aws,
             pools,
@@ -815,4 +845,12 @@ pub(super) fn is_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// This machine's host name, the default node name of a shared state.
+fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
 
+pub(crate) mod s3;
+
 use crate::fs_atomic::{self, Ownership};
 use crate::model::{STATE_VERSION, State, sha256_hex};
 
@@ -61,6 +63,16 @@ pub enum StateError {
     },
     #[error("state file `{}` changed since this run loaded it; nothing was saved", path.display())]
     Conflict { path: PathBuf },
+    #[error(
+        "cannot reach the shared state `{location}`: {message}; nothing was done (no cloud call, haproxy.cfg untouched): the next run tries again"
+    )]
+    Unreachable { location: String, message: String },
+    #[error("the shared state `{location}` cannot be used: {message}")]
+    Shared { location: String, message: String },
+    #[error(
+        "another node changed the shared state `{location}` since this run loaded it; this run's decision was dropped"
+    )]
+    Raced { location: String },
     #[error("cannot encode the state for `{}`", path.display())]
     Encode {
         path: PathBuf,
@@ -74,16 +86,38 @@ pub enum StateError {
         source: io::Error,
     },
 }
-/// Which stored state a state was loaded from (for the file: the sha256 of its bytes; `None`
-/// when there was none). A save succeeds only if the store is still at the revision it expects.
+/// Which stored state a state was loaded from (for the file: the sha256 of its bytes; for S3: the
+/// object's ETag and the generation its body carries; `None` when there was none). A save
+/// succeeds only if the store is still at the revision it expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision(Option<String>);
+pub struct Revision {
+    tag: Option<String>,
+    generation: u64,
+}
 
 impl Revision {
     /// The revision of a store's tag for what it holds (a content hash, an ETag), or of no
     /// stored state at all (`None`).
     pub fn new(tag: Option<String>) -> Revision {
-        Revision(tag)
+        Revision { tag, generation: 0 }
+    }
+
+    /// A revision whose body says how many saves made it (a shared store's).
+    pub(crate) fn stamped(tag: Option<String>, generation: u64) -> Revision {
+        Revision { tag, generation }
+    }
+
+    /// The revision of a store that held no state.
+    pub(crate) fn is_none(&self) -> bool {
+        self.tag.is_none()
+    }
+
+    pub(crate) fn tag(&self) -> Option<&str> {
+        self.tag.as_deref()
+    }
+
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -122,6 +156,29 @@ impl StateStore for FileStore {
 
     async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
         save(&self.path, state, expected)
+    }
+}
+
+/// The store a config names: the local file, or a shared S3 object.
+#[derive(Debug)]
+pub(crate) enum Store {
+    File(FileStore),
+    S3(s3::S3Store),
+}
+
+impl StateStore for Store {
+    async fn load(&self) -> Result<(State, Revision), StateError> {
+        match self {
+            Store::File(store) => store.load().await,
+            Store::S3(store) => store.load().await,
+        }
+    }
+
+    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+        match self {
+            Store::File(store) => store.save(state, expected).await,
+            Store::S3(store) => store.save(state, expected).await,
+        }
     }
 }
 
@@ -180,7 +237,7 @@ pub fn load(path: &Path) -> Result<(State, Revision), StateError> {
     let bytes = match fs_atomic::read_regular(path, STATE_LIMIT) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Ok((State::default(), Revision(None)));
+            return Ok((State::default(), Revision::new(None)));
         }
         Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
             return Err(StateError::ReadDenied {
@@ -196,12 +253,28 @@ pub fn load(path: &Path) -> Result<(State, Revision), StateError> {
     };
     Ok((
         from_bytes(&bytes, path)?,
-        Revision(Some(sha256_hex(&bytes))),
+        Revision::new(Some(sha256_hex(&bytes))),
     ))
 }
 
 /// Parses a state file's bytes; `path` only names it in errors.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<State, StateError> {
+    Ok(from_stamped_bytes(bytes, path)?.0)
+}
+
+/// What a shared store writes into the state's body beside the state: how many saves came
+/// before (`generation`) and a random `nonce` that tells this save's bytes from any other's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Stamp {
+    pub(crate) generation: u64,
+    pub(crate) nonce: String,
+}
+
+/// Parses a stored state and its stamp, if it has one.
+pub(crate) fn from_stamped_bytes(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(State, Option<Stamp>), StateError> {
     parse(bytes).map_err(|problem| match problem {
         Problem::Newer(found) => StateError::NewerVersion {
             path: path.to_owned(),
@@ -219,9 +292,9 @@ enum Problem {
     Corrupt(String),
 }
 
-fn parse(bytes: &[u8]) -> Result<State, Problem> {
+fn parse(bytes: &[u8]) -> Result<(State, Option<Stamp>), Problem> {
     // Read the version first, so that a newer file is reported as such rather than as corrupt.
-    let value: serde_json::Value =
+    let mut value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|error| Problem::Corrupt(error.to_string()))?;
     match value.get("version").map(serde_json::Value::as_u64) {
         None => return Err(Problem::Corrupt("it has no `version`".to_owned())),
@@ -236,14 +309,28 @@ fn parse(bytes: &[u8]) -> Result<State, Problem> {
         }
         Some(Some(_)) => {}
     }
-    serde_json::from_value(value).map_err(|error| Problem::Corrupt(error.to_string()))
+    let stamp = match value.as_object_mut() {
+        Some(object) if object.contains_key("generation") || object.contains_key("nonce") => {
+            let stamp = serde_json::json!({
+                "generation": object.remove("generation"),
+                "nonce": object.remove("nonce"),
+            });
+            Some(serde_json::from_value(stamp).map_err(|error| {
+                Problem::Corrupt(format!("`generation` or `nonce`: {error}"))
+            })?)
+        }
+        _ => None,
+    };
+    let state =
+        serde_json::from_value(value).map_err(|error| Problem::Corrupt(error.to_string()))?;
+    Ok((state, stamp))
 }
 
 /// Saves `state` atomically with mode 0600, if the file is still at `expected`.
 fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, StateError> {
     let current = match std::fs::read(path) {
-        Ok(bytes) => Revision(Some(sha256_hex(&bytes))),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Revision(None),
+        Ok(bytes) => Revision::new(Some(sha256_hex(&bytes))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Revision::new(None),
         Err(source) => {
             return Err(StateError::Read {
                 path: path.to_owned(),
@@ -265,7 +352,7 @@ fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, Sta
         path: path.to_owned(),
         source,
     })?;
-    Ok(Revision(Some(sha256_hex(&bytes))))
+    Ok(Revision::new(Some(sha256_hex(&bytes))))
 }
 
 #[cfg(test)]
@@ -343,7 +430,7 @@ mod tests {
     /// discovery-only pool. It loads, and saving it again writes the very same bytes.
     #[test]
     fn a_state_written_by_0_1_0_loads_unchanged() {
-        let bytes = include_bytes!("../tests/fixtures/state-0.1.0.json");
+        let bytes = include_bytes!("../../tests/fixtures/state-0.1.0.json");
         let state = from_bytes(bytes, Path::new("state-0.1.0.json")).unwrap();
         assert_eq!(state.version, 1);
         let web = &state.pools["web"];
@@ -358,7 +445,7 @@ mod tests {
         assert_eq!(state.pools["static"].servers, ["i-1", "i-2", "i-3"]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&path, &state, &Revision(None)).unwrap();
+        save(&path, &state, &Revision::new(None)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 

@@ -1,0 +1,195 @@
+//! The shared state in S3: one object per deployment, changed only by compare-and-swap.
+//!
+//! Every save is a conditional write: the first with `If-None-Match: *` (no object yet), every
+//! later one with `If-Match: <the ETag it was loaded at>`. The body is the state file's JSON with
+//! a `generation` (saves so far) and a random `nonce`: the ETag is the MD5 of the bytes, so two
+//! saves of equal states would otherwise share one ETag. A 412 (or 409, a concurrent conditional
+//! write) can mean the write won but its answer was lost and the SDK's retry was refused: the
+//! object is read back, and the save counts as won only when it carries this save's nonce.
+//!
+//! One object for the whole deployment, not one per pool: a run's decisions and its launch
+//! intents across pools are committed together, and the object has the local state file's
+//! format (plus the two fields), so `aws s3 cp state.json s3://...` moves a deployment to it.
+
+use std::path::PathBuf;
+
+use aws_config::SdkConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use serde::Serialize;
+
+use super::{Revision, STATE_LIMIT, StateError, StateStore, Stamp, from_stamped_bytes};
+use crate::config::S3Location;
+use crate::model::State;
+
+/// The state object of a deployment.
+#[derive(Debug, Clone)]
+pub(crate) struct S3Store {
+    client: Client,
+    location: S3Location,
+}
+
+/// The stored body: the state and its stamp side by side.
+#[derive(Serialize)]
+struct Stamped<'a> {
+    #[serde(flatten)]
+    state: &'a State,
+    #[serde(flatten)]
+    stamp: &'a Stamp,
+}
+
+impl S3Store {
+    /// A store for `location` with the run's AWS configuration. Path-style addressing when an
+    /// `endpoint_url` is configured (moto, MinIO and other S3-compatible stores), virtual-hosted
+    /// otherwise (AWS).
+    pub(crate) fn new(sdk: &SdkConfig, location: &S3Location, path_style: bool) -> S3Store {
+        let config = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build();
+        S3Store {
+            client: Client::from_conf(config),
+            location: location.clone(),
+        }
+    }
+
+    fn name(&self) -> PathBuf {
+        PathBuf::from(self.location.to_string())
+    }
+
+    fn failed<E, R>(&self, error: SdkError<E, R>) -> StateError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let location = self.location.to_string();
+        let message = match &error {
+            SdkError::ServiceError(service) => {
+                let error = service.err();
+                format!(
+                    "{}: {}",
+                    error.code().unwrap_or("error"),
+                    error.message().unwrap_or("no message")
+                )
+            }
+            _ => DisplayErrorContext(&error).to_string(),
+        };
+        match &error {
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => StateError::Unreachable { location, message },
+            SdkError::ServiceError(service)
+                if matches!(
+                    service.err().code(),
+                    Some("InternalError" | "ServiceUnavailable" | "SlowDown")
+                ) =>
+            {
+                StateError::Unreachable { location, message }
+            }
+            _ => StateError::Shared { location, message },
+        }
+    }
+
+    /// The object's state, stamp and ETag; `None` when there is no object.
+    async fn read(&self) -> Result<Option<(State, Option<Stamp>, String)>, StateError> {
+        let answer = self
+            .client
+            .get_object()
+            .bucket(&self.location.bucket)
+            .key(&self.location.key)
+            .send()
+            .await;
+        let output = match answer {
+            Ok(output) => output,
+            Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => {
+                return Ok(None);
+            }
+            Err(error) => return Err(self.failed(error)),
+        };
+        if output.content_length().unwrap_or(0) as u64 > STATE_LIMIT {
+            return Err(StateError::Corrupt {
+                path: self.name(),
+                message: format!("it is larger than {STATE_LIMIT} bytes"),
+            });
+        }
+        let etag = output.e_tag().unwrap_or_default().to_owned();
+        let bytes = output
+            .body
+            .collect()
+            .await
+            .map_err(|error| StateError::Unreachable {
+                location: self.location.to_string(),
+                message: format!("reading the object: {error}"),
+            })?
+            .into_bytes();
+        let (state, stamp) = from_stamped_bytes(&bytes, &self.name())?;
+        Ok(Some((state, stamp, etag)))
+    }
+}
+
+impl StateStore for S3Store {
+    async fn load(&self) -> Result<(State, Revision), StateError> {
+        Ok(match self.read().await? {
+            None => (State::default(), Revision::new(None)),
+            Some((state, stamp, etag)) => {
+                let generation = stamp.map_or(0, |stamp| stamp.generation);
+                (state, Revision::stamped(Some(etag), generation))
+            }
+        })
+    }
+
+    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+        let stamp = Stamp {
+            generation: expected.generation() + 1,
+            nonce: nonce(),
+        };
+        let mut bytes = serde_json::to_vec_pretty(&Stamped {
+            state,
+            stamp: &stamp,
+        })
+        .map_err(|source| StateError::Encode {
+            path: self.name(),
+            source,
+        })?;
+        bytes.push(b'\n');
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&self.location.key)
+            .content_type("application/json")
+            .body(ByteStream::from(bytes));
+        let request = match expected.tag() {
+            None => request.if_none_match("*"),
+            Some(etag) => request.if_match(etag),
+        };
+        match request.send().await {
+            Ok(output) => Ok(Revision::stamped(
+                output.e_tag().map(str::to_owned),
+                stamp.generation,
+            )),
+            Err(SdkError::ServiceError(service))
+                if matches!(service.raw().status().as_u16(), 409 | 412) =>
+            {
+                // Refused: another node's write came first, or this one did and its answer was
+                // lost. Only the object's nonce tells which.
+                match self.read().await? {
+                    Some((_, Some(found), etag)) if found == stamp => {
+                        Ok(Revision::stamped(Some(etag), stamp.generation))
+                    }
+                    _ => Err(StateError::Raced {
+                        location: self.location.to_string(),
+                    }),
+                }
+            }
+            Err(error) => Err(self.failed(error)),
+        }
+    }
+}
+
+/// 128 random bits, in hex.
+fn nonce() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
