@@ -22,6 +22,7 @@ use crate::notify;
 use crate::observe::observe;
 use crate::report::{self, Mode, Report};
 use crate::store::s3::S3Store;
+use crate::store::shared::SharedStore;
 use crate::store::{self, FileStore, StateLock, StateStore, Store};
 
 /// Runs the command line and prints the report; returns the exit code of a successful run.
@@ -134,10 +135,9 @@ pub(crate) async fn connect(config: &Config) -> Result<(Clouds, Store), Error> {
         ec2: sdk.as_ref().filter(|_| uses_ec2).map(Ec2::new),
     };
     let store = match (&config.shared_state, &sdk) {
-        (Some(location), Some(sdk)) => Store::S3(S3Store::new(
-            sdk,
-            location,
-            config.aws.endpoint_url.is_some(),
+        (Some(location), Some(sdk)) => Store::Shared(SharedStore::new(
+            S3Store::new(sdk, location, config.aws.endpoint_url.is_some()),
+            FileStore::new(&config.state_path),
         )),
         _ => Store::File(FileStore::new(&config.state_path)),
     };
@@ -402,9 +402,16 @@ mod tests {
         cloud.set("api", vec![instance("i-2")]);
         let _held = StateLock::acquire(&config.state_path).unwrap();
         let before = files(dir.path());
-        let report = reconcile(&config, &renderer, &cloud, &FileStore::new(&config.state_path), true, 1_000)
-            .await
-            .unwrap();
+        let report = reconcile(
+            &config,
+            &renderer,
+            &cloud,
+            &FileStore::new(&config.state_path),
+            true,
+            1_000,
+        )
+        .await
+        .unwrap();
         assert!(report.changes);
         assert_eq!(report.plan.actions.len(), 4, "{}", report.plan);
         assert_eq!(files(dir.path()), before);

@@ -84,9 +84,7 @@ impl Error {
             Error::Plan(PlanError::Render(_)) => EXIT_USAGE,
             // Temporary: the next run (a minute later) tries again.
             Error::State(
-                StateError::Busy { .. }
-                | StateError::Unreachable { .. }
-                | StateError::Raced { .. },
+                StateError::Busy { .. } | StateError::Unreachable { .. } | StateError::Raced { .. },
             ) => EXIT_LOCKED,
             // Two configs on one state file: a config mistake, found before anything changed.
             Error::State(StateError::OtherConfig { .. }) => EXIT_USAGE,

@@ -26,9 +26,6 @@ use crate::probe;
 /// How long reading HAProxy's stats may take.
 pub(crate) const STATS_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The HAProxy node this run reads (one load balancer).
-const NODE: &str = "local";
-
 /// Observes every pool of `config`.
 pub(crate) async fn observe<'a>(
     config: &'a Config,
@@ -63,7 +60,7 @@ pub(crate) async fn observe<'a>(
         let pool_state = state.pools.get(&pool.name).unwrap_or(&default_state);
         Ok(Observed {
             stats: stats.as_ref().map(|(info, rows)| StatsSnapshot {
-                node: NODE.to_owned(),
+                node: config.node.clone(),
                 info: *info,
                 rows: rows
                     .iter()

@@ -141,8 +141,8 @@ pub struct Config {
     /// `[state] path = "s3://BUCKET/KEY"`: the state shared by every load balancer of the
     /// fleet, changed only by compare-and-swap.
     pub shared_state: Option<S3Location>,
-    /// This load balancer's name among those sharing a state (`[state] node`, by default the
-    /// host name).
+    /// This load balancer's name among those sharing a state (`[state] node`; by default the
+    /// host name with a shared state, `local` without): its stats samples are kept under it.
     pub node: String,
     pub haproxy: HaproxyConfig,
     pub aws: AwsConfig,
@@ -184,7 +184,9 @@ impl S3Location {
             )));
         }
         if key.is_empty() || key.ends_with('/') || key.chars().any(char::is_control) {
-            return Some(Err(format!("`{key}` is not an object key (s3://BUCKET/KEY)")));
+            return Some(Err(format!(
+                "`{key}` is not an object key (s3://BUCKET/KEY)"
+            )));
         }
         Some(Ok(S3Location {
             bucket: bucket.to_owned(),

@@ -156,9 +156,11 @@ impl Validator {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
             (None, path) => path.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_PATH)),
         });
-        let node = match raw.state.node {
-            Some(node) => node,
-            None => host_name(),
+        // A local state has one node; its samples have always been `local`'s.
+        let node = match (raw.state.node, &shared_state) {
+            (Some(node), _) => node,
+            (None, Some(_)) => host_name(),
+            (None, None) => "local".to_owned(),
         };
         if node.is_empty() || !is_haproxy_token(&node) || node.len() > 128 {
             return Err(self.invalid(

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use fs2::FileExt;
 
 pub(crate) mod s3;
+pub(crate) mod shared;
 
 use crate::fs_atomic::{self, Ownership};
 use crate::model::{STATE_VERSION, State, sha256_hex};
@@ -93,23 +94,48 @@ pub enum StateError {
 pub struct Revision {
     tag: Option<String>,
     generation: u64,
+    /// A shared state's: the revisions of its two halves.
+    halves: Option<Box<shared::Halves>>,
 }
 
 impl Revision {
     /// The revision of a store's tag for what it holds (a content hash, an ETag), or of no
     /// stored state at all (`None`).
     pub fn new(tag: Option<String>) -> Revision {
-        Revision { tag, generation: 0 }
+        Revision {
+            tag,
+            generation: 0,
+            halves: None,
+        }
     }
 
     /// A revision whose body says how many saves made it (a shared store's).
     pub(crate) fn stamped(tag: Option<String>, generation: u64) -> Revision {
-        Revision { tag, generation }
+        Revision {
+            tag,
+            generation,
+            halves: None,
+        }
+    }
+
+    pub(crate) fn halves(halves: shared::Halves) -> Revision {
+        Revision {
+            tag: None,
+            generation: 0,
+            halves: Some(Box::new(halves)),
+        }
+    }
+
+    fn halves_ref(&self) -> Option<&shared::Halves> {
+        self.halves.as_deref()
     }
 
     /// The revision of a store that held no state.
     pub(crate) fn is_none(&self) -> bool {
-        self.tag.is_none()
+        match self.halves_ref() {
+            Some(halves) => halves.is_none(),
+            None => self.tag.is_none(),
+        }
     }
 
     pub(crate) fn tag(&self) -> Option<&str> {
@@ -163,21 +189,21 @@ impl StateStore for FileStore {
 #[derive(Debug)]
 pub(crate) enum Store {
     File(FileStore),
-    S3(s3::S3Store),
+    Shared(shared::SharedStore),
 }
 
 impl StateStore for Store {
     async fn load(&self) -> Result<(State, Revision), StateError> {
         match self {
             Store::File(store) => store.load().await,
-            Store::S3(store) => store.load().await,
+            Store::Shared(store) => store.load().await,
         }
     }
 
     async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
         match self {
             Store::File(store) => store.save(state, expected).await,
-            Store::S3(store) => store.save(state, expected).await,
+            Store::Shared(store) => store.save(state, expected).await,
         }
     }
 }
@@ -309,18 +335,19 @@ fn parse(bytes: &[u8]) -> Result<(State, Option<Stamp>), Problem> {
         }
         Some(Some(_)) => {}
     }
-    let stamp = match value.as_object_mut() {
-        Some(object) if object.contains_key("generation") || object.contains_key("nonce") => {
-            let stamp = serde_json::json!({
-                "generation": object.remove("generation"),
-                "nonce": object.remove("nonce"),
-            });
-            Some(serde_json::from_value(stamp).map_err(|error| {
-                Problem::Corrupt(format!("`generation` or `nonce`: {error}"))
-            })?)
-        }
-        _ => None,
-    };
+    let stamp =
+        match value.as_object_mut() {
+            Some(object) if object.contains_key("generation") || object.contains_key("nonce") => {
+                let stamp = serde_json::json!({
+                    "generation": object.remove("generation"),
+                    "nonce": object.remove("nonce"),
+                });
+                Some(serde_json::from_value(stamp).map_err(|error| {
+                    Problem::Corrupt(format!("`generation` or `nonce`: {error}"))
+                })?)
+            }
+            _ => None,
+        };
     let state =
         serde_json::from_value(value).map_err(|error| Problem::Corrupt(error.to_string()))?;
     Ok((state, stamp))

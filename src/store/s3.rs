@@ -19,7 +19,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Serialize;
 
-use super::{Revision, STATE_LIMIT, StateError, StateStore, Stamp, from_stamped_bytes};
+use super::{Revision, STATE_LIMIT, Stamp, StateError, StateStore, from_stamped_bytes};
 use crate::config::S3Location;
 use crate::model::State;
 

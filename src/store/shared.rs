@@ -1,0 +1,176 @@
+//! A shared state: the fleet's decisions in S3, this node's own facts in its local file.
+//!
+//! Each load balancer renders and reloads its own haproxy.cfg, so what describes that file and
+//! that HAProxy stays on the node: the sha256 of the config it installed, the servers it
+//! rendered, which of them its HAProxy had in service, and when it last reloaded. Everything
+//! else (launch intents, drains, scale history, every node's stats samples under its node name)
+//! is the fleet's and lives in S3, changed only by compare-and-swap. A node lost is replaced
+//! by one that adopts its haproxy.cfg as on a first run; no decision is lost with it.
+
+use super::s3::S3Store;
+use super::{FileStore, Revision, StateError, StateStore};
+use crate::model::{PoolState, State};
+
+#[derive(Debug)]
+pub(crate) struct SharedStore {
+    shared: S3Store,
+    local: FileStore,
+}
+
+/// Where each half of a shared state was loaded from, and what it held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Halves {
+    shared: Revision,
+    local: Revision,
+    shared_digest: String,
+    local_digest: String,
+}
+
+impl Halves {
+    pub(super) fn is_none(&self) -> bool {
+        self.shared.is_none() && self.local.is_none()
+    }
+}
+
+impl SharedStore {
+    pub(crate) fn new(shared: S3Store, local: FileStore) -> SharedStore {
+        SharedStore { shared, local }
+    }
+}
+
+/// This node's half: its own haproxy.cfg and HAProxy.
+fn local_half(state: &State) -> State {
+    State {
+        version: state.version,
+        config: state.config.clone(),
+        installed_config_sha256: state.installed_config_sha256.clone(),
+        pools: state
+            .pools
+            .iter()
+            .map(|(name, pool)| {
+                let local = PoolState {
+                    servers: pool.servers.clone(),
+                    in_service: pool.in_service.clone(),
+                    reloaded_at: pool.reloaded_at,
+                    ..PoolState::default()
+                };
+                (name.clone(), local)
+            })
+            .collect(),
+    }
+}
+
+/// The fleet's half: everything but [`local_half`].
+fn shared_half(state: &State) -> State {
+    let mut shared = state.clone();
+    shared.installed_config_sha256 = None;
+    for pool in shared.pools.values_mut() {
+        pool.servers = Vec::new();
+        pool.in_service = Vec::new();
+        pool.reloaded_at = None;
+    }
+    shared
+}
+
+fn merged(mut shared: State, local: State) -> State {
+    shared.installed_config_sha256 = local.installed_config_sha256;
+    for (name, local) in local.pools {
+        let pool = shared.pools.entry(name).or_default();
+        pool.servers = local.servers;
+        pool.in_service = local.in_service;
+        pool.reloaded_at = local.reloaded_at;
+    }
+    shared
+}
+
+fn digest(state: &State) -> String {
+    crate::model::sha256_hex(&serde_json::to_vec(state).expect("a state always encodes"))
+}
+
+impl StateStore for SharedStore {
+    async fn load(&self) -> Result<(State, Revision), StateError> {
+        let (shared, shared_revision) = self.shared.load().await?;
+        let (local, local_revision) = self.local.load().await?;
+        let halves = Halves {
+            shared_digest: digest(&shared_half(&shared)),
+            local_digest: digest(&local_half(&local)),
+            shared: shared_revision,
+            local: local_revision,
+        };
+        let state = merged(shared_half(&shared), local_half(&local));
+        Ok((state, Revision::halves(halves)))
+    }
+
+    /// Saves each half that changed: the fleet's first (a lost race saves nothing), then this
+    /// node's.
+    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+        let expected = expected
+            .halves_ref()
+            .expect("a shared state is saved against a revision it loaded");
+        let (shared, local) = (shared_half(state), local_half(state));
+        let (shared_digest, local_digest) = (digest(&shared), digest(&local));
+        let shared_revision = if shared_digest == expected.shared_digest {
+            expected.shared.clone()
+        } else {
+            self.shared.save(&shared, &expected.shared).await?
+        };
+        let local_revision = if local_digest == expected.local_digest {
+            expected.local.clone()
+        } else {
+            self.local.save(&local, &expected.local).await?
+        };
+        Ok(Revision::halves(Halves {
+            shared: shared_revision,
+            local: local_revision,
+            shared_digest,
+            local_digest,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Draining, LaunchIntent};
+
+    #[test]
+    fn the_halves_of_a_state_merge_back_into_it() {
+        let mut state = State {
+            installed_config_sha256: Some("abc".into()),
+            config: Some("s3://b/k".into()),
+            ..State::default()
+        };
+        state.pools.insert(
+            "web".into(),
+            PoolState {
+                servers: vec!["i-1".into(), "i-2".into()],
+                in_service: vec!["i-1".into()],
+                reloaded_at: Some(7),
+                draining: vec![Draining {
+                    id: "i-2".into(),
+                    since: 5,
+                }],
+                launches: vec![LaunchIntent {
+                    token: "t".into(),
+                    count: 1,
+                    requested_at: 6,
+                    instance_ids: None,
+                    attempt_ended: false,
+                }],
+                ..PoolState::default()
+            },
+        );
+        let (shared, local) = (shared_half(&state), local_half(&state));
+        assert_eq!(merged(shared.clone(), local.clone()), state);
+        // Each half holds only its own fields.
+        assert_eq!(shared.installed_config_sha256, None);
+        assert!(shared.pools["web"].servers.is_empty());
+        assert_eq!(shared.pools["web"].launches.len(), 1);
+        assert!(local.pools["web"].launches.is_empty() && local.pools["web"].draining.is_empty());
+        // A node's own facts changing leaves the fleet's half (and its digest) alone.
+        let mut other_node = state.clone();
+        other_node.installed_config_sha256 = Some("def".into());
+        other_node.pools.get_mut("web").unwrap().servers.pop();
+        assert_eq!(digest(&shared_half(&other_node)), digest(&shared));
+    }
+}
