@@ -176,7 +176,7 @@ fn write_metrics(config: &Config, outcome: &Result<Report, Error>, started: Inst
     let Some(path) = &config.metrics_file else {
         return;
     };
-    if matches!(outcome, Err(Error::State(store::StateError::Busy { .. }))) {
+    if matches!(outcome, Err(error) if error.is_someone_elses_turn()) {
         return;
     }
     let figures = crate::metrics::RunFigures::of(
@@ -219,7 +219,7 @@ async fn notify_outcome(config: &Config, outcome: &Result<Report, Error>, now: i
     // neither (the run holding it decides).
     let mut notifications = notifications;
     let error = match outcome {
-        Err(Error::State(store::StateError::Busy { .. })) => return,
+        Err(error) if error.is_someone_elses_turn() => return,
         Err(error) => Some(error_chain(error)),
         Ok(_) => None,
     };

@@ -68,6 +68,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Not a failed run: another run holds the lock, or another node changed the shared state
+    /// first. It did nothing, the other is doing the job, and the next run goes on.
+    pub fn is_someone_elses_turn(&self) -> bool {
+        matches!(
+            self,
+            Error::State(StateError::Busy { .. } | StateError::Raced { .. })
+        )
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {

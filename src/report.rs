@@ -60,7 +60,7 @@ pub struct Report {
 /// `--format json` also a JSON document on stdout. A busy lock is a normal overlap of two runs,
 /// not a failure: it is said only with `-v` (cron mails whatever a job prints).
 pub fn print_error(cli: &Cli, error: &Error) {
-    let busy = error.exit_code() == crate::error::EXIT_LOCKED;
+    let busy = error.is_someone_elses_turn();
     let mut causes = Vec::new();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -85,7 +85,7 @@ pub fn print_error(cli: &Cli, error: &Error) {
     // A `hosts` command is typed by a person, who is owed the reason it did nothing.
     let typed = matches!(cli.command, Some(crate::cli::Command::Hosts(_)));
     if busy && !typed {
-        // Not an error: another run is doing the job.
+        // Not an error: another run (or node) is doing the job.
         if cli.verbose > 0 {
             say(format_args!("note: {error} (exit 75)"));
         }

@@ -13,9 +13,9 @@ use super::moto::Moto;
 use super::util::{Deployment, assert_exit, describe, stderr, stdout};
 
 /// The fault proxy, killed when dropped.
-struct FaultProxy {
+pub(crate) struct FaultProxy {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     log: PathBuf,
 }
 
@@ -27,7 +27,7 @@ impl Drop for FaultProxy {
 }
 
 impl FaultProxy {
-    fn start(moto: &Moto, rules: Value, dir: &Path) -> FaultProxy {
+    pub(crate) fn start(moto: &Moto, rules: Value, dir: &Path) -> FaultProxy {
         let dir = tempfile::tempdir_in(dir).unwrap().keep();
         let rules_path = dir.join("rules.json");
         std::fs::write(&rules_path, rules.to_string()).unwrap();
@@ -64,7 +64,7 @@ impl FaultProxy {
     }
 
     /// (time, action, fault) of every request so far.
-    fn requests(&self) -> Vec<(f64, String, Option<String>)> {
+    pub(crate) fn requests(&self) -> Vec<(f64, String, Option<String>)> {
         std::fs::read_to_string(&self.log)
             .unwrap_or_default()
             .lines()
@@ -79,7 +79,7 @@ impl FaultProxy {
             .collect()
     }
 
-    fn attempts(&self, action: &str) -> Vec<f64> {
+    pub(crate) fn attempts(&self, action: &str) -> Vec<f64> {
         self.requests()
             .into_iter()
             .filter(|(_, name, _)| name == action)

@@ -32,8 +32,13 @@ backend {{backend}}
 {{/each}}
 ";
 
-fn deployment(moto: &Moto) -> Deployment {
-    let mut deployment = Deployment::new(&moto.url);
+pub(crate) fn deployment(moto: &Moto) -> Deployment {
+    deployment_at(&moto.url)
+}
+
+/// [`deployment`] reaching the cloud at `endpoint_url`.
+pub(crate) fn deployment_at(endpoint_url: &str) -> Deployment {
+    let mut deployment = Deployment::new(endpoint_url);
     let haproxy = find_program("haproxy", "HAPROXY");
     // Each reload records the sha256 of the file it loaded.
     deployment.haproxy_toml = format!(
@@ -47,7 +52,7 @@ fn deployment(moto: &Moto) -> Deployment {
     deployment
 }
 
-fn pool(bounds: &str) -> String {
+pub(crate) fn pool(bounds: &str) -> String {
     format!(
         "[[pool]]\nname = \"web\"\nport = 8080\nready_check = \"none\"\n\
 [pool.discover]\nsecurity_group = \"web\"\n\
@@ -58,14 +63,14 @@ scale_up_above = 20\nscale_down_below = 5\n"
 }
 
 /// Killed by SIGABRT at a fail point.
-fn aborted(output: &Output) -> bool {
+pub(crate) fn aborted(output: &Output) -> bool {
     use std::os::unix::process::ExitStatusExt;
     output.status.signal() == Some(6)
 }
 
 /// Runs until a run aborts at `point`; returns how many runs that took, or `None` if the
 /// scenario never reached it within `runs` runs.
-fn run_until_crash(deployment: &Deployment, point: &str, runs: usize) -> Option<usize> {
+pub(crate) fn run_until_crash(deployment: &Deployment, point: &str, runs: usize) -> Option<usize> {
     deployment.write();
     for n in 1..=runs {
         let output = deployment
@@ -87,7 +92,7 @@ fn run_until_crash(deployment: &Deployment, point: &str, runs: usize) -> Option<
 }
 
 /// Runs normally until a run changes nothing; returns how many runs that took.
-fn converge(deployment: &Deployment) -> usize {
+pub(crate) fn converge(deployment: &Deployment) -> usize {
     deployment.write();
     for n in 1..=6 {
         let output = deployment.command().output().unwrap();
@@ -165,7 +170,7 @@ fn assert_consistent(
     }
 }
 
-fn sha256_of(path: &PathBuf) -> String {
+pub(crate) fn sha256_of(path: &PathBuf) -> String {
     let output = std::process::Command::new("sha256sum")
         .arg(path)
         .output()

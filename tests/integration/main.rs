@@ -15,6 +15,7 @@ mod moto;
 mod operator;
 mod plan_output;
 mod scaling;
+mod shared_state;
 mod simulate;
 mod tools;
 mod util;

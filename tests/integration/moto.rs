@@ -165,4 +165,36 @@ impl Moto {
             })
             .collect()
     }
+
+    fn s3(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::for_tests())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    pub(crate) fn create_bucket(&self, bucket: &str) {
+        self.runtime
+            .block_on(self.s3().create_bucket().bucket(bucket).send())
+            .expect("create bucket");
+    }
+
+    /// The object's bytes, or `None` when there is none.
+    pub(crate) fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let client = self.s3();
+        self.runtime.block_on(async {
+            let output = client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .ok()?;
+            Some(output.body.collect().await.expect("read object").to_vec())
+        })
+    }
 }

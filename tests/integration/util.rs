@@ -90,6 +90,8 @@ pub(crate) struct Deployment {
     pub haproxy_toml: String,
     /// Extra `[aws]` lines.
     pub aws_toml: String,
+    /// The `[state]` lines, instead of `path = <state_path>`.
+    pub state_toml: Option<String>,
     pub template: String,
 }
 
@@ -110,6 +112,7 @@ impl Deployment {
                 reloads.display()
             ),
             aws_toml: String::new(),
+            state_toml: None,
             template: SIMPLE_TEMPLATE.to_owned(),
             dir,
         }
@@ -134,8 +137,10 @@ impl Deployment {
     /// Writes config.toml and the template from the current settings.
     pub(crate) fn write(&self) {
         let config = format!(
-            "[state]\npath = \"{}\"\n\n[haproxy]\nconfig = \"{}\"\ntemplate = \"{}\"\n{}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n{}\n{}",
-            self.state_path().display(),
+            "[state]\n{}\n\n[haproxy]\nconfig = \"{}\"\ntemplate = \"{}\"\n{}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n{}\n{}",
+            self.state_toml
+                .clone()
+                .unwrap_or_else(|| format!("path = \"{}\"", self.state_path().display())),
             self.haproxy_cfg().display(),
             self.path("etc/haproxy.cfg.hbs").display(),
             self.haproxy_toml,
