@@ -85,6 +85,13 @@ pub struct Sample {
     /// forecast policy's history). Absent in files written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<f64>,
+    /// With a shared state, when other nodes' samples counted too: the pool's metric and load
+    /// across every node that reported recently (the decision's), beside this node's own
+    /// `metric` and `load` (what the others combine). Absent when this node was alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_metric: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_load: Option<f64>,
 }
 
 /// One server's counters in a sample.

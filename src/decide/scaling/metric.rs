@@ -4,11 +4,21 @@
 //! the same HAProxy node; an interval across a reload (new pid, lower uptime, a counter that went
 //! down, or a reload this tool made) gives no metric. Servers that are not UP, booting or
 //! draining are left out.
+//!
+//! Several load balancers sharing a state each see their share of the traffic, with their own
+//! counters. Each node's sample keeps its own metric; the pool's is this node's combined with
+//! the newest sample of every other node taken within [`FRESH_S`]: summed for the rates,
+//! sessions and queue (each node's traffic is its own), averaged for the response time. A node
+//! that stops reporting stops counting once its newest sample is older than that.
 
 use crate::config::Metric;
 use crate::model::{PoolState, Sample, ServerCounters, StatsSnapshot};
 
 use super::ScalingFacts;
+
+/// How recent another node's sample must be to count in the pool's metric: two one-minute
+/// runs and some slack.
+pub(crate) const FRESH_S: i64 = 150;
 
 /// What this run measured.
 #[derive(Debug)]
@@ -56,27 +66,91 @@ pub(super) fn measure(
     };
     let metric =
         (!per_server.is_empty()).then(|| per_server.iter().sum::<f64>() / per_server.len() as f64);
-    let mut history: Vec<Option<f64>> = state.samples.iter().map(|sample| sample.metric).collect();
-    history.push(metric);
     let load = metric.map(|_| per_server.iter().sum::<f64>());
+    let node = sample.as_ref().map(|sample| sample.node.clone());
+    let others: Vec<f64> = match (&node, metric) {
+        (Some(node), Some(_)) => newest_of_other_nodes(&state.samples, node, facts.now),
+        _ => Vec::new(),
+    };
+    let (per_server, pool_metric) = match metric {
+        Some(own) if !others.is_empty() => {
+            let pool = combine(facts.scaling.metric, own, &others);
+            (spread_as(&per_server, own, pool), Some(pool))
+        }
+        _ => (per_server, None),
+    };
+    let pool_load = pool_metric.map(|_| per_server.iter().sum::<f64>());
+    let mut history: Vec<Option<f64>> = state
+        .samples
+        .iter()
+        .map(|sample| sample.pool_metric.or(sample.metric))
+        .collect();
+    history.push(pool_metric.or(metric));
     let sample = sample.map(|sample| Sample {
         metric,
         load,
+        pool_metric,
+        pool_load,
         ..sample
     });
-    let node = sample.as_ref().map(|sample| sample.node.as_str());
+    // The pool's load over time: every sample that measured it across nodes, and this node's
+    // own where it was alone.
     let loads = state
         .samples
         .iter()
-        .filter(|earlier| Some(earlier.node.as_str()) == node)
         .chain(sample.iter())
-        .filter_map(|sample| Some((sample.at, sample.load?)))
+        .filter_map(|sample| match sample.pool_load {
+            Some(load) => Some((sample.at, load)),
+            None if Some(&sample.node) == node.as_ref() => Some((sample.at, sample.load?)),
+            None => None,
+        })
         .collect();
     Measured {
         sample,
         per_server,
         history,
         loads,
+    }
+}
+
+/// The own metric of the newest sample of each node but `node` taken within [`FRESH_S`].
+fn newest_of_other_nodes(samples: &[Sample], node: &str, now: i64) -> Vec<f64> {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut metrics = Vec::new();
+    for sample in samples.iter().rev() {
+        if sample.node == node || seen.contains(&sample.node.as_str()) {
+            continue;
+        }
+        seen.push(&sample.node);
+        if now - sample.at <= FRESH_S
+            && sample.at <= now
+            && let Some(metric) = sample.metric
+        {
+            metrics.push(metric);
+        }
+    }
+    metrics
+}
+
+/// The pool's metric from this node's and the others': traffic adds up across nodes; a
+/// response time does not.
+fn combine(metric: Metric, own: f64, others: &[f64]) -> f64 {
+    let total = own + others.iter().sum::<f64>();
+    match metric {
+        Metric::ResponseTimeMs => total / (others.len() + 1) as f64,
+        Metric::SessionRate | Metric::RequestRate | Metric::CurrentSessions | Metric::Queue => {
+            total
+        }
+    }
+}
+
+/// This node's per-server metrics scaled to average `pool`; evenly when this node saw nothing
+/// (a passive node).
+fn spread_as(per_server: &[f64], own: f64, pool: f64) -> Vec<f64> {
+    if own > 0.0 {
+        per_server.iter().map(|value| value * pool / own).collect()
+    } else {
+        vec![pool; per_server.len()]
     }
 }
 
@@ -111,6 +185,8 @@ pub(super) fn sample_of(stats: &StatsSnapshot, now: i64) -> Sample {
             .and_then(|row| row.qcur),
         metric: None,
         load: None,
+        pool_metric: None,
+        pool_load: None,
     }
 }
 

@@ -288,6 +288,8 @@ fn next_state(
                     backend_qcur: older.backend_qcur,
                     metric: older.metric,
                     load: older.load,
+                    pool_metric: older.pool_metric,
+                    pool_load: older.pool_load,
                 }
             } else {
                 older.clone()
@@ -584,6 +586,75 @@ mod tests {
             Event::Scaled { from: 2, to: 4, .. }
         ));
         assert_eq!(plan, world.plan(), "deterministic");
+    }
+
+    /// Another node's newest sample: `metric` per server, `ago` seconds before now.
+    fn other_node(node: &str, ago: i64, metric: f64) -> Sample {
+        Sample {
+            at: NOW - ago,
+            node: node.into(),
+            pid: 1,
+            uptime_s: 1,
+            servers: BTreeMap::new(),
+            backend_qcur: None,
+            metric: Some(metric),
+            load: Some(metric * 2.0),
+            pool_metric: None,
+            pool_load: None,
+        }
+    }
+
+    #[test]
+    fn the_pool_metric_is_the_traffic_of_every_node_that_reported_recently() {
+        let servers = || vec![instance("i-1", 600), instance("i-2", 600)];
+        // (this node's rate per server, other nodes' samples, the pool's metric, desired of 2)
+        let cases: [(u64, Vec<Sample>, f64, u32); 5] = [
+            // Alone: its own traffic; samples are not marked as combined.
+            (15, vec![], 15.0, 2),
+            // Active-active: 15 here and 15 there make 30 per server: scale up (by step_up, 1).
+            (15, vec![other_node("lb-a", 30, 15.0)], 30.0, 3),
+            // This node is passive (no traffic): the active node's 30 keeps the pool from
+            // shrinking, and even grows it.
+            (0, vec![other_node("lb-a", 30, 30.0)], 30.0, 3),
+            // The other node stopped reporting (its newest sample is past FRESH_S): alone again.
+            (
+                15,
+                vec![other_node("lb-a", metric::FRESH_S + 1, 30.0)],
+                15.0,
+                2,
+            ),
+            // Only each node's newest sample counts: lb-a's older 100 is not added.
+            (
+                5,
+                vec![other_node("lb-a", 90, 100.0), other_node("lb-a", 30, 1.0)],
+                6.0,
+                1,
+            ),
+        ];
+        for (rate, others, metric, desired) in cases {
+            let mut world = World::new(threshold(""), servers()).with_rate(rate, &[1, 1]);
+            let alone = others.is_empty();
+            world.state.samples.splice(0..0, others.iter().cloned());
+            // Samples are oldest first: the others' go before this node's previous one only
+            // when older; keep them in time order.
+            world.state.samples.sort_by_key(|sample| sample.at);
+            let plan = world.plan();
+            let label = format!("rate {rate}, others {others:?}");
+            assert_eq!(plan.decision.metric, Some(metric), "{label}");
+            assert_eq!(
+                plan.decision.desired, desired,
+                "{label}: {}",
+                plan.decision.reason
+            );
+            let own = plan.next.samples.last().unwrap();
+            assert_eq!(
+                own.metric,
+                Some(rate as f64),
+                "{label}: its own stays its own"
+            );
+            let combined = !alone && metric != rate as f64;
+            assert_eq!(own.pool_metric.is_some(), combined, "{label}");
+        }
     }
 
     #[test]
