@@ -592,6 +592,53 @@ security_group = "web"
     }
 
     #[test]
+    fn a_shared_state_is_an_s3_url_with_this_node_s_own_file_and_name() {
+        let shared = |state: &str| parse(&format!("[state]\n{state}\n{MINIMAL}"));
+        let config = shared("path = \"s3://fleet-state/lb/web.json\"\nnode = \"lb-1\"").unwrap();
+        assert_eq!(
+            config.shared_state,
+            Some(S3Location {
+                bucket: "fleet-state".into(),
+                key: "lb/web.json".into()
+            })
+        );
+        // The node's own file and lock stay local; the state belongs to the fleet, not to
+        // this node's config file.
+        assert_eq!(config.state_path, Path::new(DEFAULT_STATE_PATH));
+        assert_eq!(
+            (config.node.as_str(), config.identity.as_str()),
+            ("lb-1", "s3://fleet-state/lb/web.json")
+        );
+        assert_eq!(parse(MINIMAL).unwrap().node, "local");
+        assert!(
+            !shared("path = \"s3://fleet-state/k\"")
+                .unwrap()
+                .node
+                .is_empty()
+        );
+        let refused = [
+            ("path = \"s3://fleet-state\"", "has no key"),
+            ("path = \"s3://Fleet_State/k\"", "not an S3 bucket name"),
+            ("path = \"s3://fleet-state/dir/\"", "not an object key"),
+            (
+                "path = \"local.json\"\nlocal_path = \"x.json\"",
+                "only for a shared state",
+            ),
+            (
+                "path = \"s3://fleet-state/k\"\nnode = \"lb 1\"",
+                "not a node name",
+            ),
+        ];
+        for (state, expected) in refused {
+            let error = shared(state).unwrap_err().to_string();
+            assert!(
+                error.contains(expected) && error.contains("state."),
+                "{state}: {error}"
+            );
+        }
+    }
+
+    #[test]
     fn minimal_config_gets_the_documented_defaults() {
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.state_path, Path::new(DEFAULT_STATE_PATH));
