@@ -273,6 +273,22 @@ pub async fn reconcile(
         }
         .into());
     }
+    // With a shared state, the fleet's decisions go by the store's clock, and a node whose
+    // own clock is off does not decide at all (invariant: no decision twice).
+    let (now, clock_off_s) = match store.clock() {
+        Some(store_now) => {
+            let off = now - store_now;
+            if off.abs() > plan::MAX_CLOCK_OFF_S {
+                tracing::warn!(
+                    "this node's clock is {off} s off the shared state's store: it renders haproxy.cfg but takes no scaling decision; fix its clock (NTP)"
+                );
+                (store_now, Some(off))
+            } else {
+                (store_now, None)
+            }
+        }
+        None => (now, None),
+    };
     lap("load state", String::new());
     let observed = observe(config, provider, &loaded, now).await?;
     lap(
@@ -294,6 +310,7 @@ pub async fn reconcile(
             installed: installed.as_deref(),
             state: &loaded,
             now,
+            clock_off_s,
         },
         renderer,
     )?;

@@ -96,7 +96,13 @@ pub struct Facts<'a> {
     pub state: &'a State,
     /// Unix seconds.
     pub now: i64,
+    /// How far this node's clock is off the shared state's store, when more than
+    /// [`MAX_CLOCK_OFF_S`]: scaling pools hold.
+    pub clock_off_s: Option<i64>,
 }
+
+/// How far a node's clock may be from the shared state's store before it stops deciding.
+pub const MAX_CLOCK_OFF_S: i64 = 5;
 
 /// The haproxy.cfg change, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -303,6 +309,7 @@ pub(crate) fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
                     now: facts.now,
                     rapid: (notify.rapid_scales, notify.rapid_window_s),
                     launch_timeout_s: scaling.launcher.launch_timeout(&facts.config.aws).as_secs(),
+                    clock_off_s: facts.clock_off_s,
                 })
             });
             membership::plan_backend(pool, observed, scale)
@@ -588,6 +595,7 @@ mod tests {
                 installed,
                 state,
                 now: 1_000,
+                clock_off_s: None,
             },
             renderer,
         )

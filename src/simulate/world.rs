@@ -168,6 +168,7 @@ impl<'a> World<'a> {
             now,
             rapid: self.rapid,
             launch_timeout_s: self.launch_timeout_s,
+            clock_off_s: None,
         });
         self.apply(plan, now)
     }

@@ -153,6 +153,12 @@ pub trait StateStore {
     /// The stored state, or a fresh one when there is none.
     fn load(&self) -> impl Future<Output = Result<(State, Revision), StateError>>;
 
+    /// The store's own time (Unix seconds) as of its last answer, for a store shared by
+    /// several nodes: their decisions go by one clock. `None` for a local store.
+    fn clock(&self) -> Option<i64> {
+        None
+    }
+
     /// Saves `state` if the store is still at `expected`; returns the new revision.
     fn save(
         &self,
@@ -204,6 +210,13 @@ impl StateStore for Store {
         match self {
             Store::File(store) => store.save(state, expected).await,
             Store::Shared(store) => store.save(state, expected).await,
+        }
+    }
+
+    fn clock(&self) -> Option<i64> {
+        match self {
+            Store::File(store) => store.clock(),
+            Store::Shared(store) => store.clock(),
         }
     }
 }

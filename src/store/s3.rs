@@ -12,11 +12,14 @@
 //! format (plus the two fields), so `aws s3 cp state.json s3://...` moves a deployment to it.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
+use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use serde::Serialize;
 
 use super::{Revision, STATE_LIMIT, Stamp, StateError, StateStore, from_stamped_bytes};
@@ -28,6 +31,35 @@ use crate::model::State;
 pub(crate) struct S3Store {
     client: Client,
     location: S3Location,
+    /// The `Date` of S3's last answer, Unix seconds: the fleet's clock.
+    clock: Arc<Mutex<Option<i64>>>,
+}
+
+/// Keeps the `Date` header of every answer.
+#[derive(Debug)]
+struct ReadDate(Arc<Mutex<Option<i64>>>);
+
+impl Intercept for ReadDate {
+    fn name(&self) -> &'static str {
+        "ReadDate"
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let date = context
+            .response()
+            .headers()
+            .get("date")
+            .and_then(|text| DateTime::from_str(text, DateTimeFormat::HttpDate).ok());
+        if let Some(date) = date {
+            *self.0.lock().expect("clock lock") = Some(date.secs());
+        }
+        Ok(())
+    }
 }
 
 /// The stored body: the state and its stamp side by side.
@@ -44,13 +76,21 @@ impl S3Store {
     /// `endpoint_url` is configured (moto, MinIO and other S3-compatible stores), virtual-hosted
     /// otherwise (AWS).
     pub(crate) fn new(sdk: &SdkConfig, location: &S3Location, path_style: bool) -> S3Store {
+        let clock = Arc::new(Mutex::new(None));
         let config = aws_sdk_s3::config::Builder::from(sdk)
             .force_path_style(path_style)
+            .interceptor(ReadDate(clock.clone()))
             .build();
         S3Store {
             client: Client::from_conf(config),
             location: location.clone(),
+            clock,
         }
+    }
+
+    /// The time of S3's last answer (Unix seconds), if it gave one.
+    pub(crate) fn clock(&self) -> Option<i64> {
+        *self.clock.lock().expect("clock lock")
     }
 
     fn name(&self) -> PathBuf {

@@ -101,6 +101,10 @@ impl StateStore for SharedStore {
         Ok((state, Revision::halves(halves)))
     }
 
+    fn clock(&self) -> Option<i64> {
+        self.shared.clock()
+    }
+
     /// Saves each half that changed: the fleet's first (a lost race saves nothing), then this
     /// node's.
     async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {

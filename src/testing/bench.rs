@@ -176,6 +176,7 @@ impl Fleet {
             installed: Some(&self.installed),
             state: &self.state,
             now: self.now,
+            clock_off_s: None,
         }
     }
 

@@ -260,3 +260,32 @@ fn an_unreachable_store_stops_the_run_before_any_cloud_call() {
     assert!(ec2_calls.is_empty(), "{ec2_calls:?}");
     assert_eq!(moto.all_instances().len(), before.len());
 }
+
+#[test]
+fn a_node_whose_clock_is_off_renders_but_does_not_decide() {
+    let moto = Moto::start();
+    let [mut lb, _] = fleet(&moto);
+    let scratch = tempfile::tempdir().unwrap();
+    // S3's clock is ten minutes ahead of this node's.
+    let proxy = FaultProxy::start(&moto, json!([{"date_offset": 600}]), scratch.path());
+    lb.endpoint_url = proxy.url.clone();
+    lb.write();
+    let output = run(&lb);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("clock is -600 s off the shared state's store"),
+        "{}",
+        describe(&output)
+    );
+    assert!(
+        moto.all_instances().is_empty(),
+        "it decided: {:?}",
+        moto.all_instances()
+    );
+    assert!(lb.haproxy_cfg().exists(), "it renders");
+    // In step again, it decides.
+    lb.endpoint_url = moto.url.clone();
+    lb.write();
+    converge(&lb);
+    assert_fleet(std::slice::from_ref(&lb), &moto, 3, 3, "clock fixed");
+}

@@ -46,6 +46,10 @@ pub struct ScalingFacts<'a> {
     /// intent is re-sent only once a first attempt can no longer be running, even if the run
     /// that made it was killed mid-call.
     pub launch_timeout_s: u64,
+    /// How far this node's clock is off the shared state's store, when more than
+    /// [`crate::decide::plan::MAX_CLOCK_OFF_S`]: the pool holds (no new launch or drain), so a
+    /// skewed clock cannot double a decision; intents already committed are still carried out.
+    pub clock_off_s: Option<i64>,
 }
 
 /// The role of an instance after this run.
@@ -210,6 +214,13 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         recommendations: &state.recommendations,
         loads: &measured.loads,
     });
+    if let Some(off) = facts.clock_off_s {
+        decision.desired = decision.current;
+        decision.capped = None;
+        decision.reason = format!(
+            "this node's clock is {off} s off the shared state's store's: it renders, but takes no scaling decision until its clock is right"
+        );
+    }
     let (current, desired) = (decision.current, decision.desired);
     let mut drained = victims::Drains::default();
     if desired > current {
@@ -459,6 +470,7 @@ mod tests {
         found: BTreeMap<String, Vec<String>>,
         state: PoolState,
         now: i64,
+        clock_off_s: Option<i64>,
     }
 
     impl World {
@@ -471,6 +483,7 @@ mod tests {
                 found: BTreeMap::new(),
                 state: PoolState::default(),
                 now: NOW,
+                clock_off_s: None,
             }
         }
 
@@ -487,6 +500,7 @@ mod tests {
                 now: self.now,
                 rapid: (2, 600),
                 launch_timeout_s: 30,
+                clock_off_s: self.clock_off_s,
             })
         }
 
@@ -586,6 +600,48 @@ mod tests {
             Event::Scaled { from: 2, to: 4, .. }
         ));
         assert_eq!(plan, world.plan(), "deterministic");
+    }
+
+    #[test]
+    fn a_node_whose_clock_is_off_holds_the_pool_and_still_carries_out_committed_intents() {
+        let mut world = World::new(
+            threshold("step_up = 2"),
+            vec![instance("i-1", 600), instance("i-2", 600)],
+        )
+        .with_rate(30, &[1, 1]);
+        assert_eq!(world.plan().decision.desired, 4, "in step, it scales up");
+        world.clock_off_s = Some(-42);
+        let plan = world.plan();
+        assert_eq!((plan.decision.current, plan.decision.desired), (2, 2));
+        assert!(
+            plan.decision.reason.contains("42 s off"),
+            "{}",
+            plan.decision.reason
+        );
+        assert!(plan.launches.is_empty() && plan.next.scale_history.is_empty());
+        // Below min, it does not launch either: another node (or a corrected clock) will.
+        let min_3 = pool(
+            "min = 3\nmax = 10\nscale_up_above = 20\nscale_down_below = 10\ncooldown_s = 0\nwarmup_s = 60\ndrain_s = 120",
+            "none",
+        );
+        let mut below = World::new(min_3, vec![instance("i-1", 600)]);
+        below.clock_off_s = Some(30);
+        assert!(below.plan().launches.is_empty());
+        // An intent committed by a node in step is finished, whatever this clock says.
+        below.state.launches = vec![LaunchIntent {
+            token: "hxa-t".into(),
+            count: 2,
+            requested_at: NOW - 120,
+            instance_ids: None,
+            attempt_ended: true,
+        }];
+        let launches: Vec<_> = below
+            .plan()
+            .launches
+            .iter()
+            .map(|l| l.token.clone())
+            .collect();
+        assert_eq!(launches, ["hxa-t"]);
     }
 
     /// Another node's newest sample: `metric` per server, `ago` seconds before now.
