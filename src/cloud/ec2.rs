@@ -7,7 +7,6 @@
 //! Its client is built from [`super::aws::sdk_config`].
 
 use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
@@ -31,8 +30,8 @@ impl Ec2 {
     #[cfg(feature = "testing")]
     pub(crate) fn for_endpoint(endpoint_url: &str) -> Ec2 {
         let config = aws_sdk_ec2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("eu-west-1"))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
             .endpoint_url(endpoint_url)
             .credentials_provider(aws_sdk_ec2::config::Credentials::new(
                 "bench", "bench", None, None, "bench",

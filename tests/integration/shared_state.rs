@@ -80,6 +80,35 @@ fn assert_fleet(nodes: &[Deployment], moto: &Moto, running: usize, ever: usize, 
     let state = shared(moto);
     let pool = &state["pools"]["web"];
     assert!(pool.get("launches").is_none(), "{label}: {state}");
+    // One decision per period: no two scale events at one time.
+    let times: Vec<i64> = pool["scale_history"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .map(|event| event["at"].as_i64().unwrap())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut unique = times.clone();
+    unique.dedup();
+    assert_eq!(
+        times, unique,
+        "{label}: two decisions in one period: {state}"
+    );
+    // One instance set per launch token.
+    let mut per_token: std::collections::BTreeMap<String, usize> = Default::default();
+    for id in instances.keys() {
+        let token = moto
+            .tags(id)
+            .remove("haproxy-autoscaler:launch-token")
+            .unwrap_or_default();
+        *per_token.entry(token).or_default() += 1;
+    }
+    assert!(
+        per_token.values().all(|count| *count <= 3),
+        "{label}: {per_token:?}"
+    );
     assert!(
         state.get("installed_config_sha256").is_none(),
         "{label}: {state}"
