@@ -4,6 +4,11 @@
 # that real S3 accepts the conditional writes the tool sends and that two nodes racing on one
 # object take each decision once.
 #
+# When: before a release, and after a change to src/store/ or the AWS SDK versions.
+# Needs: a checkout and a Rust toolchain (it builds the debug binary), python3, and a region
+# (AWS_REGION or the profile's). Success is two `ok:` lines and exit 0; a failure prints
+# `FAIL: ...` and exits 1.
+#
 # Usage: scripts/smoke-s3.sh s3://BUCKET/PREFIX
 #   AWS credentials and region from the environment (AWS_PROFILE, AWS_REGION, ...);
 #   SMOKE_ENDPOINT_URL=http://... points it at an S3-compatible store instead. The caller
@@ -18,11 +23,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/smoke-s3.sh s3://BUCKET/PREFIX}
-[[ $target == s3://*/* ]] || { echo "error: $target is not s3://BUCKET/PREFIX" >&2; exit 2; }
+[[ $target == s3://?*/* ]] || { echo "error: $target is not s3://BUCKET/PREFIX" >&2; exit 2; }
 cargo build --locked --quiet
 bin=$(realpath "${CARGO_TARGET_DIR:-target}")/debug/haproxy-autoscaler
 work=$(mktemp -d)
-key="${target#s3://*/}/smoke-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n').json"
+prefix=${target#s3://*/}; prefix=${prefix%/}
+key="${prefix:+$prefix/}smoke-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n').json"
 bucket=${target#s3://}; bucket=${bucket%%/*}
 object="s3://$bucket/$key"
 provider=$PWD/tests/fixtures/exec-provider.py

@@ -144,6 +144,9 @@ pub(crate) async fn connect(config: &Config) -> Result<(Clouds, Store), Error> {
     Ok((clouds, store))
 }
 
+/// How many times a run decides when other nodes keep changing the shared state first.
+const RACE_ATTEMPTS: u32 = 3;
+
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
@@ -158,7 +161,20 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
                 }
             })?;
         let (provider, store) = connect(&config).await?;
-        reconcile(&config, &renderer, &provider, &store, cli.plan, now).await
+        // A lost race on the shared state voids what this run decided: decide again from what
+        // the winner committed, a few times, then leave it to the next run.
+        let mut attempt = 1;
+        loop {
+            match reconcile(&config, &renderer, &provider, &store, cli.plan, now).await {
+                Err(error @ Error::State(store::StateError::Raced { .. }))
+                    if attempt < RACE_ATTEMPTS =>
+                {
+                    tracing::info!("{error}: deciding again ({attempt} of {RACE_ATTEMPTS})");
+                    attempt += 1;
+                }
+                outcome => break outcome,
+            }
+        }
     }
     .await;
     if !cli.plan {
@@ -267,7 +283,10 @@ pub async fn reconcile(
         && *owner != config.identity
     {
         return Err(store::StateError::OtherConfig {
-            path: config.state_path.clone(),
+            path: match &config.shared_state {
+                Some(location) => std::path::PathBuf::from(location.to_string()),
+                None => config.state_path.clone(),
+            },
             owner: owner.clone(),
             ours: config.identity.clone(),
         }

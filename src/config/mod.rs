@@ -169,7 +169,14 @@ impl S3Location {
     /// Parses `s3://BUCKET/KEY`; `None` for a path that is not an S3 URL; the reason for one
     /// that is but cannot be used.
     pub fn parse(text: &str) -> Option<Result<S3Location, String>> {
-        let rest = text.strip_prefix("s3://")?;
+        let Some(rest) = text.strip_prefix("s3://") else {
+            // `s3:/b/k`, `S3://b/k`: meant to be shared; a local file of that name would not be.
+            return text.get(..3).filter(|scheme| scheme.eq_ignore_ascii_case("s3:")).map(|_| {
+                Err(format!(
+                    "`{text}` looks like an S3 URL but is not one: write s3://BUCKET/KEY (lowercase `s3://`)"
+                ))
+            });
+        };
         let Some((bucket, key)) = rest.split_once('/') else {
             return Some(Err(format!("`{text}` has no key: write s3://BUCKET/KEY")));
         };
@@ -183,9 +190,14 @@ impl S3Location {
                 "`{bucket}` is not an S3 bucket name (3 to 63 lowercase letters, digits, `.` and `-`)"
             )));
         }
-        if key.is_empty() || key.ends_with('/') || key.chars().any(char::is_control) {
+        if key.is_empty() {
             return Some(Err(format!(
-                "`{key}` is not an object key (s3://BUCKET/KEY)"
+                "`{text}` has an empty key: write s3://BUCKET/KEY"
+            )));
+        }
+        if key.ends_with('/') || key.starts_with('/') || key.chars().any(char::is_control) {
+            return Some(Err(format!(
+                "`{key}` is not an object key (s3://BUCKET/KEY, a key that neither starts nor ends with `/`)"
             )));
         }
         Some(Ok(S3Location {
@@ -620,6 +632,9 @@ security_group = "web"
             ("path = \"s3://fleet-state\"", "has no key"),
             ("path = \"s3://Fleet_State/k\"", "not an S3 bucket name"),
             ("path = \"s3://fleet-state/dir/\"", "not an object key"),
+            ("path = \"s3://fleet-state/\"", "empty key"),
+            ("path = \"s3:/fleet-state/k\"", "looks like an S3 URL"),
+            ("path = \"S3://fleet-state/k\"", "looks like an S3 URL"),
             (
                 "path = \"local.json\"\nlocal_path = \"x.json\"",
                 "only for a shared state",

@@ -18,7 +18,7 @@ use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
 use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
-use aws_sdk_s3::error::{BoxError, DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use serde::Serialize;
 
@@ -112,7 +112,17 @@ impl S3Store {
                     error.message().unwrap_or("no message")
                 )
             }
-            _ => DisplayErrorContext(&error).to_string(),
+            // The causes, without the SDK's debug dump of the error.
+            _ => {
+                let mut text = error.to_string();
+                let mut source = std::error::Error::source(&error);
+                while let Some(cause) = source {
+                    text.push_str(": ");
+                    text.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                text
+            }
         };
         match &error {
             SdkError::DispatchFailure(_)
@@ -126,7 +136,12 @@ impl S3Store {
             {
                 StateError::Unreachable { location, message }
             }
-            _ => StateError::Shared { location, message },
+            _ => StateError::Shared {
+                location,
+                message: format!(
+                    "{message}; check `[state] path` (the bucket must exist) and that these credentials may s3:GetObject and s3:PutObject the key (and s3:ListBucket the bucket, or S3 answers a missing key with AccessDenied)"
+                ),
+            },
         }
     }
 

@@ -161,7 +161,7 @@ fn interleaved_nodes_take_each_decision_once_and_render_the_same_servers() {
 #[test]
 fn nodes_run_at_once_never_launch_twice() {
     let mut raced = 0;
-    for round in 0..4 {
+    for round in 0..6 {
         let moto = Moto::start();
         let nodes = fleet(&moto);
         let children: Vec<_> = nodes
@@ -175,28 +175,33 @@ fn nodes_run_at_once_never_launch_twice() {
                     .unwrap()
             })
             .collect();
+        let mut logs = Vec::new();
         for child in children {
             let output = child.wait_with_output().unwrap();
-            match output.status.code() {
-                Some(0) => {}
-                // Lost the race: nothing done, the next run goes on.
-                Some(75) => {
-                    assert!(
-                        stderr(&output).contains("another node changed the shared state"),
-                        "{}",
-                        describe(&output)
-                    );
-                    raced += 1;
-                }
-                _ => panic!("round {round}: {}", describe(&output)),
+            logs.push(stderr(&output));
+            // A node that lost the race decided again from the winner's state (`-v` says so),
+            // and exits 0, or 75 after losing three times: nothing done on a void decision.
+            if stderr(&output).contains("another node changed the shared state") {
+                raced += 1;
             }
+            assert!(
+                matches!(output.status.code(), Some(0 | 75)),
+                "round {round}: {}",
+                describe(&output)
+            );
         }
         for node in &nodes {
             converge(node);
         }
-        assert_fleet(&nodes, &moto, 3, 3, &format!("round {round}"));
+        assert_fleet(
+            &nodes,
+            &moto,
+            3,
+            3,
+            &format!("round {round}: {}", logs.join("\n----\n")),
+        );
     }
-    eprintln!("concurrent rounds: 4, a node lost the race in {raced}");
+    eprintln!("concurrent rounds: 6, a node lost a race and decided again in {raced}");
 }
 
 #[test]

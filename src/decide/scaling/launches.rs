@@ -30,12 +30,21 @@ pub(super) fn carry_intents(facts: &ScalingFacts<'_>, state: &PoolState, present
             continue; // its instances carry the pool tag: discovery sees them from now on
         }
         let room = max_now.saturating_sub(present.saturating_add(carried.pending_capacity));
-        if facts
+        let found = facts
             .found_by_token
             .get(&intent.token)
-            .is_some_and(|ids| !ids.is_empty())
-        {
-            continue; // found: discovery lists them
+            .map_or(0, |ids| ids.len() as u32);
+        if found > 0 {
+            // Found: discovery lists them. Fewer than asked for (launches are all or nothing)
+            // is a listing made while they were being created, or EC2's eventually consistent
+            // one: the rest are on their way, not missing, for a while.
+            if found < intent.count && now < listing_deadline(intent, facts.launch_timeout_s) {
+                carried.pending_capacity = carried
+                    .pending_capacity
+                    .saturating_add((intent.count - found).min(room));
+                carried.intents.push(intent.clone());
+            }
+            continue;
         }
         if may_still_run(intent, now, facts.launch_timeout_s) {
             // Never counted as more than today's max leaves room for, so that phantom capacity
@@ -65,6 +74,17 @@ pub(super) fn carry_intents(facts: &ScalingFacts<'_>, state: &PoolState, present
         });
     }
     carried
+}
+
+/// How long after a launch call's bound its instances may still be missing from a listing.
+const LISTING_GRACE_S: i64 = 120;
+
+/// Until when instances of `intent` not listed yet still count as launched.
+fn listing_deadline(intent: &LaunchIntent, launch_timeout_s: u64) -> i64 {
+    intent
+        .requested_at
+        .saturating_add(launch_timeout_s as i64)
+        .saturating_add(LISTING_GRACE_S)
 }
 
 /// A first attempt of this intent may still be running.

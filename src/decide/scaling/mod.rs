@@ -757,18 +757,37 @@ mod tests {
                 (launch_token("web", NOW), 2, false)
             ]
         );
-        // Found: the intent is done, and no launch is sent again.
+        // One of its two listed (the listing raced the launch, or lags): the other is on its
+        // way: counted, not sent again, and no new launch for it.
         let mut a = instance("i-2", 30);
         a.state = InstanceState::Pending;
         world.instances.push(a);
         world.found.insert("hxa-t".into(), vec!["i-2".into()]);
         let plan = world.plan();
+        assert!(plan.launches.is_empty(), "{:?}", plan.launches);
+        assert_eq!(plan.decision.current, 3, "{}", plan.decision.reason);
+        assert!(plan.next.launches.iter().any(|i| i.token == "hxa-t"));
+        // Both listed: the intent is done.
+        let mut b = instance("i-3", 30);
+        b.state = InstanceState::Pending;
+        world.instances.push(b);
+        world
+            .found
+            .insert("hxa-t".into(), vec!["i-2".into(), "i-3".into()]);
+        let plan = world.plan();
+        assert!(plan.launches.is_empty(), "{:?}", plan.launches);
+        assert!(plan.next.launches.iter().all(|i| i.token != "hxa-t"));
+        // Still one of two long after the launch: what is listed is what there is.
+        world.instances.pop();
+        world.found.insert("hxa-t".into(), vec!["i-2".into()]);
+        world.now = NOW + 600;
+        let plan = world.plan();
+        assert!(plan.next.launches.iter().all(|i| i.token != "hxa-t"));
         assert!(
             plan.launches.iter().all(|l| !l.retry),
             "{:?}",
             plan.launches
         );
-        assert!(plan.next.launches.iter().all(|i| i.token != "hxa-t"));
     }
 
     #[test]
