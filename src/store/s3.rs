@@ -125,9 +125,14 @@ impl S3Store {
             }
         };
         match &error {
-            SdkError::DispatchFailure(_)
-            | SdkError::TimeoutError(_)
-            | SdkError::ResponseError(_) => StateError::Unreachable { location, message },
+            // Not reached (a connection refused or cut, a timeout): the next run tries again.
+            // No credentials is a dispatch failure too, but not one that passes.
+            SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
+                StateError::Unreachable { location, message }
+            }
+            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+                StateError::Unreachable { location, message }
+            }
             SdkError::ServiceError(service)
                 if matches!(
                     service.err().code(),
