@@ -135,10 +135,11 @@ pub(crate) async fn connect(config: &Config) -> Result<(Clouds, Store), Error> {
         ec2: sdk.as_ref().filter(|_| uses_ec2).map(Ec2::new),
     };
     let store = match (&config.shared_state, &sdk) {
-        (Some(location), Some(sdk)) => Store::Shared(SharedStore::new(
-            S3Store::new(sdk, location, config.aws.endpoint_url.is_some()),
-            FileStore::new(&config.state_path),
-        )),
+        (Some(location), Some(sdk)) => {
+            S3Store::check_credentials(sdk, location).await?;
+            let shared = S3Store::new(sdk, location, config.aws.endpoint_url.is_some());
+            Store::Shared(SharedStore::new(shared, FileStore::new(&config.state_path)))
+        }
         _ => Store::File(FileStore::new(&config.state_path)),
     };
     Ok((clouds, store))

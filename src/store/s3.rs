@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use aws_config::SdkConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::interceptors::BeforeDeserializationInterceptorContextRef;
-use aws_sdk_s3::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_s3::config::{ConfigBag, Intercept, ProvideCredentials, RuntimeComponents};
 use aws_sdk_s3::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use serde::Serialize;
@@ -88,6 +88,25 @@ impl S3Store {
         }
     }
 
+    /// Fails when the SDK finds no credentials: that is a setup to fix (exit 1), not an outage
+    /// to wait out, and S3's client would report it as a failure to send.
+    pub(crate) async fn check_credentials(
+        sdk: &SdkConfig,
+        location: &S3Location,
+    ) -> Result<(), StateError> {
+        let Some(provider) = sdk.credentials_provider() else {
+            return Ok(());
+        };
+        provider
+            .provide_credentials()
+            .await
+            .map(drop)
+            .map_err(|error| StateError::Shared {
+                location: location.to_string(),
+                message: format!("no AWS credentials: {}", chain(&error)),
+            })
+    }
+
     /// The time of S3's last answer (Unix seconds), if it gave one.
     pub(crate) fn clock(&self) -> Option<i64> {
         *self.clock.lock().expect("clock lock")
@@ -113,26 +132,14 @@ impl S3Store {
                 )
             }
             // The causes, without the SDK's debug dump of the error.
-            _ => {
-                let mut text = error.to_string();
-                let mut source = std::error::Error::source(&error);
-                while let Some(cause) = source {
-                    text.push_str(": ");
-                    text.push_str(&cause.to_string());
-                    source = cause.source();
-                }
-                text
-            }
+            _ => chain(&error),
         };
         match &error {
             // Not reached (a connection refused or cut, a timeout): the next run tries again.
-            // No credentials is a dispatch failure too, but not one that passes.
-            SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
-                StateError::Unreachable { location, message }
-            }
-            SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-                StateError::Unreachable { location, message }
-            }
+            // (Missing credentials, a dispatch failure too, are found before: [`S3Store::check_credentials`].)
+            SdkError::DispatchFailure(_)
+            | SdkError::TimeoutError(_)
+            | SdkError::ResponseError(_) => StateError::Unreachable { location, message },
             SdkError::ServiceError(service)
                 if matches!(
                     service.err().code(),
@@ -245,6 +252,18 @@ impl StateStore for S3Store {
             Err(error) => Err(self.failed(error)),
         }
     }
+}
+
+/// An error and its causes, on one line.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// 128 random bits, in hex.
