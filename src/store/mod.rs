@@ -179,6 +179,10 @@ impl FileStore {
             path: path.to_owned(),
         }
     }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 impl StateStore for FileStore {

@@ -107,6 +107,10 @@ impl S3Store {
             })
     }
 
+    pub(crate) fn location(&self) -> &S3Location {
+        &self.location
+    }
+
     /// The time of S3's last answer (Unix seconds), if it gave one.
     pub(crate) fn clock(&self) -> Option<i64> {
         *self.clock.lock().expect("clock lock")

@@ -72,6 +72,16 @@ fn shared_half(state: &State) -> State {
     shared
 }
 
+/// Whether `state` holds more than a node's own facts.
+fn has_fleet_facts(state: &State) -> bool {
+    state.pools.values().any(|pool| {
+        !(pool.launches.is_empty()
+            && pool.draining.is_empty()
+            && pool.samples.is_empty()
+            && pool.scale_history.is_empty())
+    })
+}
+
 fn merged(mut shared: State, local: State) -> State {
     shared.installed_config_sha256 = local.installed_config_sha256;
     for (name, local) in local.pools {
@@ -91,6 +101,17 @@ impl StateStore for SharedStore {
     async fn load(&self) -> Result<(State, Revision), StateError> {
         let (shared, shared_revision) = self.shared.load().await?;
         let (local, local_revision) = self.local.load().await?;
+        // A whole deployment's state in the local file (its path was the state's before it was
+        // shared) would lose its intents and drains when only this node's half is saved back.
+        if shared_revision.is_none() && has_fleet_facts(&local) {
+            return Err(StateError::Shared {
+                location: self.shared.location().to_string(),
+                message: format!(
+                    "there is no state there yet, and the local file `{}` holds a whole deployment's state (launch intents, drains, samples): move it to S3 first (`jq 'del(.config)'` it, then `aws s3 cp`; see the README's \"Several load balancers\"), or give `local_path` another file",
+                    self.local.path().display()
+                ),
+            });
+        }
         let halves = Halves {
             shared_digest: digest(&shared_half(&shared)),
             local_digest: digest(&local_half(&local)),
@@ -176,5 +197,7 @@ mod tests {
         other_node.installed_config_sha256 = Some("def".into());
         other_node.pools.get_mut("web").unwrap().servers.pop();
         assert_eq!(digest(&shared_half(&other_node)), digest(&shared));
+        // A node's half alone is not a deployment's state; the whole one is.
+        assert!(!has_fleet_facts(&local) && has_fleet_facts(&state));
     }
 }
