@@ -103,7 +103,7 @@ impl S3Store {
             .map(drop)
             .map_err(|error| StateError::Shared {
                 location: location.to_string(),
-                message: format!("no AWS credentials: {}", chain(&error)),
+                message: format!("no AWS credentials: {}", crate::error::error_chain(&error)),
             })
     }
 
@@ -136,7 +136,7 @@ impl S3Store {
                 )
             }
             // The causes, without the SDK's debug dump of the error.
-            _ => chain(&error),
+            _ => crate::error::error_chain(&error),
         };
         match &error {
             // Not reached (a connection refused or cut, a timeout): the next run tries again.
@@ -256,18 +256,6 @@ impl StateStore for S3Store {
             Err(error) => Err(self.failed(error)),
         }
     }
-}
-
-/// An error and its causes, on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// 128 random bits, in hex.
