@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use aws_config::SdkConfig;
+
 use crate::apply::apply;
 use crate::cli::{Cli, Command};
 use crate::cloud::ec2::Ec2;
@@ -134,15 +136,27 @@ pub(crate) async fn connect(config: &Config) -> Result<(Clouds, Store), Error> {
     let clouds = Clouds {
         ec2: sdk.as_ref().filter(|_| uses_ec2).map(Ec2::new),
     };
-    let store = match (&config.shared_state, &sdk) {
-        (Some(location), Some(sdk)) => {
-            S3Store::check_credentials(sdk, location).await?;
-            let shared = S3Store::new(sdk, location, config.aws.endpoint_url.is_some());
-            Store::Shared(SharedStore::new(shared, FileStore::new(&config.state_path)))
-        }
-        _ => Store::File(FileStore::new(&config.state_path)),
+    Ok((clouds, open_store(config, sdk.as_ref()).await?))
+}
+
+/// The state store the config names. An AWS configuration is resolved (when `sdk` is not given)
+/// only for a shared state: a local one needs no cloud.
+pub(crate) async fn open_store(config: &Config, sdk: Option<&SdkConfig>) -> Result<Store, Error> {
+    let local = FileStore::new(&config.state_path);
+    let Some(location) = &config.shared_state else {
+        return Ok(Store::File(local));
     };
-    Ok((clouds, store))
+    let resolved;
+    let sdk = match sdk {
+        Some(sdk) => sdk,
+        None => {
+            resolved = crate::cloud::aws::sdk_config(&config.aws).await?;
+            &resolved
+        }
+    };
+    S3Store::check_credentials(sdk, location).await?;
+    let shared = S3Store::new(sdk, location, config.aws.endpoint_url.is_some());
+    Ok(Store::Shared(SharedStore::new(shared, local)))
 }
 
 /// How many times a run decides when other nodes keep changing the shared state first.

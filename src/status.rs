@@ -56,7 +56,7 @@ struct ServerView {
 pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
     let config = Config::from_cli(cli)?;
     let now = crate::app::unix_now() as i64;
-    let (_, store) = crate::app::connect(&config).await?;
+    let store = crate::app::open_store(&config, None).await?;
     let (state, revision, state_error) = match store.load().await {
         Ok((state, revision)) => (state, Some(revision), None),
         Err(error) => (State::default(), None, Some(error_chain(&error))),
