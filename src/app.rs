@@ -298,10 +298,7 @@ pub async fn reconcile(
         && *owner != config.identity
     {
         return Err(store::StateError::OtherConfig {
-            path: match &config.shared_state {
-                Some(location) => std::path::PathBuf::from(location.to_string()),
-                None => config.state_path.clone(),
-            },
+            path: config.state_name(),
             owner: owner.clone(),
             ours: config.identity.clone(),
         }

@@ -440,6 +440,14 @@ pub struct Discover {
 }
 
 impl Config {
+    /// The state's name in messages: the S3 URL of a shared state, or the local file.
+    pub fn state_name(&self) -> PathBuf {
+        match &self.shared_state {
+            Some(location) => PathBuf::from(location.to_string()),
+            None => self.state_path.clone(),
+        }
+    }
+
     /// Builds the configuration from the command line: the config-less one-pool mode when a
     /// discovery filter is given, the config file otherwise.
     pub fn from_cli(cli: &Cli) -> Result<Config, ConfigError> {
