@@ -20,7 +20,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 version=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["packages"][0]["version"])')
 out=target/package
 rm -rf "$out"
-mkdir -p "$out/completions"
+mkdir -p "$out/completions" "$out/man"
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -38,7 +38,8 @@ cargo build --release --locked
 binary="$target_dir/release/haproxy-autoscaler"
 
 # What the package installs beside the binary, generated from it.
-"$binary" man | gzip -9n > "$out/haproxy-autoscaler.1.gz"
+"$binary" man --out-dir "$out/man"
+gzip -9n "$out"/man/*.1
 "$binary" completions bash > "$out/completions/haproxy-autoscaler"
 "$binary" completions zsh > "$out/completions/_haproxy-autoscaler"
 "$binary" completions fish > "$out/completions/haproxy-autoscaler.fish"
@@ -78,7 +79,7 @@ staging="$out/$name"
 mkdir -p "$staging"
 cp "$static" "$staging/"
 cp templates/haproxy.cfg.hbs examples/config.toml README.md CHANGELOG.md "$staging/"
-cp "$out/haproxy-autoscaler.1.gz" "$staging/"
+cp -r "$out/man" "$staging/"
 cp -r "$out/completions" "$staging/"
 tar -C "$out" --owner=0 --group=0 -czf "$out/$name.tar.gz" "$name"
 rm -rf "$staging"

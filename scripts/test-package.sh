@@ -92,11 +92,24 @@ if output=$(env -i PATH=/usr/bin:/bin haproxy-autoscaler check --offline 2>&1); 
 else
     fail "check --offline against the installed config: $output"
 fi
-if env -i PATH=/usr/bin:/bin MANPAGER=cat man haproxy-autoscaler 2>&1 | grep -q 'haproxy-autoscaler'; then
-    pass "man haproxy-autoscaler"
+# As installed, a run (by hand, or by a timer enabled too early) refuses and changes nothing.
+before=$(sha256sum /etc/haproxy/haproxy.cfg 2>/dev/null || true)
+status=0
+output=$(env -i PATH=/usr/bin:/bin haproxy-autoscaler 2>&1) || status=$?
+if [ "$status" -eq 2 ] && echo "$output" | grep -q 'enabled = false' &&
+    [ "$(sha256sum /etc/haproxy/haproxy.cfg 2>/dev/null || true)" = "$before" ] &&
+    [ -z "$(ls -A /var/lib/haproxy-autoscaler)" ]; then
+    pass "a run with the installed config refuses (exit 2) and changes nothing"
 else
-    fail "man haproxy-autoscaler: $(man haproxy-autoscaler 2>&1 | head -n 3)"
+    fail "a run with the installed config (exit $status): $output"
 fi
+for page in haproxy-autoscaler haproxy-autoscaler-check haproxy-autoscaler-hosts-add; do
+    if env -i PATH=/usr/bin:/bin MANPAGER=cat man "$page" 2>&1 | grep -q "^NAME"; then
+        pass "man $page"
+    else
+        fail "man $page: $(man "$page" 2>&1 | head -n 3)"
+    fi
+done
 if bash -c 'source /usr/share/bash-completion/completions/haproxy-autoscaler && complete -p haproxy-autoscaler' >/dev/null; then
     pass "bash completion loads"
 else

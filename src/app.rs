@@ -61,7 +61,9 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
         Some(Command::Completions { shell }) => {
             return crate::manual::completions(*shell).map(|()| EXIT_OK);
         }
-        Some(Command::Man) => return crate::manual::man().map(|()| EXIT_OK),
+        Some(Command::Man { out_dir }) => {
+            return crate::manual::man(out_dir.as_deref()).map(|()| EXIT_OK);
+        }
         Some(Command::Hosts(command)) => return crate::hosts::run(cli, command),
         Some(Command::Check(_) | Command::Status) | None => {}
     }
@@ -165,6 +167,17 @@ const RACE_ATTEMPTS: u32 = 3;
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {
     let config = Config::from_cli(cli)?;
+    if !config.enabled {
+        if !cli.plan {
+            return Err(Error::Disabled {
+                config: config.source.to_string(),
+            });
+        }
+        tracing::warn!(
+            "{} says `enabled = false`: a run would do nothing until it says `enabled = true`; what it would then do:",
+            config.source
+        );
+    }
     let started = Instant::now();
     let now = unix_now() as i64;
     let outcome = async {

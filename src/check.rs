@@ -24,6 +24,8 @@ struct Findings {
     problems: Vec<String>,
     /// What a run would say but go on with (instances left out, an empty backend).
     warnings: Vec<String>,
+    /// `enabled` in the config: `false` makes runs refuse.
+    enabled: bool,
 }
 
 /// Runs every check; exit 0 when there is no problem, 2 otherwise.
@@ -33,6 +35,7 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
         mode: "check",
         config: config.source.to_string(),
         offline,
+        enabled: config.enabled,
         problems: Vec::new(),
         warnings: Vec::new(),
     };
@@ -140,6 +143,11 @@ fn print(cli: &Cli, findings: &Findings) {
                 "ok: {} is valid, and its template renders against {against} into a haproxy.cfg that check_command accepts",
                 findings.config
             ));
+            if !findings.enabled {
+                crate::report::out(format_args!(
+                    "note: it says `enabled = false`: runs refuse (exit 2) until it says `enabled = true`"
+                ));
+            }
         }
     } else {
         crate::report::out(format_args!(

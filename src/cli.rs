@@ -13,8 +13,13 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
 /// Keep HAProxy backends in sync with cloud instances, one run at a time (run it from cron).
 #[derive(Debug, Parser)]
 #[command(name = "haproxy-autoscaler", version, about, long_about = None)]
-#[command(after_help = "Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
-75 another run holds the lock, 4 changes pending (--plan --detailed-exitcode).")]
+#[command(
+    after_help = "Without a command: one real run, which may install haproxy.cfg, reload \
+HAProxy, and launch or terminate instances; --plan shows what it would do and changes nothing.
+
+Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
+75 another run holds the lock, 4 changes pending (--plan --detailed-exitcode)."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -73,8 +78,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff; `man -l -` reads it from stdin).
-    Man,
+    /// Print the manual page (roff; `man -l -` reads it from stdin), or write it and one page per
+    /// command into a folder.
+    Man {
+        /// Write haproxy-autoscaler.1 and haproxy-autoscaler-COMMAND.1 into this folder (for
+        /// example /usr/share/man/man1) instead of printing the main page.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
     /// Add, remove or list the hosts of a static pool (its `[pool.static] dir`).
     #[command(subcommand)]
     Hosts(HostsCommand),

@@ -52,10 +52,21 @@ pub enum Error {
     Hosts(#[from] crate::hosts::HostsError),
     #[error("cannot write to stdout")]
     Stdout(#[source] std::io::Error),
+    #[error("cannot write the manual pages into `{}`", dir.display())]
+    Manual {
+        dir: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot draw the plot")]
     Plot(#[source] crate::simulate::plot::PlotError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// The config says `enabled = false`.
+    #[error(
+        "{config} says `enabled = false`, so this run did nothing: edit the config, see what a run would do with `haproxy-autoscaler check` and `--plan`, then set `enabled = true`"
+    )]
+    Disabled { config: String },
     /// Stopped by a signal; the commands it was running were killed.
     #[error(
         "stopped by {signal}; the commands it was running were killed, and the next run finishes the job"
@@ -85,7 +96,8 @@ impl Error {
             | Error::Template { .. }
             | Error::Trace(_)
             | Error::Simulate(_)
-            | Error::Init(crate::init::InitError::Exists(_)) => EXIT_USAGE,
+            | Error::Init(crate::init::InitError::Exists(_))
+            | Error::Disabled { .. } => EXIT_USAGE,
             Error::Hosts(error) if error.is_usage() => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a
             // value refused as unsafe is a problem with the data, so the run failed.
@@ -105,6 +117,7 @@ impl Error {
             | Error::Init(_)
             | Error::Hosts(_)
             | Error::Stdout(_)
+            | Error::Manual { .. }
             | Error::Runtime(_) => EXIT_FAILED,
             Error::Stopped { code, .. } => *code,
         }

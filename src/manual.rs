@@ -1,6 +1,8 @@
 //! `completions SHELL` and `man`: generated from the command line's clap definitions, so they
 //! never drift from `--help`.
 
+use std::path::Path;
+
 use clap::CommandFactory;
 
 use crate::cli::Cli;
@@ -24,10 +26,19 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
     write_stdout(&out)
 }
 
-/// Prints the manual page (roff) on stdout.
-pub(crate) fn man() -> Result<(), Error> {
+/// Prints the manual page (roff) on stdout, or writes it and one page per command (the pages
+/// its SUBCOMMANDS section names) into `out_dir`.
+pub(crate) fn man(out_dir: Option<&Path>) -> Result<(), Error> {
+    // `help` is a flag on every page, not a page of its own.
+    let command = Cli::command().disable_help_subcommand(true);
+    if let Some(dir) = out_dir {
+        return clap_mangen::generate_to(command, dir).map_err(|source| Error::Manual {
+            dir: dir.to_owned(),
+            source,
+        });
+    }
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
+    clap_mangen::Man::new(command)
         .render(&mut out)
         .map_err(Error::Stdout)?;
     write_stdout(&out)

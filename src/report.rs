@@ -36,7 +36,7 @@ impl Mode {
                     crate::cli::Command::Init(_)
                     | crate::cli::Command::Hosts(_)
                     | crate::cli::Command::Completions { .. }
-                    | crate::cli::Command::Man,
+                    | crate::cli::Command::Man { .. },
                 ),
                 _,
             ) => Mode::Tool,

@@ -150,6 +150,9 @@ pub struct Config {
     pub notify: Notify,
     /// Where each run writes its Prometheus metrics (node_exporter's textfile collector).
     pub metrics_file: Option<PathBuf>,
+    /// `enabled = false` (the example config as written or installed): a run refuses before
+    /// doing anything, while `--plan`, `check` and `status` work as usual.
+    pub enabled: bool,
 }
 
 /// An S3 object: `s3://BUCKET/KEY`.
@@ -590,6 +593,7 @@ impl Config {
             )],
             notify: None,
             metrics_file: None,
+            enabled: None,
         };
         v.config(raw)
     }
@@ -683,6 +687,21 @@ security_group = "web"
     }
 
     #[test]
+    fn a_config_is_enabled_unless_it_says_enabled_false() {
+        assert!(parse(MINIMAL).unwrap().enabled);
+        assert!(
+            parse(&format!("enabled = true\n{MINIMAL}"))
+                .unwrap()
+                .enabled
+        );
+        assert!(
+            !parse(&format!("enabled = false\n{MINIMAL}"))
+                .unwrap()
+                .enabled
+        );
+    }
+
+    #[test]
     fn master_socket_alone_replaces_the_default_reload_command() {
         let text = format!("[haproxy]\nmaster_socket = \"/run/m.sock\"\n{MINIMAL}");
         let reload = parse(&text).unwrap().haproxy.reload;
@@ -739,6 +758,7 @@ security_group = "web"
         static_pool_with_discovery: pool("provider = \"static\"") => ["pool `web`: `discover`", "not for a static pool"];
         static_table_on_an_ec2_pool: format!("{}[pool.static]\ndir = \"h\"\n", pool("")) => ["pool `web`: `static`", "only for `provider = \"static\"`"];
         metrics_file_not_a_path: format!("metrics_file = 5\n{}", pool("")) => ["`metrics_file`", "must be a file path, got 5"];
+        enabled_not_a_boolean: format!("enabled = \"no\"\n{}", pool("")) => ["`enabled`", "must be true or false, got \"no\""];
         backend_with_a_space: pool("backend = \"a b\"") => ["pool `web`: `backend`", "`a b`"];
         name_with_a_hash: pool("").replace("\"web\"\nport", "\"we#b\"\nport") => ["pool `we#b`: `name`"];
         no_discovery_filter: "[[pool]]\nname = \"web\"\nport = 80\n" => ["pool `web`: `discover.security_group`", "at least one"];

@@ -22,6 +22,7 @@ pub(super) struct RawConfig {
     pub(super) pool: Vec<toml::Spanned<RawPool>>,
     pub(super) notify: Option<RawNotify>,
     pub(super) metrics_file: Option<toml::Value>,
+    pub(super) enabled: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -93,6 +93,13 @@ impl Validator {
                 );
             }
         };
+        let enabled = match raw.enabled {
+            None => true,
+            Some(toml::Value::Boolean(enabled)) => enabled,
+            Some(other) => {
+                return Err(self.invalid("enabled", format!("must be true or false, got {other}")));
+            }
+        };
         let haproxy = self.haproxy(raw.haproxy)?;
         let aws = self.aws(raw.aws)?;
         if raw.pool.is_empty() {
@@ -190,6 +197,7 @@ impl Validator {
             pools,
             notify,
             metrics_file,
+            enabled,
         };
         self.distinct_files(&config)?;
         Ok(config)

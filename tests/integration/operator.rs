@@ -12,6 +12,8 @@ use super::util::{assert_exit, describe, exec_pool, in_ci, is_root, stderr, stdo
 /// lists `etc/instances.json`.
 pub(super) struct Site {
     pub(super) dir: tempfile::TempDir,
+    /// Top-level keys, before any table.
+    pub(super) top: String,
     /// Extra lines for `[haproxy]`.
     pub(super) haproxy: String,
     /// The pools and anything after them.
@@ -34,6 +36,7 @@ impl Site {
         Site {
             pools: exec_pool("web", 80, "", &["cat", &list.display().to_string()], None),
             haproxy: "reload_command = [\"true\"]\n".to_owned(),
+            top: String::new(),
             dir,
         }
     }
@@ -48,8 +51,8 @@ impl Site {
 
     pub(super) fn write(&self) {
         let config = format!(
-            "[state]\npath = \"../state/state.json\"\n\n[haproxy]\nconfig = \"../haproxy/haproxy.cfg\"\ntemplate = \"haproxy.cfg.hbs\"\nstats_socket = \"../haproxy/admin.sock\"\n{}\n{}",
-            self.haproxy, self.pools
+            "{}[state]\npath = \"../state/state.json\"\n\n[haproxy]\nconfig = \"../haproxy/haproxy.cfg\"\ntemplate = \"haproxy.cfg.hbs\"\nstats_socket = \"../haproxy/admin.sock\"\n{}\n{}",
+            self.top, self.haproxy, self.pools
         );
         std::fs::write(self.config_path(), config).unwrap();
     }

@@ -33,6 +33,21 @@ fn init_writes_a_config_that_check_offline_accepts_and_never_overwrites() {
         .unwrap();
     assert_exit(&check, 0);
     assert!(stdout(&check).starts_with("ok: "), "{}", describe(&check));
+    // As written it runs nothing: a run refuses before reading anything else (here: before
+    // finding that no AWS region is configured).
+    assert!(
+        stdout(&check).contains("says `enabled = false`"),
+        "{}",
+        describe(&check)
+    );
+    let run = binary().arg("--config").arg(&config).output().unwrap();
+    assert_exit(&run, 2);
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains("says `enabled = false`, so this run did nothing"),
+        "{}",
+        describe(&run)
+    );
 
     // A second init changes nothing and says which file is in the way.
     std::fs::write(&config, "# mine\n").unwrap();
@@ -55,6 +70,39 @@ fn init_writes_a_config_that_check_offline_accepts_and_never_overwrites() {
     let document: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(document["mode"], "init");
     assert_eq!(document["written"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_disabled_config_refuses_runs_but_still_plans() {
+    let mut site = Site::new(ONE_INSTANCE);
+    site.top = "enabled = false\n".to_owned();
+    let run = site.run(&[]);
+    assert_exit(&run, 2);
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("`enabled = false`"),
+        "{}",
+        describe(&run)
+    );
+    assert_eq!(site.installed(), "");
+    assert!(!site.path("state/state.json").exists());
+    // --plan says what a run would do once enabled, and that it is not.
+    let plan = site.run(&["--plan"]);
+    assert_exit(&plan, 0);
+    assert!(
+        stdout(&plan).contains("add server web/"),
+        "{}",
+        describe(&plan)
+    );
+    assert!(
+        String::from_utf8_lossy(&plan.stderr).contains("a run would do nothing"),
+        "{}",
+        describe(&plan)
+    );
+    assert_eq!(site.installed(), "");
+    // Enabled, the same config runs.
+    site.top = "enabled = true\n".to_owned();
+    assert_exit(&site.run(&[]), 0);
+    assert!(site.installed().contains("server "), "{}", site.installed());
 }
 
 #[test]
@@ -147,6 +195,29 @@ fn completions_and_the_man_page_come_from_the_command_line() {
     let page = stdout(&man);
     assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
     assert!(page.contains("haproxy\\-autoscaler") && page.contains("simulate"));
+    // With --out-dir, every page the main page's SUBCOMMANDS section names exists.
+    let dir = tempfile::tempdir().unwrap();
+    let pages = binary()
+        .args(["man", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_exit(&pages, 0);
+    let main = std::fs::read_to_string(dir.path().join("haproxy-autoscaler.1"))
+        .unwrap()
+        .replace("\\-", "-");
+    let named: Vec<&str> = main
+        .split_whitespace()
+        .filter(|word| word.starts_with("haproxy-autoscaler-") && word.ends_with("(1)"))
+        .collect();
+    assert!(named.len() >= 7, "{named:?}");
+    for name in named {
+        let file = name.replace("(1)", ".1");
+        assert!(
+            dir.path().join(&file).exists(),
+            "{file} is named but not written"
+        );
+    }
 }
 
 /// The metrics file after a run that succeeded and one that failed, as Prometheus' own
