@@ -1,10 +1,29 @@
 //! A minimal HTTP/1.0 GET over plain TCP, for loopback-side checks: HAProxy's CSV stats page and
-//! readiness probes of new servers. No TLS, no redirects, bounded size and time.
+//! readiness probes of new servers. No TLS, no redirects, bounded size and time. [`client`] is
+//! the full HTTP/1.1 client (with TLS) for webhooks and Prometheus.
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// An HTTP/1.1 client for http:// and https:// URLs, TLS with the system's roots.
+pub(crate) fn client() -> std::io::Result<
+    hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(connector),
+    )
+}
 
 /// The most a response may hold.
 const MAX_RESPONSE: u64 = 64 * 1024 * 1024;

@@ -234,14 +234,7 @@ async fn run_command(argv: &[String], body: &str) -> Result<(), SinkError> {
 /// POSTs `body` as JSON. Errors never include the URL.
 async fn post(url: &str, body: String) -> Result<(), SinkError> {
     use http_body_util::{BodyExt, Full};
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_native_roots(rustls::crypto::aws_lc_rs::default_provider())
-        .map_err(SinkError::NoTlsRoots)?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build::<_, Full<bytes::Bytes>>(connector);
+    let client = crate::http::client().map_err(SinkError::NoTlsRoots)?;
     let request = http::Request::post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::USER_AGENT, "haproxy-autoscaler")

@@ -19,7 +19,7 @@ use crate::error::error_chain;
 use crate::haproxy::admin_socket;
 use crate::haproxy::master::Master;
 use crate::model::{
-    Discovered, Info, Instance, Observed, OldWorkers, PoolState, Row, State, StatsSnapshot,
+    Discovered, Info, Instance, Observed, OldWorkers, PoolState, Reading, Row, State, StatsSnapshot,
 };
 use crate::probe;
 
@@ -71,6 +71,7 @@ pub(crate) async fn observe<'a>(
             }),
             found_by_token: find_by_token(provider, pool, pool_state, &instances).await?,
             ready: probe_new_servers(pool, scaling, &instances, pool_state, now).await,
+            external: read_external(pool, scaling).await,
             instances,
         })
     })
@@ -155,6 +156,26 @@ async fn find_by_token(
         found.insert(intent.token.clone(), ids);
     }
     Ok(found)
+}
+
+/// The pool's external metric, if it has one; a source that gives no value is logged (the pool
+/// holds, and the plan says why).
+async fn read_external(pool: &PoolConfig, scaling: &Scaling) -> Option<Reading> {
+    let metric = scaling.external.as_ref()?;
+    let started = Instant::now();
+    let reading = crate::external::read(metric).await;
+    match &reading {
+        Reading::Value { text, .. } => tracing::info!(
+            "pool `{}`: {} gave {text} in {:?}",
+            pool.name,
+            metric.source.describe(),
+            started.elapsed()
+        ),
+        Reading::Missing(reason) => {
+            tracing::warn!("pool `{}`: no metric this run: {reason}", pool.name);
+        }
+    }
+    Some(reading)
 }
 
 /// Probes the servers that are not in service yet; one without a usable endpoint is not ready.

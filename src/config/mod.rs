@@ -20,7 +20,9 @@ mod raw;
 pub mod scaling;
 mod validate;
 
-pub use scaling::{Bound, Launch, Launcher, Metric, Policy, Scaling};
+pub use scaling::{
+    Bound, ExternalMetric, ExternalSource, Launch, Launcher, Metric, Policy, Scaling,
+};
 
 use crate::cli::{Cli, DEFAULT_CONFIG_PATH, DiscoveryArgs};
 use raw::{RawAws, RawConfig, RawDiscover, RawHaproxy, RawPool, RawState};

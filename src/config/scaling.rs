@@ -26,17 +26,28 @@ pub enum Metric {
     Queue,
     /// Average response time (`rtime`), in ms.
     ResponseTimeMs,
+    /// One number from a PromQL instant query ([`ExternalMetric`]).
+    Prometheus,
+    /// One number printed by the operator's command ([`ExternalMetric`]).
+    Command,
 }
 
 impl Metric {
     /// Every metric, in the order the README lists them.
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 7] = [
         Metric::SessionRate,
         Metric::RequestRate,
         Metric::CurrentSessions,
         Metric::Queue,
         Metric::ResponseTimeMs,
+        Metric::Prometheus,
+        Metric::Command,
     ];
+
+    /// Read from outside HAProxy: one value for the whole pool, the same on every node.
+    pub fn is_external(self) -> bool {
+        matches!(self, Metric::Prometheus | Metric::Command)
+    }
 
     /// The metric's name in `[pool.scaling] metric`.
     pub fn name(self) -> &'static str {
@@ -46,9 +57,57 @@ impl Metric {
             Metric::CurrentSessions => "current_sessions",
             Metric::Queue => "queue",
             Metric::ResponseTimeMs => "response_time_ms",
+            Metric::Prometheus => "prometheus",
+            Metric::Command => "command",
         }
     }
 }
+
+/// A metric read from outside HAProxy: where, and how its one number becomes the per-server
+/// figure a policy compares with its thresholds or target.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExternalMetric {
+    #[serde(skip)]
+    pub source: ExternalSource,
+    /// `true`: the value is the pool's total (a queue length) and is divided by the servers in
+    /// service; `false`: it already is each server's (a CPU average).
+    pub per_server: bool,
+    /// A value older than this (by its timestamp) is no data.
+    pub max_age_s: u64,
+    /// How long the query or the command may take.
+    #[serde(skip)]
+    pub timeout: Duration,
+}
+
+/// Where an external metric comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExternalSource {
+    /// `GET {url}/api/v1/query?query=...`: an instant query that returns one number.
+    Prometheus {
+        url: String,
+        query: String,
+        /// The `Authorization` header's value, read from `basic_auth_file` (`user:password`)
+        /// or `bearer_token_file` when the config is loaded.
+        authorization: Option<super::Secret>,
+    },
+    /// argv; prints one number, or `{"value": N}` (with an optional `"at"`, Unix seconds).
+    Command(Vec<String>),
+}
+
+impl ExternalSource {
+    /// What the source is, for messages: the query or the command line (never a credential).
+    pub fn describe(&self) -> String {
+        match self {
+            ExternalSource::Prometheus { url, query, .. } => format!("query `{query}` on {url}"),
+            ExternalSource::Command(argv) => format!("`{}`", crate::command::display(argv)),
+        }
+    }
+}
+
+/// The default `metric_max_age_s`: two one-minute runs.
+const DEFAULT_METRIC_MAX_AGE_S: i64 = 120;
+/// The default `metric_timeout_s`.
+const DEFAULT_METRIC_TIMEOUT_S: i64 = 10;
 
 /// How the desired number of servers is decided. Serialized (in `simulate --format json`) with
 /// the names of its `[pool.scaling]` keys.
@@ -148,6 +207,8 @@ pub struct Scaling {
     pub timezone: jiff::tz::TimeZone,
     pub timezone_name: String,
     pub metric: Metric,
+    /// Set exactly when `metric` is external (`prometheus`, `command`).
+    pub external: Option<ExternalMetric>,
     pub policy: Policy,
     pub step_up: u32,
     pub step_down: u32,
@@ -254,6 +315,14 @@ pub(super) struct RawScaling {
     cooldown_s: Option<i64>,
     drain_s: Option<i64>,
     warmup_s: Option<i64>,
+    per_server: Option<bool>,
+    metric_max_age_s: Option<i64>,
+    metric_timeout_s: Option<i64>,
+    prometheus_url: Option<String>,
+    query: Option<String>,
+    basic_auth_file: Option<PathBuf>,
+    bearer_token_file: Option<PathBuf>,
+    metric_command: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -344,12 +413,14 @@ impl Validator {
                 ),
             )
         })?;
+        let metric = self.metric(pool, raw.metric.as_deref())?;
         Ok(Scaling {
             min,
             max,
             timezone,
             timezone_name,
-            metric: self.metric(pool, raw.metric.as_deref())?,
+            metric,
+            external: self.external(pool, metric, &raw)?,
             policy: self.policy(pool, &raw)?,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
@@ -412,6 +483,164 @@ impl Validator {
                     format!("unknown metric `{name}`; expected {}", names.join(", ")),
                 )
             })
+    }
+
+    /// An external metric's source and reading, from the keys of its `metric`; a key of another
+    /// source is refused.
+    fn external(
+        &self,
+        pool: &PoolAt,
+        metric: Metric,
+        raw: &RawScaling,
+    ) -> Result<Option<ExternalMetric>, ConfigError> {
+        let at = |key: &str| pool.key(&format!("scaling.{key}"));
+        let given = [
+            ("per_server", raw.per_server.is_some()),
+            ("metric_max_age_s", raw.metric_max_age_s.is_some()),
+            ("metric_timeout_s", raw.metric_timeout_s.is_some()),
+            ("prometheus_url", raw.prometheus_url.is_some()),
+            ("query", raw.query.is_some()),
+            ("basic_auth_file", raw.basic_auth_file.is_some()),
+            ("bearer_token_file", raw.bearer_token_file.is_some()),
+            ("metric_command", raw.metric_command.is_some()),
+        ];
+        let keys: &[&str] = match metric {
+            Metric::Prometheus => &[
+                "per_server",
+                "metric_max_age_s",
+                "metric_timeout_s",
+                "prometheus_url",
+                "query",
+                "basic_auth_file",
+                "bearer_token_file",
+            ],
+            Metric::Command => &[
+                "per_server",
+                "metric_max_age_s",
+                "metric_timeout_s",
+                "metric_command",
+            ],
+            _ => &[],
+        };
+        if let Some((key, _)) = given.iter().find(|(key, set)| *set && !keys.contains(key)) {
+            return Err(self.invalid(
+                at(key),
+                format!(
+                    "is not used by metric `{}`; remove it or change `metric`",
+                    metric.name()
+                ),
+            ));
+        }
+        let required = |key: &str, why: &str| {
+            self.invalid(
+                at(key),
+                format!("is required by metric `{}`: {why}", metric.name()),
+            )
+        };
+        let source = match metric {
+            Metric::Prometheus => {
+                let url = raw.prometheus_url.clone().ok_or_else(|| {
+                    required(
+                        "prometheus_url",
+                        "the server, such as http://127.0.0.1:9090",
+                    )
+                })?;
+                if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains('?')
+                {
+                    return Err(self.invalid(
+                        at("prometheus_url"),
+                        format!("`{url}` is not an http:// or https:// URL without a query"),
+                    ));
+                }
+                let query = raw
+                    .query
+                    .clone()
+                    .ok_or_else(|| required("query", "the PromQL that gives the pool's number"))?;
+                let query = self.non_empty(at("query"), query)?;
+                let authorization = match (&raw.basic_auth_file, &raw.bearer_token_file) {
+                    (Some(_), Some(_)) => {
+                        return Err(self.invalid(
+                            at("bearer_token_file"),
+                            "is not used with `basic_auth_file`: give one of the two",
+                        ));
+                    }
+                    (Some(file), None) => {
+                        let pair = self.secret_file(at("basic_auth_file"), file)?;
+                        if !pair.contains(':') {
+                            return Err(self.invalid(
+                                at("basic_auth_file"),
+                                "must hold `user:password` on one line",
+                            ));
+                        }
+                        Some(format!(
+                            "Basic {}",
+                            base64::Engine::encode(
+                                &base64::engine::general_purpose::STANDARD,
+                                pair.as_bytes()
+                            )
+                        ))
+                    }
+                    (None, Some(file)) => Some(format!(
+                        "Bearer {}",
+                        self.secret_file(at("bearer_token_file"), file)?
+                    )),
+                    (None, None) => None,
+                };
+                ExternalSource::Prometheus {
+                    url: url.trim_end_matches('/').to_owned(),
+                    query,
+                    authorization: authorization.map(super::Secret::new),
+                }
+            }
+            Metric::Command => {
+                let argv = raw.metric_command.clone().ok_or_else(|| {
+                    required(
+                        "metric_command",
+                        "the program that prints the pool's number",
+                    )
+                })?;
+                ExternalSource::Command(self.argv(at("metric_command"), argv)?)
+            }
+            _ => return Ok(None),
+        };
+        let per_server = raw.per_server.ok_or_else(|| {
+            required(
+                "per_server",
+                "true divides the value by the servers in service (a queue length), false takes it as each server's (a CPU average)",
+            )
+        })?;
+        let max_age_s = self.in_range(
+            at("metric_max_age_s"),
+            raw.metric_max_age_s.unwrap_or(DEFAULT_METRIC_MAX_AGE_S),
+            1..=MOST,
+        )?;
+        let timeout_s = self.in_range(
+            at("metric_timeout_s"),
+            raw.metric_timeout_s.unwrap_or(DEFAULT_METRIC_TIMEOUT_S),
+            1..=300,
+        )?;
+        Ok(Some(ExternalMetric {
+            source,
+            per_server,
+            max_age_s: max_age_s as u64,
+            timeout: Duration::from_secs(timeout_s as u64),
+        }))
+    }
+
+    /// The first line of a credential file, read now so that a missing file fails the config.
+    fn secret_file(&self, key: Key, file: &std::path::Path) -> Result<String, ConfigError> {
+        let path = self.path(file.to_owned());
+        let text = std::fs::read_to_string(&path).map_err(|error| {
+            self.invalid(
+                key.clone(),
+                format!("cannot read `{}`: {error}", path.display()),
+            )
+        })?;
+        let line = text.lines().next().unwrap_or_default().trim().to_owned();
+        if line.is_empty() {
+            return Err(self.invalid(key, format!("`{}` is empty", path.display())));
+        }
+        Ok(line)
     }
 
     /// The policy and its keys; a key another policy uses is refused.
@@ -785,6 +1014,121 @@ mod tests {
                 average_of: 3
             }
         );
+    }
+
+    #[test]
+    fn an_external_metric_names_its_source_and_how_to_read_it() {
+        use crate::config::{ExternalMetric, ExternalSource};
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cr3t\n").unwrap();
+        let auth = dir.path().join("auth");
+        std::fs::write(&auth, "scaler:pa:ss\n").unwrap();
+        let external = |keys: &str| {
+            parse(&format!("max = 4\ntarget = 0.6\n{keys}")).map(|config| {
+                let scaling = config.pools[0].scaling.clone().unwrap();
+                (scaling.metric, scaling.external.unwrap())
+            })
+        };
+        let (metric, prometheus) = external(&format!(
+            "metric = \"prometheus\"\nprometheus_url = \"http://127.0.0.1:9090/\"\nquery = \"avg(cpu)\"\nper_server = false\nbearer_token_file = \"{}\"",
+            token.display()
+        ))
+        .unwrap();
+        assert_eq!(metric, Metric::Prometheus);
+        assert_eq!(
+            prometheus,
+            ExternalMetric {
+                source: ExternalSource::Prometheus {
+                    url: "http://127.0.0.1:9090".into(),
+                    query: "avg(cpu)".into(),
+                    authorization: Some(crate::config::Secret::new("Bearer s3cr3t".into())),
+                },
+                per_server: false,
+                max_age_s: 120,
+                timeout: std::time::Duration::from_secs(10),
+            }
+        );
+        // The credential never shows, not even in Debug.
+        assert!(!format!("{prometheus:?}").contains("s3cr3t"));
+        let (_, basic) = external(&format!(
+            "metric = \"prometheus\"\nprometheus_url = \"https://prom\"\nquery = \"q\"\nper_server = true\nbasic_auth_file = \"{}\"",
+            auth.display()
+        ))
+        .unwrap();
+        let ExternalSource::Prometheus { authorization, .. } = basic.source else {
+            panic!("{basic:?}");
+        };
+        // base64("scaler:pa:ss")
+        assert_eq!(authorization.unwrap().expose(), "Basic c2NhbGVyOnBhOnNz");
+        let (metric, command) = external(
+            "metric = \"command\"\nmetric_command = [\"/bin/queue-length\", \"jobs\"]\nper_server = true\nmetric_max_age_s = 300\nmetric_timeout_s = 3",
+        )
+        .unwrap();
+        assert_eq!(metric, Metric::Command);
+        assert_eq!(
+            (
+                command.source,
+                command.per_server,
+                command.max_age_s,
+                command.timeout
+            ),
+            (
+                ExternalSource::Command(vec!["/bin/queue-length".into(), "jobs".into()]),
+                true,
+                300,
+                std::time::Duration::from_secs(3)
+            )
+        );
+        let refused: [(String, &[&str]); 10] = [
+            (
+                "metric = \"prometheus\"\nquery = \"q\"\nper_server = true".into(),
+                &["scaling.prometheus_url", "required by metric `prometheus`"],
+            ),
+            (
+                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nper_server = true".into(),
+                &["scaling.query", "required"],
+            ),
+            (
+                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"".into(),
+                &["scaling.per_server", "required", "a queue length", "a CPU average"],
+            ),
+            (
+                "metric = \"prometheus\"\nprometheus_url = \"p:9090\"\nquery = \"q\"\nper_server = true".into(),
+                &["scaling.prometheus_url", "not an http:// or https:// URL"],
+            ),
+            (
+                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \" \"\nper_server = true".into(),
+                &["scaling.query", "must not be empty"],
+            ),
+            (
+                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"/nonexistent/token\"".into(),
+                &["scaling.bearer_token_file", "cannot read `/nonexistent/token`"],
+            ),
+            (
+                format!("metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbasic_auth_file = \"{}\"", token.display()),
+                &["scaling.basic_auth_file", "user:password"],
+            ),
+            (
+                "metric = \"command\"\nper_server = true\nquery = \"q\"".into(),
+                &["scaling.query", "not used by metric `command`"],
+            ),
+            (
+                "metric = \"request_rate\"\nper_server = true".into(),
+                &["scaling.per_server", "not used by metric `request_rate`"],
+            ),
+            (
+                "metric = \"command\"\nmetric_command = []\nper_server = true".into(),
+                &["scaling.metric_command", "empty"],
+            ),
+        ];
+        for (keys, words) in refused {
+            let error = external(&keys).unwrap_err().to_string();
+            assert!(
+                words.iter().all(|word| error.contains(word)),
+                "{keys}: {error}"
+            );
+        }
     }
 
     #[test]

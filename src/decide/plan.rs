@@ -305,6 +305,7 @@ pub(crate) fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
                     stats: observed.stats.as_ref(),
                     ready: &observed.ready,
                     found_by_token: &observed.found_by_token,
+                    external: observed.external.as_ref(),
                     state: facts.state.pools.get(&pool.name).unwrap_or(&default_state),
                     now: facts.now,
                     rapid: (notify.rapid_scales, notify.rapid_window_s),

@@ -45,6 +45,8 @@ pub struct Input<'a> {
     /// The pool's load (the per-server metric summed over the servers in service) per run with
     /// a metric, as (Unix seconds, load), oldest first; ends with this run's when it has one.
     pub loads: &'a [(i64, f64)],
+    /// Why this run has no metric, when its source said (an external metric's "no data").
+    pub no_metric: Option<&'a str>,
 }
 
 /// What the pool should have, and why.
@@ -115,8 +117,11 @@ pub fn decide(input: &Input<'_>) -> Decision {
     let Some(metric_value) = metric else {
         return limits.decision(
             current,
-            "no metric this run (stats missing, counters reset or nothing in service): holding"
-                .to_owned(),
+            match input.no_metric {
+                Some(why) => format!("no metric this run ({why}): holding"),
+                None => "no metric this run (stats missing, counters reset or nothing in service): holding"
+                    .to_owned(),
+            },
             None,
             None,
         );
@@ -571,6 +576,7 @@ mod tests {
             timezone: jiff::tz::TimeZone::UTC,
             timezone_name: "UTC".into(),
             metric: Metric::SessionRate,
+            external: None,
             policy,
             step_up: 2,
             step_down: 1,
@@ -607,6 +613,7 @@ mod tests {
             last_scale_at: None,
             recommendations: &[],
             loads: &[],
+            no_metric: None,
         }
     }
 
@@ -944,6 +951,7 @@ mod tests {
                 last_scale_at: case.since_scale.map(|ago| now - ago),
                 recommendations: &recommendations,
                 loads: &loads,
+                no_metric: None,
             })
         }
 
@@ -996,6 +1004,7 @@ mod tests {
                     last_scale_at: None,
                     recommendations: &[],
                     loads: &[],
+                    no_metric: None,
                 });
                 if current >= s.min.at(0) && projected <= line {
                     prop_assert!(d.desired <= current, "{projected} per server once booted: {d:?}");

@@ -15,7 +15,7 @@ pub mod token;
 
 pub use digest::sha256_hex;
 pub use instance::{Endpoint, Instance, InstanceState, Unusable};
-pub use observation::{Discovered, Observed};
+pub use observation::{Discovered, Observed, Reading};
 pub use state::{
     Capped, Draining, LaunchIntent, PoolState, STATE_VERSION, Sample, ScaleEvent, ServerCounters,
     State,

@@ -21,4 +21,16 @@ pub struct Observed {
     pub ready: BTreeMap<String, bool>,
     /// Scaling pools: instance ids found for launch tokens without recorded ids.
     pub found_by_token: BTreeMap<String, Vec<String>>,
+    /// Scaling pools with an external metric: what its source answered.
+    pub external: Option<Reading>,
+}
+
+/// What an external metric's source answered this run, as it said it: judged by the pure core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// One value, as the source wrote it (`"0.42"`, `"NaN"`, `"+Inf"`), and when it was
+    /// measured (Unix seconds), if the source says.
+    Value { text: String, at: Option<f64> },
+    /// No value, and why: the source failed, answered nothing, or answered several series.
+    Missing(String),
 }

@@ -10,8 +10,8 @@ use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{PoolConfig, Scaling};
 use crate::decide::scaling::{Event, Role, ScalingFacts, ScalingPlan, plan_scaling};
 use crate::model::{
-    Discovered, Endpoint, Info, Instance, InstanceState, OldWorkers, PoolState, Row, StatsSnapshot,
-    Status, Tags,
+    Discovered, Endpoint, Info, Instance, InstanceState, OldWorkers, PoolState, Reading, Row,
+    StatsSnapshot, Status, Tags,
 };
 
 /// The simulated HAProxy node's name in the samples.
@@ -58,6 +58,10 @@ pub(crate) struct World<'a> {
     next_id: u64,
     /// Requests per second that found no capacity over the last tick, for the queue metric.
     unserved_rate: f64,
+    /// Requests per second offered over the last tick, and what one server serves, for an
+    /// external metric.
+    offered: f64,
+    capacity: f64,
     /// Servers rendered in service, and draining.
     counts: [u32; 2],
     /// HAProxy's stats as the last run read them.
@@ -87,6 +91,8 @@ impl<'a> World<'a> {
             pid_started: 0,
             next_id: 1,
             unserved_rate: 0.0,
+            offered: 0.0,
+            capacity: 1.0,
             counts: [0, 0],
             snapshot: StatsSnapshot {
                 node: NODE.to_owned(),
@@ -131,12 +137,31 @@ impl<'a> World<'a> {
         self.snapshot.rows = self.rows();
     }
 
+    /// What an external metric reads: with `per_server`, the pool's total (the requests per
+    /// second offered, like a queue's arrivals); without, each server's utilization (served
+    /// over capacity, at most 1, like a CPU average).
+    fn external_reading(&self, per_server: bool, now: i64) -> Reading {
+        let serving = f64::from(self.in_service());
+        let value = if per_server {
+            self.offered
+        } else if serving > 0.0 {
+            (self.offered / (serving * self.capacity)).min(1.0)
+        } else {
+            0.0
+        };
+        Reading::Value {
+            text: value.to_string(),
+            at: Some(now as f64),
+        }
+    }
+
     /// Serves `load` req/s for `seconds` on the servers in service, each up to `capacity`;
     /// returns the requests that found no capacity.
     pub(crate) fn serve(&mut self, load: f64, capacity: f64, seconds: f64) -> f64 {
         let serving = self.in_service();
         let served = load.min(f64::from(serving) * capacity);
         self.unserved_rate = load - served;
+        (self.offered, self.capacity) = (load, capacity);
         if serving > 0 {
             let share = served / f64::from(serving) * seconds;
             for server in &mut self.servers {
@@ -156,6 +181,11 @@ impl<'a> World<'a> {
             }
         }
         self.stats(now);
+        let external = self
+            .scaling
+            .external
+            .as_ref()
+            .map(|external| self.external_reading(external.per_server, now));
         let plan = plan_scaling(&ScalingFacts {
             pool: self.pool,
             scaling: self.scaling,
@@ -164,6 +194,7 @@ impl<'a> World<'a> {
             // The readiness probe passes once a server is booted (`boot_s` includes it).
             ready: &BTreeMap::new(),
             found_by_token: &BTreeMap::new(),
+            external: external.as_ref(),
             state: &self.state,
             now,
             rapid: self.rapid,

@@ -6,6 +6,7 @@ mod cloud_faults;
 mod crash;
 mod discovery;
 mod exec;
+mod external_metrics;
 mod files;
 mod haproxy_real;
 mod hostile;

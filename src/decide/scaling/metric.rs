@@ -10,9 +10,15 @@
 //! the newest sample of every other node taken within [`FRESH_S`]: summed for the rates,
 //! sessions and queue (each node's traffic is its own), averaged for the response time. A node
 //! that stops reporting stops counting once its newest sample is older than that.
+//!
+//! An external metric (Prometheus, a command) is one value for the whole pool, the same on
+//! every node: it is judged here ([`judge`]: a number, finite, not negative, recent), then
+//! divided by the servers in service when it is the pool's total (`per_server = true`), and
+//! never combined across nodes. The HAProxy sample is still taken: it says which servers are in
+//! service, and its counters keep the next HAProxy-metric interval whole.
 
-use crate::config::Metric;
-use crate::model::{PoolState, Sample, ServerCounters, StatsSnapshot};
+use crate::config::{ExternalMetric, Metric};
+use crate::model::{PoolState, Reading, Sample, ServerCounters, StatsSnapshot};
 
 use super::ScalingFacts;
 
@@ -32,6 +38,41 @@ pub(super) struct Measured {
     /// The pool's load per run that had one, as (Unix seconds, load), oldest first: this
     /// node's samples and this run's.
     pub(super) loads: Vec<(i64, f64)>,
+    /// Why there is no metric, when the external source's answer is no data.
+    pub(super) no_metric: Option<String>,
+}
+
+/// The value of an external metric's answer, or why it is no data: not a number, NaN,
+/// infinite, negative (no load is), or measured more than `max_age_s` before `now`.
+pub(super) fn judge(reading: &Reading, now: i64, max_age_s: u64) -> Result<f64, String> {
+    let (text, at) = match reading {
+        Reading::Missing(reason) => return Err(reason.clone()),
+        Reading::Value { text, at } => (text, at),
+    };
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number"))?;
+    if value.is_nan() {
+        return Err("the value is NaN".to_owned());
+    }
+    if value.is_infinite() {
+        return Err(format!("the value is {value}"));
+    }
+    if value < 0.0 {
+        return Err(format!(
+            "the value {value} is negative, which no load can be"
+        ));
+    }
+    if let Some(at) = at {
+        let age = now as f64 - at;
+        if !age.is_finite() || age > max_age_s as f64 {
+            return Err(format!(
+                "the value is {age:.0} s old, more than metric_max_age_s ({max_age_s} s)"
+            ));
+        }
+    }
+    Ok(value)
 }
 
 /// Samples the backend and computes the metric of the servers in service (`in_service` ids).
@@ -40,6 +81,9 @@ pub(super) fn measure(
     state: &PoolState,
     in_service: &[&str],
 ) -> Measured {
+    if let Some(external) = &facts.scaling.external {
+        return measure_external(facts, state, in_service, external);
+    }
     let sample = facts.stats.map(|stats| sample_of(stats, facts.now));
     let per_server: Vec<f64> = match &sample {
         Some(sample) => {
@@ -110,6 +154,54 @@ pub(super) fn measure(
         per_server,
         history,
         loads,
+        no_metric: None,
+    }
+}
+
+/// [`measure`] for an external metric: the same value for every server in service (the pool's
+/// total shared among them with `per_server`), nothing combined across nodes.
+fn measure_external(
+    facts: &ScalingFacts<'_>,
+    state: &PoolState,
+    in_service: &[&str],
+    external: &ExternalMetric,
+) -> Measured {
+    let judged = match (facts.external, facts.stats) {
+        (_, None) => Err("HAProxy's stats could not be read".to_owned()),
+        (None, _) => Err("its source was not read".to_owned()),
+        (_, _) if in_service.is_empty() => Err("nothing in service".to_owned()),
+        (Some(reading), _) => judge(reading, facts.now, external.max_age_s),
+    };
+    let per_server = match &judged {
+        Ok(value) if external.per_server => vec![value / in_service.len() as f64; in_service.len()],
+        Ok(value) => vec![*value; in_service.len()],
+        Err(_) => Vec::new(),
+    };
+    let metric = per_server.first().copied();
+    let load = metric.map(|_| per_server.iter().sum::<f64>());
+    let sample = facts.stats.map(|stats| Sample {
+        metric,
+        load,
+        ..sample_of(stats, facts.now)
+    });
+    let mut history: Vec<Option<f64>> = state
+        .samples
+        .iter()
+        .map(|sample| sample.pool_metric.or(sample.metric))
+        .collect();
+    history.push(metric);
+    let loads = state
+        .samples
+        .iter()
+        .chain(sample.iter())
+        .filter_map(|sample| Some((sample.at, sample.pool_load.or(sample.load)?)))
+        .collect();
+    Measured {
+        sample,
+        per_server,
+        history,
+        loads,
+        no_metric: judged.err(),
     }
 }
 
@@ -141,6 +233,8 @@ fn combine(metric: Metric, own: f64, others: &[f64]) -> f64 {
         Metric::SessionRate | Metric::RequestRate | Metric::CurrentSessions | Metric::Queue => {
             total
         }
+        // Never combined: every node reads the same value (`measure_external`).
+        Metric::Prometheus | Metric::Command => own,
     }
 }
 
@@ -214,6 +308,7 @@ fn server_metric(
             .backend_qcur
             .map(|queue| queue as f64 / in_service.max(1) as f64),
         Metric::ResponseTimeMs => now.rtime.map(|ms| ms as f64),
+        Metric::Prometheus | Metric::Command => None,
     }
 }
 

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::config::{Policy, PoolConfig, ReadyCheck, Scaling};
 use crate::decide::policy::{self, Decision};
 use crate::model::{
-    Capped, Discovered, Instance, InstanceState, PoolState, Row, Sample, StatsSnapshot,
+    Capped, Discovered, Instance, InstanceState, PoolState, Reading, Row, Sample, StatsSnapshot,
 };
 
 /// How many samples are kept per pool.
@@ -38,6 +38,8 @@ pub struct ScalingFacts<'a> {
     pub ready: &'a BTreeMap<String, bool>,
     /// Instance ids found by token, for intents without recorded ids.
     pub found_by_token: &'a BTreeMap<String, Vec<String>>,
+    /// What the external metric's source answered (`None` for HAProxy's metrics).
+    pub external: Option<&'a Reading>,
     pub state: &'a PoolState,
     pub now: i64,
     /// `[notify]`'s (rapid_scales, rapid_window_s).
@@ -213,6 +215,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         last_scale_at: state.scale_history.last().map(|event| event.at),
         recommendations: &state.recommendations,
         loads: &measured.loads,
+        no_metric: measured.no_metric.as_deref(),
     });
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
@@ -471,6 +474,7 @@ mod tests {
         state: PoolState,
         now: i64,
         clock_off_s: Option<i64>,
+        external: Option<Reading>,
     }
 
     impl World {
@@ -484,6 +488,7 @@ mod tests {
                 state: PoolState::default(),
                 now: NOW,
                 clock_off_s: None,
+                external: None,
             }
         }
 
@@ -496,6 +501,7 @@ mod tests {
                 stats: self.stats.as_ref(),
                 ready: &self.ready,
                 found_by_token: &self.found,
+                external: self.external.as_ref(),
                 state: &self.state,
                 now: self.now,
                 rapid: (2, 600),
@@ -523,6 +529,125 @@ mod tests {
             self.state.in_service = ids.clone();
             self.stats = Some(snapshot(7, 1060, rows(100 + rate * 60)));
             self
+        }
+    }
+
+    /// A pool on an external metric: four servers in service, HAProxy's stats read, and the
+    /// source's answer `text` measured at `at`.
+    fn external_world(per_server: bool, policy: &str, text: &str, at: Option<f64>) -> World {
+        let pool = pool(
+            &format!(
+                "min = 1\nmax = 20\nstep_up = 10\nstep_down = 10\ncooldown_s = 0\nmetric = \"command\"\nmetric_command = [\"/bin/true\"]\nper_server = {per_server}\n{policy}"
+            ),
+            "none",
+        );
+        let ids = ["i-1", "i-2", "i-3", "i-4"];
+        let mut world = World::new(pool, ids.iter().map(|id| instance(id, 600)).collect())
+            .with_rate(1, &[1, 1, 1, 1]);
+        world.external = Some(Reading::Value {
+            text: text.to_owned(),
+            at,
+        });
+        world
+    }
+
+    #[test]
+    fn an_external_value_is_judged_before_it_is_used() {
+        let at = |age: i64| Some((NOW - age) as f64);
+        let value = |text: &str, at| Reading::Value {
+            text: text.to_owned(),
+            at,
+        };
+        assert_eq!(metric::judge(&value("0.75", at(10)), NOW, 120), Ok(0.75));
+        assert_eq!(metric::judge(&value(" 12 ", None), NOW, 120), Ok(12.0));
+        assert_eq!(metric::judge(&value("0", at(120)), NOW, 120), Ok(0.0));
+        let no_data = [
+            (value("NaN", at(0)), "NaN"),
+            (value("+Inf", at(0)), "inf"),
+            (value("-Inf", at(0)), "inf"),
+            (value("-0.5", at(0)), "negative"),
+            (value("busy", at(0)), "`busy` is not a number"),
+            (value("", None), "is not a number"),
+            (
+                value("3", at(121)),
+                "121 s old, more than metric_max_age_s (120 s)",
+            ),
+            (Reading::Missing("exit 3".into()), "exit 3"),
+        ];
+        for (reading, words) in no_data {
+            let why = metric::judge(&reading, NOW, 120).unwrap_err();
+            assert!(why.contains(words), "{reading:?}: {why}");
+        }
+    }
+
+    #[test]
+    fn an_external_metric_scales_up_and_down_and_holds_on_no_data() {
+        // A queue of 120 jobs for 4 servers, target 10 per server: 12 servers.
+        let plan = external_world(true, "target = 10", "120", Some(NOW as f64)).plan();
+        assert_eq!(plan.decision.metric, Some(30.0), "{}", plan.decision.reason);
+        assert_eq!(plan.decision.desired, 12, "{}", plan.decision.reason);
+        // A CPU average of 0.9 on each of 4 servers, target 0.6: 6 servers.
+        let plan = external_world(false, "target = 0.6", "0.9", Some(NOW as f64)).plan();
+        assert_eq!(plan.decision.metric, Some(0.9));
+        assert_eq!(plan.decision.desired, 6, "{}", plan.decision.reason);
+        // Low: the threshold policy drains.
+        let plan = external_world(
+            false,
+            "scale_up_above = 0.8\nscale_down_below = 0.3",
+            "0.1",
+            None,
+        )
+        .plan();
+        assert!(plan.decision.desired < 4, "{}", plan.decision.reason);
+        assert!(!plan.drains.is_empty());
+        // No data holds, and says why.
+        for (text, why) in [("NaN", "NaN"), ("-1", "negative"), ("x", "not a number")] {
+            let plan = external_world(true, "target = 10", text, None).plan();
+            assert_eq!(
+                (plan.decision.metric, plan.decision.desired),
+                (None, 4),
+                "{text}"
+            );
+            assert!(
+                plan.decision.reason.contains(why) && plan.decision.reason.contains("holding"),
+                "{}",
+                plan.decision.reason
+            );
+        }
+        let mut stale = external_world(true, "target = 10", "500", Some((NOW - 600) as f64));
+        assert_eq!(stale.plan().decision.desired, 4);
+        stale.external = Some(Reading::Missing("query `q` returned 2 series".into()));
+        assert!(stale.plan().decision.reason.contains("returned 2 series"));
+        // Without HAProxy's stats nothing is known in service: hold.
+        let mut blind = external_world(true, "target = 10", "500", None);
+        blind.stats = None;
+        assert_eq!(blind.plan().decision.desired, 4);
+    }
+
+    #[test]
+    fn an_external_value_is_the_same_on_every_node_and_never_summed() {
+        let mut world = external_world(true, "target = 10", "120", None);
+        // Another node's fresh sample of the same value.
+        let mut other = world.state.samples[0].clone();
+        other.node = "lb-2".into();
+        other.at = NOW - 10;
+        other.metric = Some(30.0);
+        world.state.samples.push(other);
+        assert_eq!(world.plan().decision.metric, Some(30.0));
+        assert_eq!(world.plan().decision.desired, 12);
+    }
+
+    proptest::proptest! {
+        /// A larger external value never asks for fewer servers, whichever way it is read.
+        #[test]
+        fn external_metrics_are_monotonic(low in 0.0f64..1000.0, more in 0.0f64..1000.0, per_server: bool) {
+            let desired = |value: f64| {
+                external_world(per_server, "target = 10", &value.to_string(), None)
+                    .plan()
+                    .decision
+                    .desired
+            };
+            proptest::prop_assert!(desired(low) <= desired(low + more));
         }
     }
 
