@@ -50,7 +50,10 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
             }
         }
         Ok(renderer) => match online(&config, &renderer).await {
-            Ok(warnings) => findings.warnings = warnings,
+            Ok((warnings, problems)) => {
+                findings.warnings = warnings;
+                findings.problems = problems;
+            }
             Err(error) => {
                 findings.problems.push(error_chain(&error));
                 // Stopped before rendering (the cloud, the state): the template and
@@ -94,11 +97,13 @@ async fn render_without_instances(
         .map(|error| error_chain(&error))
 }
 
-/// A `--plan` run: discovery, stats, the decision, the render and `check_command`.
+/// A `--plan` run: discovery, stats, the decision, the render and `check_command`; its
+/// warnings, and its problems: an external metric that gives no value (a run would hold the
+/// pool every time until it does).
 async fn online(
     config: &Config,
     renderer: &crate::decide::render::Renderer,
-) -> Result<Vec<String>, Error> {
+) -> Result<(Vec<String>, Vec<String>), Error> {
     let (clouds, store) = crate::app::connect(config).await?;
     let now = crate::app::unix_now() as i64;
     let report = crate::app::reconcile(config, renderer, &clouds, &store, true, now).await?;
@@ -116,7 +121,19 @@ async fn online(
                 )
             }),
     );
-    Ok(warnings)
+    let problems = report
+        .plan
+        .pools
+        .iter()
+        .filter_map(|pool| {
+            let why = pool.scale.as_ref()?.no_metric.as_ref()?;
+            Some(format!(
+                "pool `{}`: its metric gives no value, so a run would not scale it: {why}",
+                pool.name
+            ))
+        })
+        .collect();
+    Ok((warnings, problems))
 }
 
 fn print(cli: &Cli, findings: &Findings) {

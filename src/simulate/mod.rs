@@ -366,6 +366,34 @@ mod tests {
         scale: 1.0,
     };
 
+    /// An external metric reads the offered load (`per_server`: the pool's total, divided by
+    /// the servers in service) or each server's utilization (served over capacity), and has no
+    /// reload gap: 20 req/s on servers of 10 wants 4 servers at target 5 per server, or at a
+    /// target utilization of 0.5, and the pool settles there.
+    #[test]
+    fn an_external_metric_is_replayed_from_the_trace() {
+        for (per_server, target) in [(true, 5.0), (false, 0.5)] {
+            let config = ConfigBuilder::new()
+                .section("stats_socket = \"/s\"")
+                .scaling_pool(
+                    "web",
+                    80,
+                    "",
+                    &format!(
+                        "metric = \"command\"\nmetric_command = [\"true\"]\nper_server = {per_server}\ncooldown_s = 0\nmin = 1\nmax = 8\npolicy = \"target\"\ntarget = {target}\nstep_up = 5"
+                    ),
+                )
+                .build();
+            let outcome = run(&config, &[20.0; 10], TEN);
+            let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
+            assert_eq!(serving.last(), Some(&4), "{per_server}: {serving:?}");
+            assert!(
+                outcome.figures.peak_servers <= 4,
+                "{per_server}: {serving:?}"
+            );
+        }
+    }
+
     /// A trace whose requests the figures cannot count exactly is refused, naming --scale.
     #[test]
     fn a_trace_too_heavy_to_count_is_refused() {

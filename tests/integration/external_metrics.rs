@@ -141,6 +141,19 @@ fn a_command_metric_scales_up_and_down_and_holds_on_no_data() {
         Pool::new(&command("")).assert_holds(why);
     }
     Pool::new(&command("").replace("\"cat\"", "\"false\", \"cat\"")).assert_holds("exit");
+    // `check` reports a source that gives no value as a problem.
+    std::fs::write(&value, "NaN").unwrap();
+    let check = Pool::new(&command("")).run(&["check"]);
+    assert_exit(&check, 2);
+    assert!(
+        stdout(&check).contains(
+            "problem: pool `web`: its metric gives no value, so a run would not scale it: the value is NaN"
+        ),
+        "{}",
+        describe(&check)
+    );
+    std::fs::write(&value, "7").unwrap();
+    assert_exit(&Pool::new(&command("")).run(&["check"]), 0);
     Pool::new(
         "metric = \"command\"\nmetric_command = [\"sleep\", \"5\"]\nper_server = true\ntarget = 10\nmetric_timeout_s = 1\n",
     )

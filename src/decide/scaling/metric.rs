@@ -166,15 +166,27 @@ fn measure_external(
     in_service: &[&str],
     external: &ExternalMetric,
 ) -> Measured {
-    let judged = match (facts.external, facts.stats) {
-        (_, None) => Err("HAProxy's stats could not be read".to_owned()),
-        (None, _) => Err("its source was not read".to_owned()),
-        (_, _) if in_service.is_empty() => Err("nothing in service".to_owned()),
-        (Some(reading), _) => judge(reading, facts.now, external.max_age_s),
+    // Without HAProxy's stats nothing is known to be in service: no metric, as for HAProxy's
+    // own metrics. The reason is kept only for the source's own failures.
+    let judged = match facts.external {
+        Some(reading) => judge(reading, facts.now, external.max_age_s),
+        None => Err("its source was not read".to_owned()),
     };
+    let usable = facts.stats.is_some() && !in_service.is_empty();
+    let n = in_service.len() as f64;
     let per_server = match &judged {
-        Ok(value) if external.per_server => vec![value / in_service.len() as f64; in_service.len()],
-        Ok(value) => vec![*value; in_service.len()],
+        Ok(_) if !usable => Vec::new(),
+        Ok(value) if external.per_server => vec![value / n; in_service.len()],
+        Ok(value) => {
+            // Each server's figure, measured on the servers that were in service before this
+            // run: one that joined now carried none of that load, which it now shares.
+            let carried = in_service
+                .iter()
+                .filter(|id| state.in_service.iter().any(|was| was == *id))
+                .count();
+            let carried = if carried == 0 { n } else { carried as f64 };
+            vec![value * carried / n; in_service.len()]
+        }
         Err(_) => Vec::new(),
     };
     let metric = per_server.first().copied();

@@ -118,6 +118,9 @@ pub struct ScalingPlan {
     pub events: Vec<Event>,
     /// Facts the operator must fix (a launch time that cannot be read).
     pub warnings: Vec<String>,
+    /// Why an external metric gave no value this run (the pool held).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_metric: Option<String>,
     /// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
     /// caller).
     #[serde(skip)]
@@ -225,6 +228,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         );
     }
     let (current, desired) = (decision.current, decision.desired);
+    let no_metric = measured.no_metric.clone();
     let mut drained = victims::Drains::default();
     if desired > current {
         let token = launch_token(&facts.pool.name, now);
@@ -249,6 +253,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     );
     ScalingPlan {
         warnings: launch_time_warnings(facts, &launched),
+        no_metric,
         roles: roles.roles,
         launches: launches.launches,
         drains: drained.drains,
@@ -622,6 +627,16 @@ mod tests {
         let mut blind = external_world(true, "target = 10", "500", None);
         blind.stats = None;
         assert_eq!(blind.plan().decision.desired, 4);
+    }
+
+    #[test]
+    fn a_per_server_value_is_shared_with_the_servers_that_joined_since_it_was_measured() {
+        // 0.9 measured on the 2 servers in service at the last run; 2 more join now.
+        let mut world = external_world(false, "target = 0.6", "0.9", None);
+        world.state.in_service = vec!["i-1".into(), "i-2".into()];
+        let plan = world.plan();
+        assert_eq!(plan.decision.metric, Some(0.45));
+        assert_eq!(plan.decision.desired, 3, "{}", plan.decision.reason);
     }
 
     #[test]
