@@ -358,6 +358,19 @@ pub async fn reconcile(
         },
         renderer,
     )?;
+    // An external metric that gave no value holds its pool every run until it does: said on
+    // each run (a run prints no decisions), and in `--plan`'s decision line.
+    if !plan_only {
+        for pool in &plan.pools {
+            if let Some(why) = pool
+                .scale
+                .as_ref()
+                .and_then(|scale| scale.no_metric.as_ref())
+            {
+                tracing::warn!("pool `{}`: no metric this run, holding: {why}", pool.name);
+            }
+        }
+    }
     let changes = plan.has_changes();
     lap(
         "plan and render",

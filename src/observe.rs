@@ -158,23 +158,18 @@ async fn find_by_token(
     Ok(found)
 }
 
-/// The pool's external metric, if it has one; a source that gives no value is logged (the pool
-/// holds, and the plan says why).
+/// The pool's external metric, if it has one (whether its answer is a value is the plan's to
+/// judge, and to say).
 async fn read_external(pool: &PoolConfig, scaling: &Scaling) -> Option<Reading> {
     let metric = scaling.external.as_ref()?;
     let started = Instant::now();
     let reading = crate::external::read(metric).await;
-    match &reading {
-        Reading::Value { text, .. } => tracing::info!(
-            "pool `{}`: {} gave {text} in {:?}",
-            pool.name,
-            metric.source.describe(),
-            started.elapsed()
-        ),
-        Reading::Missing(reason) => {
-            tracing::warn!("pool `{}`: no metric this run: {reason}", pool.name);
-        }
-    }
+    tracing::info!(
+        "pool `{}`: {} answered {reading:?} in {:?}",
+        pool.name,
+        metric.source.describe(),
+        started.elapsed()
+    );
     Some(reading)
 }
 

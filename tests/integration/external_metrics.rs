@@ -152,6 +152,15 @@ fn a_command_metric_scales_up_and_down_and_holds_on_no_data() {
         "{}",
         describe(&check)
     );
+    // A run says it on stderr (it prints no decision).
+    let run = Pool::new(&command("")).run(&[]);
+    assert_exit(&run, 0);
+    assert!(
+        super::util::stderr(&run)
+            .contains("pool `web`: no metric this run, holding: the value is NaN"),
+        "{}",
+        describe(&run)
+    );
     std::fs::write(&value, "7").unwrap();
     assert_exit(&Pool::new(&command("")).run(&["check"]), 0);
     Pool::new(
