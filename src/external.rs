@@ -33,14 +33,27 @@ pub(crate) async fn read(metric: &ExternalMetric) -> Reading {
             )
             .await;
             match answer {
-                Ok((status, body)) => parse_prometheus(status, &body, query),
+                Ok((status, body)) => parse_prometheus(status, &body, query, url),
                 Err(reason) => Reading::Missing(reason),
             }
         }
-        ExternalSource::Command(argv) => match crate::command::run(argv, metric.timeout).await {
-            Ok(stdout) => parse_command(&stdout),
-            Err(error) => Reading::Missing(error_chain(&error)),
-        },
+        // The number is read from stdout alone: a warning on stderr (a deprecation, a
+        // client's notice) must not spoil it. stderr is logged at -v.
+        ExternalSource::Command(argv) => {
+            match crate::command::run_with_input(argv, None, metric.timeout).await {
+                Ok((stdout, stderr)) => {
+                    if !stderr.trim().is_empty() {
+                        tracing::info!(
+                            "`{}` wrote on stderr: {}",
+                            crate::command::display(argv),
+                            stderr.trim()
+                        );
+                    }
+                    parse_command(&String::from_utf8_lossy(&stdout))
+                }
+                Err(error) => Reading::Missing(error_chain(&error)),
+            }
+        }
     }
 }
 
@@ -68,10 +81,22 @@ async fn query_prometheus(
         .map_err(|_| format!("`{url}` is not a usable URL"))?;
     let exchange = async {
         let response = client.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                format!("cannot connect to Prometheus at {url}")
+            // hyper's own message is generic; the cause (refused, DNS, TLS) is in its sources.
+            let mut cause = String::new();
+            let mut source = std::error::Error::source(&error);
+            while let Some(inner) = source {
+                cause = inner.to_string();
+                source = inner.source();
+            }
+            let cause = if cause.is_empty() {
+                String::new()
             } else {
-                format!("Prometheus at {url} did not answer")
+                format!(": {cause}")
+            };
+            if error.is_connect() {
+                format!("cannot connect to Prometheus at {url}{cause}")
+            } else {
+                format!("Prometheus at {url} did not answer{cause}")
             }
         })?;
         let status = response.status().as_u16();
@@ -119,15 +144,22 @@ struct Point(f64, String);
 
 /// The one number of an instant query's answer. Several series are refused by name rather
 /// than one picked: the query must say how to combine them.
-pub(crate) fn parse_prometheus(status: u16, body: &str, query: &str) -> Reading {
+pub(crate) fn parse_prometheus(status: u16, body: &str, query: &str, url: &str) -> Reading {
     let answer: Answer = match serde_json::from_str(body) {
         Ok(answer) => answer,
         Err(_) if status != 200 => {
-            return Reading::Missing(format!("Prometheus answered HTTP {status}"));
+            let hint = match status {
+                401 | 403 => ": check basic_auth_file or bearer_token_file",
+                404 => ": prometheus_url is the server's base URL, without /api/v1/query",
+                _ => "",
+            };
+            return Reading::Missing(format!(
+                "Prometheus answered HTTP {status} to GET {url}/api/v1/query{hint}"
+            ));
         }
         Err(error) => {
             return Reading::Missing(format!(
-                "Prometheus' answer is not the query API's JSON: {error}"
+                "the answer of {url}/api/v1/query is not Prometheus' query API JSON ({error}): is prometheus_url a Prometheus server's base URL?"
             ));
         }
     };
@@ -233,19 +265,19 @@ mod tests {
     fn an_instant_query_gives_its_one_number_and_its_time() {
         let vector = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.5,"0.42"]}]}}"#;
         assert_eq!(
-            parse_prometheus(200, vector, "q"),
+            parse_prometheus(200, vector, "q", "http://p"),
             value("0.42", Some(1700000000.5))
         );
         let scalar =
             r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"NaN"]}}"#;
         assert_eq!(
-            parse_prometheus(200, scalar, "q"),
+            parse_prometheus(200, scalar, "q", "http://p"),
             value("NaN", Some(1700000000.0))
         );
         let string =
             r#"{"status":"success","data":{"resultType":"string","result":[1700000000,"busy"]}}"#;
         assert_eq!(
-            parse_prometheus(200, string, "q"),
+            parse_prometheus(200, string, "q", "http://p"),
             value("busy", Some(1700000000.0))
         );
     }
@@ -273,11 +305,29 @@ mod tests {
                 r#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#,
                 &["refused query `up`", "parse error"][..],
             ),
-            (502, "<html>bad gateway</html>", &["HTTP 502"][..]),
-            (200, "not json", &["not the query API's JSON"][..]),
+            (
+                502,
+                "<html>bad gateway</html>",
+                &["HTTP 502 to GET http://p/api/v1/query"][..],
+            ),
+            (
+                401,
+                "Unauthorized",
+                &["HTTP 401", "basic_auth_file or bearer_token_file"][..],
+            ),
+            (
+                404,
+                "404 page not found",
+                &["HTTP 404", "without /api/v1/query"][..],
+            ),
+            (
+                200,
+                "<html>",
+                &["not Prometheus' query API JSON", "base URL"][..],
+            ),
         ];
         for (status, body, words) in cases {
-            let reading = parse_prometheus(status, body, "up");
+            let reading = parse_prometheus(status, body, "up", "http://p");
             assert!(missing_with(&reading, words), "{body}: {reading:?}");
         }
     }

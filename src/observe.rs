@@ -164,8 +164,12 @@ async fn read_external(pool: &PoolConfig, scaling: &Scaling) -> Option<Reading> 
     let metric = scaling.external.as_ref()?;
     let started = Instant::now();
     let reading = crate::external::read(metric).await;
+    let answer = match &reading {
+        Reading::Value { text, .. } => format!("answered {text}"),
+        Reading::Missing(reason) => format!("gave no value ({reason})"),
+    };
     tracing::info!(
-        "pool `{}`: {} answered {reading:?} in {:?}",
+        "pool `{}`: {} {answer} in {:?}",
         pool.name,
         metric.source.describe(),
         started.elapsed()

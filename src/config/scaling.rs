@@ -552,6 +552,19 @@ impl Validator {
                         format!("`{url}` is not an http:// or https:// URL without a query"),
                     ));
                 }
+                // A password in the URL would be printed in every message naming it.
+                let authority = url.split("://").nth(1).unwrap_or_default();
+                if authority
+                    .split('/')
+                    .next()
+                    .unwrap_or_default()
+                    .contains('@')
+                {
+                    return Err(self.invalid(
+                        at("prometheus_url"),
+                        "must not hold a user or password (it would show in messages): put `user:password` in a basic_auth_file",
+                    ));
+                }
                 let query = raw
                     .query
                     .clone()
@@ -1080,7 +1093,11 @@ mod tests {
                 std::time::Duration::from_secs(3)
             )
         );
-        let refused: [(String, &[&str]); 10] = [
+        let refused: [(String, &[&str]); 11] = [
+            (
+                "metric = \"prometheus\"\nprometheus_url = \"http://me:pw@p:9090\"\nquery = \"q\"\nper_server = true".into(),
+                &["scaling.prometheus_url", "must not hold a user or password", "basic_auth_file"],
+            ),
             (
                 "metric = \"prometheus\"\nquery = \"q\"\nper_server = true".into(),
                 &["scaling.prometheus_url", "required by metric `prometheus`"],

@@ -84,9 +84,10 @@ impl Pool {
 fn a_command_metric_scales_up_and_down_and_holds_on_no_data() {
     let dir = tempfile::tempdir().unwrap();
     let value = dir.path().join("value");
+    // The value is read from stdout alone: a notice on stderr does not spoil it.
     let command = |extra: &str| {
         format!(
-            "metric = \"command\"\nmetric_command = [\"cat\", \"{}\"]\nper_server = true\ntarget = 10\n{extra}",
+            "metric = \"command\"\nmetric_command = [\"sh\", \"-c\", \"cat '{}'; echo 'a notice' >&2\"]\nper_server = true\ntarget = 10\n{extra}",
             value.display()
         )
     };
@@ -140,7 +141,10 @@ fn a_command_metric_scales_up_and_down_and_holds_on_no_data() {
         std::fs::write(&value, printed).unwrap();
         Pool::new(&command("")).assert_holds(why);
     }
-    Pool::new(&command("").replace("\"cat\"", "\"false\", \"cat\"")).assert_holds("exit");
+    Pool::new(
+        "metric = \"command\"\nmetric_command = [\"sh\", \"-c\", \"exit 3\"]\nper_server = true\ntarget = 10\n",
+    )
+    .assert_holds("failed (exit status: 3)");
     // `check` reports a source that gives no value as a problem.
     std::fs::write(&value, "NaN").unwrap();
     let check = Pool::new(&command("")).run(&["check"]);

@@ -71,6 +71,13 @@ pub(super) fn judge(reading: &Reading, now: i64, max_age_s: u64) -> Result<f64, 
                 "the value is {age:.0} s old, more than metric_max_age_s ({max_age_s} s)"
             ));
         }
+        // A time ahead by more than that is a clock that is off, or milliseconds.
+        if -age > max_age_s as f64 {
+            return Err(format!(
+                "the value's time is {:.0} s ahead of this run's (more than metric_max_age_s): it must be Unix seconds, not milliseconds",
+                -age
+            ));
+        }
     }
     Ok(value)
 }

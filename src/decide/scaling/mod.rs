@@ -577,6 +577,8 @@ mod tests {
                 value("3", at(121)),
                 "121 s old, more than metric_max_age_s (120 s)",
             ),
+            (value("3", at(-121)), "121 s ahead of this run's"),
+            (value("3", Some(NOW as f64 * 1000.0)), "not milliseconds"),
             (Reading::Missing("exit 3".into()), "exit 3"),
         ];
         for (reading, words) in no_data {
