@@ -121,14 +121,15 @@ fi
 # is not PID 1 on a test machine, so the test builds that view itself: a mount namespace and
 # setpriv). Scratch folders are mounted over the
 # real /etc/haproxy and state folder there; the run lists a static pool, renders the shipped
-# template, validates it with haproxy -c and installs it.
+# template, validates it with haproxy -c and installs it. Its config and hosts folder live in
+# the scratch /etc/haproxy: the private /tmp hides the rest of a clone under /tmp.
 scratch=$(mktemp -d -p "$PWD/target")
 trap 'rm -rf "$scratch"' EXIT
 writable=$(sed -n 's/^ReadWritePaths=//p' "$service" | tr ' ' '\n' | sed 's/^-//')
 state_dir=/var/lib/$(sed -n 's/^StateDirectory=//p' "$service")
-mkdir -p "$scratch/etc-haproxy" "$scratch/state" "$scratch/hosts"
-echo "127.0.0.1:8080" > "$scratch/hosts/web-1"
-cat > "$scratch/config.toml" <<EOF
+mkdir -p "$scratch/etc-haproxy/hosts.d" "$scratch/state"
+echo "127.0.0.1:8080" > "$scratch/etc-haproxy/hosts.d/web-1"
+cat > "$scratch/etc-haproxy/autoscaler.toml" <<EOF
 [state]
 path = "$state_dir/state.json"
 
@@ -144,7 +145,7 @@ port = 8080
 provider = "static"
 
 [pool.static]
-dir = "$scratch/hosts"
+dir = "/etc/haproxy/hosts.d"
 EOF
 # CapabilityBoundingSet=CAP_A CAP_B -> -all,+a,+b for setpriv.
 capabilities=$(sed -n 's/^CapabilityBoundingSet=//p' "$service" | tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')
@@ -168,7 +169,7 @@ mount -t tmpfs tmpfs /tmp         # PrivateTmp=
 mount -t tmpfs tmpfs /var/tmp
 if touch /etc/probe 2>/dev/null; then echo "the view is not read-only" >&2; exit 1; fi
 exec setpriv --bounding-set="-all,$capabilities" --no-new-privs \
-    env -i PATH=/usr/bin:/bin haproxy-autoscaler --config "$scratch/config.toml"
+    env -i PATH=/usr/bin:/bin haproxy-autoscaler --config /etc/haproxy/autoscaler.toml
 '
 if run=$(as_root unshare -m -- bash -c "$sandboxed" sandboxed "$scratch" "$state_dir" "$writable" "$capabilities" 2>&1) &&
     grep -q 'server web-1 127.0.0.1:8080' "$scratch/etc-haproxy/haproxy.cfg" 2>/dev/null &&
