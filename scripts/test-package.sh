@@ -168,6 +168,7 @@ done
 mount -t tmpfs tmpfs /tmp         # PrivateTmp=
 mount -t tmpfs tmpfs /var/tmp
 if touch /etc/probe 2>/dev/null; then echo "the view is not read-only" >&2; exit 1; fi
+cd /                              # a system unit'"'"'s working directory
 exec setpriv --bounding-set="-all,$capabilities" --no-new-privs \
     env -i PATH=/usr/bin:/bin haproxy-autoscaler --config /etc/haproxy/autoscaler.toml
 '
