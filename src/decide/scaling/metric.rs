@@ -17,6 +17,8 @@
 //! never combined across nodes. The HAProxy sample is still taken: it says which servers are in
 //! service, and its counters keep the next HAProxy-metric interval whole.
 
+use std::collections::HashSet;
+
 use crate::config::{ExternalMetric, Metric};
 use crate::model::{PoolState, Reading, Sample, ServerCounters, StatsSnapshot};
 
@@ -43,7 +45,7 @@ pub(super) struct Measured {
 }
 
 /// The value of an external metric's answer, or why it is no data: not a number, NaN,
-/// infinite, negative (no load is), or measured more than `max_age_s` before `now`.
+/// infinite, negative (no load is), or measured more than `max_age_s` before (or after) `now`.
 pub(super) fn judge(reading: &Reading, now: i64, max_age_s: u64) -> Result<f64, String> {
     let (text, at) = match reading {
         Reading::Missing(reason) => return Err(reason.clone()),
@@ -187,10 +189,8 @@ fn measure_external(
         Ok(value) => {
             // Each server's figure, measured on the servers that were in service before this
             // run: one that joined now carried none of that load, which it now shares.
-            let carried = in_service
-                .iter()
-                .filter(|id| state.in_service.iter().any(|was| was == *id))
-                .count();
+            let before: HashSet<&str> = state.in_service.iter().map(String::as_str).collect();
+            let carried = in_service.iter().filter(|id| before.contains(*id)).count();
             let carried = if carried == 0 { n } else { carried as f64 };
             vec![value * carried / n; in_service.len()]
         }
