@@ -31,6 +31,19 @@ use validate::{Validator, parse_message};
 const DEFAULT_STATE_PATH: &str = "/var/lib/haproxy-autoscaler/state.json";
 const DEFAULT_HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";
 const DEFAULT_TEMPLATE: &str = "/etc/haproxy-autoscaler/haproxy.cfg.hbs";
+/// Where the Debian package installs the default template.
+const PACKAGED_TEMPLATE: &str = "/usr/share/haproxy-autoscaler/haproxy.cfg.hbs";
+
+/// The template when none is named: the operator's in /etc, else the package's when only that
+/// one exists (a config-less run on a packaged install), else the /etc one (its error names it).
+fn default_template(exists: impl Fn(&Path) -> bool) -> PathBuf {
+    let (own, packaged) = (Path::new(DEFAULT_TEMPLATE), Path::new(PACKAGED_TEMPLATE));
+    if !exists(own) && exists(packaged) {
+        packaged.to_owned()
+    } else {
+        own.to_owned()
+    }
+}
 const DEFAULT_COMMAND_TIMEOUT_S: u64 = 30;
 const CONFIG_PLACEHOLDER: &str = "{config}";
 
@@ -672,7 +685,10 @@ security_group = "web"
         let config = parse(MINIMAL).unwrap();
         assert_eq!(config.state_path, Path::new(DEFAULT_STATE_PATH));
         assert_eq!(config.haproxy.config, Path::new(DEFAULT_HAPROXY_CONFIG));
-        assert_eq!(config.haproxy.template, Path::new(DEFAULT_TEMPLATE));
+        assert_eq!(
+            config.haproxy.template,
+            default_template(|path| path.exists())
+        );
         assert_eq!(
             config.haproxy.check_command,
             ["haproxy", "-c", "-f", "{config}"]
@@ -686,6 +702,21 @@ security_group = "web"
         assert_eq!(pool.backend, "web");
         assert_eq!(pool.address, AddressSource::PrivateIp);
         assert!(!pool.allow_empty);
+    }
+
+    #[test]
+    fn without_a_template_key_the_operator_s_template_wins_over_the_package_s() {
+        let only = |present: &'static str| move |path: &Path| path == Path::new(present);
+        assert_eq!(
+            default_template(only(DEFAULT_TEMPLATE)),
+            Path::new(DEFAULT_TEMPLATE)
+        );
+        assert_eq!(
+            default_template(only(PACKAGED_TEMPLATE)),
+            Path::new(PACKAGED_TEMPLATE)
+        );
+        assert_eq!(default_template(|_| true), Path::new(DEFAULT_TEMPLATE));
+        assert_eq!(default_template(|_| false), Path::new(DEFAULT_TEMPLATE));
     }
 
     #[test]

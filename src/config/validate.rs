@@ -362,7 +362,7 @@ impl Validator {
         }
         let template = self.path(
             raw.template
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_TEMPLATE)),
+                .unwrap_or_else(|| default_template(|path| path.exists())),
         );
         let stats = match (raw.stats_socket, raw.stats_url) {
             (Some(_), Some(_)) => {
