@@ -63,6 +63,14 @@ impl Pool {
             .len()
     }
 
+    /// Runs for real and asserts that it exits 0 and prints `text`.
+    #[track_caller]
+    fn assert_run_says(&self, text: &str) {
+        let run = self.run(&[]);
+        assert_exit(&run, 0);
+        assert!(stdout(&run).contains(text), "{text}: {}", describe(&run));
+    }
+
     /// Asserts that a plan holds the pool at 2 and that its line says `why`.
     #[track_caller]
     fn assert_holds(&self, why: &str) {
@@ -101,13 +109,7 @@ fn a_command_metric_scales_up_and_down_and_holds_on_no_data() {
         "{}",
         describe(&plan)
     );
-    let run = up.run(&[]);
-    assert_exit(&run, 0);
-    assert!(
-        stdout(&run).contains("launch 4 instance(s) for pool web"),
-        "{}",
-        describe(&run)
-    );
+    up.assert_run_says("launch 4 instance(s) for pool web");
     assert_eq!(up.instances(), 6);
     // The value went into the state's samples, for the history policies.
     let state: serde_json::Value =
@@ -117,13 +119,7 @@ fn a_command_metric_scales_up_and_down_and_holds_on_no_data() {
     // {"value": N} too; 2 jobs: one server is enough, one is drained.
     std::fs::write(&value, r#"{"value": 2}"#).unwrap();
     let down = Pool::new(&command(""));
-    let run = down.run(&[]);
-    assert_exit(&run, 0);
-    assert!(
-        stdout(&run).contains("drain server web/local-"),
-        "{}",
-        describe(&run)
-    );
+    down.assert_run_says("drain server web/local-");
 
     // Every kind of no data holds the pool and says why.
     let old = jiff::Timestamp::now().as_second() - 600;
@@ -330,13 +326,7 @@ fn a_prometheus_query_scales_up_and_down_and_holds_on_no_data() {
         "{}",
         describe(&plan)
     );
-    let run = up.run(&[]);
-    assert_exit(&run, 0);
-    assert!(
-        stdout(&run).contains("launch 4 instance(s) for pool web"),
-        "{}",
-        describe(&run)
-    );
+    up.assert_run_says("launch 4 instance(s) for pool web");
     assert_eq!(up.instances(), 6);
 
     // A CPU-like average, already per server: 0.8 against scale_down_below 0.85 with a high
@@ -347,13 +337,7 @@ fn a_prometheus_query_scales_up_and_down_and_holds_on_no_data() {
         "avg(worker_busy)",
         "per_server = false\nscale_up_above = 0.95\nscale_down_below = 0.85\n",
     ));
-    let run = down.run(&[]);
-    assert_exit(&run, 0);
-    assert!(
-        stdout(&run).contains("drain server web/local-"),
-        "{}",
-        describe(&run)
-    );
+    down.assert_run_says("drain server web/local-");
 
     // Every kind of no data holds the pool and says why.
     let hold = |query: &str, why: &str| {

@@ -133,12 +133,7 @@ pub(super) fn measure(
         _ => (per_server, None),
     };
     let pool_load = pool_metric.map(|_| per_server.iter().sum::<f64>());
-    let mut history: Vec<Option<f64>> = state
-        .samples
-        .iter()
-        .map(|sample| sample.pool_metric.or(sample.metric))
-        .collect();
-    history.push(pool_metric.or(metric));
+    let history = history(state, pool_metric.or(metric));
     let sample = sample.map(|sample| Sample {
         metric,
         load,
@@ -165,6 +160,16 @@ pub(super) fn measure(
         loads,
         no_metric: None,
     }
+}
+
+/// The pool's metric per run, oldest first, ending with this run's.
+fn history(state: &PoolState, this_run: Option<f64>) -> Vec<Option<f64>> {
+    state
+        .samples
+        .iter()
+        .map(|sample| sample.pool_metric.or(sample.metric))
+        .chain(std::iter::once(this_run))
+        .collect()
 }
 
 /// [`measure`] for an external metric: the same value for every server in service (the pool's
@@ -203,12 +208,7 @@ fn measure_external(
         load,
         ..sample_of(stats, facts.now)
     });
-    let mut history: Vec<Option<f64>> = state
-        .samples
-        .iter()
-        .map(|sample| sample.pool_metric.or(sample.metric))
-        .collect();
-    history.push(metric);
+    let history = history(state, metric);
     let loads = state
         .samples
         .iter()
