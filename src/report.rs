@@ -192,6 +192,13 @@ impl fmt::Display for Action {
                 path.display(),
                 &sha256[..12]
             ),
+            Action::ApplyRuntime { commands, reason } => {
+                write!(f, "apply through the runtime API: {reason}")?;
+                for command in commands {
+                    write!(f, "\n    {command}")?;
+                }
+                Ok(())
+            }
             Action::Reload { reason } => write!(f, "reload haproxy: {reason}"),
         }
     }

@@ -326,6 +326,19 @@ pub struct HaproxyConfig {
     pub check_command: Vec<String>,
     pub reload: Reload,
     pub command_timeout: Duration,
+    /// How a changed haproxy.cfg reaches HAProxy.
+    pub apply: ApplyMode,
+}
+
+/// `haproxy.apply`: how a changed haproxy.cfg reaches HAProxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApplyMode {
+    /// Server changes of managed backends through the runtime API, the file installed without a
+    /// reload; a reload for anything else.
+    #[default]
+    Runtime,
+    /// Every change installed and reloaded.
+    Reload,
 }
 
 /// Where HAProxy's statistics are read.

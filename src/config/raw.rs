@@ -55,6 +55,7 @@ pub(super) struct RawHaproxy {
     pub(super) reload_command: Option<Vec<String>>,
     pub(super) master_socket: Option<PathBuf>,
     pub(super) command_timeout_s: Option<i64>,
+    pub(super) apply: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

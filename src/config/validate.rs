@@ -434,6 +434,16 @@ impl Validator {
             .command_timeout_s
             .unwrap_or(DEFAULT_COMMAND_TIMEOUT_S as i64);
         let timeout_s = self.in_range("haproxy.command_timeout_s", timeout_s, 1..=3600)?;
+        let apply = match raw.apply.as_deref() {
+            None | Some("runtime") => ApplyMode::Runtime,
+            Some("reload") => ApplyMode::Reload,
+            Some(other) => {
+                return Err(self.invalid(
+                    "haproxy.apply",
+                    format!("`{other}` is not one of `runtime` (server changes through the runtime API) or `reload` (always reload)"),
+                ));
+            }
+        };
         Ok(HaproxyConfig {
             config,
             template,
@@ -441,6 +451,7 @@ impl Validator {
             check_command,
             reload,
             command_timeout: Duration::from_secs(timeout_s as u64),
+            apply,
         })
     }
 

@@ -5,7 +5,7 @@
 //! `server NAME ...` lines inside a `backend` or `listen` section name its servers.
 
 /// Keywords that open a section in haproxy.cfg.
-const SECTIONS: &[&str] = &[
+pub(crate) const SECTIONS: &[&str] = &[
     "global",
     "defaults",
     "frontend",

@@ -13,4 +13,5 @@ pub mod membership;
 pub mod plan;
 pub mod policy;
 pub mod render;
+pub mod runtime;
 pub mod scaling;

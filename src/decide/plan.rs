@@ -4,7 +4,8 @@
 //! endpoints, stats, readiness), the installed haproxy.cfg and the loaded state, and decides
 //! everything: the scaling of each pool ([`crate::decide::scaling`]), the servers of each
 //! backend ([`crate::decide::membership`]), the rendered config, whether it differs from the
-//! installed one (by sha256, invariant 4), and the state to save. `--plan` prints the plan; a
+//! installed one (by sha256, invariant 4), whether the change goes through the runtime API or
+//! needs a reload ([`crate::decide::runtime`]), and the state to save. `--plan` prints the plan; a
 //! real run hands the very same plan to `apply`, which makes no choices of its own.
 //!
 //! Guard (invariant 7): a pool whose discovery yields no server while its backend has servers
@@ -15,11 +16,12 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::config::{Config, PoolConfig};
+use crate::config::{ApplyMode, Config, PoolConfig, StatsSource};
 use crate::decide::context::render_leaving_out_unsafe;
 use crate::decide::installed_servers::backend_servers;
 use crate::decide::membership::{self, BackendPlan, Skipped, found_words};
 use crate::decide::render::{RenderError, Renderer};
+use crate::decide::runtime::{self, RuntimeChange};
 use crate::decide::scaling::{self, ScalingFacts};
 use crate::model::{Observed, PoolState, State, sha256_hex};
 
@@ -155,6 +157,11 @@ pub enum Action {
         sha256: String,
         reason: String,
     },
+    /// The installed config's server changes, made through the runtime API instead of a reload.
+    ApplyRuntime {
+        commands: Vec<String>,
+        reason: String,
+    },
     Reload {
         reason: String,
     },
@@ -176,6 +183,12 @@ pub struct Plan {
     /// The state apply saves; equal to the loaded state when nothing changes.
     #[serde(skip)]
     pub next_state: State,
+    /// The config change made through the runtime API, when it is.
+    #[serde(skip)]
+    pub runtime: Option<RuntimeChange>,
+    /// The run's clock (Unix seconds), for the state of a run that reloads after all.
+    #[serde(skip)]
+    pub now: i64,
 }
 
 impl Plan {
@@ -237,6 +250,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     let empty_backends = membership_actions(&facts, &pools, &mut actions)?;
     let comparison = compare(&facts, &rendered);
     let changed = comparison.changed();
+    let mut runtime = None;
     let mut warnings = config_warnings(&facts, &comparison);
     for pool in &pools {
         if let Some(scale) = &pool.scale {
@@ -252,12 +266,24 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
             sha256: comparison.rendered_sha256.clone(),
             reason: install_reason(&facts, &comparison, &actions),
         });
-        actions.push(Action::Reload {
-            reason: format!(
-                "config sha256 changed to {}",
-                &comparison.rendered_sha256[..12]
-            ),
-        });
+        let changed_to = format!(
+            "config sha256 changed to {}",
+            &comparison.rendered_sha256[..12]
+        );
+        match runtime_change(&facts, &comparison, &rendered) {
+            Ok(change) => {
+                actions.push(Action::ApplyRuntime {
+                    commands: change.commands.iter().map(|c| c.command.clone()).collect(),
+                    reason: format!(
+                        "{changed_to}, only in the servers of managed backends: through the runtime API, no reload"
+                    ),
+                });
+                runtime = Some(change);
+            }
+            Err(why) => actions.push(Action::Reload {
+                reason: format!("{changed_to}; a reload because {why}"),
+            }),
+        }
     }
     // In the order apply carries them out: a terminated server leaves the config (and HAProxy
     // is reloaded without it) before its instance goes.
@@ -272,6 +298,7 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         &facts,
         &pools,
         changed.then_some(&comparison.rendered_sha256),
+        runtime.is_none(),
     );
     Ok(Plan {
         pools,
@@ -286,7 +313,44 @@ pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
         warnings,
         rendered,
         next_state,
+        runtime,
+        now: facts.now,
     })
+}
+
+/// The runtime API change that makes the rendered config run, or why it takes a reload.
+fn runtime_change(
+    facts: &Facts<'_>,
+    comparison: &Comparison,
+    rendered: &str,
+) -> Result<RuntimeChange, String> {
+    let haproxy = &facts.config.haproxy;
+    if haproxy.apply == ApplyMode::Reload {
+        return Err("`haproxy.apply = \"reload\"`".to_owned());
+    }
+    if !matches!(haproxy.stats, Some(StatsSource::Socket(_))) {
+        return Err(
+            "the runtime API needs HAProxy's admin socket (`haproxy.stats_socket`)".to_owned(),
+        );
+    }
+    let Some(installed) = facts.installed else {
+        return Err("no haproxy.cfg is installed yet".to_owned());
+    };
+    if comparison.unconfirmed
+        || comparison.installed_sha256.as_deref() != facts.state.installed_config_sha256.as_deref()
+    {
+        return Err(
+            "the installed haproxy.cfg is not the one this tool last loaded into HAProxy, so what runs is not known"
+                .to_owned(),
+        );
+    }
+    let managed: Vec<&str> = facts
+        .config
+        .pools
+        .iter()
+        .map(|pool| pool.backend.as_str())
+        .collect();
+    runtime::classify(installed, rendered, &managed)
 }
 
 /// Scales each scaling pool and sorts each pool's instances into servers and left-out ones.
@@ -515,8 +579,14 @@ fn install_reason(facts: &Facts<'_>, comparison: &Comparison, actions: &[Action]
 }
 
 /// The state after this run; `installed` is the rendered config's sha256 when this run installs
-/// it (and reloads: the scaling pools record when, so the interval across it gives no metric).
-fn next_state(facts: &Facts<'_>, pools: &[BackendPlan], installed: Option<&String>) -> State {
+/// it. When it also `reloads`, the scaling pools record when, so the interval across it gives no
+/// metric (a change through the runtime API keeps HAProxy's counters).
+fn next_state(
+    facts: &Facts<'_>,
+    pools: &[BackendPlan],
+    installed: Option<&String>,
+    reloads: bool,
+) -> State {
     let mut next = facts.state.clone();
     next.config = Some(facts.config.identity.clone());
     if let Some(sha256) = installed {
@@ -526,7 +596,7 @@ fn next_state(facts: &Facts<'_>, pools: &[BackendPlan], installed: Option<&Strin
         let entry = next.pools.entry(pool.name.clone()).or_default();
         if let Some(scale) = &pool.scale {
             *entry = scale.next.clone();
-            if installed.is_some() {
+            if installed.is_some() && reloads {
                 entry.reloaded_at = Some(facts.now);
             }
         }

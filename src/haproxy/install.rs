@@ -360,6 +360,7 @@ mod tests {
                 master_socket: None,
             },
             command_timeout: Duration::from_millis(500),
+            apply: crate::config::ApplyMode::Reload,
         }
     }
 

@@ -95,3 +95,30 @@ pub enum OldWorkers {
     /// The master socket could not be read: a drain runs its full `drain_s`.
     Unknown,
 }
+
+/// One server of `show servers state`: what the runtime API's read-back compares with haproxy.cfg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerState {
+    pub backend: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    /// `srv_admin_state`: bit flags (forced, inherited, config and resolver maintenance, drain).
+    pub admin: u32,
+    /// The weight HAProxy uses now (`srv_uweight`).
+    pub weight: u32,
+    /// `srv_check_state`: bit flags (configured, enabled, paused ...).
+    pub check: u32,
+}
+
+impl ServerState {
+    /// In maintenance (forced, inherited or by the resolver): takes no traffic.
+    pub fn in_maintenance(&self) -> bool {
+        self.admin & 0x23 != 0
+    }
+
+    /// Its health check is configured and enabled.
+    pub fn checked(&self) -> bool {
+        self.check & 0x06 == 0x06
+    }
+}
