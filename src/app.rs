@@ -347,7 +347,7 @@ pub async fn reconcile(
         ),
     );
     let installed = read_installed(&config.haproxy.config)?;
-    let plan = plan::build(
+    let mut plan = plan::build(
         Facts {
             config,
             observed: &observed,
@@ -395,7 +395,7 @@ pub async fn reconcile(
             plan,
         });
     }
-    apply(config, &plan, (&loaded, revision), store, provider).await?;
+    apply(config, &mut plan, (&loaded, revision), store, provider).await?;
     lap("apply", String::new());
     Ok(Report {
         mode: Mode::Apply,

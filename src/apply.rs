@@ -5,7 +5,8 @@
 //!    instance ids right after it (invariant 5);
 //! 2. drains: `set server B/S state drain` on the admin socket (the rendered config also keeps
 //!    them drained across the reload);
-//! 3. haproxy.cfg: installed and reloaded if the plan says it changed;
+//! 3. haproxy.cfg: if the plan says it changed, installed, and either changed in HAProxy through
+//!    the runtime API (read back to be sure) or reloaded;
 //! 4. terminations, once the config no longer names those servers;
 //! 5. the plan's next state is saved.
 //!
@@ -13,7 +14,6 @@
 //! run sees the same facts and finishes the job.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use crate::cloud::Provider;
 use crate::config::{Config, Launcher, PoolConfig, StatsSource};
@@ -21,17 +21,15 @@ use crate::decide::plan::{Action, Plan};
 use crate::error::Error;
 use crate::failpoint;
 use crate::haproxy::admin_socket;
-use crate::haproxy::install;
+use crate::haproxy::install::{self, Applied, RUNTIME_TIMEOUT};
 use crate::model::{LaunchIntent, State};
 use crate::store::{Revision, StateStore};
 
-/// How long one runtime API command may take.
-const RUNTIME_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Applies `plan`, made from `loaded` (the state at `revision` in `store`).
+/// A runtime API change that does not take is made by a reload instead, and `plan` then says so.
 pub(crate) async fn apply(
     config: &Config,
-    plan: &Plan,
+    plan: &mut Plan,
     (loaded, revision): (&State, Revision),
     store: &impl StateStore,
     provider: &impl Provider,
@@ -45,12 +43,21 @@ pub(crate) async fn apply(
     drain(config, plan).await;
     if plan.config.changed {
         let started = std::time::Instant::now();
-        install::install_and_reload(&config.haproxy, &plan.rendered).await?;
+        let applied =
+            install::install(&config.haproxy, &plan.rendered, plan.runtime.as_ref()).await?;
         tracing::info!(
-            "check, install and reload: {:?} ({} bytes)",
+            "check, install and {}: {:?} ({} bytes)",
+            if applied == Applied::Runtime {
+                "runtime API"
+            } else {
+                "reload"
+            },
             started.elapsed(),
             plan.rendered.len()
         );
+        if let Applied::FellBack(why) = applied {
+            plan.reloaded_instead(&why);
+        }
     }
     terminate(config, plan, provider).await?;
     let mut next = plan.next_state.clone();
@@ -81,12 +88,12 @@ impl<S: StateStore> Progress<'_, S> {
 
 /// Makes the plan's launches: each intent is saved before its cloud call, and its instance ids
 /// right after it (invariant 5). Returns (pool, token, ids) per launch.
-async fn launch<'p>(
+async fn launch(
     config: &Config,
-    plan: &'p Plan,
+    plan: &Plan,
     progress: &mut Progress<'_, impl StateStore>,
     provider: &impl Provider,
-) -> Result<Vec<(&'p str, &'p str, Vec<String>)>, Error> {
+) -> Result<Vec<(String, String, Vec<String>)>, Error> {
     let mut launched = Vec::new();
     for action in &plan.actions {
         let Action::Launch {
@@ -139,7 +146,7 @@ async fn launch<'p>(
         failpoint::hit("after-run-instances");
         record_ids(&mut progress.state, pool, token, &ids);
         progress.save().await?;
-        launched.push((pool.as_str(), token.as_str(), ids));
+        launched.push((pool.clone(), token.clone(), ids));
     }
     Ok(launched)
 }

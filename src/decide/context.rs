@@ -8,7 +8,7 @@
 //! template does not write (a tag it never uses) leave nothing out.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -35,6 +35,8 @@ struct TemplateHaproxy<'a> {
     stats_socket: Option<&'a str>,
     stats_url: Option<&'a str>,
     master_socket: Option<&'a Path>,
+    /// `server-state` beside a unix stats socket, for the template's `server-state-file`.
+    server_state_file: Option<PathBuf>,
 }
 
 /// A pool as the template sees it: what the README documents, not the whole plan.
@@ -133,6 +135,12 @@ fn template_context<'a>(
                 _ => None,
             },
             master_socket: config.haproxy.reload.master_socket(),
+            server_state_file: match &config.haproxy.stats {
+                Some(StatsSource::Socket(socket)) if socket.starts_with('/') => Path::new(socket)
+                    .parent()
+                    .map(|dir| dir.join("server-state")),
+                _ => None,
+            },
         },
         pools: pools
             .iter()

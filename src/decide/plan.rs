@@ -197,6 +197,24 @@ impl Plan {
         !self.actions.is_empty()
     }
 
+    /// Records that the runtime API change did not take (`why`) and the run reloaded instead: the
+    /// plan then says so, and the scaling pools' state records the reload.
+    pub fn reloaded_instead(&mut self, why: &str) {
+        for action in &mut self.actions {
+            if matches!(action, Action::ApplyRuntime { .. }) {
+                *action = Action::Reload {
+                    reason: format!("the runtime API change did not take: {why}"),
+                };
+            }
+        }
+        self.runtime = None;
+        for pool in self.pools.iter().filter(|pool| pool.scale.is_some()) {
+            if let Some(state) = self.next_state.pools.get_mut(&pool.name) {
+                state.reloaded_at = Some(self.now);
+            }
+        }
+    }
+
     /// One line per instance left out, and whether it is news: left out for a bad value that
     /// the previous run did not leave out. A run says the news (cron mails it once) and the
     /// rest only with `-v`; `--plan` says them all.

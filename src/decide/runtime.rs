@@ -14,7 +14,8 @@
 //! what the rendered file says: any difference (a refused command, HAProxy restarted meanwhile)
 //! falls back to a reload in the same run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -296,6 +297,64 @@ fn changed(
         ));
     }
     Ok(commands)
+}
+
+/// The `server-state-file` of a config's `global` section (joined to `server-state-base` when
+/// relative), where HAProxy reads the server state a reload keeps.
+pub fn server_state_file(config: &str) -> Option<PathBuf> {
+    let mut in_global = false;
+    let (mut file, mut base) = (None, None);
+    for line in config.lines() {
+        let mut words = line.split_whitespace();
+        let Some(keyword) = words.next() else {
+            continue;
+        };
+        if SECTIONS.contains(&keyword) {
+            in_global = keyword == "global";
+        } else if in_global {
+            match keyword {
+                "server-state-file" => file = words.next(),
+                "server-state-base" => base = words.next(),
+                _ => {}
+            }
+        }
+    }
+    let file = Path::new(file?);
+    if file.is_absolute() {
+        Some(file.to_owned())
+    } else {
+        Some(Path::new(base?).join(file))
+    }
+}
+
+/// Every server line's address and port, by backend and server name, in any backend of a config.
+pub fn server_addresses(config: &str) -> HashMap<(&str, &str), (&str, Option<u16>)> {
+    let mut addresses = HashMap::new();
+    let mut backend = None;
+    for line in config.lines() {
+        let mut words = line
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace();
+        let Some(keyword) = words.next() else {
+            continue;
+        };
+        if SECTIONS.contains(&keyword) {
+            backend = matches!(keyword, "backend" | "listen")
+                .then(|| words.next())
+                .flatten();
+        } else if let (Some(backend), "server", Some(name), Some(address)) =
+            (backend, keyword, words.next(), words.next())
+        {
+            let (host, port) = match address.rsplit_once(':') {
+                Some((host, port)) => (host, port.parse().ok()),
+                None => (address, None),
+            };
+            addresses.insert((backend, name), (host, port));
+        }
+    }
+    addresses
 }
 
 /// A config split for comparison.
@@ -752,5 +811,31 @@ backend other
             let why = verify(&change.read_back, &running).unwrap_err();
             assert!(why.contains(says), "{says}: {why}");
         }
+    }
+
+    #[test]
+    fn finds_the_server_state_file_and_every_server_address() {
+        let config = "global\n    server-state-base /run/haproxy\n    server-state-file state\ndefaults\n    load-server-state-from-file global\nbackend web\n    server a 127.0.0.1:81 check\nlisten l\n    server b host.example:82\n    server c /run/sock\n";
+        assert_eq!(
+            server_state_file(config),
+            Some(PathBuf::from("/run/haproxy/state"))
+        );
+        assert_eq!(
+            server_state_file("global\n    server-state-file /var/state\n"),
+            Some(PathBuf::from("/var/state"))
+        );
+        assert_eq!(
+            server_state_file("global\n    server-state-file state\n"),
+            None
+        );
+        assert_eq!(
+            server_state_file("defaults\n    server-state-file /x\n"),
+            None
+        );
+        let addresses = server_addresses(config);
+        assert_eq!(addresses[&("web", "a")], ("127.0.0.1", Some(81)));
+        assert_eq!(addresses[&("l", "b")], ("host.example", Some(82)));
+        assert_eq!(addresses[&("l", "c")], ("/run/sock", None));
+        assert_eq!(addresses.len(), 3);
     }
 }

@@ -11,10 +11,15 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::command::{self, CommandError};
-use crate::config::{HaproxyConfig, Reload};
+use crate::config::{HaproxyConfig, Reload, StatsSource};
+use crate::decide::runtime::RuntimeChange;
 use crate::failpoint;
 use crate::fs_atomic::{self, Ownership, Staged};
 use crate::haproxy::master::{Master, MasterError};
+use crate::haproxy::runtime;
+
+/// How long one runtime API command may take.
+pub(crate) const RUNTIME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// An install or reload problem.
 #[derive(Debug, thiserror::Error)]
@@ -138,11 +143,35 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// How an installed config reached HAProxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// Through the runtime API: no reload.
+    Runtime,
+    /// By a reload.
+    Reloaded,
+    /// By a reload, because the runtime API change did not take (the reason).
+    FellBack(String),
+}
+
 /// Checks `rendered`, installs it over `haproxy.config` and reloads HAProxy.
+#[cfg(test)]
 pub(crate) async fn install_and_reload(
     haproxy: &HaproxyConfig,
     rendered: &str,
 ) -> Result<(), InstallError> {
+    install(haproxy, rendered, None).await.map(drop)
+}
+
+/// Checks `rendered` and installs it over `haproxy.config`. With a `runtime` change (and the
+/// admin socket), the change is made through the runtime API and read back before the file is
+/// installed, with no reload; if it does not take, or without one, HAProxy is reloaded with the
+/// file (after its server state is saved for the reload to keep).
+pub(crate) async fn install(
+    haproxy: &HaproxyConfig,
+    rendered: &str,
+    runtime: Option<&RuntimeChange>,
+) -> Result<Applied, InstallError> {
     let path = &haproxy.config;
     let backup = backup_path(path);
     let previous = read_installed_bytes(path)?;
@@ -166,24 +195,36 @@ pub(crate) async fn install_and_reload(
             source,
         }
     })?;
-    if let Some(previous) = &previous {
-        fs_atomic::write(&backup, previous, ownership).map_err(|source| InstallError::Backup {
-            path: path.clone(),
-            backup: backup.clone(),
-            source,
-        })?;
+    let socket = match &haproxy.stats {
+        Some(StatsSource::Socket(socket)) => Some(socket.as_str()),
+        _ => None,
+    };
+    let mut applied = Applied::Reloaded;
+    if let (Some(change), Some(socket)) = (runtime, socket) {
+        match runtime::apply(socket, change, RUNTIME_TIMEOUT).await {
+            Ok(()) => {
+                // A crash here leaves HAProxy ahead of the file: the next run's commands are
+                // refused (the servers exist already), so it reloads with the file.
+                failpoint::hit("after-runtime-commands");
+                put_in_place(path, &backup, previous.as_deref(), staged, ownership)?;
+                failpoint::hit("after-install");
+                return Ok(Applied::Runtime);
+            }
+            Err(why) => {
+                tracing::warn!("the runtime API change did not take ({why}): reloading instead");
+                applied = Applied::FellBack(why);
+            }
+        }
     }
-    staged
-        .commit(ownership)
-        .map_err(|source| InstallError::Install {
-            path: path.clone(),
-            source,
-        })?;
+    put_in_place(path, &backup, previous.as_deref(), staged, ownership)?;
     failpoint::hit("after-install");
+    if let Some(socket) = socket {
+        runtime::save_state(socket, rendered, RUNTIME_TIMEOUT).await;
+    }
 
     let Err(reload_error) = reload(haproxy).await else {
         failpoint::hit("after-reload");
-        return Ok(());
+        return Ok(applied);
     };
     let Some(previous) = previous else {
         // There was no config before: go back to that, so the next run installs and reloads again
@@ -216,6 +257,29 @@ pub(crate) async fn install_and_reload(
             source: reload_error,
         },
     })
+}
+
+/// Keeps the installed file as the backup and renames the checked candidate into place.
+fn put_in_place(
+    path: &Path,
+    backup: &Path,
+    previous: Option<&[u8]>,
+    staged: Staged,
+    ownership: Ownership,
+) -> Result<(), InstallError> {
+    if let Some(previous) = previous {
+        fs_atomic::write(backup, previous, ownership).map_err(|source| InstallError::Backup {
+            path: path.to_owned(),
+            backup: backup.to_owned(),
+            source,
+        })?;
+    }
+    staged
+        .commit(ownership)
+        .map_err(|source| InstallError::Install {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// What `--plan` checks before saying a run would install `rendered`: the checks the run makes
