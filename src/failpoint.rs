@@ -9,11 +9,12 @@
 pub const ENV: &str = "HAPROXY_AUTOSCALER_FAILPOINT";
 
 /// Every point, in the order a run reaches them.
-pub const POINTS: [&str; 8] = [
+pub const POINTS: [&str; 9] = [
     "after-launch-intent-saved",
     "after-run-instances",
     "after-drain",
     "after-candidate-written",
+    "after-runtime-commands",
     "after-install",
     "after-reload",
     "after-terminate",

@@ -50,13 +50,13 @@ fn a_render_that_haproxy_rejects_is_never_installed() {
 }
 
 /// A master-worker HAProxy on loopback, stopped when dropped.
-struct LiveHaproxy {
+pub(crate) struct LiveHaproxy {
     child: Child,
     master_socket: PathBuf,
 }
 
 impl LiveHaproxy {
-    fn start(config: &Path, master_socket: &Path) -> LiveHaproxy {
+    pub(crate) fn start(config: &Path, master_socket: &Path) -> LiveHaproxy {
         let child = Command::new(haproxy())
             .arg("-W")
             .arg("-S")
@@ -78,7 +78,7 @@ impl LiveHaproxy {
         }
     }
 
-    fn master(&self, command: &str) -> String {
+    pub(crate) fn master(&self, command: &str) -> String {
         cli(&self.master_socket, command)
     }
 }
@@ -92,7 +92,7 @@ impl Drop for LiveHaproxy {
     }
 }
 
-fn cli(socket: &Path, command: &str) -> String {
+pub(crate) fn cli(socket: &Path, command: &str) -> String {
     use std::io::{Read, Write};
     // The master refuses connections while it re-executes itself (after starting its workers,
     // and on every reload).
@@ -244,7 +244,7 @@ fn the_shipped_template_passes_haproxy_check() {
 }
 
 /// A loopback HTTP backend answering `200 ok` to a bounded number of connections.
-fn loopback_backend(connections: usize) -> u16 {
+pub(crate) fn loopback_backend(connections: usize) -> u16 {
     use std::io::{Read, Write};
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -260,7 +260,7 @@ fn loopback_backend(connections: usize) -> u16 {
     port
 }
 
-fn get(port: u16) -> String {
+pub(crate) fn get(port: u16) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream

@@ -15,6 +15,7 @@ mod local_demo;
 mod moto;
 mod operator;
 mod plan_output;
+mod runtime_api;
 mod scaling;
 mod shared_state;
 mod simulate;

@@ -1,0 +1,357 @@
+//! Membership changes through the runtime API against a real master-worker HAProxy 2.6 (issue
+//! 18): servers added, re-addressed, re-weighted and removed with no reload (the master's reload
+//! counter and the worker's pid unchanged) and the file on disk naming what runs; a structural
+//! change still reloads, and the reload keeps drains and servers in maintenance; a crash between
+//! the runtime commands and the install converges; `apply = "reload"` keeps the old behaviour.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use haproxy_autoscaler::failpoint;
+
+use crate::haproxy_real::{LiveHaproxy, cli, get, loopback_backend};
+use crate::util::{Deployment, assert_exit, describe, free_port, stdout};
+
+const TEMPLATE: &str = "\
+global
+    master-worker
+    stats socket {{haproxy.stats_socket}} mode 600 level admin expose-fd listeners
+    server-state-file {{haproxy.server_state_file}}
+    hard-stop-after 5s
+defaults
+    mode http
+    option idle-close-on-response
+    load-server-state-from-file global
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend http
+    bind 127.0.0.1:FRONTEND_PORT
+    default_backend web
+backend web
+    balance roundrobin
+    default-server check inter 500ms fall 2 rise 1
+{{#each pools}}{{#each servers}}
+    server {{name}} {{address}}:{{port}}{{#if tags.weight}} weight {{tags.weight}}{{/if}}
+{{/each}}{{/each}}
+";
+
+/// A deployment of one exec pool whose instances are a JSON file the test edits, in front of a
+/// live HAProxy that the tool reloads through its master socket.
+struct Site {
+    deployment: Deployment,
+    haproxy: LiveHaproxy,
+    frontend: u16,
+}
+
+impl Site {
+    fn start(apply: &str) -> Site {
+        let mut deployment = Deployment::new("http://127.0.0.1:9");
+        let dir = deployment.dir.path().to_owned();
+        let frontend = free_port();
+        deployment.haproxy_toml = format!(
+            "stats_socket = \"{}\"\nmaster_socket = \"{}\"\ncheck_command = [\"haproxy\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\napply = \"{apply}\"\n",
+            dir.join("haproxy/admin.sock").display(),
+            dir.join("haproxy/master.sock").display(),
+        );
+        deployment.pool_toml = format!(
+            "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\n",
+            dir.join("instances.json").display()
+        );
+        deployment.template = TEMPLATE.replace("FRONTEND_PORT", &frontend.to_string());
+        // HAProxy starts on a file of its own, as on a real load balancer: the tool's first run
+        // replaces it and reloads.
+        std::fs::write(
+            deployment.haproxy_cfg(),
+            format!(
+                "global\n    master-worker\n    stats socket {} mode 600 level admin expose-fd listeners\n\
+defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend web\n",
+                dir.join("haproxy/admin.sock").display()
+            ),
+        )
+        .unwrap();
+        let haproxy = LiveHaproxy::start(
+            &deployment.haproxy_cfg(),
+            &deployment.path("haproxy/master.sock"),
+        );
+        Site {
+            deployment,
+            haproxy,
+            frontend,
+        }
+    }
+
+    fn admin(&self) -> PathBuf {
+        self.deployment.path("haproxy/admin.sock")
+    }
+
+    /// Sets the pool's instances: (id, port, weight tag).
+    fn instances(&self, instances: &[(&str, u16, Option<&str>)]) {
+        let list: Vec<serde_json::Value> = instances
+            .iter()
+            .map(|(id, port, weight)| {
+                let mut tags = serde_json::Map::new();
+                if let Some(weight) = weight {
+                    tags.insert("weight".into(), (*weight).into());
+                }
+                serde_json::json!({"id": id, "address": "127.0.0.1", "port": port,
+                                   "state": "running", "tags": tags})
+            })
+            .collect();
+        std::fs::write(
+            self.deployment.path("instances.json"),
+            serde_json::to_string(&list).unwrap(),
+        )
+        .unwrap();
+    }
+
+    fn run(&self, args: &[&str], failpoint: Option<&str>) -> Output {
+        self.deployment.write();
+        let mut command = self.deployment.std_command();
+        command.args(args);
+        if let Some(point) = failpoint {
+            command.env(failpoint::ENV, point);
+        }
+        command.output().expect("run binary")
+    }
+
+    fn run_ok(&self) -> String {
+        let output = self.run(&[], None);
+        assert_exit(&output, 0);
+        stdout(&output)
+    }
+
+    /// The master's reload count and the current worker's pid.
+    fn reloads_and_worker(&self) -> (u64, u64) {
+        let proc = self.haproxy.master("show proc");
+        let master = proc
+            .lines()
+            .find(|line| line.contains("master"))
+            .unwrap_or_else(|| panic!("no master line: {proc}"));
+        let reloads = master.split_whitespace().nth(2).unwrap().parse().unwrap();
+        let info = cli(&self.admin(), "show info");
+        let pid = info
+            .lines()
+            .find_map(|line| line.strip_prefix("Pid: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        (reloads, pid)
+    }
+
+    /// `show servers state web`: name → (port, admin state, weight).
+    fn running(&self) -> BTreeMap<String, (u16, u32, u32)> {
+        let text = cli(&self.admin(), "show servers state web");
+        text.lines()
+            .filter(|line| !line.starts_with('#') && line.split_whitespace().count() > 20)
+            .map(|line| {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                (
+                    f[3].to_owned(),
+                    (
+                        f[18].parse().unwrap(),
+                        f[6].parse().unwrap(),
+                        f[7].parse().unwrap(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// The installed file's servers of `web`: name → port.
+    fn installed(&self) -> BTreeMap<String, u16> {
+        let text = std::fs::read_to_string(self.deployment.haproxy_cfg()).unwrap();
+        text.lines()
+            .filter_map(|line| line.trim().strip_prefix("server "))
+            .map(|rest| {
+                let words: Vec<&str> = rest.split_whitespace().collect();
+                let port = words[1].rsplit_once(':').unwrap().1.parse().unwrap();
+                (words[0].to_owned(), port)
+            })
+            .collect()
+    }
+
+    /// The file on disk names exactly the servers that run, at the same ports.
+    fn assert_file_matches_haproxy(&self, when: &str) {
+        let running: BTreeMap<String, u16> = self
+            .running()
+            .into_iter()
+            .map(|(name, (port, _, _))| (name, port))
+            .collect();
+        assert_eq!(running, self.installed(), "{when}");
+    }
+
+    /// Waits until every server of `web` in traffic passes its health check.
+    fn wait_all_up(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stat = cli(&self.admin(), "show stat");
+            let down: Vec<&str> = stat
+                .lines()
+                .filter(|line| line.starts_with("web,") && !line.starts_with("web,BACKEND"))
+                .filter(|line| !line.contains(",UP,") && !line.contains(",DRAIN,"))
+                .collect();
+            if down.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "servers not up: {down:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn assert_says(output: &str, says: &str) {
+    assert!(output.contains(says), "{says:?} not in:\n{output}");
+}
+
+#[test]
+fn servers_join_move_and_leave_through_the_runtime_api_without_a_reload() {
+    let mut site = Site::start("runtime");
+    let (a, b, c) = (
+        loopback_backend(100_000),
+        loopback_backend(100_000),
+        loopback_backend(100_000),
+    );
+    site.instances(&[("i-a", a, None)]);
+    let first = site.run_ok();
+    assert_says(&first, "reload haproxy: ");
+    assert_says(
+        &first,
+        "the installed haproxy.cfg is not the one this tool last loaded",
+    );
+    site.wait_all_up();
+    let before = site.reloads_and_worker();
+    assert_eq!(before.0, 1, "the first install reloads");
+
+    // Joins: through the runtime API; --plan says so first, with the commands.
+    site.instances(&[("i-a", a, None), ("i-b", b, Some("3"))]);
+    let plan = stdout(&site.run(&["--plan"], None));
+    assert_says(
+        &plan,
+        "apply through the runtime API: config sha256 changed to",
+    );
+    assert_says(&plan, "\n    add server web/i-b 127.0.0.1:");
+    assert_says(
+        &plan,
+        " check inter 500ms fall 2 rise 1 weight 3\n    enable health web/i-b\n    set server web/i-b state ready",
+    );
+    let joined = site.run_ok();
+    assert_says(&joined, "apply through the runtime API");
+    assert!(!joined.contains("reload haproxy"), "{joined}");
+    assert_eq!(site.reloads_and_worker(), before, "no reload, same worker");
+    site.assert_file_matches_haproxy("after a join");
+    assert_eq!(site.running()["i-b"].2, 3, "weight 3");
+    site.wait_all_up();
+    for _ in 0..6 {
+        assert!(get(site.frontend).ends_with("ok"));
+    }
+
+    // Re-addressed and re-weighted in place.
+    site.instances(&[("i-a", a, None), ("i-b", c, Some("1"))]);
+    let moved = site.run_ok();
+    assert_says(
+        &moved,
+        &format!("set server web/i-b addr 127.0.0.1 port {c}"),
+    );
+    assert_says(&moved, "set server web/i-b weight 1");
+    assert_eq!(site.reloads_and_worker(), before);
+    site.assert_file_matches_haproxy("after a move");
+    assert_eq!(site.running()["i-b"], (c, 0, 1));
+
+    // A drain through the runtime API, then the server leaves.
+    assert_eq!(
+        cli(&site.admin(), "set server web/i-a state drain").trim(),
+        ""
+    );
+    site.instances(&[("i-b", c, Some("1"))]);
+    let left = site.run_ok();
+    assert_says(
+        &left,
+        "set server web/i-a state maint\n    del server web/i-a",
+    );
+    assert_eq!(site.reloads_and_worker(), before);
+    site.assert_file_matches_haproxy("after a leave");
+    assert!(get(site.frontend).ends_with("ok"));
+
+    // Nothing left to do: the file and what runs agree.
+    let settled = site.run(&["--plan", "--detailed-exitcode"], None);
+    assert_exit(&settled, 0);
+
+    // A structural change reloads, and the reload keeps what the runtime API set: a drain and a
+    // server in maintenance (saved to the server-state-file just before).
+    site.instances(&[("i-b", c, Some("1")), ("i-a", a, None)]);
+    site.run_ok();
+    site.wait_all_up();
+    assert_eq!(
+        cli(&site.admin(), "set server web/i-a state drain").trim(),
+        ""
+    );
+    assert_eq!(
+        cli(&site.admin(), "set server web/i-b state maint").trim(),
+        ""
+    );
+    site.deployment.template = site
+        .deployment
+        .template
+        .replace("    timeout server 5s\n", "    timeout server 6s\n");
+    let plan = stdout(&site.run(&["--plan"], None));
+    assert_says(
+        &plan,
+        "a reload because a line other than a managed backend's servers changed: `timeout server 5s` became `timeout server 6s`",
+    );
+    let reloaded = site.run_ok();
+    assert_says(&reloaded, "reload haproxy: ");
+    let after = site.reloads_and_worker();
+    assert_eq!(after.0, before.0 + 1, "one reload");
+    assert_ne!(after.1, before.1, "a new worker");
+    let running = site.running();
+    assert_eq!(running["i-a"].1 & 0x08, 0x08, "still draining: {running:?}");
+    assert_eq!(
+        running["i-b"].1 & 0x01,
+        0x01,
+        "still in maintenance: {running:?}"
+    );
+    assert!(site.deployment.path("haproxy/server-state").exists());
+}
+
+#[test]
+fn a_crash_between_the_runtime_commands_and_the_install_converges_with_one_reload() {
+    let site = Site::start("runtime");
+    let (a, b) = (loopback_backend(100_000), loopback_backend(100_000));
+    site.instances(&[("i-a", a, None)]);
+    site.run_ok();
+    let before = site.reloads_and_worker();
+    site.instances(&[("i-a", a, None), ("i-b", b, None)]);
+    let crashed = site.run(&[], Some("after-runtime-commands"));
+    assert!(!crashed.status.success(), "{}", describe(&crashed));
+    // HAProxy runs i-b, the file does not name it yet.
+    assert!(site.running().contains_key("i-b"));
+    assert!(!site.installed().contains_key("i-b"));
+    let recovered = site.run_ok();
+    assert_says(
+        &recovered,
+        "reload haproxy: the runtime API change did not take: HAProxy refused `add server web/i-b",
+    );
+    assert_eq!(site.reloads_and_worker().0, before.0 + 1);
+    site.assert_file_matches_haproxy("after the recovery");
+    assert_exit(&site.run(&["--plan", "--detailed-exitcode"], None), 0);
+}
+
+#[test]
+fn apply_reload_keeps_reloading_for_every_change() {
+    let site = Site::start("reload");
+    let (a, b) = (loopback_backend(100_000), loopback_backend(100_000));
+    site.instances(&[("i-a", a, None)]);
+    site.run_ok();
+    let before = site.reloads_and_worker();
+    site.instances(&[("i-a", a, None), ("i-b", b, None)]);
+    let output = site.run_ok();
+    assert_says(&output, "reload haproxy: config sha256 changed to");
+    assert_says(&output, "a reload because `haproxy.apply = \"reload\"`");
+    assert_eq!(site.reloads_and_worker().0, before.0 + 1);
+    site.assert_file_matches_haproxy("after a reload");
+}
