@@ -47,6 +47,8 @@ parser.add_argument("--reload-phase", type=float, default=0.0,
                     help="after the cycles, seconds of constant load with a reload forced on every run "
                          "(the benchmark's measure of what a reload alone costs)")
 parser.add_argument("--reload-rate", type=float, default=20.0, help="offered requests per second in that phase")
+parser.add_argument("--apply", choices=["runtime", "reload"], default="runtime",
+                    help="the config's haproxy.apply: server changes through the runtime API, or a reload for each")
 parser.add_argument("--summary", help="write the summary as JSON to this file")
 parser.add_argument("--work", help="use this folder (kept) instead of a temporary one (removed)")
 parser.add_argument("--quiet", action="store_true", help="no live table")
@@ -68,7 +70,7 @@ provider = [sys.executable, os.path.join(HERE, "provider.py")]
 with open(os.path.join(HERE, "config.toml")) as file:
     text = file.read()
 for name, value in {"@WORK@": work, "@PROVIDER@": provider[1], "@PYTHON@": provider[0],
-                    "@DRAIN_S@": str(args.drain_s)}.items():
+                    "@DRAIN_S@": str(args.drain_s), "@APPLY@": args.apply}.items():
     text = text.replace(name, value)
 with open(config, "w") as file:
     file.write(text)
@@ -218,12 +220,35 @@ def short(lines):
             words.append(line.split(" (")[0].split(":")[0])
     if any(line.startswith("reload haproxy") for line in lines):
         words.append("reload")
+    if any(line.startswith("apply through the runtime API") for line in lines):
+        words.append("runtime API")
     return "; ".join(words)
+
+
+def master_reloads():
+    """The master's reload count (`show proc`), HAProxy's own word on how often it reloaded."""
+    import socket
+    try:
+        with socket.socket(socket.AF_UNIX) as master:
+            master.settimeout(5)
+            master.connect(f"{work}/master.sock")
+            master.sendall(b"show proc\n")
+            master.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := master.recv(65536):
+                answer += chunk
+    except OSError:
+        return None
+    for line in answer.decode().splitlines():
+        if " master " in f" {line} ":
+            return int(line.split()[2])
+    return None
 
 
 haproxy = subprocess.Popen(["haproxy", "-W", "-S", f"{work}/master.sock", "-f", f"{work}/haproxy.cfg"],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 runs, most_servers, threads = [], 0, []
+reloads_before_load = reloads_during_load = None
 try:
     # Like a real deployment, traffic starts once the pool has a server in service.
     deadline = time.monotonic() + 60
@@ -234,6 +259,7 @@ try:
         time.sleep(args.period / 2)
     started = time.monotonic()
     load_runs_from = len(runs)
+    reloads_before_load = master_reloads()
     offered[0] = schedule(0)
     threads = [threading.Thread(target=pacer, daemon=True)]
     threads += [threading.Thread(target=fast_client, args=(n,), daemon=True) for n in range(args.clients)]
@@ -279,10 +305,13 @@ try:
         tick_number += 1
         if tick_number % 2:
             forced += 1
+            # A line of the backend's own (not a server line): a change of structure, which
+            # reloads whatever haproxy.apply says.
             with open(template + ".tmp", "w") as file:
-                file.write(f"{original}# benchmark: forced reload {forced}\n")
+                file.write(f"{original}    timeout tarpit {forced}s\n")
             os.replace(template + ".tmp", template)
         tick(args.reload_rate, "forced")
+    reloads_during_load = None if reloads_before_load is None else master_reloads() - reloads_before_load
 finally:
     stop.set()
     for thread in threads:
@@ -302,6 +331,15 @@ reload_windows = [(started + run["elapsed"], started + run["elapsed"] + run["too
                   for run in runs[load_runs_from:] if any(l.startswith("reload haproxy") for l in run["lines"])]
 during = [lat for began, lat in fast if any(a <= began <= b for a, b in reload_windows)]
 steady = [lat for began, lat in fast if not any(a <= began <= b for a, b in reload_windows)]
+# Latency while servers join and leave: requests that started while a run that changed the
+# backend's servers (through the runtime API or a reload) was under way or in the second after it.
+CHANGES = ("reload haproxy", "apply through the runtime API")
+cycle_runs = [run for run in runs[load_runs_from:] if run.get("phase") == "cycles"]
+change_windows = [(started + run["elapsed"], started + run["elapsed"] + run["took"] + 1.0)
+                  for run in cycle_runs if any(l.startswith(CHANGES) for l in run["lines"])]
+cycles_end = started + cycle_s * args.cycles
+in_cycles = [(began, lat) for began, lat in fast if began < cycles_end]
+changing = [lat for began, lat in in_cycles if any(a <= began <= b for a, b in change_windows)]
 # The forced-reload phase: the same constant load, requests during a reload against the rest.
 forced_windows = [(started + run["elapsed"], started + run["elapsed"] + run["took"] + 1.0)
                   for run in runs if run.get("phase") == "forced"
@@ -313,7 +351,14 @@ forced_steady = [lat for began, lat in in_phase if not any(a <= began <= b for a
 serving, booting, draining = pool_roles()
 summary = {
     "requests": counts["sent"] + counts["slow"], "slow_requests": counts["slow"], "failed": len(failures),
-    "failures": failures[:20], "reloads": len(reload_windows),
+    "failures": failures[:20], "apply": args.apply, "reloads": len(reload_windows),
+    "master_reloads": reloads_during_load,
+    "runtime_applies": sum(any(l.startswith("apply through the runtime API") for l in run["lines"])
+                           for run in runs[load_runs_from:]),
+    "cycle_reloads": sum(any(l.startswith("reload haproxy") for l in run["lines"]) for run in cycle_runs),
+    "cycle_changes": len(change_windows),
+    "p99_cycles_ms": round(percentile([lat for _, lat in in_cycles], 0.99) * 1000, 1),
+    "p99_during_changes_ms": round(percentile(changing, 0.99) * 1000, 1),
     "launches": sum(l.startswith("launch ") for run in runs for l in run["lines"]),
     "drains": [l for run in runs for l in run["lines"] if l.startswith("drain server")],
     "terminates": sum(l.startswith("terminate instance") for run in runs for l in run["lines"]),
@@ -338,8 +383,11 @@ if not args.work:
     shutil.rmtree(work, ignore_errors=True)
 for when, path, what in failures[:5]:
     print(f"  failed at {when:.1f}s: GET {path}: {what}")
-print(f"\nsummary: {summary['requests']} requests, {summary['failed']} failed, {summary['reloads']} reloads, "
+print(f"\nsummary (haproxy.apply = {args.apply}): {summary['requests']} requests, {summary['failed']} failed, "
+      f"{summary['reloads']} reloads (HAProxy counted {summary['master_reloads']}), "
+      f"{summary['runtime_applies']} changes through the runtime API, "
       f"{summary['launches']} launches, {len(summary['drains'])} drains, up to {most_servers} servers in service, "
       f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms "
-      f"(during reloads {summary['p99_during_reloads_ms']} ms, steady {summary['p99_steady_ms']} ms)")
+      f"(while servers join and leave {summary['p99_during_changes_ms']} ms, "
+      f"during reloads {summary['p99_during_reloads_ms']} ms, steady {summary['p99_steady_ms']} ms)")
 sys.exit(1 if failures or summary["failed_runs"] else 0)

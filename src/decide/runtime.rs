@@ -436,7 +436,7 @@ impl ServerLine<'_> {
 
 fn ipv4_and_port(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
-    host.parse::<std::net::Ipv4Addr>().ok()?;
+    host.parse::<core::net::Ipv4Addr>().ok()?;
     Some((host, port.parse().ok().filter(|port| *port > 0)?))
 }
 

@@ -149,15 +149,28 @@ pub(crate) async fn save_state(socket: &str, rendered: &str, timeout: Duration) 
         return;
     };
     let saved = async {
-        let dump = admin_socket::send(socket, "show servers state", timeout)
-            .await
-            .map_err(|error| error_chain(&error))?;
+        let dump = match admin_socket::send(socket, "show servers state", timeout).await {
+            Ok(dump) => dump,
+            // No HAProxy behind the socket (not started yet): no runtime state to keep.
+            Err(RuntimeError::Io { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                tracing::debug!("no HAProxy answers on `{socket}`: no server state to save");
+                return Ok(false);
+            }
+            Err(error) => return Err(error_chain(&error)),
+        };
         let states = parse_servers_state(&dump)?;
         let kept = keep_unchanged(&dump, &states, rendered);
-        write_state(&path, &kept).map_err(|error| format!("cannot write it: {error}"))
+        write_state(&path, &kept).map_err(|error| format!("cannot write it: {error}"))?;
+        Ok(true)
     };
     match saved.await {
-        Ok(()) => tracing::info!("saved HAProxy's server state to `{}`", path.display()),
+        Ok(false) => {}
+        Ok(true) => tracing::info!("saved HAProxy's server state to `{}`", path.display()),
         Err(why) => tracing::warn!(
             "cannot save HAProxy's server state to `{}` before the reload ({why}): drains and maintenance set at runtime may be lost",
             path.display()
