@@ -327,9 +327,38 @@ pub fn server_state_file(config: &str) -> Option<PathBuf> {
     }
 }
 
-/// Every server line's address and port, by backend and server name, in any backend of a config.
-pub fn server_addresses(config: &str) -> HashMap<(&str, &str), (&str, Option<u16>)> {
-    let mut addresses = HashMap::new();
+/// Which servers of `show servers state` a reload from `installed` to `rendered` lets take their
+/// runtime state back from the server-state-file (drains, maintenance, weights): only those the
+/// change leaves alone, named the same in both files, at the address and port they run at. A
+/// server the change adds, moves, or takes into or out of `disabled` starts as the rendered file
+/// says: measured on HAProxy 2.6, a reload takes a moved server's old port back from the state,
+/// and keeps a server in maintenance that the new file no longer has `disabled`.
+pub fn keeps_state(states: &[ServerState], installed: &str, rendered: &str) -> Vec<bool> {
+    let before = server_lines(installed);
+    let after = server_lines(rendered);
+    states
+        .iter()
+        .map(|state| {
+            let key = (state.backend.as_str(), state.name.as_str());
+            let Some(line) = after.get(&key) else {
+                return false;
+            };
+            let runs_there = match line.0.rsplit_once(':') {
+                Some((host, port)) => {
+                    port.parse() == Ok(state.port)
+                        && (host.parse::<core::net::Ipv4Addr>().is_err() || host == state.address)
+                }
+                None => false,
+            };
+            runs_there && before.get(&key) == Some(line)
+        })
+        .collect()
+}
+
+/// Every server line of any backend: its address and whether it is `disabled`, by backend and
+/// server name.
+fn server_lines(config: &str) -> HashMap<(&str, &str), (&str, bool)> {
+    let mut lines = HashMap::new();
     let mut backend = None;
     for line in config.lines() {
         let mut words = line
@@ -347,14 +376,11 @@ pub fn server_addresses(config: &str) -> HashMap<(&str, &str), (&str, Option<u16
         } else if let (Some(backend), "server", Some(name), Some(address)) =
             (backend, keyword, words.next(), words.next())
         {
-            let (host, port) = match address.rsplit_once(':') {
-                Some((host, port)) => (host, port.parse().ok()),
-                None => (address, None),
-            };
-            addresses.insert((backend, name), (host, port));
+            let disabled = words.any(|word| word == "disabled");
+            lines.insert((backend, name), (address, disabled));
         }
     }
-    addresses
+    lines
 }
 
 /// A config split for comparison.
@@ -814,7 +840,7 @@ backend other
     }
 
     #[test]
-    fn finds_the_server_state_file_and_every_server_address() {
+    fn finds_the_server_state_file() {
         let config = "global\n    server-state-base /run/haproxy\n    server-state-file state\ndefaults\n    load-server-state-from-file global\nbackend web\n    server a 127.0.0.1:81 check\nlisten l\n    server b host.example:82\n    server c /run/sock\n";
         assert_eq!(
             server_state_file(config),
@@ -832,10 +858,34 @@ backend other
             server_state_file("defaults\n    server-state-file /x\n"),
             None
         );
-        let addresses = server_addresses(config);
-        assert_eq!(addresses[&("web", "a")], ("127.0.0.1", Some(81)));
-        assert_eq!(addresses[&("l", "b")], ("host.example", Some(82)));
-        assert_eq!(addresses[&("l", "c")], ("/run/sock", None));
-        assert_eq!(addresses.len(), 3);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_state_of_the_servers_it_leaves_alone_only() {
+        let installed = "backend web\n    server a 127.0.0.1:81\n    server b 127.0.0.1:82 disabled\n    server c 127.0.0.1:83\n    server d 127.0.0.1:84\n    server h host.example:85\nbackend other\n    server a 127.0.0.1:81\n";
+        let rendered = "backend web\n    server a 127.0.0.1:81 # same\n    server b 127.0.0.1:82\n    server c 127.0.0.1:93\n    server e 127.0.0.1:86\n    server h host.example:85\nbackend other\n    server a 127.0.0.1:81 disabled\n";
+        let at = |backend: &str, name: &str, port: u16| ServerState {
+            backend: backend.into(),
+            name: name.into(),
+            address: "127.0.0.1".into(),
+            port,
+            admin: 8,
+            weight: 1,
+            check: 6,
+        };
+        let states = [
+            at("web", "a", 81),   // left alone: keeps its drain
+            at("web", "b", 82),   // no longer disabled: the file decides
+            at("web", "c", 83),   // moved: HAProxy would take port 83 back
+            at("web", "d", 84),   // removed
+            at("web", "e", 86),   // added at runtime
+            at("web", "h", 85),   // a DNS name, same port
+            at("web", "a", 91),   // (runs elsewhere than the file says)
+            at("other", "a", 81), // disabled now
+        ];
+        assert_eq!(
+            keeps_state(&states, installed, rendered),
+            [true, false, false, false, false, true, false, false]
+        );
     }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::decide::runtime::{self, RuntimeChange};
+use crate::error::error_chain;
 use crate::fs_atomic::{self, Ownership};
 use crate::haproxy::admin_socket::{self, RuntimeError};
 use crate::model::ServerState;
@@ -38,17 +39,6 @@ pub(crate) async fn apply(
         .await
         .map_err(|error| error_chain(&error))?;
     runtime::verify(&change.read_back, &running)
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Whether HAProxy's answer to `command` says it was done (measured on 2.6: `add server`
@@ -140,11 +130,10 @@ pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String
         .collect()
 }
 
-/// Before a reload with `rendered`: writes `show servers state` to its `server-state-file`, if it
-/// names one, leaving out the servers whose address or port the file changes (HAProxy 2.6 would
-/// take the old port back from the state). A failure is a warning: the rendered file keeps
+/// Before a reload from `installed` to `rendered`: writes `show servers state` to the rendered
+/// `server-state-file`, if it names one, with only the servers the change leaves alone. A failure is a warning: the rendered file keeps
 /// draining servers at weight 0 and booting ones disabled anyway.
-pub(crate) async fn save_state(socket: &str, rendered: &str, timeout: Duration) {
+pub(crate) async fn save_state(socket: &str, installed: &str, rendered: &str, timeout: Duration) {
     let Some(path) = runtime::server_state_file(rendered) else {
         return;
     };
@@ -164,7 +153,7 @@ pub(crate) async fn save_state(socket: &str, rendered: &str, timeout: Duration) 
             Err(error) => return Err(error_chain(&error)),
         };
         let states = parse_servers_state(&dump)?;
-        let kept = keep_unchanged(&dump, &states, rendered);
+        let kept = keep_unchanged(&dump, &states, installed, rendered);
         write_state(&path, &kept).map_err(|error| format!("cannot write it: {error}"))?;
         Ok(true)
     };
@@ -178,23 +167,18 @@ pub(crate) async fn save_state(socket: &str, rendered: &str, timeout: Duration) 
     }
 }
 
-/// The state dump without the servers whose address or port `rendered` changes.
-fn keep_unchanged(dump: &str, states: &[ServerState], rendered: &str) -> String {
-    let addresses = runtime::server_addresses(rendered);
+/// The state dump with only the servers whose state the reload keeps
+/// ([`runtime::keeps_state`]).
+fn keep_unchanged(dump: &str, states: &[ServerState], installed: &str, rendered: &str) -> String {
+    let keeps = runtime::keeps_state(states, installed, rendered);
     let mut lines = dump.lines().filter(|line| !line.trim().is_empty());
     let mut kept = String::new();
     for line in lines.by_ref().take(2) {
         kept.push_str(line);
         kept.push('\n');
     }
-    for (line, state) in lines.zip(states) {
-        let unchanged = addresses
-            .get(&(state.backend.as_str(), state.name.as_str()))
-            .is_some_and(|(host, port)| {
-                *port == Some(state.port)
-                    && (host.parse::<std::net::Ipv4Addr>().is_err() || *host == state.address)
-            });
-        if unchanged {
+    for (line, keep) in lines.zip(keeps) {
+        if keep {
             kept.push_str(line);
             kept.push('\n');
         }
@@ -302,11 +286,17 @@ mod tests {
     #[test]
     fn the_saved_state_leaves_out_servers_the_new_file_moves() {
         let states = parse_servers_state(STATE).unwrap();
+        let installed = "backend web\n    server s1 127.0.0.1:9101\n    server s3 127.0.0.1:9102\n";
         let rendered = "backend web\n    server s1 127.0.0.1:9101\n    server s3 127.0.0.1:9109\n";
-        let kept = keep_unchanged(STATE, &states, rendered);
+        let kept = keep_unchanged(STATE, &states, installed, rendered);
         assert!(kept.starts_with("1\n# be_id"), "{kept}");
         assert!(kept.contains(" s1 ") && !kept.contains(" s3 "), "{kept}");
         let moved = "backend web\n    server s1 127.0.0.2:9101\n";
-        assert_eq!(keep_unchanged(STATE, &states, moved).lines().count(), 2);
+        assert_eq!(
+            keep_unchanged(STATE, &states, installed, moved)
+                .lines()
+                .count(),
+            2
+        );
     }
 }

@@ -18,7 +18,7 @@ mod world;
 
 use serde::Serialize;
 
-use crate::config::{Config, PoolConfig, ReadyCheck, Scaling};
+use crate::config::{ApplyMode, Config, PoolConfig, ReadyCheck, Scaling, StatsSource};
 use trace::Trace;
 use world::World;
 
@@ -202,7 +202,17 @@ pub fn simulate(
     pool.scaling = Some(scaling.clone());
     let launch_timeout_s = scaling.launcher.launch_timeout(&config.aws).as_secs();
     let rapid = (config.notify.rapid_scales, config.notify.rapid_window_s);
-    let mut world = World::new(&pool, &scaling, rapid, launch_timeout_s, settings.boot_s);
+    // As a real run applies a change of servers: a reload, or the runtime API (no reload).
+    let reloads = config.haproxy.apply == ApplyMode::Reload
+        || !matches!(config.haproxy.stats, Some(StatsSource::Socket(_)));
+    let mut world = World::new(
+        &pool,
+        &scaling,
+        rapid,
+        launch_timeout_s,
+        settings.boot_s,
+        reloads,
+    );
 
     let tick = tick_s(trace, settings).max(1);
     let span = trace.span_s();

@@ -47,6 +47,9 @@ pub(crate) struct World<'a> {
     rapid: (u32, u64),
     launch_timeout_s: u64,
     boot_s: i64,
+    /// A change of the rendered servers reloads HAProxy (`haproxy.apply = "reload"`, or no
+    /// admin socket), resetting its counters; otherwise it goes through the runtime API.
+    reloads: bool,
     /// The instances as the provider lists them, and beside each its simulation.
     fleet: Vec<Discovered>,
     servers: Vec<Server>,
@@ -76,6 +79,7 @@ impl<'a> World<'a> {
         rapid: (u32, u64),
         launch_timeout_s: u64,
         boot_s: u64,
+        reloads: bool,
     ) -> World<'a> {
         let mut world = World {
             pool,
@@ -83,6 +87,7 @@ impl<'a> World<'a> {
             rapid,
             launch_timeout_s,
             boot_s: boot_s as i64,
+            reloads,
             fleet: Vec::new(),
             servers: Vec::new(),
             rendered: BTreeMap::new(),
@@ -295,13 +300,16 @@ impl<'a> World<'a> {
         }
         // (`next.servers`, what a real run rendered, is read only when rendering: left as is.)
         if roles != self.rendered {
-            // A new haproxy.cfg: HAProxy reloads, a new worker starts its counters from 0.
-            self.pid += 1;
-            self.pid_started = now;
-            for server in &mut self.servers {
-                server.requests = 0.0;
+            if self.reloads {
+                // A new haproxy.cfg: HAProxy reloads, a new worker starts its counters from 0.
+                self.pid += 1;
+                self.pid_started = now;
+                for server in &mut self.servers {
+                    server.requests = 0.0;
+                }
+                next.reloaded_at = Some(now);
             }
-            next.reloaded_at = Some(now);
+            // Otherwise the runtime API changes the servers: the worker and its counters stay.
             self.rendered = roles;
             self.rendered_roles();
         }

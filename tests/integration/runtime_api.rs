@@ -34,7 +34,7 @@ backend web
     balance roundrobin
     default-server check inter 500ms fall 2 rise 1
 {{#each pools}}{{#each servers}}
-    server {{name}} {{address}}:{{port}}{{#if tags.weight}} weight {{tags.weight}}{{/if}}
+    server {{name}} {{address}}:{{port}}{{#if tags.weight}} weight {{tags.weight}}{{/if}}{{#if booting}} disabled{{/if}}
 {{/each}}{{/each}}
 ";
 
@@ -88,8 +88,13 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
         self.deployment.path("haproxy/admin.sock")
     }
 
-    /// Sets the pool's instances: (id, port, weight tag).
+    /// Sets the pool's instances: (id, port, weight tag), all running.
     fn instances(&self, instances: &[(&str, u16, Option<&str>)]) {
+        self.instances_pending(instances, &[]);
+    }
+
+    /// Sets the pool's instances, those named in `pending` pending (rendered `disabled`).
+    fn instances_pending(&self, instances: &[(&str, u16, Option<&str>)], pending: &[&str]) {
         let list: Vec<serde_json::Value> = instances
             .iter()
             .map(|(id, port, weight)| {
@@ -97,8 +102,13 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
                 if let Some(weight) = weight {
                     tags.insert("weight".into(), (*weight).into());
                 }
+                let state = if pending.contains(id) {
+                    "pending"
+                } else {
+                    "running"
+                };
                 serde_json::json!({"id": id, "address": "127.0.0.1", "port": port,
-                                   "state": "running", "tags": tags})
+                                   "state": state, "tags": tags})
             })
             .collect();
         std::fs::write(
@@ -354,4 +364,25 @@ fn apply_reload_keeps_reloading_for_every_change() {
     assert_says(&output, "a reload because `haproxy.apply = \"reload\"`");
     assert_eq!(site.reloads_and_worker().0, before.0 + 1);
     site.assert_file_matches_haproxy("after a reload");
+
+    // A booting server (rendered `disabled`) that becomes ready is in traffic after the reload:
+    // the server state saved before it does not keep the maintenance the old file gave it.
+    let c = loopback_backend(100_000);
+    let three = [("i-a", a, None), ("i-b", b, None), ("i-c", c, None)];
+    site.instances_pending(&three, &["i-c"]);
+    site.run_ok();
+    assert_eq!(
+        site.running()["i-c"].1 & 0x01,
+        0x01,
+        "booting: in maintenance"
+    );
+    site.instances(&three);
+    assert_says(&site.run_ok(), "reload haproxy: ");
+    assert!(site.deployment.path("haproxy/server-state").exists());
+    let running = site.running();
+    assert_eq!(
+        running.get("i-c").map(|server| server.1 & 0x23),
+        Some(0),
+        "ready: in traffic: {running:?}"
+    );
 }
