@@ -91,8 +91,12 @@ pub fn classify(
         let mut changes = Vec::new();
         let mut touched = BTreeMap::new();
         for (server, line) in &backend.servers {
+            let old_line = old.servers.get(server);
+            if old_line == Some(line) {
+                continue;
+            }
             let target = line.effective(backend)?;
-            let commands = match old.servers.get(server) {
+            let commands = match old_line {
                 None => added(name, server, line, &target, backend)?,
                 Some(old_line) => changed(name, server, old_line, line, old, &target)?,
             };
@@ -401,7 +405,7 @@ struct Backend<'a> {
     dynamic: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct ServerLine<'a> {
     address: &'a str,
     options: Vec<&'a str>,
@@ -762,6 +766,19 @@ backend other
             "    server i-1 10.0.0.1:80\n    server i-9 10.0.0.9:80\n",
         );
         assert_eq!(commands(&consistent, &added).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn only_the_servers_that_change_must_have_an_ipv4_address() {
+        let named = edit(
+            "    server i-2 10.0.0.2:80 disabled",
+            "    server i-2 web2.example:80",
+        );
+        let added = named.replace(
+            "    server i-1 10.0.0.1:80\n",
+            "    server i-1 10.0.0.1:80\n    server i-3 10.0.0.3:80 disabled\n",
+        );
+        assert_eq!(commands(&named, &added).map(|c| c.len()), Ok(2));
     }
 
     #[test]
