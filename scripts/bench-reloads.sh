@@ -35,7 +35,7 @@ rows = [
     ("HAProxy's reload count (all)", lambda s: s["master_reloads"]),
     ("runtime API changes per cycle", lambda s: round((s["cycle_changes"] - s["cycle_reloads"]) / cycles, 1)),
     ("launches / drains / terms", lambda s: f"{s['launches']} / {len(s['drains'])} / {s['terminates']}"),
-    ("p50 / p99 in the cycles ms", lambda s: f"{s['p50_ms']} / {s['p99_cycles_ms']}"),
+    ("p50 / p99 in the cycles ms", lambda s: f"{s['p50_cycles_ms']} / {s['p99_cycles_ms']}"),
     ("p99 while servers change ms", lambda s: s["p99_during_changes_ms"]),
     ("forced reloads (last phase)", lambda s: s["forced_reloads"]),
     ("  p99 in reload / between ms", lambda s: f"{s['p99_forced_reload_ms']} / {s['p99_forced_steady_ms']}"),

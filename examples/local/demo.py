@@ -357,6 +357,7 @@ summary = {
                            for run in runs[load_runs_from:]),
     "cycle_reloads": sum(any(l.startswith("reload haproxy") for l in run["lines"]) for run in cycle_runs),
     "cycle_changes": len(change_windows),
+    "p50_cycles_ms": round(percentile([lat for _, lat in in_cycles], 0.5) * 1000, 1),
     "p99_cycles_ms": round(percentile([lat for _, lat in in_cycles], 0.99) * 1000, 1),
     "p99_during_changes_ms": round(percentile(changing, 0.99) * 1000, 1),
     "launches": sum(l.startswith("launch ") for run in runs for l in run["lines"]),

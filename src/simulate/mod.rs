@@ -5,7 +5,8 @@
 //! req/s and load above `in_service × capacity` is unserved; a launched server can take traffic
 //! `boot_s` later and costs from its launch (the pool's `warmup_s` and `ready_check` are folded
 //! into `boot_s`); the reconciler runs every `interval_s` and sees what a real run sees (counter
-//! deltas, the fleet, booting and draining servers; a reload resets the counters); a drained
+//! deltas, the fleet, booting and draining servers; a reload resets the counters, a change
+//! through the runtime API does not, as the config's `haproxy.apply` says); a drained
 //! server stops taking load at once and costs until it is terminated. The oracle knows the
 //! future and boots in no time: `Σ ceil(load / capacity) × step`.
 //!
@@ -449,13 +450,35 @@ mod tests {
     /// Unserved: 20 × 60 in minute 0, then 10 × 60 in minutes 1-3, none after.
     #[test]
     fn a_scale_up_is_decided_by_the_real_core_from_counter_deltas() {
-        let config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
+        let mut config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
+        config.haproxy.apply = ApplyMode::Reload;
         let outcome = run(&config, &[20.0; 8], TEN);
         let f = &outcome.figures;
         let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
         assert_eq!(serving, [0, 1, 1, 1, 2, 2, 2, 4], "{outcome:?}");
         assert_eq!(f.requests_unserved, 1_200.0 + 3.0 * 600.0);
         assert_eq!((f.scale_ups, f.launches), (3, 4));
+    }
+
+    /// With `apply = "reload"` every change of servers resets HAProxy's counters and blinds the
+    /// run after it; through the runtime API (the default) it does not, so the same policy on
+    /// the same load decides differently (on the NASA trace, README: fewer unserved requests).
+    /// Without an admin socket a real run reloads, and so does the simulation.
+    #[test]
+    fn changes_through_the_runtime_api_keep_the_counters() {
+        let runtime = config(
+            "min = 1\nmax = 20\npolicy = \"target\"\ntarget = 8\nstep_up = 20\nstep_down = 20",
+        );
+        let mut reload = runtime.clone();
+        reload.haproxy.apply = ApplyMode::Reload;
+        let loads: Vec<f64> = (0..300)
+            .map(|i| 50.0 + 40.0 * ((i as f64) / 20.0).sin())
+            .collect();
+        let (with_runtime, with_reloads) = (run(&runtime, &loads, TEN), run(&reload, &loads, TEN));
+        assert_ne!(with_runtime.figures, with_reloads.figures);
+        let mut no_socket = runtime.clone();
+        no_socket.haproxy.stats = None;
+        assert_eq!(run(&no_socket, &loads, TEN).figures, with_reloads.figures);
     }
 
     #[test]
