@@ -389,6 +389,7 @@ print(f"\nsummary (haproxy.apply = {args.apply}): {summary['requests']} requests
       f"{summary['runtime_applies']} changes through the runtime API, "
       f"{summary['launches']} launches, {len(summary['drains'])} drains, up to {most_servers} servers in service, "
       f"p50 {summary['p50_ms']} ms, p99 {summary['p99_ms']} ms "
-      f"(while servers join and leave {summary['p99_during_changes_ms']} ms, "
-      f"during reloads {summary['p99_during_reloads_ms']} ms, steady {summary['p99_steady_ms']} ms)")
+      f"(while servers join and leave {summary['p99_during_changes_ms']} ms"
+      + (f", during reloads {summary['p99_during_reloads_ms']} ms" if summary["reloads"] else "")
+      + f", steady {summary['p99_steady_ms']} ms)")
 sys.exit(1 if failures or summary["failed_runs"] else 0)
