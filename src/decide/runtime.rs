@@ -584,6 +584,9 @@ impl Balance {
 fn first_difference(before: &[&str], after: &[&str]) -> Option<String> {
     let at = before.iter().zip(after).position(|(a, b)| a != b);
     let what = match at {
+        // One line more or less, and the rest the same: say which, not what it shifted.
+        Some(at) if before[at..] == after[at + 1..] => format!("`{}` was added", after[at]),
+        Some(at) if before[at + 1..] == after[at..] => format!("`{}` was removed", before[at]),
         Some(at) => format!("`{}` became `{}`", before[at], after[at]),
         None if before.len() < after.len() => format!("`{}` was added", after[before.len()]),
         None if before.len() > after.len() => format!("`{}` was removed", before[after.len()]),
@@ -707,10 +710,11 @@ backend other
                 "    server o-1 10.0.9.2:80",
                 "`server o-1 10.0.9.1:80` became",
             ),
+            ("    mode http\n", "", "`mode http` was removed"),
             (
-                "    mode http\n",
-                "",
-                "`mode http` became `default-server inter 3s`",
+                "    bind :80\n",
+                "    bind :80\n    maxconn 100\n",
+                "`maxconn 100` was added",
             ),
             (
                 "    server i-1 10.0.0.1:80",

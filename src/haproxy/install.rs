@@ -219,8 +219,8 @@ pub(crate) async fn install(
     put_in_place(path, &backup, previous.as_deref(), staged, ownership)?;
     failpoint::hit("after-install");
     if let Some(socket) = socket {
-        let installed = String::from_utf8_lossy(previous.as_deref().unwrap_or_default());
-        runtime::save_state(socket, &installed, rendered, RUNTIME_TIMEOUT).await;
+        let installed = previous.as_deref().map(String::from_utf8_lossy);
+        runtime::save_state(socket, installed.as_deref(), rendered, RUNTIME_TIMEOUT).await;
     }
 
     let Err(reload_error) = reload(haproxy).await else {

@@ -131,39 +131,50 @@ pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String
 }
 
 /// Before a reload from `installed` to `rendered`: writes `show servers state` to the rendered
-/// `server-state-file`, if it names one, with only the servers the change leaves alone. A failure is a warning: the rendered file keeps
-/// draining servers at weight 0 and booting ones disabled anyway.
-pub(crate) async fn save_state(socket: &str, installed: &str, rendered: &str, timeout: Duration) {
+/// `server-state-file`, if it names one, with only the servers the change leaves alone.
+///
+/// If it cannot (no answer on the socket, a write that fails), an older state file would be
+/// read by the reload and bring back drains and maintenance that no longer hold: it is removed.
+/// That is a warning, except on a first install (`installed` is `None`: nothing ran it yet):
+/// the rendered file keeps draining servers at weight 0 and booting ones disabled anyway.
+pub(crate) async fn save_state(
+    socket: &str,
+    installed: Option<&str>,
+    rendered: &str,
+    timeout: Duration,
+) {
     let Some(path) = runtime::server_state_file(rendered) else {
         return;
     };
-    let saved = async {
-        let dump = match admin_socket::send(socket, "show servers state", timeout).await {
-            Ok(dump) => dump,
-            // No HAProxy behind the socket (not started yet): no runtime state to keep.
-            Err(RuntimeError::Io { source, .. })
-                if matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                tracing::debug!("no HAProxy answers on `{socket}`: no server state to save");
-                return Ok(false);
-            }
-            Err(error) => return Err(error_chain(&error)),
-        };
-        let states = parse_servers_state(&dump)?;
-        let kept = keep_unchanged(&dump, &states, installed, rendered);
-        write_state(&path, &kept).map_err(|error| format!("cannot write it: {error}"))?;
-        Ok(true)
+    let saved = match admin_socket::send(socket, "show servers state", timeout).await {
+        Ok(dump) => parse_servers_state(&dump)
+            .map(|states| keep_unchanged(&dump, &states, installed.unwrap_or_default(), rendered))
+            .and_then(|kept| {
+                write_state(&path, &kept).map_err(|error| format!("cannot write it: {error}"))
+            }),
+        Err(error) => Err(error_chain(&error)),
     };
-    match saved.await {
-        Ok(false) => {}
-        Ok(true) => tracing::info!("saved HAProxy's server state to `{}`", path.display()),
-        Err(why) => tracing::warn!(
-            "cannot save HAProxy's server state to `{}` before the reload ({why}): drains and maintenance set at runtime may be lost",
+    let why = match saved {
+        Ok(()) => {
+            tracing::info!("saved HAProxy's server state to `{}`", path.display());
+            return;
+        }
+        Err(why) => why,
+    };
+    let old = match std::fs::remove_file(&path) {
+        Ok(()) => "the older one was removed",
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => "there is no older one",
+        Err(_) => {
+            "the older one cannot be removed either, and this reload may bring back what it says"
+        }
+    };
+    if installed.is_some() {
+        tracing::warn!(
+            "cannot save HAProxy's server state to `{}` before the reload ({why}); {old}: drains and maintenance set at runtime are lost",
             path.display()
-        ),
+        );
+    } else {
+        tracing::debug!("no server state saved before the first install ({why}); {old}");
     }
 }
 
@@ -298,5 +309,20 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    /// A state that cannot be saved leaves no older one for the reload to read.
+    #[tokio::test]
+    async fn a_state_that_cannot_be_saved_removes_the_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("server-state");
+        std::fs::write(&state, STATE).unwrap();
+        let rendered = format!(
+            "global\n    server-state-file {}\nbackend web\n    server s1 127.0.0.1:9101\n",
+            state.display()
+        );
+        let socket = dir.path().join("no-haproxy.sock").display().to_string();
+        save_state(&socket, Some(&rendered), &rendered, Duration::from_secs(1)).await;
+        assert!(!state.exists());
     }
 }
