@@ -203,8 +203,9 @@ pub(crate) async fn install(
     if let (Some(change), Some(socket)) = (runtime, socket) {
         match runtime::apply(socket, change, RUNTIME_TIMEOUT).await {
             Ok(()) => {
-                // A crash here leaves HAProxy ahead of the file: the next run's commands are
-                // refused (the servers exist already), so it reloads with the file.
+                // A crash here leaves HAProxy ahead of the file. The next run sends the same
+                // commands: an `add server` or `del server` is refused (done already), so it
+                // reloads with the file; a `set server` is simply made again.
                 failpoint::hit("after-runtime-commands");
                 put_in_place(path, &backup, previous.as_deref(), staged, ownership)?;
                 failpoint::hit("after-install");
