@@ -1,11 +1,13 @@
-//! Which servers each backend of an installed haproxy.cfg names (its text, read by the shell).
+//! Which servers each backend of an installed haproxy.cfg names (its text, read by the shell),
+//! and the walk through a haproxy.cfg's sections that it and [`crate::decide::runtime`] share.
 //!
-//! Pure text inspection, used for the empty-backend guard (invariant 7) and to describe membership
-//! changes. It understands just enough of the format: section keywords start a section, and
-//! `server NAME ...` lines inside a `backend` or `listen` section name its servers.
+//! Pure text inspection, used for the empty-backend guard (invariant 7), to describe membership
+//! changes and to compare two configs. It understands just enough of the format: section
+//! keywords start a section, and `server NAME ...` lines inside a `backend` or `listen` section
+//! name its servers.
 
 /// Keywords that open a section in haproxy.cfg.
-pub(crate) const SECTIONS: &[&str] = &[
+const SECTIONS: &[&str] = &[
     "global",
     "defaults",
     "frontend",
@@ -23,26 +25,74 @@ pub(crate) const SECTIONS: &[&str] = &[
     "traces",
 ];
 
+/// One meaningful line of a haproxy.cfg (not blank, not only a comment), and the section it is
+/// in.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigLine<'a> {
+    /// The line, trimmed, comment included.
+    pub text: &'a str,
+    pub keyword: &'a str,
+    /// The keyword and name of the section it is in (or opens); empty before the first.
+    pub section: &'a str,
+    pub name: &'a str,
+    /// It opens that section.
+    pub opens: bool,
+}
+
+impl<'a> ConfigLine<'a> {
+    /// Its words, without a trailing comment.
+    pub fn words(self) -> impl Iterator<Item = &'a str> + Clone {
+        self.text
+            .split('#')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+    }
+
+    /// The backend (or listen section) it is a line of, if any.
+    pub fn backend(self) -> Option<&'a str> {
+        matches!(self.section, "backend" | "listen").then_some(self.name)
+    }
+
+    /// `server NAME ADDRESS ...` inside a backend: (backend, name, address, options).
+    pub fn server(self) -> Option<(&'a str, &'a str, &'a str, impl Iterator<Item = &'a str>)> {
+        let backend = self
+            .backend()
+            .filter(|_| !self.opens && self.keyword == "server")?;
+        let mut words = self.words().skip(1);
+        let (name, address) = (words.next()?, words.next()?);
+        Some((backend, name, address, words))
+    }
+}
+
+/// The meaningful lines of config `text`, each with its section.
+pub fn config_lines(text: &str) -> impl Iterator<Item = ConfigLine<'_>> {
+    let (mut section, mut name) = ("", "");
+    text.lines().filter_map(move |line| {
+        let text = line.trim();
+        let mut words = text.split('#').next()?.split_whitespace();
+        let keyword = words.next()?;
+        let opens = SECTIONS.contains(&keyword);
+        if opens {
+            (section, name) = (keyword, words.next().unwrap_or_default());
+        }
+        Some(ConfigLine {
+            text,
+            keyword,
+            section,
+            name,
+            opens,
+        })
+    })
+}
+
 /// The names of the servers of `backend` in config `text`, in file order.
 pub fn backend_servers(text: &str, backend: &str) -> Vec<String> {
-    let mut in_backend = false;
-    let mut servers = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or_default();
-        let mut words = line.split_whitespace();
-        let Some(keyword) = words.next() else {
-            continue;
-        };
-        if SECTIONS.contains(&keyword) {
-            in_backend = matches!(keyword, "backend" | "listen") && words.next() == Some(backend);
-        } else if in_backend
-            && keyword == "server"
-            && let Some(name) = words.next()
-        {
-            servers.push(name.to_owned());
-        }
-    }
-    servers
+    config_lines(text)
+        .filter_map(|line| line.server())
+        .filter(|(of, ..)| *of == backend)
+        .map(|(_, name, ..)| name.to_owned())
+        .collect()
 }
 
 #[cfg(test)]

@@ -354,9 +354,8 @@ fn runtime_change(
     let Some(installed) = facts.installed else {
         return Err("no haproxy.cfg is installed yet".to_owned());
     };
-    if comparison.unconfirmed
-        || comparison.installed_sha256.as_deref() != facts.state.installed_config_sha256.as_deref()
-    {
+    // (This also holds when the file is the rendered one but its load was never confirmed.)
+    if comparison.installed_sha256.as_deref() != facts.state.installed_config_sha256.as_deref() {
         return Err(
             "the installed haproxy.cfg is not the one this tool last loaded into HAProxy, so what runs is not known"
                 .to_owned(),

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::decide::installed_servers::SECTIONS;
+use crate::decide::installed_servers::config_lines;
 use crate::model::ServerState;
 
 /// One runtime API command.
@@ -216,7 +216,7 @@ fn added(
     target: &Expected,
     backend: &Backend<'_>,
 ) -> Result<Vec<RuntimeCommand>, String> {
-    if !backend.dynamic {
+    if !backend.balance.dynamic() {
         return Err(format!(
             "backend `{backend_name}` balances with an algorithm `add server` refuses (use roundrobin, leastconn, first, random, or hash-type consistent)"
         ));
@@ -306,21 +306,12 @@ fn changed(
 /// The `server-state-file` of a config's `global` section (joined to `server-state-base` when
 /// relative), where HAProxy reads the server state a reload keeps.
 pub fn server_state_file(config: &str) -> Option<PathBuf> {
-    let mut in_global = false;
     let (mut file, mut base) = (None, None);
-    for line in config.lines() {
-        let mut words = line.split_whitespace();
-        let Some(keyword) = words.next() else {
-            continue;
-        };
-        if SECTIONS.contains(&keyword) {
-            in_global = keyword == "global";
-        } else if in_global {
-            match keyword {
-                "server-state-file" => file = words.next(),
-                "server-state-base" => base = words.next(),
-                _ => {}
-            }
+    for line in config_lines(config).filter(|line| line.section == "global" && !line.opens) {
+        match line.keyword {
+            "server-state-file" => file = line.words().nth(1),
+            "server-state-base" => base = line.words().nth(1),
+            _ => {}
         }
     }
     let file = Path::new(file?);
@@ -347,13 +338,10 @@ pub fn keeps_state(states: &[ServerState], installed: &str, rendered: &str) -> V
             let Some(line) = after.get(&key) else {
                 return false;
             };
-            let runs_there = match line.0.rsplit_once(':') {
-                Some((host, port)) => {
-                    port.parse() == Ok(state.port)
-                        && (host.parse::<core::net::Ipv4Addr>().is_err() || host == state.address)
-                }
-                None => false,
-            };
+            let runs_there = host_and_port(line.0).is_some_and(|(host, port)| {
+                port == state.port
+                    && (host.parse::<core::net::Ipv4Addr>().is_err() || host == state.address)
+            });
             runs_there && before.get(&key) == Some(line)
         })
         .collect()
@@ -362,29 +350,13 @@ pub fn keeps_state(states: &[ServerState], installed: &str, rendered: &str) -> V
 /// Every server line of any backend: its address and whether it is `disabled`, by backend and
 /// server name.
 fn server_lines(config: &str) -> HashMap<(&str, &str), (&str, bool)> {
-    let mut lines = HashMap::new();
-    let mut backend = None;
-    for line in config.lines() {
-        let mut words = line
-            .split('#')
-            .next()
-            .unwrap_or_default()
-            .split_whitespace();
-        let Some(keyword) = words.next() else {
-            continue;
-        };
-        if SECTIONS.contains(&keyword) {
-            backend = matches!(keyword, "backend" | "listen")
-                .then(|| words.next())
-                .flatten();
-        } else if let (Some(backend), "server", Some(name), Some(address)) =
-            (backend, keyword, words.next(), words.next())
-        {
-            let disabled = words.any(|word| word == "disabled");
-            lines.insert((backend, name), (address, disabled));
-        }
-    }
-    lines
+    config_lines(config)
+        .filter_map(|line| line.server())
+        .map(|(backend, name, address, mut options)| {
+            let disabled = options.any(|option| option == "disabled");
+            ((backend, name), (address, disabled))
+        })
+        .collect()
 }
 
 /// A config split for comparison.
@@ -401,8 +373,8 @@ struct Backend<'a> {
     /// `add server` does not inherit them.
     default_server: Vec<&'a str>,
     servers: BTreeMap<&'a str, ServerLine<'a>>,
-    /// Its balance algorithm lets `add server` work.
-    dynamic: bool,
+    /// Its `balance` and `hash-type` (the last `defaults` section's, then its own).
+    balance: Balance,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -464,95 +436,71 @@ impl ServerLine<'_> {
     }
 }
 
-fn ipv4_and_port(address: &str) -> Option<(&str, u16)> {
+/// `host:port` split, with a port from 1 to 65535.
+fn host_and_port(address: &str) -> Option<(&str, u16)> {
     let (host, port) = address.rsplit_once(':')?;
-    host.parse::<core::net::Ipv4Addr>().ok()?;
     Some((host, port.parse().ok().filter(|port| *port > 0)?))
+}
+
+fn ipv4_and_port(address: &str) -> Option<(&str, u16)> {
+    host_and_port(address).filter(|(host, _)| host.parse::<core::net::Ipv4Addr>().is_ok())
 }
 
 fn parse<'a>(text: &'a str, managed: &[&str]) -> Result<Parsed<'a>, String> {
     let mut parsed = Parsed::default();
     // The last `defaults` section's default-server options and balance.
-    let mut defaults: (Vec<&str>, Balance) = (Vec::new(), Balance::default());
-    let mut section = Section::Other;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
+    let mut defaults = Backend::default();
+    for line in config_lines(text) {
+        if line.opens && line.section == "defaults" {
+            defaults = Backend::default();
         }
-        let mut words = trimmed.split_whitespace();
-        let keyword = words.next().unwrap_or_default();
-        if SECTIONS.contains(&keyword) {
-            let name = words.next().unwrap_or_default();
-            section = match keyword {
-                "defaults" => {
-                    defaults = (Vec::new(), Balance::default());
-                    Section::Defaults
+        let backend = match line.backend().filter(|name| managed.contains(name)) {
+            Some(name) if line.opens => {
+                if line.words().nth(2).is_some() {
+                    return Err(format!(
+                        "backend `{name}` takes settings from a named defaults section (`{}`), which this tool does not follow",
+                        line.text
+                    ));
                 }
-                "backend" | "listen" if managed.contains(&name) => {
-                    if words.next().is_some() {
-                        return Err(format!(
-                            "backend `{name}` takes settings from a named defaults section (`{trimmed}`), which this tool does not follow"
-                        ));
-                    }
-                    let backend = parsed.backends.entry(name).or_default();
-                    backend.default_server = defaults.0.clone();
-                    Section::Managed(name, defaults.1.clone())
-                }
-                _ => Section::Other,
+                let backend = parsed.backends.entry(name).or_default();
+                backend.default_server.clone_from(&defaults.default_server);
+                backend.balance = defaults.balance.clone();
+                parsed.structure.push(line.text);
+                continue;
+            }
+            Some(name) => parsed.backends.get_mut(name).expect("opened above"),
+            None if line.section == "defaults" && !line.opens => &mut defaults,
+            None => {
+                parsed.structure.push(line.text);
+                continue;
+            }
+        };
+        if let Some((_, server, address, options)) = line.server() {
+            let server_line = ServerLine {
+                address,
+                options: options.collect(),
             };
-            parsed.structure.push(trimmed);
+            if backend.servers.insert(server, server_line).is_some() {
+                return Err(format!(
+                    "backend `{}` names server `{server}` twice",
+                    line.name
+                ));
+            }
             continue;
         }
-        match &mut section {
-            Section::Managed(name, balance) if keyword == "server" => {
-                let backend = parsed.backends.get_mut(name).expect("opened above");
-                let words: Vec<&str> = trimmed
-                    .split('#')
-                    .next()
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .collect();
-                let (Some(server), Some(address)) = (words.get(1), words.get(2)) else {
-                    return Err(format!("server line `{trimmed}` has no name or address"));
-                };
-                let line = ServerLine {
-                    address,
-                    options: words[3..].to_vec(),
-                };
-                if backend.servers.insert(server, line).is_some() {
-                    return Err(format!("backend `{name}` names server `{server}` twice"));
-                }
-                backend.dynamic = balance.dynamic();
-            }
-            Section::Managed(name, balance) => {
-                balance.read(keyword, words);
-                let backend = parsed.backends.get_mut(name).expect("opened above");
-                if keyword == "default-server" {
-                    backend
-                        .default_server
-                        .extend(trimmed.split_whitespace().skip(1));
-                }
-                backend.dynamic = balance.dynamic();
-                parsed.structure.push(trimmed);
-            }
-            Section::Defaults => {
-                defaults.1.read(keyword, words.clone());
-                if keyword == "default-server" {
-                    defaults.0.extend(words);
-                }
-                parsed.structure.push(trimmed);
-            }
-            Section::Other => parsed.structure.push(trimmed),
+        if line.keyword == "server" && line.backend().is_some() {
+            return Err(format!(
+                "server line `{}` has no name or address",
+                line.text
+            ));
         }
+        backend.balance.read(line.keyword, line.words().skip(1));
+        if line.keyword == "default-server" {
+            backend.default_server.extend(line.words().skip(1));
+        }
+        parsed.structure.push(line.text);
     }
     Ok(parsed)
-}
-
-enum Section<'a> {
-    Defaults,
-    Managed(&'a str, Balance),
-    Other,
 }
 
 /// A section's `balance` and `hash-type`, as far as `add server` cares.
@@ -823,6 +771,8 @@ backend other
             state("i-3", "10.0.0.3", 80, 0, 5, 6),
         ];
         assert_eq!(verify(&change.read_back, &good), Ok(()));
+        // The good state, with i-3 running as given instead.
+        let with_i3 = |i3: ServerState| vec![good[0].clone(), good[1].clone(), i3];
         let cases: Vec<(Vec<ServerState>, &str)> = vec![
             (good[..2].to_vec(), "HAProxy has no server web/i-3"),
             (
@@ -830,27 +780,12 @@ backend other
                 "still has server web/i-9",
             ),
             (
-                vec![
-                    good[0].clone(),
-                    good[1].clone(),
-                    state("i-3", "10.0.0.3", 80, 1, 5, 6),
-                ],
+                with_i3(state("i-3", "10.0.0.3", 80, 1, 5, 6)),
                 "in maintenance",
             ),
+            (with_i3(state("i-3", "10.0.0.3", 80, 0, 5, 2)), "unchecked"),
             (
-                vec![
-                    good[0].clone(),
-                    good[1].clone(),
-                    state("i-3", "10.0.0.3", 80, 0, 5, 2),
-                ],
-                "unchecked",
-            ),
-            (
-                vec![
-                    good[0].clone(),
-                    good[1].clone(),
-                    state("i-3", "10.0.0.3", 81, 0, 1, 6),
-                ],
+                with_i3(state("i-3", "10.0.0.3", 81, 0, 1, 6)),
                 "10.0.0.3:81 weight 1",
             ),
         ];

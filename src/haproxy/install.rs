@@ -154,15 +154,6 @@ pub(crate) enum Applied {
     FellBack(String),
 }
 
-/// Checks `rendered`, installs it over `haproxy.config` and reloads HAProxy.
-#[cfg(test)]
-pub(crate) async fn install_and_reload(
-    haproxy: &HaproxyConfig,
-    rendered: &str,
-) -> Result<(), InstallError> {
-    install(haproxy, rendered, None).await.map(drop)
-}
-
 /// Checks `rendered` and installs it over `haproxy.config`. With a `runtime` change (and the
 /// admin socket), the change is made through the runtime API and read back before the file is
 /// installed, with no reload; if it does not take, or without one, HAProxy is reloaded with the
@@ -451,7 +442,7 @@ mod tests {
         let h = haproxy(dir.path(), "true");
         std::fs::write(&h.config, "old valid\n").unwrap();
         std::fs::set_permissions(&h.config, std::fs::Permissions::from_mode(0o640)).unwrap();
-        install_and_reload(&h, "new valid\n").await.unwrap();
+        install(&h, "new valid\n", None).await.unwrap();
         assert_eq!(std::fs::read_to_string(&h.config).unwrap(), "new valid\n");
         assert_eq!(
             std::fs::read_to_string(backup_path(&h.config)).unwrap(),
@@ -470,7 +461,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "true");
         std::fs::write(&h.config, "old valid\n").unwrap();
-        let error = install_and_reload(&h, "broken\n").await.unwrap_err();
+        let error = install(&h, "broken\n", None).await.unwrap_err();
         assert!(matches!(error, InstallError::Check { .. }), "{error}");
         let chain = format!("{error}: {}", std::error::Error::source(&error).unwrap());
         assert!(
@@ -491,7 +482,7 @@ mod tests {
             let marker = dir.path().join("first").display().to_string();
             let h = haproxy(dir.path(), &reload.replace("{}", &marker));
             std::fs::write(&h.config, "old valid\n").unwrap();
-            let error = install_and_reload(&h, "new valid\n").await.unwrap_err();
+            let error = install(&h, "new valid\n", None).await.unwrap_err();
             assert!(
                 matches!(error, InstallError::ReloadRestored { .. }),
                 "{reload}: {error}"
@@ -509,7 +500,7 @@ mod tests {
     async fn a_failed_first_reload_removes_the_new_config_so_the_next_run_retries() {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "exit 1");
-        let error = install_and_reload(&h, "new valid\n").await.unwrap_err();
+        let error = install(&h, "new valid\n", None).await.unwrap_err();
         assert!(
             matches!(error, InstallError::ReloadFirst { removed: true, .. }),
             "{error}"
@@ -523,7 +514,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "exit 1");
         std::fs::write(&h.config, "old valid\n").unwrap();
-        let error = install_and_reload(&h, "new valid\n").await.unwrap_err();
+        let error = install(&h, "new valid\n", None).await.unwrap_err();
         assert!(
             matches!(error, InstallError::ReloadRestoreFailed { .. }),
             "{error}"
