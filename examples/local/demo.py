@@ -21,6 +21,7 @@ import json
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -227,7 +228,6 @@ def short(lines):
 
 def master_reloads():
     """The master's reload count (`show proc`), HAProxy's own word on how often it reloaded."""
-    import socket
     try:
         with socket.socket(socket.AF_UNIX) as master:
             master.settimeout(5)

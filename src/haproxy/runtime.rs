@@ -71,7 +71,7 @@ pub(crate) async fn servers_state(
 
 /// Parses `show servers state`: a version line (`1`), a `#` header naming the columns, then one
 /// line per server. Columns are found by name.
-pub(crate) fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
+pub fn parse_servers_state(text: &str) -> Result<Vec<ServerState>, String> {
     let mut lines = text.lines().filter(|line| !line.trim().is_empty());
     if lines.next().map(str::trim) != Some("1") {
         return Err(format!(

@@ -9,7 +9,11 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use haproxy_autoscaler::decide::installed_servers::config_lines;
 use haproxy_autoscaler::failpoint;
+use haproxy_autoscaler::haproxy::runtime::parse_servers_state;
+use haproxy_autoscaler::haproxy::stats::parse_show_stat;
+use haproxy_autoscaler::model::Status;
 
 use crate::haproxy_real::{LiveHaproxy, cli, get, loopback_backend};
 use crate::util::{Deployment, assert_exit, describe, free_port, stdout};
@@ -156,31 +160,21 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
     /// `show servers state web`: name → (port, admin state, weight).
     fn running(&self) -> BTreeMap<String, (u16, u32, u32)> {
         let text = cli(&self.admin(), "show servers state web");
-        text.lines()
-            .filter(|line| !line.starts_with('#') && line.split_whitespace().count() > 20)
-            .map(|line| {
-                let f: Vec<&str> = line.split_whitespace().collect();
-                (
-                    f[3].to_owned(),
-                    (
-                        f[18].parse().unwrap(),
-                        f[6].parse().unwrap(),
-                        f[7].parse().unwrap(),
-                    ),
-                )
-            })
+        parse_servers_state(&text)
+            .unwrap_or_else(|error| panic!("{error}: {text}"))
+            .into_iter()
+            .map(|server| (server.name, (server.port, server.admin, server.weight)))
             .collect()
     }
 
     /// The installed file's servers of `web`: name → port.
     fn installed(&self) -> BTreeMap<String, u16> {
         let text = std::fs::read_to_string(self.deployment.haproxy_cfg()).unwrap();
-        text.lines()
-            .filter_map(|line| line.trim().strip_prefix("server "))
-            .map(|rest| {
-                let words: Vec<&str> = rest.split_whitespace().collect();
-                let port = words[1].rsplit_once(':').unwrap().1.parse().unwrap();
-                (words[0].to_owned(), port)
+        config_lines(&text)
+            .filter_map(|line| line.server())
+            .map(|(_, name, address, _)| {
+                let port = address.rsplit_once(':').unwrap().1.parse().unwrap();
+                (name.to_owned(), port)
             })
             .collect()
     }
@@ -199,11 +193,12 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
     fn wait_all_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let stat = cli(&self.admin(), "show stat");
-            let down: Vec<&str> = stat
-                .lines()
-                .filter(|line| line.starts_with("web,") && !line.starts_with("web,BACKEND"))
-                .filter(|line| !line.contains(",UP,") && !line.contains(",DRAIN,"))
+            let rows = parse_show_stat(&cli(&self.admin(), "show stat")).unwrap();
+            let down: Vec<(&str, &Status)> = rows
+                .iter()
+                .filter(|row| row.proxy == "web" && row.name != "BACKEND")
+                .filter(|row| !matches!(row.status, Status::Up | Status::Drain))
+                .map(|row| (row.name.as_str(), &row.status))
                 .collect();
             if down.is_empty() {
                 return;
@@ -328,14 +323,20 @@ fn servers_join_move_and_leave_through_the_runtime_api_without_a_reload() {
     assert!(site.deployment.path("haproxy/server-state").exists());
 }
 
-#[test]
-fn a_crash_between_the_runtime_commands_and_the_install_converges_with_one_reload() {
-    let site = Site::start("runtime");
+/// `site` with i-a installed by a first run, then i-b listed too (not yet run): the site, both
+/// backends' ports, and the reload count and worker pid before the second run.
+fn one_server_installed_then_a_second(site: Site) -> (Site, (u16, u16), (u64, u64)) {
     let (a, b) = (loopback_backend(100_000), loopback_backend(100_000));
     site.instances(&[("i-a", a, None)]);
     site.run_ok();
     let before = site.reloads_and_worker();
     site.instances(&[("i-a", a, None), ("i-b", b, None)]);
+    (site, (a, b), before)
+}
+
+#[test]
+fn a_crash_between_the_runtime_commands_and_the_install_converges_with_one_reload() {
+    let (site, _, before) = one_server_installed_then_a_second(Site::start("runtime"));
     let crashed = site.run(&[], Some("after-runtime-commands"));
     assert!(!crashed.status.success(), "{}", describe(&crashed));
     // HAProxy runs i-b, the file does not name it yet.
@@ -353,12 +354,7 @@ fn a_crash_between_the_runtime_commands_and_the_install_converges_with_one_reloa
 
 #[test]
 fn apply_reload_keeps_reloading_for_every_change() {
-    let site = Site::start("reload");
-    let (a, b) = (loopback_backend(100_000), loopback_backend(100_000));
-    site.instances(&[("i-a", a, None)]);
-    site.run_ok();
-    let before = site.reloads_and_worker();
-    site.instances(&[("i-a", a, None), ("i-b", b, None)]);
+    let (site, (a, b), before) = one_server_installed_then_a_second(Site::start("reload"));
     let output = site.run_ok();
     assert_says(&output, "reload haproxy: config sha256 changed to");
     assert_says(&output, "a reload because `haproxy.apply = \"reload\"`");
