@@ -30,6 +30,11 @@ fn run_demo(work: &Path) -> Value {
             "1.5",
             "--drain-s",
             "5",
+            // Twice the demo's slow (1.5 s) clients: a drain then finds a request in flight on
+            // the server it drains more surely (the fresh-clone CI once drained four servers
+            // whose sessions were all idle keep-alive connections).
+            "--slow-clients",
+            "12",
             "--quiet",
         ])
         .arg("--summary")
