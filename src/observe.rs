@@ -98,9 +98,9 @@ async fn read_stats(config: &Config) -> Option<(Info, Vec<Row>)> {
             // reload made by anyone splits the samples too.
             if let (StatsSource::Url(_), Some(path)) =
                 (source, config.haproxy.reload.master_socket())
-                && let Ok(counters) = Master::new(path).counters().await
+                && let Ok(show) = Master::new(path).show_proc().await
             {
-                info.pid = counters.reloads.saturating_add(1);
+                info.pid = show.reloads.saturating_add(1);
             }
             Some((info, rows))
         }

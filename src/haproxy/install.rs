@@ -3,9 +3,10 @@
 //! The candidate is written beside the installed file (mode 0600), checked with `check_command`,
 //! the installed file is copied to `haproxy.cfg.bak`, the candidate renamed into place with the
 //! installed file's owner and mode, and HAProxy reloaded. A reload is confirmed, not assumed: the
-//! reload command must exit 0 and, when a master socket is configured, `show proc` must show a new
-//! reload with no new failure. If the reload fails, the backup is restored and HAProxy reloaded
-//! again, so the installed file is always the one HAProxy runs.
+//! reload command must exit 0 and, when a master socket is configured, the master must say the
+//! new config loaded (`haproxy::master` reads that the way each HAProxy version says it). If the
+//! reload fails, the backup is restored and HAProxy reloaded again, so the installed file is
+//! always the one HAProxy runs.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -368,21 +369,30 @@ pub(crate) async fn check(haproxy: &HaproxyConfig, candidate: &Path) -> Result<(
         })
 }
 
-/// Reloads HAProxy with the reload command or the master socket, and confirms it.
+/// Reloads HAProxy with the reload command or the master socket, and confirms it: with a master
+/// socket, a load HAProxy failed is an error quoting HAProxy's reason, on every version.
 pub(crate) async fn reload(haproxy: &HaproxyConfig) -> Result<(), ReloadError> {
-    let master = haproxy.reload.master_socket().map(Master::new);
-    let before = match &master {
-        Some(master) => Some(master.counters().await?),
-        None => None,
-    };
+    let timeout = haproxy.command_timeout;
     match &haproxy.reload {
-        Reload::Command { argv, .. } => {
-            command::run(argv, haproxy.command_timeout).await?;
+        Reload::MasterSocket(path) => {
+            let master = Master::new(path);
+            let before = master.show_proc().await?;
+            master.reload(&before, timeout).await?;
         }
-        Reload::MasterSocket(path) => Master::new(path).reload().await?,
-    }
-    if let (Some(master), Some(before)) = (master, before) {
-        master.confirm(before, haproxy.command_timeout).await?;
+        Reload::Command {
+            argv,
+            master_socket,
+        } => {
+            let master = master_socket.as_deref().map(Master::new);
+            let before = match &master {
+                Some(master) => Some(master.show_proc().await?),
+                None => None,
+            };
+            command::run(argv, timeout).await?;
+            if let (Some(master), Some(before)) = (master, before) {
+                master.confirm(&before, timeout).await?;
+            }
+        }
     }
     Ok(())
 }

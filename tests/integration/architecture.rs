@@ -161,3 +161,79 @@ fn simulate_reaches_no_cloud_and_no_haproxy() {
     }
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
+
+/// What names a real HAProxy in a test: its binary, the live master-worker HAProxy, or the
+/// variable that picks the version.
+const NAMES_HAPROXY: &[&str] = &[
+    "haproxy()",
+    "LiveHaproxy",
+    "\"HAPROXY\"",
+    "find_program(\"haproxy\"",
+];
+
+/// Every (file:line, what it names) of a test outside `tests/integration/haproxy/` (the module
+/// `scripts/test.sh` runs on every HAProxy version) that names a real HAProxy. `util.rs` defines
+/// the names and this file lists them.
+fn haproxy_outside_the_matrix(root: &Path) -> Vec<String> {
+    let tests = root.join("tests/integration");
+    let mut found = Vec::new();
+    for file in rust_files(&tests) {
+        let relative = file.strip_prefix(&tests).unwrap();
+        if relative.starts_with("haproxy")
+            || relative == Path::new("util.rs")
+            || relative == Path::new("architecture.rs")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            for name in NAMES_HAPROXY {
+                if line.contains(name) {
+                    found.push(format!("{}:{}: names `{name}`", file.display(), number + 1));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Issue 27: every test that talks to a real HAProxy runs on each version of the matrix, because
+/// it lives in the one module `scripts/test.sh` runs again per version.
+#[test]
+fn tests_that_talk_to_haproxy_are_in_the_version_matrix() {
+    let found = haproxy_outside_the_matrix(crate_root());
+    assert!(
+        found.is_empty(),
+        "a test that names a real HAProxy belongs in tests/integration/haproxy/, which runs on every version:\n{}",
+        found.join("\n")
+    );
+    let script = std::fs::read_to_string(crate_root().join("scripts/test.sh")).unwrap();
+    assert!(
+        script.contains("--test integration --") && script.contains(" haproxy::"),
+        "scripts/test.sh runs the `haproxy::` tests on each HAProxy version"
+    );
+
+    // The checker itself, on a test written for it.
+    let dir = tempfile::tempdir().unwrap();
+    let tests = dir.path().join("tests/integration");
+    std::fs::create_dir_all(tests.join("haproxy")).unwrap();
+    std::fs::write(
+        tests.join("elsewhere.rs"),
+        "// haproxy() in a comment\nlet path = crate::util::haproxy();\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tests.join("haproxy/fine.rs"),
+        "let live = LiveHaproxy::start();\n",
+    )
+    .unwrap();
+    let found = haproxy_outside_the_matrix(dir.path());
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("elsewhere.rs:2: names `haproxy()`"),
+        "{found:#?}"
+    );
+}

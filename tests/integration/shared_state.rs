@@ -15,7 +15,7 @@ use haproxy_autoscaler::failpoint;
 use serde_json::{Value, json};
 
 use super::cloud_faults::FaultProxy;
-use super::crash::{converge, deployment_at, pool, run_until_crash, sha256_of};
+use super::haproxy::crash::{converge, deployment_at, pool, run_until_crash, sha256_of};
 use super::moto::Moto;
 use super::util::{Deployment, describe, stderr};
 

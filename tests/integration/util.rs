@@ -37,6 +37,37 @@ pub(crate) fn find_program(name: &str, override_var: &str) -> PathBuf {
     );
 }
 
+/// The HAProxy under test: the binary `HAPROXY` names (the version matrix of
+/// `scripts/test.sh`), else the `haproxy` on `PATH` (Debian's 2.6). It says its version on
+/// stderr, which the test harness shows with every failure of the test that asked for it.
+pub(crate) fn haproxy() -> PathBuf {
+    let path = find_program("haproxy", "HAPROXY");
+    let version = std::process::Command::new(&path)
+        .arg("-v")
+        .output()
+        .map(|output| {
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            text.lines().next().unwrap_or_default().to_owned()
+        })
+        .unwrap_or_else(|error| format!("cannot run it: {error}"));
+    eprintln!("HAProxy under test: {version} ({})", path.display());
+    path
+}
+
+/// `PATH` with the folder of the HAProxy under test first when `HAPROXY` names one, so that a
+/// config's `haproxy` (the default `check_command`) is that version too.
+pub(crate) fn path_with_haproxy() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let Some(folder) = std::env::var_os("HAPROXY")
+        .map(PathBuf::from)
+        .and_then(|binary| binary.parent().map(Path::to_owned))
+    else {
+        return path;
+    };
+    std::env::join_paths(std::iter::once(folder).chain(std::env::split_paths(&path)))
+        .expect("PATH folders without `:`")
+}
+
 /// True when the tests run as root (CI does): some cases need it, or must drop it.
 pub(crate) fn is_root() -> bool {
     std::process::Command::new("id")
@@ -170,7 +201,7 @@ impl Deployment {
         };
         command
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("PATH", path_with_haproxy())
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")
             .env("AWS_EC2_METADATA_DISABLED", "true")

@@ -1,4 +1,4 @@
-//! Against Debian's HAProxy: `haproxy -c` as the check, and a master-worker HAProxy on loopback
+//! Against a real HAProxy: `haproxy -c` as the check, and a master-worker HAProxy on loopback
 //! reloaded through its master socket.
 
 use std::net::TcpListener;
@@ -6,12 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::moto::Moto;
-use super::util::{Deployment, assert_exit, describe, find_program, free_port, stderr};
-
-fn haproxy() -> PathBuf {
-    find_program("haproxy", "HAPROXY")
-}
+use crate::moto::Moto;
+use crate::util::{Deployment, assert_exit, describe, free_port, haproxy, stderr};
 
 #[test]
 fn a_render_that_haproxy_rejects_is_never_installed() {

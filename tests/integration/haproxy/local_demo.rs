@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::util::find_program;
+use crate::util::{haproxy, path_with_haproxy};
 
 fn run_demo(work: &Path) -> Value {
-    let haproxy = find_program("haproxy", "HAPROXY");
-    let path = std::env::join_paths(std::iter::once(haproxy.parent().unwrap().to_owned()).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
+    let haproxy = haproxy();
+    let path = std::env::join_paths(
+        std::iter::once(haproxy.parent().unwrap().to_owned())
+            .chain(std::env::split_paths(&path_with_haproxy())),
+    )
     .unwrap();
     let summary = work.join("summary.json");
     let output = std::process::Command::new("python3")

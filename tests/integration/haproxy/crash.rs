@@ -11,8 +11,8 @@ use std::process::Output;
 
 use haproxy_autoscaler::failpoint;
 
-use super::moto::Moto;
-use super::util::{Deployment, describe, find_program};
+use crate::moto::Moto;
+use crate::util::{Deployment, describe, haproxy};
 
 /// A template HAProxy accepts, so `haproxy -c` checks every candidate for real.
 /// (It is only checked, never run: the reload command below records what it would load.)
@@ -39,7 +39,7 @@ pub(crate) fn deployment(moto: &Moto) -> Deployment {
 /// [`deployment`] reaching the cloud at `endpoint_url`.
 pub(crate) fn deployment_at(endpoint_url: &str) -> Deployment {
     let mut deployment = Deployment::new(endpoint_url);
-    let haproxy = find_program("haproxy", "HAPROXY");
+    let haproxy = haproxy();
     // Each reload records the sha256 of the file it loaded.
     deployment.haproxy_toml = format!(
         "check_command = [\"{}\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\nreload_command = [\"sh\", \"-c\", \"sha256sum < {} | cut -d' ' -f1 >> {}\"]\nstats_socket = \"{}\"\n",
@@ -132,7 +132,7 @@ fn assert_consistent(
     assert!(pool.get("launches").is_none(), "{label}: {state}");
     assert!(pool.get("draining").is_none(), "{label}: {state}");
 
-    let check = std::process::Command::new(find_program("haproxy", "HAPROXY"))
+    let check = std::process::Command::new(haproxy())
         .args(["-c", "-q", "-f"])
         .arg(deployment.haproxy_cfg())
         .output()

@@ -1,5 +1,5 @@
-//! Membership changes through the runtime API against a real master-worker HAProxy 2.6 (issue
-//! 18): servers added, re-addressed, re-weighted and removed with no reload (the master's reload
+//! Membership changes through the runtime API against a real master-worker HAProxy (issue 18):
+//! servers added, re-addressed, re-weighted and removed with no reload (the master's reload
 //! counter and the worker's pid unchanged) and the file on disk naming what runs; a structural
 //! change still reloads, and the reload keeps drains and servers in maintenance; a crash between
 //! the runtime commands and the install converges; `apply = "reload"` keeps the old behaviour.
@@ -15,8 +15,8 @@ use haproxy_autoscaler::haproxy::runtime::parse_servers_state;
 use haproxy_autoscaler::haproxy::stats::parse_show_stat;
 use haproxy_autoscaler::model::Status;
 
-use crate::haproxy_real::{LiveHaproxy, cli, get, loopback_backend};
-use crate::util::{Deployment, assert_exit, describe, free_port, stdout};
+use super::real::{LiveHaproxy, cli, get, loopback_backend};
+use crate::util::{Deployment, assert_exit, describe, free_port, haproxy, stdout};
 
 const TEMPLATE: &str = "\
 global
@@ -56,9 +56,10 @@ impl Site {
         let dir = deployment.dir.path().to_owned();
         let frontend = free_port();
         deployment.haproxy_toml = format!(
-            "stats_socket = \"{}\"\nmaster_socket = \"{}\"\ncheck_command = [\"haproxy\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\napply = \"{apply}\"\n",
+            "stats_socket = \"{}\"\nmaster_socket = \"{}\"\ncheck_command = [\"{}\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\napply = \"{apply}\"\n",
             dir.join("haproxy/admin.sock").display(),
             dir.join("haproxy/master.sock").display(),
+            haproxy().display(),
         );
         deployment.pool_toml = format!(
             "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\n",
