@@ -54,6 +54,26 @@ pub(crate) fn haproxy() -> PathBuf {
     path
 }
 
+/// The (major, minor) version of the HAProxy under test, from `haproxy -v`: for the behaviours
+/// that differ between versions (2.7+ says why a load failed on its master socket).
+pub(crate) fn haproxy_version() -> (u32, u32) {
+    let output = std::process::Command::new(haproxy())
+        .arg("-v")
+        .output()
+        .expect("haproxy -v");
+    let text = String::from_utf8_lossy(&output.stdout);
+    // `HAProxy version 3.2.0-e134140d2 2025/05/28 - https://haproxy.org/`
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("no version in `haproxy -v`: {text}"));
+    let mut numbers = version.split(['.', '-']).map(|n| n.parse::<u32>());
+    match (numbers.next(), numbers.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+        _ => panic!("no version in `haproxy -v`: {text}"),
+    }
+}
+
 /// `PATH` with the folder of the HAProxy under test first when `HAPROXY` names one, so that a
 /// config's `haproxy` (the default `check_command`) is that version too.
 pub(crate) fn path_with_haproxy() -> std::ffi::OsString {

@@ -16,7 +16,9 @@ use haproxy_autoscaler::haproxy::stats::parse_show_stat;
 use haproxy_autoscaler::model::Status;
 
 use super::real::{LiveHaproxy, cli, get, loopback_backend};
-use crate::util::{Deployment, assert_exit, describe, free_port, haproxy, stdout};
+use crate::util::{
+    Deployment, assert_exit, describe, fixture_exec_pool, free_port, haproxy, stdout,
+};
 
 const TEMPLATE: &str = "\
 global
@@ -126,7 +128,9 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
     fn run(&self, args: &[&str], failpoint: Option<&str>) -> Output {
         self.deployment.write();
         let mut command = self.deployment.std_command();
-        command.args(args);
+        command
+            .args(args)
+            .env("EXEC_PROVIDER_STATE", self.deployment.path("provider.json"));
         if let Some(point) = failpoint {
             command.env(failpoint::ENV, point);
         }
@@ -382,4 +386,75 @@ fn apply_reload_keeps_reloading_for_every_change() {
         Some(0),
         "ready: in traffic: {running:?}"
     );
+}
+
+/// Issue 27: after a load HAProxy failed (here a reload someone else asked for), the worker still
+/// serving is not taken for an old worker finishing its connections (3.1+ lists it under `# old
+/// workers`): a drain ends as soon as its server has no session left, and the server is then
+/// terminated and removed, with no reload, on every version.
+#[test]
+fn a_drain_then_a_terminate_after_a_failed_reload() {
+    let mut site = Site::start("runtime");
+    let (a, b) = (loopback_backend(100_000), loopback_backend(100_000));
+    let instance = |id: &str, port: u16| {
+        serde_json::json!({"id": id, "address": "127.0.0.1", "port": port, "state": "running",
+                           "tags": {"haproxy-autoscaler:pool": "web"}})
+    };
+    let provider = site.deployment.path("provider.json");
+    std::fs::write(
+        &provider,
+        serde_json::json!([instance("local-1", a), instance("local-2", b)]).to_string(),
+    )
+    .unwrap();
+    let pool = |bounds: &str| {
+        fixture_exec_pool("ready_check = \"none\"")
+            + "[pool.scaling]\n"
+            + bounds
+            + "\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 600\nscale_up_above = 20\nscale_down_below = 5\n"
+    };
+    site.deployment.pool_toml = pool("min = 2\nmax = 2");
+    site.run_ok();
+    site.wait_all_up();
+
+    // A reload of a file HAProxy cannot load (a port taken), then the tool's file put back.
+    let good = std::fs::read_to_string(site.deployment.haproxy_cfg()).unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std::fs::write(
+        site.deployment.haproxy_cfg(),
+        format!(
+            "{good}frontend taken\n    bind {}\n    default_backend web\n",
+            busy.local_addr().unwrap()
+        ),
+    )
+    .unwrap();
+    site.haproxy.master("reload");
+    site.haproxy.wait_for_master("[failed: 1]");
+    std::fs::write(site.deployment.haproxy_cfg(), &good).unwrap();
+    let before = site.reloads_and_worker();
+
+    site.deployment.pool_toml = pool("min = 1\nmax = 1");
+    let drained = site.run(&["-v"], None);
+    assert_exit(&drained, 0);
+    let drained = describe(&drained);
+    assert_says(&drained, "drain server web/local-");
+    // A drain ends early from the run after the second it started in.
+    std::thread::sleep(Duration::from_millis(1100));
+    let terminated = site.run(&["-v"], None);
+    assert_exit(&terminated, 0);
+    let terminated = describe(&terminated);
+    assert_says(&terminated, "no session left");
+    assert_says(&terminated, "terminate instance local-");
+    assert!(!terminated.contains("reload haproxy"), "{terminated}");
+    assert_eq!(
+        site.reloads_and_worker(),
+        before,
+        "no reload since the failed one"
+    );
+    assert_eq!(site.running().len(), 1, "one server left");
+    site.assert_file_matches_haproxy("after the terminate");
+    let left: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&provider).unwrap()).unwrap();
+    assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
+    assert!(get(site.frontend).ends_with("ok"));
+    drop(busy);
 }
