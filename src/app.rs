@@ -21,7 +21,7 @@ use crate::decide::render::Renderer;
 use crate::error::{EXIT_CHANGES_PENDING, EXIT_OK, Error, error_chain};
 use crate::haproxy::install::{self, read_installed};
 use crate::notify;
-use crate::observe::observe;
+use crate::observe::{self, observe};
 use crate::report::{self, Mode, Report};
 use crate::store::s3::S3Store;
 use crate::store::shared::SharedStore;
@@ -347,6 +347,7 @@ pub async fn reconcile(
         ),
     );
     let installed = read_installed(&config.haproxy.config)?;
+    let haproxy_version = observe::haproxy_version(config).await;
     let mut plan = plan::build(
         Facts {
             config,
@@ -355,6 +356,7 @@ pub async fn reconcile(
             state: &loaded,
             now,
             clock_off_s,
+            haproxy_version,
         },
         renderer,
     )?;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::cloud::{CloudError, Provider};
 use crate::config::scaling::TAG_LAUNCH_TOKEN;
-use crate::config::{Config, PoolConfig, ProviderKind, Scaling, StatsSource};
+use crate::config::{ApplyMode, Config, PoolConfig, ProviderKind, Scaling, StatsSource};
 use crate::decide::address;
 use crate::decide::plan::Observations;
 use crate::decide::scaling;
@@ -19,7 +19,8 @@ use crate::error::error_chain;
 use crate::haproxy::admin_socket;
 use crate::haproxy::master::Master;
 use crate::model::{
-    Discovered, Info, Instance, Observed, OldWorkers, PoolState, Reading, Row, State, StatsSnapshot,
+    Discovered, HaproxyVersion, Info, Instance, Observed, OldWorkers, PoolState, Reading, Row,
+    State, StatsSnapshot,
 };
 use crate::probe;
 
@@ -106,6 +107,25 @@ async fn read_stats(config: &Config) -> Option<(Info, Vec<Row>)> {
         }
         Err(error) => {
             tracing::warn!("no scaling decision this run: {}", error_chain(&error));
+            None
+        }
+    }
+}
+
+/// The running HAProxy's version (`show info`), read only when a change may go through the
+/// runtime API (`apply = "runtime"` with the admin socket): what `add server` accepts depends on
+/// it. `None` when it cannot be read; the plan then keeps to what the oldest supported version
+/// accepts.
+pub(crate) async fn haproxy_version(config: &Config) -> Option<HaproxyVersion> {
+    let (ApplyMode::Runtime, Some(StatsSource::Socket(socket))) =
+        (config.haproxy.apply, &config.haproxy.stats)
+    else {
+        return None;
+    };
+    match admin_socket::read_version(socket, STATS_TIMEOUT).await {
+        Ok(version) => version,
+        Err(error) => {
+            tracing::debug!("HAProxy's version is not known: {}", error_chain(&error));
             None
         }
     }

@@ -23,7 +23,7 @@ use crate::decide::membership::{self, BackendPlan, Skipped, found_words};
 use crate::decide::render::{RenderError, Renderer};
 use crate::decide::runtime::{self, RuntimeChange};
 use crate::decide::scaling::{self, ScalingFacts};
-use crate::model::{Observed, PoolState, State, sha256_hex};
+use crate::model::{HaproxyVersion, Observed, PoolState, State, sha256_hex};
 
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +101,9 @@ pub struct Facts<'a> {
     /// How far this node's clock is off the shared state's store, when more than
     /// [`MAX_CLOCK_OFF_S`]: scaling pools hold.
     pub clock_off_s: Option<i64>,
+    /// The running HAProxy's version (`show info`), when the runtime API may be used and it
+    /// answered: what `add server` accepts depends on it.
+    pub haproxy_version: Option<HaproxyVersion>,
 }
 
 /// How far a node's clock may be from the shared state's store before it stops deciding.
@@ -367,7 +370,7 @@ fn runtime_change(
         .iter()
         .map(|pool| pool.backend.as_str())
         .collect();
-    runtime::classify(installed, rendered, &managed)
+    runtime::classify(installed, rendered, &managed, facts.haproxy_version)
 }
 
 /// Scales each scaling pool and sorts each pool's instances into servers and left-out ones.
@@ -684,6 +687,7 @@ mod tests {
                 state,
                 now: 1_000,
                 clock_off_s: None,
+                haproxy_version: None,
             },
             renderer,
         )

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::decide::installed_servers::config_lines;
-use crate::model::ServerState;
+use crate::model::{HaproxyVersion, ServerState};
 
 /// One runtime API command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,19 +62,28 @@ pub struct RuntimeChange {
     pub read_back: ReadBack,
 }
 
-/// Options `add server` refuses on HAProxy 2.6 (`'cookie' option is not accepted for dynamic
-/// server`), measured.
-const REFUSED: &[&str] = &["cookie", "init-addr", "resolvers"];
+/// Options `add server` refuses (`'cookie' option is not accepted for dynamic server`), measured
+/// on each supported version: 2.6 refuses all three; 3.0 and 3.2 accept `cookie`. A version that
+/// is not known gets the older, longer list.
+fn refused_by_add_server(version: Option<HaproxyVersion>) -> &'static [&'static str] {
+    const COOKIE_ACCEPTED: HaproxyVersion = HaproxyVersion { major: 3, minor: 0 };
+    match version {
+        Some(version) if version >= COOKIE_ACCEPTED => &["init-addr", "resolvers"],
+        _ => &["cookie", "init-addr", "resolvers"],
+    }
+}
 
 /// Balance algorithms `add server` accepts without `hash-type consistent` (`Backend must use a
 /// dynamic load balancing to support dynamic servers.` otherwise).
 const DYNAMIC_BALANCE: &[&str] = &["roundrobin", "leastconn", "first", "random"];
 
-/// The runtime commands that turn `installed` into `rendered`, or why that needs a reload.
+/// The runtime commands that turn `installed` into `rendered` on the running HAProxy `version`
+/// (`None`: not known), or why that needs a reload.
 pub fn classify(
     installed: &str,
     rendered: &str,
     managed: &[&str],
+    version: Option<HaproxyVersion>,
 ) -> Result<RuntimeChange, String> {
     let before = parse(installed, managed)?;
     let after = parse(rendered, managed)?;
@@ -97,7 +106,7 @@ pub fn classify(
             }
             let target = line.effective(backend)?;
             let commands = match old_line {
-                None => added(name, server, line, &target, backend)?,
+                None => added(name, server, line, &target, backend, version)?,
                 Some(old_line) => changed(name, server, old_line, line, old, &target)?,
             };
             if !commands.is_empty() {
@@ -215,6 +224,7 @@ fn added(
     line: &ServerLine<'_>,
     target: &Expected,
     backend: &Backend<'_>,
+    version: Option<HaproxyVersion>,
 ) -> Result<Vec<RuntimeCommand>, String> {
     if !backend.balance.dynamic() {
         return Err(format!(
@@ -228,9 +238,14 @@ fn added(
         .copied()
         .filter(|option| *option != "disabled" && *option != "enabled")
         .collect();
-    if let Some(refused) = options.iter().find(|option| REFUSED.contains(option)) {
+    let refused = refused_by_add_server(version);
+    if let Some(refused) = options.iter().find(|option| refused.contains(option)) {
+        let running = match version {
+            Some(version) => format!("HAProxy {version}"),
+            None => "this HAProxy (its version could not be read)".to_owned(),
+        };
         return Err(format!(
-            "server {backend_name}/{server} has `{refused}`, which `add server` does not accept on HAProxy 2.6"
+            "server {backend_name}/{server} has `{refused}`, which `add server` does not accept on {running}"
         ));
     }
     let mut add = format!("add server {backend_name}/{server} {}", line.address);
@@ -549,6 +564,8 @@ fn first_difference(before: &[&str], after: &[&str]) -> Option<String> {
 mod tests {
     use super::*;
 
+    const V2_6: HaproxyVersion = HaproxyVersion { major: 2, minor: 6 };
+
     const BASE: &str = "\
 global
     master-worker
@@ -568,7 +585,7 @@ backend other
 ";
 
     fn commands(installed: &str, rendered: &str) -> Result<Vec<String>, String> {
-        classify(installed, rendered, &["web"])
+        classify(installed, rendered, &["web"], Some(V2_6))
             .map(|change| change.commands.into_iter().map(|c| c.command).collect())
     }
 
@@ -764,7 +781,7 @@ backend other
             "    server i-2 10.0.0.2:80 disabled\n",
             "    server i-2 10.0.0.2:80 disabled\n    server i-3 10.0.0.3:80 weight 5\n",
         );
-        let change = classify(BASE, &rendered, &["web"]).unwrap();
+        let change = classify(BASE, &rendered, &["web"], Some(V2_6)).unwrap();
         let good = vec![
             state("i-1", "10.0.0.1", 80, 0, 1, 6),
             state("i-2", "10.0.0.2", 80, 5, 1, 14),
@@ -843,5 +860,38 @@ backend other
             keeps_state(&states, installed, rendered),
             [true, false, false, false, false, true, false, false]
         );
+    }
+
+    /// Issue 27: `add server` accepts `cookie` from 3.0 on (measured on 3.0.11 and 3.2.0), so a
+    /// server with one joins without a reload there; on 2.6, or a version not known, it reloads.
+    #[test]
+    fn a_server_with_a_cookie_joins_through_the_runtime_api_from_haproxy_3_0() {
+        let rendered = edit(
+            "    server i-1 10.0.0.1:80",
+            "    server i-1 10.0.0.1:80\n    server i-5 10.0.0.5:80 cookie a",
+        );
+        for (version, outcome) in [
+            (Some(V2_6), Err("does not accept on HAProxy 2.6")),
+            (None, Err("its version could not be read")),
+            (Some(HaproxyVersion { major: 3, minor: 0 }), Ok(())),
+            (Some(HaproxyVersion { major: 3, minor: 2 }), Ok(())),
+        ] {
+            let change = classify(BASE, &rendered, &["web"], version);
+            match (outcome, change) {
+                (Ok(()), Ok(change)) => assert_eq!(
+                    change.commands[0].command,
+                    "add server web/i-5 10.0.0.5:80 inter 3s check fall 3 cookie a",
+                    "{version:?}"
+                ),
+                (Err(says), Err(why)) => assert!(why.contains(says), "{version:?}: {why}"),
+                (expected, got) => panic!("{version:?}: expected {expected:?}, got {got:?}"),
+            }
+        }
+        assert_eq!(
+            HaproxyVersion::parse("3.2.0-e134140d2"),
+            Some(HaproxyVersion { major: 3, minor: 2 })
+        );
+        assert_eq!(HaproxyVersion::parse("2.6.12-1+deb12u4"), Some(V2_6));
+        assert_eq!(HaproxyVersion::parse("dev"), None);
     }
 }

@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::config::StatsSource;
 use crate::haproxy::stats::{self, StatsError};
 use crate::http;
-use crate::model::{Info, Row};
+use crate::model::{HaproxyVersion, Info, Row};
 
 /// A runtime API problem.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,18 @@ async fn one_command(
         .read_to_string(&mut answer)
         .await?;
     Ok(answer)
+}
+
+/// The running worker's version, from `show info`'s `Version:`; `None` when it says none.
+pub async fn read_version(
+    socket: &str,
+    timeout: Duration,
+) -> Result<Option<HaproxyVersion>, RuntimeError> {
+    let info = send(socket, "show info", timeout).await?;
+    Ok(info
+        .lines()
+        .find_map(|line| line.strip_prefix("Version:"))
+        .and_then(HaproxyVersion::parse))
 }
 
 /// Reads the worker's info and every server and backend line.

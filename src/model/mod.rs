@@ -20,6 +20,6 @@ pub use state::{
     Capped, Draining, LaunchIntent, PoolState, STATE_VERSION, Sample, ScaleEvent, ServerCounters,
     State,
 };
-pub use stats::{Info, OldWorkers, Row, ServerState, StatsSnapshot, Status};
+pub use stats::{HaproxyVersion, Info, OldWorkers, Row, ServerState, StatsSnapshot, Status};
 pub use tags::Tags;
 pub use token::{is_format_character, is_haproxy_token};

@@ -74,6 +74,31 @@ pub struct Info {
     pub uptime_s: u64,
 }
 
+/// The version of a running HAProxy, from `show info`'s `Version:` (`3.2.0-e134140d2`,
+/// `2.6.12-1+deb12u4`): what the runtime API accepts differs between versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HaproxyVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl HaproxyVersion {
+    /// Reads `MAJOR.MINOR` off the front of a version string; `None` when it does not start so.
+    pub fn parse(text: &str) -> Option<HaproxyVersion> {
+        let mut numbers = text.trim().split(['.', '-']);
+        Some(HaproxyVersion {
+            major: numbers.next()?.parse().ok()?,
+            minor: numbers.next()?.parse().ok()?,
+        })
+    }
+}
+
+impl std::fmt::Display for HaproxyVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
 /// One HAProxy node's stats for a backend.
 #[derive(Debug, Clone)]
 pub struct StatsSnapshot {

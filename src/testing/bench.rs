@@ -177,6 +177,7 @@ impl Fleet {
             state: &self.state,
             now: self.now,
             clock_off_s: None,
+            haproxy_version: None,
         }
     }
 

@@ -17,7 +17,8 @@ use haproxy_autoscaler::model::Status;
 
 use super::real::{LiveHaproxy, cli, get, loopback_backend};
 use crate::util::{
-    Deployment, assert_exit, describe, fixture_exec_pool, free_port, haproxy, stdout,
+    Deployment, assert_exit, describe, fixture_exec_pool, free_port, haproxy, haproxy_version,
+    stdout,
 };
 
 const TEMPLATE: &str = "\
@@ -457,4 +458,38 @@ fn a_drain_then_a_terminate_after_a_failed_reload() {
     assert_eq!(left.as_array().unwrap().len(), 1, "{left}");
     assert!(get(site.frontend).ends_with("ok"));
     drop(busy);
+}
+
+/// Issue 27: a server with a `cookie` joins through the runtime API where HAProxy accepts it
+/// (3.0 and later, as `show info` says), and by a reload on 2.6, which refuses it.
+#[test]
+fn a_server_with_a_cookie_joins_without_a_reload_from_haproxy_3_0() {
+    let mut site = Site::start("runtime");
+    site.deployment.template = site
+        .deployment
+        .template
+        .replace(
+            "    balance roundrobin\n",
+            "    balance roundrobin\n    cookie SRV insert indirect nocache\n",
+        )
+        .replace(
+            "{{address}}:{{port}}",
+            "{{address}}:{{port}} cookie {{name}}",
+        );
+    let (site, _, before) = one_server_installed_then_a_second(site);
+    let output = site.run_ok();
+    if haproxy_version() >= (3, 0) {
+        assert_says(&output, "apply through the runtime API");
+        assert_says(&output, " cookie i-b\n");
+        assert_eq!(site.reloads_and_worker(), before, "no reload");
+    } else {
+        assert_says(
+            &output,
+            "has `cookie`, which `add server` does not accept on HAProxy 2.6",
+        );
+        assert_eq!(site.reloads_and_worker().0, before.0 + 1, "one reload");
+    }
+    site.assert_file_matches_haproxy("after the join");
+    site.wait_all_up();
+    assert!(get(site.frontend).ends_with("ok"));
 }
