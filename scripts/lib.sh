@@ -2,6 +2,17 @@
 
 export PATH="$PATH:/usr/sbin:/sbin"
 
+# HAPROXY names the HAProxy to run instead of the one on PATH (Debian's): a version of the
+# matrix, say `HAPROXY=target/haproxy/3.0.11/haproxy` (scripts/build-haproxy.sh builds them).
+if [ -n "${HAPROXY:-}" ]; then
+    if [ ! -x "$HAPROXY" ] || [ "$(basename "$HAPROXY")" != haproxy ]; then
+        echo "error: HAPROXY=$HAPROXY is not an executable file named haproxy" >&2
+        exit 2
+    fi
+    PATH="$(cd "$(dirname "$HAPROXY")" && pwd):$PATH"
+    export PATH
+fi
+
 # Re-executes the calling script inside a private network namespace where only loopback exists
 # (when this machine allows it), so nothing can reach moto's made-up 10.x addresses.
 # Usage: enter_private_network "$0" "$@"   (returns when already inside)
