@@ -321,26 +321,21 @@ impl Master {
         let started = tokio::time::Instant::now();
         let answer = match self.send("reload", timeout).await {
             Ok(answer) => answer,
-            // 2.6 may drop the connection as its master re-executes itself.
+            // 2.6 may drop the connection as its master re-executes itself; an answer that
+            // never ended leaves the outcome to what the master says next.
             Err(MasterError::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::ConnectionReset =>
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::TimedOut
+                ) =>
             {
                 String::new()
-            }
-            Err(error) if is_timeout(&error) => {
-                return Err(MasterError::Unconfirmed {
-                    path: self.path.clone(),
-                    after: timeout,
-                });
             }
             Err(error) => return Err(error),
         };
         match reload_answer_verdict(&answer) {
             Some(verdict) => self.verdict(verdict, timeout),
-            None => {
-                self.confirm(before, timeout.saturating_sub(started.elapsed()))
-                    .await
-            }
+            None => self.confirm_until(before, started + timeout, timeout).await,
         }
     }
 
@@ -350,7 +345,17 @@ impl Master {
         before: &ShowProc,
         timeout: Duration,
     ) -> Result<(), MasterError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        self.confirm_until(before, tokio::time::Instant::now() + timeout, timeout)
+            .await
+    }
+
+    /// [`Master::confirm`] until `deadline`, at least once; `timeout` is the wait it says.
+    async fn confirm_until(
+        &self,
+        before: &ShowProc,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Result<(), MasterError> {
         loop {
             // While the master re-executes itself its socket briefly refuses connections.
             if let Ok(now) = self.show_proc().await
@@ -381,10 +386,6 @@ impl Master {
             }),
         }
     }
-}
-
-fn is_timeout(error: &MasterError) -> bool {
-    matches!(error, MasterError::Io { source, .. } if source.kind() == std::io::ErrorKind::TimedOut)
 }
 
 #[cfg(test)]
@@ -423,6 +424,82 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(Master::new(&gone).show_proc().await.is_err());
         assert!(started.elapsed() >= REEXEC_WAIT);
+    }
+
+    /// A master socket that answers each command from `answers` (by its first word pair), any
+    /// number of times; an unknown command gets `Unknown command.`.
+    fn fake_master(
+        dir: &Path,
+        answers: &'static [(&'static str, &'static str)],
+    ) -> (PathBuf, tokio::task::JoinHandle<()>) {
+        let path = dir.join("master.sock");
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let serve = tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut command = String::new();
+                stream.read_to_string(&mut command).await.unwrap();
+                let answer = answers
+                    .iter()
+                    .find(|(asked, _)| command.trim() == *asked)
+                    .map_or("Unknown command.\n", |(_, answer)| answer);
+                stream.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (path, serve)
+    }
+
+    #[tokio::test]
+    async fn a_reload_the_master_never_confirms_is_unconfirmed_and_a_refused_one_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2.6-like: `reload` answers nothing and the counters never move.
+        let (path, serve) = fake_master(
+            dir.path(),
+            &[
+                (
+                    "show proc",
+                    "1 master 2 [failed: 0] 0d00h00m09s 2.6.12\n# workers\n7 worker 0 0d 2.6.12\n",
+                ),
+                ("reload", ""),
+            ],
+        );
+        let master = Master::new(&path);
+        let before = master.show_proc().await.unwrap();
+        let error = master
+            .reload(&before, Duration::from_millis(400))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, MasterError::Unconfirmed { .. }), "{error}");
+        assert!(
+            error.to_string().contains("did not confirm the reload"),
+            "{error}"
+        );
+        serve.abort();
+
+        // 3.x-like: `reload` answers its outcome.
+        let dir = tempfile::tempdir().unwrap();
+        let (path, serve) = fake_master(
+            dir.path(),
+            &[
+                ("show proc", "1 master 2 [failed: 0] 0d00h00m09s 3.2.0\n"),
+                ("reload", V32_RELOAD_FAILED),
+            ],
+        );
+        let master = Master::new(&path);
+        let error = master
+            .reload(&before, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.contains("failed to load the new config"),
+            "{message}"
+        );
+        assert!(
+            message.contains("cannot bind socket (Address already in use)"),
+            "{message}"
+        );
+        serve.abort();
     }
 
     fn worker(pid: u32, reloads: u64) -> Worker {
