@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::cli::Cli;
-use crate::config::Config;
+use crate::config::{Config, Reload};
 use crate::decide::context::render_leaving_out_unsafe;
 use crate::decide::membership::{BackendPlan, plan_backend};
 use crate::error::{EXIT_OK, EXIT_USAGE, Error, error_chain};
@@ -68,6 +68,7 @@ pub(crate) async fn check(cli: &Cli, offline: bool) -> Result<u8, Error> {
             }
         },
     }
+    findings.warnings.extend(unconfirmed_reloads(&config));
     print(cli, &findings);
     Ok(if findings.problems.is_empty() {
         EXIT_OK
@@ -95,6 +96,22 @@ async fn render_without_instances(
         .await
         .err()
         .map(|error| error_chain(&error))
+}
+
+/// A reload command without a master socket: its exit status is all a run can go by, and
+/// `systemctl reload haproxy` exits 0 when HAProxy fails to load the new config.
+fn unconfirmed_reloads(config: &Config) -> Option<String> {
+    let Reload::Command {
+        master_socket: None,
+        ..
+    } = &config.haproxy.reload
+    else {
+        return None;
+    };
+    Some(
+        "without `haproxy.master_socket` a run cannot tell whether HAProxy loaded the new config (`systemctl reload haproxy` exits 0 when it fails to), so a failed load is not rolled back: set it to the master CLI socket HAProxy is started with (Debian's haproxy.service: `/run/haproxy-master.sock`)"
+            .to_owned(),
+    )
 }
 
 /// A `--plan` run: discovery, stats, the decision, the render and `check_command`; its

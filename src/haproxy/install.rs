@@ -232,8 +232,9 @@ pub(crate) async fn install(
             source: reload_error,
         });
     };
-    tracing::error!(
-        "reload failed ({reload_error}); restoring `{}`",
+    // The reason is the run's error, printed once at its end.
+    tracing::info!(
+        "the reload failed: restoring `{}` and reloading HAProxy with it",
         backup.display()
     );
     let restored = match fs_atomic::write(path, &previous, ownership) {

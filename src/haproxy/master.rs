@@ -56,7 +56,7 @@ pub enum MasterError {
     },
     #[error("unexpected `show proc` answer from `{}`: {answer:?}", path.display())]
     Unparsable { path: PathBuf, answer: String },
-    #[error("HAProxy failed to load the new config; the previous worker is still serving{reason}")]
+    #[error("HAProxy failed to load the new config (its previous worker kept serving){reason}")]
     ReloadFailed {
         /// HAProxy's own words (`: HAProxy said: ...`), or where to find them.
         reason: Box<str>,
@@ -194,7 +194,7 @@ pub(crate) fn judge(before: &ShowProc, now: &ShowProc, startup_logs: Option<&str
     }
     if now.failed > before.failed {
         Verdict::Failed(
-            " (this HAProxy does not say why on its master socket: its reason is in HAProxy's own log, such as `journalctl -u haproxy`)"
+            "; this HAProxy (2.6 or older) does not say why on its master socket: the reason is in its own output (its stderr; `journalctl -u haproxy` under systemd)"
                 .to_owned(),
         )
     } else {

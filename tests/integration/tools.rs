@@ -33,6 +33,29 @@ fn init_writes_a_config_that_check_offline_accepts_and_never_overwrites() {
         .unwrap();
     assert_exit(&check, 0);
     assert!(stdout(&check).starts_with("ok: "), "{}", describe(&check));
+    // It confirms reloads through Debian's master socket, so `check` has nothing to warn of.
+    assert!(check.stderr.is_empty(), "{}", describe(&check));
+    // Without `master_socket`, `check` warns that a failed load would go unseen (issue 27).
+    let unconfirmed = dir.join("unconfirmed.toml");
+    std::fs::write(
+        &unconfirmed,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("master_socket = ", "# master_socket = "),
+    )
+    .unwrap();
+    let check = binary()
+        .args(["check", "--offline", "--config"])
+        .arg(&unconfirmed)
+        .output()
+        .unwrap();
+    assert_exit(&check, 0);
+    assert!(
+        String::from_utf8_lossy(&check.stderr)
+            .contains("warning: without `haproxy.master_socket` a run cannot tell whether HAProxy loaded the new config"),
+        "{}",
+        describe(&check)
+    );
     // As written it runs nothing: a run refuses before reading anything else (here: before
     // finding that no AWS region is configured).
     assert!(

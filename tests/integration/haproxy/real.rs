@@ -224,7 +224,7 @@ fn reloads_through_the_master_socket_and_restores_the_backup_when_the_reload_fai
         let reason = if haproxy_version() >= (2, 7) {
             "cannot bind socket (Address already in use)"
         } else {
-            "its reason is in HAProxy's own log"
+            "the reason is in its own output"
         };
         assert!(
             message.contains(reason),
