@@ -348,6 +348,14 @@ pub async fn reconcile(
     );
     let installed = read_installed(&config.haproxy.config)?;
     let haproxy_version = observe::haproxy_version(config).await;
+    // Each decision's launch tokens are its own (issue 28): the node, the state's generation
+    // and 128 random bits, so two decisions of one second never share a token.
+    let token_salt = format!(
+        "{}:{}:{}",
+        config.node,
+        revision.state_generation(),
+        store::random_hex()
+    );
     let mut plan = plan::build(
         Facts {
             config,
@@ -357,6 +365,7 @@ pub async fn reconcile(
             now,
             clock_off_s,
             haproxy_version,
+            token_salt: &token_salt,
         },
         renderer,
     )?;

@@ -104,6 +104,8 @@ pub struct Facts<'a> {
     /// The running HAProxy's version (`show info`), when the runtime API may be used and it
     /// answered: what `add server` accepts depends on it.
     pub haproxy_version: Option<HaproxyVersion>,
+    /// What makes this run's launch tokens unique: see [`scaling::launch_token`].
+    pub token_salt: &'a str,
 }
 
 /// How far a node's clock may be from the shared state's store before it stops deciding.
@@ -395,6 +397,7 @@ pub(crate) fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
                     rapid: (notify.rapid_scales, notify.rapid_window_s),
                     launch_timeout_s: scaling.launcher.launch_timeout(&facts.config.aws).as_secs(),
                     clock_off_s: facts.clock_off_s,
+                    token_salt: facts.token_salt,
                 })
             });
             membership::plan_backend(pool, observed, scale)
@@ -688,6 +691,7 @@ mod tests {
                 now: 1_000,
                 clock_off_s: None,
                 haproxy_version: None,
+                token_salt: "test",
             },
             renderer,
         )

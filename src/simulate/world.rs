@@ -205,6 +205,8 @@ impl<'a> World<'a> {
             rapid: self.rapid,
             launch_timeout_s: self.launch_timeout_s,
             clock_off_s: None,
+            // One simulated node deciding at most once a simulated second.
+            token_salt: "simulate",
         });
         self.apply(plan, now)
     }

@@ -130,6 +130,15 @@ impl Revision {
         self.halves.as_deref()
     }
 
+    /// How many saves made the state this revision is of (a shared store's; 0 for a local
+    /// file, which does not count them).
+    pub(crate) fn state_generation(&self) -> u64 {
+        match self.halves_ref() {
+            Some(halves) => halves.generation(),
+            None => self.generation,
+        }
+    }
+
     /// The revision of a store that held no state.
     pub(crate) fn is_none(&self) -> bool {
         match self.halves_ref() {
@@ -397,6 +406,13 @@ fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, Sta
         source,
     })?;
     Ok(Revision::new(Some(sha256_hex(&bytes))))
+}
+
+/// 128 random bits, in hex: a save's nonce, a run's launch-token salt.
+pub(crate) fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -212,7 +212,7 @@ impl StateStore for S3Store {
     async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
         let stamp = Stamp {
             generation: expected.generation() + 1,
-            nonce: nonce(),
+            nonce: super::random_hex(),
         };
         let mut bytes = serde_json::to_vec_pretty(&Stamped {
             state,
@@ -256,11 +256,4 @@ impl StateStore for S3Store {
             Err(error) => Err(self.failed(error)),
         }
     }
-}
-
-/// 128 random bits, in hex.
-fn nonce() -> String {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).expect("the operating system's random source");
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -27,6 +27,11 @@ pub(crate) struct Halves {
 }
 
 impl Halves {
+    /// The shared half's generation: how many saves the fleet's state has had.
+    pub(super) fn generation(&self) -> u64 {
+        self.shared.generation()
+    }
+
     pub(super) fn is_none(&self) -> bool {
         self.shared.is_none() && self.local.is_none()
     }

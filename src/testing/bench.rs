@@ -178,6 +178,7 @@ impl Fleet {
             now: self.now,
             clock_off_s: None,
             haproxy_version: None,
+            token_salt: "bench",
         }
     }
 

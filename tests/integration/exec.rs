@@ -355,3 +355,47 @@ fn a_no_op_run_writes_no_file_but_its_lock() {
         .collect();
     assert!(changed.contains(&deployment.haproxy_cfg()), "{changed:?}");
 }
+
+/// Issue 28: two decisions taken in the same second never share a launch token (an instance
+/// launched for one would make the other's intent look fulfilled). Two `--plan`s of the same
+/// state are two such decisions.
+#[test]
+fn two_decisions_in_the_same_second_get_their_own_launch_tokens() {
+    let mut deployment = exec_deployment();
+    deployment.pool_toml = fixture_exec_pool("ready_check = \"none\"")
+        + "[pool.scaling]\nmin = 2\nmax = 3\nstep_up = 2\nscale_up_above = 20\nscale_down_below = 5\n";
+    // No HAProxy here: the stats are missing, so only the bounds act (min 2 of none: launch 2).
+    deployment.haproxy_toml.push_str(&format!(
+        "stats_socket = \"{}\"\n",
+        deployment.path("haproxy/missing.sock").display()
+    ));
+    deployment.write();
+    let state = deployment.path("provider.json");
+    let plan_token = || {
+        let output = deployment
+            .command()
+            .arg("--plan")
+            .env("EXEC_PROVIDER_STATE", &state)
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        let text = stdout(&output);
+        let token = text
+            .split("(token ")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap_or_else(|| panic!("no launch token in:\n{text}"))
+            .to_owned();
+        token
+    };
+    // Tokens end with the second they were made in: retry until two plans share one.
+    for _ in 0..20 {
+        let (first, second) = (plan_token(), plan_token());
+        let second_of = |token: &str| token.rsplit('-').next().unwrap().to_owned();
+        if second_of(&first) == second_of(&second) {
+            assert_ne!(first, second, "one token for two decisions");
+            return;
+        }
+    }
+    panic!("no two plans in the same second in 20 tries");
+}

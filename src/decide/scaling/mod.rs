@@ -52,6 +52,9 @@ pub struct ScalingFacts<'a> {
     /// [`crate::decide::plan::MAX_CLOCK_OFF_S`]: the pool holds (no new launch or drain), so a
     /// skewed clock cannot double a decision; intents already committed are still carried out.
     pub clock_off_s: Option<i64>,
+    /// What makes this run's launch tokens its own: the node, the state's generation and a
+    /// random part, drawn by the shell (the core draws nothing).
+    pub token_salt: &'a str,
 }
 
 /// The role of an instance after this run.
@@ -177,9 +180,13 @@ fn launched_at(instance: &Instance) -> Option<i64> {
         .map(|timestamp| timestamp.as_second())
 }
 
-/// A deterministic launch token: at most 64 ASCII characters, unique per pool and run.
-pub fn launch_token(pool: &str, now: i64) -> String {
-    let digest = crate::model::sha256_hex(pool.as_bytes());
+/// A launch token, `hxa-<12 hex>-<unix time>` (27 ASCII characters; EC2 takes 64): the hex is
+/// a digest of the pool and the run's `salt`. Tokens of one pool and second differ by the salt:
+/// two decisions taken in the same second, on one node or two, never share a token, so an
+/// instance launched for one never makes the other's intent look fulfilled, and EC2 never folds
+/// two launches into one.
+pub fn launch_token(pool: &str, now: i64, salt: &str) -> String {
+    let digest = crate::model::sha256_hex(format!("{pool}\n{salt}").as_bytes());
     format!("hxa-{}-{now}", &digest[..12])
 }
 
@@ -231,7 +238,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     let no_metric = measured.no_metric.clone();
     let mut drained = victims::Drains::default();
     if desired > current {
-        let token = launch_token(&facts.pool.name, now);
+        let token = launch_token(&facts.pool.name, now, facts.token_salt);
         launches.add_new(token, desired - current, now, &decision.reason);
     } else if desired < current {
         drained = victims::drain_servers(
@@ -512,6 +519,7 @@ mod tests {
                 rapid: (2, 600),
                 launch_timeout_s: 30,
                 clock_off_s: self.clock_off_s,
+                token_salt: "test",
             })
         }
 
@@ -730,7 +738,7 @@ mod tests {
         );
         assert_eq!(plan.launches.len(), 1);
         assert_eq!(plan.launches[0].count, 2);
-        assert_eq!(plan.launches[0].token, launch_token("web", NOW));
+        assert_eq!(plan.launches[0].token, launch_token("web", NOW, "test"));
         assert!(plan.launches[0].token.len() <= 64);
         assert_eq!(plan.next.launches[0].instance_ids, None);
         assert_eq!(
@@ -896,7 +904,7 @@ mod tests {
             launches,
             [
                 ("hxa-t".to_owned(), 2, true),
-                (launch_token("web", NOW), 2, false)
+                (launch_token("web", NOW, "test"), 2, false)
             ]
         );
         // One of its two listed (the listing raced the launch, or lags): the other is on its
@@ -1554,5 +1562,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Issue 28: two decisions in the same second (two nodes, or one node deciding again after
+    /// losing a race) never share a token; a token fits EC2's 64 characters.
+    #[test]
+    fn launch_tokens_of_the_same_pool_and_second_differ_by_the_salt() {
+        let (a, b) = (
+            launch_token("web", NOW, "lb-1:7:0f3a"),
+            launch_token("web", NOW, "lb-2:7:91c2"),
+        );
+        assert_ne!(a, b);
+        assert_eq!(a, launch_token("web", NOW, "lb-1:7:0f3a"), "deterministic");
+        assert_ne!(a, launch_token("api", NOW, "lb-1:7:0f3a"));
+        assert!(
+            a.starts_with("hxa-") && a.ends_with(&format!("-{NOW}")),
+            "{a}"
+        );
+        assert!(a.len() <= 64 && a.is_ascii(), "{a}");
     }
 }

@@ -419,6 +419,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
             rapid: (5, 600),
             launch_timeout_s: 30,
             clock_off_s: None,
+            token_salt: "test",
         })
     };
     let first = plan_with(&Default::default(), before_info, &rows, 1_000);
