@@ -380,13 +380,11 @@ fn two_decisions_in_the_same_second_get_their_own_launch_tokens() {
             .unwrap();
         assert_exit(&output, 0);
         let text = stdout(&output);
-        let token = text
-            .split("(token ")
+        text.split("(token ")
             .nth(1)
             .and_then(|rest| rest.split(')').next())
             .unwrap_or_else(|| panic!("no launch token in:\n{text}"))
-            .to_owned();
-        token
+            .to_owned()
     };
     // Tokens end with the second they were made in: retry until two plans share one.
     for _ in 0..20 {
