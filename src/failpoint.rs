@@ -8,6 +8,11 @@
 /// The environment variable that names the point to crash at.
 pub const ENV: &str = "HAPROXY_AUTOSCALER_FAILPOINT";
 
+/// The environment variable that names a point to pause at, for tests that act while a run is
+/// there (another node's commit, say): `NAME:PATH`. At NAME the run creates `PATH.reached`,
+/// then waits until `PATH` exists (at most a minute).
+pub const WAIT_ENV: &str = "HAPROXY_AUTOSCALER_FAILPOINT_WAIT";
+
 /// Every point, in the order a run reaches them.
 pub const POINTS: [&str; 9] = [
     "after-launch-intent-saved",
@@ -28,6 +33,16 @@ pub fn hit(name: &'static str) {
     if std::env::var_os(ENV).is_some_and(|value| value == name) {
         eprintln!("fail point `{name}`: aborting");
         std::process::abort();
+    }
+    let wait = std::env::var(WAIT_ENV).unwrap_or_default();
+    if let Some((point, release)) = wait.split_once(':')
+        && point == name
+    {
+        let _ = std::fs::write(format!("{release}.reached"), name);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !std::path::Path::new(release).exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 

@@ -131,23 +131,28 @@ impl StateStore for SharedStore {
         self.shared.clock()
     }
 
-    /// Saves each half that changed: the fleet's first (a lost race saves nothing), then this
-    /// node's.
+    /// Saves each half that changed: this node's first, then the fleet's (compare-and-swap).
+    ///
+    /// This node's half says what it did to its own haproxy.cfg and HAProxy (installed, reloaded,
+    /// changed through the runtime API), which is done by the time a run saves: it stays true
+    /// whether or not the fleet's save then wins its race (issue 28). Saved only after the
+    /// fleet's, a lost race dropped it, and the run deciding again found a haproxy.cfg it had no
+    /// record of loading, and reloaded HAProxy for nothing.
     async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
         let expected = expected
             .halves_ref()
             .expect("a shared state is saved against a revision it loaded");
         let (shared, local) = (shared_half(state), local_half(state));
         let (shared_digest, local_digest) = (digest(&shared), digest(&local));
-        let shared_revision = if shared_digest == expected.shared_digest {
-            expected.shared.clone()
-        } else {
-            self.shared.save(&shared, &expected.shared).await?
-        };
         let local_revision = if local_digest == expected.local_digest {
             expected.local.clone()
         } else {
             self.local.save(&local, &expected.local).await?
+        };
+        let shared_revision = if shared_digest == expected.shared_digest {
+            expected.shared.clone()
+        } else {
+            self.shared.save(&shared, &expected.shared).await?
         };
         Ok(Revision::halves(Halves {
             shared: shared_revision,

@@ -183,6 +183,21 @@ impl Moto {
             .expect("create bucket");
     }
 
+    /// Writes an object, as another writer of the bucket would.
+    pub(crate) fn put_object(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
+        let client = self.s3();
+        self.runtime
+            .block_on(
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(bytes.into())
+                    .send(),
+            )
+            .expect("put object");
+    }
+
     /// The object's bytes, or `None` when there is none.
     pub(crate) fn object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let client = self.s3();

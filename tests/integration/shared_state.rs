@@ -330,3 +330,58 @@ fn a_node_whose_clock_is_off_renders_but_does_not_decide() {
     converge(&lb);
     assert_fleet(std::slice::from_ref(&lb), &moto, 3, 3, "clock fixed");
 }
+
+/// Issue 28: a node that installs and reloads, then loses the race at its last save (another
+/// node committed meanwhile), keeps its own record of what its HAProxy loaded: deciding again
+/// from the winner's state, it renders the same file and does not reload HAProxy a second time.
+#[test]
+fn a_node_that_loses_the_race_after_reloading_does_not_reload_again() {
+    let moto = Moto::start();
+    let [mut node, _] = fleet(&moto);
+    converge(&node);
+    let before = node.reloads();
+    // One server fewer: a drain, rendered, installed and reloaded before the run's last save.
+    node.pool_toml = pool("min = 2\nmax = 2");
+    node.write();
+    let release = node.path("release");
+    let mut reached = release.clone().into_os_string();
+    reached.push(".reached");
+    let child = node
+        .std_command()
+        .arg("-v")
+        .env(
+            failpoint::WAIT_ENV,
+            format!("before-state-save:{}", release.display()),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !std::path::Path::new(&reached).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never reached its last save"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(node.reloads(), before + 1, "the drain reloaded");
+    // Another node commits meanwhile.
+    let mut object = shared(&moto);
+    object["nonce"] = json!("another node's save");
+    object["generation"] = json!(object["generation"].as_u64().unwrap() + 1);
+    moto.put_object(BUCKET, KEY, serde_json::to_vec(&object).unwrap());
+    std::fs::write(&release, "").unwrap();
+
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let log = stderr(&output);
+    assert!(log.contains("deciding again"), "the race was lost: {log}");
+    assert!(!log.contains("no run recorded reloading"), "{log}");
+    assert_eq!(
+        node.reloads(),
+        before + 1,
+        "no second reload: {}",
+        describe(&output)
+    );
+}
