@@ -493,3 +493,21 @@ fn a_server_with_a_cookie_joins_without_a_reload_from_haproxy_3_0() {
     site.wait_all_up();
     assert!(get(site.frontend).ends_with("ok"));
 }
+
+/// Issue 27: a server with an agent check joins through the runtime API on every version, its
+/// agent enabled by `enable agent` (a dynamic server's agent starts disabled, as its health check).
+#[test]
+fn a_server_with_an_agent_check_joins_with_its_agent_enabled() {
+    let mut site = Site::start("runtime");
+    let agent = loopback_backend(100_000);
+    site.deployment.template = site.deployment.template.replace(
+        "{{address}}:{{port}}",
+        &format!("{{{{address}}}}:{{{{port}}}} agent-check agent-addr 127.0.0.1 agent-port {agent} agent-inter 1s"),
+    );
+    let (site, _, before) = one_server_installed_then_a_second(site);
+    let output = site.run_ok();
+    assert_says(&output, "apply through the runtime API");
+    assert_says(&output, "\n    enable agent web/i-b\n");
+    assert_eq!(site.reloads_and_worker(), before, "no reload");
+    site.assert_file_matches_haproxy("after the join");
+}
