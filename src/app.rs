@@ -347,7 +347,7 @@ pub async fn reconcile(
         ),
     );
     let installed = read_installed(&config.haproxy.config)?;
-    let haproxy_version = observe::haproxy_version(config).await;
+    let haproxy_version = observe::haproxy_version(config, &observed).await;
     // Each decision's launch tokens are its own (issue 28): the node, the state's generation
     // and 128 random bits, so two decisions of one second never share a token.
     let token_salt = format!(

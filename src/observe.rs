@@ -112,18 +112,28 @@ async fn read_stats(config: &Config) -> Option<(Info, Vec<Row>)> {
     }
 }
 
-/// The running HAProxy's version (`show info`), read only when a change may go through the
-/// runtime API (`apply = "runtime"` with the admin socket): what `add server` accepts depends on
-/// it. `None` when it cannot be read; the plan then keeps to what the oldest supported version
-/// accepts.
-pub(crate) async fn haproxy_version(config: &Config) -> Option<HaproxyVersion> {
+/// The running HAProxy's version (`show info`), when a change may go through the runtime API
+/// (`apply = "runtime"` with the admin socket): what `add server` accepts depends on it. The
+/// stats already read this run say it; without them (no pool scales, or they could not be read)
+/// `show info` is asked. `None` when it cannot be read; the plan then keeps to what the oldest
+/// supported version accepts.
+pub(crate) async fn haproxy_version(
+    config: &Config,
+    observed: &Observations<'_>,
+) -> Option<HaproxyVersion> {
     let (ApplyMode::Runtime, Some(StatsSource::Socket(socket))) =
         (config.haproxy.apply, &config.haproxy.stats)
     else {
         return None;
     };
-    match admin_socket::read_version(socket, STATS_TIMEOUT).await {
-        Ok(version) => version,
+    let from_stats = observed
+        .iter()
+        .find_map(|(_, observed)| observed.stats.as_ref());
+    if let Some(stats) = from_stats {
+        return stats.info.version;
+    }
+    match admin_socket::read_info(socket, STATS_TIMEOUT).await {
+        Ok(info) => info.version,
         Err(error) => {
             tracing::debug!("HAProxy's version is not known: {}", error_chain(&error));
             None

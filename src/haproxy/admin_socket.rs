@@ -11,7 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::config::StatsSource;
 use crate::haproxy::stats::{self, StatsError};
 use crate::http;
-use crate::model::{HaproxyVersion, Info, Row};
+use crate::model::{Info, Row};
 
 /// A runtime API problem.
 #[derive(Debug, thiserror::Error)]
@@ -88,16 +88,13 @@ async fn one_command(
     Ok(answer)
 }
 
-/// The running worker's version, from `show info`'s `Version:`; `None` when it says none.
-pub async fn read_version(
-    socket: &str,
-    timeout: Duration,
-) -> Result<Option<HaproxyVersion>, RuntimeError> {
-    let info = send(socket, "show info", timeout).await?;
-    Ok(info
-        .lines()
-        .find_map(|line| line.strip_prefix("Version:"))
-        .and_then(HaproxyVersion::parse))
+/// The running worker's `show info`.
+pub async fn read_info(socket: &str, timeout: Duration) -> Result<Info, RuntimeError> {
+    let text = send(socket, "show info", timeout).await?;
+    stats::parse_show_info(&text).map_err(|source| RuntimeError::Stats {
+        source_name: socket.to_owned(),
+        source,
+    })
 }
 
 /// Reads the worker's info and every server and backend line.
@@ -107,12 +104,7 @@ pub async fn read_stats(
 ) -> Result<(Info, Vec<Row>), RuntimeError> {
     let (name, info, text) = match source {
         StatsSource::Socket(socket) => {
-            let info_text = send(socket, "show info", timeout).await?;
-            let info =
-                stats::parse_show_info(&info_text).map_err(|source| RuntimeError::Stats {
-                    source_name: socket.clone(),
-                    source,
-                })?;
+            let info = read_info(socket, timeout).await?;
             (
                 socket.clone(),
                 info,
@@ -134,6 +126,7 @@ pub async fn read_stats(
                 Info {
                     pid: 0,
                     uptime_s: 0,
+                    version: None,
                 },
                 response.body,
             )

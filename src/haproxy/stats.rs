@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::model::{Info, Row, Status};
+use crate::model::{HaproxyVersion, Info, Row, Status};
 
 /// `show stat` output larger than this is refused rather than parsed.
 pub const MAX_STATS_BYTES: usize = 32 * 1024 * 1024;
@@ -136,17 +136,21 @@ pub fn parse_show_stat(text: &str) -> Result<Vec<Row>, StatsError> {
     Ok(rows)
 }
 
-/// Parses `show info` for the worker's pid and uptime.
+/// Parses `show info` for the worker's pid, uptime and version.
 pub fn parse_show_info(text: &str) -> Result<Info, StatsError> {
-    let field = |name: &'static str| {
+    let value = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+    };
+    let field = |name: &'static str| {
+        value(name)
             .and_then(|value| value.trim().parse().ok())
             .ok_or(StatsError::MissingInfo(name))
     };
     Ok(Info {
         pid: field("Pid")?,
         uptime_s: field("Uptime_sec")?,
+        version: value("Version").and_then(HaproxyVersion::parse),
     })
 }
 
@@ -262,8 +266,15 @@ mod tests {
             info,
             Info {
                 pid: 532,
-                uptime_s: 10
+                uptime_s: 10,
+                version: None,
             }
+        );
+        assert_eq!(
+            parse_show_info("Pid: 7\nUptime_sec: 1\nVersion: 3.2.0-e134140d2\n")
+                .unwrap()
+                .version,
+            Some(HaproxyVersion { major: 3, minor: 2 })
         );
         assert_eq!(
             parse_show_info("Name: HAProxy\n"),

@@ -72,6 +72,8 @@ impl Row {
 pub struct Info {
     pub pid: u64,
     pub uptime_s: u64,
+    /// `Version:`, when it says one (the stats page does not).
+    pub version: Option<HaproxyVersion>,
 }
 
 /// The version of a running HAProxy, from `show info`'s `Version:` (`3.2.0-e134140d2`,

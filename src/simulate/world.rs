@@ -104,6 +104,7 @@ impl<'a> World<'a> {
                 info: Info {
                     pid: 1,
                     uptime_s: 0,
+                    version: None,
                 },
                 rows: Vec::new(),
                 old_workers: OldWorkers::Untracked,
@@ -235,6 +236,7 @@ impl<'a> World<'a> {
         self.snapshot.info = Info {
             pid: self.pid,
             uptime_s: uptime as u64,
+            version: None,
         };
     }
 

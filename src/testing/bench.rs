@@ -138,6 +138,7 @@ impl Fleet {
                 info: Info {
                     pid: 1,
                     uptime_s: 86_400,
+                    version: None,
                 },
                 // As observe gives each pool its backend's rows.
                 rows: self

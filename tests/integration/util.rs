@@ -41,37 +41,40 @@ pub(crate) fn find_program(name: &str, override_var: &str) -> PathBuf {
 /// `scripts/test.sh`), else the `haproxy` on `PATH` (Debian's 2.6). It says its version on
 /// stderr, which the test harness shows with every failure of the test that asked for it.
 pub(crate) fn haproxy() -> PathBuf {
-    let path = find_program("haproxy", "HAPROXY");
-    let version = std::process::Command::new(&path)
-        .arg("-v")
-        .output()
-        .map(|output| {
-            let text = String::from_utf8_lossy(&output.stdout).into_owned();
-            text.lines().next().unwrap_or_default().to_owned()
-        })
-        .unwrap_or_else(|error| format!("cannot run it: {error}"));
+    let (path, version) = haproxy_under_test();
     eprintln!("HAProxy under test: {version} ({})", path.display());
-    path
+    path.clone()
+}
+
+/// The HAProxy under test and the first line of its `haproxy -v`, found once per test process.
+fn haproxy_under_test() -> &'static (PathBuf, String) {
+    static FOUND: std::sync::OnceLock<(PathBuf, String)> = std::sync::OnceLock::new();
+    FOUND.get_or_init(|| {
+        let path = find_program("haproxy", "HAPROXY");
+        let version = std::process::Command::new(&path)
+            .arg("-v")
+            .output()
+            .map(|output| {
+                let text = String::from_utf8_lossy(&output.stdout).into_owned();
+                text.lines().next().unwrap_or_default().to_owned()
+            })
+            .unwrap_or_else(|error| format!("cannot run it: {error}"));
+        (path, version)
+    })
 }
 
 /// The (major, minor) version of the HAProxy under test, from `haproxy -v`: for the behaviours
 /// that differ between versions (2.7+ says why a load failed on its master socket).
 pub(crate) fn haproxy_version() -> (u32, u32) {
-    let output = std::process::Command::new(haproxy())
-        .arg("-v")
-        .output()
-        .expect("haproxy -v");
-    let text = String::from_utf8_lossy(&output.stdout);
+    let text = &haproxy_under_test().1;
     // `HAProxy version 3.2.0-e134140d2 2025/05/28 - https://haproxy.org/`
     let version = text
         .split_whitespace()
         .nth(2)
         .unwrap_or_else(|| panic!("no version in `haproxy -v`: {text}"));
-    let mut numbers = version.split(['.', '-']).map(|n| n.parse::<u32>());
-    match (numbers.next(), numbers.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
-        _ => panic!("no version in `haproxy -v`: {text}"),
-    }
+    let parsed = haproxy_autoscaler::model::HaproxyVersion::parse(version)
+        .unwrap_or_else(|| panic!("no version in `haproxy -v`: {text}"));
+    (parsed.major, parsed.minor)
 }
 
 /// `PATH` with the folder of the HAProxy under test first when `HAPROXY` names one, so that a

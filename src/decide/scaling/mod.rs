@@ -471,7 +471,11 @@ mod tests {
     fn snapshot(pid: u64, uptime_s: u64, rows: Vec<Row>) -> StatsSnapshot {
         StatsSnapshot {
             node: "local".into(),
-            info: Info { pid, uptime_s },
+            info: Info {
+                pid,
+                uptime_s,
+                version: None,
+            },
             rows,
             old_workers: OldWorkers::Untracked,
         }
@@ -1334,6 +1338,7 @@ mod tests {
         world.stats.as_mut().unwrap().info = Info {
             pid: 0,
             uptime_s: 0,
+            version: None,
         };
         assert!(world.plan().decision.metric.is_some(), "no reload: a rate");
         world.state.reloaded_at = Some(NOW - 60);
