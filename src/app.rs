@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use aws_config::SdkConfig;
 
-use crate::apply::apply;
+use crate::apply::{Edges, apply};
 use crate::cli::{Cli, Command};
 use crate::cloud::ec2::Ec2;
 use crate::cloud::{Clouds, Provider};
@@ -193,7 +193,12 @@ pub async fn run(cli: &Cli) -> Result<Report, Error> {
         // the winner committed, a few times, then leave it to the next run.
         let mut attempt = 1;
         loop {
-            match reconcile(&config, &renderer, &provider, &store, cli.plan, now).await {
+            let run = Run {
+                plan_only: cli.plan,
+                now,
+                lost_races: attempt - 1,
+            };
+            match reconcile_run(&config, &renderer, &provider, &store, run).await {
                 Err(error @ Error::State(store::StateError::Raced { .. }))
                     if attempt < RACE_ATTEMPTS =>
                 {
@@ -295,6 +300,35 @@ pub async fn reconcile(
     store: &impl StateStore,
     plan_only: bool,
     now: i64,
+) -> Result<Report, Error> {
+    let run = Run {
+        plan_only,
+        now,
+        lost_races: 0,
+    };
+    reconcile_run(config, renderer, provider, store, run).await
+}
+
+/// What one attempt of a run is.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    plan_only: bool,
+    /// Unix seconds.
+    now: i64,
+    /// How many of this run's earlier attempts lost the race to commit their decision.
+    lost_races: u32,
+}
+
+async fn reconcile_run(
+    config: &Config,
+    renderer: &Renderer,
+    provider: &impl Provider,
+    store: &impl StateStore,
+    Run {
+        plan_only,
+        now,
+        lost_races,
+    }: Run,
 ) -> Result<Report, Error> {
     let _lock = if plan_only {
         None
@@ -404,14 +438,25 @@ pub async fn reconcile(
             mode: Mode::Plan,
             changes,
             plan,
+            conflicts: 0,
         });
     }
-    apply(config, &mut plan, (&loaded, revision), store, provider).await?;
+    if lost_races > 0 {
+        // Said in the fleet's state, for `status`: this node's decisions keep losing races.
+        plan.next_state
+            .nodes
+            .entry(config.node.clone())
+            .or_default()
+            .last_conflict_at = Some(now);
+    }
+    let edges = Edges { config, provider };
+    let carried = apply(&config.node, &mut plan, (&loaded, revision), store, &edges).await?;
     lap("apply", String::new());
     Ok(Report {
         mode: Mode::Apply,
         changes,
         plan,
+        conflicts: lost_races + carried,
     })
 }
 

@@ -14,7 +14,8 @@ pub const ENV: &str = "HAPROXY_AUTOSCALER_FAILPOINT";
 pub const WAIT_ENV: &str = "HAPROXY_AUTOSCALER_FAILPOINT_WAIT";
 
 /// Every point, in the order a run reaches them.
-pub const POINTS: [&str; 9] = [
+pub const POINTS: [&str; 10] = [
+    "after-decision-committed",
     "after-launch-intent-saved",
     "after-run-instances",
     "after-drain",

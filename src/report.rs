@@ -54,6 +54,9 @@ pub struct Report {
     /// file alone is not a change.
     pub changes: bool,
     pub plan: Plan,
+    /// How many times another node's commit to the shared state came first during this run
+    /// (a decision taken again, or a record carried onto a newer state).
+    pub conflicts: u32,
 }
 
 /// Prints a failed run's error once: `error: …` and each `caused by: …` on stderr, and with

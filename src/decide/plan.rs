@@ -398,6 +398,7 @@ pub(crate) fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
                     launch_timeout_s: scaling.launcher.launch_timeout(&facts.config.aws).as_secs(),
                     clock_off_s: facts.clock_off_s,
                     token_salt: facts.token_salt,
+                    node: &facts.config.node,
                 })
             });
             membership::plan_backend(pool, observed, scale)

@@ -17,8 +17,8 @@ pub use digest::sha256_hex;
 pub use instance::{Endpoint, Instance, InstanceState, Unusable};
 pub use observation::{Discovered, Observed, Reading};
 pub use state::{
-    Capped, Draining, LaunchIntent, PoolState, STATE_VERSION, Sample, ScaleEvent, ServerCounters,
-    State,
+    Capped, Draining, LaunchIntent, NodeRecord, PoolState, STATE_VERSION, Sample, ScaleEvent,
+    ServerCounters, State,
 };
 pub use stats::{HaproxyVersion, Info, OldWorkers, Row, ServerState, StatsSnapshot, Status};
 pub use tags::Tags;

@@ -22,6 +22,9 @@ pub struct State {
     pub installed_config_sha256: Option<String>,
     #[serde(default)]
     pub pools: BTreeMap<String, PoolState>,
+    /// Per node (by `node` name), what the fleet records of its runs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes: BTreeMap<String, NodeRecord>,
 }
 
 /// What is remembered per pool. The scaling fields stay out of the file while empty, so a
@@ -126,11 +129,26 @@ pub struct Draining {
 }
 
 /// A change of capacity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScaleEvent {
     pub at: i64,
     pub from: u32,
     pub to: u32,
+    /// The node whose run took the decision (absent in files written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// A scale-up's launch token: the decision's instances carry it as a tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// What the fleet knows of one node's runs (shared state): when it last lost a race.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// When (Unix seconds) this node last found that another node had changed the shared state
+    /// first (a compare-and-swap conflict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_conflict_at: Option<i64>,
 }
 
 impl Default for State {
@@ -140,6 +158,7 @@ impl Default for State {
             config: None,
             installed_config_sha256: None,
             pools: BTreeMap::new(),
+            nodes: BTreeMap::new(),
         }
     }
 }

@@ -208,6 +208,7 @@ impl<'a> World<'a> {
             clock_off_s: None,
             // One simulated node deciding at most once a simulated second.
             token_salt: "simulate",
+            node: "simulate",
         });
         self.apply(plan, now)
     }

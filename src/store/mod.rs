@@ -74,6 +74,10 @@ pub enum StateError {
         "another node changed the shared state `{location}` since this run loaded it; this run's decision was dropped"
     )]
     Raced { location: String },
+    #[error(
+        "this run {done}, but cannot record it in the state: {cause}; the next run finds its instances from the cloud (by their launch token's tag) and records them"
+    )]
+    Unrecorded { done: String, cause: String },
     #[error("cannot encode the state for `{}`", path.display())]
     Encode {
         path: PathBuf,

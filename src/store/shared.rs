@@ -62,6 +62,7 @@ fn local_half(state: &State) -> State {
                 (name.clone(), local)
             })
             .collect(),
+        nodes: Default::default(),
     }
 }
 
@@ -85,6 +86,13 @@ fn has_fleet_facts(state: &State) -> bool {
             && pool.samples.is_empty()
             && pool.scale_history.is_empty())
     })
+}
+
+/// `fleet`'s decisions with `node`'s own facts (what its haproxy.cfg and HAProxy run): the state
+/// a run commits before it acts (its own facts not yet changed), or a record of what it did
+/// carried onto a newer fleet state.
+pub(crate) fn with_own_facts(fleet: &State, node: &State) -> State {
+    merged(shared_half(fleet), local_half(node))
 }
 
 fn merged(mut shared: State, local: State) -> State {

@@ -220,7 +220,7 @@ fn a_node_that_crashed_holding_an_intent_has_it_finished() {
         let Some(crashed) = run_until_crash(&nodes[0], point, 3) else {
             continue;
         };
-        if point == "after-launch-intent-saved" {
+        if point == "after-decision-committed" || point == "after-launch-intent-saved" {
             // The intent's attempt may still run until its bound (one 1 s EC2 attempt).
             std::thread::sleep(std::time::Duration::from_millis(1_100));
         }

@@ -25,13 +25,14 @@ pub(super) struct Outcome {
     pub(super) scale_down_blocked: bool,
 }
 
-/// `to` is the capacity the run actually reaches; `not_drainable` says why a scale-down could
-/// drain nothing. A blocked scale-down's reason is extended in `decision`.
+/// `to` is the capacity the run actually reaches, and `token` a scale-up's launch token;
+/// `not_drainable` says why a scale-down could drain nothing. A blocked scale-down's reason is
+/// extended in `decision`.
 pub(super) fn pool_events(
     facts: &ScalingFacts<'_>,
     state: &PoolState,
     decision: &mut Decision,
-    to: u32,
+    (to, token): (u32, Option<String>),
     not_drainable: &[String],
 ) -> Outcome {
     let now = facts.now;
@@ -48,6 +49,8 @@ pub(super) fn pool_events(
             at: now,
             from: decision.current,
             to,
+            node: Some(facts.node.to_owned()),
+            token: token.filter(|_| to > decision.current),
         });
     }
     let scale_down_blocked = decision.desired < decision.current && !scaled;

@@ -55,6 +55,8 @@ pub struct ScalingFacts<'a> {
     /// What makes this run's launch tokens its own: the node, the state's generation and a
     /// random part, drawn by the shell (the core draws nothing).
     pub token_salt: &'a str,
+    /// The node taking the decision (`node` in the config), recorded with each scale.
+    pub node: &'a str,
 }
 
 /// The role of an instance after this run.
@@ -237,8 +239,10 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     let (current, desired) = (decision.current, decision.desired);
     let no_metric = measured.no_metric.clone();
     let mut drained = victims::Drains::default();
+    let mut new_token = None;
     if desired > current {
         let token = launch_token(&facts.pool.name, now, facts.token_salt);
+        new_token = Some(token.clone());
         launches.add_new(token, desired - current, now, &decision.reason);
     } else if desired < current {
         drained = victims::drain_servers(
@@ -254,7 +258,13 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     } else {
         desired
     };
-    let outcome = events::pool_events(facts, state, &mut decision, reached, &drained.not_drainable);
+    let outcome = events::pool_events(
+        facts,
+        state,
+        &mut decision,
+        (reached, new_token),
+        &drained.not_drainable,
+    );
     let next = next_state(
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
@@ -524,6 +534,7 @@ mod tests {
                 launch_timeout_s: 30,
                 clock_off_s: self.clock_off_s,
                 token_salt: "test",
+                node: "lb-test",
             })
         }
 
@@ -882,6 +893,7 @@ mod tests {
             at: NOW - 60,
             from: 1,
             to: 3,
+            ..ScaleEvent::default()
         }];
         // Nothing found for the token: send it again, and count it as capacity: its 2 servers
         // will take their share of the load (30 per server over 3 is 10), so no new launch.
@@ -1147,6 +1159,7 @@ mod tests {
                 at: NOW.saturating_add(ahead),
                 from: 1,
                 to: 2,
+                ..ScaleEvent::default()
             }];
             world.state.draining = vec![Draining {
                 id: "i-2".into(),
@@ -1187,6 +1200,7 @@ mod tests {
                 at: NOW - 60,
                 from: 1,
                 to: 10,
+                ..ScaleEvent::default()
             }];
             let plan = world.plan();
             let retried: Vec<u32> = plan
@@ -1223,11 +1237,13 @@ mod tests {
                 at: NOW - 100,
                 from: 1,
                 to: 2,
+                ..ScaleEvent::default()
             },
             ScaleEvent {
                 at: NOW - 700,
                 from: 2,
                 to: 1,
+                ..ScaleEvent::default()
             },
         ];
         assert!(
@@ -1242,6 +1258,7 @@ mod tests {
             at: NOW - 50,
             from: 2,
             to: 3,
+            ..ScaleEvent::default()
         });
         assert!(world.plan().events.contains(&Event::Rapid {
             scales: 3,
@@ -1521,7 +1538,7 @@ mod tests {
                         requested_at: times[n],
                         instance_ids: None,
                     }).collect();
-                    world.state.scale_history = vec![ScaleEvent { at: times[3], from: u32::MAX, to: 0 }];
+                    world.state.scale_history = vec![ScaleEvent { at: times[3], from: u32::MAX, to: 0, ..ScaleEvent::default() }];
                     world.state.draining = vec![Draining { id: "i-9".into(), since: times[4] }];
                     world.state.recommendations = vec![(times[5], u32::MAX)];
                     for sample in &mut world.state.samples {

@@ -201,7 +201,7 @@ fn crash_at_every_point(
         let Some(crashed) = run_until_crash(&deployment, point, runs) else {
             continue;
         };
-        if point == "after-launch-intent-saved" {
+        if point == "after-decision-committed" || point == "after-launch-intent-saved" {
             // A launch intent is re-sent only once its first attempt can no longer be running
             // (issue 10, class 15): one EC2 attempt, 1 s in these deployments.
             std::thread::sleep(std::time::Duration::from_millis(1_100));
@@ -238,6 +238,7 @@ fn a_crash_at_any_point_of_a_scale_up_loses_nothing_and_doubles_nothing() {
     assert_reached(
         &reached,
         &[
+            "after-decision-committed",
             "after-launch-intent-saved",
             "after-run-instances",
             "after-candidate-written",
@@ -262,6 +263,7 @@ fn a_crash_at_any_point_of_a_scale_down_loses_nothing_and_leaves_no_orphan() {
     assert_reached(
         &reached,
         &[
+            "after-decision-committed",
             "after-drain",
             "after-candidate-written",
             "after-install",

@@ -1,0 +1,369 @@
+//! Carries out a [`Plan`]: the only module that changes the world.
+//!
+//! It makes no decisions; it follows the plan's actions in a crash-safe order, the protocol
+//! `ARCHITECTURE.md` writes down ("Several nodes: one decision, carried out once"):
+//! 1. **commit**: the run's decision (new launch intents with their tokens, drains started, the
+//!    scale history, this node's samples) is saved by compare-and-swap *before* anything else.
+//!    A node that loses that race has done nothing: it decides again from what the winner
+//!    committed (invariant 5: no launch is made that the state does not hold first);
+//! 2. launches, each with the token its intent holds; the instance ids are recorded right after;
+//! 3. drains: `set server B/S state drain` on the admin socket (the rendered config also keeps
+//!    them drained across the reload);
+//! 4. haproxy.cfg: if the plan says it changed, installed, and either changed in HAProxy through
+//!    the runtime API (read back to be sure) or reloaded;
+//! 5. terminations, once the config no longer names those servers;
+//! 6. **record**: the plan's next state, with what was done. A decision committed is never
+//!    voided: when another node committed meanwhile, what this run did (instance ids, a launch
+//!    call that ended, drains that ended in a termination, this node's own install record) is
+//!    carried onto the newer state and saved again.
+//!
+//! If a step fails the run stops with an error; what was done is in the state, and the next
+//! run sees the same facts and finishes the job.
+
+#[cfg(test)]
+mod interleavings;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::cloud::Provider;
+use crate::config::{Config, Launcher, PoolConfig, StatsSource};
+use crate::decide::plan::{Action, Plan};
+use crate::error::Error;
+use crate::failpoint;
+use crate::haproxy::admin_socket;
+use crate::haproxy::install::{self, Applied, RUNTIME_TIMEOUT};
+use crate::model::{Draining, State};
+use crate::store::shared::with_own_facts;
+use crate::store::{Revision, StateError, StateStore};
+
+/// What a run changes besides its state: the cloud, and this node's haproxy.cfg and HAProxy.
+/// [`Edges`] is the real one; the protocol's interleaving test has its own.
+pub(crate) trait Effects {
+    /// Launches `count` instances of `pool` with `token`; returns their ids.
+    fn launch(
+        &self,
+        pool: &str,
+        count: u32,
+        token: &str,
+    ) -> impl Future<Output = Result<Vec<String>, Error>>;
+
+    /// Drains `backend/server` through the runtime API (a failure is only a warning: the
+    /// rendered config drains it too).
+    fn drain(&self, backend: &str, server: &str) -> impl Future<Output = ()>;
+
+    /// Checks and installs the rendered config, through the runtime API or by a reload.
+    fn install(&self, plan: &Plan) -> impl Future<Output = Result<Applied, Error>>;
+
+    /// Terminates instances of `pool`.
+    fn terminate(&self, pool: &str, ids: &[String]) -> impl Future<Output = Result<(), Error>>;
+}
+
+/// The real effects: the pools' providers and this node's HAProxy.
+pub(crate) struct Edges<'a, P> {
+    pub(crate) config: &'a Config,
+    pub(crate) provider: &'a P,
+}
+
+impl<P: Provider> Effects for Edges<'_, P> {
+    async fn launch(&self, pool: &str, count: u32, token: &str) -> Result<Vec<String>, Error> {
+        let (pool_config, launcher) = scaling_pool(self.config, pool);
+        Ok(self
+            .provider
+            .launch(pool_config, launcher, count, token)
+            .await?)
+    }
+
+    async fn drain(&self, backend: &str, server: &str) {
+        match &self.config.haproxy.stats {
+            Some(StatsSource::Socket(socket)) => {
+                if let Err(error) =
+                    admin_socket::drain(socket, backend, server, RUNTIME_TIMEOUT).await
+                {
+                    tracing::warn!(
+                        "cannot drain {backend}/{server} through the runtime API: {error}"
+                    );
+                }
+            }
+            _ => tracing::info!(
+                "no stats socket: {backend}/{server} is drained by the config reload only"
+            ),
+        }
+    }
+
+    async fn install(&self, plan: &Plan) -> Result<Applied, Error> {
+        let started = std::time::Instant::now();
+        let applied =
+            install::install(&self.config.haproxy, &plan.rendered, plan.runtime.as_ref()).await?;
+        tracing::info!(
+            "check, install and {}: {:?} ({} bytes)",
+            if applied == Applied::Runtime {
+                "runtime API"
+            } else {
+                "reload"
+            },
+            started.elapsed(),
+            plan.rendered.len()
+        );
+        Ok(applied)
+    }
+
+    async fn terminate(&self, pool: &str, ids: &[String]) -> Result<(), Error> {
+        let (pool_config, launcher) = scaling_pool(self.config, pool);
+        Ok(self.provider.terminate(pool_config, launcher, ids).await?)
+    }
+}
+
+/// Applies `plan`, made from `loaded` (the state at `revision` in `store`) by the node `node`.
+/// A runtime API change that does not take is made by a reload instead, and `plan` then says so.
+/// Returns how many times another node's commit made this run carry its record onto a newer
+/// state (after its own decision was committed).
+pub(crate) async fn apply(
+    node: &str,
+    plan: &mut Plan,
+    (loaded, revision): (&State, Revision),
+    store: &impl StateStore,
+    effects: &impl Effects,
+) -> Result<u32, Error> {
+    // 1. The decision, committed before anything is done: this node's own facts stay as they
+    //    were (nothing is installed yet), and a drain that ends in a termination stays
+    //    recorded until the instance is gone.
+    let decided = decision(plan, loaded);
+    let mut record = Record {
+        store,
+        node,
+        now: plan.now,
+        revision,
+        state: decided,
+        launched: Vec::new(),
+        ended: Vec::new(),
+        terminated: Vec::new(),
+        conflicts: 0,
+    };
+    if record.state != *loaded {
+        record.revision = store.save(&record.state, &record.revision).await?;
+        failpoint::hit("after-decision-committed");
+    }
+    // 2. Launches, each recorded as soon as its call returns.
+    for action in &plan.actions {
+        let Action::Launch {
+            pool, count, token, ..
+        } = action
+        else {
+            continue;
+        };
+        failpoint::hit("after-launch-intent-saved");
+        match effects.launch(pool, *count, token).await {
+            Ok(ids) => {
+                failpoint::hit("after-run-instances");
+                record.launched.push((pool.clone(), token.clone(), ids));
+            }
+            Err(error) => {
+                // The call is over (it failed): the next run may send it again at once.
+                record.ended.push((pool.clone(), token.clone()));
+                record.carry();
+                record.save().await?;
+                return Err(error);
+            }
+        }
+        record.carry();
+        record.save().await?;
+    }
+    // 3. Drains.
+    for action in &plan.actions {
+        if let Action::Drain {
+            backend, server, ..
+        } = action
+        {
+            effects.drain(backend, server).await;
+            failpoint::hit("after-drain");
+        }
+    }
+    // 4. haproxy.cfg.
+    if plan.config.changed
+        && let Applied::FellBack(why) = effects.install(plan).await?
+    {
+        plan.reloaded_instead(&why);
+    }
+    // 5. Terminations, one call per pool.
+    let mut terminate: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for action in &plan.actions {
+        if let Action::Terminate { pool, server, .. } = action {
+            terminate
+                .entry(pool.as_str())
+                .or_default()
+                .push(server.clone());
+        }
+    }
+    for (pool, ids) in terminate {
+        effects.terminate(pool, &ids).await?;
+        failpoint::hit("after-terminate");
+        record.terminated.push((pool.to_owned(), ids));
+    }
+    // 6. The next state, with what was done.
+    failpoint::hit("before-state-save");
+    record.state = plan.next_state.clone();
+    record.carry();
+    if record.state != *loaded {
+        record.save().await?;
+    }
+    Ok(record.conflicts)
+}
+
+/// The state a run commits before it acts: the plan's next state for the fleet, with this node's
+/// own facts as loaded, and the drains that end in a termination still recorded.
+fn decision(plan: &Plan, loaded: &State) -> State {
+    let mut decided = with_own_facts(&plan.next_state, loaded);
+    for action in &plan.actions {
+        let Action::Terminate { pool, server, .. } = action else {
+            continue;
+        };
+        let drain = loaded
+            .pools
+            .get(pool)
+            .and_then(|state| state.draining.iter().find(|drain| &drain.id == server));
+        if let (Some(drain), Some(state)) = (drain, decided.pools.get_mut(pool))
+            && !state.draining.iter().any(|kept| &kept.id == server)
+        {
+            state.draining.push(Draining::clone(drain));
+        }
+    }
+    decided
+}
+
+/// How many times a run carries its record onto a newer state before it gives up (the next
+/// run finds what it did from the cloud: instances by their launch token's tag).
+const RECORD_ATTEMPTS: u32 = 8;
+
+/// What a run did since its decision was committed, and the state that says so.
+struct Record<'a, S> {
+    store: &'a S,
+    node: &'a str,
+    now: i64,
+    state: State,
+    revision: Revision,
+    /// (pool, token, instance ids) per launch call that returned.
+    launched: Vec<(String, String, Vec<String>)>,
+    /// (pool, token) per launch call that failed.
+    ended: Vec<(String, String)>,
+    /// (pool, instance ids) terminated.
+    terminated: Vec<(String, Vec<String>)>,
+    conflicts: u32,
+}
+
+impl<S: StateStore> Record<'_, S> {
+    /// Writes what was done into `self.state`.
+    fn carry(&mut self) {
+        carry_into(
+            &mut self.state,
+            &self.launched,
+            &self.ended,
+            &self.terminated,
+        );
+    }
+
+    /// Saves the record; when another node committed first, carries it onto that node's state
+    /// and tries again. What was done is never dropped for a lost race.
+    async fn save(&mut self) -> Result<(), Error> {
+        for _ in 0..RECORD_ATTEMPTS {
+            match self.store.save(&self.state, &self.revision).await {
+                Ok(revision) => {
+                    self.revision = revision;
+                    return Ok(());
+                }
+                Err(StateError::Raced { .. }) => {
+                    self.conflicts += 1;
+                    let (latest, revision) = match self.store.load().await {
+                        Ok(loaded) => loaded,
+                        Err(error) => return Err(self.unrecorded(&error)),
+                    };
+                    let mut state = with_own_facts(&latest, &self.state);
+                    state
+                        .nodes
+                        .entry(self.node.to_owned())
+                        .or_default()
+                        .last_conflict_at = Some(self.now);
+                    self.state = state;
+                    self.revision = revision;
+                    self.carry();
+                }
+                Err(error) => return Err(self.unrecorded(&error)),
+            }
+        }
+        Err(self.unrecorded(&format!(
+            "other nodes changed it {RECORD_ATTEMPTS} times in a row"
+        )))
+    }
+
+    /// The error of a run that did something and could not record it.
+    fn unrecorded(&self, cause: &dyn std::fmt::Display) -> Error {
+        let mut done: Vec<String> = self
+            .launched
+            .iter()
+            .map(|(pool, token, ids)| {
+                format!("launched {} in pool `{pool}` (token {token})", ids.join(", "))
+            })
+            .collect();
+        done.extend(
+            self.terminated
+                .iter()
+                .map(|(pool, ids)| format!("terminated {} in pool `{pool}`", ids.join(", "))),
+        );
+        if done.is_empty() {
+            done.push("its decision was committed".to_owned());
+        }
+        Error::State(StateError::Unrecorded {
+            done: done.join("; "),
+            cause: cause.to_string(),
+        })
+    }
+}
+
+/// Writes what a run did into `state`: instance ids per launch token, launch calls that ended,
+/// and drains that ended in a termination.
+fn carry_into(
+    state: &mut State,
+    launched: &[(String, String, Vec<String>)],
+    ended: &[(String, String)],
+    terminated: &[(String, Vec<String>)],
+) {
+    for (pool, token, ids) in launched {
+        for intent in intents(state, pool, token) {
+            intent.instance_ids = Some(ids.clone());
+        }
+    }
+    for (pool, token) in ended {
+        for intent in intents(state, pool, token) {
+            intent.attempt_ended = true;
+        }
+    }
+    for (pool, ids) in terminated {
+        if let Some(pool_state) = state.pools.get_mut(pool) {
+            pool_state.draining.retain(|drain| !ids.contains(&drain.id));
+        }
+    }
+}
+
+/// The intents of `pool` with `token`.
+fn intents<'a>(
+    state: &'a mut State,
+    pool: &str,
+    token: &'a str,
+) -> impl Iterator<Item = &'a mut crate::model::LaunchIntent> {
+    state
+        .pools
+        .get_mut(pool)
+        .into_iter()
+        .flat_map(|pool_state| pool_state.launches.iter_mut())
+        .filter(move |intent| intent.token == token)
+}
+
+/// The scaling pool a launch or termination of the plan is for, and its launcher.
+fn scaling_pool<'a>(config: &'a Config, pool: &str) -> (&'a PoolConfig, &'a Launcher) {
+    config
+        .pools
+        .iter()
+        .filter(|candidate| candidate.name == pool)
+        .find_map(|candidate| Some((candidate, &candidate.scaling.as_ref()?.launcher)))
+        .expect("the plan launches and terminates only for the config's scaling pools")
+}
