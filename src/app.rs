@@ -162,7 +162,7 @@ pub(crate) async fn open_store(config: &Config, sdk: Option<&SdkConfig>) -> Resu
 }
 
 /// How many times a run decides when other nodes keep changing the shared state first.
-const RACE_ATTEMPTS: u32 = 3;
+pub(crate) const RACE_ATTEMPTS: u32 = 3;
 
 /// Validates everything, then reconciles once (or plans, with `--plan`).
 pub async fn run(cli: &Cli) -> Result<Report, Error> {

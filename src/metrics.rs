@@ -22,6 +22,11 @@ pub(crate) struct PoolFigures {
     /// Servers in the rendered haproxy.cfg.
     pub(crate) servers: usize,
     pub(crate) scaling: Option<ScalingFigures>,
+    /// What this run did to the pool: commands through HAProxy's runtime API, drains begun,
+    /// instances terminated.
+    pub(crate) runtime_changes: u64,
+    pub(crate) drains: u64,
+    pub(crate) terminations: u64,
 }
 
 /// A scaling pool's decision and roles.
@@ -36,6 +41,10 @@ pub(crate) struct ScalingFigures {
     pub(crate) metric: Option<f64>,
     /// When the pool last scaled (Unix seconds) and which way (1 up, -1 down).
     pub(crate) last_scale: Option<(i64, i8)>,
+    /// This run's decision, when it scaled: 1 up, -1 down.
+    pub(crate) decided: Option<i8>,
+    /// Why the pool held this run, when it did ([`crate::decide::policy::Hold::name`]).
+    pub(crate) hold: Option<&'static str>,
 }
 
 /// One run's figures.
@@ -47,6 +56,8 @@ pub(crate) struct RunFigures {
     pub(crate) at: f64,
     pub(crate) reloads: u64,
     pub(crate) launches: u64,
+    /// How many times another node's commit to the shared state came first.
+    pub(crate) conflicts: u64,
     /// Empty when the run failed: what it would have seen is unknown.
     pub(crate) pools: Vec<PoolFigures>,
 }
@@ -66,6 +77,7 @@ impl RunFigures {
                 at,
                 reloads: 0,
                 launches: 0,
+                conflicts: 0,
                 pools: Vec::new(),
             };
         };
@@ -78,12 +90,44 @@ impl RunFigures {
                 .and_then(|pool| pool.scaling.as_ref())
                 .map_or("", |scaling| scaling.metric.name())
         };
+        // Commands through the runtime API name their server as `BACKEND/SERVER`.
+        let runtime_commands: Vec<&str> = plan
+            .actions
+            .iter()
+            .filter_map(|action| match action {
+                Action::ApplyRuntime { commands, .. } => Some(commands),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|command| {
+                let target = command.split_whitespace().find(|word| word.contains('/'))?;
+                Some(target.split_once('/')?.0)
+            })
+            .collect();
+        let actions_of = |name: &str, kind: fn(&Action) -> Option<&String>| {
+            plan.actions
+                .iter()
+                .filter(|action| kind(action).is_some_and(|pool| pool == name))
+                .count() as u64
+        };
         let pools = plan
             .pools
             .iter()
             .map(|pool| PoolFigures {
                 name: pool.name.clone(),
                 servers: pool.servers.len(),
+                runtime_changes: runtime_commands
+                    .iter()
+                    .filter(|backend| **backend == pool.backend)
+                    .count() as u64,
+                drains: actions_of(&pool.name, |action| match action {
+                    Action::Drain { pool, .. } => Some(pool),
+                    _ => None,
+                }),
+                terminations: actions_of(&pool.name, |action| match action {
+                    Action::Terminate { pool, .. } => Some(pool),
+                    _ => None,
+                }),
                 scaling: pool.scale.as_ref().map(|scale| {
                     let count = |role| scale.roles.values().filter(|r| **r == role).count() as u32;
                     let last_scale = plan
@@ -101,6 +145,13 @@ impl RunFigures {
                         draining: count(Role::Draining),
                         metric: scale.decision.metric,
                         last_scale,
+                        decided: scale.events.iter().find_map(|event| match event {
+                            crate::decide::scaling::Event::Scaled { from, to, .. } => {
+                                Some(if to > from { 1 } else { -1 })
+                            }
+                            _ => None,
+                        }),
+                        hold: scale.decision.hold.map(crate::decide::policy::Hold::name),
                     }
                 }),
             })
@@ -122,6 +173,7 @@ impl RunFigures {
                     _ => 0,
                 })
                 .sum(),
+            conflicts: u64::from(report.conflicts),
             pools,
         }
     }
@@ -208,6 +260,12 @@ pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> 
         "Instances asked for from the cloud.",
         &[counter("launched_instances_total", "", run.launches as f64)],
     );
+    family(
+        "cas_conflicts_total",
+        "counter",
+        "Times another node's commit to the shared state came first (this node decided again, or carried what it did onto the newer state).",
+        &[counter("cas_conflicts_total", "", run.conflicts as f64)],
+    );
     let pools = |pick: &dyn Fn(&PoolFigures) -> Option<Samples>| -> Samples {
         run.pools.iter().filter_map(pick).flatten().collect()
     };
@@ -272,6 +330,59 @@ pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> 
             )])
         }),
     );
+    let per_pool = |name: &'static str, pick: fn(&PoolFigures) -> u64| {
+        pools(&move |pool| Some(vec![counter(name, &label(pool), pick(pool) as f64)]))
+    };
+    family(
+        "runtime_changes_total",
+        "counter",
+        "Server changes made through HAProxy's runtime API (no reload), by pool.",
+        &per_pool("runtime_changes_total", |pool| pool.runtime_changes),
+    );
+    family(
+        "drains_total",
+        "counter",
+        "Servers this node began to drain, by pool.",
+        &per_pool("drains_total", |pool| pool.drains),
+    );
+    family(
+        "terminations_total",
+        "counter",
+        "Instances this node terminated, by pool.",
+        &per_pool("terminations_total", |pool| pool.terminations),
+    );
+    family(
+        "decisions_total",
+        "counter",
+        "Scaling decisions this node took, by pool and direction.",
+        &pools(&|pool| {
+            let s = pool.scaling.as_ref()?;
+            Some(
+                [("up", 1), ("down", -1)]
+                    .into_iter()
+                    .map(|(direction, sign)| {
+                        counter(
+                            "decisions_total",
+                            &format!("{{pool=\"{}\",direction=\"{direction}\"}}", pool.name),
+                            f64::from(u8::from(s.decided == Some(sign))),
+                        )
+                    })
+                    .collect(),
+            )
+        }),
+    );
+    family(
+        "pool_hold_reason",
+        "gauge",
+        "1 for why the pool held its capacity this run (absent when it scaled): no_metric, cooldown, policy, at_max, at_min, clock_off, not_drainable.",
+        &pools(&|pool| {
+            let reason = pool.scaling.as_ref()?.hold?;
+            Some(vec![(
+                format!("{{pool=\"{}\",reason=\"{reason}\"}}", pool.name),
+                1.0,
+            )])
+        }),
+    );
     family(
         "pool_last_scale_timestamp_seconds",
         "gauge",
@@ -312,9 +423,13 @@ mod tests {
             at: 1_800_000_000.0,
             reloads: 1,
             launches: 2,
+            conflicts: 1,
             pools: vec![PoolFigures {
                 name: "web".into(),
                 servers: 3,
+                runtime_changes: 2,
+                drains: 0,
+                terminations: 0,
                 scaling: Some(ScalingFigures {
                     metric_name: "request_rate",
                     desired: 5,
@@ -324,6 +439,8 @@ mod tests {
                     draining: 0,
                     metric: Some(42.5),
                     last_scale: Some((1_799_999_000, 1)),
+                    decided: Some(1),
+                    hold: None,
                 }),
             }],
         }
@@ -342,6 +459,10 @@ mod tests {
             "haproxy_autoscaler_pool_role_servers{pool=\"web\",role=\"booting\"} 0",
             "haproxy_autoscaler_pool_metric{pool=\"web\",metric=\"request_rate\"} 42.5",
             "haproxy_autoscaler_pool_last_scale_direction{pool=\"web\"} 1",
+            "haproxy_autoscaler_cas_conflicts_total 1",
+            "haproxy_autoscaler_runtime_changes_total{pool=\"web\"} 2",
+            "haproxy_autoscaler_decisions_total{pool=\"web\",direction=\"up\"} 1",
+            "haproxy_autoscaler_decisions_total{pool=\"web\",direction=\"down\"} 0",
         ] {
             assert!(
                 first.lines().any(|l| l == line),
@@ -354,6 +475,8 @@ mod tests {
             "haproxy_autoscaler_runs_total{result=\"success\"} 1",
             "haproxy_autoscaler_runs_total{result=\"failure\"} 1",
             "haproxy_autoscaler_reloads_total 2",
+            "haproxy_autoscaler_cas_conflicts_total 2",
+            "haproxy_autoscaler_decisions_total{pool=\"web\",direction=\"up\"} 2",
         ] {
             assert!(
                 second.lines().any(|l| l == line),

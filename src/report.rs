@@ -55,8 +55,14 @@ pub struct Report {
     pub changes: bool,
     pub plan: Plan,
     /// How many times another node's commit to the shared state came first during this run
-    /// (a decision taken again, or a record carried onto a newer state).
+    /// (a decision taken again, or a record carried onto a newer state). Said in JSON only when
+    /// there were some.
+    #[serde(skip_serializing_if = "is_zero")]
     pub conflicts: u32,
+}
+
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// Prints a failed run's error once: `error: …` and each `caused by: …` on stderr, and with

@@ -24,6 +24,19 @@ struct View {
     /// Why the state's view is missing, when it is.
     state_error: Option<String>,
     pools: Vec<PoolView>,
+    /// With a shared state: what each node of the fleet last did.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    nodes: Vec<NodeView>,
+}
+
+/// One node of a fleet sharing a state, as the shared state tells it.
+#[derive(Debug, Serialize)]
+struct NodeView {
+    node: String,
+    /// The last scaling decision it took: pool, from, to, seconds ago.
+    last_decision: Option<(String, u32, u32, i64)>,
+    /// Seconds since it last found that another node had committed first.
+    last_conflict_s: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -80,6 +93,11 @@ pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
             .iter()
             .map(|pool| pool_view(pool, state.pools.get(&pool.name), rows.as_deref(), now))
             .collect(),
+        nodes: if config.shared_state.is_some() {
+            node_views(&state, &config.node, now)
+        } else {
+            Vec::new()
+        },
         stats_error,
         state_error,
     };
@@ -117,6 +135,36 @@ fn status_word(status: &Status) -> String {
         Status::Maint => "MAINT".to_owned(),
         Status::Other(text) => text.clone(),
     }
+}
+
+/// Every node the shared state knows of (this one first), with its last decision and conflict.
+fn node_views(state: &State, this: &str, now: i64) -> Vec<NodeView> {
+    let mut names: BTreeSet<&str> = state.nodes.keys().map(String::as_str).collect();
+    for pool in state.pools.values() {
+        names.extend(pool.scale_history.iter().filter_map(|e| e.node.as_deref()));
+        names.extend(pool.samples.iter().map(|sample| sample.node.as_str()));
+    }
+    names.insert(this);
+    let mut views: Vec<NodeView> = names
+        .into_iter()
+        .map(|node| NodeView {
+            node: node.to_owned(),
+            last_decision: state
+                .pools
+                .iter()
+                .flat_map(|(pool, state)| state.scale_history.iter().map(move |e| (pool, e)))
+                .filter(|(_, event)| event.node.as_deref() == Some(node))
+                .max_by_key(|(_, event)| event.at)
+                .map(|(pool, event)| (pool.clone(), event.from, event.to, now - event.at)),
+            last_conflict_s: state
+                .nodes
+                .get(node)
+                .and_then(|record| record.last_conflict_at)
+                .map(|at| now - at),
+        })
+        .collect();
+    views.sort_by_key(|view| view.node != this);
+    views
 }
 
 fn pool_view(
@@ -298,6 +346,19 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
             ];
             line(cells, paint(&row[1]));
         }
+    }
+    for node in &view.nodes {
+        let decision = match &node.last_decision {
+            Some((pool, from, to, ago)) => {
+                format!("last decision: pool {pool} {from} → {to}, {ago}s ago")
+            }
+            None => "no decision in the scale history".to_owned(),
+        };
+        let conflict = match node.last_conflict_s {
+            Some(ago) => format!("last conflict {ago}s ago"),
+            None => "no conflict recorded".to_owned(),
+        };
+        crate::report::out(format_args!("node {}: {decision}; {conflict}", node.node));
     }
     if no_run_yet {
         crate::report::out(format_args!(

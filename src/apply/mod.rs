@@ -134,14 +134,16 @@ pub(crate) async fn apply(
         node,
         now: plan.now,
         revision,
+        saved: loaded.clone(),
         state: decided,
         launched: Vec::new(),
         ended: Vec::new(),
         terminated: Vec::new(),
         conflicts: 0,
     };
-    if record.state != *loaded {
+    if record.state != record.saved {
         record.revision = store.save(&record.state, &record.revision).await?;
+        record.saved = record.state.clone();
         failpoint::hit("after-decision-committed");
     }
     // 2. Launches, each recorded as soon as its call returns.
@@ -202,11 +204,11 @@ pub(crate) async fn apply(
     }
     // 6. The next state, with what was done.
     failpoint::hit("before-state-save");
-    record.state = plan.next_state.clone();
+    // The fleet's state as last saved (another node's commits included, if this run carried
+    // its record onto them), with this node's own facts after the run.
+    record.state = with_own_facts(&record.state, &plan.next_state);
     record.carry();
-    if record.state != *loaded {
-        record.save().await?;
-    }
+    record.save().await?;
     Ok(record.conflicts)
 }
 
@@ -240,7 +242,10 @@ struct Record<'a, S> {
     store: &'a S,
     node: &'a str,
     now: i64,
+    /// The state to save.
     state: State,
+    /// The state the store holds at `revision`, as far as this run knows.
+    saved: State,
     revision: Revision,
     /// (pool, token, instance ids) per launch call that returned.
     launched: Vec<(String, String, Vec<String>)>,
@@ -262,22 +267,31 @@ impl<S: StateStore> Record<'_, S> {
         );
     }
 
-    /// Saves the record; when another node committed first, carries it onto that node's state
-    /// and tries again. What was done is never dropped for a lost race.
+    /// Saves the record (unless the store holds it already); when another node committed
+    /// first, carries it onto that node's state and tries again. What was done is never dropped
+    /// for a lost race.
     async fn save(&mut self) -> Result<(), Error> {
         for _ in 0..RECORD_ATTEMPTS {
+            if self.state == self.saved {
+                return Ok(());
+            }
             match self.store.save(&self.state, &self.revision).await {
                 Ok(revision) => {
                     self.revision = revision;
+                    self.saved = self.state.clone();
                     return Ok(());
                 }
                 Err(StateError::Raced { .. }) => {
                     self.conflicts += 1;
+                    tracing::info!(
+                        "another node changed the shared state since this run committed its decision: carrying what this run did onto it"
+                    );
                     let (latest, revision) = match self.store.load().await {
                         Ok(loaded) => loaded,
                         Err(error) => return Err(self.unrecorded(&error)),
                     };
                     let mut state = with_own_facts(&latest, &self.state);
+                    self.saved = latest;
                     state
                         .nodes
                         .entry(self.node.to_owned())
@@ -301,7 +315,10 @@ impl<S: StateStore> Record<'_, S> {
             .launched
             .iter()
             .map(|(pool, token, ids)| {
-                format!("launched {} in pool `{pool}` (token {token})", ids.join(", "))
+                format!(
+                    "launched {} in pool `{pool}` (token {token})",
+                    ids.join(", ")
+                )
             })
             .collect();
         done.extend(

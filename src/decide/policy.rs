@@ -67,6 +67,54 @@ pub struct Decision {
     pub capped: Option<Capped>,
     /// The target policy's raw recommendation, remembered for its scale-down window.
     pub recommendation: Option<u32>,
+    /// Why the pool holds, when it does (for the metrics; the reason says it for people).
+    #[serde(skip)]
+    pub hold: Option<Hold>,
+}
+
+/// Why a pool holds its capacity: the kinds of [`Decision::reason`] a dashboard can count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// No metric this run (stats missing, counters reset, an external source's no data).
+    NoMetric,
+    /// Inside `cooldown_s` of the last scale.
+    Cooldown,
+    /// The policy wants the capacity there is (within its thresholds, or booting servers will
+    /// do).
+    Policy,
+    /// The policy wants more, and `max` is reached.
+    AtMax,
+    /// The policy wants fewer, and `min` is reached.
+    AtMin,
+    /// This node's clock is off the shared state's store: it takes no decision.
+    ClockOff,
+    /// The policy wants fewer, and no server may be drained.
+    NotDrainable,
+}
+
+impl Hold {
+    /// The label value the metrics file gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hold::NoMetric => "no_metric",
+            Hold::Cooldown => "cooldown",
+            Hold::Policy => "policy",
+            Hold::AtMax => "at_max",
+            Hold::AtMin => "at_min",
+            Hold::ClockOff => "clock_off",
+            Hold::NotDrainable => "not_drainable",
+        }
+    }
+}
+
+impl Decision {
+    /// This decision, holding for `why` if it keeps the capacity there is.
+    fn holding(mut self, why: Hold) -> Decision {
+        if self.desired == self.current {
+            self.hold = Some(why);
+        }
+        self
+    }
 }
 
 /// The bounds `(min, max)` in force at `now`.
@@ -115,30 +163,40 @@ pub fn decide(input: &Input<'_>) -> Decision {
         return limits.toward(max, "above", "max");
     }
     let Some(metric_value) = metric else {
-        return limits.decision(
-            current,
-            match input.no_metric {
-                Some(why) => format!("no metric this run ({why}): holding"),
-                None => "no metric this run (stats missing, counters reset or nothing in service): holding"
-                    .to_owned(),
-            },
-            None,
-            None,
-        );
+        return limits
+            .decision(
+                current,
+                match input.no_metric {
+                    Some(why) => format!("no metric this run ({why}): holding"),
+                    None => "no metric this run (stats missing, counters reset or nothing in service): holding"
+                        .to_owned(),
+                },
+                None,
+                None,
+            )
+            .holding(Hold::NoMetric);
     };
     if let Some(last) = input.last_scale_at {
         let until = last.saturating_add(scaling.cooldown_s as i64);
         if input.now < until {
-            return limits.decision(
-                current,
-                format!("in cooldown for {}s more", until - input.now),
-                None,
-                None,
-            );
+            return limits
+                .decision(
+                    current,
+                    format!("in cooldown for {}s more", until - input.now),
+                    None,
+                    None,
+                )
+                .holding(Hold::Cooldown);
         }
     }
     let (wanted, reason, recommendation) = recommend(input, scaling, current, metric_value);
-    limits.within(wanted, &reason, recommendation)
+    let decision = limits.within(wanted, &reason, recommendation);
+    let why = match decision.capped {
+        Some(Capped::AtMax) => Hold::AtMax,
+        Some(Capped::AtMin) => Hold::AtMin,
+        None => Hold::Policy,
+    };
+    decision.holding(why)
 }
 
 /// What bounds a decision: the steps from `current`, and `[min, max]`.
@@ -167,6 +225,7 @@ impl Limits<'_> {
             reason,
             capped,
             recommendation,
+            hold: None,
         }
     }
 

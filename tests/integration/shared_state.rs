@@ -332,8 +332,9 @@ fn a_node_whose_clock_is_off_renders_but_does_not_decide() {
 }
 
 /// Issue 28: a node that installs and reloads, then loses the race at its last save (another
-/// node committed meanwhile), keeps its own record of what its HAProxy loaded: deciding again
-/// from the winner's state, it renders the same file and does not reload HAProxy a second time.
+/// node committed meanwhile), keeps its own record of what its HAProxy loaded, and its decision
+/// (committed before it acted) stands: it carries what it did onto the winner's state rather
+/// than decide again, and does not reload HAProxy a second time.
 #[test]
 fn a_node_that_loses_the_race_after_reloading_does_not_reload_again() {
     let moto = Moto::start();
@@ -376,8 +377,23 @@ fn a_node_that_loses_the_race_after_reloading_does_not_reload_again() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let log = stderr(&output);
-    assert!(log.contains("deciding again"), "the race was lost: {log}");
+    assert!(
+        log.contains("carrying what this run did onto it"),
+        "the race was lost after the decision was committed: {log}"
+    );
+    assert!(!log.contains("deciding again"), "{log}");
     assert!(!log.contains("no run recorded reloading"), "{log}");
+    // The drain decided before the race stays decided, and the other node's commit stays.
+    let after = shared(&moto);
+    assert_eq!(
+        after["pools"]["web"]["draining"].as_array().map(Vec::len),
+        Some(1),
+        "{after:#}"
+    );
+    assert!(
+        after["generation"].as_u64().unwrap() > object["generation"].as_u64().unwrap(),
+        "{after:#}"
+    );
     assert_eq!(
         node.reloads(),
         before + 1,

@@ -55,6 +55,7 @@ pub(super) fn pool_events(
     }
     let scale_down_blocked = decision.desired < decision.current && !scaled;
     if scale_down_blocked {
+        decision.hold = Some(crate::decide::policy::Hold::NotDrainable);
         // Said in the plan every run; notified once.
         decision.reason = format!(
             "{}; but no server can be drained: {}",

@@ -232,6 +232,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
         decision.capped = None;
+        decision.hold = Some(policy::Hold::ClockOff);
         decision.reason = format!(
             "this node's clock is {off} s off the shared state's store's: it renders, but takes no scaling decision until its clock is right"
         );

@@ -420,6 +420,7 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
             launch_timeout_s: 30,
             clock_off_s: None,
             token_salt: "test",
+            node: "lb-test",
         })
     };
     let first = plan_with(&Default::default(), before_info, &rows, 1_000);
