@@ -5,6 +5,7 @@
 //! A test that starts HAProxy or names its binary belongs here (`architecture.rs` checks).
 
 pub(crate) mod crash;
+mod fleet;
 mod local_demo;
 pub(crate) mod real;
 mod runtime_api;
