@@ -331,19 +331,8 @@ fn a_node_whose_clock_is_off_renders_but_does_not_decide() {
     assert_fleet(std::slice::from_ref(&lb), &moto, 3, 3, "clock fixed");
 }
 
-/// Issue 28: a node that installs and reloads, then loses the race at its last save (another
-/// node committed meanwhile), keeps its own record of what its HAProxy loaded, and its decision
-/// (committed before it acted) stands: it carries what it did onto the winner's state rather
-/// than decide again, and does not reload HAProxy a second time.
-#[test]
-fn a_node_that_loses_the_race_after_reloading_does_not_reload_again() {
-    let moto = Moto::start();
-    let [mut node, _] = fleet(&moto);
-    converge(&node);
-    let before = node.reloads();
-    // One server fewer: a drain, rendered, installed and reloaded before the run's last save.
-    node.pool_toml = pool("min = 2\nmax = 2");
-    node.write();
+/// Starts a run of `node` that pauses at the fail point `point` until [`commit_and_release`].
+fn run_paused_at(node: &Deployment, point: &str) -> (std::process::Child, std::path::PathBuf) {
     let release = node.path("release");
     let mut reached = release.clone().into_os_string();
     reached.push(".reached");
@@ -352,7 +341,7 @@ fn a_node_that_loses_the_race_after_reloading_does_not_reload_again() {
         .arg("-v")
         .env(
             failpoint::WAIT_ENV,
-            format!("before-state-save:{}", release.display()),
+            format!("{point}:{}", release.display()),
         )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -362,42 +351,119 @@ fn a_node_that_loses_the_race_after_reloading_does_not_reload_again() {
     while !std::path::Path::new(&reached).exists() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the run never reached its last save"
+            "the run never reached {point}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(node.reloads(), before + 1, "the drain reloaded");
-    // Another node commits meanwhile.
-    let mut object = shared(&moto);
+    (child, release)
+}
+
+/// Another node commits (a new generation of the object), then the paused run goes on.
+/// Returns the generation that node wrote.
+fn commit_and_release(moto: &Moto, release: &std::path::Path) -> u64 {
+    let mut object = shared(moto);
+    let generation = object["generation"].as_u64().unwrap() + 1;
     object["nonce"] = json!("another node's save");
-    object["generation"] = json!(object["generation"].as_u64().unwrap() + 1);
+    object["generation"] = json!(generation);
     moto.put_object(BUCKET, KEY, serde_json::to_vec(&object).unwrap());
-    std::fs::write(&release, "").unwrap();
+    std::fs::write(release, "").unwrap();
+    generation
+}
+
+/// Issue 28: a node that drains, installs and reloads while another node commits keeps its own
+/// record of what its HAProxy loaded, and its decision (committed before it acted) stands: it
+/// does not decide again, and does not reload HAProxy a second time.
+#[test]
+fn a_node_that_another_commit_overtakes_after_reloading_does_not_reload_again() {
+    let moto = Moto::start();
+    let [mut node, _] = fleet(&moto);
+    converge(&node);
+    let before = node.reloads();
+    // One server fewer: a drain, rendered, installed and reloaded before the run's last save.
+    node.pool_toml = pool("min = 2\nmax = 2");
+    node.write();
+    let (child, release) = run_paused_at(&node, "before-state-save");
+    assert_eq!(node.reloads(), before + 1, "the drain reloaded");
+    let theirs = commit_and_release(&moto, &release);
+
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let log = stderr(&output);
+    assert!(!log.contains("deciding again"), "{log}");
+    assert!(!log.contains("no run recorded reloading"), "{log}");
+    assert_eq!(
+        node.reloads(),
+        before + 1,
+        "no second reload: {}",
+        describe(&output)
+    );
+    // The drain was committed before it was made; what is left to save is this node's own
+    // facts (its local file), so the other node's commit stands as it is.
+    let after = shared(&moto);
+    assert_eq!(after["generation"].as_u64(), Some(theirs), "{after:#}");
+    assert_eq!(
+        after["pools"]["web"]["draining"].as_array().map(Vec::len),
+        Some(1),
+        "{after:#}"
+    );
+}
+
+/// Issue 28: a node whose launch call returned while another node committed records the launch
+/// on top of that commit: the instance ids on its intent, its report and the history entry
+/// intact, and it does not decide again.
+#[test]
+fn a_launch_made_while_another_node_commits_is_recorded_on_top_of_that_commit() {
+    let moto = Moto::start();
+    let [mut node, _] = fleet(&moto);
+    converge(&node);
+    // A decision of its own second (`assert_fleet` checks one per second).
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    node.pool_toml = pool("min = 4\nmax = 5");
+    node.write();
+    let (child, release) = run_paused_at(&node, "after-run-instances");
+    let theirs = commit_and_release(&moto, &release);
 
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     let log = stderr(&output);
     assert!(
         log.contains("carrying what this run did onto it"),
-        "the race was lost after the decision was committed: {log}"
+        "{}",
+        describe(&output)
     );
     assert!(!log.contains("deciding again"), "{log}");
-    assert!(!log.contains("no run recorded reloading"), "{log}");
-    // The drain decided before the race stays decided, and the other node's commit stays.
+    let text = super::util::stdout(&output);
+    let token = text
+        .split("(token ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("the launch is not in the output: {text}"))
+        .to_owned();
     let after = shared(&moto);
+    assert!(after["generation"].as_u64().unwrap() > theirs, "{after:#}");
+    let pool = &after["pools"]["web"];
+    let last = pool["scale_history"].as_array().unwrap().last().unwrap();
+    assert_eq!(last["token"].as_str(), Some(token.as_str()), "{after:#}");
+    assert_eq!(last["node"].as_str(), Some("lb-a"), "{after:#}");
+    let intent = pool["launches"]
+        .as_array()
+        .and_then(|launches| launches.iter().find(|i| i["token"] == token.as_str()))
+        .unwrap_or_else(|| panic!("no intent {token}: {after:#}"));
     assert_eq!(
-        after["pools"]["web"]["draining"].as_array().map(Vec::len),
+        intent["instance_ids"].as_array().map(Vec::len),
         Some(1),
         "{after:#}"
     );
     assert!(
-        after["generation"].as_u64().unwrap() > object["generation"].as_u64().unwrap(),
+        after["nodes"]["lb-a"]["last_conflict_at"].is_i64(),
         "{after:#}"
     );
-    assert_eq!(
-        node.reloads(),
-        before + 1,
-        "no second reload: {}",
-        describe(&output)
+    converge(&node);
+    assert_fleet(
+        std::slice::from_ref(&node),
+        &moto,
+        4,
+        4,
+        "after the overtaken launch",
     );
 }

@@ -103,6 +103,15 @@ impl Fleet {
                 );
                 deployment.template = TEMPLATE.replace("FRONTEND_PORT", &frontend.to_string());
                 deployment.write();
+                let config = std::fs::read_to_string(deployment.config_path()).unwrap();
+                std::fs::write(
+                    deployment.config_path(),
+                    format!(
+                        "metrics_file = \"{}\"\n{config}",
+                        deployment.path("metrics.prom").display()
+                    ),
+                )
+                .unwrap();
                 // HAProxy starts on a file of its own, as on a real load balancer.
                 std::fs::write(
                     deployment.haproxy_cfg(),
@@ -326,9 +335,57 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
                 .to_owned();
             assert_eq!(master_reloads, "1", "{}: {proc}", node.name);
         }
+        // Each node's counters say what it did, and `status` says it per node.
+        let counter = |node: &Node, series: &str| -> u64 {
+            let text = std::fs::read_to_string(node.deployment.path("metrics.prom")).unwrap();
+            text.lines()
+                .find_map(|line| line.strip_prefix(&format!("haproxy_autoscaler_{series} ")))
+                .map_or(0, |value| value.parse::<f64>().unwrap() as u64)
+        };
+        let mut conflicts = Vec::new();
+        for node in &self.nodes {
+            let mine = |(n, _, _): &&(String, String, u64)| *n == node.name;
+            assert_eq!(
+                counter(node, "launched_instances_total"),
+                calls
+                    .iter()
+                    .filter(mine)
+                    .map(|(_, _, count)| count)
+                    .sum::<u64>(),
+                "{}: {}",
+                node.name,
+                everything()
+            );
+            assert_eq!(
+                counter(node, "decisions_total{pool=\"web\",direction=\"up\"}"),
+                calls.iter().filter(mine).count() as u64,
+                "{}: {}",
+                node.name,
+                everything()
+            );
+            conflicts.push(counter(node, "cas_conflicts_total"));
+        }
+        let status = node_status(&self.nodes[0]);
+        for node in &self.nodes {
+            let last = history
+                .iter()
+                .rev()
+                .find(|event| event["node"] == node.name.as_str());
+            let line = status
+                .lines()
+                .find(|line| line.starts_with(&format!("node {}: ", node.name)))
+                .unwrap_or_else(|| panic!("no line for {} in:\n{status}", node.name));
+            match last {
+                Some(event) => assert!(
+                    line.contains(&format!("{} → {}", event["from"], event["to"])),
+                    "{line}\n{history:?}"
+                ),
+                None => assert!(line.contains("no decision"), "{line}"),
+            }
+        }
         let runs_made: usize = runs.iter().map(Vec::len).sum();
         format!(
-            "{runs_made} runs, {} launch calls ({total} instances) = {} reported = {} scale-ups in the history; by node: {:?}",
+            "{runs_made} runs, {} launch calls ({total} instances) = {} reported = {} scale-ups in the history; CAS conflicts by node {conflicts:?}; launch calls by node: {:?}",
             calls.len(),
             reported.len(),
             decided.len(),
@@ -341,6 +398,18 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
                 .collect::<Vec<_>>()
         )
     }
+}
+
+/// `status` of `node`, which must exit 0.
+fn node_status(node: &Node) -> String {
+    let output = node
+        .deployment
+        .std_command()
+        .arg("status")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    stdout(&output)
 }
 
 fn now_s() -> f64 {
