@@ -207,6 +207,10 @@ pub(crate) async fn apply(
     // The fleet's state as last saved (another node's commits included, if this run carried
     // its record onto them), with this node's own facts after the run.
     record.state = with_own_facts(&record.state, &plan.next_state);
+    record
+        .state
+        .pools
+        .retain(|name, _| plan.next_state.pools.contains_key(name));
     record.carry();
     record.save().await?;
     Ok(record.conflicts)
@@ -216,6 +220,10 @@ pub(crate) async fn apply(
 /// own facts as loaded, and the drains that end in a termination still recorded.
 fn decision(plan: &Plan, loaded: &State) -> State {
     let mut decided = with_own_facts(&plan.next_state, loaded);
+    // A pool gone from the config is gone from the state, own facts included.
+    decided
+        .pools
+        .retain(|name, _| plan.next_state.pools.contains_key(name));
     for action in &plan.actions {
         let Action::Terminate { pool, server, .. } = action else {
             continue;
