@@ -524,6 +524,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pool_removed_from_the_config_leaves_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, renderer) = setup(dir.path());
+        let cloud = FakeCloud::default();
+        cloud.set("web", vec![instance("i-1")]);
+        cloud.set("api", vec![instance("i-2")]);
+        run(&config, &renderer, &cloud, 1_000).await.unwrap();
+        let one = ConfigBuilder::in_dir(dir.path())
+            .pool("web", 80, "")
+            .build();
+        run(&one, &renderer, &cloud, 1_060).await.unwrap();
+        let saved = store::load(&one.state_path).unwrap().0;
+        assert_eq!(saved.pools.keys().collect::<Vec<_>>(), ["web"]);
+    }
+
+    #[tokio::test]
     async fn plan_only_takes_no_lock_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (config, renderer) = setup(dir.path());
