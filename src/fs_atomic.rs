@@ -52,6 +52,7 @@ impl Staged {
     /// Writes `contents` to a new temporary file in `target`'s folder, with mode 0600.
     pub(crate) fn write(target: &Path, contents: &[u8]) -> io::Result<Staged> {
         let target = &write_target(target)?;
+        refuse_non_regular(target)?;
         let dir = parent_dir(target);
         let file_name = target
             .file_name()
@@ -116,6 +117,24 @@ impl Staged {
                 .map_err(|error| error.error)?;
         }
         File::open(dir)?.sync_all()
+    }
+}
+
+/// Every write goes through here (issue 29, class 1): what is at a target (or where its
+/// symlinks lead) is replaced only when it is a regular file or nothing. A FIFO, a device node,
+/// a socket or a folder is never replaced, nor opened (a FIFO would block the run).
+fn refuse_non_regular(target: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(target) {
+        Ok(metadata) if !metadata.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "`{}` is not a regular file (a FIFO, a device, a socket or a folder): it is never replaced",
+                target.display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
     }
 }
 
@@ -220,6 +239,40 @@ fn parent_dir(path: &Path) -> &Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 29, class 1: a FIFO, a device or a folder at a target, directly or at the end of a
+    /// symlink, is neither replaced nor opened; the write fails at once, naming it.
+    #[test]
+    fn what_is_not_a_regular_file_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::os::unix::fs::symlink(&fifo, dir.path().join("to-fifo")).unwrap();
+        std::os::unix::fs::symlink("/dev/null", dir.path().join("to-null")).unwrap();
+        std::fs::create_dir(dir.path().join("folder")).unwrap();
+        for name in ["fifo", "to-fifo", "to-null", "folder"] {
+            let path = dir.path().join(name);
+            let error = write(&path, b"x", Ownership::PRIVATE).unwrap_err();
+            assert!(
+                error.to_string().contains("is not a regular file"),
+                "{name}: {error}"
+            );
+        }
+        let fifo_type = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo_type));
+        let null = std::fs::metadata("/dev/null").unwrap().file_type();
+        assert!(std::os::unix::fs::FileTypeExt::is_char_device(&null));
+        assert!(dir.path().join("folder").is_dir());
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 4, "no temporary file left: {left:?}");
+    }
 
     /// Issue 10, class 18: a symlinked target is written through; the link stays a link.
     #[test]

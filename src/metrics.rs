@@ -398,10 +398,15 @@ pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> 
     out
 }
 
+/// The largest previous metrics file whose counters are carried on.
+const MAX_PREVIOUS_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Writes the run's metrics to `path` (mode 0644: node_exporter reads it); a failure to write
 /// is logged, never the run's failure.
 pub(crate) fn write(path: &Path, run: &RunFigures) {
-    let previous = std::fs::read_to_string(path).unwrap_or_default();
+    // Bounded: a FIFO, a device or a huge file there is not read (issue 29, class 2); the
+    // counters then start again from 0.
+    let previous = fs_atomic::read_text(path, MAX_PREVIOUS_BYTES).unwrap_or_default();
     let text = exposition(run, &previous_counters(&previous));
     let readable = Ownership {
         mode: 0o644,
@@ -444,6 +449,22 @@ mod tests {
                 }),
             }],
         }
+    }
+
+    /// Issue 29, classes 1 and 2: a FIFO at `metrics_file` is neither read (a run would hang
+    /// on it) nor replaced; the run goes on (the write is a warning).
+    #[test]
+    fn a_fifo_at_the_metrics_file_is_neither_read_nor_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("metrics.prom");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        write(&fifo, &run(true));
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind));
     }
 
     #[test]

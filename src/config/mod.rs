@@ -954,7 +954,20 @@ security_group = "web"
         std::os::unix::fs::symlink("../out/haproxy.cfg.bak", root.join("etc/dangling.json"))
             .unwrap();
         let config_file = root.join("etc/config.toml");
-        let cases: [(&str, &[&str]); 7] = [
+        let cases: [(&str, &[&str]); 10] = [
+            // Issue 29, class 1: metrics_file is an output like the others.
+            (
+                "metrics_file = \"state.json\"\n[state]\npath = \"state.json\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
+                &["`metrics_file`", "`state.path`"],
+            ),
+            (
+                "metrics_file = \"link.cfg\"\n[state]\npath = \"state.json\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
+                &["`metrics_file`", "`haproxy.config`"],
+            ),
+            (
+                "metrics_file = \"./config.toml\"\n[state]\npath = \"state.json\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
+                &["`metrics_file`", "the config file"],
+            ),
             (
                 "[state]\npath = \"../out/haproxy.cfg.bak\"\n[haproxy]\nconfig = \"../out/haproxy.cfg\"",
                 &["`state.path`", "the backup of `haproxy.config`"],

@@ -252,6 +252,10 @@ impl Validator {
         if let Source::File(path) = &self.source {
             files.insert(0, ("", "the config file".to_owned(), path.clone()));
         }
+        if let Some(metrics) = &config.metrics_file {
+            let key = "metrics_file";
+            files.push((key, format!("`{key}`"), metrics.clone()));
+        }
         if let Some(StatsSource::Socket(socket)) = &config.haproxy.stats {
             let key = "haproxy.stats_socket";
             files.push((key, format!("`{key}`"), PathBuf::from(socket)));
