@@ -2,8 +2,9 @@
 //!
 //! It makes no decisions; it follows the plan's actions in a crash-safe order, the protocol
 //! `ARCHITECTURE.md` writes down ("Several nodes: one decision, carried out once"):
-//! 1. **commit**: the run's decision (new launch intents with their tokens, drains started, the
-//!    scale history, this node's samples) is saved by compare-and-swap *before* anything else.
+//! 1. **commit**: the run's decision (new launch intents with their tokens, drains started,
+//!    terminations decided, the scale history, this node's samples) is saved by
+//!    compare-and-swap *before* anything else.
 //!    A node that loses that race has done nothing: it decides again from what the winner
 //!    committed (invariant 5: no launch is made that the state does not hold first);
 //! 2. launches, each with the token its intent holds; the instance ids are recorded right after;
@@ -33,7 +34,7 @@ use crate::error::Error;
 use crate::failpoint;
 use crate::haproxy::admin_socket;
 use crate::haproxy::install::{self, Applied, RUNTIME_TIMEOUT};
-use crate::model::{Draining, State};
+use crate::model::State;
 use crate::store::shared::with_own_facts;
 use crate::store::{Revision, StateError, StateStore};
 
@@ -139,6 +140,7 @@ pub(crate) async fn apply(
         launched: Vec::new(),
         ended: Vec::new(),
         terminated: Vec::new(),
+        unterminated: Vec::new(),
         conflicts: 0,
     };
     if record.state != record.saved {
@@ -198,7 +200,13 @@ pub(crate) async fn apply(
         }
     }
     for (pool, ids) in terminate {
-        effects.terminate(pool, &ids).await?;
+        if let Err(error) = effects.terminate(pool, &ids).await {
+            // The call is over (it failed): the next run may send it again at once.
+            record.unterminated.push((pool.to_owned(), ids));
+            record.carry();
+            record.save().await?;
+            return Err(error);
+        }
         failpoint::hit("after-terminate");
         record.terminated.push((pool.to_owned(), ids));
     }
@@ -216,28 +224,14 @@ pub(crate) async fn apply(
     Ok(record.conflicts)
 }
 
-/// The state a run commits before it acts: the plan's next state for the fleet, with this node's
-/// own facts as loaded, and the drains that end in a termination still recorded.
+/// The state a run commits before it acts: the plan's next state for the fleet (a termination
+/// decided is in it, `terminating_at`), with this node's own facts as loaded.
 fn decision(plan: &Plan, loaded: &State) -> State {
     let mut decided = with_own_facts(&plan.next_state, loaded);
     // A pool gone from the config is gone from the state, own facts included.
     decided
         .pools
         .retain(|name, _| plan.next_state.pools.contains_key(name));
-    for action in &plan.actions {
-        let Action::Terminate { pool, server, .. } = action else {
-            continue;
-        };
-        let drain = loaded
-            .pools
-            .get(pool)
-            .and_then(|state| state.draining.iter().find(|drain| &drain.id == server));
-        if let (Some(drain), Some(state)) = (drain, decided.pools.get_mut(pool))
-            && !state.draining.iter().any(|kept| &kept.id == server)
-        {
-            state.draining.push(Draining::clone(drain));
-        }
-    }
     decided
 }
 
@@ -259,8 +253,10 @@ struct Record<'a, S> {
     launched: Vec<(String, String, Vec<String>)>,
     /// (pool, token) per launch call that failed.
     ended: Vec<(String, String)>,
-    /// (pool, instance ids) terminated.
+    /// (pool, instance ids) terminated: their drain entries go.
     terminated: Vec<(String, Vec<String>)>,
+    /// (pool, instance ids) whose termination call failed: decided again by the next run.
+    unterminated: Vec<(String, Vec<String>)>,
     conflicts: u32,
 }
 
@@ -269,9 +265,8 @@ impl<S: StateStore> Record<'_, S> {
     fn carry(&mut self) {
         carry_into(
             &mut self.state,
-            &self.launched,
-            &self.ended,
-            &self.terminated,
+            (&self.launched, &self.ended),
+            (&self.terminated, &self.unterminated),
         );
     }
 
@@ -345,12 +340,12 @@ impl<S: StateStore> Record<'_, S> {
 }
 
 /// Writes what a run did into `state`: instance ids per launch token, launch calls that ended,
-/// and drains that ended in a termination.
+/// drains that ended in a termination, and terminations whose call failed.
+#[allow(clippy::type_complexity)]
 fn carry_into(
     state: &mut State,
-    launched: &[(String, String, Vec<String>)],
-    ended: &[(String, String)],
-    terminated: &[(String, Vec<String>)],
+    (launched, ended): (&[(String, String, Vec<String>)], &[(String, String)]),
+    (terminated, unterminated): (&[(String, Vec<String>)], &[(String, Vec<String>)]),
 ) {
     for (pool, token, ids) in launched {
         for intent in intents(state, pool, token) {
@@ -365,6 +360,17 @@ fn carry_into(
     for (pool, ids) in terminated {
         if let Some(pool_state) = state.pools.get_mut(pool) {
             pool_state.draining.retain(|drain| !ids.contains(&drain.id));
+        }
+    }
+    for (pool, ids) in unterminated {
+        for drain in state
+            .pools
+            .get_mut(pool)
+            .into_iter()
+            .flat_map(|pool_state| pool_state.draining.iter_mut())
+            .filter(|drain| ids.contains(&drain.id))
+        {
+            drain.terminating_at = None;
         }
     }
 }

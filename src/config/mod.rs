@@ -54,6 +54,12 @@ pub enum Source {
     CommandLine,
 }
 
+/// Whether two paths name one file, however spelled (`..`, relative paths, symlinks, a dangling
+/// symlink naming the file a write would create): the check every output of a run passes.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    validate::file_identity(a) == validate::file_identity(b)
+}
+
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

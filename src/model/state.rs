@@ -122,10 +122,15 @@ pub struct LaunchIntent {
 }
 
 /// A server being drained.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Draining {
     pub id: String,
     pub since: i64,
+    /// When a run decided to terminate it (its drain over): committed before the call, so no
+    /// other node decides it again while the call may still run; the entry goes once the call
+    /// returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminating_at: Option<i64>,
 }
 
 /// A change of capacity.

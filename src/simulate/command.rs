@@ -31,6 +31,28 @@ struct Report<'a> {
 /// Runs `simulate`; returns the exit code.
 pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
     let config = Config::from_cli(cli)?;
+    if let Some(plot) = &args.plot {
+        let mut inputs = vec![(args.trace.clone(), "the trace".to_owned())];
+        if let crate::config::Source::File(path) = &config.source {
+            inputs.push((path.clone(), "the config file".to_owned()));
+        }
+        inputs.push((
+            config.haproxy.template.clone(),
+            "`haproxy.template`".to_owned(),
+        ));
+        inputs.push((config.haproxy.config.clone(), "`haproxy.config`".to_owned()));
+        inputs.push((config.state_path.clone(), "`state.path`".to_owned()));
+        if let Some((_, what)) = inputs
+            .into_iter()
+            .find(|(input, _)| crate::config::same_file(plot, input))
+        {
+            return Err(SimulateError::PlotOverInput {
+                plot: plot.clone(),
+                what,
+            }
+            .into());
+        }
+    }
     let trace = Trace::load(&args.trace)?;
     let (pool, scaling) = pick_pool(&config, args.pool.as_deref())?;
     let settings = Settings {

@@ -17,6 +17,8 @@ pub mod plot;
 pub mod trace;
 mod world;
 
+use std::path::PathBuf;
+
 use serde::Serialize;
 
 use crate::config::{ApplyMode, Config, PoolConfig, ReadyCheck, Scaling, StatsSource};
@@ -111,6 +113,11 @@ pub enum SimulateError {
         "the trace × --scale peaks at {peak:e} req/s: over its {span_s} s that is more than the {MAX_REQUESTS:e} requests the figures count exactly; lower --scale"
     )]
     TooMuch { peak: f64, span_s: u64 },
+    #[error(
+        "`--plot {}` is {what}: the plot would overwrite it; give the plot its own file",
+        plot.display()
+    )]
+    PlotOverInput { plot: PathBuf, what: String },
     #[error("`{flag}` must be {what}, got {value}")]
     Setting {
         flag: &'static str,

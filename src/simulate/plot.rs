@@ -72,6 +72,26 @@ pub fn draw(
     } else {
         (3_600.0, "hours")
     };
+    // Drawn in memory, then written as every output is (issue 29, class 1): atomically, and
+    // never through what is not a regular file.
+    let mut svg = String::new();
+    draw_into(&mut svg, outcome, settings, pool, (span, unit_s, unit)).map_err(|e| failed(&e))?;
+    let readable = crate::fs_atomic::Ownership {
+        mode: 0o644,
+        uid_gid: None,
+    };
+    crate::fs_atomic::write(path, svg.as_bytes(), readable).map_err(|e| failed(&e))
+}
+
+/// Draws the plot into `svg`.
+fn draw_into(
+    svg: &mut String,
+    outcome: &Outcome,
+    settings: Settings,
+    pool: &str,
+    (span, unit_s, unit): (u64, f64, &str),
+) -> Result<(), String> {
+    let failed = |error: &dyn std::fmt::Display| error.to_string();
     let columns = columns(&outcome.points, unit_s);
     let x_end = span as f64 / unit_s;
     let load_top = columns
@@ -82,7 +102,7 @@ pub fn draw(
     let servers_top = columns.iter().map(|c| c.launched).max().unwrap_or(1).max(1) as f64 * 1.1;
     let band = servers_top * 0.12;
 
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
+    let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| failed(&e))?;
     let (top, bottom) = root.split_vertically(SIZE.1 * 55 / 100);
     let f = &outcome.figures;

@@ -192,6 +192,7 @@ mod tests {
                 draining: vec![Draining {
                     id: "i-2".into(),
                     since: 5,
+                    terminating_at: None,
                 }],
                 launches: vec![LaunchIntent {
                     token: "t".into(),

@@ -150,3 +150,49 @@ fn what_the_simulation_cannot_model_is_said() {
         stderr(&output)
     );
 }
+
+/// Issue 29, class 1: `--plot` never overwrites an input (the trace, the config) and never
+/// writes through what is not a regular file (a FIFO would hang the run).
+#[test]
+fn the_plot_never_overwrites_an_input_or_a_fifo() {
+    let deployment =
+        site("[pool.scaling]\nmin = 1\nmax = 10\nmetric = \"request_rate\"\ntarget = 70\n");
+    let trace = write_trace(&deployment, &ramp());
+    let config = deployment.config_path().display().to_string();
+    let link = deployment.path("link.svg");
+    std::os::unix::fs::symlink(&trace, &link).unwrap();
+    let link = link.display().to_string();
+    for (plot, what) in [
+        (&trace, "the trace"),
+        (&config, "the config file"),
+        (&link, "the trace"),
+    ] {
+        let before = std::fs::read(plot).unwrap();
+        let output = simulate(&deployment, &["--trace", &trace, "--plot", plot]);
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains(&format!("is {what}: the plot would overwrite it")),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(std::fs::read(plot).unwrap(), before, "{plot}");
+    }
+    let fifo = deployment.path("plot.svg");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let output = simulate(
+        &deployment,
+        &["--trace", &trace, "--plot", &fifo.display().to_string()],
+    );
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("is not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind));
+}

@@ -386,7 +386,10 @@ fn launch_time_warnings(facts: &ScalingFacts<'_>, launched: &[Option<i64>]) -> V
 /// `state` with its times at most `now`: borrowed as it is when none is later (the normal
 /// case), a corrected copy otherwise.
 fn clamp_to(state: &PoolState, now: i64) -> Cow<'_, PoolState> {
-    let later = state.draining.iter().any(|drain| drain.since > now)
+    let later = state
+        .draining
+        .iter()
+        .any(|drain| drain.since > now || drain.terminating_at.is_some_and(|at| at > now))
         || state.scale_history.iter().any(|event| event.at > now)
         || state
             .launches
@@ -401,6 +404,7 @@ fn clamp_to(state: &PoolState, now: i64) -> Cow<'_, PoolState> {
     let mut state = state.clone();
     for drain in &mut state.draining {
         drain.since = drain.since.min(now);
+        drain.terminating_at = drain.terminating_at.map(|at| at.min(now));
     }
     for event in &mut state.scale_history {
         event.at = event.at.min(now);
@@ -1165,6 +1169,7 @@ mod tests {
             world.state.draining = vec![Draining {
                 id: "i-2".into(),
                 since: NOW.saturating_add(ahead),
+                ..Draining::default()
             }];
             let plan = world.plan();
             assert!(
@@ -1304,10 +1309,12 @@ mod tests {
             Draining {
                 id: "i-1".into(),
                 since: NOW - 200,
+                ..Draining::default()
             },
             Draining {
                 id: "i-2".into(),
                 since: NOW - 30,
+                ..Draining::default()
             },
         ];
         let plan = world.plan();
@@ -1540,7 +1547,7 @@ mod tests {
                         instance_ids: None,
                     }).collect();
                     world.state.scale_history = vec![ScaleEvent { at: times[3], from: u32::MAX, to: 0, ..ScaleEvent::default() }];
-                    world.state.draining = vec![Draining { id: "i-9".into(), since: times[4] }];
+                    world.state.draining = vec![Draining { id: "i-9".into(), since: times[4], ..Draining::default() }];
                     world.state.recommendations = vec![(times[5], u32::MAX)];
                     for sample in &mut world.state.samples {
                         sample.at = times[0];

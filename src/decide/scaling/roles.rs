@@ -17,7 +17,7 @@ use super::{InstanceAction, Role, ScalingFacts, in_warmup_since};
 pub(super) struct Roles {
     /// Every instance that stays in haproxy.cfg (terminating ones are absent).
     pub(super) roles: BTreeMap<String, Role>,
-    /// Drains that go on, as the state keeps them.
+    /// Drains that go on, and those whose termination is decided, as the state keeps them.
     pub(super) draining: Vec<Draining>,
     /// Drains that ended: their instances are terminated.
     pub(super) terminates: Vec<InstanceAction>,
@@ -52,16 +52,44 @@ pub(super) fn assign_roles(
         .zip(launched)
     {
         if let Some(drain) = drains.get(instance.id.as_str()) {
+            if let Some(at) = drain.terminating_at {
+                // A run decided its termination: while that call may still run, nobody decides
+                // it again (it is out of haproxy.cfg and counts for nothing); after, it is sent
+                // again.
+                if now.saturating_sub(at) <= facts.launch_timeout_s as i64 {
+                    roles.draining.push((*drain).clone());
+                } else {
+                    roles.terminates.push(InstanceAction {
+                        id: instance.id.clone(),
+                        reason: format!(
+                            "scale-down: its termination, decided {}s ago, did not finish",
+                            now.saturating_sub(at)
+                        ),
+                    });
+                    roles.draining.push(Draining {
+                        terminating_at: Some(now),
+                        ..(*drain).clone()
+                    });
+                }
+                continue;
+            }
             let idle = now > drain.since
                 && no_old_worker
                 && rows
                     .get(instance.id.as_str())
                     .is_some_and(|row| row.scur == 0);
             match drain_end(now.saturating_sub(drain.since), scaling.drain_s, idle) {
-                Some(why) => roles.terminates.push(InstanceAction {
-                    id: instance.id.clone(),
-                    reason: format!("scale-down: {why}"),
-                }),
+                Some(why) => {
+                    roles.terminates.push(InstanceAction {
+                        id: instance.id.clone(),
+                        reason: format!("scale-down: {why}"),
+                    });
+                    // Committed with the decision; the entry goes once the call returned.
+                    roles.draining.push(Draining {
+                        terminating_at: Some(now),
+                        ..(*drain).clone()
+                    });
+                }
                 None => {
                     roles.roles.insert(instance.id.clone(), Role::Draining);
                     roles.draining.push((*drain).clone());

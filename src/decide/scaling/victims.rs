@@ -54,6 +54,7 @@ pub(super) fn drain_servers(
         roles.draining.push(Draining {
             id: victim.id.clone(),
             since: facts.now,
+            terminating_at: None,
         });
         drains.push(InstanceAction {
             id: victim.id.clone(),

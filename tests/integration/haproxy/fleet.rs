@@ -219,6 +219,25 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
             .collect()
     }
 
+    /// The instance ids of every terminate call: (node, id).
+    fn terminated(&self) -> Vec<(String, String)> {
+        std::fs::read_to_string(self.path("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .filter(|call| call["action"] == "terminate")
+            .flat_map(|call| {
+                let node = call["node"].as_str().unwrap().to_owned();
+                call["ids"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|id| (node.clone(), id.as_str().unwrap().to_owned()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     fn instances(&self) -> usize {
         let world: Value =
             serde_json::from_str(&std::fs::read_to_string(self.path("instances.json")).unwrap())
@@ -310,7 +329,21 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
             .collect();
         assert_eq!(launched, decided, "calls ≠ scale history: {}", everything());
         let total: u64 = launched.values().sum();
-        assert_eq!(self.instances() as u64, total, "{}", everything());
+        // Each drained instance terminated once, by one node.
+        let terminated = self.terminated();
+        let ids: BTreeSet<&str> = terminated.iter().map(|(_, id)| id.as_str()).collect();
+        assert_eq!(
+            ids.len(),
+            terminated.len(),
+            "an instance terminated twice: {}",
+            everything()
+        );
+        assert_eq!(
+            self.instances() as u64,
+            total - terminated.len() as u64,
+            "{}",
+            everything()
+        );
         let times: Vec<i64> = history
             .iter()
             .map(|event| event["at"].as_i64().unwrap())
@@ -363,6 +396,13 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
                 node.name,
                 everything()
             );
+            assert_eq!(
+                counter(node, "terminations_total{pool=\"web\"}"),
+                terminated.iter().filter(|(n, _)| *n == node.name).count() as u64,
+                "{}: {}",
+                node.name,
+                everything()
+            );
             conflicts.push(counter(node, "cas_conflicts_total"));
         }
         let status = node_status(&self.nodes[0]);
@@ -385,10 +425,11 @@ frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend w
         }
         let runs_made: usize = runs.iter().map(Vec::len).sum();
         format!(
-            "{runs_made} runs, {} launch calls ({total} instances) = {} reported = {} scale-ups in the history; CAS conflicts by node {conflicts:?}; launch calls by node: {:?}",
+            "{runs_made} runs, {} launch calls ({total} instances) = {} reported = {} scale-ups in the history, {} terminated once each; CAS conflicts by node {conflicts:?}; launch calls by node: {:?}",
             calls.len(),
             reported.len(),
             decided.len(),
+            terminated.len(),
             self.nodes
                 .iter()
                 .map(|node| (
@@ -437,9 +478,16 @@ fn summary(path: &Path, line: &str) {
 #[test]
 fn two_nodes_each_second_under_rising_load_without_a_cooldown_account_for_every_launch() {
     let fleet = Fleet::start(
-        "min = 1\nmax = 8\nstep_up = 2\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 1",
+        "min = 1\nmax = 8\nstep_up = 2\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 1\ndrain_s = 2",
     );
-    let runs = fleet.run_each_second(12, 4, |second| 40 + 30 * second);
+    // Rising for 12 s, then no load: the pool drains and terminates down to `min`.
+    let runs = fleet.run_each_second(
+        22,
+        4,
+        |second| {
+            if second < 12 { 40 + 30 * second } else { 0 }
+        },
+    );
     let line = fleet.audit(&runs, 2, 0);
     summary(Path::new("cooldown 0"), &line);
 }
