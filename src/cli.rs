@@ -18,7 +18,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
 HAProxy, and launch or terminate instances; --plan shows what it would do and changes nothing.
 
 Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
-75 another run holds the lock, 4 changes pending (--plan --detailed-exitcode)."
+75 nothing done, not this run's turn (another run holds the lock, another node of a \
+shared state committed first, or the shared state is unreachable), 4 changes pending (--plan \
+--detailed-exitcode)."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -183,12 +183,26 @@ impl RunFigures {
 type Samples = Vec<(String, f64)>;
 
 /// The counters a previous file holds, by series (`name{labels}`).
+/// A value that is not a finite, non-negative number (`NaN`, `1e400`, `-3`) starts again from
+/// 0, with a warning: no counter goes on from it.
 pub(crate) fn previous_counters(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| line.rsplit_once(' '))
         .filter(|(series, _)| series.contains("_total"))
-        .filter_map(|(series, value)| Some((series.to_owned(), value.parse().ok()?)))
+        .filter_map(|(series, value)| {
+            let number: f64 = value.parse().ok()?;
+            if number.is_finite() && number >= 0.0 {
+                Some((series.to_owned(), number))
+            } else {
+                tracing::warn!(
+                    "metrics_file: counter `{}` was {}: it starts again from 0",
+                    crate::model::text::shown(series),
+                    crate::model::text::shown(value)
+                );
+                None
+            }
+        })
         .collect()
 }
 
@@ -196,13 +210,29 @@ pub(crate) fn previous_counters(text: &str) -> BTreeMap<String, f64> {
 pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
+        // A counter's series never vanish: one this run did not write (a failed run, which
+        // knows no pool) goes on at its last value.
+        let mut samples = samples.to_vec();
+        if kind == "counter" {
+            let prefix = format!("haproxy_autoscaler_{name}");
+            for (series, value) in previous {
+                let Some(labels) = series.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if (labels.is_empty() || labels.starts_with('{'))
+                    && !samples.iter().any(|(written, _)| written == labels)
+                {
+                    samples.push((labels.to_owned(), *value));
+                }
+            }
+        }
         // A family with no sample (no scaling pool) is left out rather than written empty.
         if samples.is_empty() {
             return;
         }
         let _ = writeln!(out, "# HELP haproxy_autoscaler_{name} {help}");
         let _ = writeln!(out, "# TYPE haproxy_autoscaler_{name} {kind}");
-        for (labels, value) in samples {
+        for (labels, value) in &samples {
             let _ = writeln!(out, "haproxy_autoscaler_{name}{labels} {value}");
         }
     };
@@ -465,6 +495,30 @@ mod tests {
         write(&fifo, &run(true));
         let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
         assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind));
+    }
+
+    /// A failed run knows no pool: the per-pool counters go on at their last values, and a
+    /// counter that is not a finite, non-negative number starts again from 0.
+    #[test]
+    fn counters_survive_a_failed_run_and_a_bad_value_starts_again() {
+        let first = exposition(&run(true), &BTreeMap::new());
+        let failed = RunFigures {
+            success: false,
+            pools: Vec::new(),
+            ..run(false)
+        };
+        let second = exposition(&failed, &previous_counters(&first));
+        for line in [
+            "haproxy_autoscaler_runtime_changes_total{pool=\"web\"} 2",
+            "haproxy_autoscaler_decisions_total{pool=\"web\",direction=\"up\"} 1",
+        ] {
+            assert!(
+                second.lines().any(|l| l == line),
+                "{line} missing from:\n{second}"
+            );
+        }
+        let bad = "haproxy_autoscaler_reloads_total NaN\nhaproxy_autoscaler_launched_instances_total 1e400\nhaproxy_autoscaler_runs_total{result=\"success\"} -3\n";
+        assert!(previous_counters(bad).is_empty());
     }
 
     #[test]

@@ -29,12 +29,21 @@ struct View {
     nodes: Vec<NodeView>,
 }
 
+/// A node's last scaling decision.
+#[derive(Debug, Serialize)]
+struct DecisionView {
+    pool: String,
+    from: u32,
+    to: u32,
+    ago_s: i64,
+}
+
 /// One node of a fleet sharing a state, as the shared state tells it.
 #[derive(Debug, Serialize)]
 struct NodeView {
     node: String,
-    /// The last scaling decision it took: pool, from, to, seconds ago.
-    last_decision: Option<(String, u32, u32, i64)>,
+    /// The last scaling decision it took.
+    last_decision: Option<DecisionView>,
     /// Seconds since it last found that another node had committed first.
     last_conflict_s: Option<i64>,
 }
@@ -93,7 +102,8 @@ pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
             .iter()
             .map(|pool| pool_view(pool, state.pools.get(&pool.name), rows.as_deref(), now))
             .collect(),
-        nodes: if config.shared_state.is_some() {
+        // Only from a state that was read: an unread one would say "no decision" for every node.
+        nodes: if config.shared_state.is_some() && state_error.is_none() {
             node_views(&state, &config.node, now)
         } else {
             Vec::new()
@@ -155,7 +165,12 @@ fn node_views(state: &State, this: &str, now: i64) -> Vec<NodeView> {
                 .flat_map(|(pool, state)| state.scale_history.iter().map(move |e| (pool, e)))
                 .filter(|(_, event)| event.node.as_deref() == Some(node))
                 .max_by_key(|(_, event)| event.at)
-                .map(|(pool, event)| (pool.clone(), event.from, event.to, now - event.at)),
+                .map(|(pool, event)| DecisionView {
+                    pool: pool.clone(),
+                    from: event.from,
+                    to: event.to,
+                    ago_s: now - event.at,
+                }),
             last_conflict_s: state
                 .nodes
                 .get(node)
@@ -349,9 +364,10 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
     }
     for node in &view.nodes {
         let decision = match &node.last_decision {
-            Some((pool, from, to, ago)) => {
-                format!("last decision: pool {pool} {from} → {to}, {ago}s ago")
-            }
+            Some(decision) => format!(
+                "last decision: pool {} {} → {}, {}s ago",
+                decision.pool, decision.from, decision.to, decision.ago_s
+            ),
             None => "no decision in the scale history".to_owned(),
         };
         let conflict = match node.last_conflict_s {
