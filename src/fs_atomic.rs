@@ -181,10 +181,12 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         ));
     }
     let too_large = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {} MiB", limit / (1024 * 1024)),
-        )
+        let bound = if limit >= 1024 * 1024 {
+            format!("{} MiB", limit / (1024 * 1024))
+        } else {
+            format!("{limit} bytes")
+        };
+        io::Error::new(io::ErrorKind::InvalidData, format!("larger than {bound}"))
     };
     if metadata.len() > limit {
         return Err(too_large());

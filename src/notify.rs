@@ -152,7 +152,7 @@ pub(crate) fn failure_transition(
 /// Reads what the previous run left in `<state>.failing`; a missing or unreadable file is "not
 /// failing" (at worst one notification too many).
 pub(crate) fn load_failing(state_path: &std::path::Path) -> Option<Failing> {
-    let bytes = std::fs::read(failing_path(state_path)).ok()?;
+    let bytes = crate::fs_atomic::read_regular(&failing_path(state_path), 64 * 1024).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 

@@ -56,7 +56,7 @@ fn check_profile() -> Result<(), NoRegion> {
         file("AWS_SHARED_CREDENTIALS_FILE", "credentials"),
     );
     let has_section = |path: &std::path::Path, names: &[String]| {
-        std::fs::read_to_string(path).is_ok_and(|text| {
+        crate::fs_atomic::read_text(path, 1024 * 1024).is_ok_and(|text| {
             text.lines().any(|line| {
                 line.trim()
                     .strip_prefix('[')

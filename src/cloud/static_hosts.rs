@@ -17,7 +17,11 @@ pub(crate) struct HostFile {
     pub(crate) endpoint: String,
 }
 
-/// The host files of `dir`, sorted by name.
+/// The largest host file read (it holds one `ADDRESS:PORT` line).
+const HOST_FILE_LIMIT: u64 = 64 * 1024;
+
+/// The host files of `dir`, sorted by name; a file that cannot be read (not UTF-8, too large)
+/// is left out with a warning.
 pub(crate) fn read_hosts(dir: &Path) -> std::io::Result<Vec<HostFile>> {
     let mut hosts = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -26,7 +30,18 @@ pub(crate) fn read_hosts(dir: &Path) -> std::io::Result<Vec<HostFile>> {
         if name.starts_with('.') || !entry.file_type()?.is_file() {
             continue;
         }
-        let text = std::fs::read_to_string(entry.path())?;
+        // Bounded, and one bad file is left out with a warning, never the whole folder (issue
+        // 29, classes 2 and 3).
+        let text = match crate::fs_atomic::read_text(&entry.path(), HOST_FILE_LIMIT) {
+            Ok(text) => text,
+            Err(error) => {
+                tracing::warn!(
+                    "host file `{}` left out: {error}",
+                    crate::model::text::shown(&entry.path().display().to_string())
+                );
+                continue;
+            }
+        };
         hosts.push(HostFile {
             name,
             endpoint: text.lines().next().unwrap_or("").trim().to_owned(),
@@ -90,6 +105,19 @@ pub(crate) fn host_path(dir: &Path, name: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 29, classes 2 and 3: a host file that is not UTF-8, or too large, is left out;
+    /// the others are read.
+    #[test]
+    fn one_bad_host_file_is_left_out_and_the_others_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web-1"), "127.0.0.1:9001\n").unwrap();
+        std::fs::write(dir.path().join("web-2"), [0xff, 0xfe, b'\n']).unwrap();
+        std::fs::write(dir.path().join("web-3"), vec![b'x'; 65 * 1024]).unwrap();
+        let hosts = read_hosts(dir.path()).unwrap();
+        let names: Vec<&str> = hosts.iter().map(|host| host.name.as_str()).collect();
+        assert_eq!(names, ["web-1"]);
+    }
 
     #[test]
     fn hosts_are_the_files_of_the_folder_sorted_and_dot_files_are_not() {

@@ -278,6 +278,9 @@ pub enum LaunchTemplateRef {
 /// EC2's most user data, before base64.
 const USER_DATA_LIMIT: usize = 16 * 1024;
 
+/// The largest credential file read (its first line is the secret).
+const SECRET_FILE_LIMIT: u64 = 64 * 1024;
+
 /// True for a launch template id: `lt-` then 17 hexadecimal digits.
 fn is_launch_template_id(value: &str) -> bool {
     value
@@ -643,7 +646,7 @@ impl Validator {
     /// The first line of a credential file, read now so that a missing file fails the config.
     fn secret_file(&self, key: Key, file: &std::path::Path) -> Result<String, ConfigError> {
         let path = self.path(file.to_owned());
-        let text = std::fs::read_to_string(&path).map_err(|error| {
+        let text = crate::fs_atomic::read_text(&path, SECRET_FILE_LIMIT).map_err(|error| {
             self.invalid(
                 key.clone(),
                 format!("cannot read `{}`: {error}", path.display()),
@@ -902,12 +905,13 @@ impl Validator {
             None => None,
             Some(path) => {
                 let path = self.path(path);
-                let data = std::fs::read(&path).map_err(|error| {
-                    self.invalid(
-                        at("user_data_file"),
-                        format!("cannot read `{}`: {error}", path.display()),
-                    )
-                })?;
+                let data = crate::fs_atomic::read_regular(&path, 4 * USER_DATA_LIMIT as u64)
+                    .map_err(|error| {
+                        self.invalid(
+                            at("user_data_file"),
+                            format!("cannot read `{}`: {error}", path.display()),
+                        )
+                    })?;
                 if data.len() > USER_DATA_LIMIT {
                     return Err(self.invalid(
                         at("user_data_file"),

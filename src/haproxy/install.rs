@@ -323,7 +323,7 @@ fn check_folder(path: &Path) -> Result<(), InstallError> {
 /// `parsing [FILE:LINE]`), quoted, at most five.
 fn quoted_lines(output: &str, candidate: &Path) -> String {
     let name = candidate.to_string_lossy();
-    let Ok(text) = std::fs::read_to_string(candidate) else {
+    let Ok(text) = crate::fs_atomic::read_text(candidate, 64 * 1024 * 1024) else {
         return String::new();
     };
     let lines: Vec<&str> = text.lines().collect();

@@ -385,7 +385,7 @@ fn parse(bytes: &[u8]) -> Result<(State, Option<Stamp>), Problem> {
 
 /// Saves `state` atomically with mode 0600, if the file is still at `expected`.
 fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, StateError> {
-    let current = match std::fs::read(path) {
+    let current = match fs_atomic::read_regular(path, STATE_LIMIT) {
         Ok(bytes) => Revision::new(Some(sha256_hex(&bytes))),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Revision::new(None),
         Err(source) => {

@@ -237,3 +237,39 @@ fn tests_that_talk_to_haproxy_are_in_the_version_matrix() {
         "{found:#?}"
     );
 }
+
+/// Issue 29, class 2: every file the tool reads goes through the bounded readers of
+/// `fs_atomic.rs` (regular files only, a size cap, so a FIFO, `/dev/zero` or a 2 GB file costs
+/// a bounded time and memory). A new reader that opens a file itself fails here. Opening a
+/// folder to fsync it is not a read.
+#[test]
+fn every_file_read_goes_through_the_bounded_readers() {
+    let root = crate_root();
+    let mut found = Vec::new();
+    for file in rust_files(&root.join("src")) {
+        let relative = file.strip_prefix(&root).unwrap().display().to_string();
+        if relative == "src/fs_atomic.rs" || relative.starts_with("src/testing") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            // Test modules come last in a file.
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                break;
+            }
+            if line.trim_start().starts_with("//") || line.contains("sync_all") {
+                continue;
+            }
+            for call in ["fs::read(", "fs::read_to_string(", "File::open("] {
+                if line.contains(call) {
+                    found.push(format!("{relative}:{}: `{call}`", number + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "read through fs_atomic::read_regular / read_text instead:\n{}",
+        found.join("\n")
+    );
+}
