@@ -247,7 +247,7 @@ fn every_file_read_goes_through_the_bounded_readers() {
     let root = crate_root();
     let mut found = Vec::new();
     for file in rust_files(&root.join("src")) {
-        let relative = file.strip_prefix(&root).unwrap().display().to_string();
+        let relative = file.strip_prefix(root).unwrap().display().to_string();
         if relative == "src/fs_atomic.rs" || relative.starts_with("src/testing") {
             continue;
         }
