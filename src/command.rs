@@ -167,8 +167,11 @@ pub(crate) async fn run_with_input(
         }
     };
     guard.finished = true;
-    let (stdout, flooded) = stdout.finish().await;
-    let (stderr, _) = stderr.finish().await;
+    // Both pipes are read at once, under one deadline (issue 29, class 5): a child left behind
+    // holding both costs DRAIN_AFTER_EXIT once, not once per pipe.
+    let deadline = tokio::time::Instant::now() + DRAIN_AFTER_EXIT;
+    let (stdout, flooded) = stdout.finish(deadline).await;
+    let (stderr, _) = stderr.finish(deadline).await;
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
     if flooded {
         return Err(CommandError::Flood {
@@ -228,15 +231,12 @@ impl Captured {
         Captured { buffer, reader }
     }
 
-    /// What was read, and whether it overflowed, once the stream closed or [`DRAIN_AFTER_EXIT`]
-    /// passed (a child of the command may keep it open).
-    async fn finish(self) -> (Vec<u8>, bool) {
+    /// What was read, and whether it overflowed, once the stream closed or `deadline` passed
+    /// (a child of the command may keep it open).
+    async fn finish(self, deadline: tokio::time::Instant) -> (Vec<u8>, bool) {
         if let Some(reader) = self.reader {
             let abort = reader.abort_handle();
-            if tokio::time::timeout(DRAIN_AFTER_EXIT, reader)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout_at(deadline, reader).await.is_err() {
                 abort.abort();
             }
         }
@@ -321,6 +321,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("/nonexistent/reload"), "{error}");
+    }
+
+    /// Issue 29, class 5: a command that exits 0 and leaves a child holding both its stdout and
+    /// its stderr is judged by its exit, its pipes read for DRAIN_AFTER_EXIT once in all (it was
+    /// once per pipe, one after the other).
+    #[tokio::test]
+    async fn a_child_left_holding_both_pipes_costs_the_drain_bound_once() {
+        let started = std::time::Instant::now();
+        let (stdout, _) = run_with_input(
+            &argv(&["sh", "-c", "echo out; (sleep 8 &); exit 0"]),
+            None,
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(stdout, b"out\n");
+        assert!(
+            elapsed >= DRAIN_AFTER_EXIT && elapsed < DRAIN_AFTER_EXIT * 2,
+            "{elapsed:?}"
+        );
     }
 
     #[tokio::test]

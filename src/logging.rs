@@ -22,13 +22,31 @@ pub fn init(quiet: bool, verbose: u8) {
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
+        .with_writer(|| Escaping(std::io::stderr()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .without_time()
         .with_filter(filter)
         .with_filter(filter_fn(may_carry_no_secret));
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// Stderr, with what a log line carries from outside (a command's output, an instance id) made
+/// safe for a terminal (issue 29, class 4): control and format characters escaped, but for
+/// newlines, tabs and ESC (the logger's own colours; it escapes ESC in what it is given).
+struct Escaping<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Escaping<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let safe = crate::model::text::escaped_except(&text, &['\n', '\t', '\u{1b}']);
+        self.0.write_all(safe.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// False for the AWS SDK's events below WARN, which may name credentials.
@@ -38,6 +56,21 @@ fn may_carry_no_secret(metadata: &Metadata<'_>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 29, class 4: NUL, SOH, CR, DEL, C1 and bidi controls in a log line reach the
+    /// terminal escaped; newlines, tabs and the logger's own ESC pass.
+    #[test]
+    fn a_log_line_reaches_the_terminal_escaped() {
+        use std::io::Write;
+        let mut out = super::Escaping(Vec::new());
+        out.write_all("a\0b\u{1}c\rd\u{7f}e\u{85}f\u{202e}g\u{1b}[1m\th\n".as_bytes())
+            .unwrap();
+        let text = String::from_utf8(out.0).unwrap();
+        assert_eq!(
+            text,
+            "a\\u{0}b\\u{1}c\\rd\\u{7f}e\\u{85}f\\u{202e}g\u{1b}[1m\th\n"
+        );
+    }
+
     use super::*;
 
     #[test]
