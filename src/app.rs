@@ -158,7 +158,11 @@ pub(crate) async fn open_store(config: &Config, sdk: Option<&SdkConfig>) -> Resu
     };
     S3Store::check_credentials(sdk, location).await?;
     let shared = S3Store::new(sdk, location, config.aws.endpoint_url.is_some());
-    Ok(Store::Shared(SharedStore::new(shared, local)))
+    Ok(Store::Shared(SharedStore::new(
+        shared,
+        local,
+        config.identity.clone(),
+    )))
 }
 
 /// How many times a run decides when other nodes keep changing the shared state first.

@@ -15,6 +15,8 @@ use crate::model::{PoolState, State};
 pub(crate) struct SharedStore {
     shared: S3Store,
     local: FileStore,
+    /// The config's identity (the S3 URL): a local half written for another one is refused.
+    identity: String,
 }
 
 /// Where each half of a shared state was loaded from, and what it held.
@@ -38,8 +40,12 @@ impl Halves {
 }
 
 impl SharedStore {
-    pub(crate) fn new(shared: S3Store, local: FileStore) -> SharedStore {
-        SharedStore { shared, local }
+    pub(crate) fn new(shared: S3Store, local: FileStore, identity: String) -> SharedStore {
+        SharedStore {
+            shared,
+            local,
+            identity,
+        }
     }
 }
 
@@ -114,6 +120,17 @@ impl StateStore for SharedStore {
     async fn load(&self) -> Result<(State, Revision), StateError> {
         let (shared, shared_revision) = self.shared.load().await?;
         let (local, local_revision) = self.local.load().await?;
+        // Two configs on one machine sharing a `local_path` would each overwrite the other's
+        // own facts (issue 29, class 6): refused as two configs on one local state are.
+        if let Some(owner) = &local.config
+            && *owner != self.identity
+        {
+            return Err(StateError::OtherConfig {
+                path: self.local.path().to_owned(),
+                owner: owner.clone(),
+                ours: self.identity.clone(),
+            });
+        }
         // A whole deployment's state in the local file (its path was the state's before it was
         // shared) would lose its intents and drains when only this node's half is saved back.
         if shared_revision.is_none() && has_fleet_facts(&local) {

@@ -467,3 +467,39 @@ fn a_launch_made_while_another_node_commits_is_recorded_on_top_of_that_commit() 
         "after the overtaken launch",
     );
 }
+
+/// Issue 29, class 6: two configs on one machine whose shared states share a `local_path` are
+/// refused as two configs sharing a local state are: the second would overwrite the first's own
+/// facts (what its haproxy.cfg and HAProxy run).
+#[test]
+fn two_configs_sharing_a_local_path_are_refused() {
+    let moto = Moto::start();
+    let [first, mut second] = fleet(&moto);
+    converge(&first);
+    let local = first.state_path();
+    second.state_toml = Some(format!(
+        "path = \"s3://{BUCKET}/other.json\"\nlocal_path = \"{}\"\nnode = \"lb-b\"",
+        local.display()
+    ));
+    second.write();
+    let before = std::fs::read(&local).unwrap();
+    let output = run(&second);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let error = stderr(&output);
+    assert!(
+        error.contains(&format!(
+            "state file `{}` belongs to config `s3://{BUCKET}/{KEY}`",
+            local.display()
+        )),
+        "{error}"
+    );
+    assert_eq!(
+        std::fs::read(&local).unwrap(),
+        before,
+        "the first config's facts are intact"
+    );
+    assert!(
+        moto.object(BUCKET, "other.json").is_none(),
+        "nothing was saved for the second"
+    );
+}
