@@ -947,6 +947,23 @@ security_group = "web"
         assert!(error.contains("launch_template_version"), "{error}");
     }
 
+    /// Issue 29, class 1: no file of a run may be in a static pool's hosts folder (every file
+    /// there is a host, and `hosts add` writes there).
+    #[test]
+    fn a_file_of_the_run_in_a_hosts_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("hosts.d")).unwrap();
+        let config_file = dir.path().join("config.toml");
+        let text = "metrics_file = \"hosts.d/metrics.prom\"\n[state]\npath = \"state.json\"\n[haproxy]\nconfig = \"haproxy.cfg\"\n[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n[pool.static]\ndir = \"hosts.d\"\n";
+        let error = Config::parse(text, &config_file).unwrap_err().to_string();
+        assert!(
+            error.contains("`metrics_file` `") && error.contains("is in pool `web`'s hosts folder"),
+            "{error}"
+        );
+        let fine = text.replace("hosts.d/metrics.prom", "metrics.prom");
+        Config::parse(&fine, &config_file).unwrap();
+    }
+
     /// Issue 10, class 2: two paths that are the same file, however spelled, are refused at load.
     #[test]
     fn class_2_paths_that_collide_are_refused() {

@@ -278,6 +278,30 @@ impl Validator {
             }
             seen.push((what, identity));
         }
+        // Every file of a static pool's folder is a host, and `hosts add NAME` writes one: no
+        // file the run reads or writes may be in it (issue 29, class 1).
+        for pool in &config.pools {
+            let ProviderKind::Static(dir) = &pool.provider else {
+                continue;
+            };
+            let folder = file_identity(dir);
+            for (key, what, path) in &files {
+                let identity = file_identity(path);
+                if identity.parent() == Some(folder.as_path()) {
+                    // The config file has no key of its own: the folder's is named.
+                    let key = if key.is_empty() { "static.dir" } else { *key };
+                    return Err(self.invalid(
+                        key,
+                        format!(
+                            "{what} `{}` is in pool `{}`'s hosts folder `{}`, where every file is a host (and `hosts add` writes): give it a folder of its own",
+                            identity.display(),
+                            pool.name,
+                            folder.display()
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 
