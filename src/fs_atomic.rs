@@ -248,11 +248,7 @@ mod tests {
     fn what_is_not_a_regular_file_is_never_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::testing::fifo(&fifo);
         std::os::unix::fs::symlink(&fifo, dir.path().join("to-fifo")).unwrap();
         std::os::unix::fs::symlink("/dev/null", dir.path().join("to-null")).unwrap();
         std::fs::create_dir(dir.path().join("folder")).unwrap();

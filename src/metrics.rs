@@ -487,11 +487,7 @@ mod tests {
     fn a_fifo_at_the_metrics_file_is_neither_read_nor_replaced() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("metrics.prom");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        crate::testing::fifo(&fifo);
         write(&fifo, &run(true));
         let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
         assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind));

@@ -28,6 +28,15 @@ pub fn instance(id: &str, private_ip: &str) -> Instance {
     }
 }
 
+/// Makes a FIFO at `path` (a file that is something else, for the hostile-input tests).
+pub fn fifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
 /// `instance` with these tags.
 pub fn tagged(mut instance: Instance, tags: &[(&str, &str)]) -> Instance {
     for (key, value) in tags {

@@ -214,11 +214,7 @@ pub(crate) async fn apply(
     failpoint::hit("before-state-save");
     // The fleet's state as last saved (another node's commits included, if this run carried
     // its record onto them), with this node's own facts after the run.
-    record.state = with_own_facts(&record.state, &plan.next_state);
-    record
-        .state
-        .pools
-        .retain(|name, _| plan.next_state.pools.contains_key(name));
+    record.state = of_the_plan(&record.state, &plan.next_state, plan);
     record.carry();
     record.save().await?;
     Ok(record.conflicts)
@@ -227,12 +223,17 @@ pub(crate) async fn apply(
 /// The state a run commits before it acts: the plan's next state for the fleet (a termination
 /// decided is in it, `terminating_at`), with this node's own facts as loaded.
 fn decision(plan: &Plan, loaded: &State) -> State {
-    let mut decided = with_own_facts(&plan.next_state, loaded);
-    // A pool gone from the config is gone from the state, own facts included.
-    decided
+    of_the_plan(&plan.next_state, loaded, plan)
+}
+
+/// `fleet`'s decisions with `own`'s facts of this node, for the plan's pools only: a pool gone
+/// from the config is gone from the state, own facts included.
+fn of_the_plan(fleet: &State, own: &State, plan: &Plan) -> State {
+    let mut state = with_own_facts(fleet, own);
+    state
         .pools
         .retain(|name, _| plan.next_state.pools.contains_key(name));
-    decided
+    state
 }
 
 /// How many times a run carries its record onto a newer state before it gives up (the next

@@ -202,10 +202,7 @@ fn timed(site: &Site, args: &[&str]) -> (std::process::Output, std::time::Durati
 /// a device or a FIFO where a file belongs fail fast with a clear error.
 #[test]
 fn class_10_unbounded_inputs_fail_fast() {
-    let fifo = |path: &std::path::Path| {
-        let status = Command::new("mkfifo").arg(path).status().unwrap();
-        assert!(status.success());
-    };
+    let fifo = haproxy_autoscaler::testing::fifo;
     // A flood from the exec list command, and from the check command.
     for (case, tweak) in [
         ("exec list `yes`", "list"),

@@ -178,11 +178,7 @@ fn the_plot_never_overwrites_an_input_or_a_fifo() {
         assert_eq!(std::fs::read(plot).unwrap(), before, "{plot}");
     }
     let fifo = deployment.path("plot.svg");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    haproxy_autoscaler::testing::fifo(&fifo);
     let output = simulate(
         &deployment,
         &["--trace", &trace, "--plot", &fifo.display().to_string()],

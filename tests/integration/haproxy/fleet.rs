@@ -11,15 +11,15 @@
 //!   change, another node's launches included, went through the runtime API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use super::real::LiveHaproxy;
+use super::real::{LiveHaproxy, live_haproxy_toml, start_on_own_file};
 use crate::moto::Moto;
-use crate::util::{Deployment, describe, exec_pool, free_port, haproxy, stdout};
+use crate::util::{Deployment, describe, exec_pool, free_port, stdout};
 
 const BUCKET: &str = "fleet-audit";
 const KEY: &str = "haproxy-autoscaler/web.json";
@@ -76,18 +76,12 @@ impl Fleet {
             .iter()
             .map(|name| {
                 let mut deployment = Deployment::new(&moto.url);
-                let dir = deployment.dir.path().to_owned();
                 let frontend = free_port();
                 deployment.state_toml = Some(format!(
                     "path = \"s3://{BUCKET}/{KEY}\"\nlocal_path = \"{}\"\nnode = \"{name}\"",
                     deployment.state_path().display()
                 ));
-                deployment.haproxy_toml = format!(
-                    "stats_socket = \"{}\"\nmaster_socket = \"{}\"\ncheck_command = [\"{}\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\napply = \"runtime\"\n",
-                    dir.join("haproxy/admin.sock").display(),
-                    dir.join("haproxy/master.sock").display(),
-                    haproxy().display(),
-                );
+                deployment.haproxy_toml = live_haproxy_toml(&deployment, "runtime");
                 deployment.pool_toml = exec_pool(
                     "web",
                     80,
@@ -112,21 +106,7 @@ impl Fleet {
                     ),
                 )
                 .unwrap();
-                // HAProxy starts on a file of its own, as on a real load balancer.
-                std::fs::write(
-                    deployment.haproxy_cfg(),
-                    format!(
-                        "global\n    master-worker\n    stats socket {} mode 600 level admin expose-fd listeners\n\
-defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
-frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend web\n",
-                        dir.join("haproxy/admin.sock").display()
-                    ),
-                )
-                .unwrap();
-                let haproxy = LiveHaproxy::start(
-                    &deployment.haproxy_cfg(),
-                    &deployment.path("haproxy/master.sock"),
-                );
+                let haproxy = start_on_own_file(&deployment, frontend);
                 Node {
                     name: (*name).to_owned(),
                     deployment,
@@ -471,10 +451,6 @@ fn sleep_until(second: u64) {
     }
 }
 
-fn summary(path: &Path, line: &str) {
-    eprintln!("{}: {line}", path.display());
-}
-
 #[test]
 fn two_nodes_each_second_under_rising_load_without_a_cooldown_account_for_every_launch() {
     let fleet = Fleet::start(
@@ -489,7 +465,7 @@ fn two_nodes_each_second_under_rising_load_without_a_cooldown_account_for_every_
         },
     );
     let line = fleet.audit(&runs, 2, 0);
-    summary(Path::new("cooldown 0"), &line);
+    eprintln!("cooldown 0: {line}");
 }
 
 #[test]
@@ -499,7 +475,7 @@ fn two_nodes_each_second_under_rising_load_with_a_cooldown_account_for_every_lau
     );
     let runs = fleet.run_each_second(24, 4, |second| 40 + 30 * second);
     let line = fleet.audit(&runs, 2, 20);
-    summary(Path::new("cooldown 20"), &line);
+    eprintln!("cooldown 20: {line}");
 }
 
 /// The same-second case: both nodes decide in the same second, one launch call is slow, and
@@ -512,5 +488,5 @@ fn two_nodes_deciding_in_the_same_second_with_a_slow_launch_end_at_exactly_the_b
     let runs = fleet.run_each_second(8, 3, |_| 30);
     let line = fleet.audit(&runs, 2, 0);
     assert_eq!(fleet.instances(), 3, "{line}");
-    summary(Path::new("same second, min = max = 3"), &line);
+    eprintln!("same second, min = max = 3: {line}");
 }

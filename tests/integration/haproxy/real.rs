@@ -106,6 +106,37 @@ impl Drop for LiveHaproxy {
     }
 }
 
+/// `[haproxy]` keys of a deployment in front of a live master-worker HAProxy: its admin and
+/// master sockets in `haproxy/`, `haproxy -c` as the check, and `apply`.
+pub(crate) fn live_haproxy_toml(deployment: &Deployment, apply: &str) -> String {
+    format!(
+        "stats_socket = \"{}\"\nmaster_socket = \"{}\"\ncheck_command = [\"{}\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\napply = \"{apply}\"\n",
+        deployment.path("haproxy/admin.sock").display(),
+        deployment.path("haproxy/master.sock").display(),
+        haproxy().display(),
+    )
+}
+
+/// Starts `deployment`'s HAProxy on a haproxy.cfg of its own (an empty backend `web` behind a
+/// frontend on `frontend`), as on a real load balancer: the tool's first run replaces it and
+/// reloads.
+pub(crate) fn start_on_own_file(deployment: &Deployment, frontend: u16) -> LiveHaproxy {
+    std::fs::write(
+        deployment.haproxy_cfg(),
+        format!(
+            "global\n    master-worker\n    stats socket {} mode 600 level admin expose-fd listeners\n\
+defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend web\n",
+            deployment.path("haproxy/admin.sock").display()
+        ),
+    )
+    .unwrap();
+    LiveHaproxy::start(
+        &deployment.haproxy_cfg(),
+        &deployment.path("haproxy/master.sock"),
+    )
+}
+
 pub(crate) fn cli(socket: &Path, command: &str) -> String {
     try_cli(socket, command)
         .unwrap_or_else(|error| panic!("`{command}` on {}: {error}", socket.display()))

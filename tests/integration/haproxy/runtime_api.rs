@@ -15,10 +15,9 @@ use haproxy_autoscaler::haproxy::runtime::parse_servers_state;
 use haproxy_autoscaler::haproxy::stats::parse_show_stat;
 use haproxy_autoscaler::model::Status;
 
-use super::real::{LiveHaproxy, cli, get, loopback_backend};
+use super::real::{LiveHaproxy, cli, get, live_haproxy_toml, loopback_backend, start_on_own_file};
 use crate::util::{
-    Deployment, assert_exit, describe, fixture_exec_pool, free_port, haproxy, haproxy_version,
-    stdout,
+    Deployment, assert_exit, describe, fixture_exec_pool, free_port, haproxy_version, stdout,
 };
 
 const TEMPLATE: &str = "\
@@ -58,33 +57,13 @@ impl Site {
         let mut deployment = Deployment::new("http://127.0.0.1:9");
         let dir = deployment.dir.path().to_owned();
         let frontend = free_port();
-        deployment.haproxy_toml = format!(
-            "stats_socket = \"{}\"\nmaster_socket = \"{}\"\ncheck_command = [\"{}\", \"-c\", \"-q\", \"-f\", \"{{config}}\"]\napply = \"{apply}\"\n",
-            dir.join("haproxy/admin.sock").display(),
-            dir.join("haproxy/master.sock").display(),
-            haproxy().display(),
-        );
+        deployment.haproxy_toml = live_haproxy_toml(&deployment, apply);
         deployment.pool_toml = format!(
             "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"exec\"\n[pool.exec]\nlist = [\"cat\", \"{}\"]\n",
             dir.join("instances.json").display()
         );
         deployment.template = TEMPLATE.replace("FRONTEND_PORT", &frontend.to_string());
-        // HAProxy starts on a file of its own, as on a real load balancer: the tool's first run
-        // replaces it and reloads.
-        std::fs::write(
-            deployment.haproxy_cfg(),
-            format!(
-                "global\n    master-worker\n    stats socket {} mode 600 level admin expose-fd listeners\n\
-defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
-frontend http\n    bind 127.0.0.1:{frontend}\n    default_backend web\nbackend web\n",
-                dir.join("haproxy/admin.sock").display()
-            ),
-        )
-        .unwrap();
-        let haproxy = LiveHaproxy::start(
-            &deployment.haproxy_cfg(),
-            &deployment.path("haproxy/master.sock"),
-        );
+        let haproxy = start_on_own_file(&deployment, frontend);
         Site {
             deployment,
             haproxy,
