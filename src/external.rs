@@ -15,7 +15,7 @@ use crate::error::error_chain;
 use crate::model::Reading;
 
 /// The most an answer may hold.
-const MAX_ANSWER: usize = 1024 * 1024;
+const MAX_ANSWER: u64 = 1024 * 1024;
 
 /// Asks `metric`'s source for this run's value.
 pub(crate) async fn read(metric: &ExternalMetric) -> Reading {
@@ -65,7 +65,6 @@ async fn query_prometheus(
     authorization: Option<&str>,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
-    use http_body_util::BodyExt;
     let client = crate::http::client().map_err(|error| format!("no TLS roots: {error}"))?;
     let encoded: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("query", query)
@@ -79,40 +78,35 @@ async fn query_prometheus(
     let request = request
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .map_err(|_| format!("`{url}` is not a usable URL"))?;
-    let exchange = async {
-        let response = client.request(request).await.map_err(|error| {
-            // hyper's own message is generic; the cause (refused, DNS, TLS) is in its sources.
-            let mut cause = String::new();
-            let mut source = std::error::Error::source(&error);
-            while let Some(inner) = source {
-                cause = inner.to_string();
-                source = inner.source();
+    let (status, body) = crate::exchange::request(&client, request, MAX_ANSWER, timeout)
+        .await
+        .map_err(|error| match error {
+            crate::exchange::ExchangeError::Request(error) => {
+                // hyper's own message is generic; the cause (refused, DNS, TLS) is in its sources.
+                let mut cause = String::new();
+                let mut source = std::error::Error::source(&error);
+                while let Some(inner) = source {
+                    cause = inner.to_string();
+                    source = inner.source();
+                }
+                let cause = if cause.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {cause}")
+                };
+                if error.is_connect() {
+                    format!("cannot connect to Prometheus at {url}{cause}")
+                } else {
+                    format!("Prometheus at {url} did not answer{cause}")
+                }
             }
-            let cause = if cause.is_empty() {
-                String::new()
-            } else {
-                format!(": {cause}")
-            };
-            if error.is_connect() {
-                format!("cannot connect to Prometheus at {url}{cause}")
-            } else {
-                format!("Prometheus at {url} did not answer{cause}")
-            }
+            crate::exchange::ExchangeError::Timeout(after) => format!(
+                "Prometheus at {url} did not answer within {}s",
+                after.as_secs()
+            ),
+            crate::exchange::ExchangeError::Body(error) => format!("Prometheus at {url}: {error}"),
         })?;
-        let status = response.status().as_u16();
-        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map_err(|_| format!("Prometheus at {url}: the answer is cut or larger than 1 MiB"))?
-            .to_bytes();
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    };
-    tokio::time::timeout(timeout, exchange).await.map_err(|_| {
-        format!(
-            "Prometheus at {url} did not answer within {}s",
-            timeout.as_secs()
-        )
-    })?
+    Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
 }
 
 /// Prometheus' answer to an instant query.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 /// An HTTP/1.1 client for http:// and https:// URLs, TLS with the system's roots.
@@ -70,30 +70,32 @@ pub(crate) async fn get(url: &str, timeout: Duration) -> Result<Response, HttpEr
     } else {
         format!("{authority}:80")
     };
-    let io = |source| HttpError::Io {
+    let timed_out = || HttpError::Timeout {
         url: url.to_owned(),
-        source,
+        after: timeout,
     };
+    let io = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::TimedOut => timed_out(),
+        _ => HttpError::Io {
+            url: url.to_owned(),
+            source,
+        },
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
     let exchange = async {
         let mut stream = TcpStream::connect(&address).await.map_err(io)?;
         let request = format!(
             "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: haproxy-autoscaler\r\n\r\n"
         );
         stream.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut raw = Vec::new();
-        stream
-            .take(MAX_RESPONSE)
-            .read_to_end(&mut raw)
+        let raw = crate::exchange::read_stream(stream, MAX_RESPONSE, deadline)
             .await
             .map_err(io)?;
         Ok::<_, HttpError>(String::from_utf8_lossy(&raw).into_owned())
     };
-    let raw = tokio::time::timeout(timeout, exchange)
+    let raw = tokio::time::timeout_at(deadline, exchange)
         .await
-        .map_err(|_| HttpError::Timeout {
-            url: url.to_owned(),
-            after: timeout,
-        })??;
+        .map_err(|_| timed_out())??;
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw.as_str(), ""));
     let status_line = head.lines().next().unwrap_or_default();
     let status = status_line
@@ -139,6 +141,7 @@ fn dechunk(mut body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[test]
     fn urls() {

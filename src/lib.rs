@@ -11,6 +11,7 @@ mod command;
 pub mod config;
 pub mod decide;
 pub mod error;
+mod exchange;
 mod external;
 pub mod failpoint;
 mod fs_atomic;

@@ -233,22 +233,22 @@ async fn run_command(argv: &[String], body: &str) -> Result<(), SinkError> {
 
 /// POSTs `body` as JSON. Errors never include the URL.
 async fn post(url: &str, body: String) -> Result<(), SinkError> {
-    use http_body_util::{BodyExt, Full};
+    use http_body_util::Full;
     let client = crate::http::client().map_err(SinkError::NoTlsRoots)?;
     let request = http::Request::post(url)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::USER_AGENT, "haproxy-autoscaler")
         .body(Full::new(bytes::Bytes::from(body)))
         .map_err(|_| SinkError::BadUri)?;
-    let response = tokio::time::timeout(SINK_TIMEOUT, client.request(request))
+    // Only the status is read: an endless or trickled answer body costs nothing.
+    let status = crate::exchange::status_only(&client, request, SINK_TIMEOUT)
         .await
-        .map_err(|_| SinkError::Timeout)?
-        .map_err(|error| SinkError::Request {
-            connect: error.is_connect(),
+        .map_err(|error| match error {
+            crate::exchange::ExchangeError::Request(error) => SinkError::Request {
+                connect: error.is_connect(),
+            },
+            _ => SinkError::Timeout,
         })?;
-    let status = response.status();
-    // Read the body so the connection closes cleanly; its content is not needed.
-    let _ = response.into_body().collect().await;
     if status.is_success() {
         Ok(())
     } else {

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::config::StatsSource;
 use crate::haproxy::stats::{self, StatsError};
@@ -42,10 +42,19 @@ pub enum RuntimeError {
 
 /// Sends one command to a stats socket (a unix path, or `ipv4@HOST:PORT` / `HOST:PORT`).
 pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<String, RuntimeError> {
-    let io = |source| RuntimeError::Io {
+    let timed_out = || RuntimeError::Timeout {
         socket: socket.to_owned(),
-        source,
+        command: command.to_owned(),
+        after: timeout,
     };
+    let io = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::TimedOut => timed_out(),
+        _ => RuntimeError::Io {
+            socket: socket.to_owned(),
+            source,
+        },
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
     let exchange = async {
         let tcp = socket
             .strip_prefix("ipv4@")
@@ -53,39 +62,35 @@ pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<Stri
         let answer = match tcp {
             Some(address) => {
                 let stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
-                one_command(stream, command).await.map_err(io)?
+                one_command(stream, command, deadline).await.map_err(io)?
             }
             None => {
                 let stream = tokio::net::UnixStream::connect(Path::new(socket))
                     .await
                     .map_err(io)?;
-                one_command(stream, command).await.map_err(io)?
+                one_command(stream, command, deadline).await.map_err(io)?
             }
         };
         Ok(answer)
     };
-    tokio::time::timeout(timeout, exchange)
+    tokio::time::timeout_at(deadline, exchange)
         .await
-        .map_err(|_| RuntimeError::Timeout {
-            socket: socket.to_owned(),
-            command: command.to_owned(),
-            after: timeout,
-        })?
+        .map_err(|_| timed_out())?
 }
 
 /// Writes one command, half-closes (HAProxy then answers and closes), reads the answer.
 async fn one_command(
     mut stream: impl AsyncRead + AsyncWrite + Unpin,
     command: &str,
+    deadline: tokio::time::Instant,
 ) -> std::io::Result<String> {
     stream.write_all(format!("{command}\n").as_bytes()).await?;
     stream.shutdown().await?;
-    let mut answer = String::new();
-    stream
-        .take(stats::MAX_STATS_BYTES as u64 + 1)
-        .read_to_string(&mut answer)
-        .await?;
-    Ok(answer)
+    let answer =
+        crate::exchange::read_stream(stream, stats::MAX_STATS_BYTES as u64, deadline).await?;
+    String::from_utf8(answer).map_err(|_| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, "the answer is not UTF-8")
+    })
 }
 
 /// The running worker's `show info`.

@@ -25,7 +25,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 /// How often `show proc` is polled while waiting for a reload.
@@ -275,18 +275,15 @@ impl Master {
             .map_err(|source| self.io(source))?;
         // Half-close: the master CLI answers one command and closes only once its input ends.
         stream.shutdown().await.map_err(|source| self.io(source))?;
-        let mut answer = Vec::new();
-        let mut limited = (&mut stream).take(ANSWER_LIMIT);
-        let read = limited.read_to_end(&mut answer);
-        match tokio::time::timeout(timeout, read).await {
-            Ok(result) => result.map_err(|source| self.io(source))?,
-            Err(_) => {
-                return Err(self.io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no complete answer to `{command}` within {timeout:?}"),
-                )));
-            }
-        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let answer = crate::exchange::read_stream(stream, ANSWER_LIMIT, deadline)
+            .await
+            .map_err(|source| {
+                self.io(std::io::Error::new(
+                    source.kind(),
+                    format!("`{command}`: {source}"),
+                ))
+            })?;
         Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
@@ -391,6 +388,7 @@ impl Master {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncReadExt;
 
     #[tokio::test]
     async fn a_master_that_refuses_while_it_re_executes_is_waited_for() {

@@ -33,6 +33,10 @@ pub(crate) struct S3Store {
     location: S3Location,
     /// The `Date` of S3's last answer, Unix seconds: the fleet's clock.
     clock: Arc<Mutex<Option<i64>>>,
+    /// How long an object's body may take to arrive once its head has: one attempt's timeout.
+    /// (The SDK's timeouts end with the head; a body sent without a length, or trickled, would
+    /// otherwise be read for ever.)
+    body_within: std::time::Duration,
 }
 
 /// Keeps the `Date` header of every answer.
@@ -81,10 +85,15 @@ impl S3Store {
             .force_path_style(path_style)
             .interceptor(ReadDate(clock.clone()))
             .build();
+        let body_within = sdk
+            .timeout_config()
+            .and_then(|timeouts| timeouts.operation_attempt_timeout())
+            .unwrap_or(std::time::Duration::from_secs(10));
         S3Store {
             client: Client::from_conf(config),
             location: location.clone(),
             clock,
+            body_within,
         }
     }
 
@@ -184,15 +193,21 @@ impl S3Store {
             });
         }
         let etag = output.e_tag().unwrap_or_default().to_owned();
-        let bytes = output
-            .body
-            .collect()
+        // Bounded whatever the head said (issue 29, class 2): an object sent without a
+        // Content-Length, endless or trickled, fails here rather than fill memory or hang.
+        let deadline = tokio::time::Instant::now() + self.body_within;
+        let bytes = crate::exchange::read_body(output.body.into_inner(), STATE_LIMIT, deadline)
             .await
-            .map_err(|error| StateError::Unreachable {
-                location: self.location.to_string(),
-                message: format!("reading the object: {error}"),
-            })?
-            .into_bytes();
+            .map_err(|error| match error.kind() {
+                std::io::ErrorKind::FileTooLarge => StateError::Corrupt {
+                    path: self.name(),
+                    message: format!("it is larger than {STATE_LIMIT} bytes"),
+                },
+                _ => StateError::Unreachable {
+                    location: self.location.to_string(),
+                    message: format!("reading the object: {error}"),
+                },
+            })?;
         let (state, stamp) = from_stamped_bytes(&bytes, &self.name())?;
         Ok(Some((state, stamp, etag)))
     }

@@ -238,17 +238,13 @@ fn tests_that_talk_to_haproxy_are_in_the_version_matrix() {
     );
 }
 
-/// Issue 29, class 2: every file the tool reads goes through the bounded readers of
-/// `fs_atomic.rs` (regular files only, a size cap, so a FIFO, `/dev/zero` or a 2 GB file costs
-/// a bounded time and memory). A new reader that opens a file itself fails here. Opening a
-/// folder to fsync it is not a read.
-#[test]
-fn every_file_read_goes_through_the_bounded_readers() {
-    let root = crate_root();
+/// The lines of `src/` (outside `allowed` files, test modules and comments) that contain one
+/// of `calls`.
+fn calls_outside(root: &Path, calls: &[&str], allowed: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     for file in rust_files(&root.join("src")) {
         let relative = file.strip_prefix(root).unwrap().display().to_string();
-        if relative == "src/fs_atomic.rs" || relative.starts_with("src/testing") {
+        if allowed.contains(&relative.as_str()) || relative.starts_with("src/testing") {
             continue;
         }
         let text = std::fs::read_to_string(&file).unwrap();
@@ -260,16 +256,93 @@ fn every_file_read_goes_through_the_bounded_readers() {
             if line.trim_start().starts_with("//") || line.contains("sync_all") {
                 continue;
             }
-            for call in ["fs::read(", "fs::read_to_string(", "File::open("] {
+            for call in calls {
                 if line.contains(call) {
                     found.push(format!("{relative}:{}: `{call}`", number + 1));
                 }
             }
         }
     }
+    found
+}
+
+/// Reading a file by itself. (Opening a folder to fsync it is not a read.)
+const FILE_READS: &[&str] = &["fs::read(", "fs::read_to_string(", "File::open("];
+
+/// Reading from the network (or any stream) by itself: a socket's answer, an HTTP body.
+const STREAM_READS: &[&str] = &[
+    "read_to_end(",
+    "read_to_string(",
+    ".read(&mut",
+    "read_buf(",
+    "read_exact(",
+    "read_line(",
+    "next_line(",
+    ".collect().await",
+    ".body.collect",
+    "into_body()",
+    "Limited::new",
+    "client.request(",
+    "BodyExt",
+];
+
+/// Issue 29, class 2: every file the tool reads goes through the bounded readers of
+/// `fs_atomic.rs` (regular files only, a size cap, so a FIFO, `/dev/zero` or a 2 GB file costs
+/// a bounded time and memory). A new reader that opens a file itself fails here.
+#[test]
+fn every_file_read_goes_through_the_bounded_readers() {
+    let found = calls_outside(crate_root(), FILE_READS, &["src/fs_atomic.rs"]);
     assert!(
         found.is_empty(),
         "read through fs_atomic::read_regular / read_text instead:\n{}",
         found.join("\n")
+    );
+}
+
+/// Issue 29, class 2: every byte read from the network goes through `exchange.rs` (a size cap
+/// and a deadline over the whole exchange, so an endless, length-less or trickled answer costs
+/// a bounded time and memory). A command's pipes are read by `command.rs`, under its own caps
+/// and deadline. A new reader that reads a socket or a body itself fails here.
+#[test]
+fn every_network_read_goes_through_the_bounded_exchange() {
+    let found = calls_outside(
+        crate_root(),
+        STREAM_READS,
+        &["src/exchange.rs", "src/fs_atomic.rs", "src/command.rs"],
+    );
+    assert!(
+        found.is_empty(),
+        "read through exchange::read_stream / read_body / request instead:\n{}",
+        found.join("\n")
+    );
+}
+
+/// The two reader rules catch what they forbid, and only outside the helpers and test modules.
+#[test]
+fn the_reader_rules_catch_a_bypass() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src/store")).unwrap();
+    std::fs::write(
+        dir.path().join("src/store/new.rs"),
+        "// fs::read( in a comment\nlet text = std::fs::read_to_string(path)?;\n\
+         let body = response.into_body().collect().await?;\n#[cfg(test)]\nmod tests {\n\
+         let _ = std::fs::read(path);\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("src/exchange.rs"),
+        "let n = stream.read_to_end(&mut buffer).await?;\n",
+    )
+    .unwrap();
+    let files = calls_outside(dir.path(), FILE_READS, &["src/fs_atomic.rs"]);
+    assert_eq!(files, ["src/store/new.rs:2: `fs::read_to_string(`"]);
+    let streams = calls_outside(dir.path(), STREAM_READS, &["src/exchange.rs"]);
+    assert_eq!(
+        streams,
+        [
+            "src/store/new.rs:2: `read_to_string(`",
+            "src/store/new.rs:3: `.collect().await`",
+            "src/store/new.rs:3: `into_body()`",
+        ]
     );
 }

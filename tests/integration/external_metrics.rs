@@ -376,3 +376,129 @@ fn a_prometheus_query_scales_up_and_down_and_holds_on_no_data() {
     ))
     .assert_holds("cannot connect to Prometheus");
 }
+
+/// `tests/fixtures/hostile-http.py` on loopback, answering every request as `mode` says;
+/// stopped when dropped.
+struct HostileEndpoint {
+    child: Child,
+    url: String,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HostileEndpoint {
+    fn start(mode: &str) -> HostileEndpoint {
+        let dir = tempfile::tempdir().unwrap();
+        let port_file = dir.path().join("port");
+        let log = dir.path().join("requests.log");
+        let child = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/hostile-http.py"
+            ))
+            .args(["--mode", mode])
+            .arg("--port-file")
+            .arg(&port_file)
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(port) = std::fs::read_to_string(&port_file) {
+                break port;
+            }
+            assert!(Instant::now() < deadline, "hostile-http.py did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        HostileEndpoint {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// The methods of the requests it was sent.
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+                entry["method"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+}
+
+impl Drop for HostileEndpoint {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 29, class 2: a Prometheus whose answer never ends, is trickled a byte a second, or
+/// whose head is, costs one `metric_timeout_s` at most: the pool holds on no metric and says
+/// why, and nothing is read past the 1 MiB cap.
+#[test]
+fn a_prometheus_answer_that_never_ends_holds_the_pool() {
+    for (mode, why) in [
+        ("endless", "the answer is larger than 1 MiB"),
+        ("trickle", "no complete answer within 2s"),
+        ("trickle-head", "did not answer within 2s"),
+    ] {
+        let prometheus = HostileEndpoint::start(mode);
+        let pool = Pool::new(&format!(
+            "metric = \"prometheus\"\nprometheus_url = \"{}\"\nquery = 'sum(queue_jobs)'\nper_server = true\ntarget = 10\nmetric_timeout_s = 2\n",
+            prometheus.url
+        ));
+        let started = Instant::now();
+        pool.assert_holds(why);
+        let took = started.elapsed();
+        // Generous for a loaded machine; the trickle alone would take ~90 s.
+        assert!(took < Duration::from_secs(30), "{mode}: {took:?}");
+        assert_eq!(prometheus.requests(), ["GET"], "{mode}");
+    }
+}
+
+/// Issue 29, class 2: a webhook whose answer body never ends or is trickled costs nothing (only
+/// its status is read: the run ends as soon as it arrives); one whose head is trickled costs
+/// the sink's 10 s at most, with a warning, and never fails the run.
+#[test]
+fn a_webhook_answer_that_never_ends_costs_the_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = dir.path().join("value");
+    std::fs::write(&value, "60\n").unwrap();
+    for (mode, warned, within) in [
+        ("endless", false, Duration::from_secs(8)),
+        ("trickle", false, Duration::from_secs(8)),
+        ("trickle-head", true, Duration::from_secs(30)),
+    ] {
+        let hook = HostileEndpoint::start(mode);
+        let pool = Pool::new(&format!(
+            "metric = \"command\"\nmetric_command = [\"cat\", \"{}\"]\nper_server = true\ntarget = 10\n\n[notify]\non = [\"scaled\"]\nwebhook = \"{}/hook\"\n",
+            value.display(),
+            hook.url
+        ));
+        let started = Instant::now();
+        let run = pool.run(&[]);
+        let took = started.elapsed();
+        assert_exit(&run, 0);
+        assert!(
+            stdout(&run).contains("launch 4 instance(s) for pool web"),
+            "{mode}: {}",
+            describe(&run)
+        );
+        assert_eq!(hook.requests(), ["POST"], "{mode}");
+        assert_eq!(
+            describe(&run).contains("notify webhook failed: no answer within 10s"),
+            warned,
+            "{mode}: {}",
+            describe(&run)
+        );
+        assert!(took < within, "{mode}: {took:?}");
+    }
+}

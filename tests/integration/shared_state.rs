@@ -302,6 +302,64 @@ fn an_unreachable_store_stops_the_run_before_any_cloud_call() {
     assert_eq!(moto.all_instances().len(), before.len());
 }
 
+/// Issue 29, class 2: a state object sent without a Content-Length, endless or trickled a byte
+/// a second, fails the run within one attempt's timeout (1 s here) or at the state's size cap,
+/// before any cloud call and with haproxy.cfg untouched; never a run that hangs or fills memory.
+#[test]
+fn an_endless_or_trickled_state_object_fails_the_run_fast() {
+    let moto = Moto::start();
+    let [mut lb, _] = fleet(&moto);
+    converge(&lb);
+    let installed = sha256_of(&lb.haproxy_cfg());
+    // Endless: whichever comes first, the cap or the deadline.
+    for (fault, says) in [
+        (
+            "endless",
+            &[
+                "it is larger than 536870912 bytes",
+                "no complete answer within 1s",
+            ][..],
+        ),
+        ("trickle", &["no complete answer within 1s"]),
+    ] {
+        let scratch = tempfile::tempdir().unwrap();
+        let proxy = FaultProxy::start(
+            &moto,
+            json!([{"action": "S3:GET", "fault": fault}]),
+            scratch.path(),
+        );
+        lb.endpoint_url = proxy.url.clone();
+        lb.write();
+        let started = std::time::Instant::now();
+        let output = run(&lb);
+        let took = started.elapsed();
+        assert!(
+            matches!(output.status.code(), Some(1 | 75)),
+            "{fault}: {}",
+            describe(&output)
+        );
+        let message = stderr(&output);
+        assert!(
+            message.contains(&format!("s3://{BUCKET}/{KEY}"))
+                && says.iter().any(|says| message.contains(says)),
+            "{fault}: {message:?}"
+        );
+        // Generous for a loaded machine; a run that read the trickle whole would take ~500 s.
+        assert!(
+            took < std::time::Duration::from_secs(60),
+            "{fault}: {took:?}"
+        );
+        assert_eq!(sha256_of(&lb.haproxy_cfg()), installed, "{fault}");
+        let ec2_calls: Vec<String> = proxy
+            .requests()
+            .into_iter()
+            .map(|(_, action, _)| action)
+            .filter(|action| !action.starts_with("S3:"))
+            .collect();
+        assert!(ec2_calls.is_empty(), "{fault}: {ec2_calls:?}");
+    }
+}
+
 #[test]
 fn a_node_whose_clock_is_off_renders_but_does_not_decide() {
     let moto = Moto::start();
