@@ -96,7 +96,9 @@ impl Error {
             | Error::Template { .. }
             | Error::Trace(_)
             | Error::Simulate(_)
-            | Error::Init(crate::init::InitError::Exists(_))
+            | Error::Init(
+                crate::init::InitError::Exists(_) | crate::init::InitError::OneFileTwice(_),
+            )
             | Error::Disabled { .. } => EXIT_USAGE,
             Error::Hosts(error) if error.is_usage() => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a

@@ -6,6 +6,11 @@
 //!
 //! A target that is a symlink is written through: the file it points to is replaced (beside
 //! it), and the link stays a link.
+//!
+//! Each temporary file is locked (`flock`) by its writer from its creation until it is renamed
+//! into place or removed. A writer removes the temporary files it finds beside its target only
+//! when it can take their lock: their writer is gone (a crash). A live one (another `init` or
+//! `hosts add` at the same moment) is left alone (issue 29, class 6).
 
 use std::fs::{File, Permissions};
 use std::io::{self, Write};
@@ -60,11 +65,7 @@ impl Staged {
             .unwrap_or_default();
         let prefix = format!(".{file_name}.");
         remove_leftovers(dir, &prefix);
-        // tempfile creates the file with mode 0600, so nobody else can read it while it is written.
-        let mut temp = tempfile::Builder::new()
-            .prefix(&prefix)
-            .suffix(".tmp")
-            .tempfile_in(dir)?;
+        let mut temp = locked_temp(dir, &prefix)?;
         temp.write_all(contents)?;
         temp.as_file().sync_all()?;
         Ok(Staged {
@@ -138,8 +139,31 @@ fn refuse_non_regular(target: &Path) -> io::Result<()> {
     }
 }
 
-/// Removes temporary files a crashed run left beside a target (`.NAME.XXXXXX.tmp`). Only the
-/// holder of the run lock writes, so any such file is a leftover. Best effort.
+/// A new temporary file in `dir`, mode 0600 (nobody else can read it while it is written),
+/// locked by this process until it is renamed into place or dropped.
+fn locked_temp(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
+    use fs2::FileExt;
+    for _ in 0..8 {
+        let temp = tempfile::Builder::new()
+            .prefix(prefix)
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
+        // Blocks only while another writer holds it to see whether it is abandoned.
+        temp.as_file().lock_exclusive()?;
+        // That writer may have taken the lock between the creation and here, and removed the
+        // file: a file without a name is useless; make another.
+        if temp.as_file().metadata()?.nlink() > 0 {
+            return Ok(temp);
+        }
+    }
+    Err(io::Error::other(format!(
+        "cannot keep a temporary file in `{}`: another process removes them",
+        dir.display()
+    )))
+}
+
+/// Removes the temporary files (`.NAME.XXXXXX.tmp`) beside a target whose writer is gone: those
+/// whose lock can be taken. Best effort.
 fn remove_leftovers(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
@@ -147,19 +171,77 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(prefix) && name.ends_with(".tmp") {
-            match std::fs::remove_file(entry.path()) {
-                Ok(()) => tracing::warn!(
-                    "removed `{}`, left by an interrupted run",
-                    entry.path().display()
-                ),
-                Err(error) => tracing::warn!(
-                    "cannot remove `{}`, left by an interrupted run: {error}",
-                    entry.path().display()
-                ),
-            }
+        if !(name.starts_with(prefix) && name.ends_with(".tmp")) {
+            continue;
+        }
+        let path = entry.path();
+        // Held while removing, so that no writer can be mid-way on it.
+        let Some(_abandoned) = abandoned(&path) else {
+            continue;
+        };
+        match std::fs::remove_file(&path) {
+            Ok(()) => tracing::warn!("removed `{}`, left by an interrupted run", path.display()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => tracing::warn!(
+                "cannot remove `{}`, left by an interrupted run: {error}",
+                path.display()
+            ),
         }
     }
+}
+
+/// The temporary file at `path`, locked, when its writer is gone; `None` when a writer holds
+/// it, or it is not a regular file (never opened in a way that could block: not followed if a
+/// link, opened non-blocking).
+fn abandoned(path: &Path) -> Option<File> {
+    use fs2::FileExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits() as i32)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    file.try_lock_exclusive().ok()?;
+    Some(file)
+}
+
+/// A new file in the system's temporary folder (`$TMPDIR`), mode 0600, holding `contents`; it
+/// is removed when the returned handle is dropped.
+pub(crate) fn private_temp(
+    prefix: &str,
+    suffix: &str,
+    contents: &[u8],
+) -> io::Result<NamedTempFile> {
+    let mut temp = tempfile::Builder::new()
+        .prefix(prefix)
+        .suffix(suffix)
+        .tempfile()?;
+    temp.write_all(contents)?;
+    Ok(temp)
+}
+
+/// Opens (creating it, mode 0600) the lock file at `path`, for `flock`. Never blocks on what is
+/// there: a FIFO is opened non-blocking and refused like any file that is not regular.
+pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device, a socket or a folder)",
+        ));
+    }
+    Ok(file)
 }
 
 /// Reads a whole regular file of at most `limit` bytes. Anything else is refused before it is

@@ -17,6 +17,11 @@ pub(crate) const DEFAULT_TEMPLATE: &str = include_str!("../templates/haproxy.cfg
 pub enum InitError {
     #[error("`{0}` exists; init never overwrites a file: move it away or give another --dir")]
     Exists(PathBuf),
+    #[error(
+        "`{}` would be both the config and the template: name the config otherwise (--config)",
+        .0.display()
+    )]
+    OneFileTwice(PathBuf),
     #[error("cannot create the folder `{path}`")]
     Folder {
         path: PathBuf,
@@ -38,6 +43,10 @@ pub(crate) fn init(dir: &Path, config_name: &std::ffi::OsStr) -> Result<Vec<Path
         (dir.join(config_name), EXAMPLE_CONFIG, 0o640),
         (dir.join("haproxy.cfg.hbs"), DEFAULT_TEMPLATE, 0o644),
     ];
+    // Two outputs, one file: the second write would find the first (issue 29, class 1).
+    if files[0].0 == files[1].0 {
+        return Err(InitError::OneFileTwice(files[0].0.clone()));
+    }
     if let Some((path, _, _)) = files.iter().find(|(path, _, _)| exists(path)) {
         return Err(InitError::Exists(path.clone()));
     }

@@ -32,7 +32,7 @@ pub(crate) fn man(out_dir: Option<&Path>) -> Result<(), Error> {
     // `help` is a flag on every page, not a page of its own.
     let command = Cli::command().disable_help_subcommand(true);
     if let Some(dir) = out_dir {
-        return clap_mangen::generate_to(command, dir).map_err(|source| Error::Manual {
+        return write_pages(command, dir).map_err(|source| Error::Manual {
             dir: dir.to_owned(),
             source,
         });
@@ -42,6 +42,34 @@ pub(crate) fn man(out_dir: Option<&Path>) -> Result<(), Error> {
         .render(&mut out)
         .map_err(Error::Stdout)?;
     write_stdout(&out)
+}
+
+/// Writes the page of `command` and of each of its subcommands into `dir`, each as every output
+/// is written (atomically; never through a FIFO, a device or a folder at its name).
+fn write_pages(mut command: clap::Command, dir: &Path) -> std::io::Result<()> {
+    fn pages(command: clap::Command, into: &mut Vec<clap_mangen::Man>) {
+        for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+            pages(sub.clone(), into);
+        }
+        into.push(clap_mangen::Man::new(command));
+    }
+    command.build();
+    let mut all = Vec::new();
+    pages(command, &mut all);
+    for page in all {
+        let mut roff = Vec::new();
+        page.render(&mut roff)?;
+        let path = dir.join(page.get_filename());
+        let ownership = crate::fs_atomic::Ownership::of_existing(
+            &path,
+            crate::fs_atomic::Ownership {
+                mode: 0o644,
+                uid_gid: None,
+            },
+        )?;
+        crate::fs_atomic::write(&path, &roff, ownership)?;
+    }
+    Ok(())
 }
 
 fn write_stdout(bytes: &[u8]) -> Result<(), Error> {

@@ -291,12 +291,9 @@ pub(crate) async fn check_without_installing(
         path: path.clone(),
         source,
     };
-    let mut candidate = tempfile::Builder::new()
-        .prefix(".haproxy-autoscaler-plan-")
-        .suffix(".cfg")
-        .tempfile()
-        .map_err(stage_error)?;
-    std::io::Write::write_all(&mut candidate, rendered.as_bytes()).map_err(stage_error)?;
+    let candidate =
+        crate::fs_atomic::private_temp(".haproxy-autoscaler-plan-", ".cfg", rendered.as_bytes())
+            .map_err(stage_error)?;
     check(haproxy, candidate.path()).await
 }
 

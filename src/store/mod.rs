@@ -7,10 +7,10 @@
 //! file; saving it is atomic (invariant 2). A corrupt or newer-version state file is an error and
 //! is never reset or rewritten.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::future::Future;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
@@ -268,13 +268,7 @@ impl StateLock {
                 .create(dir)
                 .map_err(lock_error)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(lock_error)?;
+        let file = crate::fs_atomic::open_lock_file(&path).map_err(lock_error)?;
         match file.try_lock_exclusive() {
             Ok(()) => Ok(StateLock { _file: file }),
             Err(error) if error.kind() == fs2::lock_contended_error().kind() => {

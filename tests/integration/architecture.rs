@@ -286,6 +286,38 @@ const STREAM_READS: &[&str] = &[
     "BodyExt",
 ];
 
+/// Writing a file by itself.
+const FILE_WRITES: &[&str] = &[
+    "fs::write(",
+    "File::create(",
+    "OpenOptions",
+    "generate_to(",
+    "fs::copy(",
+    ".persist(",
+    "persist_noclobber(",
+    "NamedTempFile",
+    "tempfile::Builder",
+];
+
+/// Issue 29, class 1: every file the tool writes goes through `fs_atomic.rs`, the one guard that
+/// never replaces nor opens a FIFO, a device, a socket or a folder (at the path or at the end of
+/// its symlinks), writes atomically, and leaves other writers' temporary files alone. A new
+/// writer that creates or opens a file itself fails here. (`failpoint.rs` marks a reached fail
+/// point for the tests, only in builds with the `failpoints` feature.)
+#[test]
+fn every_file_write_goes_through_the_one_guard() {
+    let found = calls_outside(
+        crate_root(),
+        FILE_WRITES,
+        &["src/fs_atomic.rs", "src/failpoint.rs"],
+    );
+    assert!(
+        found.is_empty(),
+        "write through fs_atomic::write / Staged instead:\n{}",
+        found.join("\n")
+    );
+}
+
 /// Issue 29, class 2: every file the tool reads goes through the bounded readers of
 /// `fs_atomic.rs` (regular files only, a size cap, so a FIFO, `/dev/zero` or a 2 GB file costs
 /// a bounded time and memory). A new reader that opens a file itself fails here.
@@ -317,9 +349,9 @@ fn every_network_read_goes_through_the_bounded_exchange() {
     );
 }
 
-/// The two reader rules catch what they forbid, and only outside the helpers and test modules.
+/// The reader and writer rules catch what they forbid, and only outside the helpers and test modules.
 #[test]
-fn the_reader_rules_catch_a_bypass() {
+fn the_reader_and_writer_rules_catch_a_bypass() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("src/store")).unwrap();
     std::fs::write(
@@ -336,6 +368,13 @@ fn the_reader_rules_catch_a_bypass() {
     .unwrap();
     let files = calls_outside(dir.path(), FILE_READS, &["src/fs_atomic.rs"]);
     assert_eq!(files, ["src/store/new.rs:2: `fs::read_to_string(`"]);
+    std::fs::write(
+        dir.path().join("src/notify.rs"),
+        "let file = std::fs::OpenOptions::new().append(true).open(path)?;\n",
+    )
+    .unwrap();
+    let writes = calls_outside(dir.path(), FILE_WRITES, &["src/fs_atomic.rs"]);
+    assert_eq!(writes, ["src/notify.rs:1: `OpenOptions`"]);
     let streams = calls_outside(dir.path(), STREAM_READS, &["src/exchange.rs"]);
     assert_eq!(
         streams,

@@ -11,6 +11,7 @@ mod files;
 mod haproxy;
 mod hostile;
 mod hostile_classes;
+mod hostile_newer;
 mod moto;
 mod operator;
 mod plan_output;
