@@ -49,6 +49,11 @@ pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<Stri
     };
     let io = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::TimedOut => timed_out(),
+        // As `show stat`'s parser words it, which a cut answer reached before.
+        std::io::ErrorKind::FileTooLarge => RuntimeError::Stats {
+            source_name: socket.to_owned(),
+            source: StatsError::TooLarge(stats::MAX_STATS_BYTES + 1),
+        },
         _ => RuntimeError::Io {
             socket: socket.to_owned(),
             source,
@@ -88,9 +93,8 @@ async fn one_command(
     stream.shutdown().await?;
     let answer =
         crate::exchange::read_stream(stream, stats::MAX_STATS_BYTES as u64, deadline).await?;
-    String::from_utf8(answer).map_err(|_| {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, "the answer is not UTF-8")
-    })
+    String::from_utf8(answer)
+        .map_err(|error| std::io::Error::new(std::io::ErrorKind::InvalidData, error))
 }
 
 /// The running worker's `show info`.
