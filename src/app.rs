@@ -49,8 +49,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             };
             let written = crate::init::init(&dir, &name)?;
             if cli.format == crate::cli::Format::Json {
-                let document = serde_json::json!({"mode": "init", "written": written});
-                crate::report::out(format_args!("{document:#}"));
+                crate::report::out_json(&serde_json::json!({"mode": "init", "written": written}));
             } else if !cli.quiet {
                 for path in &written {
                     crate::report::out(format_args!("wrote {}", path.display()));

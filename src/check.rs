@@ -155,9 +155,7 @@ async fn online(
 
 fn print(cli: &Cli, findings: &Findings) {
     if cli.format == crate::cli::Format::Json {
-        if let Ok(text) = serde_json::to_string_pretty(findings) {
-            crate::report::out(format_args!("{text}"));
-        }
+        crate::report::out_json(findings);
         return;
     }
     for warning in &findings.warnings {

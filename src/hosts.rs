@@ -198,9 +198,7 @@ fn listed_host(pool: &PoolConfig, host: HostFile) -> Listed {
 
 fn print_list(cli: &Cli, listed: &[Listed]) {
     if cli.format == Format::Json {
-        if let Ok(text) = serde_json::to_string_pretty(listed) {
-            crate::report::out(format_args!("{text}"));
-        }
+        crate::report::out_json(&listed);
         return;
     }
     let width = |pick: fn(&Listed) -> &str, title: &str| {
@@ -232,7 +230,7 @@ fn print_list(cli: &Cli, listed: &[Listed]) {
 /// What a change did: `line` in text, `document` with `--format json`.
 fn say(cli: &Cli, line: &str, document: serde_json::Value) {
     if cli.format == Format::Json {
-        crate::report::out(format_args!("{document:#}"));
+        crate::report::out_json(&document);
     } else if !cli.quiet {
         crate::report::out(format_args!("{line}"));
     }

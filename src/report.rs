@@ -1,5 +1,13 @@
 //! What the operator reads: a run's report in text or JSON on stdout, warnings and errors on
 //! stderr. Printing never fails a run: a closed stdout or stderr loses the text, not the work.
+//!
+//! Every byte the tool prints goes through the writers here (issue 29, class 4): a line of text
+//! through [`printable`](crate::model::text::printable) (control characters, C1 and Unicode's
+//! bidi and format controls escaped visibly), a JSON document through
+//! [`json_printable`](crate::model::text::json_printable) (the same characters as JSON `\uXXXX`
+//! escapes: the same document to a parser). Text from outside (a command's output, a host file,
+//! an error quoting a config value) cannot drive the terminal whoever formats it.
+//! `tests/integration/architecture.rs` fails when code elsewhere prints by itself.
 
 use std::fmt;
 use std::io::Write;
@@ -77,7 +85,7 @@ pub fn print_error(cli: &Cli, error: &Error) {
         source = cause.source();
     }
     if cli.format == Format::Json {
-        let document = serde_json::json!({
+        out_json(&serde_json::json!({
             "mode": Mode::of(cli),
             "changes": false,
             "error": {
@@ -85,11 +93,7 @@ pub fn print_error(cli: &Cli, error: &Error) {
                 "causes": causes,
                 "exit_code": error.exit_code(),
             },
-        });
-        let mut stdout = std::io::stdout().lock();
-        let _ = serde_json::to_writer_pretty(&mut stdout, &document)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(stdout));
+        }));
     }
     // A `hosts` command is typed by a person, who is owed the reason it did nothing.
     let typed = matches!(cli.command, Some(crate::cli::Command::Hosts(_)));
@@ -106,26 +110,59 @@ pub fn print_error(cli: &Cli, error: &Error) {
     }
 }
 
-/// One line on stderr. A closed or broken stderr (a pipe nobody reads) loses the line, never
-/// the run: `eprintln!` would panic, and the run would exit 101 after doing its work.
-pub fn say(line: std::fmt::Arguments<'_>) {
+/// One line on stderr, made printable. A closed or broken stderr (a pipe nobody reads) loses
+/// the line, never the run: `eprintln!` would panic, and the run would exit 101 after doing its
+/// work.
+pub fn say(line: fmt::Arguments<'_>) {
+    let line = crate::model::text::printable(&line.to_string());
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// One line on stdout; a reader that went away (`| head -1`) ends the output, not the process
-/// (`println!` would panic and exit 101).
-pub fn out(line: std::fmt::Arguments<'_>) {
+/// One line on stdout, made printable; a reader that went away (`| head -1`) ends the output,
+/// not the process (`println!` would panic and exit 101).
+pub fn out(line: fmt::Arguments<'_>) {
+    out_text(&format!("{line}\n"));
+}
+
+/// `text` (lines, each with its newline) on stdout, made printable.
+pub fn out_text(text: &str) {
+    let text = crate::model::text::printable(text);
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// A JSON document on stdout, pretty, with every character a terminal would act on escaped.
+pub fn out_json(document: &impl Serialize) {
+    if let Ok(text) = serde_json::to_string_pretty(document) {
+        let text = crate::model::text::json_printable(&text);
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+    }
+}
+
+/// A line on stdout as is: only for `status`' table, whose state cells are coloured with
+/// escape sequences of its own and whose other cells it makes printable itself.
+pub(crate) fn out_styled(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-pub fn print(cli: &Cli, report: &Report) {
+/// Bytes the binary generates from its own definitions (the manual page, completion scripts),
+/// on stdout as they are; a failure to write them is the command's failure.
+pub(crate) fn out_generated(bytes: &[u8]) -> Result<(), Error> {
     let mut stdout = std::io::stdout().lock();
-    // A closed stdout (`| head`) must not turn a successful run into a failure.
-    let _ = match cli.format {
-        Format::Json => serde_json::to_writer_pretty(&mut stdout, report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(stdout)),
-        Format::Text if cli.plan => write!(stdout, "{}", report.plan),
+    stdout
+        .write_all(bytes)
+        .and_then(|()| stdout.flush())
+        .map_err(Error::Stdout)
+}
+
+/// Whether stdout is a terminal (for colour).
+pub(crate) fn stdout_is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+pub fn print(cli: &Cli, report: &Report) {
+    match cli.format {
+        Format::Json => out_json(report),
+        Format::Text if cli.plan => out_text(&report.plan.to_string()),
         Format::Text => {
             if !cli.quiet {
                 for warning in &report.plan.warnings {
@@ -138,15 +175,12 @@ pub fn print(cli: &Cli, report: &Report) {
                         tracing::info!("{line}");
                     }
                 }
+                for action in &report.plan.actions {
+                    out(format_args!("{action}"));
+                }
             }
-            report
-                .plan
-                .actions
-                .iter()
-                .filter(|_| !cli.quiet)
-                .try_for_each(|action| writeln!(stdout, "{action}"))
         }
-    };
+    }
 }
 
 impl fmt::Display for Action {

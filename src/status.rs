@@ -5,7 +5,6 @@
 //! only: no lock, no cloud. A stats socket that cannot be read exits 1 after the state's view.
 
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 
 use serde::Serialize;
 
@@ -273,13 +272,11 @@ fn pool_view(
 
 fn print(cli: &Cli, view: &View, no_run_yet: bool) {
     if cli.format == Format::Json {
-        if let Ok(text) = serde_json::to_string_pretty(view) {
-            crate::report::out(format_args!("{text}"));
-        }
+        crate::report::out_json(view);
         return;
     }
     // NO_COLOR counts when it is set and not empty (no-color.org); a dumb terminal gets none.
-    let colour = std::io::stdout().is_terminal()
+    let colour = crate::report::stdout_is_terminal()
         && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
         && std::env::var_os("TERM").is_none_or(|term| term != "dumb");
     let paint = |word: &str| -> String {
@@ -314,6 +311,7 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
             .servers
             .iter()
             .map(|server| {
+                // Made printable here, as the line goes out as is for its colours.
                 [
                     server.name.clone(),
                     server.haproxy.clone().unwrap_or_else(|| "-".to_owned()),
@@ -326,6 +324,7 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
                         None => server.role.clone(),
                     },
                 ]
+                .map(|cell| crate::model::text::printable(&cell))
             })
             .collect();
         let widths: Vec<usize> = (0..7)
@@ -346,7 +345,7 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
                 text.push_str(&format!("  {:<w$}", cells[i], w = widths[i]));
             }
             text.push_str(&format!("  {}", cells[6]));
-            crate::report::out(format_args!("{}", text.trim_end()));
+            crate::report::out_styled(text.trim_end());
         };
         line(header, header[1].to_owned());
         for row in &rows {

@@ -18,6 +18,8 @@
 //! - no node installs a haproxy.cfg it already runs (nothing makes a node reload for another
 //!   node's commit or a lost race).
 
+#![cfg(test)]
+
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

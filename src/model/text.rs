@@ -23,6 +23,26 @@ pub fn escaped_except(text: &str, keep: &[char]) -> String {
         .collect()
 }
 
+/// A JSON document with every character [`printable`] escapes written as a JSON `\uXXXX`
+/// escape (a surrogate pair past U+FFFF): the same document to a parser, nothing a terminal acts
+/// on. serde_json escapes C0 itself, but leaves DEL, C1 and Unicode's format characters raw.
+/// Such characters only ever stand inside strings in serde_json's output; its newlines between
+/// tokens are kept.
+pub fn json_printable(json: &str) -> String {
+    let mut safe = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c != '\n' && (c.is_control() || crate::model::is_format_character(c)) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                safe.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
+}
+
 /// An instance id as it may be shown on a terminal: as is when it is plain, else quoted with
 /// its control and format characters escaped (an id could carry an escape sequence that retitles
 /// or clears the operator's terminal).
@@ -34,5 +54,53 @@ pub fn shown(id: &str) -> String {
         id.to_owned()
     } else {
         format!("{id:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nothing a terminal acts on: no control character but the newline, no format character.
+    fn inert(text: &str) -> bool {
+        text.chars()
+            .all(|c| c == '\n' || !(c.is_control() || crate::model::is_format_character(c)))
+    }
+
+    #[test]
+    fn json_keeps_the_document_and_escapes_what_a_terminal_acts_on() {
+        let value = serde_json::json!({
+            "id": "i-1\u{1b}]0;owned\u{7}",
+            "text": "a\u{7f}b\u{85}c\u{202e}d\u{2066}e\u{feff}f\u{e0001}g",
+            "plain": "ünïcode ✓",
+        });
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let safe = json_printable(&pretty);
+        assert!(inert(&safe), "{safe}");
+        assert!(
+            safe.contains("\\u007f") && safe.contains("\\u202e"),
+            "{safe}"
+        );
+        // Past U+FFFF, a surrogate pair.
+        assert!(safe.contains("\\udb40\\udc01"), "{safe}");
+        assert!(safe.contains("ünïcode ✓"), "{safe}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, value);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_survives_json_printable(text in "\\PC*|[\\x00-\\x{9f}\\u{200b}-\\u{206f}\\u{feff}]*") {
+            let json = serde_json::to_string(&serde_json::json!({ "text": text })).unwrap();
+            let safe = json_printable(&json);
+            proptest::prop_assert!(inert(&safe));
+            let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+            proptest::prop_assert_eq!(back["text"].as_str().unwrap(), text.as_str());
+        }
+
+        #[test]
+        fn printable_text_is_inert(text in "[\\x00-\\x{9f}\\u{200b}-\\u{206f}a-z]*") {
+            proptest::prop_assert!(inert(&printable(&text).replace('\t', " ")));
+        }
     }
 }

@@ -1,8 +1,6 @@
 //! `haproxy-autoscaler simulate`: reads the config and the trace, runs the simulation, prints
 //! its figures (text or JSON) and draws the plot.
 
-use std::io::Write;
-
 use serde::Serialize;
 
 use super::SimulateError;
@@ -85,16 +83,14 @@ pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
         settings,
         figures: &outcome.figures,
     };
-    let mut stdout = std::io::stdout().lock();
     // The figures first: a plot that cannot be written does not lose them.
-    let _ = match cli.format {
-        Format::Json => serde_json::to_writer_pretty(&mut stdout, &report)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writeln!(stdout)),
-        Format::Text if cli.quiet => Ok(()),
-        Format::Text => write!(stdout, "{}", text(&report, &trace, args.capacity.is_none())),
-    };
-    drop(stdout);
+    match cli.format {
+        Format::Json => crate::report::out_json(&report),
+        Format::Text if cli.quiet => {}
+        Format::Text => {
+            crate::report::out_text(&text(&report, &trace, args.capacity.is_none()));
+        }
+    }
     if let Some(path) = &args.plot {
         let title = format!("pool {}, {}", pool.name, policy_name(&scaling.policy));
         plot::draw(path, &outcome, settings, &title).map_err(Error::Plot)?;

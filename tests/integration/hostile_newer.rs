@@ -174,3 +174,108 @@ fn class_6_concurrent_writers_never_remove_each_others_temporary_files() {
     assert!(!stderr(&output).contains("live01"), "{}", describe(&output));
     drop(held);
 }
+
+/// Nothing a terminal acts on: no control character but newlines and tabs, no C1, no bidi or
+/// format character.
+fn inert(text: &str) -> bool {
+    text.chars().all(|c| {
+        c == '\n'
+            || c == '\t'
+            || !(c.is_control() || haproxy_autoscaler::model::is_format_character(c))
+    })
+}
+
+/// Class 4: text from outside never reaches the terminal raw, in text or in JSON: a host
+/// file's control bytes in `hosts list`, a config value with a right-to-left override in the
+/// error that refuses it, a metric command's output with ESC, BEL, NUL, SOH and CR in `--plan`
+/// and `check`. Each JSON document still parses to the outside text, escaped only for the
+/// terminal.
+#[test]
+fn class_4_outside_text_reaches_the_terminal_escaped_in_text_and_json() {
+    let hostile = "\u{1b}]0;owned\u{7}\u{0}\u{1}\r\u{7f}\u{85}\u{202e}gnp.exe";
+    // A host file with control bytes: listed, and left out, escaped.
+    let mut site = Site::new(ONE_INSTANCE);
+    site.haproxy = QUICK_CHECK.to_owned();
+    site.pools = "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n".to_owned();
+    std::fs::create_dir(site.path("etc/hosts.d")).unwrap();
+    std::fs::write(site.path("etc/hosts.d/web-1"), "127.0.0.1:9001\n").unwrap();
+    std::fs::write(site.path("etc/hosts.d/bad"), format!("{hostile}\n")).unwrap();
+    let mut outputs = Vec::new();
+    for args in [
+        &["hosts", "list"][..],
+        &["hosts", "list", "--format", "json"],
+        &["--plan"],
+        &["--plan", "--format", "json"],
+    ] {
+        let output = site.run(args);
+        assert_exit(&output, 0);
+        outputs.push((format!("hosts file, {args:?}"), output));
+    }
+    let listed: serde_json::Value = serde_json::from_slice(&outputs[1].1.stdout).unwrap();
+    let bad = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|host| host["name"] == "bad")
+        .unwrap();
+    assert!(
+        bad["address"].as_str().unwrap().contains(hostile),
+        "JSON keeps the text: {bad}"
+    );
+
+    // A config value with U+202E: refused, the value escaped in the error.
+    let mut site = Site::new(ONE_INSTANCE);
+    site.haproxy = QUICK_CHECK.to_owned();
+    // TOML's escapes for the same characters (a TOML string cannot hold them raw).
+    let escaped = "\\u001b]0;owned\\u0007\\u0000\\u0001\\r\\u007f\\u0085\\u202egnp.exe";
+    site.pools = site
+        .pools
+        .replace("name = \"web\"", &format!("name = \"web{escaped}\""));
+    for args in [&[][..], &["--format", "json"], &["check"]] {
+        let output = site.run(args);
+        assert_exit(&output, 2);
+        outputs.push((format!("config value, {args:?}"), output));
+    }
+
+    // A metric command printing control characters: --plan holds and says why, check warns.
+    let mut site = Site::new(ONE_INSTANCE);
+    site.haproxy = QUICK_CHECK.to_owned();
+    std::fs::write(site.path("etc/metric"), format!("{hostile}\n")).unwrap();
+    // The pool can launch and terminate (`false`: the plan holds, nothing is called).
+    site.pools
+        .push_str("launch = [\"false\"]\nterminate = [\"false\"]\n");
+    site.pools.push_str(&format!(
+        "[pool.scaling]\nmin = 1\nmax = 3\nmetric = \"command\"\nmetric_command = [\"cat\", \"{}\"]\nper_server = true\ntarget = 10\n",
+        site.path("etc/metric").display()
+    ));
+    for args in [
+        &["--plan"][..],
+        &["--plan", "--format", "json"],
+        &["check", "--offline"],
+        &["check", "--format", "json"],
+    ] {
+        let output = site.run(args);
+        outputs.push((format!("metric command, {args:?}"), output));
+    }
+    for (label, output) in &outputs {
+        for (stream, text) in [("stdout", stdout(output)), ("stderr", stderr(output))] {
+            assert!(inert(&text), "{label}, {stream}: {text:?}");
+        }
+        if label.contains("json") {
+            serde_json::from_slice::<serde_json::Value>(&output.stdout)
+                .unwrap_or_else(|error| panic!("{label}: {error}: {}", describe(output)));
+        }
+    }
+    // And they said something about it.
+    let said = |label: &str, needle: &str| {
+        let (_, output) = outputs.iter().find(|(l, _)| l == label).unwrap();
+        assert!(
+            describe(output).contains(needle),
+            "{label}: {}",
+            describe(output)
+        );
+    };
+    said("hosts file, [\"hosts\", \"list\"]", "\\u{202e}gnp.exe");
+    said("config value, []", "\\u{202e}");
+    said("metric command, [\"--plan\"]", "no metric this run");
+}
