@@ -279,3 +279,99 @@ fn class_4_outside_text_reaches_the_terminal_escaped_in_text_and_json() {
     said("config value, []", "\\u{202e}");
     said("metric command, [\"--plan\"]", "no metric this run");
 }
+
+/// Class 3: one bad item never stops the others nor poisons later runs. Host files that are not
+/// UTF-8, too large (2 MB) or not `ADDRESS:PORT` are left out with a warning each while the good
+/// ones are synced, listed and planned; counters carried from a previous metrics file that are
+/// `NaN`, `1e400` (infinite) or negative start again from 0 with a warning, and the others go on.
+#[test]
+fn class_3_one_bad_item_never_stops_the_others() {
+    let mut site = Site::new(ONE_INSTANCE);
+    site.haproxy = QUICK_CHECK.to_owned();
+    site.top = format!(
+        "metrics_file = \"{}\"\n",
+        site.path("state/metrics.prom").display()
+    );
+    site.pools = "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n".to_owned();
+    let hosts = site.path("etc/hosts.d");
+    std::fs::create_dir(&hosts).unwrap();
+    std::fs::write(hosts.join("web-1"), "127.0.0.1:9001\n").unwrap();
+    std::fs::write(hosts.join("web-2"), "127.0.0.1:9002\n").unwrap();
+    std::fs::write(hosts.join("latin1"), b"127.0.0.1:9003 # caf\xe9\n").unwrap();
+    std::fs::write(hosts.join("huge"), vec![b'1'; 2 << 20]).unwrap();
+    std::fs::write(hosts.join("garbage"), "not an address at all\n").unwrap();
+    std::fs::write(
+        site.path("state/metrics.prom"),
+        "haproxy_autoscaler_reloads_total NaN\nhaproxy_autoscaler_launched_instances_total 1e400\n\
+         haproxy_autoscaler_runs_total{result=\"failure\"} -3\nhaproxy_autoscaler_runs_total{result=\"success\"} 41\n",
+    )
+    .unwrap();
+
+    let list = site.run(&["hosts", "list"]);
+    assert_exit(&list, 0);
+    // A file that cannot be read as a host is warned about; one that reads but is not a host
+    // is listed with why a run leaves it out.
+    for (name, why) in [
+        ("latin1", "it is not valid UTF-8"),
+        ("huge", "larger than 65536 bytes"),
+    ] {
+        assert!(
+            stderr(&list).contains(&format!("hosts.d/{name}` left out: {why}")),
+            "{name}: {}",
+            describe(&list)
+        );
+    }
+    assert!(
+        stdout(&list)
+            .lines()
+            .any(|line| line.contains("garbage") && line.contains("left out")),
+        "{}",
+        describe(&list)
+    );
+    for name in ["web-1", "web-2"] {
+        assert!(stdout(&list).contains(name), "{}", describe(&list));
+    }
+    let plan = site.run(&["--plan"]);
+    assert_exit(&plan, 0);
+    assert!(
+        stdout(&plan).contains("add server web/web-1")
+            && stdout(&plan).contains("add server web/web-2"),
+        "{}",
+        describe(&plan)
+    );
+
+    let run = site.run(&[]);
+    assert_exit(&run, 0);
+    let installed = site.installed();
+    assert!(
+        installed.contains("127.0.0.1:9001") && installed.contains("127.0.0.1:9002"),
+        "{installed}"
+    );
+    assert!(!installed.contains("9003"), "{installed}");
+    for name in ["latin1", "huge", "garbage"] {
+        assert!(
+            stderr(&run).contains(&format!("{name}`")),
+            "{name}: {}",
+            describe(&run)
+        );
+    }
+    let metrics = std::fs::read_to_string(site.path("state/metrics.prom")).unwrap();
+    for (series, value) in [
+        ("haproxy_autoscaler_reloads_total ", "1"),
+        ("haproxy_autoscaler_launched_instances_total ", "0"),
+        ("haproxy_autoscaler_runs_total{result=\"failure\"} ", "0"),
+        ("haproxy_autoscaler_runs_total{result=\"success\"} ", "42"),
+    ] {
+        assert!(
+            metrics.contains(&format!("{series}{value}\n")),
+            "{series}{value}:\n{metrics}"
+        );
+    }
+    for counter in ["reloads_total", "launched_instances_total", "runs_total"] {
+        assert!(
+            stderr(&run).contains(counter) && stderr(&run).contains("starts again from 0"),
+            "{counter}: {}",
+            describe(&run)
+        );
+    }
+}
