@@ -190,9 +190,15 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
     }
 }
 
-/// The temporary file at `path`, locked, when its writer is gone; `None` when a writer holds
-/// it, or it is not a regular file (never opened in a way that could block: not followed if a
-/// link, opened non-blocking).
+/// How old a temporary file must be before it can be taken for abandoned. A writer locks its
+/// file at once after creating it; in that instant the lock cannot tell a file being created
+/// from an abandoned one, its age can.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The temporary file at `path`, locked, when its writer is gone: unlocked, and last written
+/// [`ABANDONED_AFTER`] ago or more. `None` when a writer holds it or may be about to, or it is
+/// not a regular file (never opened in a way that could block: not followed if a link, opened
+/// non-blocking).
 fn abandoned(path: &Path) -> Option<File> {
     use fs2::FileExt;
     use std::os::unix::fs::OpenOptionsExt;
@@ -202,7 +208,9 @@ fn abandoned(path: &Path) -> Option<File> {
         .custom_flags(flags.bits() as i32)
         .open(path)
         .ok()?;
-    if !file.metadata().ok()?.is_file() {
+    let metadata = file.metadata().ok()?;
+    let age = metadata.modified().ok()?.elapsed().unwrap_or_default();
+    if !metadata.is_file() || age < ABANDONED_AFTER {
         return None;
     }
     file.try_lock_exclusive().ok()?;
@@ -224,10 +232,24 @@ pub(crate) fn private_temp(
     Ok(temp)
 }
 
-/// Opens (creating it, mode 0600) the lock file at `path`, for `flock`. Never blocks on what is
-/// there: a FIFO is opened non-blocking and refused like any file that is not regular.
+/// Opens (creating it, mode 0600) the lock file at `path`, for `flock`. What is there must be a
+/// regular file (or nothing), directly or at the end of its symlinks: anything else is refused
+/// before it is opened (opening a device can act on it). The open itself is non-blocking, and
+/// what was opened is checked again, in case it was swapped in between.
 pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let not_regular = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device, a socket or a folder)",
+        )
+    };
+    match std::fs::metadata(path) {
+        Ok(metadata) if !metadata.is_file() => return Err(not_regular()),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error),
+    }
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -236,10 +258,7 @@ pub(crate) fn open_lock_file(path: &Path) -> io::Result<File> {
         .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
         .open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "not a regular file (a FIFO, a device, a socket or a folder)",
-        ));
+        return Err(not_regular());
     }
     Ok(file)
 }
@@ -405,12 +424,16 @@ mod tests {
     fn leftovers_of_a_crashed_run_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("haproxy.cfg");
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         for name in [".haproxy.cfg.Ab12Cd.tmp", ".haproxy.cfg.bak.x1y2z3.tmp"] {
-            std::fs::write(dir.path().join(name), "half").unwrap();
+            let file = File::create(dir.path().join(name)).unwrap();
+            file.set_modified(an_hour_ago).unwrap();
         }
         for name in ["haproxy.cfg.bak", ".other.cfg.Ab12Cd.tmp", "notes.tmp"] {
             std::fs::write(dir.path().join(name), "keep").unwrap();
         }
+        // Just created: its writer may not hold its lock yet.
+        std::fs::write(dir.path().join(".haproxy.cfg.Fresh1.tmp"), "").unwrap();
         write(&target, b"new", Ownership::PRIVATE).unwrap();
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -420,6 +443,7 @@ mod tests {
         assert_eq!(
             names,
             [
+                ".haproxy.cfg.Fresh1.tmp",
                 ".other.cfg.Ab12Cd.tmp",
                 "haproxy.cfg",
                 "haproxy.cfg.bak",

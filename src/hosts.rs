@@ -122,8 +122,10 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
             let (pool, dir) = pick(&config, pool.as_deref())?;
             let _lock = StateLock::acquire(&config.state_path)?;
             let path = static_hosts::host_path(&dir, name);
-            // Only a host file: a name like `..` or `a/b` never reaches the file system.
-            if !is_server_name(name) || !path.is_file() {
+            // Any entry but a folder (a FIFO, a link, dangling or not, is removed itself: what a
+            // link points to is not touched); a name like `..` or `a/b` never reaches the file
+            // system.
+            if !is_server_name(name) || !path.symlink_metadata().is_ok_and(|meta| !meta.is_dir()) {
                 return Err(HostsError::Missing {
                     pool: pool.name.clone(),
                     name: name.clone(),
@@ -167,16 +169,27 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
 }
 
 fn listed_host(pool: &PoolConfig, host: HostFile) -> Listed {
+    let endpoint = match host.endpoint {
+        Ok(endpoint) => endpoint,
+        Err(unreadable) => {
+            return Listed {
+                pool: pool.name.clone(),
+                name: host.name,
+                address: "-".to_owned(),
+                problem: Some(unreadable),
+            };
+        }
+    };
     // A file that holds only an address (written by hand) is served on the pool's port.
-    let served = if host.endpoint.contains(':') && !host.endpoint.ends_with(']') {
-        host.endpoint.clone()
+    let served = if endpoint.contains(':') && !endpoint.ends_with(']') {
+        endpoint.clone()
     } else {
-        format!("{}:{}", host.endpoint, pool.port)
+        format!("{endpoint}:{}", pool.port)
     };
     let address = if parse_host_port(&served).is_some() {
         served.clone()
     } else {
-        host.endpoint.clone()
+        endpoint.clone()
     };
     let problem = if !is_server_name(&host.name) {
         Some("the file name cannot be an HAProxy server name".to_owned())

@@ -179,8 +179,11 @@ pub(crate) fn save_failing(state_path: &std::path::Path, failing: Option<Failing
     }
 }
 
-/// Logs every notification and sends the subscribed ones to the configured sinks.
+/// Logs every notification and sends the subscribed ones to the configured sinks. A sink that
+/// timed out is not tried again in this run (each try would cost the run another
+/// [`SINK_TIMEOUT`]); what it missed is counted in one warning.
 pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
+    let (mut command_down, mut webhook_down) = (None::<usize>, None::<usize>);
     for notification in notifications {
         match notification.event {
             // The run prints its own error and warnings once; logging them again would say
@@ -195,15 +198,32 @@ pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
             continue;
         }
         let body = serde_json::to_string(notification).expect("notifications serialize");
-        if let Some(argv) = &notify.command
-            && let Err(error) = run_command(argv, &body).await
-        {
-            tracing::warn!("notify command: {error}");
+        if let Some(argv) = &notify.command {
+            if let Some(missed) = command_down.as_mut() {
+                *missed += 1;
+            } else if let Err(error) = run_command(argv, &body).await {
+                tracing::warn!("notify command: {error}");
+                if error.is_timeout() {
+                    command_down = Some(0);
+                }
+            }
         }
-        if let Some(webhook) = &notify.webhook
-            && let Err(error) = post(webhook.expose(), body).await
-        {
-            tracing::warn!("notify webhook failed: {error}");
+        if let Some(webhook) = &notify.webhook {
+            if let Some(missed) = webhook_down.as_mut() {
+                *missed += 1;
+            } else if let Err(error) = post(webhook.expose(), body).await {
+                tracing::warn!("notify webhook failed: {error}");
+                if error.is_timeout() {
+                    webhook_down = Some(0);
+                }
+            }
+        }
+    }
+    for (sink, missed) in [("command", command_down), ("webhook", webhook_down)] {
+        if let Some(missed) = missed.filter(|missed| *missed > 0) {
+            tracing::warn!(
+                "notify {sink}: {missed} more notification(s) not sent this run: it timed out"
+            );
         }
     }
 }
@@ -224,6 +244,16 @@ enum SinkError {
     Request { connect: bool },
     #[error("answered {0}")]
     Status(http::StatusCode),
+}
+
+impl SinkError {
+    /// The sink took the whole [`SINK_TIMEOUT`] and did not answer.
+    fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Timeout | SinkError::Command(CommandError::Timeout { .. })
+        )
+    }
 }
 
 async fn run_command(argv: &[String], body: &str) -> Result<(), SinkError> {

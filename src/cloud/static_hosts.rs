@@ -13,39 +13,38 @@ use crate::model::{Instance, InstanceState};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct HostFile {
     pub(crate) name: String,
-    /// The file's first line, trimmed: `ADDRESS:PORT`.
-    pub(crate) endpoint: String,
+    /// The file's first line, trimmed: `ADDRESS:PORT`; or why the file cannot be read as a
+    /// host (not a regular file, not UTF-8, too large).
+    pub(crate) endpoint: Result<String, String>,
 }
 
 /// The largest host file read (it holds one `ADDRESS:PORT` line).
 const HOST_FILE_LIMIT: u64 = 64 * 1024;
 
-/// The host files of `dir`, sorted by name; a file that cannot be read (not UTF-8, too large)
-/// is left out with a warning.
+/// The host files of `dir`, sorted by name. A symlink is followed (a host file may be a link
+/// to one kept elsewhere). An entry that cannot be read as a host (a FIFO, a device, a folder,
+/// a dangling link, bytes that are not UTF-8, a file too large) is never read past its bound,
+/// is warned about, and is returned with the reason: one bad entry never hides the others, nor
+/// itself (issue 29, classes 2 and 3).
 pub(crate) fn read_hosts(dir: &Path) -> std::io::Result<Vec<HostFile>> {
     let mut hosts = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || !entry.file_type()?.is_file() {
+        if name.starts_with('.') {
             continue;
         }
-        // Bounded, and one bad file is left out with a warning, never the whole folder (issue
-        // 29, classes 2 and 3).
-        let text = match crate::fs_atomic::read_text(&entry.path(), HOST_FILE_LIMIT) {
-            Ok(text) => text,
+        let endpoint = match crate::fs_atomic::read_text(&entry.path(), HOST_FILE_LIMIT) {
+            Ok(text) => Ok(text.lines().next().unwrap_or("").trim().to_owned()),
             Err(error) => {
                 tracing::warn!(
                     "host file `{}` left out: {error}",
                     crate::model::text::shown(&entry.path().display().to_string())
                 );
-                continue;
+                Err(error.to_string())
             }
         };
-        hosts.push(HostFile {
-            name,
-            endpoint: text.lines().next().unwrap_or("").trim().to_owned(),
-        });
+        hosts.push(HostFile { name, endpoint });
     }
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(hosts)
@@ -66,8 +65,10 @@ pub(crate) fn list(pool: &PoolConfig, dir: &Path) -> Result<Vec<Instance>, Cloud
     })?;
     Ok(hosts
         .into_iter()
-        .map(|host| {
-            let (address, port) = match host.endpoint.rsplit_once(':') {
+        // Unreadable entries were warned about as they were read.
+        .filter_map(|host| Some((host.name, host.endpoint.ok()?)))
+        .map(|(name, endpoint)| {
+            let (address, port) = match endpoint.rsplit_once(':') {
                 Some((address, port)) => match port.parse::<u16>() {
                     // `[::1]:8080`: the address is what is inside the brackets.
                     Ok(port) => (
@@ -78,12 +79,12 @@ pub(crate) fn list(pool: &PoolConfig, dir: &Path) -> Result<Vec<Instance>, Cloud
                             .to_owned(),
                         Some(port),
                     ),
-                    Err(_) => (host.endpoint.clone(), None),
+                    Err(_) => (endpoint.clone(), None),
                 },
-                None => (host.endpoint.clone(), None),
+                None => (endpoint.clone(), None),
             };
             Instance {
-                id: host.name,
+                id: name,
                 state: InstanceState::Running,
                 private_ip: Some(address),
                 public_ip: None,
@@ -106,17 +107,46 @@ pub(crate) fn host_path(dir: &Path, name: &str) -> PathBuf {
 mod tests {
     use super::*;
 
-    /// Issue 29, classes 2 and 3: a host file that is not UTF-8, or too large, is left out;
-    /// the others are read.
+    /// Issue 29, classes 2 and 3: an entry that cannot be read as a host (not UTF-8, too large,
+    /// a FIFO, a folder, a dangling link) is returned with its reason and never read past its
+    /// bound; the others are read, a symlink to a host file included.
     #[test]
-    fn one_bad_host_file_is_left_out_and_the_others_are_read() {
+    fn one_bad_host_file_is_left_out_with_its_reason_and_the_others_are_read() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("web-1"), "127.0.0.1:9001\n").unwrap();
-        std::fs::write(dir.path().join("web-2"), [0xff, 0xfe, b'\n']).unwrap();
-        std::fs::write(dir.path().join("web-3"), vec![b'x'; 65 * 1024]).unwrap();
-        let hosts = read_hosts(dir.path()).unwrap();
-        let names: Vec<&str> = hosts.iter().map(|host| host.name.as_str()).collect();
-        assert_eq!(names, ["web-1"]);
+        let d = dir.path();
+        std::fs::write(d.join("web-1"), "127.0.0.1:9001\n").unwrap();
+        std::fs::write(d.join("web-2"), [0xff, 0xfe, b'\n']).unwrap();
+        std::fs::write(d.join("web-3"), vec![b'x'; 65 * 1024]).unwrap();
+        crate::testing::fifo(&d.join("web-4"));
+        std::fs::create_dir(d.join("web-5")).unwrap();
+        std::os::unix::fs::symlink(d.join("nowhere"), d.join("web-6")).unwrap();
+        std::fs::write(d.join(".real"), "127.0.0.1:9007\n").unwrap();
+        std::os::unix::fs::symlink(".real", d.join("web-7")).unwrap();
+        let hosts = read_hosts(d).unwrap();
+        let seen: Vec<(&str, Result<&str, &str>)> = hosts
+            .iter()
+            .map(|host| {
+                (
+                    host.name.as_str(),
+                    host.endpoint.as_deref().map_err(|e| e.as_str()),
+                )
+            })
+            .collect();
+        assert_eq!(seen[0], ("web-1", Ok("127.0.0.1:9001")));
+        assert_eq!(seen[6], ("web-7", Ok("127.0.0.1:9007")));
+        for (index, why) in [
+            (1, "not valid UTF-8"),
+            (2, "larger than 65536 bytes"),
+            (3, "not a regular file"),
+            (4, "not a regular file"),
+            (5, "No such file"),
+        ] {
+            let (name, endpoint) = seen[index];
+            assert!(
+                endpoint.is_err_and(|error| error.contains(why)),
+                "{name}: {endpoint:?}"
+            );
+        }
     }
 
     #[test]
@@ -125,18 +155,17 @@ mod tests {
         std::fs::write(dir.path().join("web-2"), "127.0.0.1:9002\n").unwrap();
         std::fs::write(dir.path().join("web-1"), "  127.0.0.1:9001  \n# a note\n").unwrap();
         std::fs::write(dir.path().join(".web-3.swp"), "junk").unwrap();
-        std::fs::create_dir(dir.path().join("sub")).unwrap();
         let hosts = read_hosts(dir.path()).unwrap();
         assert_eq!(
             hosts,
             [
                 HostFile {
                     name: "web-1".into(),
-                    endpoint: "127.0.0.1:9001".into()
+                    endpoint: Ok("127.0.0.1:9001".into())
                 },
                 HostFile {
                     name: "web-2".into(),
-                    endpoint: "127.0.0.1:9002".into()
+                    endpoint: Ok("127.0.0.1:9002".into())
                 },
             ]
         );

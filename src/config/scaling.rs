@@ -656,6 +656,16 @@ impl Validator {
         if line.is_empty() {
             return Err(self.invalid(key, format!("`{}` is empty", path.display())));
         }
+        // It goes into an HTTP header: only visible ASCII and spaces (never quoted: a secret).
+        if !line.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "`{}` holds a character an HTTP header cannot carry (a control character or one that is not ASCII)",
+                    path.display()
+                ),
+            ));
+        }
         Ok(line)
     }
 
@@ -1097,7 +1107,13 @@ mod tests {
                 std::time::Duration::from_secs(3)
             )
         );
-        let refused: [(String, &[&str]); 11] = [
+        let escaped = dir.path().join("escaped");
+        std::fs::write(&escaped, "s3\u{1b}[2Jcr3t\n").unwrap();
+        let refused: [(String, &[&str]); 12] = [
+            (
+                format!("metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"{}\"", escaped.display()),
+                &["scaling.bearer_token_file", "a character an HTTP header cannot carry"],
+            ),
             (
                 "metric = \"prometheus\"\nprometheus_url = \"http://me:pw@p:9090\"\nquery = \"q\"\nper_server = true".into(),
                 &["scaling.prometheus_url", "must not hold a user or password", "basic_auth_file"],

@@ -83,17 +83,26 @@ pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
         settings,
         figures: &outcome.figures,
     };
-    // The figures first: a plot that cannot be written does not lose them.
-    match cli.format {
-        Format::Json => crate::report::out_json(&report),
-        Format::Text if cli.quiet => {}
-        Format::Text => {
-            crate::report::out_text(&text(&report, &trace, args.capacity.is_none()));
+    let draw = || -> Result<(), Error> {
+        if let Some(path) = &args.plot {
+            let title = format!("pool {}, {}", pool.name, policy_name(&scaling.policy));
+            plot::draw(path, &outcome, settings, &title).map_err(Error::Plot)?;
         }
-    }
-    if let Some(path) = &args.plot {
-        let title = format!("pool {}, {}", pool.name, policy_name(&scaling.policy));
-        plot::draw(path, &outcome, settings, &title).map_err(Error::Plot)?;
+        Ok(())
+    };
+    match cli.format {
+        // One JSON document on stdout: the figures, or the error if the plot cannot be written.
+        Format::Json => {
+            draw()?;
+            crate::report::out_json(&report);
+        }
+        Format::Text => {
+            // The figures first: a plot that cannot be written does not lose them.
+            if !cli.quiet {
+                crate::report::out_text(&text(&report, &trace, args.capacity.is_none()));
+            }
+            draw()?;
+        }
     }
     Ok(0)
 }

@@ -465,21 +465,23 @@ fn a_prometheus_answer_that_never_ends_holds_the_pool() {
 }
 
 /// Issue 29, class 2: a webhook whose answer body never ends or is trickled costs nothing (only
-/// its status is read: the run ends as soon as it arrives); one whose head is trickled costs
-/// the sink's 10 s at most, with a warning, and never fails the run.
+/// its status is read: the run ends as soon as it arrives). One whose head is trickled costs
+/// the sink's 10 s once: it is not tried again this run (a fresh-eyes trial saw four events
+/// cost 40 s), with a warning saying what it missed, and it never fails the run.
 #[test]
 fn a_webhook_answer_that_never_ends_costs_the_run_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let value = dir.path().join("value");
-    std::fs::write(&value, "60\n").unwrap();
-    for (mode, warned, within) in [
-        ("endless", false, Duration::from_secs(8)),
-        ("trickle", false, Duration::from_secs(8)),
-        ("trickle-head", true, Duration::from_secs(30)),
+    // 200 jobs, 10 per server: 20 servers wanted, capped at 10. Two events: capped, scaled.
+    std::fs::write(&value, "200\n").unwrap();
+    for (mode, posts, warned, within) in [
+        ("endless", 2, false, Duration::from_secs(8)),
+        ("trickle", 2, false, Duration::from_secs(8)),
+        ("trickle-head", 1, true, Duration::from_secs(18)),
     ] {
         let hook = HostileEndpoint::start(mode);
         let pool = Pool::new(&format!(
-            "metric = \"command\"\nmetric_command = [\"cat\", \"{}\"]\nper_server = true\ntarget = 10\n\n[notify]\non = [\"scaled\"]\nwebhook = \"{}/hook\"\n",
+            "metric = \"command\"\nmetric_command = [\"cat\", \"{}\"]\nper_server = true\ntarget = 10\n\n[notify]\non = [\"scaled\", \"capped\"]\nwebhook = \"{}/hook\"\n",
             value.display(),
             hook.url
         ));
@@ -488,17 +490,22 @@ fn a_webhook_answer_that_never_ends_costs_the_run_nothing() {
         let took = started.elapsed();
         assert_exit(&run, 0);
         assert!(
-            stdout(&run).contains("launch 4 instance(s) for pool web"),
+            stdout(&run).contains("launch 8 instance(s) for pool web"),
             "{mode}: {}",
             describe(&run)
         );
-        assert_eq!(hook.requests(), ["POST"], "{mode}");
-        assert_eq!(
-            describe(&run).contains("notify webhook failed: no answer within 10s"),
-            warned,
-            "{mode}: {}",
-            describe(&run)
-        );
+        assert_eq!(hook.requests(), vec!["POST"; posts], "{mode}");
+        for says in [
+            "notify webhook failed: no answer within 10s",
+            "notify webhook: 1 more notification(s) not sent this run: it timed out",
+        ] {
+            assert_eq!(
+                describe(&run).contains(says),
+                warned,
+                "{mode}: {says}: {}",
+                describe(&run)
+            );
+        }
         assert!(took < within, "{mode}: {took:?}");
     }
 }

@@ -191,4 +191,26 @@ fn the_plot_never_overwrites_an_input_or_a_fifo() {
     );
     let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
     assert!(std::os::unix::fs::FileTypeExt::is_fifo(&kind));
+    // With --format json, stdout is one document: the error, not the figures and then the error
+    // (found by a fresh-eyes trial).
+    let output = simulate(
+        &deployment,
+        &[
+            "--trace",
+            &trace,
+            "--plot",
+            &fifo.display().to_string(),
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&output, 1);
+    let document: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|error| panic!("{error}: {}", String::from_utf8_lossy(&output.stdout)));
+    assert!(
+        document["error"]["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("plot")),
+        "{document}"
+    );
 }
