@@ -190,15 +190,15 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
     }
 }
 
-/// How old a temporary file must be before it can be taken for abandoned. A writer locks its
-/// file at once after creating it; in that instant the lock cannot tell a file being created
-/// from an abandoned one, its age can.
+/// How old an empty temporary file must be before it can be taken for abandoned. A writer
+/// creates its file empty and locks it at once, and only then writes: in that instant the lock
+/// cannot tell a file being created from an abandoned one, but its emptiness and age can.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// The temporary file at `path`, locked, when its writer is gone: unlocked, and last written
-/// [`ABANDONED_AFTER`] ago or more. `None` when a writer holds it or may be about to, or it is
-/// not a regular file (never opened in a way that could block: not followed if a link, opened
-/// non-blocking).
+/// The temporary file at `path`, locked, when its writer is gone: its lock can be taken, and it
+/// holds something (so its writer had locked it) or was created [`ABANDONED_AFTER`] ago or
+/// more. `None` when a writer holds it or may be about to, or it is not a regular file (never
+/// opened in a way that could block: not followed if a link, opened non-blocking).
 fn abandoned(path: &Path) -> Option<File> {
     use fs2::FileExt;
     use std::os::unix::fs::OpenOptionsExt;
@@ -210,7 +210,7 @@ fn abandoned(path: &Path) -> Option<File> {
         .ok()?;
     let metadata = file.metadata().ok()?;
     let age = metadata.modified().ok()?.elapsed().unwrap_or_default();
-    if !metadata.is_file() || age < ABANDONED_AFTER {
+    if !metadata.is_file() || (metadata.len() == 0 && age < ABANDONED_AFTER) {
         return None;
     }
     file.try_lock_exclusive().ok()?;
@@ -432,8 +432,10 @@ mod tests {
         for name in ["haproxy.cfg.bak", ".other.cfg.Ab12Cd.tmp", "notes.tmp"] {
             std::fs::write(dir.path().join(name), "keep").unwrap();
         }
-        // Just created: its writer may not hold its lock yet.
+        // Just created and empty: its writer may not hold its lock yet.
         std::fs::write(dir.path().join(".haproxy.cfg.Fresh1.tmp"), "").unwrap();
+        // Just written, unlocked: its writer crashed (the crash tests recover at once).
+        std::fs::write(dir.path().join(".haproxy.cfg.Crash1.tmp"), "half").unwrap();
         write(&target, b"new", Ownership::PRIVATE).unwrap();
         let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
