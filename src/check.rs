@@ -10,7 +10,8 @@ use crate::cli::Cli;
 use crate::config::{Config, Reload};
 use crate::decide::context::render_leaving_out_unsafe;
 use crate::decide::membership::{BackendPlan, plan_backend};
-use crate::error::{EXIT_OK, EXIT_USAGE, Error, error_chain};
+use crate::error::{EXIT_OK, EXIT_USAGE, Error};
+use crate::error_chain::error_chain;
 use crate::haproxy::install;
 use crate::model::Observed;
 
@@ -121,9 +122,9 @@ async fn online(
     config: &Config,
     renderer: &crate::decide::render::Renderer,
 ) -> Result<(Vec<String>, Vec<String>), Error> {
-    let (clouds, store) = crate::app::connect(config).await?;
-    let now = crate::app::unix_now() as i64;
-    let report = crate::app::reconcile(config, renderer, &clouds, &store, true, now).await?;
+    let (clouds, store) = crate::reconcile::connect(config).await?;
+    let now = crate::reconcile::unix_now() as i64;
+    let report = crate::reconcile::reconcile(config, renderer, &clouds, &store, true, now).await?;
     let mut warnings = report.plan.warnings.clone();
     warnings.extend(
         report

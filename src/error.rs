@@ -125,15 +125,3 @@ impl Error {
         }
     }
 }
-
-/// An error and its causes on one line, joined by `: ` (for logs and notifications).
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

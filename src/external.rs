@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{ExternalMetric, ExternalSource};
-use crate::error::error_chain;
+use crate::error_chain::error_chain;
 use crate::model::Reading;
 
 /// The most an answer may hold.

@@ -36,6 +36,34 @@ pub enum InitError {
     },
 }
 
+/// `init`: into `--dir` as config.toml, or where `--config` (or the default) says; prints what it
+/// wrote.
+pub(crate) fn run(cli: &crate::cli::Cli, args: &crate::cli::InitArgs) -> Result<(), InitError> {
+    let config = cli
+        .config
+        .clone()
+        .unwrap_or_else(|| crate::cli::DEFAULT_CONFIG_PATH.into());
+    let (dir, name) = match &args.dir {
+        Some(dir) => (dir.clone(), "config.toml".into()),
+        None => (
+            config.parent().map(Path::to_owned).unwrap_or_default(),
+            config
+                .file_name()
+                .map(ToOwned::to_owned)
+                .unwrap_or_else(|| "config.toml".into()),
+        ),
+    };
+    let written = init(&dir, &name)?;
+    if cli.format == crate::cli::Format::Json {
+        crate::report::out_json(&serde_json::json!({"mode": "init", "written": written}));
+    } else if !cli.quiet {
+        for path in &written {
+            crate::report::out(format_args!("wrote {}", path.display()));
+        }
+    }
+    Ok(())
+}
+
 /// Writes the config as `config_name` (mode 0640: it may come to hold a webhook URL) and
 /// `haproxy.cfg.hbs` (0644) into `dir`, creating it; returns the paths written.
 pub(crate) fn init(dir: &Path, config_name: &std::ffi::OsStr) -> Result<Vec<PathBuf>, InitError> {

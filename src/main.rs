@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use haproxy_autoscaler::{app, cli::Cli, logging, report};
+use haproxy_autoscaler::{app, cli::Cli, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match app::main(&cli) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            report::print_error(&cli, &error);
+            app::print_error(&cli, &error);
             ExitCode::from(error.exit_code())
         }
     }

@@ -21,9 +21,9 @@ pub(crate) fn completions(shell: clap_complete::Shell) -> Result<(), Error> {
         // arms are respelled as the loop spells them; a test completes past the first word.
         let text = String::from_utf8_lossy(&out)
             .replace(&name.replace('-', "__subcmd__"), &name.replace('-', "__"));
-        return crate::report::out_generated(text.as_bytes());
+        return crate::report::out_generated(text.as_bytes()).map_err(Error::Stdout);
     }
-    crate::report::out_generated(&out)
+    crate::report::out_generated(&out).map_err(Error::Stdout)
 }
 
 /// Prints the manual page (roff) on stdout, or writes it and one page per command (the pages
@@ -41,7 +41,7 @@ pub(crate) fn man(out_dir: Option<&Path>) -> Result<(), Error> {
     clap_mangen::Man::new(command)
         .render(&mut out)
         .map_err(Error::Stdout)?;
-    crate::report::out_generated(&out)
+    crate::report::out_generated(&out).map_err(Error::Stdout)
 }
 
 /// Writes the page of `command` and of each of its subcommands into `dir`, each as every output

@@ -405,7 +405,7 @@ mod tests {
         let error = post(notify.webhook.as_ref().unwrap().expose(), "{}".into())
             .await
             .unwrap_err();
-        let error = crate::error::error_chain(&error);
+        let error = crate::error_chain::error_chain(&error);
         assert!(
             !error.contains("T0KEN") && !error.contains("127.0.0.1"),
             "{error}"

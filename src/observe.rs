@@ -15,7 +15,7 @@ use crate::config::{ApplyMode, Config, PoolConfig, ProviderKind, Scaling, StatsS
 use crate::decide::address;
 use crate::decide::plan::Observations;
 use crate::decide::scaling;
-use crate::error::error_chain;
+use crate::error_chain::error_chain;
 use crate::haproxy::admin_socket;
 use crate::haproxy::master::Master;
 use crate::model::{

@@ -17,7 +17,6 @@ use serde::Serialize;
 use crate::cli::{Cli, Format};
 use crate::decide::plan::{Action, Plan};
 use crate::decide::scaling::Role;
-use crate::error::Error;
 
 /// Whether a run only planned (`--plan`) or applied its plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -73,43 +72,6 @@ fn is_zero(count: &u32) -> bool {
     *count == 0
 }
 
-/// Prints a failed run's error once: `error: …` and each `caused by: …` on stderr, and with
-/// `--format json` also a JSON document on stdout. A busy lock is a normal overlap of two runs,
-/// not a failure: it is said only with `-v` (cron mails whatever a job prints).
-pub fn print_error(cli: &Cli, error: &Error) {
-    let busy = error.is_someone_elses_turn();
-    let mut causes = Vec::new();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        causes.push(cause.to_string());
-        source = cause.source();
-    }
-    if cli.format == Format::Json {
-        out_json(&serde_json::json!({
-            "mode": Mode::of(cli),
-            "changes": false,
-            "error": {
-                "message": error.to_string(),
-                "causes": causes,
-                "exit_code": error.exit_code(),
-            },
-        }));
-    }
-    // A `hosts` command is typed by a person, who is owed the reason it did nothing.
-    let typed = matches!(cli.command, Some(crate::cli::Command::Hosts(_)));
-    if busy && !typed {
-        // Not an error: another run (or node) is doing the job.
-        if cli.verbose > 0 {
-            say(format_args!("note: {error} (exit 75)"));
-        }
-        return;
-    }
-    say(format_args!("error: {error}"));
-    for cause in &causes {
-        say(format_args!("caused by: {cause}"));
-    }
-}
-
 /// One line on stderr, made printable. A closed or broken stderr (a pipe nobody reads) loses
 /// the line, never the run: `eprintln!` would panic, and the run would exit 101 after doing its
 /// work.
@@ -146,12 +108,9 @@ pub(crate) fn out_styled(line: &str) {
 
 /// Bytes the binary generates from its own definitions (the manual page, completion scripts),
 /// on stdout as they are; a failure to write them is the command's failure.
-pub(crate) fn out_generated(bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn out_generated(bytes: &[u8]) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(bytes)
-        .and_then(|()| stdout.flush())
-        .map_err(Error::Stdout)
+    stdout.write_all(bytes).and_then(|()| stdout.flush())
 }
 
 /// Whether stdout is a terminal (for colour).

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::cli::{Cli, Format};
 use crate::config::Config;
-use crate::error::{EXIT_FAILED, EXIT_OK, Error, error_chain};
+use crate::error::{EXIT_FAILED, EXIT_OK, Error};
+use crate::error_chain::error_chain;
 use crate::haproxy::admin_socket;
 use crate::model::{PoolState, Row, State, Status};
 use crate::store::StateStore;
@@ -76,8 +77,8 @@ struct ServerView {
 
 pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
     let config = Config::from_cli(cli)?;
-    let now = crate::app::unix_now() as i64;
-    let store = crate::app::open_store(&config, None).await?;
+    let now = crate::reconcile::unix_now() as i64;
+    let store = crate::reconcile::open_store(&config, None).await?;
     let (state, revision, state_error) = match store.load().await {
         Ok((state, revision)) => (state, Some(revision), None),
         Err(error) => (State::default(), None, Some(error_chain(&error))),

@@ -29,7 +29,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use super::{Effects, apply};
-use crate::app::RACE_ATTEMPTS;
 use crate::config::Config;
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::decide::plan::{self, Action, Facts, Observations, Plan};
@@ -37,6 +36,7 @@ use crate::decide::render::Renderer;
 use crate::error::Error;
 use crate::haproxy::install::Applied;
 use crate::model::{Info, Instance, Observed, OldWorkers, Reading, State, StatsSnapshot};
+use crate::reconcile::RACE_ATTEMPTS;
 use crate::store::shared::with_own_facts;
 use crate::store::{Revision, StateError, StateStore};
 use crate::testing::{self, ConfigBuilder};
@@ -235,7 +235,7 @@ fn listing(world: &World) -> Vec<Instance> {
 }
 
 /// One run of `node`: load, list, decide, apply; deciding again after a lost race, as
-/// [`crate::app::run`] does.
+/// [`crate::reconcile::run`] does.
 async fn run(
     world: Shared,
     config: Rc<Config>,

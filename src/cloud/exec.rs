@@ -293,7 +293,7 @@ esac"#,
         for (script, expected, kind) in cases {
             let pool = pool(dir.path(), script);
             let error = list(&pool, commands(&pool)).await.unwrap_err();
-            let message = crate::error::error_chain(&error);
+            let message = crate::error_chain::error_chain(&error);
             assert!(
                 message.contains(expected) && message.contains("provider.sh"),
                 "{script}: {message}"

@@ -117,7 +117,7 @@ pub struct CloudError {
 }
 
 /// A source of instances, and for scaling pools, a way to launch and terminate them.
-pub trait Provider {
+pub(crate) trait Provider {
     /// Lists the pending and running instances matching the pool's discovery filters, and for
     /// a scaling pool also those tagged `haproxy-autoscaler:pool = NAME`.
     fn list(&self, pool: &PoolConfig) -> impl Future<Output = Result<Vec<Instance>, CloudError>>;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::decide::runtime::{self, RuntimeChange};
-use crate::error::error_chain;
+use crate::error_chain::error_chain;
 use crate::fs_atomic::{self, Ownership};
 use crate::haproxy::admin_socket::{self, RuntimeError};
 use crate::model::ServerState;

@@ -112,7 +112,10 @@ impl S3Store {
             .map(drop)
             .map_err(|error| StateError::Shared {
                 location: location.to_string(),
-                message: format!("no AWS credentials: {}", crate::error::error_chain(&error)),
+                message: format!(
+                    "no AWS credentials: {}",
+                    crate::error_chain::error_chain(&error)
+                ),
             })
     }
 
@@ -145,7 +148,7 @@ impl S3Store {
                 )
             }
             // The causes, without the SDK's debug dump of the error.
-            _ => crate::error::error_chain(&error),
+            _ => crate::error_chain::error_chain(&error),
         };
         match &error {
             // Not reached (a connection refused or cut, a timeout): the next run tries again.
