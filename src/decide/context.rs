@@ -14,7 +14,6 @@ use serde::Serialize;
 
 use crate::config::{Config, StatsSource};
 use crate::decide::membership::{BackendPlan, Server, Skipped};
-use crate::decide::plan::PlanError;
 use crate::decide::render::{RenderError, Renderer};
 use crate::model::is_haproxy_token;
 
@@ -163,18 +162,18 @@ pub fn render_leaving_out_unsafe(
     renderer: &Renderer,
     config: &Config,
     pools: &mut [BackendPlan],
-) -> Result<String, PlanError> {
+) -> Result<String, RenderError> {
     let reach = Reach::of(renderer);
     let refused = match renderer.render(&template_context(config, pools, reach)) {
         Ok(text) => return Ok(text),
         Err(error @ RenderError::UnsafeValue { .. }) => error,
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(error),
     };
     let mut probe = pools.to_vec();
     let marked = mark_unsafe_values(&mut probe);
     let Ok(probed) = renderer.render(&template_context(config, &probe, reach)) else {
         // Still refused with every server value marked: the value is not a server's.
-        return Err(refused.into());
+        return Err(refused);
     };
     let mut leave_out: BTreeMap<(usize, usize), (String, String)> = BTreeMap::new();
     for (marker, (pool_index, server_index, field, value)) in marked.into_iter().enumerate() {
@@ -185,7 +184,7 @@ pub fn render_leaving_out_unsafe(
         }
     }
     if leave_out.is_empty() {
-        return Err(refused.into());
+        return Err(refused);
     }
     for ((pool_index, server_index), (field, value)) in leave_out.into_iter().rev() {
         let pool = &mut pools[pool_index];
@@ -200,7 +199,7 @@ pub fn render_leaving_out_unsafe(
         pool.skipped
             .sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
     }
-    Ok(renderer.render(&template_context(config, pools, reach))?)
+    renderer.render(&template_context(config, pools, reach))
 }
 
 fn marker_text(index: usize) -> String {
