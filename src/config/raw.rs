@@ -7,8 +7,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::scaling;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
@@ -78,8 +76,8 @@ pub(super) struct RawPool {
     pub(super) allow_empty: Option<bool>,
     pub(super) discover: Option<RawDiscover>,
     pub(super) ready_check: Option<String>,
-    pub(super) launch: Option<scaling::RawLaunch>,
-    pub(super) scaling: Option<scaling::RawScaling>,
+    pub(super) launch: Option<RawLaunch>,
+    pub(super) scaling: Option<RawScaling>,
     pub(super) exec: Option<RawExec>,
     #[serde(rename = "static")]
     pub(super) static_hosts: Option<RawStatic>,
@@ -105,6 +103,63 @@ pub(super) struct RawExec {
 pub(super) struct RawDiscover {
     pub(super) security_group: Option<String>,
     pub(super) image_id: Option<String>,
+    #[serde(default)]
+    pub(super) tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawBound {
+    Fixed(i64),
+    Schedule(BTreeMap<String, i64>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScaling {
+    pub(super) min: Option<RawBound>,
+    pub(super) max: Option<RawBound>,
+    pub(super) timezone: Option<String>,
+    pub(super) metric: Option<String>,
+    pub(super) policy: Option<String>,
+    pub(super) scale_up_above: Option<f64>,
+    pub(super) scale_down_below: Option<f64>,
+    pub(super) instance_ratio: Option<f64>,
+    pub(super) up_after: Option<i64>,
+    pub(super) down_after: Option<i64>,
+    pub(super) average_of: Option<i64>,
+    pub(super) target: Option<f64>,
+    pub(super) tolerance: Option<f64>,
+    pub(super) scale_down_window_s: Option<i64>,
+    pub(super) lead_s: Option<i64>,
+    pub(super) step_up: Option<i64>,
+    pub(super) step_down: Option<i64>,
+    pub(super) cooldown_s: Option<i64>,
+    pub(super) drain_s: Option<i64>,
+    pub(super) warmup_s: Option<i64>,
+    pub(super) per_server: Option<bool>,
+    pub(super) metric_max_age_s: Option<i64>,
+    pub(super) metric_timeout_s: Option<i64>,
+    pub(super) prometheus_url: Option<String>,
+    pub(super) query: Option<String>,
+    pub(super) basic_auth_file: Option<PathBuf>,
+    pub(super) bearer_token_file: Option<PathBuf>,
+    pub(super) metric_command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLaunch {
+    pub(super) launch_template: Option<String>,
+    pub(super) launch_template_version: Option<toml::Value>,
+    pub(super) image_id: Option<String>,
+    pub(super) instance_type: Option<String>,
+    #[serde(default)]
+    pub(super) security_group_ids: Vec<String>,
+    #[serde(default)]
+    pub(super) subnet_ids: Vec<String>,
+    pub(super) key_name: Option<String>,
+    pub(super) user_data_file: Option<PathBuf>,
     #[serde(default)]
     pub(super) tags: BTreeMap<String, String>,
 }
