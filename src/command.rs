@@ -75,7 +75,7 @@ pub(crate) fn resolve_program(program: &str) -> Option<std::path::PathBuf> {
 
 /// Shows an argv the way an operator would type it.
 pub(crate) fn display(argv: &[String]) -> String {
-    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+    crate::model::text::shell_words(argv)
 }
 
 /// Runs `argv`; succeeds only if it exits 0 within `timeout`. Returns its combined output.

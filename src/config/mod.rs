@@ -20,6 +20,7 @@ mod load;
 mod raw;
 pub mod scaling;
 mod validate;
+pub use validate::same_file;
 mod validate_scaling;
 
 pub use scaling::{
@@ -50,12 +51,6 @@ const CONFIG_PLACEHOLDER: &str = "{config}";
 pub enum Source {
     File(PathBuf),
     CommandLine,
-}
-
-/// Whether two paths name one file, however spelled (`..`, relative paths, symlinks, a dangling
-/// symlink naming the file a write would create): the check every output of a run passes.
-pub fn same_file(a: &Path, b: &Path) -> bool {
-    validate::file_identity(a) == validate::file_identity(b)
 }
 
 impl fmt::Display for Source {

@@ -91,7 +91,7 @@ impl ExternalSource {
     pub fn describe(&self) -> String {
         match self {
             ExternalSource::Prometheus { url, query, .. } => format!("query `{query}` on {url}"),
-            ExternalSource::Command(argv) => format!("`{}`", crate::command::display(argv)),
+            ExternalSource::Command(argv) => format!("`{}`", crate::model::text::shell_words(argv)),
         }
     }
 }

@@ -865,6 +865,12 @@ pub(super) fn without_quoted_values(message: &str) -> String {
 
 /// What a path names once `..`, relative parts and symlinks are resolved: the file itself when
 /// it exists, else its resolved folder and its name.
+/// Whether two paths name one file, however spelled (`..`, relative paths, symlinks, a dangling
+/// symlink naming the file a write would create): the check every output of a run passes.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    file_identity(a) == file_identity(b)
+}
+
 pub(super) fn file_identity(path: &Path) -> PathBuf {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
     if let Ok(resolved) = absolute.canonicalize() {

@@ -43,6 +43,11 @@ pub fn json_printable(json: &str) -> String {
     safe
 }
 
+/// An argv as a shell would read it back (`sh -c 'a b'`), for messages.
+pub fn shell_words(argv: &[String]) -> String {
+    shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
+}
+
 /// An instance id as it may be shown on a terminal: as is when it is plain, else quoted with
 /// its control and format characters escaped (an id could carry an escape sequence that retitles
 /// or clears the operator's terminal).

@@ -804,3 +804,100 @@ fn the_cycle_rule_finds_a_planted_cycle() {
     .unwrap();
     assert_eq!(import_cycles(src), [["model/text.rs", "model/token.rs"]]);
 }
+
+/// The files of `config/` that hold its types: plain data, which the decision core may import.
+/// The rest of `config/` reads the outside world (load.rs) or turns what it read into the types
+/// (raw.rs, validate.rs, validate_scaling.rs).
+const CONFIG_TYPES: &[&str] = &["config/mod.rs", "config/scaling.rs"];
+
+/// The files `from` (a file under `src/`) imports that are outside `allowed` (file names, or
+/// folders ending in `/`).
+fn imports_outside(src: &Path, from_folder: &str, allowed: &[&str]) -> Vec<String> {
+    let imports = Imports::read(src);
+    let mut found = Vec::new();
+    for (file, targets) in imports.edges() {
+        if !file.starts_with(from_folder) {
+            continue;
+        }
+        for target in targets {
+            let ok = allowed.iter().any(|allowed| {
+                if allowed.ends_with('/') {
+                    target.starts_with(allowed)
+                } else {
+                    target == allowed
+                }
+            });
+            if !ok {
+                found.push(format!("{file} imports {target}"));
+            }
+        }
+    }
+    found
+}
+
+/// Issue 30: the decision core imports only itself, the model and the config's types: never the
+/// config's loading or validation (they read files), never anything else.
+#[test]
+fn decide_imports_the_config_types_only() {
+    let mut allowed = vec!["decide/", "model/"];
+    allowed.extend(CONFIG_TYPES);
+    let found = imports_outside(&crate_root().join("src"), "decide/", &allowed);
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// Issue 30: the config's types are plain data: no I/O, no clock, no logging, and no import of
+/// the crate but the model and the other types file.
+#[test]
+fn config_types_are_plain_data() {
+    let mut found = Vec::new();
+    for file in CONFIG_TYPES {
+        let text = std::fs::read_to_string(crate_root().join("src").join(file)).unwrap();
+        let code = code_of(&text);
+        for name in FORBIDDEN {
+            if code.contains(name) {
+                found.push(format!("{file}: names `{name}`"));
+            }
+        }
+    }
+    let mut allowed = vec!["model/"];
+    allowed.extend(CONFIG_TYPES);
+    for file in CONFIG_TYPES {
+        found.extend(
+            imports_outside(&crate_root().join("src"), file, &allowed)
+                .into_iter()
+                .filter(|line| line.starts_with(file)),
+        );
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+/// The two rules above catch a planted import: `decide/` reaching config loading, and a config
+/// types file reaching the file system.
+#[test]
+fn the_config_rules_catch_a_planted_import() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path();
+    std::fs::create_dir_all(src.join("decide")).unwrap();
+    std::fs::create_dir_all(src.join("config")).unwrap();
+    std::fs::write(src.join("lib.rs"), "mod config;\nmod decide;\n").unwrap();
+    std::fs::write(src.join("config/mod.rs"), "mod load;\npub struct Config;\n").unwrap();
+    std::fs::write(src.join("config/load.rs"), "pub fn read() {}\n").unwrap();
+    std::fs::write(src.join("decide/mod.rs"), "use crate::config::Config;\n").unwrap();
+    let mut allowed = vec!["decide/", "model/"];
+    allowed.extend(CONFIG_TYPES);
+    assert!(imports_outside(src, "decide/", &allowed).is_empty());
+    std::fs::write(
+        src.join("decide/mod.rs"),
+        "use crate::config::Config;\nfn f() { crate::config::load::read() }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        imports_outside(src, "decide/", &allowed),
+        ["decide/mod.rs imports config/load.rs"]
+    );
+    std::fs::write(src.join("config/mod.rs"), "mod load;\nuse crate::decide;\n").unwrap();
+    assert_eq!(
+        imports_outside(src, "config/mod.rs", &["model/", "config/mod.rs"]),
+        ["config/mod.rs imports decide/mod.rs"]
+    );
+}
