@@ -42,7 +42,7 @@ pub(crate) async fn observe<'a>(
     };
     let old_workers = old_workers(config, state, stats.is_some()).await;
     let default_state = PoolState::default();
-    Observations::gather(&config.pools, async |pool| {
+    let observe_pool = async |pool: &'a PoolConfig| -> Result<Observed, CloudError> {
         let started = Instant::now();
         let instances = provider.list(pool).await?;
         tracing::info!(
@@ -75,8 +75,20 @@ pub(crate) async fn observe<'a>(
             external: read_external(pool, scaling).await,
             instances,
         })
+    };
+    // Every pool at once (one slow cloud call does not wait for another); in config order; the
+    // first error stops them all.
+    let observe_pool = &observe_pool;
+    let observed =
+        futures_util::future::try_join_all(config.pools.iter().map(observe_pool)).await?;
+    Observations::of_each(&config.pools, observed).ok_or_else(|| CloudError {
+        pool: String::new(),
+        operation: crate::cloud::Operation::List,
+        kind: crate::cloud::CloudErrorKind::Fatal,
+        cause: crate::cloud::Cause::Api(
+            "internal error: an observation per pool was expected".to_owned(),
+        ),
     })
-    .await
 }
 
 /// Each instance with its endpoint, resolved once for the probes and the rendering.

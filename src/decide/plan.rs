@@ -54,20 +54,12 @@ pub struct Observations<'a> {
 }
 
 impl<'a> Observations<'a> {
-    /// Observes every pool; the first error stops them all.
-    pub async fn gather<E>(
-        pools: &'a [PoolConfig],
-        observe: impl AsyncFn(&'a PoolConfig) -> Result<Observed, E>,
-    ) -> Result<Observations<'a>, E> {
-        // Every pool at once (one slow cloud call does not wait for another); in config order.
-        let observe = &observe;
-        let observed = futures_util::future::try_join_all(
-            pools
-                .iter()
-                .map(|pool| async move { Ok((pool, observe(pool).await?)) }),
-        )
-        .await?;
-        Ok(Observations { pools: observed })
+    /// What was observed of each of `pools`, in their order; `None` unless there is exactly one
+    /// observation per pool (a missing one would read as "no instances").
+    pub fn of_each(pools: &'a [PoolConfig], observed: Vec<Observed>) -> Option<Observations<'a>> {
+        (observed.len() == pools.len()).then(|| Observations {
+            pools: pools.iter().zip(observed).collect(),
+        })
     }
 
     /// Builds the observations from a function of each pool.

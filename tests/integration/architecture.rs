@@ -36,6 +36,8 @@ const FORBIDDEN: &[&str] = &[
     "rustix",
     "fs2",
     "tempfile",
+    "futures_util",
+    "async fn",
 ];
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
