@@ -24,7 +24,7 @@ pub use validate::same_file;
 mod validate_scaling;
 
 pub use scaling::{
-    Bound, ExternalMetric, ExternalSource, Launch, Launcher, Metric, Policy, Scaling,
+    Bound, ExternalMetric, ExternalSource, Launch, Launcher, Metric, Policy, Scaling, Schedule,
 };
 
 const DEFAULT_STATE_PATH: &str = "/var/lib/haproxy-autoscaler/state.json";

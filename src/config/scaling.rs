@@ -162,9 +162,40 @@ pub enum Policy {
 #[serde(untagged)]
 pub enum Bound {
     Fixed(u32),
-    /// (minute of the day, value), sorted by minute; the value holds from that minute on, and
-    /// the last entry wraps around midnight.
-    Schedule(Vec<(u16, u32)>),
+    Schedule(Schedule),
+}
+
+/// A time-of-day schedule: (minute of the day, value) entries, at least one, sorted by minute;
+/// the value holds from that minute on, and the last entry wraps around midnight. Serialized
+/// as the list of its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    first: (u16, u32),
+    rest: Vec<(u16, u32)>,
+}
+
+impl Schedule {
+    /// The schedule of `entries`, sorted; `None` when there is none.
+    pub fn new(mut entries: Vec<(u16, u32)>) -> Option<Schedule> {
+        entries.sort_unstable();
+        let mut entries = entries.into_iter();
+        let first = entries.next()?;
+        Some(Schedule {
+            first,
+            rest: entries.collect(),
+        })
+    }
+
+    /// The entries, by minute.
+    pub fn entries(&self) -> impl DoubleEndedIterator<Item = &(u16, u32)> {
+        std::iter::once(&self.first).chain(&self.rest)
+    }
+}
+
+impl serde::Serialize for Schedule {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.entries())
+    }
 }
 
 impl Bound {
@@ -172,20 +203,22 @@ impl Bound {
     pub fn at(&self, minute: u16) -> u32 {
         match self {
             Bound::Fixed(value) => *value,
-            Bound::Schedule(entries) => entries
-                .iter()
-                .rev()
-                .find(|(start, _)| *start <= minute)
-                .or_else(|| entries.last())
-                .map(|(_, value)| *value)
-                .expect("a schedule has at least one entry"),
+            Bound::Schedule(schedule) => {
+                let last = schedule.rest.last().unwrap_or(&schedule.first);
+                schedule
+                    .entries()
+                    .rev()
+                    .find(|(start, _)| *start <= minute)
+                    .unwrap_or(last)
+                    .1
+            }
         }
     }
 
     pub(super) fn change_points(&self) -> Vec<u16> {
         match self {
             Bound::Fixed(_) => vec![0],
-            Bound::Schedule(entries) => entries.iter().map(|(minute, _)| *minute).collect(),
+            Bound::Schedule(schedule) => schedule.entries().map(|(minute, _)| *minute).collect(),
         }
     }
 }

@@ -510,12 +510,6 @@ impl Validator {
         match raw {
             RawBound::Fixed(fixed) => Ok(Bound::Fixed(value(fixed)?)),
             RawBound::Schedule(entries) => {
-                if entries.is_empty() {
-                    return Err(self.invalid(
-                        key.clone(),
-                        "a schedule needs at least one `\"HH:MM\" = N` entry",
-                    ));
-                }
                 let mut schedule = Vec::with_capacity(entries.len());
                 for (time, count) in entries {
                     let minute = parse_time_of_day(&time).ok_or_else(|| {
@@ -526,8 +520,12 @@ impl Validator {
                     })?;
                     schedule.push((minute, value(count)?));
                 }
-                schedule.sort_unstable();
-                Ok(Bound::Schedule(schedule))
+                Schedule::new(schedule).map(Bound::Schedule).ok_or_else(|| {
+                    self.invalid(
+                        key.clone(),
+                        "a schedule needs at least one `\"HH:MM\" = N` entry",
+                    )
+                })
             }
         }
     }

@@ -894,7 +894,8 @@ mod tests {
     #[test]
     fn schedules_follow_the_time_zone() {
         let mut s = scaling(THRESHOLD);
-        s.min = Bound::Schedule(vec![(8 * 60, 4), (18 * 60, 1)]);
+        s.min =
+            Bound::Schedule(crate::config::Schedule::new(vec![(8 * 60, 4), (18 * 60, 1)]).unwrap());
         s.step_up = 10;
         s.timezone = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
         // 2026-01-15 07:30 UTC is 08:30 in Paris (UTC+1): min 4.

@@ -483,7 +483,8 @@ fn parse<'a>(text: &'a str, managed: &[&str]) -> Result<Parsed<'a>, String> {
                 parsed.structure.push(line.text);
                 continue;
             }
-            Some(name) => parsed.backends.get_mut(name).expect("opened above"),
+            // Opened by an earlier line of the section (`config_lines` starts a section there).
+            Some(name) => parsed.backends.entry(name).or_default(),
             None if line.section == "defaults" && !line.opens => &mut defaults,
             None => {
                 parsed.structure.push(line.text);
