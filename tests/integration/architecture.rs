@@ -903,3 +903,36 @@ fn the_config_rules_catch_a_planted_import() {
         ["config/mod.rs imports decide/mod.rs"]
     );
 }
+
+/// Issue 30: proptest reads a source file's saved failure seeds from the parallel path under
+/// `proptest-regressions/` (`src/decide/policy.rs` → `proptest-regressions/decide/policy.txt`).
+/// A seed file left at a path no longer holding property tests (after a move) is never
+/// replayed: each must sit beside a source file that has them.
+#[test]
+fn saved_proptest_seeds_are_where_proptest_reads_them() {
+    let seeds = crate_root().join("proptest-regressions");
+    let mut files = Vec::new();
+    let mut stack = vec![seeds.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    assert!(!files.is_empty());
+    for file in files {
+        let relative = file.strip_prefix(&seeds).unwrap().with_extension("rs");
+        let source = crate_root().join("src").join(&relative);
+        let text = std::fs::read_to_string(&source).unwrap_or_default();
+        assert!(
+            text.contains("proptest!"),
+            "{} is read for src/{}, which has no property test",
+            file.display(),
+            relative.display()
+        );
+    }
+}
