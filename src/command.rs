@@ -109,9 +109,13 @@ pub(crate) async fn run_with_input(
         command: command.clone(),
         error,
     };
-    let (program, args) = argv
-        .split_first()
-        .expect("the config guarantees a program name");
+    // The config refuses an empty argv; one reaching here is refused, not a panic.
+    let Some((program, args)) = argv.split_first() else {
+        return Err(spawn_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the command is empty: it names no program",
+        )));
+    };
     let resolved = resolve_program(program).ok_or_else(|| CommandError::NotFound {
         command: command.clone(),
         program: program.clone(),
@@ -283,6 +287,15 @@ fn limit(text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_empty_command_is_refused_not_a_panic() {
+        let error = run(&[], Duration::from_secs(1)).await.unwrap_err();
+        assert!(
+            error.to_string().contains("the command is empty"),
+            "{error}"
+        );
+    }
 
     fn argv(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()
