@@ -27,7 +27,7 @@ mod interleavings;
 use std::collections::BTreeMap;
 use std::future::Future;
 
-use crate::cloud::Provider;
+use crate::cloud::{Cause, CloudError, CloudErrorKind, Operation, Provider};
 use crate::config::{Config, Launcher, PoolConfig, StatsSource};
 use crate::decide::plan::{Action, Plan};
 use crate::error::Error;
@@ -68,7 +68,7 @@ pub(crate) struct Edges<'a, P> {
 
 impl<P: Provider> Effects for Edges<'_, P> {
     async fn launch(&self, pool: &str, count: u32, token: &str) -> Result<Vec<String>, Error> {
-        let (pool_config, launcher) = scaling_pool(self.config, pool);
+        let (pool_config, launcher) = scaling_pool(self.config, pool, Operation::Launch)?;
         Ok(self
             .provider
             .launch(pool_config, launcher, count, token)
@@ -110,7 +110,7 @@ impl<P: Provider> Effects for Edges<'_, P> {
     }
 
     async fn terminate(&self, pool: &str, ids: &[String]) -> Result<(), Error> {
-        let (pool_config, launcher) = scaling_pool(self.config, pool);
+        let (pool_config, launcher) = scaling_pool(self.config, pool, Operation::Terminate)?;
         Ok(self.provider.terminate(pool_config, launcher, ids).await?)
     }
 }
@@ -390,12 +390,23 @@ fn intents<'a>(
         .filter(move |intent| intent.token == token)
 }
 
-/// The scaling pool a launch or termination of the plan is for, and its launcher.
-fn scaling_pool<'a>(config: &'a Config, pool: &str) -> (&'a PoolConfig, &'a Launcher) {
+/// The scaling pool a launch or termination of the plan is for, and its launcher. The plan
+/// names only the config's scaling pools; a name that is not one fails that call (fatal), never
+/// the process.
+fn scaling_pool<'a>(
+    config: &'a Config,
+    pool: &str,
+    operation: Operation,
+) -> Result<(&'a PoolConfig, &'a Launcher), CloudError> {
     config
         .pools
         .iter()
         .filter(|candidate| candidate.name == pool)
         .find_map(|candidate| Some((candidate, &candidate.scaling.as_ref()?.launcher)))
-        .expect("the plan launches and terminates only for the config's scaling pools")
+        .ok_or_else(|| CloudError {
+            pool: pool.to_owned(),
+            operation,
+            kind: CloudErrorKind::Fatal,
+            cause: Cause::Api("the config has no scaling pool of that name".to_owned()),
+        })
 }

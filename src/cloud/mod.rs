@@ -155,17 +155,22 @@ pub(crate) struct Clouds {
 }
 
 impl Clouds {
-    fn ec2(&self) -> &ec2::Ec2 {
-        self.ec2
-            .as_ref()
-            .expect("the EC2 client is connected when a pool uses it")
+    /// The EC2 client, for a pool whose config names EC2: connected whenever one does; were it
+    /// not, the pool's call fails (fatal), never the process.
+    fn ec2(&self, pool: &PoolConfig, operation: Operation) -> Result<&ec2::Ec2, CloudError> {
+        self.ec2.as_ref().ok_or_else(|| CloudError {
+            pool: pool.name.clone(),
+            operation,
+            kind: CloudErrorKind::Fatal,
+            cause: Cause::Api("no EC2 client was connected for this pool".to_owned()),
+        })
     }
 }
 
 impl Provider for Clouds {
     async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
         match &pool.provider {
-            ProviderKind::Ec2 => self.ec2().list(pool).await,
+            ProviderKind::Ec2 => self.ec2(pool, Operation::List)?.list(pool).await,
             ProviderKind::Exec(commands) => exec::list(pool, commands).await,
             ProviderKind::Static(dir) => static_hosts::list(pool, dir),
         }
@@ -177,7 +182,11 @@ impl Provider for Clouds {
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
         match &pool.provider {
-            ProviderKind::Ec2 => self.ec2().find_by_token(pool, token).await,
+            ProviderKind::Ec2 => {
+                self.ec2(pool, Operation::FindLaunch)?
+                    .find_by_token(pool, token)
+                    .await
+            }
             ProviderKind::Exec(commands) => exec::find_by_token(pool, commands, token).await,
             // A static pool never launches.
             ProviderKind::Static(_) => Ok(Vec::new()),
@@ -192,7 +201,11 @@ impl Provider for Clouds {
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
         match launcher {
-            Launcher::Ec2(launch) => self.ec2().launch(pool, launch, count, token).await,
+            Launcher::Ec2(launch) => {
+                self.ec2(pool, Operation::Launch)?
+                    .launch(pool, launch, count, token)
+                    .await
+            }
             Launcher::Exec {
                 launch, timeout, ..
             } => exec::launch(pool, launch, *timeout, count, token).await,
@@ -206,7 +219,11 @@ impl Provider for Clouds {
         ids: &[String],
     ) -> Result<(), CloudError> {
         match launcher {
-            Launcher::Ec2(_) => self.ec2().terminate(pool, ids).await,
+            Launcher::Ec2(_) => {
+                self.ec2(pool, Operation::Terminate)?
+                    .terminate(pool, ids)
+                    .await
+            }
             Launcher::Exec {
                 terminate, timeout, ..
             } => exec::terminate(pool, terminate, *timeout, ids).await,
