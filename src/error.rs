@@ -125,3 +125,13 @@ impl Error {
         }
     }
 }
+
+impl From<crate::apply::ApplyError> for Error {
+    fn from(error: crate::apply::ApplyError) -> Error {
+        match error {
+            crate::apply::ApplyError::State(error) => Error::State(error),
+            crate::apply::ApplyError::Cloud(error) => Error::Cloud(error),
+            crate::apply::ApplyError::Install(error) => Error::Install(error),
+        }
+    }
+}

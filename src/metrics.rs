@@ -11,7 +11,6 @@ use std::path::Path;
 
 use crate::decide::plan::Action;
 use crate::decide::scaling::Role;
-use crate::error::Error;
 use crate::fs_atomic::{self, Ownership};
 use crate::report::Report;
 
@@ -64,13 +63,14 @@ pub(crate) struct RunFigures {
 
 impl RunFigures {
     /// The figures of a finished run.
+    /// `report` is `None` for a run that failed.
     pub(crate) fn of(
-        outcome: &Result<Report, Error>,
+        report: Option<&Report>,
         config: &crate::config::Config,
         duration_s: f64,
         at: f64,
     ) -> RunFigures {
-        let Ok(report) = outcome else {
+        let Some(report) = report else {
             return RunFigures {
                 success: false,
                 duration_s,

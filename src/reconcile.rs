@@ -147,7 +147,7 @@ fn write_metrics(config: &Config, outcome: &Result<Report, Error>, started: Inst
         return;
     }
     let figures = crate::metrics::RunFigures::of(
-        outcome,
+        outcome.as_ref().ok(),
         config,
         started.elapsed().as_secs_f64(),
         unix_now(),

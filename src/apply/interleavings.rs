@@ -33,7 +33,6 @@ use crate::config::Config;
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::decide::plan::{self, Action, Facts, Observations, Plan};
 use crate::decide::render::Renderer;
-use crate::error::Error;
 use crate::haproxy::install::Applied;
 use crate::model::{Info, Instance, Observed, OldWorkers, Reading, State, StatsSnapshot};
 use crate::reconcile::RACE_ATTEMPTS;
@@ -177,7 +176,12 @@ struct NodeEffects {
 }
 
 impl Effects for NodeEffects {
-    async fn launch(&self, _pool: &str, count: u32, token: &str) -> Result<Vec<String>, Error> {
+    async fn launch(
+        &self,
+        _pool: &str,
+        count: u32,
+        token: &str,
+    ) -> Result<Vec<String>, super::ApplyError> {
         gate(&self.world, self.node, Step::Launch).await;
         let mut world = self.world.borrow_mut();
         world
@@ -195,7 +199,7 @@ impl Effects for NodeEffects {
 
     async fn drain(&self, _backend: &str, _server: &str) {}
 
-    async fn install(&self, plan: &Plan) -> Result<Applied, Error> {
+    async fn install(&self, plan: &Plan) -> Result<Applied, super::ApplyError> {
         let mut world = self.world.borrow_mut();
         if world.installed[self.node].as_deref() == Some(plan.rendered.as_str()) {
             world.needless_installs.push(self.node);
@@ -204,7 +208,7 @@ impl Effects for NodeEffects {
         Ok(Applied::Runtime)
     }
 
-    async fn terminate(&self, _pool: &str, ids: &[String]) -> Result<(), Error> {
+    async fn terminate(&self, _pool: &str, ids: &[String]) -> Result<(), super::ApplyError> {
         let mut world = self.world.borrow_mut();
         world.instances.retain(|(id, _)| !ids.contains(id));
         Ok(())
@@ -336,7 +340,7 @@ async fn run(
                     .collect();
                 return RunEnd::Reported(tokens);
             }
-            Err(Error::State(StateError::Raced { .. })) => {}
+            Err(super::ApplyError::State(StateError::Raced { .. })) => {}
             Err(error) => return RunEnd::Failed(error.to_string()),
         }
     }

@@ -30,13 +30,24 @@ use std::future::Future;
 use crate::cloud::{Cause, CloudError, CloudErrorKind, Operation, Provider};
 use crate::config::{Config, Launcher, PoolConfig, StatsSource};
 use crate::decide::plan::{Action, Plan};
-use crate::error::Error;
 use crate::failpoint;
 use crate::haproxy::admin_socket;
 use crate::haproxy::install::{self, Applied, RUNTIME_TIMEOUT};
 use crate::model::State;
 use crate::store::shared::with_own_facts;
 use crate::store::{Revision, StateError, StateStore};
+
+/// Why applying a plan stopped: the steps' own errors, as they are (the top-level error wraps
+/// each as its own variant, so the exit codes are those of the step).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApplyError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+    #[error(transparent)]
+    Install(#[from] crate::haproxy::install::InstallError),
+}
 
 /// What a run changes besides its state: the cloud, and this node's haproxy.cfg and HAProxy.
 /// [`Edges`] is the real one; the protocol's interleaving test has its own.
@@ -47,17 +58,18 @@ pub(crate) trait Effects {
         pool: &str,
         count: u32,
         token: &str,
-    ) -> impl Future<Output = Result<Vec<String>, Error>>;
+    ) -> impl Future<Output = Result<Vec<String>, ApplyError>>;
 
     /// Drains `backend/server` through the runtime API (a failure is only a warning: the
     /// rendered config drains it too).
     fn drain(&self, backend: &str, server: &str) -> impl Future<Output = ()>;
 
     /// Checks and installs the rendered config, through the runtime API or by a reload.
-    fn install(&self, plan: &Plan) -> impl Future<Output = Result<Applied, Error>>;
+    fn install(&self, plan: &Plan) -> impl Future<Output = Result<Applied, ApplyError>>;
 
     /// Terminates instances of `pool`.
-    fn terminate(&self, pool: &str, ids: &[String]) -> impl Future<Output = Result<(), Error>>;
+    fn terminate(&self, pool: &str, ids: &[String])
+    -> impl Future<Output = Result<(), ApplyError>>;
 }
 
 /// The real effects: the pools' providers and this node's HAProxy.
@@ -67,7 +79,7 @@ pub(crate) struct Edges<'a, P> {
 }
 
 impl<P: Provider> Effects for Edges<'_, P> {
-    async fn launch(&self, pool: &str, count: u32, token: &str) -> Result<Vec<String>, Error> {
+    async fn launch(&self, pool: &str, count: u32, token: &str) -> Result<Vec<String>, ApplyError> {
         let (pool_config, launcher) = scaling_pool(self.config, pool, Operation::Launch)?;
         Ok(self
             .provider
@@ -92,7 +104,7 @@ impl<P: Provider> Effects for Edges<'_, P> {
         }
     }
 
-    async fn install(&self, plan: &Plan) -> Result<Applied, Error> {
+    async fn install(&self, plan: &Plan) -> Result<Applied, ApplyError> {
         let started = std::time::Instant::now();
         let applied =
             install::install(&self.config.haproxy, &plan.rendered, plan.runtime.as_ref()).await?;
@@ -109,7 +121,7 @@ impl<P: Provider> Effects for Edges<'_, P> {
         Ok(applied)
     }
 
-    async fn terminate(&self, pool: &str, ids: &[String]) -> Result<(), Error> {
+    async fn terminate(&self, pool: &str, ids: &[String]) -> Result<(), ApplyError> {
         let (pool_config, launcher) = scaling_pool(self.config, pool, Operation::Terminate)?;
         Ok(self.provider.terminate(pool_config, launcher, ids).await?)
     }
@@ -125,7 +137,7 @@ pub(crate) async fn apply(
     (loaded, revision): (&State, Revision),
     store: &impl StateStore,
     effects: &impl Effects,
-) -> Result<u32, Error> {
+) -> Result<u32, ApplyError> {
     // 1. The decision, committed before anything is done: this node's own facts stay as they
     //    were (nothing is installed yet), and a drain that ends in a termination stays
     //    recorded until the instance is gone.
@@ -274,7 +286,7 @@ impl<S: StateStore> Record<'_, S> {
     /// Saves the record (unless the store holds it already); when another node committed
     /// first, carries it onto that node's state and tries again. What was done is never dropped
     /// for a lost race.
-    async fn save(&mut self) -> Result<(), Error> {
+    async fn save(&mut self) -> Result<(), ApplyError> {
         for _ in 0..RECORD_ATTEMPTS {
             if self.state == self.saved {
                 return Ok(());
@@ -314,7 +326,7 @@ impl<S: StateStore> Record<'_, S> {
     }
 
     /// The error of a run that did something and could not record it.
-    fn unrecorded(&self, cause: &dyn std::fmt::Display) -> Error {
+    fn unrecorded(&self, cause: &dyn std::fmt::Display) -> ApplyError {
         let mut done: Vec<String> = self
             .launched
             .iter()
@@ -333,7 +345,7 @@ impl<S: StateStore> Record<'_, S> {
         if done.is_empty() {
             done.push("its decision was committed".to_owned());
         }
-        Error::State(StateError::Unrecorded {
+        ApplyError::State(StateError::Unrecorded {
             done: done.join("; "),
             cause: cause.to_string(),
         })

@@ -936,3 +936,41 @@ fn saved_proptest_seeds_are_where_proptest_reads_them() {
         );
     }
 }
+
+/// The commands (layer 3) and above: the only files that may import the top-level error.
+const COMMANDS_AND_ABOVE: &[&str] = &[
+    "main.rs",
+    "app.rs",
+    "reconcile.rs",
+    "check.rs",
+    "status.rs",
+    "hosts/",
+    "init.rs",
+    "manual.rs",
+    "simulate/",
+];
+
+/// Issue 30: only the commands and above import the top-level `error.rs`; the steps, the
+/// adapters and the core return their own errors, which it wraps (so it imports them, never the
+/// other way round).
+#[test]
+fn only_the_commands_import_the_top_level_error() {
+    let imports = Imports::read(&crate_root().join("src"));
+    let mut found = Vec::new();
+    for (file, targets) in imports.edges() {
+        let command = COMMANDS_AND_ABOVE.iter().any(|allowed| {
+            if allowed.ends_with('/') {
+                file.starts_with(allowed)
+            } else {
+                file == allowed
+            }
+        });
+        if !command && targets.iter().any(|target| *target == "error.rs") {
+            found.push(file.clone());
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "import the top-level error, below the commands: {found:?}"
+    );
+}
