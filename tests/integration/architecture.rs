@@ -371,7 +371,12 @@ const PRINTS: &[&str] = &[
 /// completions.
 #[test]
 fn everything_printed_goes_through_the_escaping_writers() {
-    let mut found = calls_outside(crate_root(), PRINTS, &["src/report.rs", "src/logging.rs"]);
+    // `failpoint.rs` prints one constant line before it aborts, in test builds only.
+    let mut found = calls_outside(
+        crate_root(),
+        PRINTS,
+        &["src/report.rs", "src/logging.rs", "src/failpoint.rs"],
+    );
     found.extend(calls_outside(
         crate_root(),
         &["out_styled("],
@@ -973,4 +978,81 @@ fn only_the_commands_import_the_top_level_error() {
         found.is_empty(),
         "import the top-level error, below the commands: {found:?}"
     );
+}
+
+/// The layer of a file under `src/` (ARCHITECTURE.md, "The layers"): 1 is the top. `None` for
+/// the crate root and the test helpers.
+fn layer_of(file: &str) -> Option<u8> {
+    let in_any = |prefixes: &[&str]| {
+        prefixes.iter().any(|prefix| {
+            if prefix.ends_with('/') {
+                file.starts_with(prefix)
+            } else {
+                file == *prefix
+            }
+        })
+    };
+    Some(if file == "lib.rs" || in_any(&["testing.rs", "testing/"]) {
+        return None;
+    } else if file == "main.rs" {
+        1
+    } else if file == "app.rs" {
+        2
+    } else if in_any(&[
+        "reconcile.rs",
+        "check.rs",
+        "status.rs",
+        "hosts/",
+        "init.rs",
+        "manual.rs",
+        "simulate/",
+        "error.rs",
+    ]) {
+        3
+    } else if in_any(&[
+        "observe.rs",
+        "apply/",
+        "report.rs",
+        "notify.rs",
+        "metrics.rs",
+        "external.rs",
+        "probe.rs",
+    ]) {
+        4
+    } else if in_any(&["decide/"]) {
+        6
+    } else if in_any(&[
+        "config/mod.rs",
+        "config/scaling.rs",
+        "model/",
+        "error_chain.rs",
+        "cli.rs",
+    ]) {
+        7
+    } else {
+        // The adapters: cloud/, haproxy/, store/, command, http, exchange, fs_atomic, logging,
+        // failpoint, and the config's loading and validation.
+        5
+    })
+}
+
+/// Issue 30: every import goes down the layers (or stays in its own): a step never imports a
+/// command, an adapter never a step, the core never an adapter.
+#[test]
+fn imports_go_down_the_layers() {
+    let imports = Imports::read(&crate_root().join("src"));
+    let mut found = Vec::new();
+    for (file, targets) in imports.edges() {
+        let Some(from) = layer_of(file) else { continue };
+        for target in targets {
+            if let Some(to) = layer_of(target)
+                && to < from
+            {
+                found.push(format!(
+                    "{file} (layer {from}) imports {target} (layer {to})"
+                ));
+            }
+        }
+    }
+    assert!(found.is_empty(), "{}", found.join("\n"));
 }
