@@ -82,11 +82,11 @@ fn main() {
         });
         group.bench_function(id("plan"), |b| b.iter(|| fleet.plan(&observed)));
         group.bench_function(id("sha256"), |b| {
-            b.iter(|| haproxy_autoscaler::model::sha256_hex(fleet.installed.as_bytes()))
+            b.iter(|| haproxy_autoscaler::surface::model::sha256_hex(fleet.installed.as_bytes()))
         });
         group.bench_function(id("diff"), |b| {
             b.iter(|| {
-                haproxy_autoscaler::decide::diff::unified(
+                haproxy_autoscaler::surface::decide::diff::unified(
                     &fleet.installed_one_off,
                     &fleet.installed,
                     "haproxy.cfg",

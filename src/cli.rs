@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Default location of the config file.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.toml";
 
 /// Keep HAProxy backends in sync with cloud instances, one run at a time (run it from cron).
 #[derive(Debug, Parser)]

@@ -9,16 +9,16 @@ use crate::haproxy::install::InstallError;
 use crate::store::StateError;
 
 /// Exit code of a run that did what it had to.
-pub const EXIT_OK: u8 = 0;
+pub(crate) const EXIT_OK: u8 = 0;
 /// Exit code of a run that failed (cloud, HAProxy, reload, state).
-pub const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code of bad usage or an invalid config or template.
-pub const EXIT_USAGE: u8 = 2;
+pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit code with `--plan --detailed-exitcode` when changes are pending.
-pub const EXIT_CHANGES_PENDING: u8 = 4;
+pub(crate) const EXIT_CHANGES_PENDING: u8 = 4;
 /// Exit code when another run holds the lock, or the shared state cannot be reached or was
 /// changed by another node meanwhile (`EX_TEMPFAIL`).
-pub const EXIT_LOCKED: u8 = 75;
+pub(crate) const EXIT_LOCKED: u8 = 75;
 
 /// Anything that ends a run early.
 #[derive(Debug, thiserror::Error)]

@@ -29,7 +29,7 @@ pub const POINTS: [&str; 10] = [
 
 /// Aborts the process if `name` is the configured fail point.
 #[cfg(feature = "failpoints")]
-pub fn hit(name: &'static str) {
+pub(crate) fn hit(name: &'static str) {
     debug_assert!(POINTS.contains(&name), "unknown fail point {name}");
     if std::env::var_os(ENV).is_some_and(|value| value == name) {
         // Test builds only, a constant text: printed directly, so that the adapters it stops
@@ -52,4 +52,4 @@ pub fn hit(name: &'static str) {
 /// Does nothing: this build has no fail points.
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
-pub fn hit(_name: &'static str) {}
+pub(crate) fn hit(_name: &'static str) {}

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use haproxy_autoscaler::{app, cli::Cli, logging};
+use haproxy_autoscaler::surface::{app, cli::Cli, logging};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -21,7 +21,7 @@ use crate::decide::scaling::Role;
 /// Whether a run only planned (`--plan`) or applied its plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Mode {
+pub(crate) enum Mode {
     Plan,
     Apply,
     Simulate,
@@ -33,7 +33,7 @@ pub enum Mode {
 
 impl Mode {
     /// The mode the command line asks for.
-    pub fn of(cli: &Cli) -> Mode {
+    pub(crate) fn of(cli: &Cli) -> Mode {
         match (&cli.command, cli.plan) {
             (Some(crate::cli::Command::Simulate(_)), _) => Mode::Simulate,
             (Some(crate::cli::Command::Check(_)), _) => Mode::Check,
@@ -55,7 +55,7 @@ impl Mode {
 
 /// What a run did or would do.
 #[derive(Debug, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub mode: Mode,
     /// True if the run has actions (or with `--plan`, would have): bookkeeping in the state
     /// file alone is not a change.
@@ -75,25 +75,25 @@ fn is_zero(count: &u32) -> bool {
 /// One line on stderr, made printable. A closed or broken stderr (a pipe nobody reads) loses
 /// the line, never the run: `eprintln!` would panic, and the run would exit 101 after doing its
 /// work.
-pub fn say(line: fmt::Arguments<'_>) {
+pub(crate) fn say(line: fmt::Arguments<'_>) {
     let line = crate::model::text::printable(&line.to_string());
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// One line on stdout, made printable; a reader that went away (`| head -1`) ends the output,
 /// not the process (`println!` would panic and exit 101).
-pub fn out(line: fmt::Arguments<'_>) {
+pub(crate) fn out(line: fmt::Arguments<'_>) {
     out_text(&format!("{line}\n"));
 }
 
 /// `text` (lines, each with its newline) on stdout, made printable.
-pub fn out_text(text: &str) {
+pub(crate) fn out_text(text: &str) {
     let text = crate::model::text::printable(text);
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// A JSON document on stdout, pretty, with every character a terminal would act on escaped.
-pub fn out_json(document: &impl Serialize) {
+pub(crate) fn out_json(document: &impl Serialize) {
     if let Ok(text) = serde_json::to_string_pretty(document) {
         let text = crate::model::text::json_printable(&text);
         let _ = writeln!(std::io::stdout().lock(), "{text}");
@@ -118,7 +118,7 @@ pub(crate) fn stdout_is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
 }
 
-pub fn print(cli: &Cli, report: &Report) {
+pub(crate) fn print(cli: &Cli, report: &Report) {
     match cli.format {
         Format::Json => out_json(report),
         Format::Text if cli.plan => out_text(&report.plan.to_string()),

@@ -57,7 +57,7 @@ pub fn discovered(pool: &PoolConfig, instances: &[Instance]) -> Vec<Discovered> 
 }
 
 /// What a discovery-only observation of `pool` sees.
-pub fn observed(pool: &PoolConfig, instances: &[Instance]) -> Observed {
+pub(crate) fn observed(pool: &PoolConfig, instances: &[Instance]) -> Observed {
     Observed {
         instances: discovered(pool, instances),
         ..Observed::default()

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use haproxy_autoscaler::config::Config;
+use haproxy_autoscaler::surface::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use haproxy_autoscaler::store::from_bytes;
+use haproxy_autoscaler::surface::store::from_bytes;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! answer give rows or a typed error, never a panic; parsed rows keep what the input said.
 #![no_main]
 
-use haproxy_autoscaler::haproxy::stats::{parse_show_info, parse_show_stat};
+use haproxy_autoscaler::surface::haproxy::stats::{parse_show_info, parse_show_stat};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

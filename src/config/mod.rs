@@ -18,13 +18,13 @@ use std::time::Duration;
 
 mod load;
 mod raw;
-pub mod scaling;
+pub(crate) mod scaling;
 mod validate;
-pub use validate::same_file;
+pub(crate) use validate::same_file;
 mod validate_scaling;
 
-pub use scaling::{
-    Bound, ExternalMetric, ExternalSource, Launch, Launcher, Metric, Policy, Scaling, Schedule,
+pub(crate) use scaling::{
+    ExternalMetric, ExternalSource, Launch, Launcher, Metric, Policy, Scaling,
 };
 
 const DEFAULT_STATE_PATH: &str = "/var/lib/haproxy-autoscaler/state.json";
@@ -403,8 +403,8 @@ impl Default for AwsConfig {
     }
 }
 
-pub const DEFAULT_AWS_MAX_ATTEMPTS: u32 = 3;
-pub const DEFAULT_AWS_ATTEMPT_TIMEOUT_S: u64 = 15;
+pub(crate) const DEFAULT_AWS_MAX_ATTEMPTS: u32 = 3;
+pub(crate) const DEFAULT_AWS_ATTEMPT_TIMEOUT_S: u64 = 15;
 
 /// One `[[pool]]`.
 #[derive(Debug, Clone, PartialEq)]

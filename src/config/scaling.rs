@@ -301,6 +301,6 @@ pub enum LaunchTemplateRef {
 }
 
 /// Tag keys the tool owns; a launch may not set them.
-pub const TAG_POOL: &str = "haproxy-autoscaler:pool";
-pub const TAG_LAUNCH_TOKEN: &str = "haproxy-autoscaler:launch-token";
-pub const TAG_PROTECTED: &str = "haproxy-autoscaler:protected";
+pub(crate) const TAG_POOL: &str = "haproxy-autoscaler:pool";
+pub(crate) const TAG_LAUNCH_TOKEN: &str = "haproxy-autoscaler:launch-token";
+pub(crate) const TAG_PROTECTED: &str = "haproxy-autoscaler:protected";

@@ -867,7 +867,7 @@ pub(super) fn without_quoted_values(message: &str) -> String {
 /// it exists, else its resolved folder and its name.
 /// Whether two paths name one file, however spelled (`..`, relative paths, symlinks, a dangling
 /// symlink naming the file a write would create): the check every output of a run passes.
-pub fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     file_identity(a) == file_identity(b)
 }
 

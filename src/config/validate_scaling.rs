@@ -630,7 +630,8 @@ fn parse_time_of_day(text: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{Bound, Config, Metric, Policy};
+    use crate::config::scaling::Bound;
+    use crate::config::{Config, Metric, Policy};
     use std::path::Path;
 
     fn pool(scaling: &str) -> String {

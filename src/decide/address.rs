@@ -5,7 +5,7 @@ use crate::config::{AddressSource, PoolConfig};
 use crate::model::{Endpoint, Instance, Unusable};
 
 /// Where HAProxy (and the readiness probe) reaches an instance.
-pub fn endpoint(pool: &PoolConfig, instance: &Instance) -> Result<Endpoint, Unusable> {
+pub(crate) fn endpoint(pool: &PoolConfig, instance: &Instance) -> Result<Endpoint, Unusable> {
     match &pool.address {
         AddressSource::PrivateIp => match &instance.private_ip {
             Some(ip) => plain_host(ip, instance.port.unwrap_or(pool.port)),
@@ -54,7 +54,7 @@ fn plain_host(host: &str, port: u16) -> Result<Endpoint, Unusable> {
 }
 
 /// Parses `host:port` (or `[v6]:port`) where host is an IP address or a DNS name.
-pub fn parse_host_port(value: &str) -> Option<Endpoint> {
+pub(crate) fn parse_host_port(value: &str) -> Option<Endpoint> {
     let (host, port) = value.rsplit_once(':')?;
     let port: u16 = port.parse().ok().filter(|port| *port != 0)?;
     let valid = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
@@ -68,7 +68,7 @@ pub fn parse_host_port(value: &str) -> Option<Endpoint> {
 }
 
 /// What is wrong with a `host:port` that [`parse_host_port`] refused, in words.
-pub fn host_port_problem(value: &str) -> String {
+pub(crate) fn host_port_problem(value: &str) -> String {
     let Some((_, port)) = value.rsplit_once(':') else {
         return "no `:PORT`".to_owned();
     };

@@ -158,7 +158,7 @@ fn template_context<'a>(
 type Marked = (usize, usize, String, String);
 
 /// Renders the pools, leaving out the servers whose unsafe values the template writes.
-pub fn render_leaving_out_unsafe(
+pub(crate) fn render_leaving_out_unsafe(
     renderer: &Renderer,
     config: &Config,
     pools: &mut [BackendPlan],

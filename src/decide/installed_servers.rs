@@ -87,7 +87,7 @@ pub fn config_lines(text: &str) -> impl Iterator<Item = ConfigLine<'_>> {
 }
 
 /// The names of the servers of `backend` in config `text`, in file order.
-pub fn backend_servers(text: &str, backend: &str) -> Vec<String> {
+pub(crate) fn backend_servers(text: &str, backend: &str) -> Vec<String> {
     config_lines(text)
         .filter_map(|line| line.server())
         .filter(|(of, ..)| *of == backend)

@@ -17,7 +17,7 @@ use crate::model::{Discovered, Instance, InstanceState, Observed, State, Tags, U
 
 /// One server of a backend, as the template sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Server {
+pub(crate) struct Server {
     /// The HAProxy server name: the instance id.
     pub name: String,
     pub address: String,
@@ -48,26 +48,26 @@ pub struct Skipped {
 /// A pool and the servers of its backend.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendPlan {
-    pub name: String,
-    pub backend: String,
-    pub port: u16,
-    pub servers: Vec<Server>,
-    pub skipped: Vec<Skipped>,
+    pub(crate) name: String,
+    pub(crate) backend: String,
+    pub(crate) port: u16,
+    pub(crate) servers: Vec<Server>,
+    pub(crate) skipped: Vec<Skipped>,
     /// Instances left out for a bad value this run that the previous run did not leave out:
     /// the ones to notify about.
-    pub newly_bad: Vec<String>,
+    pub(crate) newly_bad: Vec<String>,
     /// How many instances the provider listed.
     #[serde(skip)]
-    pub found: usize,
+    pub(crate) found: usize,
     /// `allow_empty`: an empty backend is intended.
     #[serde(skip)]
-    pub allow_empty: bool,
+    pub(crate) allow_empty: bool,
     /// Scaling pools: the decision and the launches, drains and terminations.
-    pub scale: Option<ScalingPlan>,
+    pub(crate) scale: Option<ScalingPlan>,
 }
 
 /// The servers of one pool, sorted by instance id.
-pub fn plan_backend(
+pub(crate) fn plan_backend(
     pool: &PoolConfig,
     observed: &Observed,
     scale: Option<ScalingPlan>,
@@ -137,7 +137,7 @@ fn server_of(found: &Discovered, role: Option<Role>) -> Result<Server, Skipped> 
 }
 
 /// Letters, digits, `-`, `_`, `.` and `:`: a name HAProxy accepts for a server.
-pub fn is_server_name(id: &str) -> bool {
+pub(crate) fn is_server_name(id: &str) -> bool {
     !id.is_empty()
         && id
             .chars()
@@ -184,7 +184,7 @@ fn skip(instance: &Instance, reason: &str, bad_value: bool) -> Skipped {
 }
 
 /// Fills in each pool's `newly_bad`: left out for a bad value now, not by the previous run.
-pub fn mark_newly_bad(pools: &mut [BackendPlan], state: &State) {
+pub(crate) fn mark_newly_bad(pools: &mut [BackendPlan], state: &State) {
     for pool in pools {
         let before: BTreeSet<&String> = state
             .pools
@@ -202,7 +202,7 @@ pub fn mark_newly_bad(pools: &mut [BackendPlan], state: &State) {
 
 /// What discovery found and why none of it is usable, for people: the reasons when instances
 /// were found, the filters to check when none was.
-pub fn found_words(found: usize, skipped: &[Skipped]) -> String {
+pub(crate) fn found_words(found: usize, skipped: &[Skipped]) -> String {
     if found == 0 {
         "discovery found no instance: check the discovery filters (a typo matches nothing)"
             .to_owned()

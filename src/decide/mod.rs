@@ -5,13 +5,13 @@
 //! `std::net`, `std::process`, `std::env`, a clock, logging, the cloud, HAProxy's runtime or a
 //! state store.
 
-pub mod address;
-pub mod context;
-pub mod diff;
-pub mod installed_servers;
-pub mod membership;
-pub mod plan;
-pub mod policy;
-pub mod render;
-pub mod runtime;
-pub mod scaling;
+pub(crate) mod address;
+pub(crate) mod context;
+pub(crate) mod diff;
+pub(crate) mod installed_servers;
+pub(crate) mod membership;
+pub(crate) mod plan;
+pub(crate) mod policy;
+pub(crate) mod render;
+pub(crate) mod runtime;
+pub(crate) mod scaling;

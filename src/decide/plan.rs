@@ -56,7 +56,10 @@ pub struct Observations<'a> {
 impl<'a> Observations<'a> {
     /// What was observed of each of `pools`, in their order; `None` unless there is exactly one
     /// observation per pool (a missing one would read as "no instances").
-    pub fn of_each(pools: &'a [PoolConfig], observed: Vec<Observed>) -> Option<Observations<'a>> {
+    pub(crate) fn of_each(
+        pools: &'a [PoolConfig],
+        observed: Vec<Observed>,
+    ) -> Option<Observations<'a>> {
         (observed.len() == pools.len()).then(|| Observations {
             pools: pools.iter().zip(observed).collect(),
         })
@@ -64,7 +67,7 @@ impl<'a> Observations<'a> {
 
     /// Builds the observations from a function of each pool.
     #[cfg(any(test, feature = "testing"))]
-    pub fn from_fn(
+    pub(crate) fn from_fn(
         pools: &'a [PoolConfig],
         observe: impl FnMut(&'a PoolConfig) -> Observed,
     ) -> Self {
@@ -75,14 +78,14 @@ impl<'a> Observations<'a> {
     }
 
     /// Each pool with what was observed of it.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a PoolConfig, &Observed)> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a PoolConfig, &Observed)> + '_ {
         self.pools.iter().map(|(pool, observed)| (*pool, observed))
     }
 }
 
 /// Everything the planner needs.
 #[derive(Debug, Clone, Copy)]
-pub struct Facts<'a> {
+pub(crate) struct Facts<'a> {
     pub config: &'a Config,
     pub observed: &'a Observations<'a>,
     /// The installed haproxy.cfg, `None` if there is none yet.
@@ -101,11 +104,11 @@ pub struct Facts<'a> {
 }
 
 /// How far a node's clock may be from the shared state's store before it stops deciding.
-pub const MAX_CLOCK_OFF_S: i64 = 5;
+pub(crate) const MAX_CLOCK_OFF_S: i64 = 5;
 
 /// The haproxy.cfg change, if any.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigChange {
+pub(crate) struct ConfigChange {
     pub path: PathBuf,
     pub installed_sha256: Option<String>,
     pub rendered_sha256: String,
@@ -117,7 +120,7 @@ pub struct ConfigChange {
 /// One thing a run does, with its reason.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
+pub(crate) enum Action {
     AddServer {
         pool: String,
         backend: String,
@@ -167,36 +170,36 @@ pub enum Action {
 /// Everything a run will do.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
-    pub pools: Vec<BackendPlan>,
-    pub config: ConfigChange,
-    pub actions: Vec<Action>,
+    pub(crate) pools: Vec<BackendPlan>,
+    pub(crate) config: ConfigChange,
+    pub(crate) actions: Vec<Action>,
     /// What the run says once, as `warning:` lines: a hand-edited haproxy.cfg replaced, an
     /// empty backend installed. Instances left out are in each pool's `skipped` (see
     /// [`Plan::left_out`]).
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// The full rendered haproxy.cfg that apply installs.
     #[serde(skip)]
-    pub rendered: String,
+    pub(crate) rendered: String,
     /// The state apply saves; equal to the loaded state when nothing changes.
     #[serde(skip)]
-    pub next_state: State,
+    pub(crate) next_state: State,
     /// The config change made through the runtime API, when it is.
     #[serde(skip)]
-    pub runtime: Option<RuntimeChange>,
+    pub(crate) runtime: Option<RuntimeChange>,
     /// The run's clock (Unix seconds), for the state of a run that reloads after all.
     #[serde(skip)]
-    pub now: i64,
+    pub(crate) now: i64,
 }
 
 impl Plan {
     /// True if applying the plan does anything (bookkeeping in the state file aside).
-    pub fn has_changes(&self) -> bool {
+    pub(crate) fn has_changes(&self) -> bool {
         !self.actions.is_empty()
     }
 
     /// Records that the runtime API change did not take (`why`) and the run reloaded instead: the
     /// plan then says so, and the scaling pools' state records the reload.
-    pub fn reloaded_instead(&mut self, why: &str) {
+    pub(crate) fn reloaded_instead(&mut self, why: &str) {
         for action in &mut self.actions {
             if matches!(action, Action::ApplyRuntime { .. }) {
                 *action = Action::Reload {
@@ -215,7 +218,7 @@ impl Plan {
     /// One line per instance left out, and whether it is news: left out for a bad value that
     /// the previous run did not leave out. A run says the news (cron mails it once) and the
     /// rest only with `-v`; `--plan` says them all.
-    pub fn left_out(&self) -> Vec<(String, bool)> {
+    pub(crate) fn left_out(&self) -> Vec<(String, bool)> {
         self.pools
             .iter()
             .flat_map(|pool| {
@@ -256,7 +259,7 @@ impl Comparison {
 }
 
 /// Decides everything a run does.
-pub fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
+pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanError> {
     let config = facts.config;
     let mut pools = plan_pools(&facts);
     let rendered = render_leaving_out_unsafe(renderer, config, &mut pools)?;

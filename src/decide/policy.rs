@@ -26,7 +26,7 @@ use crate::model::Capped;
 
 /// Facts for one pool's decision.
 #[derive(Debug, Clone, Copy)]
-pub struct Input<'a> {
+pub(crate) struct Input<'a> {
     pub scaling: &'a Scaling,
     /// Unix seconds.
     pub now: i64,
@@ -118,7 +118,7 @@ impl Decision {
 }
 
 /// The bounds `(min, max)` in force at `now`.
-pub fn bounds_at(scaling: &Scaling, now: i64) -> (u32, u32) {
+pub(crate) fn bounds_at(scaling: &Scaling, now: i64) -> (u32, u32) {
     let minute = minute_of_day(scaling, now);
     (scaling.min.at(minute), scaling.max.at(minute))
 }
@@ -144,7 +144,7 @@ fn booting_spread(input: &Input<'_>) -> f64 {
 }
 
 /// Decides the pool's capacity.
-pub fn decide(input: &Input<'_>) -> Decision {
+pub(crate) fn decide(input: &Input<'_>) -> Decision {
     let scaling = input.scaling;
     let (min, max) = bounds_at(scaling, input.now);
     let current = input.in_service.saturating_add(input.booting);
@@ -626,7 +626,8 @@ fn toward_target(judge: &Judge<'_>, target: f64, tolerance: f64, window_s: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Bound, Launcher, Metric};
+    use crate::config::scaling::Bound;
+    use crate::config::{Launcher, Metric};
 
     fn scaling(policy: Policy) -> Scaling {
         Scaling {
@@ -894,8 +895,9 @@ mod tests {
     #[test]
     fn schedules_follow_the_time_zone() {
         let mut s = scaling(THRESHOLD);
-        s.min =
-            Bound::Schedule(crate::config::Schedule::new(vec![(8 * 60, 4), (18 * 60, 1)]).unwrap());
+        s.min = Bound::Schedule(
+            crate::config::scaling::Schedule::new(vec![(8 * 60, 4), (18 * 60, 1)]).unwrap(),
+        );
         s.step_up = 10;
         s.timezone = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
         // 2026-01-15 07:30 UTC is 08:30 in Paris (UTC+1): min 4.

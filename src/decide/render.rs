@@ -45,7 +45,7 @@ pub enum RenderError {
 }
 
 /// A compiled template.
-pub struct Renderer {
+pub(crate) struct Renderer {
     registry: Handlebars<'static>,
     path: PathBuf,
     /// Whether the template's text names `backends`.
@@ -96,7 +96,7 @@ fn template_name(path: &Path) -> String {
 
 impl Renderer {
     /// Compiles template text; `path` names it in errors.
-    pub fn compile(text: &str, path: &Path) -> Result<Renderer, RenderError> {
+    pub(crate) fn compile(text: &str, path: &Path) -> Result<Renderer, RenderError> {
         let refused = Arc::new(Mutex::new(Vec::new()));
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
@@ -195,18 +195,18 @@ impl Renderer {
 
     /// Whether the template's text names `backends` anywhere: a context value it never names
     /// cannot be reached (paths and `lookup` keys are written in the template).
-    pub fn names_backends(&self) -> bool {
+    pub(crate) fn names_backends(&self) -> bool {
         self.names_backends
     }
 
     /// Whether the template can reach a server's tags; when it cannot, the context leaves
     /// them out.
-    pub fn reaches_tags(&self) -> bool {
+    pub(crate) fn reaches_tags(&self) -> bool {
         self.reaches_tags
     }
 
     /// Renders the template with `context`.
-    pub fn render(&self, context: &impl Serialize) -> Result<String, RenderError> {
+    pub(crate) fn render(&self, context: &impl Serialize) -> Result<String, RenderError> {
         // One conversion to JSON: handlebars' `render` would convert the value it is given once
         // more (a second copy of every server, the largest allocation of a run).
         let context =

@@ -24,7 +24,7 @@ use crate::model::{HaproxyVersion, ServerState};
 
 /// One runtime API command.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuntimeCommand {
+pub(crate) struct RuntimeCommand {
     pub backend: String,
     pub server: String,
     /// The command as sent on the admin socket.
@@ -33,7 +33,7 @@ pub struct RuntimeCommand {
 
 /// How a server must look to HAProxy once the commands ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Expected {
+pub(crate) struct Expected {
     pub address: String,
     pub port: u16,
     pub weight: u32,
@@ -44,19 +44,19 @@ pub struct Expected {
 /// What the read-back compares, per backend the commands change: every server name the
 /// rendered file gives it, and how each server the commands touched must look.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ReadBack {
+pub(crate) struct ReadBack {
     pub backends: BTreeMap<String, BackendReadBack>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BackendReadBack {
+pub(crate) struct BackendReadBack {
     pub names: BTreeSet<String>,
     pub changed: BTreeMap<String, Expected>,
 }
 
 /// A change the runtime API makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RuntimeChange {
+pub(crate) struct RuntimeChange {
     pub commands: Vec<RuntimeCommand>,
     #[serde(skip)]
     pub read_back: ReadBack,
@@ -79,7 +79,7 @@ const DYNAMIC_BALANCE: &[&str] = &["roundrobin", "leastconn", "first", "random"]
 
 /// The runtime commands that turn `installed` into `rendered` on the running HAProxy `version`
 /// (`None`: not known), or why that needs a reload.
-pub fn classify(
+pub(crate) fn classify(
     installed: &str,
     rendered: &str,
     managed: &[&str],
@@ -149,7 +149,7 @@ pub fn classify(
 
 /// Compares `show servers state` with what the rendered file says; `Err` names the first
 /// difference.
-pub fn verify(read_back: &ReadBack, running: &[ServerState]) -> Result<(), String> {
+pub(crate) fn verify(read_back: &ReadBack, running: &[ServerState]) -> Result<(), String> {
     for (backend, expected) in &read_back.backends {
         let servers: BTreeMap<&str, &ServerState> = running
             .iter()
@@ -320,7 +320,7 @@ fn changed(
 
 /// The `server-state-file` of a config's `global` section (joined to `server-state-base` when
 /// relative), where HAProxy reads the server state a reload keeps.
-pub fn server_state_file(config: &str) -> Option<PathBuf> {
+pub(crate) fn server_state_file(config: &str) -> Option<PathBuf> {
     let (mut file, mut base) = (None, None);
     for line in config_lines(config).filter(|line| line.section == "global" && !line.opens) {
         match line.keyword {
@@ -343,7 +343,7 @@ pub fn server_state_file(config: &str) -> Option<PathBuf> {
 /// server the change adds, moves, or takes into or out of `disabled` starts as the rendered file
 /// says: measured on HAProxy 2.6, a reload takes a moved server's old port back from the state,
 /// and keeps a server in maintenance that the new file no longer has `disabled`.
-pub fn keeps_state(states: &[ServerState], installed: &str, rendered: &str) -> Vec<bool> {
+pub(crate) fn keeps_state(states: &[ServerState], installed: &str, rendered: &str) -> Vec<bool> {
     let before = server_lines(installed);
     let after = server_lines(rendered);
     states

@@ -41,7 +41,11 @@ pub enum RuntimeError {
 }
 
 /// Sends one command to a stats socket (a unix path, or `ipv4@HOST:PORT` / `HOST:PORT`).
-pub async fn send(socket: &str, command: &str, timeout: Duration) -> Result<String, RuntimeError> {
+pub(crate) async fn send(
+    socket: &str,
+    command: &str,
+    timeout: Duration,
+) -> Result<String, RuntimeError> {
     let timed_out = || RuntimeError::Timeout {
         socket: socket.to_owned(),
         command: command.to_owned(),
@@ -98,7 +102,7 @@ async fn one_command(
 }
 
 /// The running worker's `show info`.
-pub async fn read_info(socket: &str, timeout: Duration) -> Result<Info, RuntimeError> {
+pub(crate) async fn read_info(socket: &str, timeout: Duration) -> Result<Info, RuntimeError> {
     let text = send(socket, "show info", timeout).await?;
     stats::parse_show_info(&text).map_err(|source| RuntimeError::Stats {
         source_name: socket.to_owned(),

@@ -3,9 +3,9 @@
 //! rendered config, reading the template file.
 //! Rendering itself is pure and lives in [`crate::decide`].
 
-pub mod admin_socket;
+pub(crate) mod admin_socket;
 pub(crate) mod install;
 pub(crate) mod master;
-pub mod runtime;
-pub mod stats;
+pub(crate) mod runtime;
+pub(crate) mod stats;
 pub(crate) mod template;

@@ -4,22 +4,22 @@
 //! No I/O and no async here: the decision core ([`crate::decide`]) imports only this and
 //! [`crate::config`], and the shell builds these values from the world.
 
-pub mod digest;
-pub mod instance;
-pub mod observation;
-pub mod state;
-pub mod stats;
-pub mod tags;
-pub mod text;
-pub mod token;
+pub(crate) mod digest;
+pub(crate) mod instance;
+pub(crate) mod observation;
+pub(crate) mod state;
+pub(crate) mod stats;
+pub(crate) mod tags;
+pub(crate) mod text;
+pub(crate) mod token;
 
-pub use digest::sha256_hex;
-pub use instance::{Endpoint, Instance, InstanceState, Unusable};
-pub use observation::{Discovered, Observed, Reading};
-pub use state::{
-    Capped, Draining, LaunchIntent, NodeRecord, PoolState, STATE_VERSION, Sample, ScaleEvent,
-    ServerCounters, State,
+pub(crate) use digest::sha256_hex;
+pub(crate) use instance::{Endpoint, Instance, InstanceState, Unusable};
+pub(crate) use observation::{Discovered, Observed, Reading};
+pub(crate) use state::{
+    Capped, Draining, LaunchIntent, PoolState, STATE_VERSION, Sample, ScaleEvent, ServerCounters,
+    State,
 };
-pub use stats::{HaproxyVersion, Info, OldWorkers, Row, ServerState, StatsSnapshot, Status};
-pub use tags::Tags;
-pub use token::{is_format_character, is_haproxy_token};
+pub(crate) use stats::{HaproxyVersion, Info, OldWorkers, Row, ServerState, StatsSnapshot, Status};
+pub(crate) use tags::Tags;
+pub(crate) use token::{is_format_character, is_haproxy_token};

@@ -13,7 +13,7 @@ pub struct Discovered {
 
 /// What a pool's provider, HAProxy and the readiness probes reported this run.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     pub instances: Vec<Discovered>,
     /// Scaling pools: the backend's stats, `None` if they could not be read.
     pub stats: Option<StatsSnapshot>,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The state file format this build reads and writes.
-pub const STATE_VERSION: u64 = 1;
+pub(crate) const STATE_VERSION: u64 = 1;
 
 /// Everything a run remembers for the next one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

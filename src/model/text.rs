@@ -4,12 +4,12 @@
 /// `text` with control characters other than newlines and tabs (C0, DEL, C1) and Unicode's
 /// bidi and format controls escaped (`\u{1b}`, `\u{202e}`): text from outside (a command's
 /// output, a hand-edited file) must not drive the operator's terminal or reorder what it shows.
-pub fn printable(text: &str) -> String {
+pub(crate) fn printable(text: &str) -> String {
     escaped_except(text, &['\n', '\t'])
 }
 
 /// `text` with every control and format character escaped but those in `keep`.
-pub fn escaped_except(text: &str, keep: &[char]) -> String {
+pub(crate) fn escaped_except(text: &str, keep: &[char]) -> String {
     text.chars()
         .flat_map(|c| {
             let escaped: Vec<char> =
@@ -28,7 +28,7 @@ pub fn escaped_except(text: &str, keep: &[char]) -> String {
 /// on. serde_json escapes C0 itself, but leaves DEL, C1 and Unicode's format characters raw.
 /// Such characters only ever stand inside strings in serde_json's output; its newlines between
 /// tokens are kept.
-pub fn json_printable(json: &str) -> String {
+pub(crate) fn json_printable(json: &str) -> String {
     let mut safe = String::with_capacity(json.len());
     for c in json.chars() {
         if c != '\n' && (c.is_control() || crate::model::is_format_character(c)) {
@@ -44,14 +44,14 @@ pub fn json_printable(json: &str) -> String {
 }
 
 /// An argv as a shell would read it back (`sh -c 'a b'`), for messages.
-pub fn shell_words(argv: &[String]) -> String {
+pub(crate) fn shell_words(argv: &[String]) -> String {
     shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" "))
 }
 
 /// An instance id as it may be shown on a terminal: as is when it is plain, else quoted with
 /// its control and format characters escaped (an id could carry an escape sequence that retitles
 /// or clears the operator's terminal).
-pub fn shown(id: &str) -> String {
+pub(crate) fn shown(id: &str) -> String {
     if id
         .chars()
         .all(|c| !c.is_control() && !crate::model::is_format_character(c))

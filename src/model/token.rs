@@ -7,7 +7,7 @@
 /// would be expanded into the config, its errors and DNS queries), `%` (`%[src]` is a sample
 /// expression in log formats and headers), braces (anonymous ACLs) — and no control character
 /// nor Unicode format or bidirectional control (text that reads differently than it parses).
-pub fn is_haproxy_token(value: &str) -> bool {
+pub(crate) fn is_haproxy_token(value: &str) -> bool {
     value.chars().all(|c| {
         !c.is_whitespace()
             && !c.is_control()

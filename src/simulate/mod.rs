@@ -13,8 +13,8 @@
 //! Nothing here reaches the cloud or HAProxy: it calls `decide` and works on `model` values.
 
 pub(crate) mod command;
-pub mod plot;
-pub mod trace;
+pub(crate) mod plot;
+pub(crate) mod trace;
 mod world;
 
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ const REVERSAL_S: i64 = 600;
 
 /// The simulated world's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Requests per second one server serves.
     pub capacity: f64,
     pub boot_s: u64,
@@ -48,7 +48,7 @@ pub struct Settings {
 
 /// What a simulation measured. The names are the JSON keys.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Figures {
+pub(crate) struct Figures {
     pub requests_total: f64,
     pub requests_unserved: f64,
     pub unserved_pct: f64,
@@ -68,7 +68,7 @@ pub struct Figures {
 
 /// The pool over time, one point per simulated tick.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Point {
+pub(crate) struct Point {
     pub t: u64,
     pub load: f64,
     /// in_service × capacity.
@@ -80,7 +80,7 @@ pub struct Point {
 
 /// A simulation's figures, the pool over time, and its scale actions (time, +1 up / -1 down).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub figures: Figures,
     pub points: Vec<Point>,
     pub actions: Vec<(u64, i8)>,
@@ -127,7 +127,7 @@ pub enum SimulateError {
 }
 
 /// The pool to simulate and its scaling: `name`, or the config's only scaling pool.
-pub fn pick_pool<'a>(
+pub(crate) fn pick_pool<'a>(
     config: &'a Config,
     name: Option<&str>,
 ) -> Result<(&'a PoolConfig, &'a Scaling), SimulateError> {
@@ -176,7 +176,7 @@ pub fn pick_pool<'a>(
 }
 
 /// Checks the settings a person typed.
-pub fn check(settings: &Settings) -> Result<(), SimulateError> {
+pub(crate) fn check(settings: &Settings) -> Result<(), SimulateError> {
     let bad = |flag, what, value: String| Err(SimulateError::Setting { flag, what, value });
     if !(settings.capacity.is_finite() && settings.capacity > 0.0) {
         return bad(
@@ -195,7 +195,7 @@ pub fn check(settings: &Settings) -> Result<(), SimulateError> {
 }
 
 /// Replays `trace` through `pool`'s scaling with the real decision core.
-pub fn simulate(
+pub(crate) fn simulate(
     config: &Config,
     (pool, scaling): (&PoolConfig, &Scaling),
     trace: &Trace,
@@ -306,7 +306,7 @@ fn tick_s(trace: &Trace, settings: Settings) -> u64 {
 }
 
 /// Refuses a trace too long to simulate in memory at these settings.
-pub fn check_span(trace: &Trace, settings: Settings) -> Result<(), SimulateError> {
+pub(crate) fn check_span(trace: &Trace, settings: Settings) -> Result<(), SimulateError> {
     let tick_s = tick_s(trace, settings);
     let steps = trace.span_s() / tick_s;
     if steps > MAX_STEPS {

@@ -56,7 +56,7 @@ fn columns(points: &[Point], unit_s: f64) -> Vec<Column> {
 }
 
 /// Draws `outcome` into the SVG file at `path`.
-pub fn draw(
+pub(crate) fn draw(
     path: &Path,
     outcome: &Outcome,
     settings: Settings,

@@ -22,24 +22,24 @@ pub enum TraceError {
 
 /// Load per interval: `loads[i]` req/s from `i × step_s` to `(i + 1) × step_s`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Trace {
+pub(crate) struct Trace {
     pub step_s: u64,
     pub loads: Vec<f64>,
 }
 
 impl Trace {
     /// The trace's length in seconds.
-    pub fn span_s(&self) -> u64 {
+    pub(crate) fn span_s(&self) -> u64 {
         self.step_s.saturating_mul(self.loads.len() as u64)
     }
 
     /// The highest load.
-    pub fn peak(&self) -> f64 {
+    pub(crate) fn peak(&self) -> f64 {
         self.loads.iter().copied().fold(0.0, f64::max)
     }
 
     /// Reads a trace file.
-    pub fn load(path: &Path) -> Result<Trace, TraceError> {
+    pub(crate) fn load(path: &Path) -> Result<Trace, TraceError> {
         let bytes = crate::fs_atomic::read_regular(path, 256 * 1024 * 1024).map_err(|source| {
             TraceError::Read {
                 path: path.to_owned(),
@@ -50,7 +50,7 @@ impl Trace {
     }
 
     /// Parses trace text; `path` names it in errors.
-    pub fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Trace, TraceError> {
         let invalid = |line: usize, problem: String| TraceError::Invalid {
             path: path.to_owned(),
             line,

@@ -95,7 +95,7 @@ pub enum StateError {
 /// object's ETag and the generation its body carries; `None` when there was none). A save
 /// succeeds only if the store is still at the revision it expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
+pub(crate) struct Revision {
     tag: Option<String>,
     generation: u64,
     /// A shared state's: the revisions of its two halves.
@@ -105,7 +105,7 @@ pub struct Revision {
 impl Revision {
     /// The revision of a store's tag for what it holds (a content hash, an ETag), or of no
     /// stored state at all (`None`).
-    pub fn new(tag: Option<String>) -> Revision {
+    pub(crate) fn new(tag: Option<String>) -> Revision {
         Revision {
             tag,
             generation: 0,
@@ -162,7 +162,7 @@ impl Revision {
 
 /// Where the state lives: load it with its revision, save it against the revision it was
 /// loaded at (a compare-and-swap).
-pub trait StateStore {
+pub(crate) trait StateStore {
     /// The stored state, or a fresh one when there is none.
     fn load(&self) -> impl Future<Output = Result<(State, Revision), StateError>>;
 
@@ -182,12 +182,12 @@ pub trait StateStore {
 
 /// The local JSON state file.
 #[derive(Debug, Clone)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     path: PathBuf,
 }
 
 impl FileStore {
-    pub fn new(path: &Path) -> FileStore {
+    pub(crate) fn new(path: &Path) -> FileStore {
         FileStore {
             path: path.to_owned(),
         }
@@ -240,12 +240,12 @@ impl StateStore for Store {
 
 /// The exclusive run lock; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct StateLock {
+pub(crate) struct StateLock {
     _file: File,
 }
 
 /// The lock file that belongs to a state file.
-pub fn lock_path(state_path: &Path) -> PathBuf {
+pub(crate) fn lock_path(state_path: &Path) -> PathBuf {
     let mut path = state_path.as_os_str().to_owned();
     path.push(".lock");
     PathBuf::from(path)
@@ -253,7 +253,7 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
 
 impl StateLock {
     /// Takes the lock without waiting; [`StateError::Busy`] if another run holds it.
-    pub fn acquire(state_path: &Path) -> Result<StateLock, StateError> {
+    pub(crate) fn acquire(state_path: &Path) -> Result<StateLock, StateError> {
         let path = lock_path(state_path);
         let lock_error = |source| StateError::Lock {
             path: path.clone(),
@@ -280,10 +280,10 @@ impl StateLock {
 }
 
 /// The largest state file read: 20 samples of 100,000 servers' counters fit.
-pub const STATE_LIMIT: u64 = 512 * 1024 * 1024;
+pub(crate) const STATE_LIMIT: u64 = 512 * 1024 * 1024;
 
 /// Loads the state file; a missing file is a fresh state.
-pub fn load(path: &Path) -> Result<(State, Revision), StateError> {
+pub(crate) fn load(path: &Path) -> Result<(State, Revision), StateError> {
     let bytes = match fs_atomic::read_regular(path, STATE_LIMIT) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {

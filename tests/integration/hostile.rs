@@ -195,7 +195,7 @@ fn enormous_stats_output_is_refused_without_reading_it_all() {
     let header = "# pxname,svname,qcur,scur,stot,status\n";
     let line = "web,i-1,0,0,0,UP\n";
     let mut stat = header.as_bytes().to_vec();
-    while stat.len() <= haproxy_autoscaler::haproxy::stats::MAX_STATS_BYTES {
+    while stat.len() <= haproxy_autoscaler::surface::haproxy::stats::MAX_STATS_BYTES {
         stat.extend_from_slice(line.as_bytes());
     }
     fake_admin_socket(&path, stat);

@@ -207,7 +207,7 @@ fn inert(text: &str) -> bool {
     text.chars().all(|c| {
         c == '\n'
             || c == '\t'
-            || !(c.is_control() || haproxy_autoscaler::model::is_format_character(c))
+            || !(c.is_control() || haproxy_autoscaler::surface::model::is_format_character(c))
     })
 }
 

@@ -11,7 +11,7 @@
 
 use std::process::Output;
 
-use haproxy_autoscaler::failpoint;
+use haproxy_autoscaler::surface::failpoint;
 use serde_json::{Value, json};
 
 use super::cloud_faults::FaultProxy;

@@ -72,7 +72,7 @@ pub(crate) fn haproxy_version() -> (u32, u32) {
         .split_whitespace()
         .nth(2)
         .unwrap_or_else(|| panic!("no version in `haproxy -v`: {text}"));
-    let parsed = haproxy_autoscaler::model::HaproxyVersion::parse(version)
+    let parsed = haproxy_autoscaler::surface::model::HaproxyVersion::parse(version)
         .unwrap_or_else(|| panic!("no version in `haproxy -v`: {text}"));
     (parsed.major, parsed.minor)
 }

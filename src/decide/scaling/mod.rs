@@ -134,7 +134,7 @@ pub struct ScalingPlan {
 
 /// The instances whose readiness the run must probe: running, past warmup, not draining, and
 /// not in service at the last run.
-pub fn probe_candidates<'a>(
+pub(crate) fn probe_candidates<'a>(
     pool: &PoolConfig,
     scaling: &Scaling,
     instances: &'a [Discovered],
@@ -187,7 +187,7 @@ fn launched_at(instance: &Instance) -> Option<i64> {
 /// two decisions taken in the same second, on one node or two, never share a token, so an
 /// instance launched for one never makes the other's intent look fulfilled, and EC2 never folds
 /// two launches into one.
-pub fn launch_token(pool: &str, now: i64, salt: &str) -> String {
+pub(crate) fn launch_token(pool: &str, now: i64, salt: &str) -> String {
     let digest = crate::model::sha256_hex(format!("{pool}\n{salt}").as_bytes());
     format!("hxa-{}-{now}", &digest[..12])
 }
@@ -427,7 +427,7 @@ mod tests {
     use super::metric::sample_of;
     use super::victims::{protected, tagged_for};
     use super::*;
-    use crate::config::Bound;
+    use crate::config::scaling::Bound;
     use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
     use crate::model::{Draining, Info, LaunchIntent, OldWorkers, ScaleEvent, Status};
     use crate::testing;

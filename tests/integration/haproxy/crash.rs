@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Output;
 
-use haproxy_autoscaler::failpoint;
+use haproxy_autoscaler::surface::failpoint;
 
 use crate::moto::Moto;
 use crate::util::{Deployment, describe, haproxy};

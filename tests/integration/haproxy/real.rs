@@ -342,11 +342,11 @@ pub(crate) fn get(port: u16) -> String {
 
 #[test]
 fn stats_counters_across_a_real_reload_and_a_drain_through_the_runtime_api() {
-    use haproxy_autoscaler::config::StatsSource;
-    use haproxy_autoscaler::decide::scaling;
-    use haproxy_autoscaler::haproxy::admin_socket;
-    use haproxy_autoscaler::model::Status;
-    use haproxy_autoscaler::model::{OldWorkers, StatsSnapshot};
+    use haproxy_autoscaler::surface::config::StatsSource;
+    use haproxy_autoscaler::surface::decide::scaling;
+    use haproxy_autoscaler::surface::haproxy::admin_socket;
+    use haproxy_autoscaler::surface::model::Status;
+    use haproxy_autoscaler::surface::model::{OldWorkers, StatsSnapshot};
     use haproxy_autoscaler::testing;
 
     let dir = tempfile::tempdir().unwrap();
@@ -421,39 +421,40 @@ backend web\n    server i-1 127.0.0.1:{backend}\n",
     let text = "[haproxy]\nstats_socket = \"/x\"\n[[pool]]\nname = \"web\"\nport = 80\nready_check = \"none\"\n\
 [pool.discover]\nsecurity_group = \"web\"\n[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n\
 [pool.scaling]\nmin = 1\nmax = 3\nwarmup_s = 0\nscale_up_above = 0.5\nscale_down_below = 0.1\n";
-    let pool = haproxy_autoscaler::config::Config::parse(text, Path::new("t.toml"))
+    let pool = haproxy_autoscaler::surface::config::Config::parse(text, Path::new("t.toml"))
         .unwrap()
         .pools
         .remove(0);
     let instances = testing::discovered(&pool, &[testing::instance("i-1", "127.0.0.1")]);
-    let plan_with = |state: &haproxy_autoscaler::model::PoolState, info, rows: &Vec<_>, now| {
-        let snapshot = StatsSnapshot {
-            node: "local".into(),
-            info,
-            rows: rows
-                .iter()
-                .filter(|r: &&haproxy_autoscaler::model::Row| r.proxy == "web")
-                .cloned()
-                .collect(),
-            old_workers: OldWorkers::Untracked,
+    let plan_with =
+        |state: &haproxy_autoscaler::surface::model::PoolState, info, rows: &Vec<_>, now| {
+            let snapshot = StatsSnapshot {
+                node: "local".into(),
+                info,
+                rows: rows
+                    .iter()
+                    .filter(|r: &&haproxy_autoscaler::surface::model::Row| r.proxy == "web")
+                    .cloned()
+                    .collect(),
+                old_workers: OldWorkers::Untracked,
+            };
+            scaling::plan_scaling(&scaling::ScalingFacts {
+                pool: &pool,
+                scaling: pool.scaling.as_ref().unwrap(),
+                instances: &instances,
+                stats: Some(&snapshot),
+                ready: &Default::default(),
+                found_by_token: &Default::default(),
+                external: None,
+                state,
+                now,
+                rapid: (5, 600),
+                launch_timeout_s: 30,
+                clock_off_s: None,
+                token_salt: "test",
+                node: "lb-test",
+            })
         };
-        scaling::plan_scaling(&scaling::ScalingFacts {
-            pool: &pool,
-            scaling: pool.scaling.as_ref().unwrap(),
-            instances: &instances,
-            stats: Some(&snapshot),
-            ready: &Default::default(),
-            found_by_token: &Default::default(),
-            external: None,
-            state,
-            now,
-            rapid: (5, 600),
-            launch_timeout_s: 30,
-            clock_off_s: None,
-            token_salt: "test",
-            node: "lb-test",
-        })
-    };
     let first = plan_with(&Default::default(), before_info, &rows, 1_000);
     let across_reload = plan_with(&first.next, after_info, &rows_after, 1_060);
     assert_eq!(

@@ -9,11 +9,11 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use haproxy_autoscaler::decide::installed_servers::config_lines;
-use haproxy_autoscaler::failpoint;
-use haproxy_autoscaler::haproxy::runtime::parse_servers_state;
-use haproxy_autoscaler::haproxy::stats::parse_show_stat;
-use haproxy_autoscaler::model::Status;
+use haproxy_autoscaler::surface::decide::installed_servers::config_lines;
+use haproxy_autoscaler::surface::failpoint;
+use haproxy_autoscaler::surface::haproxy::runtime::parse_servers_state;
+use haproxy_autoscaler::surface::haproxy::stats::parse_show_stat;
+use haproxy_autoscaler::surface::model::Status;
 
 use super::real::{LiveHaproxy, cli, get, live_haproxy_toml, loopback_backend, start_on_own_file};
 use crate::util::{
