@@ -856,113 +856,65 @@ mod tests {
         assert_eq!(min.at(18 * 60), 1);
     }
 
-    #[test]
-    fn invalid_scaling_names_the_key() {
-        let cases: [(&str, &[&str]); 23] = [
-            (
-                "scale_up_above = 2\nscale_down_below = 1",
-                &["scaling.max", "required"],
-            ),
-            (
-                "max = 0\nscale_up_above = 2\nscale_down_below = 1",
-                &["scaling.max", "got 0"],
-            ),
-            (
-                "min = 5\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
-                &["scaling.min", "min 5 is above max 3"],
-            ),
-            (
-                "min = -1\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
-                &["scaling.min", "got -1"],
-            ),
-            (
-                "min = { \"8h\" = 2 }\nmax = 3\nscale_up_above = 2\nscale_down_below = 1",
-                &["scaling.min", "`8h`"],
-            ),
-            (
-                "min = { \"08:00\" = 4 }\nmax = { \"00:00\" = 5, \"09:00\" = 3 }\nscale_up_above = 2\nscale_down_below = 1",
-                &["min 4 is above max 3 at 09:00"],
-            ),
-            (
-                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntimezone = \"Mars/Base\"",
-                &["scaling.timezone", "Mars/Base"],
-            ),
-            (
-                "max = 3\nmetric = \"cpu\"\nscale_up_above = 2\nscale_down_below = 1",
-                &["scaling.metric", "`cpu`"],
-            ),
-            ("max = 3\npolicy = \"pid\"", &["scaling.policy", "`pid`"]),
-            (
-                "max = 3\nscale_up_above = 2",
-                &["scaling.scale_down_below", "required"],
-            ),
-            (
-                "max = 3\nscale_up_above = 1\nscale_down_below = 2",
-                &["scaling.scale_down_below", "below scale_up_above"],
-            ),
-            (
-                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
-                // `target` alone names the peak policy, which has no thresholds.
-                &["scaling.scale_up_above", "not used by policy `peak`"],
-            ),
-            (
-                "policy = \"threshold\"\nmax = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5",
-                &["scaling.target", "not used by policy `threshold`"],
-            ),
-            (
-                "policy = \"peak\"\nmax = 3\ntarget = 5\nscale_up_above = 6",
-                &["scaling.scale_up_above", "not used by policy `peak`"],
-            ),
-            (
-                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ninstance_ratio = 0",
-                &["scaling.instance_ratio"],
-            ),
-            (
-                "max = 3\nscale_up_above = 2\nscale_down_below = 1\nstep_up = 0",
-                &["scaling.step_up", "between 1 and 4294967295, got 0"],
-            ),
-            (
-                "max = 3\npolicy = \"target\"\ntarget = 5\ntolerance = 1.5",
-                &["scaling.tolerance"],
-            ),
-            (
-                "max = 3\npolicy = \"target\"\ntarget = 5\nlead_s = 180",
-                &["scaling.lead_s", "not used by policy `target`"],
-            ),
-            (
-                "max = 3\ntarget = 5\nlead_s = 86401",
-                &["scaling.lead_s", "between 0 and 86400, got 86401"],
-            ),
-            // Issue 10, class 21: the key at fault and the real bound.
-            (
-                "max = 3\nscale_up_above = nan\nscale_down_below = 1",
-                &["scaling.scale_up_above", "got NaN"],
-            ),
-            (
-                "max = 3\nscale_up_above = -inf\nscale_down_below = 1",
-                &["scaling.scale_up_above", "above 0"],
-            ),
-            (
-                "max = 3\nscale_up_above = 2\nscale_down_below = 1\ncooldown_s = 99999999999",
-                &[
-                    "scaling.cooldown_s",
-                    "between 0 and 4294967295, got 99999999999",
-                ],
-            ),
-            (
-                "max = 3\nscale_up_above = 2\nscale_down_below = nan",
-                &["scaling.scale_down_below", "got NaN"],
-            ),
-        ];
-        for (scaling, expected) in cases {
-            let error = parse(scaling).expect_err(scaling).to_string();
-            for word in expected {
-                assert!(
-                    error.contains(word),
-                    "for\n{scaling}\ngot `{error}`, expected `{word}`"
-                );
-            }
+    /// `scaling` under `[pool.scaling]` is refused with an error that holds every one of
+    /// `words`.
+    fn assert_refused(scaling: &str, words: &[&str]) {
+        let error = parse(scaling).expect_err(scaling).to_string();
+        for word in words {
+            assert!(
+                error.contains(word),
+                "for\n{scaling}\ngot `{error}`, expected `{word}`"
+            );
         }
+    }
+
+    /// One test per invalid `[pool.scaling]`, named for what is wrong: a failing case never
+    /// hides the others.
+    macro_rules! invalid_scaling {
+        ($($(#[$doc:meta])* $name:ident: $text:expr => [$($word:expr),+ $(,)?];)+) => {
+            mod invalid {
+                use super::*;
+                $(
+                    $(#[$doc])*
+                    #[test]
+                    fn $name() {
+                        assert_refused($text, &[$($word),+]);
+                    }
+                )+
+            }
+        };
+    }
+
+    invalid_scaling! {
+        max_is_required: "scale_up_above = 2\nscale_down_below = 1" => ["scaling.max", "required"];
+        max_zero: "max = 0\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.max", "got 0"];
+        min_above_max: "min = 5\nmax = 3\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.min", "min 5 is above max 3"];
+        min_negative: "min = -1\nmax = 3\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.min", "got -1"];
+        schedule_time_not_hh_mm: "min = { \"8h\" = 2 }\nmax = 3\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.min", "`8h`"];
+        min_above_max_in_a_schedule: "min = { \"08:00\" = 4 }\nmax = { \"00:00\" = 5, \"09:00\" = 3 }\nscale_up_above = 2\nscale_down_below = 1" => ["min 4 is above max 3 at 09:00"];
+        unknown_timezone: "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntimezone = \"Mars/Base\"" => ["scaling.timezone", "Mars/Base"];
+        unknown_metric: "max = 3\nmetric = \"cpu\"\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.metric", "`cpu`"];
+        unknown_policy: "max = 3\npolicy = \"pid\"" => ["scaling.policy", "`pid`"];
+        scale_down_below_is_required: "max = 3\nscale_up_above = 2" => ["scaling.scale_down_below", "required"];
+        scale_down_below_above_scale_up_above: "max = 3\nscale_up_above = 1\nscale_down_below = 2" => ["scaling.scale_down_below", "below scale_up_above"];
+        // `target` alone names the peak policy, which has no thresholds.
+        thresholds_under_the_peak_policy: "max = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5" => ["scaling.scale_up_above", "not used by policy `peak`"];
+        target_under_the_threshold_policy: "policy = \"threshold\"\nmax = 3\nscale_up_above = 2\nscale_down_below = 1\ntarget = 5" => ["scaling.target", "not used by policy `threshold`"];
+        scale_up_above_under_the_peak_policy: "policy = \"peak\"\nmax = 3\ntarget = 5\nscale_up_above = 6" => ["scaling.scale_up_above", "not used by policy `peak`"];
+        instance_ratio_zero: "max = 3\nscale_up_above = 2\nscale_down_below = 1\ninstance_ratio = 0" => ["scaling.instance_ratio"];
+        step_up_zero: "max = 3\nscale_up_above = 2\nscale_down_below = 1\nstep_up = 0" => ["scaling.step_up", "between 1 and 4294967295, got 0"];
+        tolerance_above_one: "max = 3\npolicy = \"target\"\ntarget = 5\ntolerance = 1.5" => ["scaling.tolerance"];
+        lead_s_under_the_target_policy: "max = 3\npolicy = \"target\"\ntarget = 5\nlead_s = 180" => ["scaling.lead_s", "not used by policy `target`"];
+        lead_s_above_a_day: "max = 3\ntarget = 5\nlead_s = 86401" => ["scaling.lead_s", "between 0 and 86400, got 86401"];
+        // Issue 10, class 21: the key at fault and the real bound.
+        scale_up_above_nan: "max = 3\nscale_up_above = nan\nscale_down_below = 1" => ["scaling.scale_up_above", "got NaN"];
+        scale_up_above_negative_infinity: "max = 3\nscale_up_above = -inf\nscale_down_below = 1" => ["scaling.scale_up_above", "above 0"];
+        cooldown_s_too_large: "max = 3\nscale_up_above = 2\nscale_down_below = 1\ncooldown_s = 99999999999" => ["scaling.cooldown_s", "between 0 and 4294967295, got 99999999999"];
+        scale_down_below_nan: "max = 3\nscale_up_above = 2\nscale_down_below = nan" => ["scaling.scale_down_below", "got NaN"];
+    }
+
+    #[test]
+    fn a_scaling_pool_needs_a_launch_and_may_not_set_the_tools_tags() {
         let no_launch = pool("max = 3\nscale_up_above = 2\nscale_down_below = 1").replace(
             "[pool.launch]\nimage_id = \"ami-1\"\ninstance_type = \"t3.micro\"\n",
             "",
