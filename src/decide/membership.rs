@@ -16,7 +16,7 @@ use crate::decide::scaling::{Role, ScalingPlan};
 use crate::model::{Discovered, Instance, InstanceState, Observed, State, Tags, Unusable};
 
 /// One server of a backend, as the template sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Server {
     /// The HAProxy server name: the instance id.
     pub name: String,
@@ -28,10 +28,53 @@ pub(crate) struct Server {
     pub zone: Option<String>,
     pub image_id: Option<String>,
     pub tags: Tags,
-    /// Not yet taking traffic (pending, warming up or not proven ready): render it disabled.
-    pub booting: bool,
-    /// Being drained before termination: render it so a reload gives it no new traffic.
-    pub draining: bool,
+    /// In service; booting: not yet taking traffic (pending, warming up or not proven ready),
+    /// rendered disabled; or draining before termination, rendered so that a reload gives it no
+    /// new traffic. One role, so a server cannot be both.
+    pub role: Role,
+}
+
+impl Server {
+    /// Not yet taking traffic.
+    pub(crate) fn booting(&self) -> bool {
+        self.role == Role::Booting
+    }
+
+    /// Being drained before termination.
+    pub(crate) fn draining(&self) -> bool {
+        self.role == Role::Draining
+    }
+
+    /// The server as the plan's JSON and the template see it: its fields, with `booting` and
+    /// `draining` for its role, and its tags unless `with_tags` is false.
+    pub(crate) fn serialize_as<S: serde::Serializer>(
+        &self,
+        serializer: S,
+        with_tags: bool,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut fields = serializer.serialize_struct("Server", 10 + usize::from(with_tags))?;
+        fields.serialize_field("name", &self.name)?;
+        fields.serialize_field("address", &self.address)?;
+        fields.serialize_field("port", &self.port)?;
+        fields.serialize_field("instance_id", &self.instance_id)?;
+        fields.serialize_field("state", &self.state)?;
+        fields.serialize_field("launch_time", &self.launch_time)?;
+        fields.serialize_field("zone", &self.zone)?;
+        fields.serialize_field("image_id", &self.image_id)?;
+        if with_tags {
+            fields.serialize_field("tags", &self.tags)?;
+        }
+        fields.serialize_field("booting", &self.booting())?;
+        fields.serialize_field("draining", &self.draining())?;
+        fields.end()
+    }
+}
+
+impl Serialize for Server {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.serialize_as(serializer, true)
+    }
 }
 
 /// An instance that was discovered but is not rendered, and why.
@@ -128,11 +171,12 @@ fn server_of(found: &Discovered, role: Option<Role>) -> Result<Server, Skipped> 
         zone: instance.zone.clone(),
         image_id: instance.image_id.clone(),
         tags: instance.tags.clone(),
-        booting: match role {
-            Some(role) => role == Role::Booting,
-            None => instance.state == InstanceState::Pending,
-        },
-        draining: role == Some(Role::Draining),
+        // A discovery-only pool has no roles: a pending instance is booting.
+        role: role.unwrap_or(if instance.state == InstanceState::Pending {
+            Role::Booting
+        } else {
+            Role::InService
+        }),
     })
 }
 

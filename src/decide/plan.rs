@@ -504,7 +504,7 @@ fn membership_changes(pool: &BackendPlan, before: &[String]) -> Vec<Action> {
             backend: pool.backend.clone(),
             server: server.name.clone(),
             address: format!("{}:{}", server.address, server.port),
-            reason: if server.booting {
+            reason: if server.booting() {
                 format!(
                     "instance discovered ({}), booting: no traffic until ready",
                     server.state
