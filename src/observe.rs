@@ -203,7 +203,7 @@ async fn find_by_token(
 /// The pool's external metric, if it has one (whether its answer is a value is the plan's to
 /// judge, and to say).
 async fn read_external(pool: &PoolConfig, scaling: &Scaling) -> Option<Reading> {
-    let metric = scaling.external.as_ref()?;
+    let metric = scaling.metric.external()?;
     let started = Instant::now();
     let reading = crate::external::read(metric).await;
     let answer = match &reading {

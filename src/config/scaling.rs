@@ -4,9 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The load measure a policy looks at, per in-service server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+/// The load measure a policy looks at, per in-service server. Serialized as its name.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Metric {
     /// New sessions per second (from the `stot` counter).
     SessionRate,
@@ -18,40 +17,52 @@ pub enum Metric {
     Queue,
     /// Average response time (`rtime`), in ms.
     ResponseTimeMs,
-    /// One number from a PromQL instant query ([`ExternalMetric`]).
-    Prometheus,
-    /// One number printed by the operator's command ([`ExternalMetric`]).
-    Command,
+    /// One number from outside HAProxy: a PromQL instant query or the operator's command, with
+    /// where to read it and how.
+    External(ExternalMetric),
 }
 
 impl Metric {
-    /// Every metric, in the order the README lists them.
-    pub const ALL: [Metric; 7] = [
-        Metric::SessionRate,
-        Metric::RequestRate,
-        Metric::CurrentSessions,
-        Metric::Queue,
-        Metric::ResponseTimeMs,
-        Metric::Prometheus,
-        Metric::Command,
+    /// Every metric's name in `[pool.scaling] metric`, in the order the README lists them.
+    pub const NAMES: [&'static str; 7] = [
+        "session_rate",
+        "request_rate",
+        "current_sessions",
+        "queue",
+        "response_time_ms",
+        "prometheus",
+        "command",
     ];
 
     /// Read from outside HAProxy: one value for the whole pool, the same on every node.
-    pub fn is_external(self) -> bool {
-        matches!(self, Metric::Prometheus | Metric::Command)
+    pub fn is_external(&self) -> bool {
+        self.external().is_some()
+    }
+
+    /// Where and how an external metric is read.
+    pub fn external(&self) -> Option<&ExternalMetric> {
+        match self {
+            Metric::External(external) => Some(external),
+            _ => None,
+        }
     }
 
     /// The metric's name in `[pool.scaling] metric`.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             Metric::SessionRate => "session_rate",
             Metric::RequestRate => "request_rate",
             Metric::CurrentSessions => "current_sessions",
             Metric::Queue => "queue",
             Metric::ResponseTimeMs => "response_time_ms",
-            Metric::Prometheus => "prometheus",
-            Metric::Command => "command",
+            Metric::External(external) => external.source.name(),
         }
+    }
+}
+
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
@@ -87,6 +98,14 @@ pub enum ExternalSource {
 }
 
 impl ExternalSource {
+    /// The metric's name for this source.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ExternalSource::Prometheus { .. } => "prometheus",
+            ExternalSource::Command(_) => "command",
+        }
+    }
+
     /// What the source is, for messages: the query or the command line (never a credential).
     pub fn describe(&self) -> String {
         match self {
@@ -232,8 +251,6 @@ pub struct Scaling {
     pub timezone: jiff::tz::TimeZone,
     pub timezone_name: String,
     pub metric: Metric,
-    /// Set exactly when `metric` is external (`prometheus`, `command`).
-    pub external: Option<ExternalMetric>,
     pub policy: Policy,
     pub step_up: u32,
     pub step_down: u32,

@@ -91,14 +91,13 @@ impl Validator {
                 ),
             )
         })?;
-        let metric = self.metric(pool, raw.metric.as_deref())?;
+        let metric = self.metric(pool, raw.metric.as_deref(), &raw)?;
         Ok(Scaling {
             min,
             max,
             timezone,
             timezone_name,
             metric,
-            external: self.external(pool, metric, &raw)?,
             policy: self.policy(pool, &raw)?,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
@@ -149,18 +148,41 @@ impl Validator {
         Ok((min, max))
     }
 
-    fn metric(&self, pool: &PoolAt, name: Option<&str>) -> Result<Metric, ConfigError> {
-        let name = name.unwrap_or(Metric::SessionRate.name());
-        Metric::ALL
-            .into_iter()
-            .find(|metric| metric.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Metric::ALL.iter().map(|metric| metric.name()).collect();
-                self.invalid(
+    /// The metric `name` says (the default: `session_rate`), an external one with its source
+    /// and reading from its keys; a key of another metric is refused.
+    fn metric(
+        &self,
+        pool: &PoolAt,
+        name: Option<&str>,
+        raw: &RawScaling,
+    ) -> Result<Metric, ConfigError> {
+        let name = name.unwrap_or("session_rate");
+        let builtin = match name {
+            "session_rate" => Some(Metric::SessionRate),
+            "request_rate" => Some(Metric::RequestRate),
+            "current_sessions" => Some(Metric::CurrentSessions),
+            "queue" => Some(Metric::Queue),
+            "response_time_ms" => Some(Metric::ResponseTimeMs),
+            "prometheus" | "command" => None,
+            _ => {
+                return Err(self.invalid(
                     pool.key("scaling.metric"),
-                    format!("unknown metric `{name}`; expected {}", names.join(", ")),
-                )
-            })
+                    format!(
+                        "unknown metric `{name}`; expected {}",
+                        Metric::NAMES.join(", ")
+                    ),
+                ));
+            }
+        };
+        match (builtin, self.external(pool, name, raw)?) {
+            (Some(builtin), _) => Ok(builtin),
+            (None, Some(external)) => Ok(Metric::External(external)),
+            // `external` gives a reading for `prometheus` and `command`, or an error.
+            (None, None) => Err(self.invalid(
+                pool.key("scaling.metric"),
+                format!("metric `{name}` needs its keys"),
+            )),
+        }
     }
 
     /// An external metric's source and reading, from the keys of its `metric`; a key of another
@@ -168,7 +190,7 @@ impl Validator {
     fn external(
         &self,
         pool: &PoolAt,
-        metric: Metric,
+        metric: &str,
         raw: &RawScaling,
     ) -> Result<Option<ExternalMetric>, ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
@@ -183,7 +205,7 @@ impl Validator {
             ("metric_command", raw.metric_command.is_some()),
         ];
         let keys: &[&str] = match metric {
-            Metric::Prometheus => &[
+            "prometheus" => &[
                 "per_server",
                 "metric_max_age_s",
                 "metric_timeout_s",
@@ -192,7 +214,7 @@ impl Validator {
                 "basic_auth_file",
                 "bearer_token_file",
             ],
-            Metric::Command => &[
+            "command" => &[
                 "per_server",
                 "metric_max_age_s",
                 "metric_timeout_s",
@@ -203,20 +225,14 @@ impl Validator {
         if let Some((key, _)) = given.iter().find(|(key, set)| *set && !keys.contains(key)) {
             return Err(self.invalid(
                 at(key),
-                format!(
-                    "is not used by metric `{}`; remove it or change `metric`",
-                    metric.name()
-                ),
+                format!("is not used by metric `{metric}`; remove it or change `metric`"),
             ));
         }
         let required = |key: &str, why: &str| {
-            self.invalid(
-                at(key),
-                format!("is required by metric `{}`: {why}", metric.name()),
-            )
+            self.invalid(at(key), format!("is required by metric `{metric}`: {why}"))
         };
         let source = match metric {
-            Metric::Prometheus => {
+            "prometheus" => {
                 let url = raw.prometheus_url.clone().ok_or_else(|| {
                     required(
                         "prometheus_url",
@@ -283,7 +299,7 @@ impl Validator {
                     authorization: authorization.map(super::Secret::new),
                 }
             }
-            Metric::Command => {
+            "command" => {
                 let argv = raw.metric_command.clone().ok_or_else(|| {
                     required(
                         "metric_command",
@@ -728,7 +744,8 @@ mod tests {
         let external = |keys: &str| {
             parse(&format!("max = 4\ntarget = 0.6\n{keys}")).map(|config| {
                 let scaling = config.pools[0].scaling.clone().unwrap();
-                (scaling.metric, scaling.external.unwrap())
+                let external = scaling.metric.external().cloned().unwrap();
+                (scaling.metric.name(), external)
             })
         };
         let (metric, prometheus) = external(&format!(
@@ -736,7 +753,7 @@ mod tests {
             token.display()
         ))
         .unwrap();
-        assert_eq!(metric, Metric::Prometheus);
+        assert_eq!(metric, "prometheus");
         assert_eq!(
             prometheus,
             ExternalMetric {
@@ -766,7 +783,7 @@ mod tests {
             "metric = \"command\"\nmetric_command = [\"/bin/queue-length\", \"jobs\"]\nper_server = true\nmetric_max_age_s = 300\nmetric_timeout_s = 3",
         )
         .unwrap();
-        assert_eq!(metric, Metric::Command);
+        assert_eq!(metric, "command");
         assert_eq!(
             (
                 command.source,

@@ -636,7 +636,6 @@ mod tests {
             timezone: jiff::tz::TimeZone::UTC,
             timezone_name: "UTC".into(),
             metric: Metric::SessionRate,
-            external: None,
             policy,
             step_up: 2,
             step_down: 1,

@@ -189,8 +189,8 @@ impl<'a> World<'a> {
         self.stats(now);
         let external = self
             .scaling
-            .external
-            .as_ref()
+            .metric
+            .external()
             .map(|external| self.external_reading(external.per_server, now));
         let plan = plan_scaling(&ScalingFacts {
             pool: self.pool,

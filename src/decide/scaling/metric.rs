@@ -90,7 +90,7 @@ pub(super) fn measure(
     state: &PoolState,
     in_service: &[&str],
 ) -> Measured {
-    if let Some(external) = &facts.scaling.external {
+    if let Some(external) = facts.scaling.metric.external() {
         return measure_external(facts, state, in_service, external);
     }
     let sample = facts.stats.map(|stats| sample_of(stats, facts.now));
@@ -105,7 +105,7 @@ pub(super) fn measure(
                 .iter()
                 .filter_map(|id| {
                     server_metric(
-                        facts.scaling.metric,
+                        &facts.scaling.metric,
                         id,
                         sample,
                         previous,
@@ -127,7 +127,7 @@ pub(super) fn measure(
     };
     let (per_server, pool_metric) = match metric {
         Some(own) if !others.is_empty() => {
-            let pool = combine(facts.scaling.metric, own, &others);
+            let pool = combine(&facts.scaling.metric, own, &others);
             (spread_as(&per_server, own, pool), Some(pool))
         }
         _ => (per_server, None),
@@ -245,7 +245,7 @@ fn newest_of_other_nodes(samples: &[Sample], node: &str, now: i64) -> Vec<f64> {
 
 /// The pool's metric from this node's and the others': traffic adds up across nodes; a
 /// response time does not.
-fn combine(metric: Metric, own: f64, others: &[f64]) -> f64 {
+fn combine(metric: &Metric, own: f64, others: &[f64]) -> f64 {
     let total = own + others.iter().sum::<f64>();
     match metric {
         Metric::ResponseTimeMs => total / (others.len() + 1) as f64,
@@ -253,7 +253,7 @@ fn combine(metric: Metric, own: f64, others: &[f64]) -> f64 {
             total
         }
         // Never combined: every node reads the same value (`measure_external`).
-        Metric::Prometheus | Metric::Command => own,
+        Metric::External(_) => own,
     }
 }
 
@@ -305,7 +305,7 @@ pub(super) fn sample_of(stats: &StatsSnapshot, now: i64) -> Sample {
 
 /// One in-service server's metric, or `None` if it has none this run.
 fn server_metric(
-    metric: Metric,
+    metric: &Metric,
     id: &str,
     sample: &Sample,
     previous: Option<&Sample>,
@@ -327,7 +327,7 @@ fn server_metric(
             .backend_qcur
             .map(|queue| queue as f64 / in_service.max(1) as f64),
         Metric::ResponseTimeMs => now.rtime.map(|ms| ms as f64),
-        Metric::Prometheus | Metric::Command => None,
+        Metric::External(_) => None,
     }
 }
 
