@@ -348,7 +348,7 @@ async fn reconcile_run(
     );
     if plan_only {
         // Every check the run makes before acting, so that `--plan` fails where the run would.
-        if plan.config.changed {
+        if plan.config.changed() {
             install::check_without_installing(&config.haproxy, &plan.rendered).await?;
             lap("check the candidate", String::new());
         }

@@ -107,7 +107,7 @@ impl<P: Provider> Effects for Edges<'_, P> {
     async fn install(&self, plan: &Plan) -> Result<Applied, ApplyError> {
         let started = std::time::Instant::now();
         let applied =
-            install::install(&self.config.haproxy, &plan.rendered, plan.runtime.as_ref()).await?;
+            install::install(&self.config.haproxy, &plan.rendered, plan.config.runtime()).await?;
         tracing::info!(
             "check, install and {}: {:?} ({} bytes)",
             if applied == Applied::Runtime {
@@ -196,7 +196,7 @@ pub(crate) async fn apply(
         }
     }
     // 4. haproxy.cfg.
-    if plan.config.changed
+    if plan.config.changed()
         && let Applied::FellBack(why) = effects.install(plan).await?
     {
         plan.reloaded_instead(&why);

@@ -106,15 +106,47 @@ pub(crate) struct Facts<'a> {
 /// How far a node's clock may be from the shared state's store before it stops deciding.
 pub(crate) const MAX_CLOCK_OFF_S: i64 = 5;
 
-/// The haproxy.cfg change, if any.
+/// The haproxy.cfg change, if any: the one record of it that apply reads (`install`), and what
+/// the report shows of it (serialized with `changed` for whether there is one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct ConfigChange {
     pub path: PathBuf,
     pub installed_sha256: Option<String>,
     pub rendered_sha256: String,
-    pub changed: bool,
+    #[serde(rename = "changed", serialize_with = "is_install")]
+    pub install: Install,
     /// Unified diff from the installed file to the rendered one; empty when unchanged.
     pub diff: String,
+}
+
+impl ConfigChange {
+    /// True when the run installs the rendered config.
+    pub(crate) fn changed(&self) -> bool {
+        self.install != Install::Unchanged
+    }
+
+    /// The change made through the runtime API, when it is made so.
+    pub(crate) fn runtime(&self) -> Option<&RuntimeChange> {
+        match &self.install {
+            Install::Runtime(change) => Some(change),
+            _ => None,
+        }
+    }
+}
+
+/// How a run makes its haproxy.cfg change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Install {
+    /// Nothing to install: HAProxy runs the rendered config.
+    Unchanged,
+    /// Installed without a reload, its server changes made through the runtime API.
+    Runtime(RuntimeChange),
+    /// Installed, and HAProxy reloaded, for `reason`.
+    Reload { reason: String },
+}
+
+fn is_install<S: serde::Serializer>(install: &Install, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bool(*install != Install::Unchanged)
 }
 
 /// One thing a run does, with its reason.
@@ -183,9 +215,6 @@ pub struct Plan {
     /// The state apply saves; equal to the loaded state when nothing changes.
     #[serde(skip)]
     pub(crate) next_state: State,
-    /// The config change made through the runtime API, when it is.
-    #[serde(skip)]
-    pub(crate) runtime: Option<RuntimeChange>,
     /// The run's clock (Unix seconds), for the state of a run that reloads after all.
     #[serde(skip)]
     pub(crate) now: i64,
@@ -207,7 +236,9 @@ impl Plan {
                 };
             }
         }
-        self.runtime = None;
+        self.config.install = Install::Reload {
+            reason: format!("the runtime API change did not take: {why}"),
+        };
         for pool in self.pools.iter().filter(|pool| pool.scale.is_some()) {
             if let Some(state) = self.next_state.pools.get_mut(&pool.name) {
                 state.reloaded_at = Some(self.now);
@@ -268,7 +299,7 @@ pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanE
     let empty_backends = membership_actions(&facts, &pools, &mut actions)?;
     let comparison = compare(&facts, &rendered);
     let changed = comparison.changed();
-    let mut runtime = None;
+    let mut install = Install::Unchanged;
     let mut warnings = config_warnings(&facts, &comparison);
     for pool in &pools {
         if let Some(scale) = &pool.scale {
@@ -296,11 +327,15 @@ pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanE
                         "{changed_to}, only in the servers of managed backends: through the runtime API, no reload"
                     ),
                 });
-                runtime = Some(change);
+                install = Install::Runtime(change);
             }
-            Err(why) => actions.push(Action::Reload {
-                reason: format!("{changed_to}; a reload because {why}"),
-            }),
+            Err(why) => {
+                let reason = format!("{changed_to}; a reload because {why}");
+                actions.push(Action::Reload {
+                    reason: reason.clone(),
+                });
+                install = Install::Reload { reason };
+            }
         }
     }
     // In the order apply carries them out: a terminated server leaves the config (and HAProxy
@@ -316,7 +351,7 @@ pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanE
         &facts,
         &pools,
         changed.then_some(&comparison.rendered_sha256),
-        runtime.is_none(),
+        !matches!(install, Install::Runtime(_)),
     );
     Ok(Plan {
         pools,
@@ -324,14 +359,13 @@ pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanE
             path: config.haproxy.config.clone(),
             installed_sha256: comparison.installed_sha256,
             rendered_sha256: comparison.rendered_sha256,
-            changed,
+            install,
             diff,
         },
         actions,
         warnings,
         rendered,
         next_state,
-        runtime,
         now: facts.now,
     })
 }
@@ -707,7 +741,7 @@ mod tests {
             plan.rendered,
             "backend web\n    server i-1 10.0.0.1:8080\n    server i-2 10.0.0.2:8080\n"
         );
-        assert!(plan.config.changed);
+        assert!(plan.config.changed());
         let lines: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
         assert_eq!(
             lines[0],
@@ -735,7 +769,7 @@ mod tests {
         let instances = vec![instance("i-1", "10.0.0.1")];
         let first = plan(&config, instances.clone(), None, &State::default()).unwrap();
         let second = plan(&config, instances, Some(&first.rendered), &first.next_state).unwrap();
-        assert!(!second.config.changed);
+        assert!(!second.config.changed());
         assert!(second.actions.is_empty());
         assert!(!second.has_changes());
         assert_eq!(
@@ -1164,7 +1198,7 @@ mod tests {
             "{:?}",
             second.warnings
         );
-        assert!(second.config.changed);
+        assert!(second.config.changed());
     }
 
     #[test]
@@ -1180,7 +1214,7 @@ mod tests {
             &State::default(),
         )
         .unwrap();
-        assert!(crashed.config.changed);
+        assert!(crashed.config.changed());
         assert!(crashed.warnings.is_empty(), "{:?}", crashed.warnings);
         assert!(
             crashed
@@ -1190,7 +1224,7 @@ mod tests {
         );
         // Once recorded, the same file is no change.
         let settled = plan(&config, instances, Some(&first.rendered), &first.next_state).unwrap();
-        assert!(!settled.config.changed && settled.actions.is_empty());
+        assert!(!settled.config.changed() && settled.actions.is_empty());
     }
 
     #[test]
@@ -1258,7 +1292,7 @@ mod tests {
                 let mut expected: Vec<&str> = after.iter().map(|i| i.id.as_str()).collect();
                 expected.sort_unstable();
                 prop_assert_eq!(names, expected);
-                prop_assert_eq!(second.config.changed, first.rendered != second.rendered);
+                prop_assert_eq!(second.config.changed(), first.rendered != second.rendered);
             }
         }
     }
