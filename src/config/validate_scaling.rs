@@ -798,65 +798,56 @@ mod tests {
                 std::time::Duration::from_secs(3)
             )
         );
-        let escaped = dir.path().join("escaped");
+    }
+
+    /// `keys` under `[pool.scaling]` (after `max` and `target`) are refused with an error that
+    /// holds every one of `words`; `{token}` in them names a file holding a token, `{escaped}`
+    /// one holding a control character.
+    fn assert_external_refused(keys: &str, words: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        let (token, escaped) = (dir.path().join("token"), dir.path().join("escaped"));
+        std::fs::write(&token, "s3cr3t\n").unwrap();
         std::fs::write(&escaped, "s3\u{1b}[2Jcr3t\n").unwrap();
-        let refused: [(String, &[&str]); 12] = [
-            (
-                format!("metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"{}\"", escaped.display()),
-                &["scaling.bearer_token_file", "a character an HTTP header cannot carry"],
-            ),
-            (
-                "metric = \"prometheus\"\nprometheus_url = \"http://me:pw@p:9090\"\nquery = \"q\"\nper_server = true".into(),
-                &["scaling.prometheus_url", "must not hold a user or password", "basic_auth_file"],
-            ),
-            (
-                "metric = \"prometheus\"\nquery = \"q\"\nper_server = true".into(),
-                &["scaling.prometheus_url", "required by metric `prometheus`"],
-            ),
-            (
-                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nper_server = true".into(),
-                &["scaling.query", "required"],
-            ),
-            (
-                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"".into(),
-                &["scaling.per_server", "required", "a queue length", "a CPU average"],
-            ),
-            (
-                "metric = \"prometheus\"\nprometheus_url = \"p:9090\"\nquery = \"q\"\nper_server = true".into(),
-                &["scaling.prometheus_url", "not an http:// or https:// URL"],
-            ),
-            (
-                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \" \"\nper_server = true".into(),
-                &["scaling.query", "must not be empty"],
-            ),
-            (
-                "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"/nonexistent/token\"".into(),
-                &["scaling.bearer_token_file", "cannot read `/nonexistent/token`"],
-            ),
-            (
-                format!("metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbasic_auth_file = \"{}\"", token.display()),
-                &["scaling.basic_auth_file", "user:password"],
-            ),
-            (
-                "metric = \"command\"\nper_server = true\nquery = \"q\"".into(),
-                &["scaling.query", "not used by metric `command`"],
-            ),
-            (
-                "metric = \"request_rate\"\nper_server = true".into(),
-                &["scaling.per_server", "not used by metric `request_rate`"],
-            ),
-            (
-                "metric = \"command\"\nmetric_command = []\nper_server = true".into(),
-                &["scaling.metric_command", "empty"],
-            ),
-        ];
-        for (keys, words) in refused {
-            let error = external(&keys).unwrap_err().to_string();
-            assert!(
-                words.iter().all(|word| error.contains(word)),
-                "{keys}: {error}"
-            );
-        }
+        let keys = keys
+            .replace("{token}", &token.display().to_string())
+            .replace("{escaped}", &escaped.display().to_string());
+        let error = parse(&format!("max = 4\ntarget = 0.6\n{keys}"))
+            .expect_err(&keys)
+            .to_string();
+        assert!(
+            words.iter().all(|word| error.contains(word)),
+            "{keys}: {error}"
+        );
+    }
+
+    /// One test per invalid external metric, named for what is wrong.
+    macro_rules! invalid_external {
+        ($($name:ident: $keys:expr => [$($word:expr),+ $(,)?];)+) => {
+            mod invalid_external {
+                use super::*;
+                $(
+                    #[test]
+                    fn $name() {
+                        assert_external_refused(&$keys, &[$($word),+]);
+                    }
+                )+
+            }
+        };
+    }
+
+    invalid_external! {
+        a_token_file_holding_a_control_character: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"{escaped}\"" => ["scaling.bearer_token_file", "a character an HTTP header cannot carry"];
+        a_password_in_the_prometheus_url: "metric = \"prometheus\"\nprometheus_url = \"http://me:pw@p:9090\"\nquery = \"q\"\nper_server = true" => ["scaling.prometheus_url", "must not hold a user or password", "basic_auth_file"];
+        prometheus_without_its_url: "metric = \"prometheus\"\nquery = \"q\"\nper_server = true" => ["scaling.prometheus_url", "required by metric `prometheus`"];
+        prometheus_without_a_query: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nper_server = true" => ["scaling.query", "required"];
+        prometheus_without_per_server: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"" => ["scaling.per_server", "required", "a queue length", "a CPU average"];
+        a_prometheus_url_that_is_not_http: "metric = \"prometheus\"\nprometheus_url = \"p:9090\"\nquery = \"q\"\nper_server = true" => ["scaling.prometheus_url", "not an http:// or https:// URL"];
+        an_empty_query: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \" \"\nper_server = true" => ["scaling.query", "must not be empty"];
+        a_token_file_that_cannot_be_read: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"/nonexistent/token\"" => ["scaling.bearer_token_file", "cannot read `/nonexistent/token`"];
+        a_basic_auth_file_without_a_user: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbasic_auth_file = \"{token}\"" => ["scaling.basic_auth_file", "user:password"];
+        a_query_under_the_command_metric: "metric = \"command\"\nper_server = true\nquery = \"q\"" => ["scaling.query", "not used by metric `command`"];
+        per_server_under_a_haproxy_metric: "metric = \"request_rate\"\nper_server = true" => ["scaling.per_server", "not used by metric `request_rate`"];
+        an_empty_metric_command: "metric = \"command\"\nmetric_command = []\nper_server = true" => ["scaling.metric_command", "empty"];
     }
 
     #[test]
