@@ -16,6 +16,25 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// One test per invalid case, named for what is wrong, so that a failing case never hides the
+/// others: `invalid_cases! { mod MODULE, ASSERT; NAME: TEXT => [WORDS]; ... }` makes the test
+/// `MODULE::NAME`, which calls `ASSERT(&TEXT, &[WORDS])` (the config's tests and its scaling
+/// validation's each have an `ASSERT`).
+#[cfg(test)]
+macro_rules! invalid_cases {
+    (mod $module:ident, $assert:ident; $($name:ident: $text:expr => [$($word:expr),+ $(,)?];)+) => {
+        mod $module {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    $assert(&$text, &[$($word),+]);
+                }
+            )+
+        }
+    };
+}
+
 mod load;
 mod raw;
 pub(crate) mod scaling;
@@ -625,23 +644,8 @@ security_group = "web"
         }
     }
 
-    /// One test per invalid config, named for what is wrong: a failing case never hides the
-    /// others.
-    macro_rules! invalid_config {
-        ($($name:ident: $text:expr => [$($word:expr),+ $(,)?];)+) => {
-            mod invalid {
-                use super::*;
-                $(
-                    #[test]
-                    fn $name() {
-                        assert_invalid(&$text, &[$($word),+]);
-                    }
-                )+
-            }
-        };
-    }
-
-    invalid_config! {
+    invalid_cases! {
+        mod invalid, assert_invalid;
         unknown_pool_key: "[[pool]]\nname = \"web\"\nprot = 1\n" => ["unknown field `prot`"];
         unknown_haproxy_key: "[haproxy]\nconfg = \"x\"\n" => ["unknown field `confg`"];
         broken_toml: "[[pool]\n" => ["test.toml", "line 1"];

@@ -820,22 +820,8 @@ mod tests {
         );
     }
 
-    /// One test per invalid external metric, named for what is wrong.
-    macro_rules! invalid_external {
-        ($($name:ident: $keys:expr => [$($word:expr),+ $(,)?];)+) => {
-            mod invalid_external {
-                use super::*;
-                $(
-                    #[test]
-                    fn $name() {
-                        assert_external_refused(&$keys, &[$($word),+]);
-                    }
-                )+
-            }
-        };
-    }
-
-    invalid_external! {
+    invalid_cases! {
+        mod invalid_external, assert_external_refused;
         a_token_file_holding_a_control_character: "metric = \"prometheus\"\nprometheus_url = \"http://p\"\nquery = \"q\"\nper_server = true\nbearer_token_file = \"{escaped}\"" => ["scaling.bearer_token_file", "a character an HTTP header cannot carry"];
         a_password_in_the_prometheus_url: "metric = \"prometheus\"\nprometheus_url = \"http://me:pw@p:9090\"\nquery = \"q\"\nper_server = true" => ["scaling.prometheus_url", "must not hold a user or password", "basic_auth_file"];
         prometheus_without_its_url: "metric = \"prometheus\"\nquery = \"q\"\nper_server = true" => ["scaling.prometheus_url", "required by metric `prometheus`"];
@@ -876,24 +862,8 @@ mod tests {
         }
     }
 
-    /// One test per invalid `[pool.scaling]`, named for what is wrong: a failing case never
-    /// hides the others.
-    macro_rules! invalid_scaling {
-        ($($(#[$doc:meta])* $name:ident: $text:expr => [$($word:expr),+ $(,)?];)+) => {
-            mod invalid {
-                use super::*;
-                $(
-                    $(#[$doc])*
-                    #[test]
-                    fn $name() {
-                        assert_refused($text, &[$($word),+]);
-                    }
-                )+
-            }
-        };
-    }
-
-    invalid_scaling! {
+    invalid_cases! {
+        mod invalid, assert_refused;
         max_is_required: "scale_up_above = 2\nscale_down_below = 1" => ["scaling.max", "required"];
         max_zero: "max = 0\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.max", "got 0"];
         min_above_max: "min = 5\nmax = 3\nscale_up_above = 2\nscale_down_below = 1" => ["scaling.min", "min 5 is above max 3"];

@@ -48,14 +48,7 @@ impl FaultProxy {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(port) = std::fs::read_to_string(&port_file) {
-                break port;
-            }
-            assert!(Instant::now() < deadline, "the fault proxy did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let port = wait_for_port_file(&port_file, "the fault proxy");
         FaultProxy {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -76,6 +69,15 @@ impl FaultProxy {
                     entry["fault"].as_str().map(str::to_owned),
                 )
             })
+            .collect()
+    }
+
+    /// The EC2 calls it was sent (every request but S3's).
+    pub(crate) fn ec2_calls(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .map(|(_, action, _)| action)
+            .filter(|action| !action.starts_with("S3:"))
             .collect()
     }
 
@@ -315,5 +317,18 @@ fn a_launch_whose_answer_is_lost_is_not_repeated() {
             instances.keys().cloned().collect::<Vec<_>>(),
             "{fault}"
         );
+    }
+}
+
+/// The port a loopback fixture wrote to `port_file` once listening; fails the test if `what`
+/// has not started within 20 s.
+pub(crate) fn wait_for_port_file(port_file: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(port) = std::fs::read_to_string(port_file) {
+            return port;
+        }
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -404,14 +404,7 @@ impl HostileEndpoint {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let port = loop {
-            if let Ok(port) = std::fs::read_to_string(&port_file) {
-                break port;
-            }
-            assert!(Instant::now() < deadline, "hostile-http.py did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let port = super::cloud_faults::wait_for_port_file(&port_file, "hostile-http.py");
         HostileEndpoint {
             child,
             url: format!("http://127.0.0.1:{port}"),
