@@ -162,7 +162,7 @@ fn locked_temp(dir: &Path, prefix: &str) -> io::Result<NamedTempFile> {
     )))
 }
 
-/// Removes the temporary files (`.NAME.XXXXXX.tmp`) beside a target whose writer is gone: those
+/// Removes the temporary files (`.NAME.<random>.tmp`) beside a target whose writer is gone: those
 /// whose lock can be taken. Best effort.
 fn remove_leftovers(dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {

@@ -4,9 +4,10 @@
 //! Every byte the tool prints goes through the writers here (issue 29, class 4): a line of text
 //! through [`printable`](crate::model::text::printable) (control characters, C1 and Unicode's
 //! bidi and format controls escaped visibly), a JSON document through
-//! [`json_printable`](crate::model::text::json_printable) (the same characters as JSON `\uXXXX`
-//! escapes: the same document to a parser). Text from outside (a command's output, a host file,
-//! an error quoting a config value) cannot drive the terminal whoever formats it.
+//! [`json_printable`](crate::model::text::json_printable) (the same characters as JSON `\u`
+//! escapes of four hex digits: the same document to a parser). Text from outside (a command's
+//! output, a host file, an error quoting a config value) cannot drive the terminal whoever
+//! formats it.
 //! `tests/integration/architecture.rs` fails when code elsewhere prints by itself.
 
 use std::fmt;

@@ -23,11 +23,11 @@ pub(crate) fn escaped_except(text: &str, keep: &[char]) -> String {
         .collect()
 }
 
-/// A JSON document with every character [`printable`] escapes written as a JSON `\uXXXX`
-/// escape (a surrogate pair past U+FFFF): the same document to a parser, nothing a terminal acts
-/// on. serde_json escapes C0 itself, but leaves DEL, C1 and Unicode's format characters raw.
-/// Such characters only ever stand inside strings in serde_json's output; its newlines between
-/// tokens are kept.
+/// A JSON document with every character [`printable`] escapes written as a JSON `\u` escape
+/// of four hex digits (a surrogate pair past U+FFFF): the same document to a parser, nothing a
+/// terminal acts on. serde_json escapes C0 itself, but leaves DEL, C1 and Unicode's format
+/// characters raw. Such characters only ever stand inside strings in serde_json's output; its
+/// newlines between tokens are kept.
 pub(crate) fn json_printable(json: &str) -> String {
     let mut safe = String::with_capacity(json.len());
     for c in json.chars() {
