@@ -14,6 +14,8 @@ use crate::error::{EXIT_OK, EXIT_USAGE, Error};
 use crate::error_chain::error_chain;
 use crate::haproxy::install;
 use crate::model::Observed;
+use crate::reconcile::reconcile;
+use crate::store::Store;
 
 /// What `check` found.
 #[derive(Debug, Serialize)]
@@ -124,7 +126,10 @@ async fn online(
 ) -> Result<(Vec<String>, Vec<String>), Error> {
     let (clouds, store) = crate::reconcile::connect(config).await?;
     let now = crate::reconcile::unix_now() as i64;
-    let report = crate::reconcile::reconcile(config, renderer, &clouds, &store, true, now).await?;
+    let report = match &store {
+        Store::File(store) => reconcile(config, renderer, &clouds, store, true, now).await?,
+        Store::Shared(store) => reconcile(config, renderer, &clouds, store, true, now).await?,
+    };
     let mut warnings = report.plan.warnings.clone();
     warnings.extend(
         report

@@ -25,7 +25,7 @@ use crate::observe::{self, observe};
 use crate::report::{Mode, Report};
 use crate::store::s3::S3Store;
 use crate::store::shared::SharedStore;
-use crate::store::{self, FileStore, StateLock, StateStore, Store};
+use crate::store::{self, FileStore, Revision, StateLock, StateStore, Store};
 
 /// Unix seconds now (0 before 1970: a clock that far off is not worth an error).
 pub(crate) fn unix_now() -> f64 {
@@ -107,24 +107,10 @@ pub(crate) async fn run(cli: &Cli) -> Result<Report, Error> {
                 }
             })?;
         let (provider, store) = connect(&config).await?;
-        // A lost race on the shared state voids what this run decided: decide again from what
-        // the winner committed, a few times, then leave it to the next run.
-        let mut attempt = 1;
-        loop {
-            let run = Run {
-                plan_only: cli.plan,
-                now,
-                lost_races: attempt - 1,
-            };
-            match reconcile_run(&config, &renderer, &provider, &store, run).await {
-                Err(error @ Error::State(store::StateError::Raced { .. }))
-                    if attempt < RACE_ATTEMPTS =>
-                {
-                    tracing::info!("{error}: deciding again ({attempt} of {RACE_ATTEMPTS})");
-                    attempt += 1;
-                }
-                outcome => break outcome,
-            }
+        let run = (&config, &renderer, &provider);
+        match &store {
+            Store::File(store) => until_won(run, store, cli.plan, now).await,
+            Store::Shared(store) => until_won(run, store, cli.plan, now).await,
         }
     }
     .await;
@@ -136,6 +122,33 @@ pub(crate) async fn run(cli: &Cli) -> Result<Report, Error> {
         }
     }
     outcome
+}
+
+/// Reconciles; a lost race on the shared state voids what the run decided: it decides again from
+/// what the winner committed, a few times, then leaves it to the next run.
+async fn until_won(
+    (config, renderer, provider): (&Config, &Renderer, &impl Provider),
+    store: &impl StateStore,
+    plan_only: bool,
+    now: i64,
+) -> Result<Report, Error> {
+    let mut attempt = 1;
+    loop {
+        let run = Run {
+            plan_only,
+            now,
+            lost_races: attempt - 1,
+        };
+        match reconcile_run(config, renderer, provider, store, run).await {
+            Err(error @ Error::State(store::StateError::Raced { .. }))
+                if attempt < RACE_ATTEMPTS =>
+            {
+                tracing::info!("{error}: deciding again ({attempt} of {RACE_ATTEMPTS})");
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
 }
 
 /// Writes `metrics_file`, if set, for a run that ran (a busy lock is not a run).

@@ -14,7 +14,6 @@ use crate::error::{EXIT_FAILED, EXIT_OK, Error};
 use crate::error_chain::error_chain;
 use crate::haproxy::admin_socket;
 use crate::model::{PoolState, Row, State, Status};
-use crate::store::StateStore;
 
 #[derive(Debug, Serialize)]
 struct View {
@@ -79,11 +78,10 @@ pub(crate) async fn status(cli: &Cli) -> Result<u8, Error> {
     let config = Config::from_cli(cli)?;
     let now = crate::reconcile::unix_now() as i64;
     let store = crate::reconcile::open_store(&config, None).await?;
-    let (state, revision, state_error) = match store.load().await {
-        Ok((state, revision)) => (state, Some(revision), None),
-        Err(error) => (State::default(), None, Some(error_chain(&error))),
+    let (state, no_run_yet, state_error) = match store.peek().await {
+        Ok((state, fresh)) => (state, fresh, None),
+        Err(error) => (State::default(), false, Some(error_chain(&error))),
     };
-    let no_run_yet = revision.is_some_and(|revision| revision.is_none());
     let (rows, stats_error) = match &config.haproxy.stats {
         None => (
             None,

@@ -135,18 +135,34 @@ struct Store {
     node: usize,
 }
 
+/// The model's revision: the fleet state's generation.
+#[derive(Debug, Clone, Copy)]
+struct Generation(u64);
+
+impl Revision for Generation {
+    fn is_none(&self) -> bool {
+        false
+    }
+
+    fn state_generation(&self) -> u64 {
+        self.0
+    }
+}
+
 impl StateStore for Store {
-    async fn load(&self) -> Result<(State, Revision), StateError> {
+    type Revision = Generation;
+
+    async fn load(&self) -> Result<(State, Generation), StateError> {
         gate(&self.world, self.node, Step::Load).await;
         let world = self.world.borrow();
         let generation = world.generations.len() as u64 - 1;
         let shared = &world.generations[generation as usize];
         let state = with_own_facts(shared, &world.local[self.node]);
-        Ok((state, Revision::stamped(None, generation)))
+        Ok((state, Generation(generation)))
     }
 
-    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
-        let expected = expected.state_generation();
+    async fn save(&self, state: &State, expected: &Generation) -> Result<Generation, StateError> {
+        let Generation(expected) = *expected;
         let unchanged = {
             let mut world = self.world.borrow_mut();
             // This node's half first, whatever happens to the fleet's (as the shared store).
@@ -154,7 +170,7 @@ impl StateStore for Store {
             World::fleet(state) == world.generations[expected as usize]
         };
         if unchanged {
-            return Ok(Revision::stamped(None, expected));
+            return Ok(Generation(expected));
         }
         gate(&self.world, self.node, Step::Save).await;
         let mut world = self.world.borrow_mut();
@@ -164,7 +180,7 @@ impl StateStore for Store {
             });
         }
         world.generations.push(World::fleet(state));
-        Ok(Revision::stamped(None, expected + 1))
+        Ok(Generation(expected + 1))
     }
 }
 

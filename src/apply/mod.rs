@@ -35,7 +35,7 @@ use crate::haproxy::admin_socket;
 use crate::haproxy::install::{self, Applied, RUNTIME_TIMEOUT};
 use crate::model::State;
 use crate::store::shared::with_own_facts;
-use crate::store::{Revision, StateError, StateStore};
+use crate::store::{StateError, StateStore};
 
 /// Why applying a plan stopped: the steps' own errors, as they are (the top-level error wraps
 /// each as its own variant, so the exit codes are those of the step).
@@ -131,11 +131,11 @@ impl<P: Provider> Effects for Edges<'_, P> {
 /// A runtime API change that does not take is made by a reload instead, and `plan` then says so.
 /// Returns how many times another node's commit made this run carry its record onto a newer
 /// state (after its own decision was committed).
-pub(crate) async fn apply(
+pub(crate) async fn apply<S: StateStore>(
     node: &str,
     plan: &mut Plan,
-    (loaded, revision): (&State, Revision),
-    store: &impl StateStore,
+    (loaded, revision): (&State, S::Revision),
+    store: &S,
     effects: &impl Effects,
 ) -> Result<u32, ApplyError> {
     // 1. The decision, committed before anything is done: this node's own facts stay as they
@@ -253,7 +253,7 @@ fn of_the_plan(fleet: &State, own: &State, plan: &Plan) -> State {
 const RECORD_ATTEMPTS: u32 = 8;
 
 /// What a run did since its decision was committed, and the state that says so.
-struct Record<'a, S> {
+struct Record<'a, S: StateStore> {
     store: &'a S,
     node: &'a str,
     now: i64,
@@ -261,7 +261,7 @@ struct Record<'a, S> {
     state: State,
     /// The state the store holds at `revision`, as far as this run knows.
     saved: State,
-    revision: Revision,
+    revision: S::Revision,
     /// (pool, token, instance ids) per launch call that returned.
     launched: Vec<(String, String, Vec<String>)>,
     /// (pool, token) per launch call that failed.

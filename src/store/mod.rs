@@ -91,80 +91,38 @@ pub enum StateError {
         source: io::Error,
     },
 }
-/// Which stored state a state was loaded from (for the file: the sha256 of its bytes; for S3: the
-/// object's ETag and the generation its body carries; `None` when there was none). A save
-/// succeeds only if the store is still at the revision it expects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Revision {
-    tag: Option<String>,
-    generation: u64,
-    /// A shared state's: the revisions of its two halves.
-    halves: Option<Box<shared::Halves>>,
-}
-
-impl Revision {
-    /// The revision of a store's tag for what it holds (a content hash, an ETag), or of no
-    /// stored state at all (`None`).
-    pub(crate) fn new(tag: Option<String>) -> Revision {
-        Revision {
-            tag,
-            generation: 0,
-            halves: None,
-        }
-    }
-
-    /// A revision whose body says how many saves made it (a shared store's).
-    pub(crate) fn stamped(tag: Option<String>, generation: u64) -> Revision {
-        Revision {
-            tag,
-            generation,
-            halves: None,
-        }
-    }
-
-    pub(crate) fn halves(halves: shared::Halves) -> Revision {
-        Revision {
-            tag: None,
-            generation: 0,
-            halves: Some(Box::new(halves)),
-        }
-    }
-
-    fn halves_ref(&self) -> Option<&shared::Halves> {
-        self.halves.as_deref()
-    }
+/// Which stored state a state was loaded from. A save succeeds only if the store is still at the
+/// revision it expects. Each store has its own kind (its `StateStore::Revision`), so a store is
+/// only ever handed a revision it made.
+pub(crate) trait Revision: Clone + std::fmt::Debug {
+    /// Whether the store held no state at all.
+    fn is_none(&self) -> bool;
 
     /// How many saves made the state this revision is of (a shared store's; 0 for a local
     /// file, which does not count them).
-    pub(crate) fn state_generation(&self) -> u64 {
-        match self.halves_ref() {
-            Some(halves) => halves.generation(),
-            None => self.generation,
-        }
+    fn state_generation(&self) -> u64 {
+        0
     }
+}
 
-    /// The revision of a store that held no state.
-    pub(crate) fn is_none(&self) -> bool {
-        match self.halves_ref() {
-            Some(halves) => halves.is_none(),
-            None => self.tag.is_none(),
-        }
-    }
+/// A local file's revision: the sha256 of its bytes, `None` when there was no file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileRevision(Option<String>);
 
-    pub(crate) fn tag(&self) -> Option<&str> {
-        self.tag.as_deref()
-    }
-
-    pub(crate) fn generation(&self) -> u64 {
-        self.generation
+impl Revision for FileRevision {
+    fn is_none(&self) -> bool {
+        self.0.is_none()
     }
 }
 
 /// Where the state lives: load it with its revision, save it against the revision it was
 /// loaded at (a compare-and-swap).
 pub(crate) trait StateStore {
+    /// What this store's saves are checked against.
+    type Revision: Revision;
+
     /// The stored state, or a fresh one when there is none.
-    fn load(&self) -> impl Future<Output = Result<(State, Revision), StateError>>;
+    fn load(&self) -> impl Future<Output = Result<(State, Self::Revision), StateError>>;
 
     /// The store's own time (Unix seconds) as of its last answer, for a store shared by
     /// several nodes: their decisions go by one clock. `None` for a local store.
@@ -176,8 +134,8 @@ pub(crate) trait StateStore {
     fn save(
         &self,
         state: &State,
-        expected: &Revision,
-    ) -> impl Future<Output = Result<Revision, StateError>>;
+        expected: &Self::Revision,
+    ) -> impl Future<Output = Result<Self::Revision, StateError>>;
 }
 
 /// The local JSON state file.
@@ -199,11 +157,17 @@ impl FileStore {
 }
 
 impl StateStore for FileStore {
-    async fn load(&self) -> Result<(State, Revision), StateError> {
+    type Revision = FileRevision;
+
+    async fn load(&self) -> Result<(State, FileRevision), StateError> {
         load(&self.path)
     }
 
-    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+    async fn save(
+        &self,
+        state: &State,
+        expected: &FileRevision,
+    ) -> Result<FileRevision, StateError> {
         save(&self.path, state, expected)
     }
 }
@@ -215,27 +179,18 @@ pub(crate) enum Store {
     Shared(shared::SharedStore),
 }
 
-impl StateStore for Store {
-    async fn load(&self) -> Result<(State, Revision), StateError> {
+impl Store {
+    /// The stored state, and whether there was none (for `status`, which saves nothing).
+    pub(crate) async fn peek(&self) -> Result<(State, bool), StateError> {
         match self {
-            Store::File(store) => store.load().await,
-            Store::Shared(store) => store.load().await,
+            Store::File(store) => fresh(store.load().await?),
+            Store::Shared(store) => fresh(store.load().await?),
         }
     }
+}
 
-    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
-        match self {
-            Store::File(store) => store.save(state, expected).await,
-            Store::Shared(store) => store.save(state, expected).await,
-        }
-    }
-
-    fn clock(&self) -> Option<i64> {
-        match self {
-            Store::File(store) => store.clock(),
-            Store::Shared(store) => store.clock(),
-        }
-    }
+fn fresh<R: Revision>((state, revision): (State, R)) -> Result<(State, bool), StateError> {
+    Ok((state, revision.is_none()))
 }
 
 /// The exclusive run lock; released when dropped (or when the process dies).
@@ -283,11 +238,11 @@ impl StateLock {
 pub(crate) const STATE_LIMIT: u64 = 512 * 1024 * 1024;
 
 /// Loads the state file; a missing file is a fresh state.
-pub(crate) fn load(path: &Path) -> Result<(State, Revision), StateError> {
+pub(crate) fn load(path: &Path) -> Result<(State, FileRevision), StateError> {
     let bytes = match fs_atomic::read_regular(path, STATE_LIMIT) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Ok((State::default(), Revision::new(None)));
+            return Ok((State::default(), FileRevision(None)));
         }
         Err(source) if source.kind() == io::ErrorKind::PermissionDenied => {
             return Err(StateError::ReadDenied {
@@ -303,7 +258,7 @@ pub(crate) fn load(path: &Path) -> Result<(State, Revision), StateError> {
     };
     Ok((
         from_bytes(&bytes, path)?,
-        Revision::new(Some(sha256_hex(&bytes))),
+        FileRevision(Some(sha256_hex(&bytes))),
     ))
 }
 
@@ -378,10 +333,10 @@ fn parse(bytes: &[u8]) -> Result<(State, Option<Stamp>), Problem> {
 }
 
 /// Saves `state` atomically with mode 0600, if the file is still at `expected`.
-fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+fn save(path: &Path, state: &State, expected: &FileRevision) -> Result<FileRevision, StateError> {
     let current = match fs_atomic::read_regular(path, STATE_LIMIT) {
-        Ok(bytes) => Revision::new(Some(sha256_hex(&bytes))),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Revision::new(None),
+        Ok(bytes) => FileRevision(Some(sha256_hex(&bytes))),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => FileRevision(None),
         Err(source) => {
             return Err(StateError::Read {
                 path: path.to_owned(),
@@ -403,7 +358,7 @@ fn save(path: &Path, state: &State, expected: &Revision) -> Result<Revision, Sta
         path: path.to_owned(),
         source,
     })?;
-    Ok(Revision::new(Some(sha256_hex(&bytes))))
+    Ok(FileRevision(Some(sha256_hex(&bytes))))
 }
 
 /// 128 random bits, in hex: a save's nonce, a run's launch-token salt.
@@ -503,7 +458,7 @@ mod tests {
         assert_eq!(state.pools["static"].servers, ["i-1", "i-2", "i-3"]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.json");
-        save(&path, &state, &Revision::new(None)).unwrap();
+        save(&path, &state, &FileRevision(None)).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), bytes);
     }
 

@@ -23,6 +23,7 @@ use aws_sdk_s3::primitives::{ByteStream, DateTime, DateTimeFormat};
 use serde::Serialize;
 
 use super::{Revision, STATE_LIMIT, Stamp, StateError, StateStore, from_stamped_bytes};
+
 use crate::config::S3Location;
 use crate::model::State;
 
@@ -216,20 +217,49 @@ impl S3Store {
     }
 }
 
+/// An S3 object's revision: its ETag (`None` when there was no object) and the generation its
+/// body's stamp carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct S3Revision {
+    etag: Option<String>,
+    generation: u64,
+}
+
+impl Revision for S3Revision {
+    fn is_none(&self) -> bool {
+        self.etag.is_none()
+    }
+
+    fn state_generation(&self) -> u64 {
+        self.generation
+    }
+}
+
 impl StateStore for S3Store {
-    async fn load(&self) -> Result<(State, Revision), StateError> {
+    type Revision = S3Revision;
+
+    async fn load(&self) -> Result<(State, S3Revision), StateError> {
         Ok(match self.read().await? {
-            None => (State::default(), Revision::new(None)),
-            Some((state, stamp, etag)) => {
-                let generation = stamp.map_or(0, |stamp| stamp.generation);
-                (state, Revision::stamped(Some(etag), generation))
-            }
+            None => (
+                State::default(),
+                S3Revision {
+                    etag: None,
+                    generation: 0,
+                },
+            ),
+            Some((state, stamp, etag)) => (
+                state,
+                S3Revision {
+                    etag: Some(etag),
+                    generation: stamp.map_or(0, |stamp| stamp.generation),
+                },
+            ),
         })
     }
 
-    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
+    async fn save(&self, state: &State, expected: &S3Revision) -> Result<S3Revision, StateError> {
         let stamp = Stamp {
-            generation: expected.generation() + 1,
+            generation: expected.generation + 1,
             nonce: super::random_hex(),
         };
         let mut bytes = serde_json::to_vec_pretty(&Stamped {
@@ -248,24 +278,25 @@ impl StateStore for S3Store {
             .key(&self.location.key)
             .content_type("application/json")
             .body(ByteStream::from(bytes));
-        let request = match expected.tag() {
+        let request = match &expected.etag {
             None => request.if_none_match("*"),
             Some(etag) => request.if_match(etag),
         };
         match request.send().await {
-            Ok(output) => Ok(Revision::stamped(
-                output.e_tag().map(str::to_owned),
-                stamp.generation,
-            )),
+            Ok(output) => Ok(S3Revision {
+                etag: output.e_tag().map(str::to_owned),
+                generation: stamp.generation,
+            }),
             Err(SdkError::ServiceError(service))
                 if matches!(service.raw().status().as_u16(), 409 | 412) =>
             {
                 // Refused: another node's write came first, or this one did and its answer was
                 // lost. Only the object's nonce tells which.
                 match self.read().await? {
-                    Some((_, Some(found), etag)) if found == stamp => {
-                        Ok(Revision::stamped(Some(etag), stamp.generation))
-                    }
+                    Some((_, Some(found), etag)) if found == stamp => Ok(S3Revision {
+                        etag: Some(etag),
+                        generation: stamp.generation,
+                    }),
                     _ => Err(StateError::Raced {
                         location: self.location.to_string(),
                     }),

@@ -7,8 +7,8 @@
 //! is the fleet's and lives in S3, changed only by compare-and-swap. A node lost is replaced
 //! by one that adopts its haproxy.cfg as on a first run; no decision is lost with it.
 
-use super::s3::S3Store;
-use super::{FileStore, Revision, StateError, StateStore};
+use super::s3::{S3Revision, S3Store};
+use super::{FileRevision, FileStore, Revision, StateError, StateStore};
 use crate::model::{PoolState, State};
 
 #[derive(Debug)]
@@ -19,23 +19,23 @@ pub(crate) struct SharedStore {
     identity: String,
 }
 
-/// Where each half of a shared state was loaded from, and what it held.
+/// A shared state's revision: where each half was loaded from, and what it held.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Halves {
-    shared: Revision,
-    local: Revision,
+    shared: S3Revision,
+    local: FileRevision,
     shared_digest: String,
     local_digest: String,
 }
 
-impl Halves {
-    /// The shared half's generation: how many saves the fleet's state has had.
-    pub(super) fn generation(&self) -> u64 {
-        self.shared.generation()
+impl Revision for Halves {
+    fn is_none(&self) -> bool {
+        self.shared.is_none() && self.local.is_none()
     }
 
-    pub(super) fn is_none(&self) -> bool {
-        self.shared.is_none() && self.local.is_none()
+    /// The shared half's generation: how many saves the fleet's state has had.
+    fn state_generation(&self) -> u64 {
+        self.shared.state_generation()
     }
 }
 
@@ -117,7 +117,9 @@ fn digest(state: &State) -> String {
 }
 
 impl StateStore for SharedStore {
-    async fn load(&self) -> Result<(State, Revision), StateError> {
+    type Revision = Halves;
+
+    async fn load(&self) -> Result<(State, Halves), StateError> {
         let (shared, shared_revision) = self.shared.load().await?;
         let (local, local_revision) = self.local.load().await?;
         // Two configs on one machine sharing a `local_path` would each overwrite the other's
@@ -149,7 +151,7 @@ impl StateStore for SharedStore {
             local: local_revision,
         };
         let state = merged(shared_half(&shared), local_half(&local));
-        Ok((state, Revision::halves(halves)))
+        Ok((state, halves))
     }
 
     fn clock(&self) -> Option<i64> {
@@ -163,10 +165,7 @@ impl StateStore for SharedStore {
     /// whether or not the fleet's save then wins its race (issue 28). Saved only after the
     /// fleet's, a lost race dropped it, and the run deciding again found a haproxy.cfg it had no
     /// record of loading, and reloaded HAProxy for nothing.
-    async fn save(&self, state: &State, expected: &Revision) -> Result<Revision, StateError> {
-        let expected = expected
-            .halves_ref()
-            .expect("a shared state is saved against a revision it loaded");
+    async fn save(&self, state: &State, expected: &Halves) -> Result<Halves, StateError> {
         let (shared, local) = (shared_half(state), local_half(state));
         let (shared_digest, local_digest) = (digest(&shared), digest(&local));
         let local_revision = if local_digest == expected.local_digest {
@@ -179,12 +178,12 @@ impl StateStore for SharedStore {
         } else {
             self.shared.save(&shared, &expected.shared).await?
         };
-        Ok(Revision::halves(Halves {
+        Ok(Halves {
             shared: shared_revision,
             local: local_revision,
             shared_digest,
             local_digest,
-        }))
+        })
     }
 }
 
