@@ -15,7 +15,7 @@ use crate::error_chain::error_chain;
 use crate::haproxy::install;
 use crate::model::Observed;
 use crate::reconcile::reconcile;
-use crate::store::Store;
+use crate::store::with_store;
 
 /// What `check` found.
 #[derive(Debug, Serialize)]
@@ -126,10 +126,8 @@ async fn online(
 ) -> Result<(Vec<String>, Vec<String>), Error> {
     let (clouds, store) = crate::reconcile::connect(config).await?;
     let now = crate::reconcile::unix_now() as i64;
-    let report = match &store {
-        Store::File(store) => reconcile(config, renderer, &clouds, store, true, now).await?,
-        Store::Shared(store) => reconcile(config, renderer, &clouds, store, true, now).await?,
-    };
+    let report =
+        with_store!(&store, store => reconcile(config, renderer, &clouds, store, true, now).await?);
     let mut warnings = report.plan.warnings.clone();
     warnings.extend(
         report

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::cloud::{CloudError, Provider};
 use crate::config::scaling::TAG_LAUNCH_TOKEN;
-use crate::config::{ApplyMode, Config, PoolConfig, ProviderKind, Scaling, StatsSource};
+use crate::config::{ApplyMode, Config, PoolConfig, Scaling, StatsSource};
 use crate::decide::address;
 use crate::decide::plan::Observations;
 use crate::decide::scaling;
@@ -173,9 +173,8 @@ async fn old_workers(config: &Config, state: &State, have_stats: bool) -> OldWor
 }
 
 /// The instances launched with each token of an intent whose ids were never recorded. The
-/// listing already holds what was launched with the token and is running; only EC2 is asked
-/// again (it also knows stopped and stopping instances). An exec provider's look-up is its list
-/// command: once per run is enough.
+/// listing already holds what was launched with the token and is running; the provider is asked
+/// again only when its listing may leave some out (EC2's: stopped and stopping instances).
 async fn find_by_token(
     provider: &impl Provider,
     pool: &PoolConfig,
@@ -190,7 +189,7 @@ async fn find_by_token(
             .filter(|instance| instance.tags.get(TAG_LAUNCH_TOKEN) == Some(&intent.token))
             .map(|instance| instance.id.clone())
             .collect();
-        let ids = if !listed.is_empty() || !matches!(pool.provider, ProviderKind::Ec2) {
+        let ids = if !listed.is_empty() || provider.lists_every_launch(pool) {
             listed
         } else {
             provider.find_by_token(pool, &intent.token).await?

@@ -108,10 +108,7 @@ pub(crate) async fn run(cli: &Cli) -> Result<Report, Error> {
             })?;
         let (provider, store) = connect(&config).await?;
         let run = (&config, &renderer, &provider);
-        match &store {
-            Store::File(store) => until_won(run, store, cli.plan, now).await,
-            Store::Shared(store) => until_won(run, store, cli.plan, now).await,
-        }
+        store::with_store!(&store, store => until_won(run, store, cli.plan, now).await)
     }
     .await;
     if !cli.plan {

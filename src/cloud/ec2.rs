@@ -14,9 +14,12 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification,
 };
 
-use super::{Cause, CloudError, CloudErrorKind, Operation};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, cannot_launch};
 use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
-use crate::config::{Launch, PoolConfig};
+use crate::config::{Launcher, PoolConfig};
+
+/// Why an EC2 pool's launcher is not EC2's.
+const NOT_EC2: &str = "an EC2 pool was given another provider's launcher";
 use crate::model::{Instance, InstanceState};
 
 /// An EC2 client for all pools of a run.
@@ -83,9 +86,9 @@ impl Ec2 {
     }
 }
 
-/// The provider's calls for EC2 pools; [`super::Clouds`] dispatches to them.
-impl Ec2 {
-    pub(crate) async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+/// The provider's calls for EC2 pools.
+impl Provider for Ec2 {
+    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
         let mut instances = if pool.scaling.is_some() {
             // What this tool launched is always seen, even if it does not match the filters;
             // both are asked at once.
@@ -110,7 +113,7 @@ impl Ec2 {
         Ok(instances)
     }
 
-    pub(crate) async fn find_by_token(
+    async fn find_by_token(
         &self,
         pool: &PoolConfig,
         token: &str,
@@ -126,13 +129,16 @@ impl Ec2 {
         Ok(found.into_iter().map(|instance| instance.id).collect())
     }
 
-    pub(crate) async fn launch(
+    async fn launch(
         &self,
         pool: &PoolConfig,
-        launch: &Launch,
+        launcher: &Launcher,
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
+        let Launcher::Ec2(launch) = launcher else {
+            return Err(cannot_launch(pool, Operation::Launch, NOT_EC2));
+        };
         let count = i32::try_from(count).unwrap_or(i32::MAX);
         let tags = launch
             .tags
@@ -195,11 +201,15 @@ impl Ec2 {
             .collect())
     }
 
-    pub(crate) async fn terminate(
+    async fn terminate(
         &self,
         pool: &PoolConfig,
+        launcher: &Launcher,
         ids: &[String],
     ) -> Result<(), CloudError> {
+        if !matches!(launcher, Launcher::Ec2(_)) {
+            return Err(cannot_launch(pool, Operation::Terminate, NOT_EC2));
+        }
         self.client
             .terminate_instances()
             .set_instance_ids(Some(ids.to_vec()))

@@ -20,10 +20,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cause, CloudError, CloudErrorKind, Operation};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, cannot_launch};
 use crate::command::{self, CommandError};
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
-use crate::config::{ExecCommands, PoolConfig};
+use crate::config::{ExecCommands, Launcher, PoolConfig};
 use crate::model::{Instance, InstanceState, Tags};
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +84,73 @@ fn bad_json(
             command: command::display(argv),
             problem: problem.to_string(),
         },
+    }
+}
+
+/// The exec provider of one pool: its `[pool.exec]` commands.
+pub(crate) struct Exec<'a> {
+    commands: &'a ExecCommands,
+}
+
+impl<'a> Exec<'a> {
+    pub(crate) fn new(commands: &'a ExecCommands) -> Exec<'a> {
+        Exec { commands }
+    }
+}
+
+/// Why an exec pool's launcher is not the exec provider's.
+const NOT_EXEC: &str = "an exec pool was given another provider's launcher";
+
+impl Provider for Exec<'_> {
+    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+        list(pool, self.commands).await
+    }
+
+    fn lists_every_launch(&self, _pool: &PoolConfig) -> bool {
+        true
+    }
+
+    async fn find_by_token(
+        &self,
+        pool: &PoolConfig,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        find_by_token(pool, self.commands, token).await
+    }
+
+    async fn launch(
+        &self,
+        pool: &PoolConfig,
+        launcher: &Launcher,
+        count: u32,
+        token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        let Launcher::Exec {
+            launch: argv,
+            timeout,
+            ..
+        } = launcher
+        else {
+            return Err(cannot_launch(pool, Operation::Launch, NOT_EXEC));
+        };
+        launch(pool, argv, *timeout, count, token).await
+    }
+
+    async fn terminate(
+        &self,
+        pool: &PoolConfig,
+        launcher: &Launcher,
+        ids: &[String],
+    ) -> Result<(), CloudError> {
+        let Launcher::Exec {
+            terminate: argv,
+            timeout,
+            ..
+        } = launcher
+        else {
+            return Err(cannot_launch(pool, Operation::Terminate, NOT_EXEC));
+        };
+        terminate(pool, argv, *timeout, ids).await
     }
 }
 

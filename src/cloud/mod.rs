@@ -117,10 +117,22 @@ pub struct CloudError {
 }
 
 /// A source of instances, and for scaling pools, a way to launch and terminate them.
+///
+/// Each provider implements it in its own file ([`ec2::Ec2`], [`exec::Exec`],
+/// [`static_hosts::StaticHosts`], and the tests' fake); [`Clouds`] serves each pool with the one
+/// its config names.
 pub(crate) trait Provider {
     /// Lists the pending and running instances matching the pool's discovery filters, and for
     /// a scaling pool also those tagged `haproxy-autoscaler:pool = NAME`.
     fn list(&self, pool: &PoolConfig) -> impl Future<Output = Result<Vec<Instance>, CloudError>>;
+
+    /// Whether `list` already shows every instance a launch made that can still be running, so
+    /// that a launch token is looked up in the listing and `find_by_token` is not asked. EC2's
+    /// listing leaves out stopped and stopping instances; an exec provider's look-up is its
+    /// list command, once per run is enough.
+    fn lists_every_launch(&self, _pool: &PoolConfig) -> bool {
+        false
+    }
 
     /// The ids of the instances (in any state but terminated) launched with `token`.
     fn find_by_token(
@@ -147,6 +159,18 @@ pub(crate) trait Provider {
     ) -> impl Future<Output = Result<(), CloudError>>;
 }
 
+/// The error of a launch or termination asked of a provider with another provider's launcher,
+/// or of one that does not launch. Validation pairs each pool's provider with its launcher, so
+/// only a bug makes one: that pool's call fails (fatal), never the process.
+pub(crate) fn cannot_launch(pool: &PoolConfig, operation: Operation, why: &str) -> CloudError {
+    CloudError {
+        pool: pool.name.clone(),
+        operation,
+        kind: CloudErrorKind::Fatal,
+        cause: Cause::Api(why.to_owned()),
+    }
+}
+
 /// The providers of a run: each pool is served by the one its config names.
 #[derive(Debug, Default)]
 pub(crate) struct Clouds {
@@ -154,26 +178,52 @@ pub(crate) struct Clouds {
     pub ec2: Option<ec2::Ec2>,
 }
 
+/// The provider serving one pool.
+enum Serving<'a> {
+    Ec2(&'a ec2::Ec2),
+    Exec(exec::Exec<'a>),
+    Static(static_hosts::StaticHosts<'a>),
+}
+
+/// Calls one [`Provider`] method on whichever provider serves a pool.
+macro_rules! served {
+    ($serving:expr, $provider:ident => $call:expr) => {
+        match $serving {
+            Serving::Ec2($provider) => $call,
+            Serving::Exec(ref $provider) => $call,
+            Serving::Static(ref $provider) => $call,
+        }
+    };
+}
+
 impl Clouds {
-    /// The EC2 client, for a pool whose config names EC2: connected whenever one does; were it
-    /// not, the pool's call fails (fatal), never the process.
-    fn ec2(&self, pool: &PoolConfig, operation: Operation) -> Result<&ec2::Ec2, CloudError> {
-        self.ec2.as_ref().ok_or_else(|| CloudError {
-            pool: pool.name.clone(),
-            operation,
-            kind: CloudErrorKind::Fatal,
-            cause: Cause::Api("no EC2 client was connected for this pool".to_owned()),
+    /// The provider a pool's config names: the one place a new provider is constructed. The
+    /// EC2 client is connected whenever a pool names EC2; were it not, the pool's call fails
+    /// (fatal), never the process.
+    fn serving<'a>(
+        &'a self,
+        pool: &'a PoolConfig,
+        operation: Operation,
+    ) -> Result<Serving<'a>, CloudError> {
+        Ok(match &pool.provider {
+            ProviderKind::Ec2 => Serving::Ec2(self.ec2.as_ref().ok_or_else(|| {
+                cannot_launch(pool, operation, "no EC2 client was connected for this pool")
+            })?),
+            ProviderKind::Exec(commands) => Serving::Exec(exec::Exec::new(commands)),
+            ProviderKind::Static(dir) => Serving::Static(static_hosts::StaticHosts::new(dir)),
         })
     }
 }
 
 impl Provider for Clouds {
     async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
-        match &pool.provider {
-            ProviderKind::Ec2 => self.ec2(pool, Operation::List)?.list(pool).await,
-            ProviderKind::Exec(commands) => exec::list(pool, commands).await,
-            ProviderKind::Static(dir) => static_hosts::list(pool, dir),
-        }
+        served!(self.serving(pool, Operation::List)?, provider => provider.list(pool).await)
+    }
+
+    fn lists_every_launch(&self, pool: &PoolConfig) -> bool {
+        // Without its provider the look-up is asked, and fails as the provider's other calls.
+        self.serving(pool, Operation::FindLaunch)
+            .is_ok_and(|serving| served!(serving, provider => provider.lists_every_launch(pool)))
     }
 
     async fn find_by_token(
@@ -181,16 +231,10 @@ impl Provider for Clouds {
         pool: &PoolConfig,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        match &pool.provider {
-            ProviderKind::Ec2 => {
-                self.ec2(pool, Operation::FindLaunch)?
-                    .find_by_token(pool, token)
-                    .await
-            }
-            ProviderKind::Exec(commands) => exec::find_by_token(pool, commands, token).await,
-            // A static pool never launches.
-            ProviderKind::Static(_) => Ok(Vec::new()),
-        }
+        served!(
+            self.serving(pool, Operation::FindLaunch)?,
+            provider => provider.find_by_token(pool, token).await
+        )
     }
 
     async fn launch(
@@ -200,16 +244,10 @@ impl Provider for Clouds {
         count: u32,
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        match launcher {
-            Launcher::Ec2(launch) => {
-                self.ec2(pool, Operation::Launch)?
-                    .launch(pool, launch, count, token)
-                    .await
-            }
-            Launcher::Exec {
-                launch, timeout, ..
-            } => exec::launch(pool, launch, *timeout, count, token).await,
-        }
+        served!(
+            self.serving(pool, Operation::Launch)?,
+            provider => provider.launch(pool, launcher, count, token).await
+        )
     }
 
     async fn terminate(
@@ -218,15 +256,9 @@ impl Provider for Clouds {
         launcher: &Launcher,
         ids: &[String],
     ) -> Result<(), CloudError> {
-        match launcher {
-            Launcher::Ec2(_) => {
-                self.ec2(pool, Operation::Terminate)?
-                    .terminate(pool, ids)
-                    .await
-            }
-            Launcher::Exec {
-                terminate, timeout, ..
-            } => exec::terminate(pool, terminate, *timeout, ids).await,
-        }
+        served!(
+            self.serving(pool, Operation::Terminate)?,
+            provider => provider.terminate(pool, launcher, ids).await
+        )
     }
 }

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Cause, CloudError, CloudErrorKind, Operation};
-use crate::config::PoolConfig;
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, cannot_launch};
+use crate::config::{Launcher, PoolConfig};
 use crate::model::{Instance, InstanceState};
 
 /// One host file: its name (the server's) and what it holds.
@@ -48,6 +48,58 @@ pub(crate) fn read_hosts(dir: &Path) -> std::io::Result<Vec<HostFile>> {
     }
     hosts.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(hosts)
+}
+
+/// The static provider of one pool: its hosts folder. Its pools do not scale.
+pub(crate) struct StaticHosts<'a> {
+    dir: &'a Path,
+}
+
+impl<'a> StaticHosts<'a> {
+    pub(crate) fn new(dir: &'a Path) -> StaticHosts<'a> {
+        StaticHosts { dir }
+    }
+}
+
+/// Why a static pool was asked to launch or terminate.
+const NO_LAUNCHES: &str = "a static pool's hosts are added and removed with `hosts add|remove`";
+
+impl Provider for StaticHosts<'_> {
+    async fn list(&self, pool: &PoolConfig) -> Result<Vec<Instance>, CloudError> {
+        list(pool, self.dir)
+    }
+
+    /// Nothing launches into a static pool: no token is ever looked up.
+    fn lists_every_launch(&self, _pool: &PoolConfig) -> bool {
+        true
+    }
+
+    async fn find_by_token(
+        &self,
+        _pool: &PoolConfig,
+        _token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        Ok(Vec::new())
+    }
+
+    async fn launch(
+        &self,
+        pool: &PoolConfig,
+        _launcher: &Launcher,
+        _count: u32,
+        _token: &str,
+    ) -> Result<Vec<String>, CloudError> {
+        Err(cannot_launch(pool, Operation::Launch, NO_LAUNCHES))
+    }
+
+    async fn terminate(
+        &self,
+        pool: &PoolConfig,
+        _launcher: &Launcher,
+        _ids: &[String],
+    ) -> Result<(), CloudError> {
+        Err(cannot_launch(pool, Operation::Terminate, NO_LAUNCHES))
+    }
 }
 
 /// The pool's hosts as instances: running, at the address and port their file holds. A file

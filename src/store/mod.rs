@@ -179,18 +179,27 @@ pub(crate) enum Store {
     Shared(shared::SharedStore),
 }
 
+/// Evaluates `$body` with `$store` bound to the store a [`Store`] holds, whichever kind it is:
+/// each kind has its own `Revision`, so the code that loads and saves is generic over the store,
+/// and this is the one place a new backend adds its arm.
+macro_rules! with_store {
+    ($held:expr, $store:ident => $body:expr) => {
+        match $held {
+            $crate::store::Store::File($store) => $body,
+            $crate::store::Store::Shared($store) => $body,
+        }
+    };
+}
+pub(crate) use with_store;
+
 impl Store {
     /// The stored state, and whether there was none (for `status`, which saves nothing).
     pub(crate) async fn peek(&self) -> Result<(State, bool), StateError> {
-        match self {
-            Store::File(store) => fresh(store.load().await?),
-            Store::Shared(store) => fresh(store.load().await?),
-        }
+        with_store!(self, store => {
+            let (state, revision) = store.load().await?;
+            Ok((state, revision.is_none()))
+        })
     }
-}
-
-fn fresh<R: Revision>((state, revision): (State, R)) -> Result<(State, bool), StateError> {
-    Ok((state, revision.is_none()))
 }
 
 /// The exclusive run lock; released when dropped (or when the process dies).

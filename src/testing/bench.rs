@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::cloud::Provider;
 use crate::config::Config;
 use crate::decide::membership::BackendPlan;
 use crate::decide::plan::{self, Facts, Observations, Plan};
