@@ -36,15 +36,15 @@ const STAGES: [(&str, &str); 10] = [
 ];
 
 fn sizes() -> Vec<usize> {
-    std::env::var("BENCH_SIZES")
-        .ok()
-        .map(|sizes| {
+    std::env::var("BENCH_SIZES").ok().map_or_else(
+        || vec![10, 100, 1_000, 10_000, 100_000],
+        |sizes| {
             sizes
                 .split(',')
                 .map(|size| size.trim().parse().expect("BENCH_SIZES: numbers"))
                 .collect()
-        })
-        .unwrap_or_else(|| vec![10, 100, 1_000, 10_000, 100_000])
+        },
+    )
 }
 
 fn main() {
@@ -68,7 +68,7 @@ fn main() {
         group.bench_function(id("exec_json"), |b| b.iter(|| fleet.parse_exec_json()));
         let endpoint = fleet.serve_ec2();
         group.bench_function(id("ec2_pages"), |b| {
-            b.iter(|| runtime.block_on(fleet.ec2_list(&endpoint)))
+            b.iter(|| runtime.block_on(fleet.ec2_list(&endpoint)));
         });
         let observed = fleet.observations();
         group.bench_function(id("decide"), |b| b.iter(|| fleet.decide(&observed)));
@@ -78,11 +78,11 @@ fn main() {
                 || decided.clone(),
                 |mut pools| fleet.render(&mut pools),
                 BatchSize::LargeInput,
-            )
+            );
         });
         group.bench_function(id("plan"), |b| b.iter(|| fleet.plan(&observed)));
         group.bench_function(id("sha256"), |b| {
-            b.iter(|| haproxy_autoscaler::surface::model::sha256_hex(fleet.installed.as_bytes()))
+            b.iter(|| haproxy_autoscaler::surface::model::sha256_hex(fleet.installed.as_bytes()));
         });
         group.bench_function(id("diff"), |b| {
             b.iter(|| {
@@ -91,10 +91,10 @@ fn main() {
                     &fleet.installed,
                     "haproxy.cfg",
                 )
-            })
+            });
         });
         group.bench_function(id("state_save_load"), |b| {
-            b.iter(|| runtime.block_on(fleet.save_and_load()))
+            b.iter(|| runtime.block_on(fleet.save_and_load()));
         });
         group.finish();
         state_bytes.push(runtime.block_on(fleet.save_and_load()));
@@ -105,12 +105,13 @@ fn main() {
 
 /// Criterion's median estimate of one benchmark, in seconds.
 fn median(servers: usize, stage: &str) -> Option<f64> {
-    let home = std::env::var_os("CRITERION_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
+    let home = std::env::var_os("CRITERION_HOME").map_or_else(
+        || {
             PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
                 .join("criterion")
-        });
+        },
+        PathBuf::from,
+    );
     let path = home
         .join(servers.to_string())
         .join(stage)
@@ -132,7 +133,7 @@ fn summary(sizes: &[usize], state_bytes: &[usize]) {
     println!();
     println!(
         "median per stage ({} cores); growth = time at 10x the servers / time",
-        { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+        { std::thread::available_parallelism().map_or(1, std::num::NonZero::get) }
     );
     print!("{:<52}", "stage");
     for servers in sizes {

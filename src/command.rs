@@ -81,7 +81,7 @@ pub(crate) fn display(argv: &[String]) -> String {
 /// Runs `argv`; succeeds only if it exits 0 within `timeout`. Returns its combined output.
 pub(crate) async fn run(argv: &[String], timeout: Duration) -> Result<String, CommandError> {
     let (stdout, stderr) = run_with_input(argv, None, timeout).await?;
-    Ok(limit(format!(
+    Ok(limit(&format!(
         "{}{stderr}",
         String::from_utf8_lossy(&stdout)
     )))
@@ -160,15 +160,14 @@ pub(crate) async fn run_with_input(
             let _ = stdin.write_all(input.as_bytes()).await;
         });
     }
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => status.map_err(spawn_error)?,
-        Err(_) => {
-            kill_group(group);
-            return Err(CommandError::Timeout {
-                command,
-                after: timeout,
-            });
-        }
+    let status = if let Ok(status) = tokio::time::timeout(timeout, child.wait()).await {
+        status.map_err(spawn_error)?
+    } else {
+        kill_group(group);
+        return Err(CommandError::Timeout {
+            command,
+            after: timeout,
+        });
     };
     guard.finished = true;
     // Both pipes are read at once, under one deadline (issue 29, class 5): a child left behind
@@ -189,7 +188,7 @@ pub(crate) async fn run_with_input(
         Err(CommandError::Failed {
             command,
             status: status.to_string(),
-            output: limit(format!("{}{stderr}", String::from_utf8_lossy(&stdout))),
+            output: limit(&format!("{}{stderr}", String::from_utf8_lossy(&stdout))),
         })
     }
 }
@@ -271,7 +270,7 @@ fn kill_group(leader: Option<u32>) {
 /// Trims output to what an error message should quote, made [`printable`].
 ///
 /// [`printable`]: crate::model::text::printable
-fn limit(text: String) -> String {
+fn limit(text: &str) -> String {
     let mut text = crate::model::text::printable(text.trim());
     if text.len() > OUTPUT_LIMIT {
         let cut = (0..=OUTPUT_LIMIT)
@@ -298,7 +297,7 @@ mod tests {
     }
 
     fn argv(words: &[&str]) -> Vec<String> {
-        words.iter().map(|w| w.to_string()).collect()
+        words.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[tokio::test]

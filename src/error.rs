@@ -89,6 +89,10 @@ impl Error {
     }
 
     /// The process exit code for this error.
+    #[allow(
+        clippy::match_same_arms,
+        reason = "the arms are tried in order, each kept apart with its reason"
+    )]
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_)

@@ -28,7 +28,7 @@ pub(crate) async fn read(metric: &ExternalMetric) -> Reading {
             let answer = query_prometheus(
                 url,
                 query,
-                authorization.as_ref().map(|secret| secret.expose()),
+                authorization.as_ref().map(super::config::Secret::expose),
                 metric.timeout,
             )
             .await;
@@ -164,7 +164,7 @@ pub(crate) fn parse_prometheus(status: u16, body: &str, query: &str, url: &str) 
         ));
     }
     match answer.data {
-        Some(AnswerData::Scalar(Point(at, text))) | Some(AnswerData::String(Point(at, text))) => {
+        Some(AnswerData::Scalar(Point(at, text)) | AnswerData::String(Point(at, text))) => {
             Reading::Value { text, at: Some(at) }
         }
         Some(AnswerData::Vector(series)) => match &series[..] {
@@ -260,19 +260,19 @@ mod tests {
         let vector = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.5,"0.42"]}]}}"#;
         assert_eq!(
             parse_prometheus(200, vector, "q", "http://p"),
-            value("0.42", Some(1700000000.5))
+            value("0.42", Some(1_700_000_000.5))
         );
         let scalar =
             r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"NaN"]}}"#;
         assert_eq!(
             parse_prometheus(200, scalar, "q", "http://p"),
-            value("NaN", Some(1700000000.0))
+            value("NaN", Some(1_700_000_000.0))
         );
         let string =
             r#"{"status":"success","data":{"resultType":"string","result":[1700000000,"busy"]}}"#;
         assert_eq!(
             parse_prometheus(200, string, "q", "http://p"),
-            value("busy", Some(1700000000.0))
+            value("busy", Some(1_700_000_000.0))
         );
     }
 
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(parse_command(r#"{"value": "3"}"#), value("3", None));
         assert_eq!(
             parse_command(r#"{"value": 3.5, "at": 1700000000}"#),
-            value("3.5", Some(1700000000.0))
+            value("3.5", Some(1_700_000_000.0))
         );
         assert_eq!(parse_command(r#"{"value": null}"#), value("null", None));
         let cases = [

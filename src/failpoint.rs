@@ -42,7 +42,7 @@ pub(crate) fn hit(name: &'static str) {
         && point == name
     {
         let _ = std::fs::write(format!("{release}.reached"), name);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         while !std::path::Path::new(release).exists() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

@@ -424,7 +424,7 @@ mod tests {
     fn leftovers_of_a_crashed_run_are_removed_and_nothing_else() {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("haproxy.cfg");
-        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_hours(1);
         for name in [".haproxy.cfg.Ab12Cd.tmp", ".haproxy.cfg.bak.x1y2z3.tmp"] {
             let file = File::create(dir.path().join(name)).unwrap();
             file.set_modified(an_hour_ago).unwrap();

@@ -49,8 +49,7 @@ pub(crate) fn run(cli: &crate::cli::Cli, args: &crate::cli::InitArgs) -> Result<
             config.parent().map(Path::to_owned).unwrap_or_default(),
             config
                 .file_name()
-                .map(ToOwned::to_owned)
-                .unwrap_or_else(|| "config.toml".into()),
+                .map_or_else(|| "config.toml".into(), ToOwned::to_owned),
         ),
     };
     let written = init(&dir, &name)?;

@@ -55,7 +55,7 @@ pub mod surface {
             pub use crate::decide::diff::unified;
         }
         pub mod installed_servers {
-            pub use crate::decide::installed_servers::config_lines;
+            pub use crate::decide::installed_servers::{ConfigLine, config_lines};
         }
         pub mod membership {
             pub use crate::decide::membership::BackendPlan;

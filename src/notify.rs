@@ -191,7 +191,7 @@ pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
             EventKind::Failed | EventKind::Skipped => {}
             EventKind::Scaled | EventKind::Recovered => tracing::info!("{}", notification.text),
             EventKind::Capped | EventKind::Rapid | EventKind::Blocked => {
-                tracing::warn!("{}", notification.text)
+                tracing::warn!("{}", notification.text);
             }
         }
         if !notify.on.contains(&notification.event) {

@@ -63,12 +63,11 @@ pub(crate) async fn open_store(config: &Config, sdk: Option<&SdkConfig>) -> Resu
         return Ok(Store::File(local));
     };
     let resolved;
-    let sdk = match sdk {
-        Some(sdk) => sdk,
-        None => {
-            resolved = crate::cloud::aws::sdk_config(&config.aws).await?;
-            &resolved
-        }
+    let sdk = if let Some(sdk) = sdk {
+        sdk
+    } else {
+        resolved = crate::cloud::aws::sdk_config(&config.aws).await?;
+        &resolved
     };
     S3Store::check_credentials(sdk, location).await?;
     let shared = S3Store::new(sdk, location, config.aws.endpoint_url.is_some());

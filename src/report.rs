@@ -69,6 +69,10 @@ pub(crate) struct Report {
     pub conflicts: u32,
 }
 
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's `skip_serializing_if` passes a reference"
+)]
 fn is_zero(count: &u32) -> bool {
     *count == 0
 }

@@ -88,19 +88,15 @@ impl<P: Provider> Effects for Edges<'_, P> {
     }
 
     async fn drain(&self, backend: &str, server: &str) {
-        match &self.config.haproxy.stats {
-            Some(StatsSource::Socket(socket)) => {
-                if let Err(error) =
-                    admin_socket::drain(socket, backend, server, RUNTIME_TIMEOUT).await
-                {
-                    tracing::warn!(
-                        "cannot drain {backend}/{server} through the runtime API: {error}"
-                    );
-                }
+        if let Some(StatsSource::Socket(socket)) = &self.config.haproxy.stats {
+            if let Err(error) = admin_socket::drain(socket, backend, server, RUNTIME_TIMEOUT).await
+            {
+                tracing::warn!("cannot drain {backend}/{server} through the runtime API: {error}");
             }
-            _ => tracing::info!(
+        } else {
+            tracing::info!(
                 "no stats socket: {backend}/{server} is drained by the config reload only"
-            ),
+            );
         }
     }
 

@@ -48,8 +48,7 @@ fn check_profile() -> Result<(), NoRegion> {
         .unwrap_or_default();
     let file = |variable: &str, default: &str| {
         std::env::var_os(variable)
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| home.join(".aws").join(default))
+            .map_or_else(|| home.join(".aws").join(default), std::path::PathBuf::from)
     };
     let (config, credentials) = (
         file("AWS_CONFIG_FILE", "config"),

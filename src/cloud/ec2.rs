@@ -74,11 +74,11 @@ impl Ec2 {
             .send();
         let mut instances = Vec::new();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|error| classify(&pool.name, operation, error))?;
+            let page = page.map_err(|error| classify(&pool.name, operation, &error))?;
             instances.extend(
                 page.reservations()
                     .iter()
-                    .flat_map(|reservation| reservation.instances())
+                    .flat_map(aws_sdk_ec2::types::Reservation::instances)
                     .filter_map(convert),
             );
         }
@@ -193,7 +193,7 @@ impl Provider for Ec2 {
             .config_override(aws_sdk_ec2::Config::builder().retry_config(RetryConfig::disabled()))
             .send()
             .await
-            .map_err(|error| classify(&pool.name, Operation::Launch, error))?;
+            .map_err(|error| classify(&pool.name, Operation::Launch, &error))?;
         Ok(output
             .instances()
             .iter()
@@ -216,7 +216,7 @@ impl Provider for Ec2 {
             .send()
             .await
             .map(drop)
-            .map_err(|error| classify(&pool.name, Operation::Terminate, error))
+            .map_err(|error| classify(&pool.name, Operation::Terminate, &error))
     }
 }
 
@@ -281,13 +281,13 @@ fn convert(instance: &Ec2Instance) -> Option<Instance> {
     })
 }
 
-fn classify<E, R>(pool: &str, operation: Operation, error: SdkError<E, R>) -> CloudError
+fn classify<E, R>(pool: &str, operation: Operation, error: &SdkError<E, R>) -> CloudError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let mut message = describe(&error);
-    let kind = match &error {
+    let mut message = describe(error);
+    let kind = match error {
         // Missing credentials surface as a dispatch failure, but no retry will fix them.
         SdkError::DispatchFailure(_) if message.contains("no credentials found") => {
             message = "no AWS credentials: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile in ~/.aws, or an instance role".to_owned();

@@ -180,7 +180,9 @@ mod tests {
             .map(|host| {
                 (
                     host.name.as_str(),
-                    host.endpoint.as_deref().map_err(|e| e.as_str()),
+                    host.endpoint
+                        .as_deref()
+                        .map_err(std::string::String::as_str),
                 )
             })
             .collect();

@@ -569,7 +569,7 @@ security_group = "web"
         assert_eq!(config.haproxy.config, Path::new(DEFAULT_HAPROXY_CONFIG));
         assert_eq!(
             config.haproxy.template,
-            default_template(|path| path.exists())
+            default_template(std::path::Path::exists)
         );
         assert_eq!(
             config.haproxy.check_command,

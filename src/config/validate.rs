@@ -5,8 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::raw::*;
-use super::*;
+use super::raw::{RawAws, RawConfig, RawDiscover, RawExec, RawHaproxy, RawNotify, RawPool};
+use super::{
+    AddressSource, ApplyMode, AwsConfig, CONFIG_PLACEHOLDER, Config, ConfigError,
+    DEFAULT_AWS_ATTEMPT_TIMEOUT_S, DEFAULT_AWS_MAX_ATTEMPTS, DEFAULT_COMMAND_TIMEOUT_S,
+    DEFAULT_HAPROXY_CONFIG, DEFAULT_STATE_PATH, Discover, EventKind, ExecCommands, HaproxyConfig,
+    Key, Launcher, Notify, PoolAt, PoolConfig, ProviderKind, ReadyCheck, Reload, S3Location,
+    Secret, Source, StatsSource, default_template,
+};
 use crate::model::is_haproxy_token;
 
 /// `[pool.static] dir` when not given: beside the config file.
@@ -390,7 +396,7 @@ impl Validator {
         }
         let template = self.path(
             raw.template
-                .unwrap_or_else(|| default_template(|path| path.exists())),
+                .unwrap_or_else(|| default_template(std::path::Path::exists)),
         );
         let stats = match (raw.stats_socket, raw.stats_url) {
             (Some(_), Some(_)) => {
@@ -887,8 +893,7 @@ pub(super) fn file_identity(path: &Path) -> PathBuf {
         // `/x/..` has no file name: it is its parent's parent.
         (Some(parent), None) => file_identity(parent)
             .parent()
-            .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("/")),
+            .map_or_else(|| PathBuf::from("/"), Path::to_owned),
         _ => absolute,
     }
 }

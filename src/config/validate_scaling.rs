@@ -8,7 +8,10 @@
 use std::time::Duration;
 
 use super::raw::{RawBound, RawLaunch, RawScaling};
-use super::scaling::*;
+use super::scaling::{
+    Bound, DEFAULT_METRIC_MAX_AGE_S, DEFAULT_METRIC_TIMEOUT_S, ExternalMetric, ExternalSource,
+    Launch, LaunchTemplate, LaunchTemplateRef, Launcher, Metric, Policy, Scaling, Schedule,
+};
 use super::validate::Validator;
 use super::{ConfigError, Key, PoolAt};
 

@@ -89,7 +89,7 @@ pub fn config_lines(text: &str) -> impl Iterator<Item = ConfigLine<'_>> {
 /// The names of the servers of `backend` in config `text`, in file order.
 pub(crate) fn backend_servers(text: &str, backend: &str) -> Vec<String> {
     config_lines(text)
-        .filter_map(|line| line.server())
+        .filter_map(ConfigLine::server)
         .filter(|(of, ..)| *of == backend)
         .map(|(_, name, ..)| name.to_owned())
         .collect()

@@ -483,8 +483,10 @@ fn servers_before(facts: &Facts<'_>, pool: &BackendPlan) -> Vec<String> {
         .installed_config_sha256
         .as_ref()
         .and(facts.state.pools.get(&pool.name))
-        .map(|state| state.servers.clone())
-        .unwrap_or_else(|| backend_servers(facts.installed.unwrap_or_default(), &pool.backend))
+        .map_or_else(
+            || backend_servers(facts.installed.unwrap_or_default(), &pool.backend),
+            |state| state.servers.clone(),
+        )
 }
 
 /// Adds the servers that join and leave each backend to `actions`, and refuses to empty a

@@ -81,7 +81,7 @@ impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renderer")
             .field("path", &self.path)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -346,7 +346,7 @@ fn plain_message(message: &str) -> String {
             &rest[..end],
             &rest[end + 2..]
         ),
-        None => message.to_owned(),
+        None => message.clone(),
     }
 }
 
@@ -379,8 +379,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn render(template: &str, context: Value) -> Result<String, RenderError> {
-        Renderer::compile(template, Path::new("t.hbs"))?.render(&context)
+    fn render(template: &str, context: &Value) -> Result<String, RenderError> {
+        Renderer::compile(template, Path::new("t.hbs"))?.render(context)
     }
 
     #[test]
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(
             render(
                 "{{#each servers}}{{position}}{{#if booting}}/{{position}}{{/if}} {{/each}}",
-                servers
+                &servers
             )
             .unwrap(),
             "1 2/2 "
@@ -429,7 +429,7 @@ mod tests {
             "{{#each pools}}{{#each skipped}}{{position}}{{/each}}{{/each}}",
             "{{#each pools}}{{#each servers}}{{position 5}}{{/each}}{{/each}}",
         ] {
-            let error = render(template, nested.clone()).unwrap_err();
+            let error = render(template, &nested).unwrap_err();
             assert!(
                 error.to_string().contains("failed to render")
                     && format!("{error:?}").contains("only defined directly inside"),
@@ -439,7 +439,7 @@ mod tests {
         assert_eq!(
             render(
                 "{{#each pools}}{{#each servers as |s|}}{{position}}{{/each}}{{/each}}",
-                nested
+                &nested
             )
             .unwrap(),
             "1"
@@ -487,7 +487,7 @@ mod tests {
     fn renders_values() {
         let text = render(
             "server {{name}} {{addr}}:{{port}}",
-            json!({"name": "i-1", "addr": "10.0.0.1", "port": 80}),
+            &json!({"name": "i-1", "addr": "10.0.0.1", "port": 80}),
         )
         .unwrap();
         assert_eq!(text, "server i-1 10.0.0.1:80");
@@ -495,7 +495,7 @@ mod tests {
 
     #[test]
     fn missing_variable_is_an_error_in_strict_mode() {
-        let error = render("server {{nmae}}", json!({"name": "i-1"}))
+        let error = render("server {{nmae}}", &json!({"name": "i-1"}))
             .unwrap_err()
             .to_string();
         assert!(
@@ -507,7 +507,7 @@ mod tests {
 
     #[test]
     fn syntax_error_names_the_template() {
-        let error = render("{{#each pools}}", json!({}))
+        let error = render("{{#each pools}}", &json!({}))
             .unwrap_err()
             .to_string();
         assert!(
@@ -521,7 +521,7 @@ mod tests {
         let template = "{{#each servers}}server {{name}} {{tags.Name}}\n{{/each}}";
         for hostile in ["web\n    server evil 6.6.6.6:80", "a b", "x#y", "q\"uote"] {
             let context = json!({"servers": [{"name": "i-1", "tags": {"Name": "ok"}}, {"name": "i-2", "tags": {"Name": hostile}}]});
-            let error = render(template, context).unwrap_err();
+            let error = render(template, &context).unwrap_err();
             let message = error.to_string();
             assert!(
                 matches!(error, RenderError::UnsafeValue { .. }),
@@ -541,10 +541,10 @@ mod tests {
             {"instance_id": "i-2", "tags": {}},
             {"instance_id": "i-3", "tags": {"Name": ""}},
         ]});
-        assert_eq!(render(template, context).unwrap(), "web-1 i-2 i-3 ");
+        assert_eq!(render(template, &context).unwrap(), "web-1 i-2 i-3 ");
         let hostile = json!({"servers": [{"instance_id": "i-1", "tags": {"Name": "a b"}}]});
         assert!(matches!(
-            render(template, hostile),
+            render(template, &hostile),
             Err(RenderError::UnsafeValue { .. })
         ));
     }
@@ -583,7 +583,7 @@ mod tests {
     fn values_in_conditions_are_not_written_and_not_checked() {
         let context = json!({"tags": {"Name": "a b"}});
         assert_eq!(
-            render("{{#if tags.Name}}named{{/if}}", context).unwrap(),
+            render("{{#if tags.Name}}named{{/if}}", &context).unwrap(),
             "named"
         );
     }

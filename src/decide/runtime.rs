@@ -366,7 +366,7 @@ pub(crate) fn keeps_state(states: &[ServerState], installed: &str, rendered: &st
 /// server name.
 fn server_lines(config: &str) -> HashMap<(&str, &str), (&str, bool)> {
     config_lines(config)
-        .filter_map(|line| line.server())
+        .filter_map(super::installed_servers::ConfigLine::server)
         .map(|(backend, name, address, mut options)| {
             let disabled = options.any(|option| option == "disabled");
             ((backend, name), (address, disabled))

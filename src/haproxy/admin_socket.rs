@@ -68,17 +68,14 @@ pub(crate) async fn send(
         let tcp = socket
             .strip_prefix("ipv4@")
             .or_else(|| (!socket.starts_with('/') && socket.contains(':')).then_some(socket));
-        let answer = match tcp {
-            Some(address) => {
-                let stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
-                one_command(stream, command, deadline).await.map_err(io)?
-            }
-            None => {
-                let stream = tokio::net::UnixStream::connect(Path::new(socket))
-                    .await
-                    .map_err(io)?;
-                one_command(stream, command, deadline).await.map_err(io)?
-            }
+        let answer = if let Some(address) = tcp {
+            let stream = tokio::net::TcpStream::connect(address).await.map_err(io)?;
+            one_command(stream, command, deadline).await.map_err(io)?
+        } else {
+            let stream = tokio::net::UnixStream::connect(Path::new(socket))
+                .await
+                .map_err(io)?;
+            one_command(stream, command, deadline).await.map_err(io)?
         };
         Ok(answer)
     };

@@ -430,9 +430,7 @@ mod tests {
     }
 
     fn reloads(dir: &Path) -> usize {
-        std::fs::read_to_string(dir.join("reloads"))
-            .map(|t| t.lines().count())
-            .unwrap_or(0)
+        std::fs::read_to_string(dir.join("reloads")).map_or(0, |t| t.lines().count())
     }
 
     fn entries(dir: &Path) -> Vec<String> {

@@ -240,7 +240,7 @@ mod tests {
         let header_only: String = STATE
             .lines()
             .take(2)
-            .map(|line| format!("{line}\n"))
+            .flat_map(|line| [line, "\n"])
             .collect();
         assert_eq!(parse_servers_state(&header_only), Ok(Vec::new()));
         for bad in [

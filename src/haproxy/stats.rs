@@ -212,7 +212,7 @@ mod tests {
     fn malformed_output_is_an_error_naming_what_is_wrong() {
         let header = "# pxname,svname,status,scur,stot\n";
         let cases: Vec<(String, StatsError)> = vec![
-            ("".into(), StatsError::Empty),
+            (String::new(), StatsError::Empty),
             ("\n\n".into(), StatsError::Empty),
             (
                 "Unknown command.\n".into(),

@@ -235,17 +235,16 @@ fn pick<'a>(
             names.join(", ")
         }
     };
-    match name {
-        Some(name) => static_pools(config)
+    if let Some(name) = name {
+        static_pools(config)
             .find(|(pool, _)| pool.name == name)
-            .ok_or_else(|| HostsError::NotStatic(name.to_owned(), names())),
-        None => {
-            let mut pools = static_pools(config);
-            match (pools.next(), pools.next()) {
-                (None, _) => Err(HostsError::NoStaticPool),
-                (Some(only), None) => Ok(only),
-                (Some(_), Some(_)) => Err(HostsError::Ambiguous(names())),
-            }
+            .ok_or_else(|| HostsError::NotStatic(name.to_owned(), names()))
+    } else {
+        let mut pools = static_pools(config);
+        match (pools.next(), pools.next()) {
+            (None, _) => Err(HostsError::NoStaticPool),
+            (Some(only), None) => Ok(only),
+            (Some(_), Some(_)) => Err(HostsError::Ambiguous(names())),
         }
     }
 }

@@ -13,7 +13,7 @@ pub(crate) mod tags;
 pub(crate) mod text;
 pub(crate) mod token;
 
-pub(crate) use digest::sha256_hex;
+pub(crate) use digest::{hex, sha256_hex};
 pub(crate) use instance::{Endpoint, Instance, InstanceState, Unusable};
 pub(crate) use observation::{Discovered, Observed, Reading};
 pub(crate) use state::{

@@ -139,38 +139,35 @@ pub(crate) fn pick_pool<'a>(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    match name {
-        Some(name) => {
-            let pool = config
-                .pools
-                .iter()
-                .find(|pool| pool.name == name)
-                .ok_or_else(|| SimulateError::NoSuchPool(name.to_owned(), names()))?;
-            match &pool.scaling {
-                Some(scaling) => Ok((pool, scaling)),
-                None => Err(SimulateError::NotScaling(pool.name.clone())),
-            }
+    if let Some(name) = name {
+        let pool = config
+            .pools
+            .iter()
+            .find(|pool| pool.name == name)
+            .ok_or_else(|| SimulateError::NoSuchPool(name.to_owned(), names()))?;
+        match &pool.scaling {
+            Some(scaling) => Ok((pool, scaling)),
+            None => Err(SimulateError::NotScaling(pool.name.clone())),
         }
-        None => {
-            let scaling: Vec<(&PoolConfig, &Scaling)> = config
-                .pools
-                .iter()
-                .filter_map(|pool| Some((pool, pool.scaling.as_ref()?)))
-                .collect();
-            match scaling.as_slice() {
-                [] if config.pools.len() == 1 => {
-                    Err(SimulateError::NotScaling(config.pools[0].name.clone()))
-                }
-                [] => Err(SimulateError::NoScalingPool),
-                [one] => Ok(*one),
-                _ => Err(SimulateError::Ambiguous(
-                    scaling
-                        .iter()
-                        .map(|(pool, _)| format!("`{}`", pool.name))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                )),
+    } else {
+        let scaling: Vec<(&PoolConfig, &Scaling)> = config
+            .pools
+            .iter()
+            .filter_map(|pool| Some((pool, pool.scaling.as_ref()?)))
+            .collect();
+        match scaling.as_slice() {
+            [] if config.pools.len() == 1 => {
+                Err(SimulateError::NotScaling(config.pools[0].name.clone()))
             }
+            [] => Err(SimulateError::NoScalingPool),
+            [one] => Ok(*one),
+            _ => Err(SimulateError::Ambiguous(
+                scaling
+                    .iter()
+                    .map(|(pool, _)| format!("`{}`", pool.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )),
         }
     }
 }
@@ -342,6 +339,10 @@ fn gcd(a: u64, b: u64) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::float_cmp,
+    reason = "the figures compared exactly are sums of whole numbers, exact in binary"
+)]
 mod tests {
     use super::*;
     use crate::testing::ConfigBuilder;
@@ -479,7 +480,7 @@ mod tests {
         let mut reload = runtime.clone();
         reload.haproxy.apply = ApplyMode::Reload;
         let loads: Vec<f64> = (0..300)
-            .map(|i| 50.0 + 40.0 * ((i as f64) / 20.0).sin())
+            .map(|i| 50.0 + 40.0 * (f64::from(i) / 20.0).sin())
             .collect();
         let (with_runtime, with_reloads) = (run(&runtime, &loads, TEN), run(&reload, &loads, TEN));
         assert_ne!(with_runtime.figures, with_reloads.figures);
@@ -492,7 +493,7 @@ mod tests {
     fn the_same_inputs_give_the_same_outcome() {
         let config = config("min = 1\nmax = 20\ntarget = 8\nstep_up = 20\nstep_down = 20");
         let loads: Vec<f64> = (0..300)
-            .map(|i| 50.0 + 40.0 * ((i as f64) / 20.0).sin())
+            .map(|i| 50.0 + 40.0 * (f64::from(i) / 20.0).sin())
             .collect();
         assert_eq!(run(&config, &loads, TEN), run(&config, &loads, TEN));
     }
@@ -502,7 +503,7 @@ mod tests {
     #[test]
     fn the_policy_path_is_the_real_one() {
         let loads: Vec<f64> = (0..300)
-            .map(|i| 50.0 + 40.0 * ((i as f64) / 20.0).sin())
+            .map(|i| 50.0 + 40.0 * (f64::from(i) / 20.0).sin())
             .collect();
         let base = "min = 1\nmax = 20\ntarget = 8\nstep_up = 20\nstep_down = 20";
         let peak = run(&config(base), &loads, TEN).figures;

@@ -99,7 +99,7 @@ fn draw_into(
         .map(|c| c.load.max(c.capacity))
         .fold(1.0, f64::max)
         * 1.05;
-    let servers_top = columns.iter().map(|c| c.launched).max().unwrap_or(1).max(1) as f64 * 1.1;
+    let servers_top = f64::from(columns.iter().map(|c| c.launched).max().unwrap_or(1).max(1)) * 1.1;
     let band = servers_top * 0.12;
 
     let root = SVGBackend::with_string(svg, SIZE).into_drawing_area();

@@ -374,7 +374,7 @@ fn save(path: &Path, state: &State, expected: &FileRevision) -> Result<FileRevis
 pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the operating system's random source");
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::model::hex(&bytes)
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ impl S3Store {
             .build();
         let body_within = sdk
             .timeout_config()
-            .and_then(|timeouts| timeouts.operation_attempt_timeout())
+            .and_then(aws_config::timeout::TimeoutConfig::operation_attempt_timeout)
             .unwrap_or(std::time::Duration::from_secs(10));
         S3Store {
             client: Client::from_conf(config),
@@ -133,13 +133,13 @@ impl S3Store {
         PathBuf::from(self.location.to_string())
     }
 
-    fn failed<E, R>(&self, error: SdkError<E, R>) -> StateError
+    fn failed<E, R>(&self, error: &SdkError<E, R>) -> StateError
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
         R: std::fmt::Debug,
     {
         let location = self.location.to_string();
-        let message = match &error {
+        let message = match error {
             SdkError::ServiceError(service) => {
                 let error = service.err();
                 format!(
@@ -188,7 +188,7 @@ impl S3Store {
             Err(SdkError::ServiceError(service)) if service.err().is_no_such_key() => {
                 return Ok(None);
             }
-            Err(error) => return Err(self.failed(error)),
+            Err(error) => return Err(self.failed(&error)),
         };
         if output.content_length().unwrap_or(0) as u64 > STATE_LIMIT {
             return Err(StateError::Corrupt {
@@ -302,7 +302,7 @@ impl StateStore for S3Store {
                     }),
                 }
             }
-            Err(error) => Err(self.failed(error)),
+            Err(error) => Err(self.failed(&error)),
         }
     }
 }

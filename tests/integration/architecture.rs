@@ -587,15 +587,14 @@ impl Imports {
                     if before.is_ascii_alphanumeric() || before == b'_' || before == b':' {
                         continue;
                     }
-                    let base = match keyword {
-                        "crate::" => Vec::new(),
-                        _ => {
-                            let mut base = module.clone();
-                            if keyword == "super::" {
-                                base.pop();
-                            }
-                            base
+                    let base = if keyword == "crate::" {
+                        Vec::new()
+                    } else {
+                        let mut base = module.clone();
+                        if keyword == "super::" {
+                            base.pop();
                         }
+                        base
                     };
                     let mut cursor = at + keyword.len();
                     let mut paths = Vec::new();

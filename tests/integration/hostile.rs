@@ -102,8 +102,8 @@ fn assert_names(output: &Output, expect: &Expect, label: &str) {
 }
 
 /// An admin socket that answers `show info` with a live worker and `show stat` with `stat`.
-fn fake_admin_socket(path: &Path, stat: Vec<u8>) {
-    FakeAdminSocket::start(path).set_stat(&stat);
+fn fake_admin_socket(path: &Path, stat: &[u8]) {
+    FakeAdminSocket::start(path).set_stat(stat);
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn every_hostile_input_in_the_corpus_is_a_clear_error_and_touches_nothing() {
                     // Scaling on, stats unusable: no decision (invariant 7), nothing changes.
                     let socket = tempfile::tempdir().unwrap();
                     let path = socket.path().join("admin.sock");
-                    fake_admin_socket(&path, bytes.clone());
+                    fake_admin_socket(&path, &bytes);
                     let deployment = protected(
                         "[pool.scaling]\nmin = 1\nmax = 3\nscale_up_above = 20\nscale_down_below = 5\nwarmup_s = 0\n",
                         &format!("stats_socket = \"{}\"\n", path.display()),
@@ -198,7 +198,7 @@ fn enormous_stats_output_is_refused_without_reading_it_all() {
     while stat.len() <= haproxy_autoscaler::surface::haproxy::stats::MAX_STATS_BYTES {
         stat.extend_from_slice(line.as_bytes());
     }
-    fake_admin_socket(&path, stat);
+    fake_admin_socket(&path, &stat);
     let deployment = protected(
         "[pool.scaling]\nmin = 1\nmax = 3\nscale_up_above = 20\nscale_down_below = 5\nwarmup_s = 0\n",
         &format!("stats_socket = \"{}\"\n", path.display()),
@@ -376,7 +376,8 @@ fn check_and_reload_commands_that_are_missing_fail_or_hang_change_nothing() {
         );
         for entry in std::fs::read_dir(deployment.path("haproxy")).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
-            assert!(!name.ends_with(".tmp"), "{key} = {argv}: left {name}");
+            let temporary = std::path::Path::new(&name).extension() == Some("tmp".as_ref());
+            assert!(!temporary, "{key} = {argv}: left {name}");
         }
     }
 }

@@ -181,7 +181,7 @@ fn class_6_concurrent_writers_never_remove_each_others_temporary_files() {
     std::fs::write(&live, "being written").unwrap();
     std::fs::write(&crashed, "half writ").unwrap();
     // Both written an hour ago; only the lock tells them apart.
-    let an_hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let an_hour_ago = std::time::SystemTime::now() - Duration::from_hours(1);
     for path in [&live, &crashed] {
         let file = std::fs::File::options().write(true).open(path).unwrap();
         file.set_modified(an_hour_ago).unwrap();

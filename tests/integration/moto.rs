@@ -131,7 +131,7 @@ impl Moto {
         output
             .reservations()
             .iter()
-            .flat_map(|reservation| reservation.instances())
+            .flat_map(aws_sdk_ec2::types::Reservation::instances)
             .map(|instance| {
                 (
                     instance.instance_id().unwrap_or_default().to_owned(),
@@ -155,8 +155,8 @@ impl Moto {
         output
             .reservations()
             .iter()
-            .flat_map(|reservation| reservation.instances())
-            .flat_map(|instance| instance.tags())
+            .flat_map(aws_sdk_ec2::types::Reservation::instances)
+            .flat_map(aws_sdk_ec2::types::Instance::tags)
             .map(|tag| {
                 (
                     tag.key().unwrap_or_default().to_owned(),

@@ -54,11 +54,13 @@ fn haproxy_under_test() -> &'static (PathBuf, String) {
         let version = std::process::Command::new(&path)
             .arg("-v")
             .output()
-            .map(|output| {
-                let text = String::from_utf8_lossy(&output.stdout).into_owned();
-                text.lines().next().unwrap_or_default().to_owned()
-            })
-            .unwrap_or_else(|error| format!("cannot run it: {error}"));
+            .map_or_else(
+                |error| format!("cannot run it: {error}"),
+                |output| {
+                    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+                    text.lines().next().unwrap_or_default().to_owned()
+                },
+            );
         (path, version)
     })
 }
@@ -246,9 +248,7 @@ impl Deployment {
 
     /// How many times the reload command ran.
     pub(crate) fn reloads(&self) -> usize {
-        std::fs::read_to_string(self.path("reloads"))
-            .map(|text| text.lines().count())
-            .unwrap_or(0)
+        std::fs::read_to_string(self.path("reloads")).map_or(0, |text| text.lines().count())
     }
 
     /// The server names in the installed haproxy.cfg.

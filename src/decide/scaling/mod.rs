@@ -179,7 +179,7 @@ fn launched_at(instance: &Instance) -> Option<i64> {
         .launch_time
         .as_deref()
         .and_then(|text| text.parse::<jiff::Timestamp>().ok())
-        .map(|timestamp| timestamp.as_second())
+        .map(jiff::Timestamp::as_second)
 }
 
 /// A launch token, `hxa-<12 hex>-<unix time>` (27 ASCII characters; EC2 takes 64): the hex is
@@ -423,6 +423,10 @@ fn clamp_to(state: &PoolState, now: i64) -> Cow<'_, PoolState> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::float_cmp,
+    reason = "the figures compared exactly are sums of whole numbers, exact in binary"
+)]
 mod tests {
     use super::metric::sample_of;
     use super::victims::{protected, tagged_for};

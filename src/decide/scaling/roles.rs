@@ -78,22 +78,19 @@ pub(super) fn assign_roles(
                 && rows
                     .get(instance.id.as_str())
                     .is_some_and(|row| row.scur == 0);
-            match drain_end(now.saturating_sub(drain.since), scaling.drain_s, idle) {
-                Some(why) => {
-                    roles.terminates.push(InstanceAction {
-                        id: instance.id.clone(),
-                        reason: format!("scale-down: {why}"),
-                    });
-                    // Committed with the decision; the entry goes once the call returned.
-                    roles.draining.push(Draining {
-                        terminating_at: Some(now),
-                        ..(*drain).clone()
-                    });
-                }
-                None => {
-                    roles.roles.insert(instance.id.clone(), Role::Draining);
-                    roles.draining.push((*drain).clone());
-                }
+            if let Some(why) = drain_end(now.saturating_sub(drain.since), scaling.drain_s, idle) {
+                roles.terminates.push(InstanceAction {
+                    id: instance.id.clone(),
+                    reason: format!("scale-down: {why}"),
+                });
+                // Committed with the decision; the entry goes once the call returned.
+                roles.draining.push(Draining {
+                    terminating_at: Some(now),
+                    ..(*drain).clone()
+                });
+            } else {
+                roles.roles.insert(instance.id.clone(), Role::Draining);
+                roles.draining.push((*drain).clone());
             }
             continue;
         }

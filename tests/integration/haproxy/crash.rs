@@ -163,7 +163,7 @@ fn assert_consistent(
         for entry in std::fs::read_dir(deployment.path(sub)).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             assert!(
-                !name.ends_with(".tmp"),
+                std::path::Path::new(&name).extension() != Some("tmp".as_ref()),
                 "{label}: left behind: {sub}/{name}"
             );
         }

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use haproxy_autoscaler::surface::decide::installed_servers::config_lines;
+use haproxy_autoscaler::surface::decide::installed_servers::{ConfigLine, config_lines};
 use haproxy_autoscaler::surface::failpoint;
 use haproxy_autoscaler::surface::haproxy::runtime::parse_servers_state;
 use haproxy_autoscaler::surface::haproxy::stats::parse_show_stat;
@@ -156,7 +156,7 @@ impl Site {
     fn installed(&self) -> BTreeMap<String, u16> {
         let text = std::fs::read_to_string(self.deployment.haproxy_cfg()).unwrap();
         config_lines(&text)
-            .filter_map(|line| line.server())
+            .filter_map(ConfigLine::server)
             .map(|(_, name, address, _)| {
                 let port = address.rsplit_once(':').unwrap().1.parse().unwrap();
                 (name.to_owned(), port)

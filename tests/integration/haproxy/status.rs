@@ -49,7 +49,7 @@ fn status_joins_haproxy_and_the_state_and_says_when_the_socket_is_gone() {
     let edited: String = rendered
         .lines()
         .filter(|line| !line.contains("server web-2"))
-        .map(|line| format!("{line}\n"))
+        .flat_map(|line| [line, "\n"])
         .collect::<String>()
         + &format!("    server stranger 127.0.0.1:{stranger_port}\n");
     std::fs::write(&cfg, edited).unwrap();
