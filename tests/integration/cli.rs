@@ -25,8 +25,7 @@ fn invalid_config_exits_2_naming_file_and_key() {
     deployment.pool_toml = deployment
         .pool_toml
         .replace("port = 8080", "port = 8080\nalow_empty = true");
-    let output = deployment.run(&[]);
-    assert_exit(&output, 2);
+    let output = deployment.run(&[]).exits(2);
     let message = stderr(&output);
     assert!(
         message.contains("config.toml") && message.contains("unknown field `alow_empty`"),
@@ -52,8 +51,7 @@ fn missing_config_file_exits_2() {
 fn template_syntax_error_exits_2_naming_the_template() {
     let mut deployment = deployment();
     deployment.template = "{{#each pools}}backend {{backend}}".to_owned();
-    let output = deployment.run(&[]);
-    assert_exit(&output, 2);
+    let output = deployment.run(&[]).exits(2);
     let message = stderr(&output);
     assert!(
         message.contains("haproxy.cfg.hbs") && message.contains("is invalid"),

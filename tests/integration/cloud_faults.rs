@@ -146,7 +146,7 @@ fn persistent_faults_give_up_with_exit_1_within_a_bound_and_change_nothing() {
     let healthy = FaultProxy::start(&moto, json!([]), scratch.path());
     let mut deployment = through(&healthy);
     deployment.aws_toml = "max_attempts = 3\nattempt_timeout_s = 2\n".to_owned();
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     // One more instance, so that any run that got through would change the config.
     moto.launch(&group, 1, &[]);
 
@@ -216,7 +216,7 @@ fn a_listing_that_fails_on_a_later_page_changes_nothing() {
     let paged = FaultProxy::start(&moto, json!([{"page_size": 5}]), scratch.path());
     let mut deployment = through(&paged);
     deployment.aws_toml = "max_attempts = 2\nattempt_timeout_s = 2\n".to_owned();
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     assert_eq!(deployment.servers(), ids);
     assert_eq!(paged.attempts("DescribeInstances").len(), 3, "three pages");
 
@@ -245,8 +245,7 @@ fn a_listing_that_fails_on_a_later_page_changes_nothing() {
         scratch.path(),
     );
     deployment.endpoint_url = flaky.url.clone();
-    let output = deployment.run(&[]);
-    assert_exit(&output, 0);
+    let output = deployment.run(&[]).exits(0);
     assert_eq!(
         deployment.servers(),
         ids[4..].to_vec(),
@@ -277,8 +276,7 @@ fn a_launch_whose_answer_is_lost_is_not_repeated() {
             "stats_socket = \"{}\"\n",
             deployment.path("haproxy/missing.sock").display()
         ));
-        let failed = deployment.run(&[]);
-        assert_exit(&failed, 1);
+        let failed = deployment.run(&[]).exits(1);
         assert!(
             stderr(&failed).contains("launch"),
             "{fault}: {}",
@@ -293,8 +291,7 @@ fn a_launch_whose_answer_is_lost_is_not_repeated() {
         );
 
         // The next run resolves the intent by its token tag, or re-sends it.
-        let recovered = deployment.run(&[]);
-        assert_exit(&recovered, 0);
+        let recovered = deployment.run(&[]).exits(0);
         let instances = moto.all_instances();
         assert_eq!(
             instances.len(),
@@ -307,8 +304,7 @@ fn a_launch_whose_answer_is_lost_is_not_repeated() {
             if fault == "lost" { 1 } else { 2 },
             "{fault}"
         );
-        let settled = deployment.run(&[]);
-        assert_exit(&settled, 0);
+        deployment.run(&[]).exits(0);
         assert_eq!(moto.all_instances().len(), 2, "{fault}");
         let mut servers = deployment.servers();
         servers.sort();

@@ -21,8 +21,7 @@ fn renders_exactly_the_discovered_instances_and_reloads_only_on_change() {
     moto.launch("other", 2, &[]);
     let deployment = Deployment::new(&moto.url);
 
-    let first = deployment.run(&[]);
-    assert_exit(&first, 0);
+    let first = deployment.run(&[]).exits(0);
     assert_eq!(deployment.servers(), sorted(web.clone()));
     assert_eq!(deployment.reloads(), 1);
     let lines = stdout(&first);
@@ -41,16 +40,14 @@ fn renders_exactly_the_discovered_instances_and_reloads_only_on_change() {
 
     // Nothing changed: silent, no reload, no file rewritten.
     let before = deployment.snapshot();
-    let second = deployment.run(&[]);
-    assert_exit(&second, 0);
+    let second = deployment.run(&[]).exits(0);
     assert_eq!(stdout(&second), "", "{}", describe(&second));
     assert_eq!(deployment.reloads(), 1);
     assert_eq!(deployment.snapshot(), before);
 
     // One instance terminated: one reload, its server gone, the old file kept as a backup.
     moto.terminate(&web[..1]);
-    let third = deployment.run(&[]);
-    assert_exit(&third, 0);
+    let third = deployment.run(&[]).exits(0);
     assert_eq!(deployment.reloads(), 2);
     assert_eq!(deployment.servers(), sorted(web[1..].to_vec()));
     assert!(
@@ -72,8 +69,7 @@ fn discovery_filters_by_group_id_image_and_tags() {
     deployment.pool_toml = format!(
         "[[pool]]\nname = \"web\"\nport = 80\n[pool.discover]\nsecurity_group = \"{group_id}\"\nimage_id = \"ami-12345678\"\ntags = {{ role = \"web\", env = \"prod\" }}\n"
     );
-    let output = deployment.run(&[]);
-    assert_exit(&output, 0);
+    deployment.run(&[]).exits(0);
     assert_eq!(deployment.servers(), sorted(tagged));
 }
 
@@ -83,7 +79,7 @@ fn plan_prints_actions_and_diff_and_changes_nothing() {
     moto.security_group("web");
     moto.launch("web", 2, &[]);
     let deployment = Deployment::new(&moto.url);
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     let added = moto.launch("web", 1, &[]);
     deployment.write();
 
@@ -126,7 +122,7 @@ fn plan_prints_actions_and_diff_and_changes_nothing() {
     assert_eq!(deployment.reloads(), 1);
 
     // Once applied, the plan is empty and --detailed-exitcode says so.
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     let settled = deployment
         .command()
         .args(["--plan", "--detailed-exitcode"])
@@ -195,24 +191,15 @@ fn corrupt_state_exits_1_and_stays_byte_identical() {
     let deployment = Deployment::new(&moto.url);
     let garbage = b"{\"version\": 1, \"pools\": {\"web\": ";
     std::fs::write(deployment.state_path(), garbage).unwrap();
-    let output = deployment.run(&[]);
-    assert_exit(&output, 1);
-    assert!(
-        stderr(&output).contains("is corrupt"),
-        "{}",
-        describe(&output)
-    );
+    deployment.run(&[]).exits(1).said("is corrupt");
     assert_eq!(std::fs::read(deployment.state_path()).unwrap(), garbage);
     assert!(!deployment.haproxy_cfg().exists());
 
     std::fs::write(deployment.state_path(), b"{\"version\": 9}").unwrap();
-    let newer = deployment.run(&[]);
-    assert_exit(&newer, 1);
-    assert!(
-        stderr(&newer).contains("upgrade haproxy-autoscaler"),
-        "{}",
-        describe(&newer)
-    );
+    deployment
+        .run(&[])
+        .exits(1)
+        .said("upgrade haproxy-autoscaler");
     assert_eq!(
         std::fs::read(deployment.state_path()).unwrap(),
         b"{\"version\": 9}"
@@ -225,27 +212,23 @@ fn discovery_that_matches_nothing_refuses_to_empty_the_backend() {
     moto.security_group("web");
     moto.launch("web", 2, &[]);
     let mut deployment = Deployment::new(&moto.url);
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     let installed = std::fs::read(deployment.haproxy_cfg()).unwrap();
 
     deployment.pool_toml = deployment
         .pool_toml
         .replace("security_group = \"web\"", "tags = { role = \"typo\" }");
-    let refused = deployment.run(&[]);
-    assert_exit(&refused, 1);
-    assert!(
-        stderr(&refused).contains("refusing to empty backend `web`"),
-        "{}",
-        describe(&refused)
-    );
+    deployment
+        .run(&[])
+        .exits(1)
+        .said("refusing to empty backend `web`");
     assert_eq!(std::fs::read(deployment.haproxy_cfg()).unwrap(), installed);
     assert_eq!(deployment.reloads(), 1);
 
     deployment.pool_toml = deployment
         .pool_toml
         .replace("port = 8080", "port = 8080\nallow_empty = true");
-    let allowed = deployment.run(&[]);
-    assert_exit(&allowed, 0);
+    deployment.run(&[]).exits(0);
     assert!(deployment.servers().is_empty());
 }
 
@@ -297,8 +280,7 @@ fn hostile_tag_values_never_reach_haproxy_cfg() {
     deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}} # {{tags.Name}}\n{{/each}}{{/each}}".to_owned();
     // Issue 9, item 9: the hostile instance is left out, named with its value; the good one
     // is served.
-    let output = deployment.run(&[]);
-    assert_exit(&output, 0);
+    let output = deployment.run(&[]).exits(0);
     assert!(
         stderr(&output).contains(&format!("instance `{}` left out", hostile[0]))
             && stderr(&output).contains("tag `Name` = \"web\\n    server evil"),
@@ -316,17 +298,14 @@ fn cloud_errors_change_nothing() {
     moto.security_group("web");
     moto.launch("web", 1, &[]);
     let mut deployment = Deployment::new(&moto.url);
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     let files = deployment.snapshot();
     // Nothing listens on this port: the listing fails, and nothing may change.
     deployment.endpoint_url = format!("http://127.0.0.1:{}", super::util::free_port());
-    let output = deployment.run(&[]);
-    assert_exit(&output, 1);
-    assert!(
-        stderr(&output).contains("cannot list the instances of pool `web`"),
-        "{}",
-        describe(&output)
-    );
+    deployment
+        .run(&[])
+        .exits(1)
+        .said("cannot list the instances of pool `web`");
     let mut after = deployment.snapshot();
     // Only config.toml (rewritten by this test) may differ.
     after.remove(&deployment.config_path());
@@ -342,9 +321,7 @@ fn a_template_variable_that_does_not_exist_exits_2() {
     moto.launch("web", 1, &[]);
     let mut deployment = Deployment::new(&moto.url);
     deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}} server {{name}} {{adress}}\n{{/each}}{{/each}}".to_owned();
-    let output = deployment.run(&[]);
-    assert_exit(&output, 2);
-    assert!(stderr(&output).contains("adress"), "{}", describe(&output));
+    deployment.run(&[]).exits(2).said("adress");
     assert!(!deployment.haproxy_cfg().exists() && !deployment.state_path().exists());
 }
 
@@ -487,7 +464,7 @@ fn twenty_scaling_runs_at_once_launch_exactly_once() {
         serde_json::from_slice(&std::fs::read(deployment.state_path()).unwrap()).unwrap();
     assert_eq!(state["version"], 1, "{state}");
     // And the next run settles on exactly those three.
-    assert_exit(&deployment.run(&[]), 0);
+    deployment.run(&[]).exits(0);
     assert_eq!(moto.all_instances().len(), 3);
     assert_eq!(deployment.servers().len(), 3);
 }

@@ -7,14 +7,14 @@
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use haproxy_autoscaler::testing::FakeAdminSocket;
 
 use super::util::{
-    Deployment, assert_exit, describe, find_program, fixture_exec_pool, free_port, stdout,
+    Deployment, Ran, assert_exit, describe, find_program, fixture_exec_pool, free_port, stdout,
 };
 
 /// Two servers of pool `web`, in service.
@@ -46,13 +46,13 @@ impl Pool {
         }
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    fn run(&self, args: &[&str]) -> Ran {
         self.deployment.write();
         let mut command = self.deployment.command();
         command
             .env("EXEC_PROVIDER_STATE", self.deployment.path("provider.json"))
             .args(args);
-        command.output().unwrap()
+        Ran(command.output().unwrap())
     }
 
     /// The instances the provider has now.
@@ -66,16 +66,14 @@ impl Pool {
     /// Runs for real and asserts that it exits 0 and prints `text`.
     #[track_caller]
     fn assert_run_says(&self, text: &str) {
-        let run = self.run(&[]);
-        assert_exit(&run, 0);
+        let run = self.run(&[]).exits(0);
         assert!(stdout(&run).contains(text), "{text}: {}", describe(&run));
     }
 
     /// Asserts that a plan holds the pool at 2 and that its line says `why`.
     #[track_caller]
     fn assert_holds(&self, why: &str) {
-        let plan = self.run(&["--plan"]);
-        assert_exit(&plan, 0);
+        let plan = self.run(&["--plan"]).exits(0);
         let text = stdout(&plan);
         assert!(
             text.contains("pool web: no metric; 2 server(s) (0 booting), bounds 1..10 → desired 2: no metric this run (")

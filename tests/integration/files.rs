@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 
-use super::util::{Deployment, assert_exit, describe, exec_pool, is_root};
+use super::util::{Deployment, describe, exec_pool, is_root};
 
 #[test]
 fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
@@ -34,8 +34,7 @@ fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
         .unwrap();
     };
     list(&["i-1"]);
-    let first = deployment.run(&[]);
-    assert_exit(&first, 0);
+    deployment.run(&[]).exits(0);
     let state = std::fs::metadata(deployment.state_path()).unwrap();
     assert_eq!(state.mode() & 0o777, 0o600);
     let cfg = deployment.haproxy_cfg();
@@ -56,8 +55,7 @@ fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
     };
     std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
     list(&["i-1", "i-2"]);
-    let second = deployment.run(&[]);
-    assert_exit(&second, 0);
+    let second = deployment.run(&[]).exits(0);
     assert!(
         deployment.servers().contains(&"i-2".to_owned()),
         "{}",

@@ -61,8 +61,7 @@ fn protected(scaling: &str, haproxy: &str) -> Deployment {
         Some((&["false"], &["false"])),
     ) + scaling;
     std::fs::write(deployment.path("instances.json"), INSTANCES).unwrap();
-    let good = deployment.run(&[]);
-    assert_exit(&good, 0);
+    deployment.run(&[]).exits(0);
     assert!(deployment.haproxy_cfg().exists() && deployment.state_path().exists());
     deployment
 }

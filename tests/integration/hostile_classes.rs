@@ -21,7 +21,7 @@ fn binary() -> std::path::PathBuf {
 fn class_3_two_configs_never_share_one_state_file() {
     let mut site = Site::new(ONE_INSTANCE);
     site.haproxy = QUICK_CHECK.to_owned();
-    assert_exit(&site.run(&[]), 0);
+    site.run(&[]).exits(0);
     let state_before = std::fs::read(site.path("state/state.json")).unwrap();
 
     // A second config file, other pools, the same state path.

@@ -39,8 +39,7 @@ fn class_1_outputs_never_open_or_replace_what_is_not_a_regular_file() {
     site.write();
     fifo(&site.path("state/state.json.lock"));
     let started = Instant::now();
-    let output = site.run(&[]);
-    assert_exit(&output, 1);
+    let output = site.run(&[]).exits(1);
     assert!(
         stderr(&output).contains("state.json.lock") && started.elapsed() < Duration::from_secs(20),
         "{}",
@@ -50,13 +49,7 @@ fn class_1_outputs_never_open_or_replace_what_is_not_a_regular_file() {
     // A symlink to a device there: refused before it is opened (opening a device can act on it).
     std::fs::remove_file(site.path("state/state.json.lock")).unwrap();
     std::os::unix::fs::symlink("/dev/null", site.path("state/state.json.lock")).unwrap();
-    let output = site.run(&[]);
-    assert_exit(&output, 1);
-    assert!(
-        stderr(&output).contains("not a regular file"),
-        "{}",
-        describe(&output)
-    );
+    site.run(&[]).exits(1).said("not a regular file");
     assert!(!site.path("haproxy/haproxy.cfg").exists());
 
     // A FIFO among the manual pages: refused, left a FIFO; the other pages are regular files.
@@ -188,8 +181,7 @@ fn class_6_concurrent_writers_never_remove_each_others_temporary_files() {
     }
     let held = std::fs::File::open(&live).unwrap();
     fs2::FileExt::lock_exclusive(&held).unwrap();
-    let output = site.run(&[]);
-    assert_exit(&output, 0);
+    let output = site.run(&[]).exits(0);
     assert!(live.exists(), "a live temporary file was removed");
     assert!(!crashed.exists(), "{}", describe(&output));
     assert!(
@@ -342,8 +334,7 @@ fn class_3_one_bad_item_never_stops_the_others() {
     )
     .unwrap();
 
-    let list = site.run(&["hosts", "list"]);
-    assert_exit(&list, 0);
+    let list = site.run(&["hosts", "list"]).exits(0);
     // A file that cannot be read as a host is warned about and listed with why; so is one that
     // reads but is not a host.
     for (name, why) in [
@@ -380,8 +371,7 @@ fn class_3_one_bad_item_never_stops_the_others() {
     let json = site.run(&["hosts", "list", "--format", "json"]);
     let listed: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 10, "{listed}");
-    let plan = site.run(&["--plan"]);
-    assert_exit(&plan, 0);
+    let plan = site.run(&["--plan"]).exits(0);
     assert!(
         stdout(&plan).contains("add server web/web-1")
             && stdout(&plan).contains("add server web/web-2"),
@@ -389,8 +379,7 @@ fn class_3_one_bad_item_never_stops_the_others() {
         describe(&plan)
     );
 
-    let run = site.run(&[]);
-    assert_exit(&run, 0);
+    let run = site.run(&[]).exits(0);
     let installed = site.installed();
     assert!(
         installed.contains("127.0.0.1:9001")
@@ -423,11 +412,11 @@ fn class_3_one_bad_item_never_stops_the_others() {
     // The odd entries can be removed by name (a link itself, not what it points to); a folder
     // is not a host file and is not removed.
     for name in ["fifo", "zero", "dangling"] {
-        assert_exit(&site.run(&["hosts", "remove", name]), 0);
+        site.run(&["hosts", "remove", name]).exits(0);
         assert!(hosts.join(name).symlink_metadata().is_err(), "{name}");
     }
     assert!(std::path::Path::new("/dev/zero").exists());
-    assert_exit(&site.run(&["hosts", "remove", "folder"]), 2);
+    site.run(&["hosts", "remove", "folder"]).exits(2);
     for counter in ["reloads_total", "launched_instances_total", "runs_total"] {
         assert!(
             stderr(&run).contains(counter) && stderr(&run).contains("starts again from 0"),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::util::{assert_exit, describe, exec_pool, in_ci, is_root, stderr, stdout};
+use super::util::{Ran, assert_exit, describe, exec_pool, in_ci, is_root, stderr, stdout};
 
 /// A deployment under one folder, its config in `etc/` with paths relative to it, the shipped
 /// template, the default `check_command` (Debian's `haproxy -c`), and an exec pool `web` that
@@ -80,12 +80,12 @@ impl Site {
             .unwrap()
     }
 
-    pub(super) fn run(&self, args: &[&str]) -> Output {
-        self.cron(
+    pub(super) fn run(&self, args: &[&str]) -> Ran {
+        Ran(self.cron(
             &assert_cmd::cargo::cargo_bin("haproxy-autoscaler"),
             &[],
             args,
-        )
+        ))
     }
 
     pub(super) fn installed(&self) -> String {
@@ -126,8 +126,7 @@ pub(super) const ONE_INSTANCE: &str = r#"[{"id": "web-1", "address": "127.0.0.1"
 #[test]
 fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
     let site = Site::new(ONE_INSTANCE);
-    let first = site.run(&[]);
-    assert_exit(&first, 0);
+    let first = site.run(&[]).exits(0);
     assert!(
         stdout(&first).contains("add server web/web-1 at 127.0.0.1:9001")
             && stdout(&first).contains("reload haproxy")
@@ -140,8 +139,7 @@ fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
         installed.contains("server web-1 127.0.0.1:9001") && installed.contains("user haproxy"),
         "{installed}"
     );
-    let again = site.run(&[]);
-    assert_exit(&again, 0);
+    let again = site.run(&[]).exits(0);
     assert!(
         again.stdout.is_empty() && again.stderr.is_empty(),
         "a no-op run prints nothing: {}",
@@ -152,8 +150,7 @@ fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
         r#"[{"id": "web-1", "address": "127.0.0.1", "port": 9001}, {"id": "web-2", "address": "127.0.0.1", "port": 9002}]"#,
     )
     .unwrap();
-    let quiet = site.run(&["-q"]);
-    assert_exit(&quiet, 0);
+    let quiet = site.run(&["-q"]).exits(0);
     assert!(
         quiet.stdout.is_empty() && quiet.stderr.is_empty(),
         "{}",
@@ -161,8 +158,7 @@ fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
     );
     assert!(site.installed().contains("server web-2 127.0.0.1:9002"));
     // Item 14: -v times every stage and counts what it saw.
-    let verbose = site.run(&["-v"]);
-    assert_exit(&verbose, 0);
+    let verbose = site.run(&["-v"]).exits(0);
     for stage in [
         "load state: ",
         "observe: ",
@@ -182,8 +178,7 @@ fn issue_9_4_the_readme_cron_line_works_under_crons_environment() {
     missing
         .haproxy
         .push_str("check_command = [\"haproxy-nowhere\", \"-c\", \"-f\", \"{config}\"]\n");
-    let output = missing.run(&[]);
-    assert_exit(&output, 1);
+    let output = missing.run(&[]).exits(1);
     let error = stderr(&output);
     assert!(
         error.contains("could not check") && error.contains("haproxy-nowhere` was not found"),
@@ -280,8 +275,7 @@ fn issue_9_9_one_bad_instance_never_stops_the_others() {
     site.haproxy
         .push_str("check_command = [\"test\", \"-s\", \"{config}\"]\n");
 
-    let plan = site.run(&["--plan", "--format", "json"]);
-    assert_exit(&plan, 0);
+    let plan = site.run(&["--plan", "--format", "json"]).exits(0);
     let document: serde_json::Value = serde_json::from_str(&stdout(&plan)).unwrap();
     let skipped: Vec<&str> = document["plan"]["pools"][0]["skipped"]
         .as_array()
@@ -291,8 +285,7 @@ fn issue_9_9_one_bad_instance_never_stops_the_others() {
         .collect();
     assert_eq!(skipped, ["web-2", "web-3"], "{document}");
 
-    let run = site.run(&[]);
-    assert_exit(&run, 0);
+    let run = site.run(&[]).exits(0);
     let warnings = stderr(&run);
     for needed in [
         "instance `web-2` left out",
@@ -327,8 +320,7 @@ fn issue_9_9_one_bad_instance_never_stops_the_others() {
     );
     // The next run: still left out, neither said nor notified again (cron would mail it every
     // minute); -v and --plan still say it.
-    let again = site.run(&[]);
-    assert_exit(&again, 0);
+    let again = site.run(&[]).exits(0);
     assert!(
         again.stdout.is_empty() && again.stderr.is_empty(),
         "{}",
@@ -367,8 +359,7 @@ fn issue_9_11_12_a_failing_run_answers_in_json_and_notifies_on_transitions() {
     site.haproxy
         .push_str("check_command = [\"test\", \"-s\", \"{config}\"]\n");
     for _ in 0..3 {
-        let output = site.run(&["--format", "json"]);
-        assert_exit(&output, 1);
+        let output = site.run(&["--format", "json"]).exits(1);
         let document: serde_json::Value = serde_json::from_str(&stdout(&output))
             .unwrap_or_else(|error| panic!("{error}: {}", describe(&output)));
         assert_eq!(document["error"]["exit_code"], 1, "{document}");
@@ -391,8 +382,8 @@ fn issue_9_11_12_a_failing_run_answers_in_json_and_notifies_on_transitions() {
         assert!(!error.contains("WARN"), "{error}");
     }
     std::fs::write(&healthy, "").unwrap();
-    assert_exit(&site.run(&[]), 0);
-    assert_exit(&site.run(&[]), 0);
+    site.run(&[]).exits(0);
+    site.run(&[]).exits(0);
     let events: Vec<String> = site.events().into_iter().map(|(event, _)| event).collect();
     assert_eq!(events, ["failed", "recovered"]);
 }
@@ -407,7 +398,7 @@ fn issue_9_14_a_plan_by_a_user_who_cannot_read_the_state_says_so() {
         return;
     }
     let site = Site::new(ONE_INSTANCE);
-    assert_exit(&site.run(&[]), 0);
+    site.run(&[]).exits(0);
     // Everything readable by nobody but the state itself (0600, root's).
     let status = Command::new("chmod")
         .args(["-R", "a+rX"])

@@ -1,7 +1,7 @@
 //! The scaling engine against moto: launches are tagged, tokens recorded, never doubled.
 
 use super::moto::Moto;
-use super::util::{Deployment, assert_exit, describe, stdout};
+use super::util::{Deployment, describe, stdout};
 
 #[test]
 fn scale_up_launches_exactly_step_up_tagged_instances_and_a_lost_id_list_launches_nothing_new() {
@@ -20,13 +20,10 @@ fn scale_up_launches_exactly_step_up_tagged_instances_and_a_lost_id_list_launche
 [pool.scaling]\nmin = 2\nmax = 4\nstep_up = 2\nscale_up_above = 20\nscale_down_below = 5\n"
         .to_owned();
 
-    let first = deployment.run(&[]);
-    assert_exit(&first, 0);
-    assert!(
-        stdout(&first).contains("launch 2 instance(s) for pool web"),
-        "{}",
-        describe(&first)
-    );
+    deployment
+        .run(&[])
+        .exits(0)
+        .printed("launch 2 instance(s) for pool web");
     let instances = moto.all_instances();
     assert_eq!(instances.len(), 2, "{instances:?}");
     let state: serde_json::Value =
@@ -60,8 +57,7 @@ fn scale_up_launches_exactly_step_up_tagged_instances_and_a_lost_id_list_launche
         serde_json::to_vec_pretty(&crashed).unwrap(),
     )
     .unwrap();
-    let second = deployment.run(&[]);
-    assert_exit(&second, 0);
+    let second = deployment.run(&[]).exits(0);
     assert!(!stdout(&second).contains("launch"), "{}", describe(&second));
     assert_eq!(moto.all_instances().len(), 2, "nothing launched again");
     let state: serde_json::Value =

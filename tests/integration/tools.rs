@@ -99,8 +99,7 @@ fn init_writes_a_config_that_check_offline_accepts_and_never_overwrites() {
 fn a_disabled_config_refuses_runs_but_still_plans() {
     let mut site = Site::new(ONE_INSTANCE);
     site.top = "enabled = false\n".to_owned();
-    let run = site.run(&[]);
-    assert_exit(&run, 2);
+    let run = site.run(&[]).exits(2);
     assert!(
         String::from_utf8_lossy(&run.stderr).contains("`enabled = false`"),
         "{}",
@@ -109,13 +108,7 @@ fn a_disabled_config_refuses_runs_but_still_plans() {
     assert_eq!(site.installed(), "");
     assert!(!site.path("state/state.json").exists());
     // --plan says what a run would do once enabled, and that it is not.
-    let plan = site.run(&["--plan"]);
-    assert_exit(&plan, 0);
-    assert!(
-        stdout(&plan).contains("add server web/"),
-        "{}",
-        describe(&plan)
-    );
+    let plan = site.run(&["--plan"]).exits(0).printed("add server web/");
     assert!(
         String::from_utf8_lossy(&plan.stderr).contains("a run would do nothing"),
         "{}",
@@ -124,15 +117,14 @@ fn a_disabled_config_refuses_runs_but_still_plans() {
     assert_eq!(site.installed(), "");
     // Enabled, the same config runs.
     site.top = "enabled = true\n".to_owned();
-    assert_exit(&site.run(&[]), 0);
+    site.run(&[]).exits(0);
     assert!(site.installed().contains("server "), "{}", site.installed());
 }
 
 #[test]
 fn check_renders_against_the_discovery_and_reports_every_problem() {
     let site = Site::new(ONE_INSTANCE);
-    let good = site.run(&["check"]);
-    assert_exit(&good, 0);
+    let good = site.run(&["check"]).exits(0);
     assert!(stdout(&good).starts_with("ok: "), "{}", describe(&good));
     // `check` changes nothing: no haproxy.cfg, no state.
     assert_eq!(site.installed(), "");
@@ -148,8 +140,7 @@ fn check_renders_against_the_discovery_and_reports_every_problem() {
     )
     .unwrap();
     std::fs::write(site.path("etc/instances.json"), "not json").unwrap();
-    let bad = site.run(&["check", "--format", "json"]);
-    assert_exit(&bad, 2);
+    let bad = site.run(&["check", "--format", "json"]).exits(2);
     let findings: serde_json::Value = serde_json::from_slice(&bad.stdout).unwrap();
     let problems: Vec<&str> = findings["problems"]
         .as_array()

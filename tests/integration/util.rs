@@ -240,10 +240,10 @@ impl Deployment {
         Command::from_std(self.std_command())
     }
 
-    /// Writes the config and runs the binary with `args`.
-    pub(crate) fn run(&self, args: &[&str]) -> Output {
+    /// Writes the config and runs the binary with `args`; assert on what it did with [`Ran`].
+    pub(crate) fn run(&self, args: &[&str]) -> Ran {
         self.write();
-        self.command().args(args).output().expect("run binary")
+        Ran(self.command().args(args).output().expect("run binary"))
     }
 
     /// How many times the reload command ran.
@@ -276,6 +276,50 @@ impl Deployment {
             }
         }
         files
+    }
+}
+
+/// One run of the binary, for the assertions a test makes on it:
+/// `site.run(&["--plan"]).exits(0).said("no change")`. It is the process's `Output` too.
+#[derive(Debug)]
+pub(crate) struct Ran(pub(crate) Output);
+
+impl std::ops::Deref for Ran {
+    type Target = Output;
+
+    fn deref(&self) -> &Output {
+        &self.0
+    }
+}
+
+impl Ran {
+    /// Asserts the exit code, showing the output otherwise.
+    #[track_caller]
+    pub(crate) fn exits(self, code: i32) -> Ran {
+        assert_exit(&self.0, code);
+        self
+    }
+
+    /// Asserts that stderr (where the tool logs) holds `text`.
+    #[track_caller]
+    pub(crate) fn said(self, text: &str) -> Ran {
+        assert!(
+            stderr(&self.0).contains(text),
+            "expected `{text}` on stderr\n{}",
+            describe(&self.0)
+        );
+        self
+    }
+
+    /// Asserts that stdout (what the tool reports) holds `text`.
+    #[track_caller]
+    pub(crate) fn printed(self, text: &str) -> Ran {
+        assert!(
+            stdout(&self.0).contains(text),
+            "expected `{text}` on stdout\n{}",
+            describe(&self.0)
+        );
+        self
     }
 }
 

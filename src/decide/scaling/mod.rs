@@ -473,17 +473,12 @@ mod tests {
 
     fn row(name: &str, scur: u64, stot: u64) -> Row {
         Row {
-            proxy: "web".into(),
-            name: name.into(),
-            status: Status::Up,
             scur,
             stot,
             req_tot: Some(stot),
             qcur: Some(0),
             rtime: Some(5),
-            rate: None,
-            req_rate: None,
-            check_status: None,
+            ..testing::row("web", name, Status::Up)
         }
     }
 

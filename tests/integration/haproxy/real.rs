@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::moto::Moto;
-use crate::util::{Deployment, assert_exit, describe, free_port, haproxy, haproxy_version, stderr};
+use crate::util::{Deployment, describe, free_port, haproxy, haproxy_version, stderr};
 
 #[test]
 fn a_render_that_haproxy_rejects_is_never_installed() {
@@ -26,8 +26,7 @@ fn a_render_that_haproxy_rejects_is_never_installed() {
     let installed = b"# the installed config\n";
     std::fs::write(deployment.haproxy_cfg(), installed).unwrap();
 
-    let output = deployment.run(&[]);
-    assert_exit(&output, 1);
+    let output = deployment.run(&[]).exits(1);
     let message = stderr(&output);
     assert!(
         message.contains("rejected by the check command"),
@@ -209,8 +208,7 @@ fn reloads_through_the_master_socket_and_restores_the_backup_when_the_reload_fai
     std::fs::write(deployment.haproxy_cfg(), &initial).unwrap();
     let live = LiveHaproxy::start(&deployment.haproxy_cfg(), &master_socket);
 
-    let output = deployment.run(&[]);
-    assert_exit(&output, 0);
+    deployment.run(&[]).exits(0);
     let proc = live.master("show proc");
     assert!(proc.contains(" master          1 [failed: 0]"), "{proc}");
     let servers = cli(&admin, "show servers state web");
@@ -239,8 +237,7 @@ fn reloads_through_the_master_socket_and_restores_the_backup_when_the_reload_fai
         if how == "by a signal" {
             deployment.haproxy_toml.push_str(&signal);
         }
-        let failed = deployment.run(&[]);
-        assert_exit(&failed, 1);
+        let failed = deployment.run(&[]).exits(1);
         let message = stderr(&failed);
         assert!(
             message.contains("previous config was restored"),
@@ -294,8 +291,7 @@ fn the_shipped_template_passes_haproxy_check() {
         deployment.path("haproxy/admin.sock").display(),
         haproxy().display()
     );
-    let output = deployment.run(&[]);
-    assert_exit(&output, 0);
+    let output = deployment.run(&[]).exits(0);
     assert_eq!(deployment.servers().len(), 2, "{}", describe(&output));
     let config = std::fs::read_to_string(deployment.haproxy_cfg()).unwrap();
     assert!(
