@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::command::{self, CommandError};
 use crate::config::{HaproxyConfig, Reload, StatsSource};
 use crate::decide::runtime::RuntimeChange;
+use crate::error_chain::error_chain;
 use crate::failpoint;
 use crate::fs_atomic::{self, Ownership, Staged};
 use crate::haproxy::master::{Master, MasterError};
@@ -203,7 +204,8 @@ pub(crate) async fn install(
                 failpoint::hit("after-install");
                 return Ok(Applied::Runtime);
             }
-            Err(why) => {
+            Err(not_taken) => {
+                let why = error_chain(&not_taken);
                 tracing::warn!("the runtime API change did not take ({why}): reloading instead");
                 applied = Applied::FellBack(why);
             }

@@ -15,30 +15,39 @@ use crate::fs_atomic::{self, Ownership};
 use crate::haproxy::admin_socket::{self, RuntimeError};
 use crate::model::ServerState;
 
+/// Why a change through the runtime API did not take, so the run reloads instead.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NotTaken {
+    /// The admin socket could not be asked.
+    #[error(transparent)]
+    Socket(#[from] RuntimeError),
+    /// HAProxy answered a command with a refusal.
+    #[error("HAProxy refused `{command}`: {answer}")]
+    Refused { command: String, answer: String },
+    /// `show servers state` differs from what the rendered file says.
+    #[error("{0}")]
+    Differs(String),
+}
+
 /// Sends the change's commands in order and reads the result back; `Err` says why the run
 /// must reload instead (a refused command, an unreachable socket, a read-back that differs).
 pub(crate) async fn apply(
     socket: &str,
     change: &RuntimeChange,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), NotTaken> {
     for command in &change.commands {
-        let answer = admin_socket::send(socket, &command.command, timeout)
-            .await
-            .map_err(|error| error_chain(&error))?;
+        let answer = admin_socket::send(socket, &command.command, timeout).await?;
         if !accepted(&command.command, &answer) {
-            return Err(format!(
-                "HAProxy refused `{}`: {}",
-                command.command,
-                answer.trim()
-            ));
+            return Err(NotTaken::Refused {
+                command: command.command.clone(),
+                answer: answer.trim().to_owned(),
+            });
         }
         tracing::debug!("runtime API: {} → {}", command.command, answer.trim());
     }
-    let running = servers_state(socket, timeout)
-        .await
-        .map_err(|error| error_chain(&error))?;
-    runtime::verify(&change.read_back, &running)
+    let running = servers_state(socket, timeout).await?;
+    runtime::verify(&change.read_back, &running).map_err(NotTaken::Differs)
 }
 
 /// Whether HAProxy's answer to `command` says it was done (measured on 2.6: `add server`
