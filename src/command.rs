@@ -134,20 +134,6 @@ pub(crate) async fn run_with_input(
         .spawn()
         .map_err(spawn_error)?;
     let group = child.id();
-    // A command whose future is dropped before it finished (the run stopped by a signal,
-    // see `app`) is killed with everything it started: its process group is its own, which the
-    // signal that stopped the run did not reach.
-    struct KillUnlessFinished {
-        group: Option<u32>,
-        finished: bool,
-    }
-    impl Drop for KillUnlessFinished {
-        fn drop(&mut self) {
-            if !self.finished {
-                kill_group(self.group);
-            }
-        }
-    }
     let mut guard = KillUnlessFinished {
         group,
         finished: false,
@@ -245,6 +231,22 @@ impl Captured {
         }
         let mut guard = self.buffer.lock().expect("capture lock");
         (std::mem::take(&mut guard.0), guard.1)
+    }
+}
+
+/// Kills a command's process group unless it finished: a command whose future is dropped before
+/// it finished (the run stopped by a signal, see `app`) is killed with everything it started.
+/// Its process group is its own, which the signal that stopped the run did not reach.
+struct KillUnlessFinished {
+    group: Option<u32>,
+    finished: bool,
+}
+
+impl Drop for KillUnlessFinished {
+    fn drop(&mut self) {
+        if !self.finished {
+            kill_group(self.group);
+        }
     }
 }
 

@@ -350,7 +350,10 @@ impl<S: StateStore> Record<'_, S> {
 
 /// Writes what a run did into `state`: instance ids per launch token, launch calls that ended,
 /// drains that ended in a termination, and terminations whose call failed.
-#[allow(clippy::type_complexity)]
+#[allow(
+    clippy::type_complexity,
+    reason = "the record's own four lists, named where `Record` declares them"
+)]
 fn carry_into(
     state: &mut State,
     (launched, ended): (&[(String, String, Vec<String>)], &[(String, String)]),

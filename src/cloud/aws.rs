@@ -20,7 +20,7 @@ use crate::config::AwsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum NoRegion {
     #[error(
-        "no AWS region configured: set `[aws] region` in the config (or `--region`), or AWS_REGION in the environment"
+        "no AWS region configured: set `[aws] region` in the config, or AWS_REGION in the environment (`--region` is for a run without `--config`)"
     )]
     Missing,
     /// `AWS_PROFILE` names a profile no AWS file has: the SDK would carry on silently without

@@ -728,6 +728,7 @@ security_group = "web"
     /// `--plan` too), and `launch_template` is an id only when it has an id's syntax.
     #[test]
     fn issue_9_7_launch_files_and_templates_are_validated_at_load() {
+        use scaling::LaunchTemplateRef;
         let dir = tempfile::tempdir().unwrap();
         let launch = |extra: &str| {
             Config::parse(
@@ -766,7 +767,6 @@ security_group = "web"
         .to_string();
         assert!(error.contains("at most 16384"), "{error}");
 
-        use scaling::LaunchTemplateRef;
         let cases = [
             (
                 "launch_template = \"lt-web\"",

@@ -581,7 +581,7 @@ impl Validator {
         let (provider, discover, launcher) = self.provider(pool, &raw)?;
         let scaling = match (raw.scaling, launcher) {
             (None, _) => None,
-            (Some(scaling), Some(launcher)) => Some(self.scaling(pool, scaling, launcher)?),
+            (Some(scaling), Some(launcher)) => Some(self.scaling(pool, &scaling, launcher)?),
             (Some(_), None) => {
                 return Err(self.invalid(
                     at("launch"),

@@ -39,15 +39,26 @@ enum PolicyKind {
 }
 
 impl PolicyKind {
-    fn parse(name: &str) -> Option<PolicyKind> {
-        match name {
-            "threshold" => Some(PolicyKind::Threshold),
-            "consecutive" => Some(PolicyKind::Consecutive),
-            "average" => Some(PolicyKind::Average),
-            "target" => Some(PolicyKind::Target),
-            "peak" => Some(PolicyKind::Peak),
-            _ => None,
+    const ALL: [PolicyKind; 5] = [
+        PolicyKind::Threshold,
+        PolicyKind::Consecutive,
+        PolicyKind::Average,
+        PolicyKind::Target,
+        PolicyKind::Peak,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            PolicyKind::Threshold => "threshold",
+            PolicyKind::Consecutive => "consecutive",
+            PolicyKind::Average => "average",
+            PolicyKind::Target => "target",
+            PolicyKind::Peak => "peak",
         }
+    }
+
+    fn parse(name: &str) -> Option<PolicyKind> {
+        PolicyKind::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
     /// The keys of `[pool.scaling]` this policy reads; the others are refused.
@@ -77,7 +88,7 @@ impl Validator {
     pub(super) fn scaling(
         &self,
         pool: &PoolAt,
-        raw: RawScaling,
+        raw: &RawScaling,
         launcher: Launcher,
     ) -> Result<Scaling, ConfigError> {
         let at = |key: &str| pool.key(&format!("scaling.{key}"));
@@ -94,14 +105,14 @@ impl Validator {
                 ),
             )
         })?;
-        let metric = self.metric(pool, raw.metric.as_deref(), &raw)?;
+        let metric = self.metric(pool, raw.metric.as_deref(), raw)?;
         Ok(Scaling {
             min,
             max,
             timezone,
             timezone_name,
             metric,
-            policy: self.policy(pool, &raw)?,
+            policy: self.policy(pool, raw)?,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
@@ -119,7 +130,7 @@ impl Validator {
         max: Option<RawBound>,
     ) -> Result<(Bound, Bound), ConfigError> {
         let min = self.bound(
-            pool.key("scaling.min"),
+            &pool.key("scaling.min"),
             min.unwrap_or(RawBound::Fixed(1)),
             0,
         )?;
@@ -129,7 +140,7 @@ impl Validator {
                 "is required: the most servers the pool may have",
             )
         })?;
-        let max = self.bound(pool.key("scaling.max"), max, 1)?;
+        let max = self.bound(&pool.key("scaling.max"), max, 1)?;
         let mut points = min.change_points();
         points.extend(max.change_points());
         for minute in points {
@@ -516,7 +527,7 @@ impl Validator {
         Ok((target, tolerance, window_s))
     }
 
-    fn bound(&self, key: Key, raw: RawBound, least: i64) -> Result<Bound, ConfigError> {
+    fn bound(&self, key: &Key, raw: RawBound, least: i64) -> Result<Bound, ConfigError> {
         let value = |value: i64| -> Result<u32, ConfigError> {
             if value < least || value > 10_000 {
                 return Err(self.invalid(
@@ -661,6 +672,39 @@ mod tests {
 
     fn parse(scaling: &str) -> Result<Config, crate::config::ConfigError> {
         Config::parse(&pool(scaling), Path::new("test.toml"))
+    }
+
+    /// A key set under a policy that does not read it is refused, for every policy and every
+    /// key any policy reads: a key added to a policy's `keys()` but not to the keys `policy`
+    /// checks as given would be accepted silently.
+    #[test]
+    fn every_policy_key_is_refused_by_the_policies_that_do_not_read_it() {
+        use super::PolicyKind;
+        let mut keys: Vec<&str> = PolicyKind::ALL
+            .iter()
+            .flat_map(|kind| kind.keys())
+            .copied()
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for kind in PolicyKind::ALL {
+            let needed = if kind.keys().contains(&"target") {
+                "target = 15"
+            } else {
+                "scale_up_above = 20\nscale_down_below = 10"
+            };
+            parse(&format!("max = 4\npolicy = \"{}\"\n{needed}", kind.name()))
+                .unwrap_or_else(|error| panic!("{}: {error}", kind.name()));
+            for key in keys.iter().filter(|key| !kind.keys().contains(key)) {
+                let text = format!("max = 4\npolicy = \"{}\"\n{needed}\n{key} = 1", kind.name());
+                let error = parse(&text).expect_err(&text).to_string();
+                assert!(
+                    error.contains(key) && error.contains("is not used by policy"),
+                    "{}: {key}: {error}",
+                    kind.name()
+                );
+            }
+        }
     }
 
     #[test]

@@ -705,6 +705,10 @@ mod tests {
     }
 
     /// [`plan`] with another template.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "the tests hand their instances over as they write them, `vec![..]`"
+    )]
     fn plan_rendered_by(
         renderer: &Renderer,
         config: &Config,

@@ -79,7 +79,7 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
             say(
                 cli,
                 &format!("added host {name} at {address} to pool {}", pool.name),
-                serde_json::json!({"mode": "hosts", "added": {"pool": pool.name, "name": name, "address": address}}),
+                &serde_json::json!({"mode": "hosts", "added": {"pool": pool.name, "name": name, "address": address}}),
             );
         }
         HostsCommand::Remove { name, pool } => {
@@ -106,7 +106,7 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
             say(
                 cli,
                 &format!("removed host {name} from pool {}", pool.name),
-                serde_json::json!({"mode": "hosts", "removed": {"pool": pool.name, "name": name}}),
+                &serde_json::json!({"mode": "hosts", "removed": {"pool": pool.name, "name": name}}),
             );
         }
         HostsCommand::List { pool } => {
@@ -205,9 +205,9 @@ fn print_list(cli: &Cli, listed: &[Listed]) {
 }
 
 /// What a change did: `line` in text, `document` with `--format json`.
-fn say(cli: &Cli, line: &str, document: serde_json::Value) {
+fn say(cli: &Cli, line: &str, document: &serde_json::Value) {
     if cli.format == Format::Json {
-        crate::report::out_json(&document);
+        crate::report::out_json(document);
     } else if !cli.quiet {
         crate::report::out(format_args!("{line}"));
     }
