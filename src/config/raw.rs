@@ -132,6 +132,7 @@ pub(super) struct RawScaling {
     pub(super) tolerance: Option<f64>,
     pub(super) scale_down_window_s: Option<i64>,
     pub(super) lead_s: Option<i64>,
+    pub(super) saturation_queue: Option<f64>,
     pub(super) step_up: Option<i64>,
     pub(super) step_down: Option<i64>,
     pub(super) cooldown_s: Option<i64>,

@@ -252,6 +252,9 @@ pub struct Scaling {
     pub timezone_name: String,
     pub metric: Metric,
     pub policy: Policy,
+    /// Requests queued in the backend per server in service above which the pool is saturated
+    /// and grows, whatever its metric reads (every policy).
+    pub saturation_queue: f64,
     pub step_up: u32,
     pub step_down: u32,
     pub cooldown_s: u64,

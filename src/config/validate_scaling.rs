@@ -78,6 +78,11 @@ impl PolicyKind {
     }
 }
 
+/// Requests queued per server in service above which a pool is saturated, by default: with
+/// `maxconn` on the servers HAProxy queues only when every one of them is full, and a queue
+/// this long at the instant of a run's sample is demand the servers do not keep up with.
+const DEFAULT_SATURATION_QUEUE: f64 = 1.0;
+
 /// The most `lead_s` may be: a day (a trend is not followed further).
 const LEAD_S_MOST: i64 = 86_400;
 
@@ -106,6 +111,13 @@ impl Validator {
             )
         })?;
         let metric = self.metric(pool, raw.metric.as_deref(), raw)?;
+        let saturation_queue = raw.saturation_queue.unwrap_or(DEFAULT_SATURATION_QUEUE);
+        if !(saturation_queue.is_finite() && saturation_queue > 0.0) {
+            return Err(self.invalid(
+                at("saturation_queue"),
+                format!("must be a number above 0, got {saturation_queue}"),
+            ));
+        }
         Ok(Scaling {
             min,
             max,
@@ -113,6 +125,7 @@ impl Validator {
             timezone_name,
             metric,
             policy: self.policy(pool, raw)?,
+            saturation_queue,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,

@@ -47,6 +47,12 @@ pub(crate) struct Input<'a> {
     pub loads: &'a [(i64, f64)],
     /// Why this run has no metric, when its source said (an external metric's "no data").
     pub no_metric: Option<&'a str>,
+    /// Requests queued in the pool's backend this run, summed over the load balancers (HAProxy's
+    /// `qcur`); `None` without stats.
+    pub queued: Option<f64>,
+    /// The servers in service when the queue was sampled (this run's sample is taken before its
+    /// decision puts newly booted servers in service).
+    pub queued_over: u32,
 }
 
 /// What the pool should have, and why.
@@ -70,6 +76,9 @@ pub struct Decision {
     /// Why the pool holds, when it does (for the metrics; the reason says it for people).
     #[serde(skip)]
     pub hold: Option<Hold>,
+    /// The requests queued in the backend when the saturation guard raised the capacity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub saturated: Option<f64>,
 }
 
 /// Why a pool holds its capacity: the kinds of [`Decision::reason`] a dashboard can count.
@@ -143,8 +152,67 @@ fn booting_spread(input: &Input<'_>) -> f64 {
     }
 }
 
-/// Decides the pool's capacity.
+/// How much a saturated pool grows in one run, as a share of its servers in service (at least
+/// one server; steps and `max` still apply).
+const SATURATION_GROWTH: f64 = 0.25;
+
+/// Decides the pool's capacity: the policy's decision, raised by the saturation guard.
+///
+/// The guard is the same for every policy. A saturated server's rate reads its capacity, so a
+/// rate metric never passes a target set near it, and the pool would never grow; but HAProxy
+/// shows saturation plainly: requests queue in the backend. More than `saturation_queue`
+/// queued per server in service is demand the servers do not keep up with, whatever the metric
+/// reads (HAProxy's or an external one, or none this run, or inside the cooldown): the pool
+/// grows to a quarter more servers than served that queue, counting those joining and booting
+/// since, so a pool whose new servers are on their way does not launch again. It never lowers
+/// a decision.
 pub(crate) fn decide(input: &Input<'_>) -> Decision {
+    let decision = decide_by_policy(input);
+    let Some(queued) = input.queued else {
+        return decision;
+    };
+    let in_service = input.queued_over;
+    let limit = input.scaling.saturation_queue * f64::from(in_service);
+    // Outside its bounds a pool goes toward them first, a step a run.
+    let within_bounds = (decision.min..=decision.max).contains(&decision.current);
+    if in_service == 0 || queued <= limit || !within_bounds {
+        return decision;
+    }
+    // Never fewer than there are: a saturated pool does not scale down.
+    let grown = (f64::from(in_service) * (1.0 + SATURATION_GROWTH)).ceil() as u32;
+    let wanted = grown
+        .max(in_service.saturating_add(1))
+        .max(decision.current);
+    if wanted <= decision.desired {
+        return decision;
+    }
+    let limits = Limits {
+        scaling: input.scaling,
+        current: decision.current,
+        min: decision.min,
+        max: decision.max,
+        metric: decision.metric,
+    };
+    let queue = format!(
+        "saturated: {queued:.0} request(s) queued in the backend, more than {} per server in service, whatever the metric reads",
+        input.scaling.saturation_queue
+    );
+    let reason = if wanted == decision.current {
+        format!("{queue}: holding, the booting server(s) are on their way")
+    } else {
+        format!("{queue}: {in_service} in service → {wanted}")
+    };
+    let mut guarded = limits.within(wanted, &reason, decision.recommendation);
+    guarded.saturated = Some(queued);
+    guarded.hold = match guarded.capped {
+        Some(Capped::AtMax) if guarded.desired == guarded.current => Some(Hold::AtMax),
+        _ => None,
+    };
+    guarded
+}
+
+/// The policy's decision, before the saturation guard.
+fn decide_by_policy(input: &Input<'_>) -> Decision {
     let scaling = input.scaling;
     let (min, max) = bounds_at(scaling, input.now);
     let current = input.in_service.saturating_add(input.booting);
@@ -226,6 +294,7 @@ impl Limits<'_> {
             capped,
             recommendation,
             hold: None,
+            saturated: None,
         }
     }
 
@@ -637,6 +706,7 @@ mod tests {
             timezone_name: "UTC".into(),
             metric: Metric::SessionRate,
             policy,
+            saturation_queue: 1.0,
             step_up: 2,
             step_down: 1,
             cooldown_s: 60,
@@ -673,6 +743,8 @@ mod tests {
             recommendations: &[],
             loads: &[],
             no_metric: None,
+            queued: None,
+            queued_over: in_service,
         }
     }
 
@@ -913,6 +985,127 @@ mod tests {
         );
     }
 
+    /// Each policy at a rate metric pinned just under its scale-up line (where a saturated
+    /// server's rate sits when the line is near its capacity), so that the policy alone holds.
+    fn pinned() -> Vec<(Policy, f64)> {
+        vec![
+            (THRESHOLD, 19.0),
+            (
+                Policy::Consecutive {
+                    up: 20.0,
+                    down: 10.0,
+                    up_after: 2,
+                    down_after: 3,
+                },
+                19.0,
+            ),
+            (
+                Policy::Average {
+                    up: 20.0,
+                    down: 10.0,
+                    average_of: 3,
+                },
+                19.0,
+            ),
+            (
+                Policy::Target {
+                    target: 20.0,
+                    tolerance: 0.1,
+                    window_s: 300,
+                },
+                21.0,
+            ),
+            (
+                Policy::Peak {
+                    target: 20.0,
+                    tolerance: 0.1,
+                    window_s: 300,
+                    lead_s: 0,
+                },
+                21.0,
+            ),
+        ]
+    }
+
+    /// Issue 31: the saturation guard in every policy. An overloaded pool whose rate metric is
+    /// pinned where the policy holds grows once its backend queues; it holds without a queue,
+    /// while its new servers boot, and never scales down while saturated.
+    #[test]
+    fn a_saturated_pool_grows_under_every_policy() {
+        for (policy, rate) in pinned() {
+            let mut s = scaling(policy.clone());
+            s.step_up = 10;
+            s.max = Bound::Fixed(20);
+            let per = [rate; 8];
+            let history = [Some(rate), Some(rate), Some(rate), Some(rate)];
+            let at = |queued: Option<f64>| Input {
+                queued,
+                ..input(&s, 8, &per, &history)
+            };
+            let name = format!("{policy:?}");
+            for queued in [None, Some(0.0), Some(8.0)] {
+                let d = decide(&at(queued));
+                assert_eq!(
+                    (d.desired, d.saturated),
+                    (8, None),
+                    "{name}, queue {queued:?}: {d:?}"
+                );
+            }
+            let d = decide(&at(Some(9.0)));
+            assert_eq!((d.desired, d.saturated), (10, Some(9.0)), "{name}: {d:?}");
+            assert!(
+                d.reason.starts_with("saturated: 9 request(s) queued in the backend, more than 1 per server in service"),
+                "{name}: {}",
+                d.reason
+            );
+            // Inside the cooldown, and with no metric this run, the queue still counts.
+            let mut cooling = at(Some(40.0));
+            cooling.last_scale_at = Some(cooling.now);
+            assert_eq!(decide(&cooling).desired, 10, "{name} in cooldown");
+            let blind = Input {
+                per_server: &[],
+                history: &[None],
+                ..at(Some(40.0))
+            };
+            assert_eq!(decide(&blind).desired, 10, "{name} without a metric");
+            // Servers on their way hold it; a policy wanting fewer does not get them.
+            let booting = Input {
+                booting: 2,
+                ..at(Some(40.0))
+            };
+            let d = decide(&booting);
+            assert_eq!(d.desired, 10, "{name} with 2 booting: {d:?}");
+            let idle = [1.0; 8];
+            let quiet = [Some(1.0); 4];
+            let d = decide(&Input {
+                queued: Some(40.0),
+                booting: 2,
+                ..input(&s, 8, &idle, &quiet)
+            });
+            assert_eq!(
+                d.desired, 10,
+                "{name} saturated at a low rate, 2 booting: {d:?}"
+            );
+            assert!(
+                d.reason
+                    .ends_with("holding, the booting server(s) are on their way"),
+                "{name}: {}",
+                d.reason
+            );
+            // At max it says so, and holds.
+            s.max = Bound::Fixed(8);
+            let d = decide(&Input {
+                queued: Some(40.0),
+                ..input(&s, 8, &per, &history)
+            });
+            assert_eq!(
+                (d.desired, d.capped, d.hold),
+                (8, Some(Capped::AtMax), Some(Hold::AtMax)),
+                "{name}"
+            );
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -1013,6 +1206,8 @@ mod tests {
                 recommendations: &recommendations,
                 loads: &loads,
                 no_metric: None,
+                queued: None,
+                queued_over: case.in_service,
             })
         }
 
@@ -1066,9 +1261,46 @@ mod tests {
                     recommendations: &[],
                     loads: &[],
                     no_metric: None,
+                    queued: None,
+                    queued_over: case.in_service,
                 });
                 if current >= s.min.at(0) && projected <= line {
                     prop_assert!(d.desired <= current, "{projected} per server once booted: {d:?}");
+                }
+            }
+
+            /// Issue 31: more queued requests never give fewer servers, and a saturated pool
+            /// within its bounds never shrinks.
+            #[test]
+            fn the_saturation_guard_only_raises(case in any_case(), queued in 0.0f64..100.0, more in 0.0f64..100.0) {
+                let decide_with = |queued: f64| {
+                    let per_server = vec![case.load; case.in_service as usize];
+                    let history = vec![(case.in_service > 0).then_some(case.load)];
+                    decide(&Input {
+                        queued: Some(queued),
+                        ..Input {
+                            scaling: &case.scaling,
+                            now: 1_000_000,
+                            in_service: case.in_service,
+                            booting: case.booting,
+                            per_server: &per_server,
+                            history: &history,
+                            last_scale_at: None,
+                            recommendations: &[],
+                            loads: &[],
+                            no_metric: None,
+                            queued: None,
+                            queued_over: case.in_service,
+                        }
+                    })
+                };
+                let low = decide_with(queued);
+                let high = decide_with(queued + more);
+                prop_assert!(high.desired >= low.desired, "queue {queued} → {}, {} → {}", low.desired, queued + more, high.desired);
+                let s = &case.scaling;
+                let current = case.in_service + case.booting;
+                if high.saturated.is_some() && (s.min.at(0)..=s.max.at(0)).contains(&current) {
+                    prop_assert!(high.desired >= current, "{high:?}");
                 }
             }
 

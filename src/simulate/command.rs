@@ -124,7 +124,8 @@ fn check_model(scaling: &Scaling, _settings: Settings) -> Result<(), Error> {
 }
 
 /// A server serves at most `capacity`, so its metric never reads above it: a target (or
-/// threshold) the metric cannot pass beyond its tolerance never scales up.
+/// threshold) the metric cannot pass beyond its tolerance never scales up by itself; only the
+/// saturation guard does.
 fn saturation_warning(scaling: &Scaling, settings: Settings) -> Option<String> {
     if !matches!(scaling.metric, Metric::RequestRate | Metric::SessionRate) {
         return None;
@@ -142,7 +143,7 @@ fn saturation_warning(scaling: &Scaling, settings: Settings) -> Option<String> {
     };
     (line >= settings.capacity).then(|| {
         format!(
-            "the pool can never scale up: a server serves at most --capacity {} req/s, so its {} never passes {name} ({line}); lower the target or give the real --capacity",
+            "the metric can never scale the pool up: a server serves at most --capacity {} req/s, so its {} never passes {name} ({line}); only the saturation guard (the backend's queue) grows it; lower the target or give the real --capacity",
             settings.capacity,
             scaling.metric.name()
         )

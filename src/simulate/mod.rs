@@ -456,15 +456,37 @@ mod tests {
     /// (ceil(10 / 5) = 2); run 4 renders it in service (a reload again), run 5 has no metric, run
     /// 6 sees the whole 20 req/s and launches 2 more (ceil(20 / 5) = 4), in service from run 7.
     /// Unserved: 20 × 60 in minute 0, then 10 × 60 in minutes 1-3, none after.
+    /// (The saturation guard is kept out of it with a queue it never sees: the next test has
+    /// it.)
     #[test]
     fn a_scale_up_is_decided_by_the_real_core_from_counter_deltas() {
-        let mut config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
+        let mut config = config(
+            "min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5\nsaturation_queue = 1000",
+        );
         config.haproxy.apply = ApplyMode::Reload;
         let outcome = run(&config, &[20.0; 8], TEN);
         let f = &outcome.figures;
         let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
         assert_eq!(serving, [0, 1, 1, 1, 2, 2, 2, 4], "{outcome:?}");
         assert_eq!(f.requests_unserved, 1_200.0 + 3.0 * 600.0);
+        assert_eq!((f.scale_ups, f.launches), (3, 4));
+    }
+
+    /// Issue 31: the same pool with the saturation guard, by hand. Run 1 (60 s) is blind (the
+    /// reload), but the backend queued the 20 req/s that found no server in minute 0, more than
+    /// 1 per server: it grows a quarter over its 1 server in service (2). Run 2 is blind again;
+    /// its sample's queue (10 req/s in minute 1, over the 1 server that served then) wants 2,
+    /// which there are. Run 4 sees 10 req/s per server and launches 2 (ceil(20 / 5) = 4).
+    /// Unserved: 20 × 60 in minute 0 and 10 × 60 in minute 1, instead of three minutes more.
+    #[test]
+    fn the_saturation_guard_grows_a_blind_pool_from_its_queue() {
+        let mut config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
+        config.haproxy.apply = ApplyMode::Reload;
+        let outcome = run(&config, &[20.0; 8], TEN);
+        let f = &outcome.figures;
+        let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
+        assert_eq!(serving, [0, 1, 2, 2, 2, 4, 4, 4], "{outcome:?}");
+        assert_eq!(f.requests_unserved, 1_200.0 + 600.0);
         assert_eq!((f.scale_ups, f.launches), (3, 4));
     }
 

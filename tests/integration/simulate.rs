@@ -124,7 +124,7 @@ fn what_the_simulation_cannot_model_is_said() {
     let output = simulate(&pool, &["--trace", &trace, "--capacity", "100"]);
     assert_exit(&output, 0);
     assert!(
-        stderr(&output).contains("warning: the pool can never scale up"),
+        stderr(&output).contains("warning: the metric can never scale the pool up"),
         "{}",
         stderr(&output)
     );

@@ -42,6 +42,9 @@ pub(super) struct Measured {
     pub(super) loads: Vec<(i64, f64)>,
     /// Why there is no metric, when the external source's answer is no data.
     pub(super) no_metric: Option<String>,
+    /// Requests queued in the backend: this node's and the newest of every other node taken
+    /// within [`FRESH_S`]; `None` without stats.
+    pub(super) queued: Option<f64>,
 }
 
 /// The value of an external metric's answer, or why it is no data: not a number, NaN,
@@ -154,6 +157,7 @@ pub(super) fn measure(
         })
         .collect();
     Measured {
+        queued: queued(state, sample.as_ref(), facts.now),
         sample,
         per_server,
         history,
@@ -216,12 +220,31 @@ fn measure_external(
         .filter_map(|sample| Some((sample.at, sample.pool_load.or(sample.load)?)))
         .collect();
     Measured {
+        queued: queued(state, sample.as_ref(), facts.now),
         sample,
         per_server,
         history,
         loads,
         no_metric: judged.err(),
     }
+}
+
+/// The requests queued in the backend across the load balancers: `sample`'s (this run's) and the
+/// newest fresh one of every other node; each queues its own traffic.
+fn queued(state: &PoolState, sample: Option<&Sample>, now: i64) -> Option<f64> {
+    let sample = sample?;
+    let mut seen = vec![sample.node.as_str()];
+    let mut total = sample.backend_qcur.map_or(0.0, |queue| queue as f64);
+    for other in state.samples.iter().rev() {
+        if seen.contains(&other.node.as_str()) {
+            continue;
+        }
+        seen.push(&other.node);
+        if now - other.at <= FRESH_S && other.at <= now {
+            total += other.backend_qcur.map_or(0.0, |queue| queue as f64);
+        }
+    }
+    Some(total)
 }
 
 /// The own metric of the newest sample of each node but `node` taken within [`FRESH_S`].

@@ -228,11 +228,19 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         recommendations: &state.recommendations,
         loads: &measured.loads,
         no_metric: measured.no_metric.as_deref(),
+        queued: measured.queued,
+        // The servers that served when this run's sample was taken: the last run's.
+        queued_over: if state.in_service.is_empty() {
+            in_service.len() as u32
+        } else {
+            state.in_service.len() as u32
+        },
     });
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
         decision.capped = None;
         decision.hold = Some(policy::Hold::ClockOff);
+        decision.saturated = None;
         decision.reason = format!(
             "this node's clock is {off} s off the shared state's store's: it renders, but takes no scaling decision until its clock is right"
         );
@@ -505,6 +513,8 @@ mod tests {
         now: i64,
         clock_off_s: Option<i64>,
         external: Option<Reading>,
+        /// Requests queued in the backend in the stats `with_rate` makes.
+        queued: u64,
     }
 
     impl World {
@@ -518,6 +528,7 @@ mod tests {
                 state: PoolState::default(),
                 now: NOW,
                 clock_off_s: None,
+                queued: 0,
                 external: None,
             }
         }
@@ -552,7 +563,7 @@ mod tests {
                     .map(|(id, s)| row(id, *s, base))
                     .collect();
                 let mut backend = row("BACKEND", 0, 0);
-                backend.qcur = Some(4);
+                backend.qcur = Some(self.queued);
                 rows.push(backend);
                 rows
             };
@@ -826,6 +837,38 @@ mod tests {
             load: Some(metric * 2.0),
             pool_metric: None,
             pool_load: None,
+        }
+    }
+
+    /// Issue 31: the saturation guard reads the backend queue of every load balancer that
+    /// reported recently, as the metric adds their traffic up.
+    #[test]
+    fn the_backend_queue_of_every_recent_node_counts_toward_saturation() {
+        let servers = || vec![instance("i-1", 600), instance("i-2", 600)];
+        let queued = |node: &str, ago: i64, queue: u64| Sample {
+            backend_qcur: Some(queue),
+            ..other_node(node, ago, 0.0)
+        };
+        // (this node's queue, other nodes' samples, the queue seen, desired of 2)
+        let cases: [(u64, Vec<Sample>, f64, u32); 4] = [
+            (2, vec![], 2.0, 2),
+            (3, vec![], 3.0, 3),
+            (1, vec![queued("lb-a", 30, 4)], 5.0, 3),
+            (1, vec![queued("lb-a", metric::FRESH_S + 1, 4)], 1.0, 2),
+        ];
+        for (own, others, seen, desired) in cases {
+            let mut world = World {
+                queued: own,
+                ..World::new(threshold(""), servers())
+            }
+            .with_rate(15, &[1, 1]);
+            world.state.samples.splice(0..0, others.iter().cloned());
+            world.state.samples.sort_by_key(|sample| sample.at);
+            let plan = world.plan();
+            let label = format!("queue {own}, others {others:?}: {}", plan.decision.reason);
+            assert_eq!(plan.decision.desired, desired, "{label}");
+            let guarded = plan.decision.saturated;
+            assert_eq!(guarded, (desired > 2).then_some(seen), "{label}");
         }
     }
 
@@ -1438,10 +1481,13 @@ mod tests {
             ("queue", 2.0),
             ("response_time_ms", 5.0),
         ] {
-            let world = World::new(
-                threshold(&format!("metric = \"{metric}\"")),
-                vec![instance("i-1", 9000), instance("i-2", 9000)],
-            )
+            let world = World {
+                queued: 4,
+                ..World::new(
+                    threshold(&format!("metric = \"{metric}\"")),
+                    vec![instance("i-1", 9000), instance("i-2", 9000)],
+                )
+            }
             .with_rate(2, &[3, 3]);
             assert_eq!(world.plan().decision.metric, Some(expected), "{metric}");
         }
