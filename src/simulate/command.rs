@@ -166,13 +166,18 @@ fn text(report: &Report<'_>, trace: &Trace, default_capacity: bool) -> String {
     let cost = f
         .cost_ratio
         .map_or("no load".to_owned(), |ratio| format!("{ratio:.3}"));
+    let foresight = f
+        .foresight_cost_ratio
+        .map_or("no load".to_owned(), |ratio| {
+            format!("cost ratio {ratio:.3}")
+        });
     format!(
         "pool {} (policy {policy}) on {}: {} intervals of {} s ({:.1} days)\n\
 capacity {capacity}, boot {} s, a run every {} s, load × {}\n\
 requests        {:.0} in all, {:.0} unserved ({:.3} %)\n\
 overloaded      {} minute(s)\n\
-instance-hours  {:.1} (oracle {:.1}): cost ratio {cost}\n\
-scale actions   {} up, {} down, {} reversal(s) within 10 minutes; {} launch(es), at most {} server(s)\n",
+instance-hours  {:.1} (oracle {:.1}): cost ratio {cost}; foresight with these boots and runs {:.1}: {foresight}\n\
+scale actions   {} up, {} down ({:.1} a day), {} reversal(s) within 10 minutes; {} launch(es), at most {} server(s)\n",
         report.pool,
         report.trace,
         trace.loads.len(),
@@ -188,8 +193,10 @@ scale actions   {} up, {} down, {} reversal(s) within 10 minutes; {} launch(es),
         format!("{:.1}", f.overloaded_minutes).trim_end_matches(".0"),
         f.instance_hours,
         f.oracle_instance_hours,
+        f.foresight_instance_hours,
         f.scale_ups,
         f.scale_downs,
+        f.actions_per_day,
         f.reversals,
         f.launches,
         f.peak_servers,

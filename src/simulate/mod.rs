@@ -57,8 +57,16 @@ pub(crate) struct Figures {
     pub oracle_instance_hours: f64,
     /// instance_hours / oracle_instance_hours (`null` for a trace with no load).
     pub cost_ratio: Option<f64>,
+    /// The fewest instance-hours that serve every request with these boots and runs
+    /// ([`foresight_instance_hours`]).
+    pub foresight_instance_hours: f64,
+    /// foresight_instance_hours / oracle_instance_hours: the cost ratio no policy can beat at
+    /// 0 % unserved (`null` for a trace with no load).
+    pub foresight_cost_ratio: Option<f64>,
     pub scale_ups: u32,
     pub scale_downs: u32,
+    /// (scale_ups + scale_downs) per day of the trace.
+    pub actions_per_day: f64,
     /// Scale actions that undo the one before within 10 minutes.
     pub reversals: u32,
     pub launches: u32,
@@ -231,8 +239,11 @@ pub(crate) fn simulate(
         instance_hours: 0.0,
         oracle_instance_hours: oracle_instance_hours(trace, settings),
         cost_ratio: None,
+        foresight_instance_hours: foresight_instance_hours(trace, settings),
+        foresight_cost_ratio: None,
         scale_ups: 0,
         scale_downs: 0,
+        actions_per_day: 0.0,
         reversals: 0,
         launches: 0,
         peak_servers: 0,
@@ -285,6 +296,12 @@ pub(crate) fn simulate(
     }
     if figures.oracle_instance_hours > 0.0 {
         figures.cost_ratio = Some(figures.instance_hours / figures.oracle_instance_hours);
+        figures.foresight_cost_ratio =
+            Some(figures.foresight_instance_hours / figures.oracle_instance_hours);
+    }
+    if span > 0 {
+        figures.actions_per_day =
+            f64::from(figures.scale_ups + figures.scale_downs) * 86_400.0 / span as f64;
     }
     Outcome {
         figures,
@@ -332,6 +349,56 @@ fn oracle_instance_hours(trace: &Trace, settings: Settings) -> f64 {
         .map(|load| (load * settings.scale / settings.capacity).ceil() * trace.step_s as f64)
         .sum::<f64>()
         / 3600.0
+}
+
+/// Perfect foresight with the same boots and runs, in hours: the fewest instance-hours that
+/// serve every request when a server is launched at a run, takes traffic `boot_s` later and is
+/// terminated at a run. The j-th server needed serves whenever the load needs j servers; for
+/// each such stretch it is launched at the last run at least `boot_s` before the stretch starts
+/// (before the trace, if need be) and terminated at the first run after it ends, unless the
+/// next stretch's launch would come before that termination, and then it is kept in between.
+/// Each server's choices are independent of the others', so keeping it whenever relaunching
+/// would overlap is the cheapest. Work: the trace's steps plus how much the need changes.
+fn foresight_instance_hours(trace: &Trace, settings: Settings) -> f64 {
+    let interval = settings.interval_s.max(1) as i64;
+    let boot = settings.boot_s as i64;
+    let step = trace.step_s as i64;
+    let span = trace.span_s() as i64;
+    let run_before = |t: i64| t.div_euclid(interval) * interval;
+    let run_after = |t: i64| (t + interval - 1).div_euclid(interval) * interval;
+    // Per server (layer): its current stretch of life as (launched, terminated), `None` while
+    // it serves.
+    let mut lives: Vec<(i64, Option<i64>)> = Vec::new();
+    let mut total_s: i64 = 0;
+    let mut need: usize = 0;
+    let needs = trace
+        .loads
+        .iter()
+        .map(|load| (load * settings.scale / settings.capacity).ceil().max(0.0) as usize)
+        .chain(std::iter::once(0));
+    for (i, wanted) in needs.enumerate() {
+        let at = i as i64 * step;
+        for life in lives.iter_mut().take(need).skip(wanted) {
+            life.1 = Some(run_after(at).min(span));
+        }
+        for layer in need..wanted {
+            let launch = run_before(at - boot);
+            match lives.get_mut(layer) {
+                Some((_, end)) if end.is_some_and(|end| launch < end) => *end = None,
+                Some(life) => {
+                    total_s += life.1.unwrap_or(span) - life.0;
+                    *life = (launch, None);
+                }
+                None => lives.push((launch, None)),
+            }
+        }
+        need = wanted;
+    }
+    total_s += lives
+        .iter()
+        .map(|(launched, end)| end.unwrap_or(span) - launched)
+        .sum::<i64>();
+    total_s as f64 / 3600.0
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -441,6 +508,16 @@ mod tests {
         assert_eq!(figures.overloaded_minutes, 3.0);
         assert!((figures.instance_hours - 8.0 / 60.0).abs() < 1e-9);
         assert!((figures.oracle_instance_hours - 8.0 / 60.0).abs() < 1e-9);
+        // Foresight with these boots: the first server launched a minute before the trace and
+        // kept to its end (5 min), two more for minutes 1-2 launched at 0 and ended at 3 (3 min
+        // each): 11 server-minutes.
+        assert!((figures.foresight_instance_hours - 11.0 / 60.0).abs() < 1e-9);
+        assert!((figures.foresight_cost_ratio.unwrap() - 11.0 / 8.0).abs() < 1e-9);
+        // 4 minutes are 1/360 of a day.
+        assert_eq!(
+            figures.actions_per_day,
+            f64::from(figures.scale_ups + figures.scale_downs) * 360.0
+        );
         assert!((figures.cost_ratio.unwrap() - 1.0).abs() < 1e-9);
         assert_eq!(
             (figures.scale_ups, figures.scale_downs, figures.launches),
@@ -470,6 +547,29 @@ mod tests {
         assert_eq!(serving, [0, 1, 1, 1, 2, 2, 2, 4], "{outcome:?}");
         assert_eq!(f.requests_unserved, 1_200.0 + 3.0 * 600.0);
         assert_eq!((f.scale_ups, f.launches), (3, 4));
+    }
+
+    /// The foresight limit keeps a server between two stretches of need when relaunching it would
+    /// start before it could be terminated, and relaunches it otherwise; it never costs less than
+    /// the no-boot oracle.
+    #[test]
+    fn the_foresight_limit_keeps_a_server_only_when_relaunching_costs_more() {
+        let hours = |loads: &[f64], boot_s: u64| {
+            foresight_instance_hours(&trace(loads), Settings { boot_s, ..TEN }) * 60.0
+        };
+        // A one-minute gap, boot 60: terminated at 60 as its relaunch for minute 2 starts: 2 + 2
+        // minutes (keeping it costs the same).
+        assert!((hours(&[10.0, 0.0, 10.0, 0.0], 60) - 4.0).abs() < 1e-9);
+        // Boot 120: the relaunch would start at 0, before the end at 60: kept from -120 to 180
+        // (5 minutes, against 3 + 3).
+        assert!((hours(&[10.0, 0.0, 10.0, 0.0], 120) - 5.0).abs() < 1e-9);
+        // A three-minute gap: terminated at 60, relaunched at 180 for minute 4: 2 + 2 minutes.
+        assert!((hours(&[10.0, 0.0, 0.0, 0.0, 10.0], 60) - 4.0).abs() < 1e-9);
+        // No boot: exactly the oracle.
+        let loads = [10.0, 30.0, 0.0, 25.0, 5.0];
+        let oracle = oracle_instance_hours(&trace(&loads), TEN) * 60.0;
+        assert!((hours(&loads, 0) - oracle).abs() < 1e-9);
+        assert!(hours(&loads, 120) >= oracle);
     }
 
     /// Issue 31: the same pool with the saturation guard, by hand. Run 1 (60 s) is blind (the

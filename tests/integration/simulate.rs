@@ -69,13 +69,22 @@ fn simulate_prints_the_documented_figures_and_draws_the_plot() {
         "instance_hours",
         "oracle_instance_hours",
         "cost_ratio",
+        "foresight_instance_hours",
+        "foresight_cost_ratio",
         "scale_ups",
         "scale_downs",
+        "actions_per_day",
         "reversals",
     ] {
         assert!(report.get(key).is_some(), "no `{key}` in {report}");
     }
     assert_eq!(report["policy"]["policy"], "peak");
+    // Boots cost: the foresight limit is never below the no-boot oracle.
+    let foresight = report["foresight_instance_hours"].as_f64().unwrap();
+    assert!(
+        foresight >= report["oracle_instance_hours"].as_f64().unwrap(),
+        "{report}"
+    );
     assert!(report["scale_ups"].as_u64().unwrap() > 0, "{report}");
     assert!(report["scale_downs"].as_u64().unwrap() > 0, "{report}");
     let svg = std::fs::read_to_string(&plot).unwrap();
