@@ -235,6 +235,9 @@ impl fmt::Display for Plan {
                     "pool {}: {metric}; {} server(s) ({booting} booting), bounds {}..{} → desired {}: {}",
                     pool.name, d.current, d.min, d.max, d.desired, d.reason
                 )?;
+                if let Some(forecast) = &scale.forecast {
+                    writeln!(f, "pool {}: {}", pool.name, forecast.describe())?;
+                }
             }
         }
         if self.actions.is_empty() {

@@ -42,7 +42,9 @@ mod validate;
 pub(crate) use validate::same_file;
 mod validate_scaling;
 
-pub(crate) use scaling::{ExternalMetric, ExternalSource, Launcher, Metric, Policy, Scaling};
+pub(crate) use scaling::{
+    ExternalMetric, ExternalSource, ForecastMode, Launcher, Metric, Policy, Scaling,
+};
 
 const DEFAULT_STATE_PATH: &str = "/var/lib/haproxy-autoscaler/state.json";
 const DEFAULT_HAPROXY_CONFIG: &str = "/etc/haproxy/haproxy.cfg";

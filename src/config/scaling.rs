@@ -242,6 +242,30 @@ impl Bound {
     }
 }
 
+/// `forecast`: what the forecast of the pool's load does (every policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForecastMode {
+    /// Not computed.
+    Off,
+    /// Computed, shown and scored; it changes nothing.
+    Observe,
+    /// Computed, shown and scored, and it raises the capacity to what the forecast load needs.
+    Scale,
+}
+
+impl ForecastMode {
+    pub const NAMES: [&'static str; 3] = ["off", "observe", "scale"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ForecastMode::Off => "off",
+            ForecastMode::Observe => "observe",
+            ForecastMode::Scale => "scale",
+        }
+    }
+}
+
 /// `[pool.scaling]`, validated.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Scaling {
@@ -255,6 +279,10 @@ pub struct Scaling {
     /// Requests queued in the backend per server in service above which the pool is saturated
     /// and grows, whatever its metric reads (every policy).
     pub saturation_queue: f64,
+    /// What the forecast of the pool's load does.
+    pub forecast: ForecastMode,
+    /// How far ahead it forecasts: from a launch to the server taking traffic, plus a run.
+    pub forecast_lead_s: u64,
     pub step_up: u32,
     pub step_down: u32,
     pub cooldown_s: u64,

@@ -10,7 +10,8 @@ use std::time::Duration;
 use super::raw::{RawBound, RawLaunch, RawScaling};
 use super::scaling::{
     Bound, DEFAULT_METRIC_MAX_AGE_S, DEFAULT_METRIC_TIMEOUT_S, ExternalMetric, ExternalSource,
-    Launch, LaunchTemplate, LaunchTemplateRef, Launcher, Metric, Policy, Scaling, Schedule,
+    ForecastMode, Launch, LaunchTemplate, LaunchTemplateRef, Launcher, Metric, Policy, Scaling,
+    Schedule,
 };
 use super::validate::Validator;
 use super::{ConfigError, Key, PoolAt};
@@ -118,6 +119,26 @@ impl Validator {
                 format!("must be a number above 0, got {saturation_queue}"),
             ));
         }
+        let forecast = match raw.forecast.as_deref() {
+            None => ForecastMode::Off,
+            Some(name) => [
+                ForecastMode::Off,
+                ForecastMode::Observe,
+                ForecastMode::Scale,
+            ]
+            .into_iter()
+            .find(|mode| mode.name() == name)
+            .ok_or_else(|| {
+                self.invalid(
+                    at("forecast"),
+                    format!(
+                        "unknown forecast `{name}`; expected {}",
+                        ForecastMode::NAMES.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let forecast_lead_s = count("forecast_lead_s", raw.forecast_lead_s, 180, 0)? as u64;
         Ok(Scaling {
             min,
             max,
@@ -126,6 +147,8 @@ impl Validator {
             metric,
             policy: self.policy(pool, raw)?,
             saturation_queue,
+            forecast,
+            forecast_lead_s,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,

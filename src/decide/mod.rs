@@ -12,6 +12,7 @@
 pub(crate) mod address;
 pub(crate) mod context;
 pub(crate) mod diff;
+pub(crate) mod forecast;
 pub(crate) mod installed_servers;
 pub(crate) mod membership;
 pub(crate) mod plan;

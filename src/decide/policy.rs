@@ -53,6 +53,9 @@ pub(crate) struct Input<'a> {
     /// The servers in service when the queue was sampled (this run's sample is taken before its
     /// decision puts newly booted servers in service).
     pub queued_over: u32,
+    /// The load forecast for `forecast_lead_s` from now, when the forecast is to act on it
+    /// (`forecast = "scale"`, with enough history).
+    pub forecast: Option<f64>,
 }
 
 /// What the pool should have, and why.
@@ -79,6 +82,9 @@ pub struct Decision {
     /// The requests queued in the backend when the saturation guard raised the capacity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub saturated: Option<f64>,
+    /// Whether the forecast raised the capacity above the policy's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forecast_raised: bool,
 }
 
 /// Why a pool holds its capacity: the kinds of [`Decision::reason`] a dashboard can count.
@@ -156,26 +162,59 @@ fn booting_spread(input: &Input<'_>) -> f64 {
 /// one server; steps and `max` still apply).
 const SATURATION_GROWTH: f64 = 0.25;
 
-/// Decides the pool's capacity: the policy's decision, raised by the saturation guard.
-///
-/// The guard is the same for every policy. A saturated server's rate reads its capacity, so a
-/// rate metric never passes a target set near it, and the pool would never grow; but HAProxy
-/// shows saturation plainly: requests queue in the backend. More than `saturation_queue`
-/// queued per server in service is demand the servers do not keep up with, whatever the metric
-/// reads (HAProxy's or an external one, or none this run, or inside the cooldown): the pool
-/// grows to a quarter more servers than served that queue, counting those joining and booting
-/// since, so a pool whose new servers are on their way does not launch again. It never lowers
-/// a decision.
+/// Decides the pool's capacity: the policy's decision, raised by the forecast (with
+/// `forecast = "scale"`) and by the saturation guard. Both only ever raise it, and only for a
+/// pool within its bounds (outside them a pool goes toward them first, a step a run).
 pub(crate) fn decide(input: &Input<'_>) -> Decision {
     let decision = decide_by_policy(input);
+    if !(decision.min..=decision.max).contains(&decision.current) {
+        return decision;
+    }
+    let decision = forecast_raise(input, decision);
+    saturation_guard(input, decision)
+}
+
+/// The forecast's rule (AWS's predictive scaling's, which operators trust): the capacity the
+/// forecast load needs at the policy's per-server line, `ceil(forecast / line)`, when that is
+/// more than the decision; it never lowers one, so it never scales in.
+fn forecast_raise(input: &Input<'_>, decision: Decision) -> Decision {
+    let Some(load) = input.forecast else {
+        return decision;
+    };
+    let line = match input.scaling.policy {
+        Policy::Target { target, .. } | Policy::Peak { target, .. } => target,
+        Policy::Threshold { up, .. }
+        | Policy::Consecutive { up, .. }
+        | Policy::Average { up, .. } => up,
+    };
+    let wanted = (load / line).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
+    if wanted <= decision.desired || wanted <= decision.current {
+        return decision;
+    }
+    let reason = format!(
+        "the forecast load in {} s, {load:.2}, needs {wanted} server(s) at {line} each; the policy alone: {}",
+        input.scaling.forecast_lead_s, decision.reason
+    );
+    let mut raised = raise(input, &decision, wanted, &reason);
+    raised.forecast_raised = true;
+    raised
+}
+
+/// The saturation guard, the same for every policy. A saturated server's rate reads its
+/// capacity, so a rate metric never passes a target set near it, and the pool would never grow;
+/// but HAProxy shows saturation plainly: requests queue in the backend. More than
+/// `saturation_queue` queued per server in service is demand the servers do not keep up with,
+/// whatever the metric reads (HAProxy's or an external one, or none this run, or inside the
+/// cooldown): the pool grows to a quarter more servers than served that queue, counting those
+/// joining and booting since, so a pool whose new servers are on their way does not launch
+/// again. It never lowers a decision.
+fn saturation_guard(input: &Input<'_>, decision: Decision) -> Decision {
     let Some(queued) = input.queued else {
         return decision;
     };
     let in_service = input.queued_over;
     let limit = input.scaling.saturation_queue * f64::from(in_service);
-    // Outside its bounds a pool goes toward them first, a step a run.
-    let within_bounds = (decision.min..=decision.max).contains(&decision.current);
-    if in_service == 0 || queued <= limit || !within_bounds {
+    if in_service == 0 || queued <= limit {
         return decision;
     }
     // Never fewer than there are: a saturated pool does not scale down.
@@ -186,13 +225,6 @@ pub(crate) fn decide(input: &Input<'_>) -> Decision {
     if wanted <= decision.desired {
         return decision;
     }
-    let limits = Limits {
-        scaling: input.scaling,
-        current: decision.current,
-        min: decision.min,
-        max: decision.max,
-        metric: decision.metric,
-    };
     let queue = format!(
         "saturated: {queued:.0} request(s) queued in the backend, more than {} per server in service, whatever the metric reads",
         input.scaling.saturation_queue
@@ -202,13 +234,27 @@ pub(crate) fn decide(input: &Input<'_>) -> Decision {
     } else {
         format!("{queue}: {in_service} in service → {wanted}")
     };
-    let mut guarded = limits.within(wanted, &reason, decision.recommendation);
+    let mut guarded = raise(input, &decision, wanted, &reason);
     guarded.saturated = Some(queued);
-    guarded.hold = match guarded.capped {
-        Some(Capped::AtMax) if guarded.desired == guarded.current => Some(Hold::AtMax),
+    guarded
+}
+
+/// `decision` raised to `wanted` (stepped and within the bounds) for `reason`.
+fn raise(input: &Input<'_>, decision: &Decision, wanted: u32, reason: &str) -> Decision {
+    let limits = Limits {
+        scaling: input.scaling,
+        current: decision.current,
+        min: decision.min,
+        max: decision.max,
+        metric: decision.metric,
+    };
+    let mut raised = limits.within(wanted, reason, decision.recommendation);
+    raised.forecast_raised = decision.forecast_raised;
+    raised.hold = match raised.capped {
+        Some(Capped::AtMax) if raised.desired == raised.current => Some(Hold::AtMax),
         _ => None,
     };
-    guarded
+    raised
 }
 
 /// The policy's decision, before the saturation guard.
@@ -295,6 +341,7 @@ impl Limits<'_> {
             recommendation,
             hold: None,
             saturated: None,
+            forecast_raised: false,
         }
     }
 
@@ -707,6 +754,8 @@ mod tests {
             metric: Metric::SessionRate,
             policy,
             saturation_queue: 1.0,
+            forecast: crate::config::ForecastMode::Off,
+            forecast_lead_s: 180,
             step_up: 2,
             step_down: 1,
             cooldown_s: 60,
@@ -745,6 +794,7 @@ mod tests {
             no_metric: None,
             queued: None,
             queued_over: in_service,
+            forecast: None,
         }
     }
 
@@ -1106,6 +1156,52 @@ mod tests {
         }
     }
 
+    /// Issue 31: the forecast only raises, for every policy: to the capacity the forecast load
+    /// needs at the policy's line, never below what the policy decided, never as a scale-in.
+    #[test]
+    fn the_forecast_raises_capacity_and_never_lowers_it() {
+        for (policy, rate) in pinned() {
+            let mut s = scaling(policy.clone());
+            s.step_up = 10;
+            s.max = Bound::Fixed(20);
+            let name = format!("{policy:?}");
+            let per = [rate; 8];
+            let history = [Some(rate); 4];
+            let with = |forecast: Option<f64>| {
+                decide(&Input {
+                    forecast,
+                    ..input(&s, 8, &per, &history)
+                })
+            };
+            let alone = with(None);
+            assert_eq!(alone.desired, 8, "{name}: {alone:?}");
+            // 250 at a line of 20 needs 13.
+            let d = with(Some(250.0));
+            assert_eq!((d.desired, d.forecast_raised), (13, true), "{name}: {d:?}");
+            assert!(
+                d.reason.starts_with("the forecast load in 180 s, 250.00, needs 13 server(s) at 20 each; the policy alone: "),
+                "{name}: {}",
+                d.reason
+            );
+            // Less than the policy keeps: nothing changes.
+            for low in [0.0, 100.0, 160.0] {
+                assert_eq!(with(Some(low)), alone, "{name}: forecast {low}");
+            }
+            // A pool the policy shrinks: the forecast may keep servers, never take them.
+            let idle = [1.0; 8];
+            let quiet = [Some(1.0); 4];
+            let shrinking = |forecast: Option<f64>| {
+                decide(&Input {
+                    forecast,
+                    ..input(&s, 8, &idle, &quiet)
+                })
+            };
+            let reactive = shrinking(None);
+            let forecast = shrinking(Some(5.0));
+            assert!(forecast.desired >= reactive.desired, "{name}: {forecast:?}");
+        }
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -1208,6 +1304,7 @@ mod tests {
                 no_metric: None,
                 queued: None,
                 queued_over: case.in_service,
+                forecast: None,
             })
         }
 
@@ -1263,6 +1360,7 @@ mod tests {
                     no_metric: None,
                     queued: None,
                     queued_over: case.in_service,
+                    forecast: None,
                 });
                 if current >= s.min.at(0) && projected <= line {
                     prop_assert!(d.desired <= current, "{projected} per server once booted: {d:?}");
@@ -1291,6 +1389,7 @@ mod tests {
                             no_metric: None,
                             queued: None,
                             queued_over: case.in_service,
+                            forecast: None,
                         }
                     })
                 };
@@ -1301,6 +1400,42 @@ mod tests {
                 let current = case.in_service + case.booting;
                 if high.saturated.is_some() && (s.min.at(0)..=s.max.at(0)).contains(&current) {
                     prop_assert!(high.desired >= current, "{high:?}");
+                }
+            }
+
+            /// Issue 31: the forecast is never below the reactive decision, never lowers it,
+            /// and a higher forecast never gives fewer servers.
+            #[test]
+            fn the_forecast_only_raises(case in any_case(), forecast in 0.0f64..400.0, more in 0.0f64..400.0) {
+                let decide_with = |forecast: Option<f64>| {
+                    let per_server = vec![case.load; case.in_service as usize];
+                    let history = vec![(case.in_service > 0).then_some(case.load)];
+                    decide(&Input {
+                        forecast,
+                        ..Input {
+                            scaling: &case.scaling,
+                            now: 1_000_000,
+                            in_service: case.in_service,
+                            booting: case.booting,
+                            per_server: &per_server,
+                            history: &history,
+                            last_scale_at: None,
+                            recommendations: &[],
+                            loads: &[],
+                            no_metric: None,
+                            queued: None,
+                            queued_over: case.in_service,
+                            forecast: None,
+                        }
+                    })
+                };
+                let reactive = decide_with(None);
+                let low = decide_with(Some(forecast));
+                let high = decide_with(Some(forecast + more));
+                prop_assert!(low.desired >= reactive.desired, "{reactive:?} → {low:?}");
+                prop_assert!(high.desired >= low.desired, "{low:?} → {high:?}");
+                if low.desired < low.current {
+                    prop_assert_eq!(low.desired, reactive.desired, "a scale-in is the policy's alone");
                 }
             }
 

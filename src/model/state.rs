@@ -66,6 +66,22 @@ pub struct PoolState {
     /// interval that spans it gives no rate, whatever the stats source can tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reloaded_at: Option<i64>,
+    /// The pool's load per run for the forecast (`decide::forecast`): the last day one a run,
+    /// the week before in ten-minute slots. The fleet's, in a shared state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_history: Vec<LoadPoint>,
+}
+
+/// One run's pool load, and the forecast that run made for `lead` seconds later.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LoadPoint {
+    /// Unix seconds.
+    pub at: i64,
+    /// The pool's load (the metric summed over the servers in service).
+    pub load: f64,
+    /// The load this run forecast for `at + lead`, and the lead, when it made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<(f64, i64)>,
 }
 
 /// One stats sample of one HAProxy node.

@@ -17,10 +17,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::config::{Policy, PoolConfig, ReadyCheck, Scaling};
+use crate::config::{ForecastMode, Policy, PoolConfig, ReadyCheck, Scaling};
+use crate::decide::forecast::{self, Forecast};
 use crate::decide::policy::{self, Decision};
 use crate::model::{
-    Capped, Discovered, Instance, InstanceState, PoolState, Reading, Row, Sample, StatsSnapshot,
+    Capped, Discovered, Instance, InstanceState, LoadPoint, PoolState, Reading, Row, Sample,
+    StatsSnapshot,
 };
 
 /// How many samples are kept per pool.
@@ -126,10 +128,101 @@ pub struct ScalingPlan {
     /// Why an external metric gave no value this run (the pool held).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_metric: Option<String>,
+    /// What the forecast said, with `forecast` other than `off`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forecast: Option<ForecastReport>,
     /// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
     /// caller).
     #[serde(skip)]
     pub next: PoolState,
+}
+
+/// What the forecast of the pool's load said this run, and how right its forecasts were.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ForecastReport {
+    pub mode: ForecastMode,
+    pub lead_s: u64,
+    /// The load expected `lead_s` from now; `None` while it learns.
+    pub load: Option<f64>,
+    /// The days it was made from.
+    pub days: u32,
+    /// The history it has while it learns, of the two days it needs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub learning_s: Option<i64>,
+    /// The mean absolute percentage error of its forecasts over the last day.
+    pub error_pct: Option<f64>,
+}
+
+impl ForecastReport {
+    /// The forecast in words, for `--plan`.
+    pub fn describe(&self) -> String {
+        let what = match (self.load, self.learning_s) {
+            (Some(load), _) => format!(
+                "load {load:.2} in {} s (from {} day(s))",
+                self.lead_s, self.days
+            ),
+            (None, Some(had)) => format!(
+                "learning: {:.1} of the {} days of history it needs",
+                had as f64 / forecast::DAY_S as f64,
+                forecast::MIN_HISTORY_S / forecast::DAY_S
+            ),
+            (None, None) => "no forecast".to_owned(),
+        };
+        let error = self.error_pct.map_or("not scored yet".to_owned(), |pct| {
+            format!("{pct:.1} % mean error over the last day")
+        });
+        let acts = match self.mode {
+            ForecastMode::Scale => "acts",
+            _ => "observed only",
+        };
+        format!("forecast ({acts}): {what}; {error}")
+    }
+}
+
+/// The forecast for a pool, from its history, with its mode and score; `None` when off.
+fn forecast_report(scaling: &Scaling, history: &[LoadPoint], now: i64) -> Option<ForecastReport> {
+    if scaling.forecast == ForecastMode::Off {
+        return None;
+    }
+    let lead_s = scaling.forecast_lead_s;
+    let (load, days, learning_s) = match forecast::forecast(history, now, lead_s as i64) {
+        Forecast::Load { load, days } => (Some(load), days, None),
+        Forecast::Learning { history_s } => (None, 0, Some(history_s.max(0))),
+    };
+    Some(ForecastReport {
+        mode: scaling.forecast,
+        lead_s,
+        load,
+        days,
+        learning_s,
+        error_pct: forecast::error_pct(history, now),
+    })
+}
+
+/// The load history with this run's load (this node's sample's, or the pool's across nodes)
+/// and the forecast it made, for the next runs' forecasts and scores; unchanged by a run
+/// without a load.
+fn recorded(
+    report: &ForecastReport,
+    history: &[LoadPoint],
+    samples: &[Sample],
+    now: i64,
+) -> Vec<LoadPoint> {
+    let load = samples
+        .last()
+        .filter(|sample| sample.at == now)
+        .and_then(|sample| sample.pool_load.or(sample.load));
+    match load {
+        Some(load) => forecast::record(
+            history,
+            LoadPoint {
+                at: now,
+                load,
+                forecast: report.load.map(|expected| (expected, report.lead_s as i64)),
+            },
+        ),
+        None => history.to_vec(),
+    }
 }
 
 /// The instances whose readiness the run must probe: running, past warmup, not draining, and
@@ -215,6 +308,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         .filter(|id| roles.roles.get(*id) == Some(&Role::InService))
         .collect();
     let measured = metric::measure(facts, state, &in_service);
+    let forecast = forecast_report(facts.scaling, &state.load_history, now);
     let mut decision = policy::decide(&policy::Input {
         scaling: facts.scaling,
         now,
@@ -235,12 +329,17 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         } else {
             state.in_service.len() as u32
         },
+        forecast: forecast
+            .as_ref()
+            .filter(|report| report.mode == ForecastMode::Scale)
+            .and_then(|report| report.load),
     });
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
         decision.capped = None;
         decision.hold = Some(policy::Hold::ClockOff);
         decision.saturated = None;
+        decision.forecast_raised = false;
         decision.reason = format!(
             "this node's clock is {off} s off the shared state's store's: it renders, but takes no scaling decision until its clock is right"
         );
@@ -274,12 +373,16 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         (reached, new_token),
         &drained.not_drainable,
     );
-    let next = next_state(
+    let mut next = next_state(
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
+    if let Some(report) = &forecast {
+        next.load_history = recorded(report, &state.load_history, &next.samples, now);
+    }
     ScalingPlan {
         warnings: launch_time_warnings(facts, &launched),
         no_metric,
+        forecast,
         roles: roles.roles,
         launches: launches.launches,
         drains: drained.drains,
@@ -369,6 +472,7 @@ fn next_state(
         capped: decision.capped,
         scale_down_blocked: outcome.scale_down_blocked,
         reloaded_at: state.reloaded_at,
+        load_history: state.load_history.clone(),
     }
 }
 
@@ -838,6 +942,93 @@ mod tests {
             pool_metric: None,
             pool_load: None,
         }
+    }
+
+    /// Issue 31: with `forecast = "observe"` the forecast is shown and scored and changes
+    /// nothing; with `"scale"` it raises the capacity; with `"off"` it is not computed and
+    /// nothing is recorded. The history is this run's load with the forecast it made.
+    #[test]
+    fn the_forecast_is_shown_and_scored_and_acts_only_in_scale_mode() {
+        const DAY: i64 = forecast::DAY_S;
+        // Eight days of a pool load of 30, with a daily spike to 100 three minutes from now,
+        // each day's forecast made a minute apart and 10 % high.
+        let history: Vec<LoadPoint> = (0..8 * 1_440)
+            .map(|i| NOW - 8 * DAY + i * 60)
+            .map(|at| LoadPoint {
+                at,
+                load: if (at - NOW - 180).rem_euclid(DAY) == 0 {
+                    100.0
+                } else {
+                    30.0
+                },
+                forecast: Some((33.0, 60)),
+            })
+            .collect();
+        let plan_with = |mode: &str| {
+            let mut world = World::new(
+                threshold(&format!("forecast = \"{mode}\"\nstep_up = 5")),
+                vec![instance("i-1", 600), instance("i-2", 600)],
+            )
+            .with_rate(15, &[1, 1]);
+            world.state.load_history = history.clone();
+            world.plan()
+        };
+        let off = plan_with("off");
+        assert_eq!((off.decision.desired, &off.forecast), (2, &None));
+        assert_eq!(off.next.load_history, history, "off records nothing");
+
+        let observed = plan_with("observe");
+        assert_eq!(observed.decision, off.decision, "observe changes nothing");
+        let report = observed.forecast.clone().unwrap();
+        assert_eq!(
+            (report.load, report.days, report.lead_s),
+            (Some(100.0), 7, 180)
+        );
+        let error = report.error_pct.unwrap();
+        assert!((error - 10.0).abs() < 0.5, "{error}");
+        assert_eq!(
+            report.describe(),
+            format!(
+                "forecast (observed only): load 100.00 in 180 s (from 7 day(s)); {error:.1} % mean error over the last day"
+            )
+        );
+        let recorded = observed.next.load_history.last().unwrap();
+        assert_eq!(
+            (recorded.at, recorded.load, recorded.forecast),
+            (NOW, 30.0, Some((100.0, 180)))
+        );
+        assert!(observed.next.load_history.len() < history.len());
+
+        let scaled = plan_with("scale");
+        assert_eq!(
+            (scaled.decision.desired, scaled.decision.forecast_raised),
+            (5, true),
+            "{}",
+            scaled.decision.reason
+        );
+        assert_eq!(scaled.launches.iter().map(|l| l.count).sum::<u32>(), 3);
+
+        // Without two days of history it says it is learning, and scales nothing.
+        let mut world = World::new(
+            threshold("forecast = \"scale\""),
+            vec![instance("i-1", 600), instance("i-2", 600)],
+        )
+        .with_rate(15, &[1, 1]);
+        world.state.load_history = history[history.len() - 1_440..].to_vec();
+        let learning = world.plan();
+        assert_eq!(learning.decision.desired, 2);
+        let report = learning.forecast.unwrap();
+        assert_eq!(
+            (report.load, report.learning_s.map(|s| s / 3_600)),
+            (None, Some(24))
+        );
+        assert!(
+            report
+                .describe()
+                .starts_with("forecast (acts): learning: 1.0 of the 2 days of history it needs"),
+            "{}",
+            report.describe()
+        );
     }
 
     /// Issue 31: the saturation guard reads the backend queue of every load balancer that
