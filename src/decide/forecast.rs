@@ -41,8 +41,10 @@ pub(crate) enum Forecast {
     Load { load: f64, days: u32 },
 }
 
-/// The load `lead_s` after `now`, from `history` (oldest first).
-pub(crate) fn forecast(history: &[LoadPoint], now: i64, lead_s: i64) -> Forecast {
+/// The load `lead_s` after `now`, from `history` (oldest first): with `span_s` above 0, the
+/// highest load from then to `span_s` later (each day's figure is that day's highest over the
+/// span).
+pub(crate) fn forecast(history: &[LoadPoint], now: i64, lead_s: i64, span_s: i64) -> Forecast {
     let history_s = history.first().map_or(0, |first| now - first.at);
     if history_s < MIN_HISTORY_S {
         return Forecast::Learning { history_s };
@@ -54,7 +56,8 @@ pub(crate) fn forecast(history: &[LoadPoint], now: i64, lead_s: i64) -> Forecast
         .filter_map(|days| {
             let then = now - days * DAY_S;
             let level_then = mean_over(history, then - LEVEL_S, then)?;
-            let base = nearest(history, then + lead_s)?;
+            let base = highest_over(history, then + lead_s, span_s)
+                .or_else(|| nearest(history, then + lead_s))?;
             let ratio = if level_then > 0.0 {
                 (level_now / level_then).clamp(RATIO.0, RATIO.1)
             } else if level_now > 0.0 {
@@ -88,6 +91,19 @@ fn mean_over(history: &[LoadPoint], from: i64, to: i64) -> Option<f64> {
     let window = &history[start..end];
     (!window.is_empty())
         .then(|| window.iter().map(|point| point.load).sum::<f64>() / window.len() as f64)
+}
+
+/// The highest load of the points in `[at, at + span_s]`, for a span above 0.
+fn highest_over(history: &[LoadPoint], at: i64, span_s: i64) -> Option<f64> {
+    if span_s <= 0 {
+        return None;
+    }
+    let start = history.partition_point(|point| point.at < at);
+    let end = history.partition_point(|point| point.at <= at + span_s);
+    history[start..end]
+        .iter()
+        .map(|point| point.load)
+        .reduce(f64::max)
 }
 
 /// The load of the point nearest `at`, if one is within [`NEAR_S`].
@@ -143,6 +159,7 @@ pub(crate) fn record(history: &[LoadPoint], point: LoadPoint) -> Vec<LoadPoint> 
                 at: slot,
                 load: old.load,
                 forecast: None,
+                peak: None,
             }),
         }
     }
@@ -164,6 +181,7 @@ mod tests {
                 at,
                 load: load(at),
                 forecast: None,
+                peak: None,
             })
             .collect()
     }
@@ -177,7 +195,7 @@ mod tests {
     fn a_pure_daily_sine_is_forecast_exactly() {
         let history = minutes(8, daily_sine);
         for lead in [0, 60, 180, 3_600, 12 * 3_600] {
-            let Forecast::Load { load, days } = forecast(&history, NOW, lead) else {
+            let Forecast::Load { load, days } = forecast(&history, NOW, lead, 0) else {
                 panic!("lead {lead}: no forecast");
             };
             assert_eq!(days, 7, "lead {lead}");
@@ -193,7 +211,7 @@ mod tests {
     fn a_growing_level_is_carried_and_the_weekday_counts_as_one_day() {
         // Each day 10 % above the one before: today's level, not the week's.
         let growth = |at: i64| daily_sine(at) * 1.1_f64.powf((at - NOW) as f64 / DAY_S as f64);
-        let Forecast::Load { load, .. } = forecast(&minutes(8, growth), NOW, 3_600) else {
+        let Forecast::Load { load, .. } = forecast(&minutes(8, growth), NOW, 3_600, 0) else {
             panic!("no forecast");
         };
         let expected = growth(NOW + 3_600);
@@ -206,7 +224,7 @@ mod tests {
             let week_ago = (NOW - 7 * DAY_S - 3_600..NOW - 6 * DAY_S).contains(&at);
             daily_sine(at) * if week_ago { 10.0 } else { 1.0 }
         };
-        let Forecast::Load { load, .. } = forecast(&minutes(8, odd), NOW, 600) else {
+        let Forecast::Load { load, .. } = forecast(&minutes(8, odd), NOW, 600, 0) else {
             panic!("no forecast");
         };
         assert!((load - daily_sine(NOW + 600)).abs() < 1e-9, "{load}");
@@ -224,19 +242,23 @@ mod tests {
                             at,
                             load: 1.0,
                             forecast: None,
+                            peak: None,
                         }),
                 )
                 .collect::<Vec<_>>();
             let mut history = history;
             history.sort_by_key(|point| point.at);
             assert!(
-                matches!(forecast(&history, NOW, 180), Forecast::Learning { .. }),
+                matches!(forecast(&history, NOW, 180, 0), Forecast::Learning { .. }),
                 "{days} day(s) {hours} h"
             );
         }
-        assert_eq!(forecast(&[], NOW, 180), Forecast::Learning { history_s: 0 });
+        assert_eq!(
+            forecast(&[], NOW, 180, 0),
+            Forecast::Learning { history_s: 0 }
+        );
         assert!(matches!(
-            forecast(&minutes(2, daily_sine), NOW, 180),
+            forecast(&minutes(2, daily_sine), NOW, 180, 0),
             Forecast::Load { days: 2, .. }
         ));
     }
@@ -279,8 +301,16 @@ mod tests {
             .map(|i| daily_sine(week_ago.at + i * 60))
             .fold(f64::MIN, f64::max);
         assert!((week_ago.load - slot_peak).abs() < 1e-9);
+        // Over a span, each day's highest: the sine's over the next hour.
+        let Forecast::Load { load, .. } = forecast(&minutes(8, daily_sine), NOW, 180, 3_600) else {
+            panic!("no forecast");
+        };
+        let top = (0..=60)
+            .map(|i| daily_sine(NOW + 180 + i * 60))
+            .fold(f64::MIN, f64::max);
+        assert!((load - top).abs() < 1e-9, "{load} against {top}");
         // And the folded history still forecasts the sine closely.
-        let Forecast::Load { load, .. } = forecast(&history, NOW, 180) else {
+        let Forecast::Load { load, .. } = forecast(&history, NOW, 180, 0) else {
             panic!("no forecast");
         };
         assert!((load - daily_sine(NOW + 180)).abs() < 2.0, "{load}");
@@ -305,10 +335,10 @@ mod tests {
                     (state % 1_000) as f64
                 };
                 let history: Vec<LoadPoint> = (0..=3 * 144)
-                    .map(|i| LoadPoint { at: NOW - 3 * DAY_S + i * 600, load: noise(), forecast: None })
+                    .map(|i| LoadPoint { at: NOW - 3 * DAY_S + i * 600, load: noise(), forecast: None, peak: None })
                     .collect();
                 let top = history.iter().map(|p| p.load).fold(0.0, f64::max);
-                if let Forecast::Load { load, .. } = forecast(&history, NOW, lead) {
+                if let Forecast::Load { load, .. } = forecast(&history, NOW, lead, 0) {
                     prop_assert!((0.0..=2.0 * top).contains(&load), "{load} of {top}");
                 }
             }

@@ -82,6 +82,10 @@ pub struct LoadPoint {
     /// The load this run forecast for `at + lead`, and the lead, when it made one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forecast: Option<(f64, i64)>,
+    /// The highest load this run forecast over the policy's window from then, which `scale`
+    /// acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak: Option<f64>,
 }
 
 /// One stats sample of one HAProxy node.

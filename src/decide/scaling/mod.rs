@@ -144,6 +144,10 @@ pub struct ForecastReport {
     pub lead_s: u64,
     /// The load expected `lead_s` from now; `None` while it learns.
     pub load: Option<f64>,
+    /// The highest load expected from then over the policy's scale-down window (300 s for the
+    /// threshold policies): what `scale` raises the capacity to, so that it does not take
+    /// servers it will want back within the window.
+    pub peak: Option<f64>,
     /// The days it was made from.
     pub days: u32,
     /// The history it has while it learns, of the two days it needs.
@@ -185,18 +189,51 @@ fn forecast_report(scaling: &Scaling, history: &[LoadPoint], now: i64) -> Option
         return None;
     }
     let lead_s = scaling.forecast_lead_s;
-    let (load, days, learning_s) = match forecast::forecast(history, now, lead_s as i64) {
+    let (load, days, learning_s) = match forecast::forecast(history, now, lead_s as i64, 0) {
         Forecast::Load { load, days } => (Some(load), days, None),
         Forecast::Learning { history_s } => (None, 0, Some(history_s.max(0))),
+    };
+    let peak = match forecast::forecast(history, now, lead_s as i64, window_s(scaling) as i64) {
+        Forecast::Load { load, .. } => Some(load),
+        Forecast::Learning { .. } => None,
     };
     Some(ForecastReport {
         mode: scaling.forecast,
         lead_s,
         load,
+        peak,
         days,
         learning_s,
         error_pct: forecast::error_pct(history, now),
     })
+}
+
+/// The forecast peak the capacity is raised to: the highest of this run's and those made over
+/// the policy's scale-down window, as HPA steadies its recommendations, so that a forecast
+/// that dips for a run does not take servers it wants back the run after.
+fn steady_peak(
+    scaling: &Scaling,
+    history: &[LoadPoint],
+    report: &ForecastReport,
+    now: i64,
+) -> Option<f64> {
+    let peak = report.peak?;
+    let since = now.saturating_sub(window_s(scaling) as i64);
+    let start = history.partition_point(|point| point.at <= since);
+    Some(
+        history[start..]
+            .iter()
+            .filter_map(|point| point.peak)
+            .fold(peak, f64::max),
+    )
+}
+
+/// The policy's scale-down window (300 s for the threshold policies).
+fn window_s(scaling: &Scaling) -> u64 {
+    match scaling.policy {
+        Policy::Target { window_s, .. } | Policy::Peak { window_s, .. } => window_s,
+        _ => 300,
+    }
 }
 
 /// The load history with this run's load (this node's sample's, or the pool's across nodes)
@@ -219,6 +256,7 @@ fn recorded(
                 at: now,
                 load,
                 forecast: report.load.map(|expected| (expected, report.lead_s as i64)),
+                peak: report.peak,
             },
         ),
         None => history.to_vec(),
@@ -332,7 +370,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         forecast: forecast
             .as_ref()
             .filter(|report| report.mode == ForecastMode::Scale)
-            .and_then(|report| report.load),
+            .and_then(|report| steady_peak(facts.scaling, &state.load_history, report, now)),
     });
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
@@ -962,6 +1000,7 @@ mod tests {
                     30.0
                 },
                 forecast: Some((33.0, 60)),
+                peak: None,
             })
             .collect();
         let plan_with = |mode: &str| {
