@@ -14,6 +14,7 @@ mod discovery;
 mod exec;
 mod external_metrics;
 mod files;
+mod forecast;
 mod haproxy;
 mod hostile;
 mod hostile_classes;
