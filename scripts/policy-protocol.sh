@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# The out-of-sample evaluation of the default policy against HPA's rule, through
+# `haproxy-autoscaler simulate` (the real decision core), on the traces in TRACES_DIR.
+#
+# The model is scripts/policy-bench.sh's: servers of 100 req/s, each trace scaled so that its
+# peak needs 50 of them, boot 120 s, a run every 60 s. The candidates are the `peak` policy at
+# targets 0.7 to 0.95 of capacity, scale-down windows of 300 and 600 s, with the forecast off
+# and with `forecast = "scale"` (the saturation guard is always on). HPA's rule is `target` at
+# 0.6, 0.7, 0.8 and 0.9, with its own 300 s window.
+#
+# Two protocols, each choosing settings without the traffic it is scored on:
+#   leave one out   for each trace, for each HPA point, the candidate chosen on the other traces
+#                   (the cheapest one that beats that HPA point on every one of them: as good on
+#                   unserved % and cost ratio, better on one, with no more scale actions a day;
+#                   failing that, the one that beats it on the most of them, then the cheapest)
+#                   is scored on the left-out trace against the same HPA point;
+#   halves          for each trace, the same choice made on its first half alone is scored on
+#                   its second half (the simulation starts empty there: the forecast learns
+#                   again, as it would in production).
+# Each line says whether the chosen setting beats the HPA point out of sample, and by what;
+# "LOSES" lines are where it does not. The foresight limit (perfect foresight with the same
+# boots and runs) is printed per trace.
+#
+# Usage: scripts/policy-protocol.sh [TRACES_DIR] [BINARY]
+# (defaults: ../shared/traces and target/release/haproxy-autoscaler, built here if missing).
+# About five minutes with a release binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+traces=${1:-../shared/traces}
+binary=${2:-target/release/haproxy-autoscaler}
+if [ ! -x "$binary" ]; then
+    cargo build --release --quiet
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+python3 - "$traces" "$binary" "$work" <<'PY'
+import csv, json, os, subprocess, sys
+
+traces_dir, binary, work = sys.argv[1:4]
+CAPACITY = 100.0
+
+def config(lines):
+    return f'''[haproxy]
+stats_socket = "/run/haproxy/admin.sock"
+[[pool]]
+name = "web"
+port = 80
+provider = "exec"
+[pool.exec]
+list = ["true"]
+launch = ["true"]
+terminate = ["true"]
+[pool.scaling]
+min = 1
+max = 500
+metric = "request_rate"
+cooldown_s = 0
+step_up = 500
+step_down = 500
+{lines}
+'''
+
+def hpa(u):
+    return f'policy = "target"\ntarget = {u * CAPACITY:g}\ntolerance = 0.1\nscale_down_window_s = 300'
+
+def candidate(u, window, forecast):
+    tol = 0.05 if u >= 0.95 else 0.1
+    return (f'policy = "peak"\ntarget = {u * CAPACITY:g}\ntolerance = {tol}\n'
+            f'scale_down_window_s = {window}\nforecast = "{forecast}"')
+
+HPA = [0.6, 0.7, 0.8, 0.9]
+CANDIDATES = [(u, w, f) for f in ("off", "scale") for w in (300, 600)
+              for u in (0.7, 0.75, 0.8, 0.85, 0.9, 0.95)]
+
+def label(c):
+    u, w, f = c
+    return f"peak {u}, window {w} s, forecast {f}"
+
+def write_trace(name, rows):
+    path = os.path.join(work, name + ".csv")
+    with open(path, "w") as out:
+        out.write("t_seconds,load\n")
+        for t, load in rows:
+            out.write(f"{t},{load}\n")
+    return path
+
+# Each trace whole, and its two halves (the second one's times from 0 again).
+traces = {}
+for file in sorted(os.listdir(traces_dir)):
+    if not file.endswith(".csv"):
+        continue
+    name = file[:-4]
+    rows = [(int(r["t_seconds"]), float(r["load"]))
+            for r in csv.DictReader(open(os.path.join(traces_dir, file), encoding="utf-8-sig"))]
+    half = len(rows) // 2
+    first, second = rows[:half], rows[half:]
+    start = second[0][0]
+    traces[name] = os.path.join(traces_dir, file)
+    traces[name + " (1st half)"] = write_trace(name + "-1", first)
+    traces[name + " (2nd half)"] = write_trace(name + "-2", [(t - start, l) for t, l in second])
+
+scales = {}
+def scale_of(name):
+    # Every part of a trace at the whole trace's scale.
+    whole = name.split(" (")[0]
+    if whole not in scales:
+        peak = max(float(r["load"]) for r in csv.DictReader(open(traces[whole], encoding="utf-8-sig")))
+        scales[whole] = 50 * CAPACITY / peak
+    return scales[whole]
+
+cache = {}
+def simulate(name, lines):
+    key = (name, lines)
+    if key not in cache:
+        path = os.path.join(work, "config.toml")
+        open(path, "w").write(config(lines))
+        out = subprocess.run(
+            [binary, "simulate", "--config", path, "--trace", traces[name],
+             "--capacity", str(CAPACITY), "--scale", str(scale_of(name)),
+             "--boot-s", "120", "--interval-s", "60", "--format", "json"],
+            capture_output=True, text=True, check=True)
+        f = json.loads(out.stdout)
+        cache[key] = (f["unserved_pct"], f["cost_ratio"], f["actions_per_day"],
+                      f["foresight_cost_ratio"])
+    return cache[key]
+
+def beats(a, b):
+    """a beats b: as good on unserved and cost, better on one, no more actions a day."""
+    return (a[0] <= b[0] and a[1] <= b[1] and (a[0] < b[0] or a[1] < b[1])
+            and a[2] <= b[2])
+
+def choose(train, u):
+    scored = []
+    for c in CANDIDATES:
+        wins = sum(beats(simulate(t, candidate(*c)), simulate(t, hpa(u))) for t in train)
+        cost = sum(simulate(t, candidate(*c))[1] for t in train)
+        scored.append((-wins, cost, c))
+    scored.sort()
+    return scored[0][2], -scored[0][0]
+
+def report(kind, test, train):
+    h_fore = simulate(test, hpa(0.8))[3]
+    print(f"\n{kind}: {test}   (chosen on: {', '.join(train)}; foresight limit {h_fore:.3f})")
+    print(f"  {'HPA':<8} {'unserved%':>9} {'cost':>6} {'act/day':>8}   "
+          f"{'chosen setting':<36} {'unserved%':>9} {'cost':>6} {'act/day':>8}  verdict")
+    losses = 0
+    for u in HPA:
+        chosen, wins = choose(train, u)
+        h = simulate(test, hpa(u))
+        p = simulate(test, candidate(*chosen))
+        verdict = "beats" if beats(p, h) else "LOSES"
+        losses += verdict == "LOSES"
+        print(f"  {u:<8} {h[0]:>9.3f} {h[1]:>6.3f} {h[2]:>8.1f}   {label(chosen):<36} "
+              f"{p[0]:>9.3f} {p[1]:>6.3f} {p[2]:>8.1f}  {verdict}"
+              f" (chosen for beating it on {wins} of {len(train)})")
+    return losses
+
+whole = [n for n in traces if " (" not in n]
+total = 0
+lines = 0
+for test in whole:
+    total += report("leave one out", test, [t for t in whole if t != test])
+    lines += len(HPA)
+for name in whole:
+    total += report("halves", name + " (2nd half)", [name + " (1st half)"])
+    lines += len(HPA)
+print(f"\n{lines - total} of {lines} HPA points beaten out of sample; {total} lost.")
+PY
