@@ -44,6 +44,10 @@ pub(crate) struct ScalingFigures {
     pub(crate) decided: Option<i8>,
     /// Why the pool held this run, when it did ([`crate::decide::policy::Hold::name`]).
     pub(crate) hold: Option<&'static str>,
+    /// The forecast load `forecast_lead_s` ahead, and its mean absolute percentage error over
+    /// the last day, when the forecast is on and has them.
+    pub(crate) forecast: Option<f64>,
+    pub(crate) forecast_error_pct: Option<f64>,
 }
 
 /// One run's figures.
@@ -152,6 +156,11 @@ impl RunFigures {
                             _ => None,
                         }),
                         hold: scale.decision.hold.map(crate::decide::policy::Hold::name),
+                        forecast: scale.forecast.as_ref().and_then(|report| report.load),
+                        forecast_error_pct: scale
+                            .forecast
+                            .as_ref()
+                            .and_then(|report| report.error_pct),
                     }
                 }),
             })
@@ -414,6 +423,18 @@ pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> 
         }),
     );
     family(
+        "pool_forecast_load",
+        "gauge",
+        "The pool's load the forecast expects forecast_lead_s ahead (with forecast = observe or scale and two days of history).",
+        &scaling(|s| s.forecast),
+    );
+    family(
+        "pool_forecast_error_percent",
+        "gauge",
+        "The mean absolute percentage error of the pool's forecasts over the last day.",
+        &scaling(|s| s.forecast_error_pct),
+    );
+    family(
         "pool_last_scale_timestamp_seconds",
         "gauge",
         "When the pool last scaled (Unix time).",
@@ -476,6 +497,8 @@ mod tests {
                     last_scale: Some((1_799_999_000, 1)),
                     decided: Some(1),
                     hold: None,
+                    forecast: Some(120.5),
+                    forecast_error_pct: Some(7.25),
                 }),
             }],
         }
@@ -530,6 +553,8 @@ mod tests {
             "haproxy_autoscaler_pool_role_servers{pool=\"web\",role=\"booting\"} 0",
             "haproxy_autoscaler_pool_metric{pool=\"web\",metric=\"request_rate\"} 42.5",
             "haproxy_autoscaler_pool_last_scale_direction{pool=\"web\"} 1",
+            "haproxy_autoscaler_pool_forecast_load{pool=\"web\"} 120.5",
+            "haproxy_autoscaler_pool_forecast_error_percent{pool=\"web\"} 7.25",
             "haproxy_autoscaler_cas_conflicts_total 1",
             "haproxy_autoscaler_runtime_changes_total{pool=\"web\"} 2",
             "haproxy_autoscaler_decisions_total{pool=\"web\",direction=\"up\"} 1",
