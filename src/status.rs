@@ -57,6 +57,10 @@ struct PoolView {
     /// The last scale: from, to, seconds ago.
     last_scale: Option<(u32, u32, i64)>,
     cooldown_left_s: Option<i64>,
+    /// The mean absolute percentage error of the pool's forecasts over the last day, with
+    /// `forecast` on and forecasts scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    forecast_error_pct: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -266,6 +270,8 @@ fn pool_view(
             }
             _ => None,
         },
+        forecast_error_pct: state
+            .and_then(|state| crate::decide::forecast::error_pct(&state.load_history, now)),
     }
 }
 
@@ -301,6 +307,9 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
         }
         if let Some(left) = pool.cooldown_left_s.filter(|left| *left > 0) {
             facts.push(format!("cooldown {left}s left"));
+        }
+        if let Some(error) = pool.forecast_error_pct {
+            facts.push(format!("forecast error {error:.1} % over the last day"));
         }
         crate::report::out(format_args!("pool {}: {}", pool.pool, facts.join("; ")));
         let header = [

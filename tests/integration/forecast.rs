@@ -95,6 +95,15 @@ fn observe_shows_the_forecast_and_its_error_and_changes_nothing() {
     assert!(forecast["load"].as_f64().unwrap() > 30.0, "{forecast}");
     // `--plan` wrote nothing.
     assert_eq!(std::fs::read_to_string(&state_path).unwrap(), seeded);
+    // `status` scores the forecasts the state holds.
+    let mut status = observing.command();
+    status.arg("status");
+    let status = status.output().unwrap();
+    let said = stdout(&status);
+    assert!(
+        said.contains("forecast error 10.0 % over the last day"),
+        "{said}"
+    );
 
     // The same facts with the forecast off: the same decision and the same actions.
     let (off, _other) = deployment("off");
