@@ -413,7 +413,7 @@ pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> 
     family(
         "pool_hold_reason",
         "gauge",
-        "1 for why the pool held its capacity this run (absent when it scaled): no_metric, cooldown, policy, at_max, at_min, clock_off, not_drainable.",
+        "1 for why the pool held its capacity this run (absent when it scaled): no_metric, cooldown, policy, at_max, at_min, clock_off, not_drainable, action_limit.",
         &pools(&|pool| {
             let reason = pool.scaling.as_ref()?.hold?;
             Some(vec![(

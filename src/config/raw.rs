@@ -135,6 +135,7 @@ pub(super) struct RawScaling {
     pub(super) saturation_queue: Option<f64>,
     pub(super) forecast: Option<String>,
     pub(super) forecast_lead_s: Option<i64>,
+    pub(super) max_actions_per_hour: Option<i64>,
     pub(super) step_up: Option<i64>,
     pub(super) step_down: Option<i64>,
     pub(super) cooldown_s: Option<i64>,

@@ -283,6 +283,9 @@ pub struct Scaling {
     pub forecast: ForecastMode,
     /// How far ahead it forecasts: from a launch to the server taking traffic, plus a run.
     pub forecast_lead_s: u64,
+    /// At most this many scale actions in any hour (the policy's and the forecast's; bound
+    /// repairs and the saturation guard are not held by it).
+    pub max_actions_per_hour: Option<u32>,
     pub step_up: u32,
     pub step_down: u32,
     pub cooldown_s: u64,

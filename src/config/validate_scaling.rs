@@ -139,6 +139,12 @@ impl Validator {
             })?,
         };
         let forecast_lead_s = count("forecast_lead_s", raw.forecast_lead_s, 180, 0)? as u64;
+        // The state keeps the last 50 scale actions: a limit above that could not be counted.
+        let max_actions_per_hour = raw
+            .max_actions_per_hour
+            .map(|limit| self.in_range(at("max_actions_per_hour"), limit, 1..=50))
+            .transpose()?
+            .map(|limit| limit as u32);
         Ok(Scaling {
             min,
             max,
@@ -149,6 +155,7 @@ impl Validator {
             saturation_queue,
             forecast,
             forecast_lead_s,
+            max_actions_per_hour,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,
@@ -740,6 +747,56 @@ mod tests {
                     kind.name()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn the_common_keys_of_issue_31_are_checked() {
+        let scaling = |extra: &str| {
+            parse(&format!(
+                "max = 4\nscale_up_above = 20\nscale_down_below = 10\n{extra}"
+            ))
+            .map(|config| config.pools[0].scaling.clone().unwrap())
+        };
+        let fine = scaling("saturation_queue = 2.5\nforecast = \"observe\"\nforecast_lead_s = 300\nmax_actions_per_hour = 12").unwrap();
+        assert_eq!(
+            (
+                fine.saturation_queue,
+                fine.forecast,
+                fine.forecast_lead_s,
+                fine.max_actions_per_hour
+            ),
+            (2.5, crate::config::ForecastMode::Observe, 300, Some(12))
+        );
+        let defaults = scaling("").unwrap();
+        assert_eq!(
+            (
+                defaults.saturation_queue,
+                defaults.forecast,
+                defaults.forecast_lead_s,
+                defaults.max_actions_per_hour
+            ),
+            (1.0, crate::config::ForecastMode::Off, 180, None)
+        );
+        for (extra, words) in [
+            (
+                "saturation_queue = 0",
+                "`scaling.saturation_queue`: must be a number above 0, got 0",
+            ),
+            ("saturation_queue = -1", "must be a number above 0, got -1"),
+            (
+                "forecast = \"later\"",
+                "unknown forecast `later`; expected off, observe, scale",
+            ),
+            ("forecast_lead_s = -1", "`scaling.forecast_lead_s`"),
+            ("max_actions_per_hour = 0", "`scaling.max_actions_per_hour`"),
+            (
+                "max_actions_per_hour = 51",
+                "`scaling.max_actions_per_hour`",
+            ),
+        ] {
+            let error = scaling(extra).unwrap_err().to_string();
+            assert!(error.contains(words), "{extra}: {error}");
         }
     }
 

@@ -56,6 +56,8 @@ pub(crate) struct Input<'a> {
     /// The load forecast for `forecast_lead_s` from now, when the forecast is to act on it
     /// (`forecast = "scale"`, with enough history).
     pub forecast: Option<f64>,
+    /// Scale actions in the hour before `now`.
+    pub actions_last_hour: u32,
 }
 
 /// What the pool should have, and why.
@@ -103,6 +105,8 @@ pub enum Hold {
     AtMin,
     /// This node's clock is off the shared state's store: it takes no decision.
     ClockOff,
+    /// `max_actions_per_hour` scale actions were made in the last hour.
+    ActionLimit,
     /// The policy wants fewer, and no server may be drained.
     NotDrainable,
 }
@@ -117,6 +121,7 @@ impl Hold {
             Hold::AtMax => "at_max",
             Hold::AtMin => "at_min",
             Hold::ClockOff => "clock_off",
+            Hold::ActionLimit => "action_limit",
             Hold::NotDrainable => "not_drainable",
         }
     }
@@ -170,8 +175,28 @@ pub(crate) fn decide(input: &Input<'_>) -> Decision {
     if !(decision.min..=decision.max).contains(&decision.current) {
         return decision;
     }
-    let decision = forecast_raise(input, decision);
+    let decision = action_limit(input, forecast_raise(input, decision));
     saturation_guard(input, decision)
+}
+
+/// `max_actions_per_hour`: with that many scale actions in the last hour, the policy's and the
+/// forecast's change waits (the saturation guard and the bounds still act).
+fn action_limit(input: &Input<'_>, mut decision: Decision) -> Decision {
+    let Some(limit) = input.scaling.max_actions_per_hour else {
+        return decision;
+    };
+    if decision.desired == decision.current || input.actions_last_hour < limit {
+        return decision;
+    }
+    decision.reason = format!(
+        "{} scale action(s) in the last hour, max_actions_per_hour {limit}: holding (the policy: {})",
+        input.actions_last_hour, decision.reason
+    );
+    decision.desired = decision.current;
+    decision.capped = None;
+    decision.forecast_raised = false;
+    decision.hold = Some(Hold::ActionLimit);
+    decision
 }
 
 /// The forecast's rule (AWS's predictive scaling's, which operators trust): the capacity the
@@ -774,6 +799,7 @@ mod tests {
             saturation_queue: 1.0,
             forecast: crate::config::ForecastMode::Off,
             forecast_lead_s: 180,
+            max_actions_per_hour: None,
             step_up: 2,
             step_down: 1,
             cooldown_s: 60,
@@ -813,6 +839,7 @@ mod tests {
             queued: None,
             queued_over: in_service,
             forecast: None,
+            actions_last_hour: 0,
         }
     }
 
@@ -1220,6 +1247,47 @@ mod tests {
         }
     }
 
+    /// Issue 31: `max_actions_per_hour` holds the policy's and the forecast's changes once the
+    /// last hour had that many, and never the saturation guard.
+    #[test]
+    fn the_action_limit_holds_the_policy_but_not_the_guard() {
+        let mut s = scaling(THRESHOLD);
+        s.step_up = 5;
+        s.max_actions_per_hour = Some(2);
+        let hot = [30.0; 4];
+        let history = [Some(30.0)];
+        let at = |actions_last_hour: u32, queued: Option<f64>| {
+            decide(&Input {
+                actions_last_hour,
+                queued,
+                ..input(&s, 4, &hot, &history)
+            })
+        };
+        assert_eq!(at(1, None).desired, 9);
+        let held = at(2, None);
+        assert_eq!((held.desired, held.hold), (4, Some(Hold::ActionLimit)));
+        assert!(
+            held.reason.starts_with(
+                "2 scale action(s) in the last hour, max_actions_per_hour 2: holding (the policy: "
+            ),
+            "{}",
+            held.reason
+        );
+        assert_eq!(held.hold.map(Hold::name), Some("action_limit"));
+        let saturated = at(5, Some(40.0));
+        assert_eq!((saturated.desired, saturated.saturated), (5, Some(40.0)));
+        // Bound repairs are not held either.
+        s.min = Bound::Fixed(6);
+        assert_eq!(
+            decide(&Input {
+                actions_last_hour: 9,
+                ..input(&s, 4, &hot, &history)
+            })
+            .desired,
+            6
+        );
+    }
+
     mod properties {
         use super::*;
         use proptest::prelude::*;
@@ -1323,6 +1391,7 @@ mod tests {
                 queued: None,
                 queued_over: case.in_service,
                 forecast: None,
+                actions_last_hour: 0,
             })
         }
 
@@ -1379,6 +1448,7 @@ mod tests {
                     queued: None,
                     queued_over: case.in_service,
                     forecast: None,
+                    actions_last_hour: 0,
                 });
                 if current >= s.min.at(0) && projected <= line {
                     prop_assert!(d.desired <= current, "{projected} per server once booted: {d:?}");
@@ -1408,6 +1478,7 @@ mod tests {
                             queued: None,
                             queued_over: case.in_service,
                             forecast: None,
+                            actions_last_hour: 0,
                         }
                     })
                 };
@@ -1444,6 +1515,7 @@ mod tests {
                             queued: None,
                             queued_over: case.in_service,
                             forecast: None,
+                            actions_last_hour: 0,
                         }
                     })
                 };

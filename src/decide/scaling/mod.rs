@@ -371,6 +371,11 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
             .as_ref()
             .filter(|report| report.mode == ForecastMode::Scale)
             .and_then(|report| steady_peak(facts.scaling, &state.load_history, report, now)),
+        actions_last_hour: state
+            .scale_history
+            .iter()
+            .filter(|event| event.at > now - 3_600)
+            .count() as u32,
     });
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
