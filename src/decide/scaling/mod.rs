@@ -208,6 +208,25 @@ fn forecast_report(scaling: &Scaling, history: &[LoadPoint], now: i64) -> Option
     })
 }
 
+/// The servers that served when this run's sample was taken: the last run's (this run's when
+/// there was none).
+fn queued_over(state: &PoolState, in_service: usize) -> u32 {
+    if state.in_service.is_empty() {
+        in_service as u32
+    } else {
+        state.in_service.len() as u32
+    }
+}
+
+/// The scale actions in the hour before `now`.
+fn actions_last_hour(state: &PoolState, now: i64) -> u32 {
+    state
+        .scale_history
+        .iter()
+        .filter(|event| event.at > now - 3_600)
+        .count() as u32
+}
+
 /// The forecast peak the capacity is raised to: the highest of this run's and those made over
 /// the policy's scale-down window, as HPA steadies its recommendations, so that a forecast
 /// that dips for a run does not take servers it wants back the run after.
@@ -361,21 +380,12 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         loads: &measured.loads,
         no_metric: measured.no_metric.as_deref(),
         queued: measured.queued,
-        // The servers that served when this run's sample was taken: the last run's.
-        queued_over: if state.in_service.is_empty() {
-            in_service.len() as u32
-        } else {
-            state.in_service.len() as u32
-        },
+        queued_over: queued_over(state, in_service.len()),
         forecast: forecast
             .as_ref()
             .filter(|report| report.mode == ForecastMode::Scale)
             .and_then(|report| steady_peak(facts.scaling, &state.load_history, report, now)),
-        actions_last_hour: state
-            .scale_history
-            .iter()
-            .filter(|event| event.at > now - 3_600)
-            .count() as u32,
+        actions_last_hour: actions_last_hour(state, now),
     });
     if let Some(off) = facts.clock_off_s {
         decision.desired = decision.current;
