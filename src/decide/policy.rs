@@ -1258,8 +1258,8 @@ mod tests {
         let history = [Some(30.0)];
         let at = |actions_last_hour: u32, queued: Option<f64>| {
             decide(&Input {
-                actions_last_hour,
                 queued,
+                actions_last_hour,
                 ..input(&s, 4, &hot, &history)
             })
         };
