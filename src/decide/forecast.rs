@@ -108,7 +108,11 @@ fn highest_over(history: &[LoadPoint], at: i64, span_s: i64) -> Option<f64> {
 
 /// The load of the point nearest `at`, if one is within [`NEAR_S`].
 fn nearest(history: &[LoadPoint], at: i64) -> Option<f64> {
-    let after = history.partition_point(|point| point.at < at);
+    nearest_around(history, history.partition_point(|point| point.at < at), at)
+}
+
+/// [`nearest`], given the index of the first point at or after `at`.
+fn nearest_around(history: &[LoadPoint], after: usize, at: i64) -> Option<f64> {
     [after.checked_sub(1), Some(after)]
         .into_iter()
         .flatten()
@@ -123,19 +127,33 @@ fn nearest(history: &[LoadPoint], at: i64) -> Option<f64> {
 /// with no load are left out (any error is infinite there).
 pub(crate) fn error_pct(history: &[LoadPoint], now: i64) -> Option<f64> {
     let since = history.partition_point(|point| point.at < now - DAY_S);
-    let errors: Vec<f64> = history[since..]
-        .iter()
-        .filter_map(|point| {
-            let (expected, lead) = point.forecast?;
-            let due = point.at + lead;
-            if due > now {
-                return None;
-            }
-            let actual = nearest(history, due)?;
-            (actual > 0.0).then(|| (expected - actual).abs() / actual)
-        })
-        .collect();
-    (!errors.is_empty()).then(|| 100.0 * errors.iter().sum::<f64>() / errors.len() as f64)
+    // The moments come in order while the lead stays the same: each is looked up from where
+    // the last one was found, not from the start (a run scores a day of forecasts).
+    let mut after = since;
+    let (mut sum, mut count) = (0.0, 0_u32);
+    for point in &history[since..] {
+        let Some((expected, lead)) = point.forecast else {
+            continue;
+        };
+        let due = point.at + lead;
+        if due > now {
+            continue;
+        }
+        if after > 0 && history[after - 1].at >= due {
+            after = history.partition_point(|other| other.at < due);
+        }
+        while history.get(after).is_some_and(|point| point.at < due) {
+            after += 1;
+        }
+        let Some(actual) = nearest_around(history, after, due) else {
+            continue;
+        };
+        if actual > 0.0 {
+            sum += (expected - actual).abs() / actual;
+            count += 1;
+        }
+    }
+    (count > 0).then(|| 100.0 * sum / f64::from(count))
 }
 
 /// `history` with this run's point, folded: the last day's points as they came, older ones
@@ -281,6 +299,31 @@ mod tests {
             .collect::<Vec<_>>();
         assert_eq!(error_pct(&idle, NOW), None);
         assert_eq!(error_pct(&minutes(2, |_| 50.0), NOW), None);
+    }
+
+    /// The scoring's walk gives what looking each moment up afresh gives, when the lead changes
+    /// midway (an operator's edit) too.
+    #[test]
+    fn scoring_walks_the_history_as_a_fresh_look_up_would() {
+        let mut history = minutes(2, daily_sine);
+        for (i, point) in history.iter_mut().enumerate() {
+            let lead = if i % 700 < 350 { 180 } else { 60 };
+            point.forecast = Some((daily_sine(point.at + lead) * 1.05 + (i % 7) as f64, lead));
+        }
+        let fresh = {
+            let since = history.partition_point(|p| p.at < NOW - DAY_S);
+            let errors: Vec<f64> = history[since..]
+                .iter()
+                .filter_map(|p| {
+                    let (expected, lead) = p.forecast?;
+                    let due = p.at + lead;
+                    let actual = (due <= NOW).then(|| nearest(&history, due))??;
+                    (actual > 0.0).then(|| (expected - actual).abs() / actual)
+                })
+                .collect();
+            100.0 * errors.iter().sum::<f64>() / errors.len() as f64
+        };
+        assert!((error_pct(&history, NOW).unwrap() - fresh).abs() < 1e-9);
     }
 
     #[test]
