@@ -23,7 +23,7 @@
 #
 # Usage: scripts/policy-protocol.sh [TRACES_DIR] [BINARY]
 # (defaults: ../shared/traces and target/release/haproxy-autoscaler, built here if missing).
-# About ten minutes with a release binary.
+# About three minutes with a release binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 traces=${1:-../shared/traces}
