@@ -7,7 +7,7 @@ use super::SimulateError;
 use super::trace::Trace;
 use super::{Figures, Settings, check, pick_pool, plot, simulate};
 use crate::cli::{Cli, Format, SimulateArgs};
-use crate::config::{Config, Metric, Policy, Scaling};
+use crate::config::{Config, ForecastMode, Metric, Policy, Scaling};
 use crate::error::Error;
 
 /// How many servers the trace's peak needs when `--capacity` is not given.
@@ -19,6 +19,12 @@ struct Report<'a> {
     mode: &'static str,
     pool: &'a str,
     policy: &'a Policy,
+    /// The common `[pool.scaling]` keys that change decisions beside the policy's own.
+    forecast: ForecastMode,
+    forecast_lead_s: u64,
+    saturation_queue: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_actions_per_hour: Option<u32>,
     trace: String,
     step_s: u64,
     settings: Settings,
@@ -78,6 +84,10 @@ pub(crate) fn run(cli: &Cli, args: &SimulateArgs) -> Result<u8, Error> {
         mode: "simulate",
         pool: &pool.name,
         policy: &scaling.policy,
+        forecast: scaling.forecast,
+        forecast_lead_s: scaling.forecast_lead_s,
+        saturation_queue: scaling.saturation_queue,
+        max_actions_per_hour: scaling.max_actions_per_hour,
         trace: args.trace.display().to_string(),
         step_s: trace.step_s,
         settings,
@@ -154,7 +164,10 @@ fn saturation_warning(scaling: &Scaling, settings: Settings) -> Option<String> {
 fn text(report: &Report<'_>, trace: &Trace, default_capacity: bool) -> String {
     let f = report.figures;
     let s = report.settings;
-    let policy = policy_name(report.policy);
+    let mut policy = policy_name(report.policy);
+    if report.forecast != ForecastMode::Off {
+        policy.push_str(&format!(", forecast {}", report.forecast.name()));
+    }
     let capacity = if default_capacity {
         format!(
             "{:.2} req/s per server (the peak over {DEFAULT_PEAK_SERVERS})",

@@ -79,6 +79,11 @@ fn simulate_prints_the_documented_figures_and_draws_the_plot() {
         assert!(report.get(key).is_some(), "no `{key}` in {report}");
     }
     assert_eq!(report["policy"]["policy"], "peak");
+    assert_eq!(
+        (&report["forecast"], &report["saturation_queue"]),
+        (&serde_json::json!("off"), &serde_json::json!(1.0)),
+        "{report}"
+    );
     // Boots cost: the foresight limit is never below the no-boot oracle.
     let foresight = report["foresight_instance_hours"].as_f64().unwrap();
     assert!(
