@@ -125,7 +125,10 @@ pub(super) fn measure(
     let load = metric.map(|_| per_server.iter().sum::<f64>());
     let node = sample.as_ref().map(|sample| sample.node.clone());
     let others: Vec<f64> = match (&node, metric) {
-        (Some(node), Some(_)) => newest_of_other_nodes(&state.samples, node, facts.now),
+        (Some(node), Some(_)) => newest_of_other_nodes(&state.samples, node, facts.now)
+            .iter()
+            .filter_map(|sample| sample.metric)
+            .collect(),
         _ => Vec::new(),
     };
     let (per_server, pool_metric) = match metric {
@@ -233,37 +236,30 @@ fn measure_external(
 /// newest fresh one of every other node; each queues its own traffic.
 fn queued(state: &PoolState, sample: Option<&Sample>, now: i64) -> Option<f64> {
     let sample = sample?;
-    let mut seen = vec![sample.node.as_str()];
-    let mut total = sample.backend_qcur.map_or(0.0, |queue| queue as f64);
-    for other in state.samples.iter().rev() {
-        if seen.contains(&other.node.as_str()) {
-            continue;
-        }
-        seen.push(&other.node);
-        if now - other.at <= FRESH_S && other.at <= now {
-            total += other.backend_qcur.map_or(0.0, |queue| queue as f64);
-        }
-    }
-    Some(total)
+    let others = newest_of_other_nodes(&state.samples, &sample.node, now);
+    Some(
+        std::iter::once(sample)
+            .chain(others)
+            .filter_map(|sample| sample.backend_qcur)
+            .map(|queue| queue as f64)
+            .sum(),
+    )
 }
 
-/// The own metric of the newest sample of each node but `node` taken within [`FRESH_S`].
-fn newest_of_other_nodes(samples: &[Sample], node: &str, now: i64) -> Vec<f64> {
+/// The newest sample of each node but `node`, when it was taken within [`FRESH_S`] of `now`.
+fn newest_of_other_nodes<'a>(samples: &'a [Sample], node: &str, now: i64) -> Vec<&'a Sample> {
     let mut seen: Vec<&str> = Vec::new();
-    let mut metrics = Vec::new();
+    let mut newest = Vec::new();
     for sample in samples.iter().rev() {
         if sample.node == node || seen.contains(&sample.node.as_str()) {
             continue;
         }
         seen.push(&sample.node);
-        if now - sample.at <= FRESH_S
-            && sample.at <= now
-            && let Some(metric) = sample.metric
-        {
-            metrics.push(metric);
+        if now - sample.at <= FRESH_S && sample.at <= now {
+            newest.push(sample);
         }
     }
-    metrics
+    newest
 }
 
 /// The pool's metric from this node's and the others': traffic adds up across nodes; a
