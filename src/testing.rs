@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, PoolConfig};
 use crate::decide::address;
-use crate::model::{Discovered, Instance, InstanceState, Observed, Row, Status, Tags};
+use crate::model::{Discovered, Instance, InstanceState, Observed, Tags};
 
 /// A running instance with a private IP and nothing else.
 pub fn instance(id: &str, private_ip: &str) -> Instance {
@@ -25,23 +25,6 @@ pub fn instance(id: &str, private_ip: &str) -> Instance {
         zone: None,
         image_id: None,
         tags: Tags::new(),
-    }
-}
-
-/// A stats line of `proxy`'s `name` with no traffic and no check.
-pub fn row(proxy: &str, name: &str, status: Status) -> Row {
-    Row {
-        proxy: proxy.to_owned(),
-        name: name.to_owned(),
-        status,
-        scur: 0,
-        stot: 0,
-        req_tot: None,
-        qcur: None,
-        rtime: None,
-        rate: None,
-        req_rate: None,
-        check_status: None,
     }
 }
 

@@ -62,6 +62,23 @@ pub struct Row {
 }
 
 impl Row {
+    /// A line of `proxy`'s `name` with no traffic, no queue and no check yet.
+    pub fn idle(proxy: &str, name: &str, status: Status) -> Row {
+        Row {
+            proxy: proxy.to_owned(),
+            name: name.to_owned(),
+            status,
+            scur: 0,
+            stot: 0,
+            req_tot: None,
+            qcur: None,
+            rtime: None,
+            rate: None,
+            req_rate: None,
+            check_status: None,
+        }
+    }
+
     pub fn is_backend(&self) -> bool {
         self.name == "BACKEND"
     }

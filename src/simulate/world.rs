@@ -243,19 +243,7 @@ impl<'a> World<'a> {
 
     /// The stats rows of the rendered servers (in fleet order) and the backend's.
     fn rows(&self) -> Vec<Row> {
-        let row = |name: &str, status| Row {
-            proxy: self.pool.backend.clone(),
-            name: name.to_owned(),
-            status,
-            scur: 0,
-            stot: 0,
-            req_tot: None,
-            qcur: None,
-            rtime: None,
-            rate: None,
-            req_rate: None,
-            check_status: None,
-        };
+        let row = |name: &str, status| Row::idle(&self.pool.backend, name, status);
         self.fleet
             .iter()
             .zip(&self.servers)

@@ -643,7 +643,7 @@ mod tests {
             req_tot: Some(stot),
             qcur: Some(0),
             rtime: Some(5),
-            ..testing::row("web", name, Status::Up)
+            ..Row::idle("web", name, Status::Up)
         }
     }
 
