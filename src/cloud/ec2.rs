@@ -14,7 +14,7 @@ use aws_sdk_ec2::types::{
     ResourceType, Tag, TagSpecification,
 };
 
-use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, cannot_launch};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, fatal_call};
 use crate::config::scaling::{LaunchTemplateRef, TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{Launcher, PoolConfig};
 
@@ -137,7 +137,7 @@ impl Provider for Ec2 {
         token: &str,
     ) -> Result<Vec<String>, CloudError> {
         let Launcher::Ec2(launch) = launcher else {
-            return Err(cannot_launch(pool, Operation::Launch, NOT_EC2));
+            return Err(fatal_call(pool, Operation::Launch, NOT_EC2));
         };
         let count = i32::try_from(count).unwrap_or(i32::MAX);
         let tags = launch
@@ -208,7 +208,7 @@ impl Provider for Ec2 {
         ids: &[String],
     ) -> Result<(), CloudError> {
         if !matches!(launcher, Launcher::Ec2(_)) {
-            return Err(cannot_launch(pool, Operation::Terminate, NOT_EC2));
+            return Err(fatal_call(pool, Operation::Terminate, NOT_EC2));
         }
         self.client
             .terminate_instances()

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, cannot_launch};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, fatal_call};
 use crate::command::{self, CommandError};
 use crate::config::scaling::{TAG_LAUNCH_TOKEN, TAG_POOL};
 use crate::config::{ExecCommands, Launcher, PoolConfig};
@@ -131,7 +131,7 @@ impl Provider for Exec<'_> {
             ..
         } = launcher
         else {
-            return Err(cannot_launch(pool, Operation::Launch, NOT_EXEC));
+            return Err(fatal_call(pool, Operation::Launch, NOT_EXEC));
         };
         launch(pool, argv, *timeout, count, token).await
     }
@@ -148,7 +148,7 @@ impl Provider for Exec<'_> {
             ..
         } = launcher
         else {
-            return Err(cannot_launch(pool, Operation::Terminate, NOT_EXEC));
+            return Err(fatal_call(pool, Operation::Terminate, NOT_EXEC));
         };
         terminate(pool, argv, *timeout, ids).await
     }

@@ -159,10 +159,11 @@ pub(crate) trait Provider {
     ) -> impl Future<Output = Result<(), CloudError>>;
 }
 
-/// The error of a launch or termination asked of a provider with another provider's launcher,
-/// or of one that does not launch. Validation pairs each pool's provider with its launcher, so
-/// only a bug makes one: that pool's call fails (fatal), never the process.
-pub(crate) fn cannot_launch(pool: &PoolConfig, operation: Operation, why: &str) -> CloudError {
+/// A provider call that cannot be made as the config pairs it: a launch or termination with
+/// another provider's launcher or of a pool that does not launch, or an EC2 pool with no client.
+/// Validation and `connect` rule these out, so only a bug makes one: that pool's call fails
+/// (fatal), never the process.
+pub(crate) fn fatal_call(pool: &PoolConfig, operation: Operation, why: &str) -> CloudError {
     CloudError {
         pool: pool.name.clone(),
         operation,
@@ -207,7 +208,7 @@ impl Clouds {
     ) -> Result<Serving<'a>, CloudError> {
         Ok(match &pool.provider {
             ProviderKind::Ec2 => Serving::Ec2(self.ec2.as_ref().ok_or_else(|| {
-                cannot_launch(pool, operation, "no EC2 client was connected for this pool")
+                fatal_call(pool, operation, "no EC2 client was connected for this pool")
             })?),
             ProviderKind::Exec(commands) => Serving::Exec(exec::Exec::new(commands)),
             ProviderKind::Static(dir) => Serving::Static(static_hosts::StaticHosts::new(dir)),

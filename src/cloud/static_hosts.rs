@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, cannot_launch};
+use super::{Cause, CloudError, CloudErrorKind, Operation, Provider, fatal_call};
 use crate::config::{Launcher, PoolConfig};
 use crate::model::{Instance, InstanceState};
 
@@ -89,7 +89,7 @@ impl Provider for StaticHosts<'_> {
         _count: u32,
         _token: &str,
     ) -> Result<Vec<String>, CloudError> {
-        Err(cannot_launch(pool, Operation::Launch, NO_LAUNCHES))
+        Err(fatal_call(pool, Operation::Launch, NO_LAUNCHES))
     }
 
     async fn terminate(
@@ -98,7 +98,7 @@ impl Provider for StaticHosts<'_> {
         _launcher: &Launcher,
         _ids: &[String],
     ) -> Result<(), CloudError> {
-        Err(cannot_launch(pool, Operation::Terminate, NO_LAUNCHES))
+        Err(fatal_call(pool, Operation::Terminate, NO_LAUNCHES))
     }
 }
 
