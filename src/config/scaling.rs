@@ -255,7 +255,11 @@ pub enum ForecastMode {
 }
 
 impl ForecastMode {
-    pub const NAMES: [&'static str; 3] = ["off", "observe", "scale"];
+    pub const ALL: [ForecastMode; 3] = [
+        ForecastMode::Off,
+        ForecastMode::Observe,
+        ForecastMode::Scale,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -121,22 +121,18 @@ impl Validator {
         }
         let forecast = match raw.forecast.as_deref() {
             None => ForecastMode::Off,
-            Some(name) => [
-                ForecastMode::Off,
-                ForecastMode::Observe,
-                ForecastMode::Scale,
-            ]
-            .into_iter()
-            .find(|mode| mode.name() == name)
-            .ok_or_else(|| {
-                self.invalid(
-                    at("forecast"),
-                    format!(
-                        "unknown forecast `{name}`; expected {}",
-                        ForecastMode::NAMES.join(", ")
-                    ),
-                )
-            })?,
+            Some(name) => ForecastMode::ALL
+                .into_iter()
+                .find(|mode| mode.name() == name)
+                .ok_or_else(|| {
+                    self.invalid(
+                        at("forecast"),
+                        format!(
+                            "unknown forecast `{name}`; expected {}",
+                            ForecastMode::ALL.map(ForecastMode::name).join(", ")
+                        ),
+                    )
+                })?,
         };
         let forecast_lead_s = count("forecast_lead_s", raw.forecast_lead_s, 180, 0)? as u64;
         // The state keeps the last 50 scale actions: a limit above that could not be counted.
