@@ -53,6 +53,16 @@ fn history(now: i64) -> Value {
     Value::Array(points)
 }
 
+/// Pool `web` in a `--plan --format json` document.
+fn pool_web(plan: &Value) -> &Value {
+    plan["plan"]["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pool| pool["name"] == "web")
+        .unwrap()
+}
+
 #[test]
 fn observe_shows_the_forecast_and_its_error_and_changes_nothing() {
     let (observing, _haproxy) = deployment("observe");
@@ -81,12 +91,7 @@ fn observe_shows_the_forecast_and_its_error_and_changes_nothing() {
     );
     let plan: Value =
         serde_json::from_str(&run(&observing, &["--plan", "--format", "json"])).unwrap();
-    let web = plan["plan"]["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|pool| pool["name"] == "web")
-        .unwrap();
+    let web = pool_web(&plan);
     let forecast = &web["scale"]["forecast"];
     assert_eq!(forecast["mode"], "observe", "{web}");
     assert_eq!(forecast["days"], 7, "{forecast}");
@@ -118,12 +123,7 @@ fn observe_shows_the_forecast_and_its_error_and_changes_nothing() {
     .unwrap();
     let plan_off: Value =
         serde_json::from_str(&run(&off, &["--plan", "--format", "json"])).unwrap();
-    let web_off = plan_off["plan"]["pools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|pool| pool["name"] == "web")
-        .unwrap();
+    let web_off = pool_web(&plan_off);
     assert!(web_off["scale"].get("forecast").is_none(), "{web_off}");
     for key in ["current", "desired", "min", "max"] {
         assert_eq!(

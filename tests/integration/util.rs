@@ -303,20 +303,22 @@ impl Ran {
     /// Asserts that stderr (where the tool logs) holds `text`.
     #[track_caller]
     pub(crate) fn said(self, text: &str) -> Ran {
-        assert!(
-            stderr(&self.0).contains(text),
-            "expected `{text}` on stderr\n{}",
-            describe(&self.0)
-        );
-        self
+        let written = stderr(&self.0);
+        self.holds("stderr", written, text)
     }
 
     /// Asserts that stdout (what the tool reports) holds `text`.
     #[track_caller]
     pub(crate) fn printed(self, text: &str) -> Ran {
+        let written = stdout(&self.0);
+        self.holds("stdout", written, text)
+    }
+
+    #[track_caller]
+    fn holds(self, stream: &str, written: String, text: &str) -> Ran {
         assert!(
-            stdout(&self.0).contains(text),
-            "expected `{text}` on stdout\n{}",
+            written.contains(text),
+            "expected `{text}` on {stream}\n{}",
             describe(&self.0)
         );
         self
