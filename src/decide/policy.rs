@@ -1395,6 +1395,29 @@ mod tests {
             })
         }
 
+        /// The decision on `case`'s load this run alone (no history, cooldown or earlier
+        /// recommendations), with `input` changed by `change`.
+        fn with_this_run(case: &Case, change: impl FnOnce(Input<'_>) -> Input<'_>) -> Decision {
+            let per_server = vec![case.load; case.in_service as usize];
+            let history = vec![(case.in_service > 0).then_some(case.load)];
+            decide(&change(Input {
+                scaling: &case.scaling,
+                now: 1_000_000,
+                in_service: case.in_service,
+                booting: case.booting,
+                per_server: &per_server,
+                history: &history,
+                last_scale_at: None,
+                recommendations: &[],
+                loads: &[],
+                no_metric: None,
+                queued: None,
+                queued_over: case.in_service,
+                forecast: None,
+                actions_last_hour: 0,
+            }))
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(2000))]
 
@@ -1460,27 +1483,7 @@ mod tests {
             #[test]
             fn the_saturation_guard_only_raises(case in any_case(), queued in 0.0f64..100.0, more in 0.0f64..100.0) {
                 let decide_with = |queued: f64| {
-                    let per_server = vec![case.load; case.in_service as usize];
-                    let history = vec![(case.in_service > 0).then_some(case.load)];
-                    decide(&Input {
-                        queued: Some(queued),
-                        ..Input {
-                            scaling: &case.scaling,
-                            now: 1_000_000,
-                            in_service: case.in_service,
-                            booting: case.booting,
-                            per_server: &per_server,
-                            history: &history,
-                            last_scale_at: None,
-                            recommendations: &[],
-                            loads: &[],
-                            no_metric: None,
-                            queued: None,
-                            queued_over: case.in_service,
-                            forecast: None,
-                            actions_last_hour: 0,
-                        }
-                    })
+                    with_this_run(&case, |input| Input { queued: Some(queued), ..input })
                 };
                 let low = decide_with(queued);
                 let high = decide_with(queued + more);
@@ -1497,27 +1500,7 @@ mod tests {
             #[test]
             fn the_forecast_only_raises(case in any_case(), forecast in 0.0f64..400.0, more in 0.0f64..400.0) {
                 let decide_with = |forecast: Option<f64>| {
-                    let per_server = vec![case.load; case.in_service as usize];
-                    let history = vec![(case.in_service > 0).then_some(case.load)];
-                    decide(&Input {
-                        forecast,
-                        ..Input {
-                            scaling: &case.scaling,
-                            now: 1_000_000,
-                            in_service: case.in_service,
-                            booting: case.booting,
-                            per_server: &per_server,
-                            history: &history,
-                            last_scale_at: None,
-                            recommendations: &[],
-                            loads: &[],
-                            no_metric: None,
-                            queued: None,
-                            queued_over: case.in_service,
-                            forecast: None,
-                            actions_last_hour: 0,
-                        }
-                    })
+                    with_this_run(&case, |input| Input { forecast, ..input })
                 };
                 let reactive = decide_with(None);
                 let low = decide_with(Some(forecast));
