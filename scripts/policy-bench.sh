@@ -23,24 +23,7 @@ trap 'rm -rf "$work"' EXIT
 
 # A config for one policy setting: $1 = the [pool.scaling] policy lines.
 config() {
-    cat > "$work/config.toml" <<TOML
-[haproxy]
-stats_socket = "/run/haproxy/admin.sock"
-[[pool]]
-name = "web"
-port = 80
-provider = "exec"
-[pool.exec]
-list = ["true"]
-launch = ["true"]
-terminate = ["true"]
-[pool.scaling]
-min = 1
-max = 500
-metric = "request_rate"
-cooldown_s = 0
-$1
-TOML
+    { cat scripts/simulate-pool.toml; printf '%s\n' "$1"; } > "$work/config.toml"
 }
 
 printf '%-20s %-12s %-48s %10s %10s %8s\n' trace policy setting "unserved%" cost_ratio actions

@@ -40,26 +40,10 @@ import csv, json, os, subprocess, sys
 traces_dir, binary, work = sys.argv[1:4]
 CAPACITY = 100.0
 
+POOL = open("scripts/simulate-pool.toml").read()
+
 def config(lines):
-    return f'''[haproxy]
-stats_socket = "/run/haproxy/admin.sock"
-[[pool]]
-name = "web"
-port = 80
-provider = "exec"
-[pool.exec]
-list = ["true"]
-launch = ["true"]
-terminate = ["true"]
-[pool.scaling]
-min = 1
-max = 500
-metric = "request_rate"
-cooldown_s = 0
-step_up = 500
-step_down = 500
-{lines}
-'''
+    return POOL + "step_up = 500\nstep_down = 500\n" + lines + "\n"
 
 def hpa(u):
     return f'policy = "target"\ntarget = {u * CAPACITY:g}\ntolerance = 0.1\nscale_down_window_s = 300'
