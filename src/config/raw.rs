@@ -132,6 +132,8 @@ pub(super) struct RawScaling {
     pub(super) tolerance: Option<f64>,
     pub(super) scale_down_window_s: Option<i64>,
     pub(super) lead_s: Option<i64>,
+    pub(super) headroom_quantile: Option<f64>,
+    pub(super) scale_down_tolerance: Option<f64>,
     pub(super) saturation_queue: Option<f64>,
     pub(super) forecast: Option<String>,
     pub(super) forecast_lead_s: Option<i64>,

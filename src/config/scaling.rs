@@ -23,6 +23,15 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Whether the metric counts requests or sessions (a rate, or those in progress), in the
+    /// unit of the requests queued in the backend.
+    pub fn counts_requests(&self) -> bool {
+        matches!(
+            self,
+            Metric::SessionRate | Metric::RequestRate | Metric::CurrentSessions
+        )
+    }
+
     /// Every metric's name in `[pool.scaling] metric`, in the order the README lists them.
     pub const NAMES: [&'static str; 7] = [
         "session_rate",
@@ -173,6 +182,12 @@ pub enum Policy {
         /// How far ahead a rising load is projected (0, the default: not at all); the time from
         /// a launch to the new server taking traffic, plus one run, when the load rises smoothly.
         lead_s: u64,
+        /// The pool keeps what this quantile of its load over the last hour needs (0: the
+        /// lowest load of the hour, which the window's peak always covers, so no effect).
+        headroom_quantile: f64,
+        /// How far below `target` per server the pool's need must fall before it scales down
+        /// (`tolerance` is the band above).
+        scale_down_tolerance: f64,
     },
 }
 

@@ -74,7 +74,14 @@ impl PolicyKind {
             ],
             PolicyKind::Average => &["scale_up_above", "scale_down_below", "average_of"],
             PolicyKind::Target => &["target", "tolerance", "scale_down_window_s"],
-            PolicyKind::Peak => &["target", "tolerance", "scale_down_window_s", "lead_s"],
+            PolicyKind::Peak => &[
+                "target",
+                "tolerance",
+                "scale_down_window_s",
+                "lead_s",
+                "headroom_quantile",
+                "scale_down_tolerance",
+            ],
         }
     }
 }
@@ -83,6 +90,15 @@ impl PolicyKind {
 /// `maxconn` on the servers HAProxy queues only when every one of them is full, and a queue
 /// this long at the instant of a run's sample is demand the servers do not keep up with.
 const DEFAULT_SATURATION_QUEUE: f64 = 1.0;
+
+/// The peak policy's `headroom_quantile` by default: the pool keeps what the load of the last
+/// hour needs at its 80th percentile (see `scripts/policy-protocol.sh` and the README).
+const DEFAULT_HEADROOM_QUANTILE: f64 = 0.8;
+
+/// The peak policy's `scale_down_tolerance` by default (or `tolerance`, if that is more): a
+/// pool scales down only once what it needs is a quarter below what it has, so that a load
+/// that wanders a little does not drain a server and launch it back.
+const DEFAULT_SCALE_DOWN_TOLERANCE: f64 = 0.25;
 
 /// The most `lead_s` may be: a day (a trend is not followed further).
 const LEAD_S_MOST: i64 = 86_400;
@@ -442,6 +458,8 @@ impl Validator {
             ("tolerance", raw.tolerance.is_some()),
             ("scale_down_window_s", raw.scale_down_window_s.is_some()),
             ("lead_s", raw.lead_s.is_some()),
+            ("headroom_quantile", raw.headroom_quantile.is_some()),
+            ("scale_down_tolerance", raw.scale_down_tolerance.is_some()),
         ];
         if let Some((key, _)) = given
             .iter()
@@ -496,11 +514,29 @@ impl Validator {
                 let (target, tolerance, window_s) = self.target(pool, raw, name, 600)?;
                 let lead_s =
                     self.in_range(at("lead_s"), raw.lead_s.unwrap_or(0), 0..=LEAD_S_MOST)?;
+                let headroom_quantile = raw.headroom_quantile.unwrap_or(DEFAULT_HEADROOM_QUANTILE);
+                if !(0.0..=1.0).contains(&headroom_quantile) {
+                    return Err(self.invalid(
+                        at("headroom_quantile"),
+                        format!("must be between 0 and 1, got {headroom_quantile}"),
+                    ));
+                }
+                let scale_down_tolerance = raw
+                    .scale_down_tolerance
+                    .unwrap_or(DEFAULT_SCALE_DOWN_TOLERANCE.max(tolerance));
+                if !(0.0..1.0).contains(&scale_down_tolerance) {
+                    return Err(self.invalid(
+                        at("scale_down_tolerance"),
+                        format!("must be at least 0 and below 1, got {scale_down_tolerance}"),
+                    ));
+                }
                 Policy::Peak {
                     target,
                     tolerance,
                     window_s,
                     lead_s: lead_s as u64,
+                    headroom_quantile,
+                    scale_down_tolerance,
                 }
             }
         })
@@ -844,9 +880,41 @@ mod tests {
                 target: 15.0,
                 tolerance: 0.1,
                 window_s: 600,
-                lead_s: 0
+                lead_s: 0,
+                headroom_quantile: 0.8,
+                scale_down_tolerance: 0.25,
             }
         );
+        // A `tolerance` above the scale-down tolerance's default is the band below too; each
+        // can be set.
+        let wide = parse("max = 4\ntarget = 15\ntolerance = 0.3\nheadroom_quantile = 0")
+            .unwrap()
+            .pools[0]
+            .scaling
+            .clone()
+            .unwrap();
+        let narrow = parse("max = 4\ntarget = 15\nscale_down_tolerance = 0.05")
+            .unwrap()
+            .pools[0]
+            .scaling
+            .clone()
+            .unwrap();
+        assert!(matches!(
+            wide.policy,
+            Policy::Peak {
+                headroom_quantile: 0.0,
+                scale_down_tolerance: 0.3,
+                ..
+            }
+        ));
+        assert!(matches!(
+            narrow.policy,
+            Policy::Peak {
+                headroom_quantile: 0.8,
+                scale_down_tolerance: 0.05,
+                ..
+            }
+        ));
         assert_eq!(
             consecutive.pools[0].scaling.as_ref().unwrap().policy,
             Policy::Consecutive {
@@ -1020,6 +1088,11 @@ mod tests {
         tolerance_above_one: "max = 3\npolicy = \"target\"\ntarget = 5\ntolerance = 1.5" => ["scaling.tolerance"];
         lead_s_under_the_target_policy: "max = 3\npolicy = \"target\"\ntarget = 5\nlead_s = 180" => ["scaling.lead_s", "not used by policy `target`"];
         lead_s_above_a_day: "max = 3\ntarget = 5\nlead_s = 86401" => ["scaling.lead_s", "between 0 and 86400, got 86401"];
+        headroom_quantile_above_one: "max = 3\ntarget = 5\nheadroom_quantile = 1.5" => ["scaling.headroom_quantile", "between 0 and 1, got 1.5"];
+        headroom_quantile_below_zero: "max = 3\ntarget = 5\nheadroom_quantile = -0.1" => ["scaling.headroom_quantile", "between 0 and 1, got -0.1"];
+        headroom_quantile_under_the_target_policy: "max = 3\npolicy = \"target\"\ntarget = 5\nheadroom_quantile = 0.8" => ["scaling.headroom_quantile", "not used by policy `target`"];
+        scale_down_tolerance_of_one: "max = 3\ntarget = 5\nscale_down_tolerance = 1" => ["scaling.scale_down_tolerance", "at least 0 and below 1, got 1"];
+        scale_down_tolerance_under_the_threshold_policy: "max = 3\nscale_up_above = 2\nscale_down_below = 1\nscale_down_tolerance = 0.2" => ["scaling.scale_down_tolerance", "not used by policy `threshold`"];
         // Issue 10, class 21: the key at fault and the real bound.
         scale_up_above_nan: "max = 3\nscale_up_above = nan\nscale_down_below = 1" => ["scaling.scale_up_above", "got NaN"];
         scale_up_above_negative_infinity: "max = 3\nscale_up_above = -inf\nscale_down_below = 1" => ["scaling.scale_up_above", "above 0"];

@@ -45,6 +45,9 @@ pub(crate) struct Input<'a> {
     /// The pool's load (the per-server metric summed over the servers in service) per run with
     /// a metric, as (Unix seconds, load), oldest first; ends with this run's when it has one.
     pub loads: &'a [(i64, f64)],
+    /// The pool's loads over the last hour (one a run, across the load balancers), this run's
+    /// included when it has one: what the peak policy's `headroom_quantile` is read from.
+    pub hour: &'a [f64],
     /// Why this run has no metric, when its source said (an external metric's "no data").
     pub no_metric: Option<&'a str>,
     /// Requests queued in the pool's backend this run, summed over the load balancers (HAProxy's
@@ -206,12 +209,7 @@ fn forecast_raise(input: &Input<'_>, decision: Decision) -> Decision {
     let Some(load) = input.forecast else {
         return decision;
     };
-    let line = match input.scaling.policy {
-        Policy::Target { target, .. } | Policy::Peak { target, .. } => target,
-        Policy::Threshold { up, .. }
-        | Policy::Consecutive { up, .. }
-        | Policy::Average { up, .. } => up,
-    };
+    let line = per_server_line(&input.scaling.policy);
     let needed = (load / line).ceil().clamp(0.0, f64::from(u32::MAX)) as u32;
     if needed <= decision.desired {
         return decision;
@@ -243,14 +241,27 @@ fn forecast_raise(input: &Input<'_>, decision: Decision) -> Decision {
     raised
 }
 
+/// The per-server metric a policy aims at: `target`, or the threshold policies' `scale_up_above`.
+fn per_server_line(policy: &Policy) -> f64 {
+    match *policy {
+        Policy::Target { target, .. } | Policy::Peak { target, .. } => target,
+        Policy::Threshold { up, .. }
+        | Policy::Consecutive { up, .. }
+        | Policy::Average { up, .. } => up,
+    }
+}
+
 /// The saturation guard, the same for every policy. A saturated server's rate reads its
 /// capacity, so a rate metric never passes a target set near it, and the pool would never grow;
 /// but HAProxy shows saturation plainly: requests queue in the backend. More than
 /// `saturation_queue` queued per server in service is demand the servers do not keep up with,
 /// whatever the metric reads (HAProxy's or an external one, or none this run, or inside the
-/// cooldown): the pool grows to a quarter more servers than served that queue, counting those
-/// joining and booting since, so a pool whose new servers are on their way does not launch
-/// again. It never lowers a decision.
+/// cooldown). The pool grows by a quarter of the servers that served that queue, and, with a
+/// metric that counts requests or sessions, at least by the servers that carry the queued
+/// requests at the policy's line (`ceil(queued / target)`: the queue read as that much demand
+/// the servers did not serve, which a rate capped at their capacity hides); those joining and
+/// booting since count, so a pool whose new servers are on their way does not launch again.
+/// It never lowers a decision.
 fn saturation_guard(input: &Input<'_>, decision: Decision) -> Decision {
     let Some(queued) = input.queued else {
         return decision;
@@ -262,7 +273,14 @@ fn saturation_guard(input: &Input<'_>, decision: Decision) -> Decision {
     }
     // Never fewer than there are: a saturated pool does not scale down.
     let grown = (f64::from(in_service) * (1.0 + SATURATION_GROWTH)).ceil() as u32;
+    let carried = if input.scaling.metric.counts_requests() {
+        let servers = (queued / per_server_line(&input.scaling.policy)).ceil();
+        in_service.saturating_add(servers.clamp(0.0, f64::from(u32::MAX)) as u32)
+    } else {
+        0
+    };
     let wanted = grown
+        .max(carried)
         .max(in_service.saturating_add(1))
         .max(decision.current);
     if wanted <= decision.desired {
@@ -437,19 +455,26 @@ impl Limits<'_> {
     }
 }
 
-/// The peak policy: HPA's rule on the highest load of the last `window_s` seconds instead of
-/// the load of this run. A load that has just been that high can be that high again before a
-/// server launched now takes traffic, so the pool keeps (and, at once, launches) what that peak
-/// needs at `target`; it scales down only when the peak leaves the window, and like HPA it holds
-/// within ±tolerance and holds while booting servers are on their way. A rising load is met
-/// where it will be when a server launched now takes traffic: this run's load plus the window's
-/// rise (least-squares slope) over `lead_s`, when that is above the peak. Only past and present
-/// samples are used; a falling trend never lowers anything.
+/// The peak policy: HPA's rule on the highest of three loads instead of this run's, so that the
+/// pool has, before it comes, the load that can come before a server launched now takes
+/// traffic:
+/// - the peak of the last `window_s` seconds (a load that has just been that high can be that
+///   high again);
+/// - the `headroom_quantile` of the last hour's loads (a noisy load is met at its usual highs,
+///   not at each run's draw, and a pool does not drain in a lull what the next draw needs);
+/// - with `lead_s` above 0, this run's load carried `lead_s` ahead along the window's rise
+///   (least-squares slope; a falling trend lowers nothing).
+///
+/// It launches at once for that load at `target`, holds within `tolerance` above and
+/// `scale_down_tolerance` below what the pool carries at target, holds while booting servers
+/// are on their way, and does not scale down when one server fewer would put this run's load
+/// above target. Only past and present loads are used.
 fn peak(
     judge: &Judge<'_>,
     target: f64,
-    tolerance: f64,
+    (tolerance, down_tolerance): (f64, f64),
     (window_s, lead_s): (u64, u64),
+    quantile: f64,
 ) -> Recommendation {
     let (input, current, metric, name) = (judge.input, judge.current, judge.metric, judge.name);
     let load = pool_load(input, metric);
@@ -458,25 +483,27 @@ fn peak(
     let window = &input.loads[input.loads.partition_point(|(at, _)| *at < since)..];
     let peaked = window.iter().map(|(_, load)| *load).fold(load, f64::max);
     let coming = load + rise_per_s(window, input.now) * lead_s as f64;
-    let highest = peaked.max(coming);
+    let usual = quantile_of(input.hour, quantile).unwrap_or(0.0);
+    let highest = peaked.max(coming).max(usual);
     let needed = (highest / target).ceil().max(1.0) as u32;
-    let why = if coming > peaked {
+    let what = format!("{name} {metric:.2} × {} in service", input.in_service);
+    let why = if coming > peaked && coming >= usual {
+        format!("{what}; rising, {coming:.1} in {lead_s}s")
+    } else if usual > peaked {
         format!(
-            "{name} {metric:.2} × {} in service; rising, {coming:.1} in {lead_s}s",
-            input.in_service
+            "{what}; the last hour's loads at their {:.0}th percentile, {usual:.1}",
+            quantile * 100.0
         )
     } else {
-        format!(
-            "{name} {metric:.2} × {} in service; the last {window_s}s peaked at {highest:.1}",
-            input.in_service
-        )
+        format!("{what}; the last {window_s}s peaked at {highest:.1}")
     };
     let hold = |reason: String| (current, reason, None);
     let ratio = highest / (f64::from(current.max(1)) * target);
-    if (ratio - 1.0).abs() <= tolerance {
+    if (1.0 - down_tolerance..=1.0 + tolerance).contains(&ratio) {
         return hold(format!(
-            "{why}: within {:.0}% of what {current} server(s) carry at target {target}, holding",
-            tolerance * 100.0
+            "{why}: within {:.0}% above or {:.0}% below what {current} server(s) carry at target {target}, holding",
+            tolerance * 100.0,
+            down_tolerance * 100.0
         ));
     }
     if needed > current {
@@ -503,6 +530,15 @@ fn peak(
         format!("{why}, which {needed} server(s) serve"),
         None,
     )
+}
+
+/// The `quantile` (0 to 1) of `loads`, by the nearest rank; `None` without loads.
+fn quantile_of(loads: &[f64], quantile: f64) -> Option<f64> {
+    let mut sorted = loads.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let last = sorted.len().checked_sub(1)?;
+    let rank = (last as f64 * quantile).round() as usize;
+    sorted.get(rank.min(last)).copied()
 }
 
 /// How fast the load rises, per second: the least-squares slope of `loads` (times from `now`),
@@ -622,7 +658,15 @@ fn recommend(input: &Input<'_>, scaling: &Scaling, current: u32, metric: f64) ->
             tolerance,
             window_s,
             lead_s,
-        } => peak(&judge, target, tolerance, (window_s, lead_s)),
+            headroom_quantile,
+            scale_down_tolerance,
+        } => peak(
+            &judge,
+            target,
+            (tolerance, scale_down_tolerance),
+            (window_s, lead_s),
+            headroom_quantile,
+        ),
     }
 }
 
@@ -835,6 +879,7 @@ mod tests {
             last_scale_at: None,
             recommendations: &[],
             loads: &[],
+            hour: &[],
             no_metric: None,
             queued: None,
             queued_over: in_service,
@@ -851,6 +896,8 @@ mod tests {
             tolerance: 0.1,
             window_s: 300,
             lead_s,
+            headroom_quantile: 0.0,
+            scale_down_tolerance: 0.1,
         });
         s.step_up = 20;
         s.step_down = 20;
@@ -907,6 +954,91 @@ mod tests {
         // Two loads are no trend.
         let two = [(at(60), 20.0), (at(0), 60.0)];
         assert_eq!(decide_with(180, 15.0, &two), 6);
+    }
+
+    /// Issue 31: the peak policy keeps what the last hour's loads need at their
+    /// `headroom_quantile`, and scales down only once it needs `scale_down_tolerance` less.
+    #[test]
+    fn peak_keeps_the_hours_usual_highs() {
+        // 4 servers at 5 each (20 now), target 10, nothing else in the window; the hour's
+        // loads 10, 20, ..., 100 and this run's 20: ranked, 10 20 20 30 40 50 ... 100.
+        let hour: Vec<f64> = (1..=10)
+            .map(|tenth| f64::from(tenth) * 10.0)
+            .chain([20.0])
+            .collect();
+        let want = |headroom_quantile: f64, scale_down_tolerance: f64| {
+            let mut s = scaling(Policy::Peak {
+                target: 10.0,
+                tolerance: 0.1,
+                window_s: 300,
+                lead_s: 0,
+                headroom_quantile,
+                scale_down_tolerance,
+            });
+            (s.step_up, s.step_down, s.max) = (20, 20, Bound::Fixed(50));
+            let per = [5.0; 4];
+            let history = [Some(5.0)];
+            decide(&Input {
+                hour: &hour,
+                ..input(&s, 4, &per, &history)
+            })
+            .desired
+        };
+        let cases = [
+            // (quantile, scale-down tolerance, servers): the 80th percentile is 80, the 90th 90.
+            (0.8, 0.25, 8),
+            (0.9, 0.25, 9),
+            // The 50th is 50: 5 servers; the 35th is 40, what the 4 carry: hold.
+            (0.5, 0.25, 5),
+            (0.35, 0.25, 4),
+            // The 30th is 30, a quarter below what 4 carry: held at 0.25, not at 0.1.
+            (0.3, 0.25, 4),
+            (0.3, 0.1, 3),
+            // 0 is the hour's lowest (10), below this run's 20: 2 servers, as without it.
+            (0.0, 0.25, 2),
+        ];
+        for (quantile, down, servers) in cases {
+            assert_eq!(
+                want(quantile, down),
+                servers,
+                "quantile {quantile}, scale-down tolerance {down}"
+            );
+        }
+        assert_eq!(quantile_of(&[], 0.8), None);
+    }
+
+    /// Issue 31: with a metric that counts requests or sessions, a long queue is read as demand
+    /// the servers did not serve, and the pool grows by the servers that carry it at the line;
+    /// with a metric in other units, or a short queue, by a quarter.
+    #[test]
+    fn a_long_queue_grows_the_pool_by_the_servers_it_needs() {
+        let per = [21.0; 8];
+        let history = [Some(21.0)];
+        let cases = [
+            // 8 + ceil(9 / 20) = 9 is less than a quarter more.
+            (Metric::SessionRate, 9.0, 10),
+            (Metric::RequestRate, 100.0, 13),
+            (Metric::CurrentSessions, 100.0, 13),
+            (Metric::SessionRate, 1_000.0, 40),
+            (Metric::ResponseTimeMs, 100.0, 10),
+        ];
+        for (metric, queued, servers) in cases {
+            let mut s = scaling(Policy::Target {
+                target: 20.0,
+                tolerance: 0.1,
+                window_s: 300,
+            });
+            (s.metric, s.step_up, s.max) = (metric.clone(), 40, Bound::Fixed(40));
+            let d = decide(&Input {
+                queued: Some(queued),
+                ..input(&s, 8, &per, &history)
+            });
+            assert_eq!(
+                (d.desired, d.saturated),
+                (servers, Some(queued)),
+                "{metric:?}, {queued} queued: {d:?}"
+            );
+        }
     }
 
     #[test]
@@ -1116,6 +1248,8 @@ mod tests {
                     tolerance: 0.1,
                     window_s: 300,
                     lead_s: 0,
+                    headroom_quantile: 0.8,
+                    scale_down_tolerance: 0.25,
                 },
                 21.0,
             ),
@@ -1274,8 +1408,9 @@ mod tests {
             held.reason
         );
         assert_eq!(held.hold.map(Hold::name), Some("action_limit"));
+        // 40 queued at 20 per server: 2 more servers.
         let saturated = at(5, Some(40.0));
-        assert_eq!((saturated.desired, saturated.saturated), (5, Some(40.0)));
+        assert_eq!((saturated.desired, saturated.saturated), (6, Some(40.0)));
         // Bound repairs are not held either.
         s.min = Bound::Fixed(6);
         assert_eq!(
@@ -1310,14 +1445,18 @@ mod tests {
                     down: 10.0,
                     average_of
                 }),
-                (0.0f64..0.5, 0u64..900, 0u64..600).prop_map(|(tolerance, window_s, lead_s)| {
-                    Policy::Peak {
-                        target: 15.0,
-                        tolerance,
-                        window_s,
-                        lead_s,
+                (0.0f64..0.5, 0u64..900, 0u64..600, 0.0f64..=1.0, 0.0f64..0.5).prop_map(
+                    |(tolerance, window_s, lead_s, headroom_quantile, scale_down_tolerance)| {
+                        Policy::Peak {
+                            target: 15.0,
+                            tolerance,
+                            window_s,
+                            lead_s,
+                            headroom_quantile,
+                            scale_down_tolerance,
+                        }
                     }
-                }),
+                ),
                 (0.0f64..0.5, 0u64..600).prop_map(|(tolerance, window_s)| Policy::Target {
                     target: 15.0,
                     tolerance,
@@ -1387,6 +1526,7 @@ mod tests {
                 last_scale_at: case.since_scale.map(|ago| now - ago),
                 recommendations: &recommendations,
                 loads: &loads,
+                hour: &[],
                 no_metric: None,
                 queued: None,
                 queued_over: case.in_service,
@@ -1397,7 +1537,11 @@ mod tests {
 
         /// The decision on `case`'s load this run alone (no history, cooldown or earlier
         /// recommendations), with `input` changed by `change`.
-        fn with_this_run(case: &Case, change: impl FnOnce(Input<'_>) -> Input<'_>) -> Decision {
+        fn with_this_run(
+            case: &Case,
+            hour: &[f64],
+            change: impl FnOnce(Input<'_>) -> Input<'_>,
+        ) -> Decision {
             let per_server = vec![case.load; case.in_service as usize];
             let history = vec![(case.in_service > 0).then_some(case.load)];
             decide(&change(Input {
@@ -1410,6 +1554,7 @@ mod tests {
                 last_scale_at: None,
                 recommendations: &[],
                 loads: &[],
+                hour,
                 no_metric: None,
                 queued: None,
                 queued_over: case.in_service,
@@ -1467,6 +1612,7 @@ mod tests {
                     last_scale_at: None,
                     recommendations: &[],
                     loads: &[],
+                    hour: &[],
                     no_metric: None,
                     queued: None,
                     queued_over: case.in_service,
@@ -1478,12 +1624,23 @@ mod tests {
                 }
             }
 
+            /// Issue 31: a higher load anywhere in the last hour never gives fewer servers.
+            #[test]
+            fn the_hours_loads_only_raise(case in any_case(), hour in proptest::collection::vec(0.0f64..200.0, 0..40), index in 0usize..40, more in 0.0f64..200.0) {
+                let decide_with = |hour: &[f64]| with_this_run(&case, hour, |input| input).desired;
+                let mut higher = hour.clone();
+                if let Some(load) = higher.get_mut(index) {
+                    *load += more;
+                }
+                prop_assert!(decide_with(&higher) >= decide_with(&hour));
+            }
+
             /// Issue 31: more queued requests never give fewer servers, and a saturated pool
             /// within its bounds never shrinks.
             #[test]
             fn the_saturation_guard_only_raises(case in any_case(), queued in 0.0f64..100.0, more in 0.0f64..100.0) {
                 let decide_with = |queued: f64| {
-                    with_this_run(&case, |input| Input { queued: Some(queued), ..input })
+                    with_this_run(&case, &[], |input| Input { queued: Some(queued), ..input })
                 };
                 let low = decide_with(queued);
                 let high = decide_with(queued + more);
@@ -1500,7 +1657,7 @@ mod tests {
             #[test]
             fn the_forecast_only_raises(case in any_case(), forecast in 0.0f64..400.0, more in 0.0f64..400.0) {
                 let decide_with = |forecast: Option<f64>| {
-                    with_this_run(&case, |input| Input { forecast, ..input })
+                    with_this_run(&case, &[], |input| Input { forecast, ..input })
                 };
                 let reactive = decide_with(None);
                 let low = decide_with(Some(forecast));

@@ -574,10 +574,12 @@ mod tests {
 
     /// Issue 31: the same pool with the saturation guard, by hand. Run 1 (60 s) is blind (the
     /// reload), but the backend queued the 20 req/s that found no server in minute 0, more than
-    /// 1 per server: it grows a quarter over its 1 server in service (2). Run 2 is blind again;
-    /// its sample's queue (10 req/s in minute 1, over the 1 server that served then) wants 2,
-    /// which there are. Run 4 sees 10 req/s per server and launches 2 (ceil(20 / 5) = 4).
-    /// Unserved: 20 × 60 in minute 0 and 10 × 60 in minute 1, instead of three minutes more.
+    /// 1 per server: it grows by the servers that carry them at target 5 (4) over its 1 server
+    /// in service, to 5. Run 2 is blind again; its sample's queue (10 req/s in minute 1, over
+    /// the 1 server that served then) wants 1 + 2, fewer than there are. Run 4 sees 4 req/s per
+    /// server on 5, 4 would do (ceil(20 / 5)): one is drained. Unserved: 20 × 60 in minute 0
+    /// and 10 × 60 in minute 1, instead of three minutes more; the queue read as demand over
+    /// the server that joined since overshoots by one, for two minutes.
     #[test]
     fn the_saturation_guard_grows_a_blind_pool_from_its_queue() {
         let mut config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
@@ -585,9 +587,9 @@ mod tests {
         let outcome = run(&config, &[20.0; 8], TEN);
         let f = &outcome.figures;
         let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
-        assert_eq!(serving, [0, 1, 2, 2, 2, 4, 4, 4], "{outcome:?}");
+        assert_eq!(serving, [0, 1, 5, 5, 4, 4, 4, 4], "{outcome:?}");
         assert_eq!(f.requests_unserved, 1_200.0 + 600.0);
-        assert_eq!((f.scale_ups, f.launches), (3, 4));
+        assert_eq!((f.scale_ups, f.launches, f.scale_downs), (2, 5, 1));
     }
 
     /// With `apply = "reload"` every change of servers resets HAProxy's counters and blinds the
@@ -627,10 +629,16 @@ mod tests {
         let loads: Vec<f64> = (0..300)
             .map(|i| 50.0 + 40.0 * (f64::from(i) / 20.0).sin())
             .collect();
-        let base = "min = 1\nmax = 20\ntarget = 8\nstep_up = 20\nstep_down = 20";
+        // Without the hour's quantile, which on this sine (a period of about two hours) would
+        // keep its crest all along, and hide the window and the lead.
+        let base =
+            "min = 1\nmax = 20\ntarget = 8\nstep_up = 20\nstep_down = 20\nheadroom_quantile = 0";
         let peak = run(&config(base), &loads, TEN).figures;
         let hpa = run(
-            &config(&format!("{base}\npolicy = \"target\"")),
+            &config(&format!(
+                "{}\npolicy = \"target\"",
+                base.replace("\nheadroom_quantile = 0", "")
+            )),
             &loads,
             TEN,
         )
@@ -643,6 +651,13 @@ mod tests {
         .figures;
         // `lead_s` was added to the policy after simulate was written: it shows here too.
         let led = run(&config(&format!("{base}\nlead_s = 120")), &loads, TEN).figures;
+        let usual = run(
+            &config(&base.replace("headroom_quantile = 0", "headroom_quantile = 0.8")),
+            &loads,
+            TEN,
+        )
+        .figures;
+        assert_ne!(peak, usual);
         assert_ne!(peak, hpa);
         assert_ne!(peak, wide);
         assert_ne!(peak, led);

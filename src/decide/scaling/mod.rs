@@ -255,31 +255,58 @@ fn window_s(scaling: &Scaling) -> u64 {
     }
 }
 
+/// How far back the peak policy's `headroom_quantile` reads the pool's loads.
+const HOUR_S: i64 = 3_600;
+
+/// This run's load (this node's sample's, or the pool's across nodes), when it measured one.
+fn this_run_load(sample: Option<&Sample>, now: i64) -> Option<f64> {
+    sample
+        .filter(|sample| sample.at == now)
+        .and_then(|sample| sample.pool_load.or(sample.load))
+}
+
+/// The pool's loads over the last hour, from its history, and this run's.
+fn hour_loads(history: &[LoadPoint], this_load: Option<f64>, now: i64) -> Vec<f64> {
+    history
+        .iter()
+        .filter(|point| point.at > now - HOUR_S && point.at < now)
+        .map(|point| point.load)
+        .chain(this_load)
+        .collect()
+}
+
+/// Whether the policy reads the last hour's loads (the peak policy with a `headroom_quantile`).
+fn reads_the_hour(scaling: &Scaling) -> bool {
+    matches!(scaling.policy, Policy::Peak { headroom_quantile, .. } if headroom_quantile > 0.0)
+}
+
 /// The load history with this run's load (this node's sample's, or the pool's across nodes)
-/// and the forecast it made, for the next runs' forecasts and scores; unchanged by a run
-/// without a load.
+/// and the forecast it made, for the next runs' forecasts and scores and the last hour's
+/// quantile; unchanged by a run without a load. Without a forecast only the last hour is
+/// kept.
 fn recorded(
-    report: &ForecastReport,
+    report: Option<&ForecastReport>,
     history: &[LoadPoint],
-    samples: &[Sample],
+    load: Option<f64>,
     now: i64,
 ) -> Vec<LoadPoint> {
-    let load = samples
-        .last()
-        .filter(|sample| sample.at == now)
-        .and_then(|sample| sample.pool_load.or(sample.load));
-    match load {
-        Some(load) => forecast::record(
-            history,
-            LoadPoint {
-                at: now,
-                load,
-                forecast: report.load.map(|expected| (expected, report.lead_s as i64)),
-                peak: report.peak,
-            },
-        ),
-        None => history.to_vec(),
+    let Some(load) = load else {
+        return history.to_vec();
+    };
+    let mut recorded = forecast::record(
+        history,
+        LoadPoint {
+            at: now,
+            load,
+            forecast: report
+                .and_then(|report| report.load.map(|expected| (expected, report.lead_s as i64))),
+            peak: report.and_then(|report| report.peak),
+        },
+    );
+    if report.is_none() {
+        recorded.retain(|point| point.at > now - HOUR_S);
     }
+    recorded
 }
 
 /// The instances whose readiness the run must probe: running, past warmup, not draining, and
@@ -366,6 +393,8 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         .collect();
     let measured = metric::measure(facts, state, &in_service);
     let forecast = forecast_report(facts.scaling, &state.load_history, now);
+    let this_load = this_run_load(measured.sample.as_ref(), now);
+    let hour = hour_loads(&state.load_history, this_load, now);
     let mut decision = policy::decide(&policy::Input {
         scaling: facts.scaling,
         now,
@@ -378,6 +407,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         last_scale_at: state.scale_history.last().map(|event| event.at),
         recommendations: &state.recommendations,
         loads: &measured.loads,
+        hour: &hour,
         no_metric: measured.no_metric.as_deref(),
         queued: measured.queued,
         queued_over: queued_over(state, in_service.len()),
@@ -429,8 +459,8 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     let mut next = next_state(
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
-    if let Some(report) = &forecast {
-        next.load_history = recorded(report, &state.load_history, &next.samples, now);
+    if forecast.is_some() || reads_the_hour(facts.scaling) {
+        next.load_history = recorded(forecast.as_ref(), &state.load_history, this_load, now);
     }
     ScalingPlan {
         warnings: launch_time_warnings(facts, &launched),
@@ -829,7 +859,13 @@ mod tests {
     #[test]
     fn a_per_server_value_is_shared_with_the_servers_that_joined_since_it_was_measured() {
         // 0.9 measured on the 2 servers in service at the last run; 2 more join now.
-        let mut world = external_world(false, "target = 0.6", "0.9", None);
+        // (A scale-down tolerance of 0.1, so that 3 for 4 is not held within the default 0.25.)
+        let mut world = external_world(
+            false,
+            "target = 0.6\nscale_down_tolerance = 0.1",
+            "0.9",
+            None,
+        );
         world.state.in_service = vec!["i-1".into(), "i-2".into()];
         let plan = world.plan();
         assert_eq!(plan.decision.metric, Some(0.45));
