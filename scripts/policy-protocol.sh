@@ -167,4 +167,11 @@ for name in whole:
     total += report("halves", name + " (2nd half)", [name + " (1st half)"])
     lines += len(HPA)
 print(f"\n{lines - total} of {lines} HPA points beaten out of sample; {total} lost.")
+# In sample: a setting that beats an HPA point on every whole trace at once, if there is one.
+for u in HPA:
+    everywhere = [c for c in CANDIDATES
+                  if all(beats(simulate(t, candidate(*c)), simulate(t, hpa(u))) for t in whole)]
+    print(f"in sample, HPA {u}: beaten on all {len(whole)} traces at once by "
+          f"{len(everywhere)} of {len(CANDIDATES)} settings"
+          + (f" ({', '.join(label(c) for c in everywhere)})" if everywhere else ""))
 PY
