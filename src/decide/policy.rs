@@ -259,9 +259,9 @@ fn per_server_line(policy: &Policy) -> f64 {
 /// cooldown). The pool grows by a quarter of the servers that served that queue, and, with a
 /// metric that counts requests or sessions, at least by the servers that carry the queued
 /// requests at the policy's line (`ceil(queued / target)`: the queue read as that much demand
-/// the servers did not serve, which a rate capped at their capacity hides); those joining and
-/// booting since count, so a pool whose new servers are on their way does not launch again.
-/// It never lowers a decision.
+/// the servers did not serve, which a rate capped at their capacity hides), at most doubling
+/// them in one run; those joining and booting since count, so a pool whose new servers are on
+/// their way does not launch again. It never lowers a decision.
 fn saturation_guard(input: &Input<'_>, decision: Decision) -> Decision {
     let Some(queued) = input.queued else {
         return decision;
@@ -273,9 +273,11 @@ fn saturation_guard(input: &Input<'_>, decision: Decision) -> Decision {
     }
     // Never fewer than there are: a saturated pool does not scale down.
     let grown = (f64::from(in_service) * (1.0 + SATURATION_GROWTH)).ceil() as u32;
+    // The queue is a count at one instant: requests that wait long (a long `timeout queue`)
+    // count many times over, so it grows the pool by at most as many servers as served it.
     let carried = if input.scaling.metric.counts_requests() {
         let servers = (queued / per_server_line(&input.scaling.policy)).ceil();
-        in_service.saturating_add(servers.clamp(0.0, f64::from(u32::MAX)) as u32)
+        in_service.saturating_add((servers.clamp(0.0, f64::from(u32::MAX)) as u32).min(in_service))
     } else {
         0
     };
@@ -1019,7 +1021,8 @@ mod tests {
             (Metric::SessionRate, 9.0, 10),
             (Metric::RequestRate, 100.0, 13),
             (Metric::CurrentSessions, 100.0, 13),
-            (Metric::SessionRate, 1_000.0, 40),
+            // At most twice the servers that served the queue, however long it is.
+            (Metric::SessionRate, 1_000.0, 16),
             (Metric::ResponseTimeMs, 100.0, 10),
         ];
         for (metric, queued, servers) in cases {

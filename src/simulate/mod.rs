@@ -574,12 +574,11 @@ mod tests {
 
     /// Issue 31: the same pool with the saturation guard, by hand. Run 1 (60 s) is blind (the
     /// reload), but the backend queued the 20 req/s that found no server in minute 0, more than
-    /// 1 per server: it grows by the servers that carry them at target 5 (4) over its 1 server
-    /// in service, to 5. Run 2 is blind again; its sample's queue (10 req/s in minute 1, over
-    /// the 1 server that served then) wants 1 + 2, fewer than there are. Run 4 sees 4 req/s per
-    /// server on 5, 4 would do (ceil(20 / 5)): one is drained. Unserved: 20 × 60 in minute 0
-    /// and 10 × 60 in minute 1, instead of three minutes more; the queue read as demand over
-    /// the server that joined since overshoots by one, for two minutes.
+    /// 1 per server: the servers that carry them at target 5 would be 4 more, but a run at most
+    /// doubles the 1 server in service: 2. Run 2 is blind again; its sample's queue (10 req/s
+    /// in minute 1, over the 1 server that served then) wants 2, which there are. Run 4 sees
+    /// 10 req/s per server and launches 2 (ceil(20 / 5) = 4). Unserved: 20 × 60 in minute 0
+    /// and 10 × 60 in minute 1, instead of three minutes more.
     #[test]
     fn the_saturation_guard_grows_a_blind_pool_from_its_queue() {
         let mut config = config("min = 1\nmax = 5\npolicy = \"target\"\ntarget = 5\nstep_up = 5");
@@ -587,9 +586,9 @@ mod tests {
         let outcome = run(&config, &[20.0; 8], TEN);
         let f = &outcome.figures;
         let serving: Vec<u32> = outcome.points.iter().map(|p| p.in_service).collect();
-        assert_eq!(serving, [0, 1, 5, 5, 4, 4, 4, 4], "{outcome:?}");
+        assert_eq!(serving, [0, 1, 2, 2, 2, 4, 4, 4], "{outcome:?}");
         assert_eq!(f.requests_unserved, 1_200.0 + 600.0);
-        assert_eq!((f.scale_ups, f.launches, f.scale_downs), (2, 5, 1));
+        assert_eq!((f.scale_ups, f.launches, f.scale_downs), (3, 4, 0));
     }
 
     /// With `apply = "reload"` every change of servers resets HAProxy's counters and blinds the
