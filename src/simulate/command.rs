@@ -153,7 +153,7 @@ fn saturation_warning(scaling: &Scaling, settings: Settings) -> Option<String> {
     };
     (line >= settings.capacity).then(|| {
         format!(
-            "the metric can never scale the pool up: a server serves at most --capacity {} req/s, so its {} never passes {name} ({line}); only the saturation guard (the backend's queue) grows it; lower the target or give the real --capacity",
+            "the metric can never scale the pool up: a server serves at most --capacity {} req/s, so its {} never passes {name} ({line:.2}); only the saturation guard (the backend's queue) grows it; lower the target or give the real --capacity",
             settings.capacity,
             scaling.metric.name()
         )
