@@ -45,9 +45,14 @@ pub(crate) fn from_event(pool: &str, event: &Event) -> Notification {
             EventKind::Blocked,
             format!("pool {pool} cannot scale down from {from} to {wanted}: {reason}"),
         ),
-        Event::Rapid { scales, window_s } => (
+        Event::Rapid {
+            reversals,
+            window_s,
+        } => (
             EventKind::Rapid,
-            format!("pool {pool} scaled {scales} times within {window_s}s: check the thresholds"),
+            format!(
+                "pool {pool} reversed its direction {reversals} times within {window_s}s (flapping): widen `tolerance` or `scale_down_window_s`, or raise `cooldown_s`"
+            ),
         ),
     };
     Notification {
@@ -371,7 +376,7 @@ mod tests {
             from_event(
                 "web",
                 &Event::Rapid {
-                    scales: 6,
+                    reversals: 6,
                     window_s: 600,
                 },
             ),

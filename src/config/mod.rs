@@ -250,7 +250,7 @@ pub struct Notify {
     pub on: BTreeSet<EventKind>,
     pub webhook: Option<Secret>,
     pub command: Option<Vec<String>>,
-    /// "rapid" = more scale actions than `rapid_scales` within `rapid_window_s`.
+    /// "rapid" = more direction reversals than `rapid_scales` within `rapid_window_s`.
     pub rapid_scales: u32,
     pub rapid_window_s: u64,
     /// While runs keep failing, `failed` is sent again this often (0: only once).

@@ -49,7 +49,7 @@ pub struct PoolState {
     /// Servers being drained before they are terminated.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub draining: Vec<Draining>,
-    /// Recent scale actions, oldest first (cooldown and the rapid-scaling check).
+    /// Recent scale actions, oldest first (cooldown and the flapping check).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_history: Vec<ScaleEvent>,
     /// Recent target-policy recommendations: (Unix seconds, servers).
@@ -62,6 +62,11 @@ pub struct PoolState {
     /// reported once, not every run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scale_down_blocked: bool,
+    /// The pool has been flapping (more direction reversals than `notify.rapid_scales` within
+    /// `notify.rapid_window_s`) since a run reported it, so that "rapid" is reported once per
+    /// episode, not every run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub flapping: bool,
     /// When (Unix seconds, the run's `now`) a run of this tool last reloaded HAProxy: a stats
     /// interval that spans it gives no rate, whatever the stats source can tell.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -3,8 +3,10 @@
 //! A scale is what was actually launched or drained: a scale-down with nothing drainable is not
 //! one (no cooldown, no history, no `scaled`), only a blocked event, reported once until a drain
 //! is possible again. Hitting a bound is reported when the pool first hits it, not on every run
-//! it stays there; many scales within the rapid window are reported with the scale that makes
-//! them too many.
+//! it stays there. A pool that flaps (reverses its direction more than `rapid_scales` times
+//! within the rapid window) is reported with the scale that makes the reversals too many, once
+//! per episode: not again until the reversals in the window are few enough again. Steps in one
+//! direction, a ramp met a server at a time, are not flapping.
 
 use crate::decide::policy::Decision;
 use crate::model::{PoolState, ScaleEvent};
@@ -23,6 +25,7 @@ pub(super) struct Outcome {
     pub(super) events: Vec<Event>,
     pub(super) scale_history: Vec<ScaleEvent>,
     pub(super) scale_down_blocked: bool,
+    pub(super) flapping: bool,
 }
 
 /// `to` is the capacity the run actually reaches, and `token` a scale-up's launch token;
@@ -79,13 +82,11 @@ pub(super) fn pool_events(
         });
     }
     let (rapid_scales, rapid_window_s) = facts.rapid;
-    let recent = scale_history
-        .iter()
-        .filter(|event| event.at >= now.saturating_sub(rapid_window_s as i64))
-        .count() as u32;
-    if scaled && recent > rapid_scales {
+    let reversals = reversals_since(&scale_history, now.saturating_sub(rapid_window_s as i64));
+    let flapping = reversals > rapid_scales;
+    if scaled && flapping && !state.flapping {
         events.push(Event::Rapid {
-            scales: recent,
+            reversals,
             window_s: rapid_window_s,
         });
     }
@@ -95,7 +96,23 @@ pub(super) fn pool_events(
         events,
         scale_history,
         scale_down_blocked,
+        // An episode goes on while the reversals stay too many, and is reported when a scale
+        // starts it.
+        flapping: flapping && (state.flapping || scaled),
     }
+}
+
+/// How many times the scale actions since `since` went the other way from the one before.
+fn reversals_since(history: &[ScaleEvent], since: i64) -> u32 {
+    let directions: Vec<bool> = history
+        .iter()
+        .filter(|event| event.at >= since && event.to != event.from)
+        .map(|event| event.to > event.from)
+        .collect();
+    directions
+        .windows(2)
+        .filter(|pair| pair[0] != pair[1])
+        .count() as u32
 }
 
 /// An adopted fleet can be large: name a few, count the rest.

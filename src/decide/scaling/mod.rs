@@ -99,8 +99,10 @@ pub enum Event {
         at: Capped,
         reason: String,
     },
+    /// The pool reversed its direction more than `rapid_scales` times within `window_s`:
+    /// reported once per episode.
     Rapid {
-        scales: u32,
+        reversals: u32,
         window_s: u64,
     },
     /// The policy wants fewer servers, but none of those it could drain may be: they are
@@ -554,6 +556,7 @@ fn next_state(
         recommendations,
         capped: decision.capped,
         scale_down_blocked: outcome.scale_down_blocked,
+        flapping: outcome.flapping,
         reloaded_at: state.reloaded_at,
         load_history: state.load_history.clone(),
     }
@@ -1554,45 +1557,72 @@ mod tests {
         }
     }
 
+    /// Issue 32: flapping is judged by direction reversals within the window (the world's
+    /// `rapid` is 2 in 600 s), not by steps in one direction, and reported once per episode.
     #[test]
-    fn more_scales_than_rapid_scales_within_the_window_is_reported() {
+    fn more_reversals_than_rapid_scales_within_the_window_are_reported_once_per_episode() {
         let mut world = World::new(
             threshold(""),
             vec![instance("i-1", 600), instance("i-2", 600)],
         )
         .with_rate(30, &[1, 1]);
-        world.state.scale_history = vec![
-            ScaleEvent {
-                at: NOW - 100,
-                from: 1,
-                to: 2,
-                ..ScaleEvent::default()
-            },
-            ScaleEvent {
-                at: NOW - 700,
-                from: 2,
-                to: 1,
-                ..ScaleEvent::default()
-            },
-        ];
-        assert!(
-            !world
-                .plan()
-                .events
+        let history = |steps: &[(i64, u32, u32)]| -> Vec<ScaleEvent> {
+            steps
                 .iter()
-                .any(|e| matches!(e, Event::Rapid { .. })),
-            "2 in the window is not more than 2"
+                .map(|&(ago, from, to)| ScaleEvent {
+                    at: NOW - ago,
+                    from,
+                    to,
+                    ..ScaleEvent::default()
+                })
+                .collect()
+        };
+        let rapid = |plan: &ScalingPlan| {
+            plan.events
+                .iter()
+                .find(|e| matches!(e, Event::Rapid { .. }))
+                .cloned()
+        };
+        // A ramp met a server at a time: five scale-ups and this run's are no flapping.
+        world.state.scale_history = history(&[
+            (500, 1, 2),
+            (400, 2, 3),
+            (300, 3, 4),
+            (200, 4, 5),
+            (100, 5, 6),
+        ]);
+        let plan = world.plan();
+        assert!(
+            plan.decision.desired > plan.decision.current,
+            "{}",
+            plan.decision.reason
         );
-        world.state.scale_history.push(ScaleEvent {
-            at: NOW - 50,
-            from: 2,
-            to: 3,
-            ..ScaleEvent::default()
-        });
-        assert!(world.plan().events.contains(&Event::Rapid {
-            scales: 3,
-            window_s: 600
-        }));
+        assert_eq!((rapid(&plan), plan.next.flapping), (None, false));
+        // Up, down, up, down, and this run's up: 4 reversals, more than 2.
+        world.state.scale_history = history(&[
+            (700, 2, 1),
+            (500, 1, 2),
+            (400, 2, 1),
+            (300, 1, 2),
+            (200, 2, 1),
+        ]);
+        let plan = world.plan();
+        assert_eq!(
+            rapid(&plan),
+            Some(Event::Rapid {
+                reversals: 4,
+                window_s: 600
+            })
+        );
+        assert!(plan.next.flapping);
+        // The same episode, already reported: not again.
+        world.state.flapping = true;
+        let plan = world.plan();
+        assert_eq!((rapid(&plan), plan.next.flapping), (None, true));
+        // Two reversals left in the window: the episode is over.
+        world.state.scale_history = history(&[(700, 2, 1), (400, 1, 2), (200, 2, 1)]);
+        let plan = world.plan();
+        assert_eq!((rapid(&plan), plan.next.flapping), (None, false));
     }
 
     #[test]
