@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::config::PoolConfig;
+use crate::config::{PoolConfig, ProviderKind};
 use crate::decide::scaling::{Role, ScalingPlan};
 use crate::model::{Discovered, Instance, InstanceState, Observed, State, Tags, Unusable};
 
@@ -105,6 +105,9 @@ pub struct BackendPlan {
     /// `allow_empty`: an empty backend is intended.
     #[serde(skip)]
     pub(crate) allow_empty: bool,
+    /// What to check when the provider listed nothing, in its own terms.
+    #[serde(skip)]
+    pub(crate) none_found: String,
     /// Scaling pools: the decision and the launches, drains and terminations.
     pub(crate) scale: Option<ScalingPlan>,
 }
@@ -141,6 +144,7 @@ pub(crate) fn plan_backend(
         newly_bad: Vec::new(),
         found: observed.instances.len(),
         allow_empty: pool.allow_empty,
+        none_found: none_found(pool),
         scale,
     }
 }
@@ -244,12 +248,23 @@ pub(crate) fn mark_newly_bad(pools: &mut [BackendPlan], state: &State) {
     }
 }
 
+/// What to check when a pool's provider listed no instance, in that provider's terms.
+fn none_found(pool: &PoolConfig) -> String {
+    match &pool.provider {
+        ProviderKind::Ec2 => "EC2 lists no running instance that matches `[pool.discover]`: check its tags, security group and image (a typo matches nothing)".to_owned(),
+        ProviderKind::Exec(_) => "the `[pool.exec] list` command listed no instance".to_owned(),
+        ProviderKind::Static(folder) => format!(
+            "the hosts folder {} has no host (`hosts add` puts one there)",
+            folder.display()
+        ),
+    }
+}
+
 /// What discovery found and why none of it is usable, for people: the reasons when instances
-/// were found, the filters to check when none was.
-pub(crate) fn found_words(found: usize, skipped: &[Skipped]) -> String {
+/// were found, what to check (`none_found`, in the provider's terms) when none was.
+pub(crate) fn found_words(found: usize, skipped: &[Skipped], none_found: &str) -> String {
     if found == 0 {
-        "discovery found no instance: check the discovery filters (a typo matches nothing)"
-            .to_owned()
+        none_found.to_owned()
     } else {
         format!(
             "discovery found {found} instance(s) and none is usable: {}",

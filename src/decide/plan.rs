@@ -30,7 +30,7 @@ use crate::model::{HaproxyVersion, Observed, PoolState, State, sha256_hex};
 pub enum PlanError {
     #[error(
         "refusing to empty backend `{backend}`: haproxy.cfg has {installed} server(s) in it, but {}; set `allow_empty = true` on the pool if an empty backend is intended",
-        found_words(*found, skipped)
+        found_words(*found, skipped, none_found)
     )]
     WouldEmpty {
         pool: String,
@@ -40,6 +40,8 @@ pub enum PlanError {
         found: usize,
         /// Why each found instance was left out.
         skipped: Vec<Skipped>,
+        /// What to check when none was found, in the provider's terms.
+        none_found: String,
     },
     #[error(transparent)]
     Render(#[from] RenderError),
@@ -489,6 +491,17 @@ fn servers_before(facts: &Facts<'_>, pool: &BackendPlan) -> Vec<String> {
         )
 }
 
+/// Whether servers are on their way to a pool's backend: launched by this run, or booting.
+fn coming(pool: &BackendPlan) -> bool {
+    pool.scale.as_ref().is_some_and(|scale| {
+        !scale.launches.is_empty()
+            || scale
+                .roles
+                .values()
+                .any(|role| *role == scaling::Role::Booting)
+    })
+}
+
 /// Adds the servers that join and leave each backend to `actions`, and refuses to empty a
 /// backend (invariant 7). Returns the warnings for backends that are empty and may be.
 fn membership_actions(
@@ -507,14 +520,19 @@ fn membership_actions(
                     installed: before.len(),
                     found: pool.found,
                     skipped: pool.skipped.clone(),
+                    none_found: pool.none_found.clone(),
                 });
             }
-            // A first install (or a backend that is empty already): allowed, but never silent.
+            // A first install (or a backend that is empty already): allowed, but never silent,
+            // unless servers are on their way (the plan launches them, or they boot).
+            if coming(pool) {
+                continue;
+            }
             empty_backends.push(format!(
                 "pool `{}`: backend `{}` has no server: {}",
                 pool.name,
                 pool.backend,
-                found_words(pool.found, &pool.skipped)
+                found_words(pool.found, &pool.skipped, &pool.none_found)
             ));
         }
         actions.extend(membership_changes(pool, &before));
@@ -864,9 +882,50 @@ mod tests {
             nothing
                 .warnings
                 .iter()
-                .any(|w| w.contains("found no instance: check the discovery filters")),
+                .any(|w| w.contains("EC2 lists no running instance that matches `[pool.discover]`")),
             "{:?}",
             nothing.warnings
+        );
+        // Issue 32: in each provider's own terms.
+        for (provider, words) in [
+            (
+                "provider = \"exec\"\n[pool.exec]\nlist = [\"true\"]",
+                "the `[pool.exec] list` command listed no instance",
+            ),
+            (
+                "provider = \"static\"\n[pool.static]\ndir = \"/nowhere/hosts.d\"",
+                "the hosts folder /nowhere/hosts.d has no host",
+            ),
+        ] {
+            let config = ConfigBuilder::new()
+                .section(&format!(
+                    "[[pool]]\nname = \"web\"\nport = 8080\n{provider}"
+                ))
+                .build();
+            let nothing = plan(&config, vec![], None, &State::default()).unwrap();
+            assert!(
+                nothing.warnings.iter().any(|w| w.contains(words)),
+                "{words}: {:?}",
+                nothing.warnings
+            );
+        }
+        // Not in the run that launches the pool's first servers: they are on their way.
+        let scaling = ConfigBuilder::default()
+            .section("[haproxy]\nconfig = \"/etc/haproxy/haproxy.cfg\"\nstats_socket = \"/s\"")
+            .scaling_pool("web", 8080, "", "min = 2\nmax = 4\ntarget = 10")
+            .build();
+        let launching = plan(&scaling, vec![], None, &State::default()).unwrap();
+        assert_eq!(
+            launching.pools[0].scale.as_ref().map(|s| s.launches.len()),
+            Some(1)
+        );
+        assert!(
+            !launching
+                .warnings
+                .iter()
+                .any(|w| w.contains("has no server")),
+            "{:?}",
+            launching.warnings
         );
         let error = plan(
             &config(""),
