@@ -10,7 +10,7 @@ runs=${2:-5}
 
 CARGO_PROFILE=release prepare_and_isolate "$0" "$@"
 
-bin=${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler
+bin=$HAPROXY_AUTOSCALER_BIN
 work=$(mktemp -d)
 start_moto "$work"
 pids=("$moto_pid")

@@ -30,7 +30,7 @@ if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
 fi
 CARGO_PROFILE=release prepare_and_isolate "$0" "$@"
 
-bin=$(realpath "${CARGO_TARGET_DIR:-target}")/release/haproxy-autoscaler
+bin=$HAPROXY_AUTOSCALER_BIN
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; rm -rf "$work"' EXIT

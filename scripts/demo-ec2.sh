@@ -10,7 +10,7 @@ source scripts/lib.sh
 
 prepare_and_isolate "$0" "$@"
 
-bin=target/debug/haproxy-autoscaler
+bin=$HAPROXY_AUTOSCALER_BIN
 work=$(mktemp -d)
 start_moto "$work"
 trap 'kill $moto_pid 2>/dev/null; rm -rf "$work"' EXIT

@@ -27,8 +27,13 @@ enter_private_network() {
 
 # The preamble of the demo scripts: outside the namespace, install what is needed and build
 # (both need the network); then continue inside a private network namespace.
+# Sets HAPROXY_AUTOSCALER_BIN, the binary it built, where cargo puts it ($CARGO_TARGET_DIR, or
+# target/): every script and example runs that one (tests/integration/scripts.rs checks that
+# none names target/ itself).
 # Usage: prepare_and_isolate "$0" "$@"   [CARGO_PROFILE=release for a release build]
 prepare_and_isolate() {
+    export HAPROXY_AUTOSCALER_BIN
+    HAPROXY_AUTOSCALER_BIN=$(realpath -m "${CARGO_TARGET_DIR:-target}")/${CARGO_PROFILE:-debug}/haproxy-autoscaler
     if [ "${HAPROXY_AUTOSCALER_NETNS:-}" != 1 ]; then
         scripts/install-deps.sh
         if [ "${CARGO_PROFILE:-debug}" = release ]; then

@@ -31,7 +31,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 traces=${1:-../shared/traces}
-binary=${2:-target/release/haproxy-autoscaler}
+binary=${2:-${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler}
 if [ ! -x "$binary" ]; then
     cargo build --release --quiet
 fi

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 prepare_and_isolate "$0" "$@"
 
-bin=$PWD/target/debug/haproxy-autoscaler
+bin=$HAPROXY_AUTOSCALER_BIN
 work=$(mktemp -d)
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -36,7 +36,8 @@ CLIENT_IDLE_S = 4.0
 IDLE_RATE = 2.0
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-parser.add_argument("--binary", default=os.path.join(ROOT, "target/debug/haproxy-autoscaler"))
+# scripts/demo.sh builds it and says where (HAPROXY_AUTOSCALER_BIN, under $CARGO_TARGET_DIR).
+parser.add_argument("--binary", default=os.environ.get("HAPROXY_AUTOSCALER_BIN"))
 parser.add_argument("--period", type=float, default=2.0, help="seconds between runs of the tool")
 parser.add_argument("--phase", type=float, default=30.0, help="seconds of each of the four load phases")
 parser.add_argument("--peak", type=float, default=150.0, help="peak offered requests per second")
@@ -54,6 +55,8 @@ parser.add_argument("--summary", help="write the summary as JSON to this file")
 parser.add_argument("--work", help="use this folder (kept) instead of a temporary one (removed)")
 parser.add_argument("--quiet", action="store_true", help="no live table")
 args = parser.parse_args()
+if args.binary is None:
+    parser.error("run scripts/demo.sh (it builds the binary and says where), or give --binary")
 
 
 if args.work:

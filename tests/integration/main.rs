@@ -23,6 +23,7 @@ mod moto;
 mod operator;
 mod plan_output;
 mod scaling;
+mod scripts;
 mod shared_state;
 mod simulate;
 mod tools;
