@@ -81,14 +81,8 @@ impl Staged {
 
     /// Like [`Staged::commit`], but only if the target does not exist: an existing file is
     /// never replaced (an `AlreadyExists` error), even one created since the check.
-    pub(crate) fn commit_new(self, mode: u32) -> io::Result<()> {
-        self.place(
-            Ownership {
-                mode,
-                uid_gid: None,
-            },
-            false,
-        )
+    pub(crate) fn commit_new(self, ownership: Ownership) -> io::Result<()> {
+        self.place(ownership, false)
     }
 
     /// Gives the staged file `ownership`, renames it over the target and fsyncs the folder.

@@ -4,7 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::fs_atomic::Staged;
+use crate::fs_atomic::{Ownership, Staged};
 
 /// The commented example config `init` writes.
 pub(crate) const EXAMPLE_CONFIG: &str = include_str!("../examples/config.toml");
@@ -94,7 +94,12 @@ pub(crate) fn init(dir: &Path, config_name: &std::ffi::OsStr) -> Result<Vec<Path
             }
         };
         Staged::write(&path, contents.as_bytes())
-            .and_then(|staged| staged.commit_new(mode))
+            .and_then(|staged| {
+                staged.commit_new(Ownership {
+                    mode,
+                    uid_gid: None,
+                })
+            })
             .map_err(write_error)?;
         written.push(path);
     }

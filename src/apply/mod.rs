@@ -102,8 +102,13 @@ impl<P: Provider> Effects for Edges<'_, P> {
 
     async fn install(&self, plan: &Plan) -> Result<Applied, ApplyError> {
         let started = std::time::Instant::now();
-        let applied =
-            install::install(&self.config.haproxy, &plan.rendered, plan.config.runtime()).await?;
+        let applied = install::install(
+            &self.config.haproxy,
+            &plan.rendered,
+            plan.config.runtime(),
+            plan.config.takes_over,
+        )
+        .await?;
         tracing::info!(
             "check, install and {}: {:?} ({} bytes)",
             if applied == Applied::Runtime {

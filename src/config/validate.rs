@@ -240,6 +240,11 @@ impl Validator {
                 with_suffix(&config.haproxy.config, ".bak"),
             ),
             (
+                config_key,
+                format!("the original of `{config_key}`"),
+                with_suffix(&config.haproxy.config, ".orig"),
+            ),
+            (
                 state_key,
                 format!("`{state_key}`"),
                 config.state_path.clone(),

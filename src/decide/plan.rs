@@ -119,6 +119,10 @@ pub(crate) struct ConfigChange {
     pub install: Install,
     /// Unified diff from the installed file to the rendered one; empty when unchanged.
     pub diff: String,
+    /// The run takes over a file this tool never wrote (the state records no install): it is
+    /// kept as `haproxy.cfg.orig` first, unless that file exists already.
+    #[serde(skip)]
+    pub takes_over: bool,
 }
 
 impl ConfigChange {
@@ -355,9 +359,13 @@ pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanE
         changed.then_some(&comparison.rendered_sha256),
         !matches!(install, Install::Runtime(_)),
     );
+    let takes_over = install != Install::Unchanged
+        && comparison.installed_sha256.is_some()
+        && facts.state.installed_config_sha256.is_none();
     Ok(Plan {
         pools,
         config: ConfigChange {
+            takes_over,
             path: config.haproxy.config.clone(),
             installed_sha256: comparison.installed_sha256,
             rendered_sha256: comparison.rendered_sha256,
@@ -622,7 +630,7 @@ fn config_warnings(facts: &Facts<'_>, comparison: &Comparison) -> Vec<String> {
         && facts.state.installed_config_sha256.is_none()
     {
         warnings.push(format!(
-            "`{path}` was not written by haproxy-autoscaler (the state records no install): it will be replaced by the rendered config, and kept as `{path}.bak`",
+            "`{path}` was not written by haproxy-autoscaler (the state records no install): it will be replaced by the rendered config, and kept as `{path}.orig` (once: an existing one is never replaced) and `{path}.bak`",
         ));
     }
     warnings

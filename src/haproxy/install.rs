@@ -105,9 +105,18 @@ pub enum ReloadError {
 
 /// The backup path of an installed config: `haproxy.cfg.bak`.
 pub(crate) fn backup_path(path: &Path) -> PathBuf {
-    let mut backup = path.as_os_str().to_owned();
-    backup.push(".bak");
-    PathBuf::from(backup)
+    with_suffix(path, ".bak")
+}
+
+/// Where the config this tool took over is kept, once: `haproxy.cfg.orig`.
+pub(crate) fn original_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".orig")
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut with = path.as_os_str().to_owned();
+    with.push(suffix);
+    PathBuf::from(with)
 }
 
 /// The largest installed haproxy.cfg read.
@@ -164,10 +173,14 @@ pub(crate) async fn install(
     haproxy: &HaproxyConfig,
     rendered: &str,
     runtime: Option<&RuntimeChange>,
+    takes_over: bool,
 ) -> Result<Applied, InstallError> {
     let path = &haproxy.config;
     let backup = backup_path(path);
     let previous = read_installed_bytes(path)?;
+    if takes_over && let Some(previous) = &previous {
+        keep_original(path, previous)?;
+    }
     check_folder(path)?;
     let staged =
         Staged::write(path, rendered.as_bytes()).map_err(|source| InstallError::Stage {
@@ -254,6 +267,34 @@ pub(crate) async fn install(
             source: reload_error,
         },
     })
+}
+
+/// Keeps the file this tool takes over as `haproxy.cfg.orig`, unless that exists already: it is
+/// written once, never replaced (even by a file created since the check), so the
+/// distribution's or the operator's original survives every later install.
+fn keep_original(path: &Path, previous: &[u8]) -> Result<(), InstallError> {
+    let original = original_path(path);
+    // Anything at that path, even a dangling symlink, is there already: never written through.
+    if std::fs::symlink_metadata(&original).is_ok() {
+        return Ok(());
+    }
+    // With the taken-over file's owner and mode: it may hold secrets (a stats password).
+    let fallback = Ownership {
+        mode: 0o600,
+        uid_gid: None,
+    };
+    let kept = Ownership::of_existing(path, fallback).and_then(|ownership| {
+        Staged::write(&original, previous).and_then(|staged| staged.commit_new(ownership))
+    });
+    match kept {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(InstallError::Backup {
+            path: path.to_owned(),
+            backup: original,
+            source,
+        }),
+    }
 }
 
 /// Keeps the installed file as the backup and renames the checked candidate into place.
@@ -444,13 +485,53 @@ mod tests {
         names
     }
 
+    /// Issue 32: the file taken over is kept as `haproxy.cfg.orig` once; a later takeover (a
+    /// lost state) does not replace it, and nothing already at that path (an operator's file, a
+    /// dangling symlink) is replaced or written through.
+    #[tokio::test]
+    async fn a_takeover_keeps_the_original_once_and_never_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = haproxy(dir.path(), "true");
+        let original = original_path(&h.config);
+        std::fs::write(&h.config, "stock\n").unwrap();
+        std::fs::set_permissions(&h.config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        install(&h, "first valid\n", None, true).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&original).unwrap(), "stock\n");
+        assert_eq!(std::fs::metadata(&original).unwrap().mode() & 0o777, 0o640);
+        install(&h, "second valid\n", None, true).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&original).unwrap(), "stock\n");
+        assert_eq!(
+            std::fs::read_to_string(backup_path(&h.config)).unwrap(),
+            "first valid\n"
+        );
+        // Not taking over: nothing is kept.
+        std::fs::remove_file(&original).unwrap();
+        install(&h, "third valid\n", None, false).await.unwrap();
+        assert!(!original.exists());
+        // A dangling symlink at `.orig`: left as it is, nothing written where it points.
+        let elsewhere = dir.path().join("elsewhere");
+        std::os::unix::fs::symlink(&elsewhere, &original).unwrap();
+        install(&h, "fourth valid\n", None, true).await.unwrap();
+        assert!(
+            std::fs::symlink_metadata(&original)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(!elsewhere.exists());
+        assert_eq!(
+            std::fs::read_to_string(&h.config).unwrap(),
+            "fourth valid\n"
+        );
+    }
+
     #[tokio::test]
     async fn success_keeps_a_backup_and_the_installed_mode() {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "true");
         std::fs::write(&h.config, "old valid\n").unwrap();
         std::fs::set_permissions(&h.config, std::fs::Permissions::from_mode(0o640)).unwrap();
-        install(&h, "new valid\n", None).await.unwrap();
+        install(&h, "new valid\n", None, false).await.unwrap();
         assert_eq!(std::fs::read_to_string(&h.config).unwrap(), "new valid\n");
         assert_eq!(
             std::fs::read_to_string(backup_path(&h.config)).unwrap(),
@@ -469,7 +550,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "true");
         std::fs::write(&h.config, "old valid\n").unwrap();
-        let error = install(&h, "broken\n", None).await.unwrap_err();
+        let error = install(&h, "broken\n", None, false).await.unwrap_err();
         assert!(matches!(error, InstallError::Check { .. }), "{error}");
         let chain = format!("{error}: {}", std::error::Error::source(&error).unwrap());
         assert!(
@@ -490,7 +571,7 @@ mod tests {
             let marker = dir.path().join("first").display().to_string();
             let h = haproxy(dir.path(), &reload.replace("{}", &marker));
             std::fs::write(&h.config, "old valid\n").unwrap();
-            let error = install(&h, "new valid\n", None).await.unwrap_err();
+            let error = install(&h, "new valid\n", None, false).await.unwrap_err();
             assert!(
                 matches!(error, InstallError::ReloadRestored { .. }),
                 "{reload}: {error}"
@@ -508,7 +589,7 @@ mod tests {
     async fn a_failed_first_reload_removes_the_new_config_so_the_next_run_retries() {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "exit 1");
-        let error = install(&h, "new valid\n", None).await.unwrap_err();
+        let error = install(&h, "new valid\n", None, false).await.unwrap_err();
         assert!(
             matches!(error, InstallError::ReloadFirst { removed: true, .. }),
             "{error}"
@@ -522,7 +603,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = haproxy(dir.path(), "exit 1");
         std::fs::write(&h.config, "old valid\n").unwrap();
-        let error = install(&h, "new valid\n", None).await.unwrap_err();
+        let error = install(&h, "new valid\n", None, false).await.unwrap_err();
         assert!(
             matches!(error, InstallError::ReloadRestoreFailed { .. }),
             "{error}"

@@ -82,3 +82,52 @@ fn state_and_candidates_are_private_and_haproxy_cfg_keeps_its_owner_and_mode() {
         "candidate modes"
     );
 }
+
+/// Issue 32: the first run takes over a haproxy.cfg it never wrote (Debian's stock file) and
+/// keeps it as `haproxy.cfg.orig` with its mode; later runs, and a run after the state is lost,
+/// never replace it (`haproxy.cfg.bak` holds only the file before the last install).
+#[test]
+fn the_file_taken_over_is_kept_once_as_orig() {
+    let mut deployment = Deployment::new("http://127.0.0.1:9");
+    deployment.haproxy_toml =
+        "check_command = [\"test\", \"-s\", \"{config}\"]\nreload_command = [\"true\"]\n".into();
+    let instances = deployment.path("instances.json");
+    deployment.pool_toml = exec_pool(
+        "web",
+        80,
+        "",
+        &["cat", &instances.display().to_string()],
+        None,
+    );
+    let list = |id: &str| {
+        std::fs::write(
+            &instances,
+            format!(r#"[{{"id": "{id}", "address": "127.0.0.1", "port": 9001}}]"#),
+        )
+        .unwrap();
+    };
+    let cfg = deployment.haproxy_cfg();
+    let orig = cfg.with_extension("cfg.orig");
+    std::fs::write(&cfg, "# the distribution's haproxy.cfg\n").unwrap();
+    std::fs::set_permissions(&cfg, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    list("i-1");
+    deployment
+        .run(&[])
+        .exits(0)
+        .said("was not written by haproxy-autoscaler");
+    let kept = "# the distribution's haproxy.cfg\n";
+    assert_eq!(std::fs::read_to_string(&orig).unwrap(), kept);
+    assert_eq!(std::fs::metadata(&orig).unwrap().mode() & 0o777, 0o640);
+    // A change, then a lost state: two more installs, the original stays.
+    list("i-2");
+    deployment.run(&[]).exits(0);
+    std::fs::remove_file(deployment.state_path()).unwrap();
+    list("i-3");
+    deployment.run(&[]).exits(0);
+    assert_eq!(std::fs::read_to_string(&orig).unwrap(), kept);
+    assert!(
+        std::fs::read_to_string(cfg.with_extension("cfg.bak"))
+            .unwrap()
+            .contains("i-2")
+    );
+}
