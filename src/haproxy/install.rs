@@ -178,9 +178,9 @@ pub(crate) async fn install(
     let path = &haproxy.config;
     let backup = backup_path(path);
     let previous = read_installed_bytes(path)?;
-    if takes_over && let Some(previous) = &previous {
-        keep_original(path, previous)?;
-    }
+    // The original is kept when the checked candidate goes in, not before: a rejected one
+    // leaves nothing behind.
+    let original = previous.as_deref().filter(|_| takes_over);
     check_folder(path)?;
     let staged =
         Staged::write(path, rendered.as_bytes()).map_err(|source| InstallError::Stage {
@@ -213,7 +213,13 @@ pub(crate) async fn install(
                 // commands: an `add server` or `del server` is refused (done already), so it
                 // reloads with the file; a `set server` is simply made again.
                 failpoint::hit("after-runtime-commands");
-                put_in_place(path, &backup, previous.as_deref(), staged, ownership)?;
+                put_in_place(
+                    path,
+                    (&backup, previous.as_deref()),
+                    original,
+                    staged,
+                    ownership,
+                )?;
                 failpoint::hit("after-install");
                 return Ok(Applied::Runtime);
             }
@@ -224,7 +230,13 @@ pub(crate) async fn install(
             }
         }
     }
-    put_in_place(path, &backup, previous.as_deref(), staged, ownership)?;
+    put_in_place(
+        path,
+        (&backup, previous.as_deref()),
+        original,
+        staged,
+        ownership,
+    )?;
     failpoint::hit("after-install");
     if let Some(socket) = socket {
         let installed = previous.as_deref().map(String::from_utf8_lossy);
@@ -297,14 +309,18 @@ fn keep_original(path: &Path, previous: &[u8]) -> Result<(), InstallError> {
     }
 }
 
-/// Keeps the installed file as the backup and renames the checked candidate into place.
+/// Keeps the file taken over as `haproxy.cfg.orig` (`original`, on a takeover), the installed
+/// file as the backup, and renames the checked candidate into place.
 fn put_in_place(
     path: &Path,
-    backup: &Path,
-    previous: Option<&[u8]>,
+    (backup, previous): (&Path, Option<&[u8]>),
+    original: Option<&[u8]>,
     staged: Staged,
     ownership: Ownership,
 ) -> Result<(), InstallError> {
+    if let Some(original) = original {
+        keep_original(path, original)?;
+    }
     if let Some(previous) = previous {
         fs_atomic::write(backup, previous, ownership).map_err(|source| InstallError::Backup {
             path: path.to_owned(),
@@ -495,6 +511,9 @@ mod tests {
         let original = original_path(&h.config);
         std::fs::write(&h.config, "stock\n").unwrap();
         std::fs::set_permissions(&h.config, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // A rejected candidate installs nothing, and keeps nothing either.
+        install(&h, "broken\n", None, true).await.unwrap_err();
+        assert!(!original.exists());
         install(&h, "first valid\n", None, true).await.unwrap();
         assert_eq!(std::fs::read_to_string(&original).unwrap(), "stock\n");
         assert_eq!(std::fs::metadata(&original).unwrap().mode() & 0o777, 0o640);
