@@ -59,6 +59,41 @@ pub struct Cli {
     pub discovery: DiscoveryArgs,
 }
 
+/// The global flags each command that ignores them refuses, when typed on its command line (the
+/// environment's `HAPROXY_AUTOSCALER_CONFIG` is not refused: it is set for every command).
+const IGNORED: [(&str, &[&str]); 2] = [
+    ("completions", &["config", "format"]),
+    ("man", &["config", "format"]),
+];
+
+impl Cli {
+    /// The command line, parsed; a flag the command would ignore is a usage error (exit 2),
+    /// not silently dropped.
+    pub fn parse_strictly() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().get_matches();
+        if let Some(error) = ignored_flag(&matches) {
+            error.exit();
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
+}
+
+/// The usage error for a flag typed on the command line of a command that ignores it.
+fn ignored_flag(matches: &clap::ArgMatches) -> Option<clap::Error> {
+    use clap::CommandFactory;
+    use clap::parser::ValueSource;
+    let (name, sub) = matches.subcommand()?;
+    let (_, flags) = IGNORED.iter().find(|(command, _)| *command == name)?;
+    let flag = flags
+        .iter()
+        .find(|flag| sub.value_source(flag) == Some(ValueSource::CommandLine))?;
+    Some(Cli::command().error(
+        clap::error::ErrorKind::ArgumentConflict,
+        format!("`{name}` does not use --{flag}; remove it"),
+    ))
+}
+
 /// What to do instead of reconciling once.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -276,6 +311,33 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Issue 32: `completions` and `man` refuse the global flags they would ignore, typed
+    /// before or after the command; the other commands take them.
+    #[test]
+    fn a_flag_a_command_ignores_is_refused() {
+        let refused = |args: &[&str]| {
+            let matches = Cli::command()
+                .try_get_matches_from(
+                    std::iter::once("haproxy-autoscaler").chain(args.iter().copied()),
+                )
+                .unwrap();
+            ignored_flag(&matches).map(|error| error.to_string())
+        };
+        let said = refused(&["completions", "bash", "--config", "/x.toml"]).unwrap();
+        assert!(
+            said.contains("`completions` does not use --config"),
+            "{said}"
+        );
+        let said = refused(&["--format", "json", "man"]).unwrap();
+        assert!(said.contains("`man` does not use --format"), "{said}");
+        assert_eq!(refused(&["completions", "bash"]), None);
+        assert_eq!(
+            refused(&["check", "--config", "/x.toml", "--format", "json"]),
+            None
+        );
+        assert_eq!(refused(&["--config", "/x.toml", "--plan"]), None);
     }
 
     #[test]

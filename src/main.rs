@@ -2,11 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use haproxy_autoscaler::surface::{app, cli::Cli, logging};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_strictly();
     logging::init(cli.quiet, cli.verbose);
     match app::main(&cli) {
         Ok(code) => ExitCode::from(code),

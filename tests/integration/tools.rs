@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use super::operator::{ONE_INSTANCE, Site};
-use super::util::{assert_exit, describe, stdout};
+use super::util::{assert_exit, describe, stderr, stdout};
 
 pub(crate) fn binary() -> Command {
     let mut command = Command::new(assert_cmd::cargo::cargo_bin("haproxy-autoscaler"));
@@ -157,6 +157,31 @@ fn check_renders_against_the_discovery_and_reports_every_problem() {
         problems[1].starts_with("against no instance") && problems[1].contains("bogus-keyword"),
         "{problems:?}"
     );
+}
+
+/// Issue 32: `completions` and `man` refuse --config and --format typed on their command line
+/// (they would ignore them) with a usage error, and still work with the environment's config.
+#[test]
+fn a_flag_completions_or_man_would_ignore_is_refused() {
+    for args in [
+        &["completions", "bash", "--config", "/etc/x.toml"][..],
+        &["--format", "json", "man"][..],
+    ] {
+        let output = binary().args(args).output().unwrap();
+        assert_exit(&output, 2);
+        assert!(
+            stderr(&output).contains("does not use --"),
+            "{}",
+            describe(&output)
+        );
+        assert!(stdout(&output).is_empty(), "{}", describe(&output));
+    }
+    let output = binary()
+        .env("HAPROXY_AUTOSCALER_CONFIG", "/etc/x.toml")
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
 }
 
 #[test]
