@@ -97,9 +97,7 @@ pub(crate) struct Failing {
 
 /// Where [`Failing`] is kept for a state file.
 pub(crate) fn failing_path(state_path: &std::path::Path) -> std::path::PathBuf {
-    let mut path = state_path.as_os_str().to_owned();
-    path.push(".failing");
-    path.into()
+    crate::config::with_suffix(state_path, ".failing")
 }
 
 /// The `failed` / `recovered` notifications of a run, on transitions only: the first failed

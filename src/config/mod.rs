@@ -488,6 +488,15 @@ pub struct Discover {
     pub tags: BTreeMap<String, String>,
 }
 
+/// `path` with `suffix` added to its file name: the files a run keeps beside another
+/// (`haproxy.cfg.bak`, `haproxy.cfg.orig`, `state.json.lock`), named the same way where they are
+/// written and where the config makes sure they are distinct files.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut with = path.as_os_str().to_owned();
+    with.push(suffix);
+    PathBuf::from(with)
+}
+
 impl Config {
     /// The state's name in messages: the S3 URL of a shared state, or the local file.
     pub fn state_name(&self) -> PathBuf {

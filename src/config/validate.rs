@@ -214,11 +214,7 @@ impl Validator {
     /// haproxy.cfg's backup is overwritten by the backup; a template equal to the output is
     /// overwritten by its rendering).
     pub(super) fn distinct_files(&self, config: &Config) -> Result<(), ConfigError> {
-        let with_suffix = |path: &Path, suffix: &str| {
-            let mut text = path.as_os_str().to_owned();
-            text.push(suffix);
-            PathBuf::from(text)
-        };
+        let with_suffix = super::with_suffix;
         let state_key = self.key("state.path", "--state");
         let config_key = self.key("haproxy.config", "--haproxy-config");
         let template_key = self.key("haproxy.template", "--template");

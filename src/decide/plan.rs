@@ -290,6 +290,14 @@ struct Comparison {
 }
 
 impl Comparison {
+    /// The installed file differs and was never written by this tool (the state records no
+    /// install): Debian's stock haproxy.cfg, a hand-written one. It is kept as `.orig`.
+    fn takes_over(&self, facts: &Facts<'_>) -> bool {
+        self.differs
+            && self.installed_sha256.is_some()
+            && facts.state.installed_config_sha256.is_none()
+    }
+
     fn changed(&self) -> bool {
         self.differs || self.unconfirmed
     }
@@ -359,9 +367,7 @@ pub(crate) fn build(facts: Facts<'_>, renderer: &Renderer) -> Result<Plan, PlanE
         changed.then_some(&comparison.rendered_sha256),
         !matches!(install, Install::Runtime(_)),
     );
-    let takes_over = install != Install::Unchanged
-        && comparison.installed_sha256.is_some()
-        && facts.state.installed_config_sha256.is_none();
+    let takes_over = comparison.takes_over(&facts);
     Ok(Plan {
         pools,
         config: ConfigChange {
@@ -625,10 +631,7 @@ fn config_warnings(facts: &Facts<'_>, comparison: &Comparison) -> Vec<String> {
         ));
     }
     // Taking over a file nobody told us about (Debian's stock haproxy.cfg, a hand-written one).
-    if comparison.differs
-        && comparison.installed_sha256.is_some()
-        && facts.state.installed_config_sha256.is_none()
-    {
+    if comparison.takes_over(facts) {
         warnings.push(format!(
             "`{path}` was not written by haproxy-autoscaler (the state records no install): it will be replaced by the rendered config, and kept as `{path}.orig` (once: an existing one is never replaced) and `{path}.bak`",
         ));

@@ -12,7 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::command::{self, CommandError};
-use crate::config::{HaproxyConfig, Reload, StatsSource};
+use crate::config::{HaproxyConfig, Reload, StatsSource, with_suffix};
 use crate::decide::runtime::RuntimeChange;
 use crate::error_chain::error_chain;
 use crate::failpoint;
@@ -113,12 +113,6 @@ pub(crate) fn original_path(path: &Path) -> PathBuf {
     with_suffix(path, ".orig")
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut with = path.as_os_str().to_owned();
-    with.push(suffix);
-    PathBuf::from(with)
-}
-
 /// The largest installed haproxy.cfg read.
 const INSTALLED_LIMIT: u64 = 256 * 1024 * 1024;
 
@@ -178,9 +172,6 @@ pub(crate) async fn install(
     let path = &haproxy.config;
     let backup = backup_path(path);
     let previous = read_installed_bytes(path)?;
-    // The original is kept when the checked candidate goes in, not before: a rejected one
-    // leaves nothing behind.
-    let original = previous.as_deref().filter(|_| takes_over);
     check_folder(path)?;
     let staged =
         Staged::write(path, rendered.as_bytes()).map_err(|source| InstallError::Stage {
@@ -205,6 +196,11 @@ pub(crate) async fn install(
         Some(StatsSource::Socket(socket)) => Some(socket.as_str()),
         _ => None,
     };
+    let kept = Kept {
+        backup: &backup,
+        previous: previous.as_deref(),
+        takes_over,
+    };
     let mut applied = Applied::Reloaded;
     if let (Some(change), Some(socket)) = (runtime, socket) {
         match runtime::apply(socket, change, RUNTIME_TIMEOUT).await {
@@ -213,13 +209,7 @@ pub(crate) async fn install(
                 // commands: an `add server` or `del server` is refused (done already), so it
                 // reloads with the file; a `set server` is simply made again.
                 failpoint::hit("after-runtime-commands");
-                put_in_place(
-                    path,
-                    (&backup, previous.as_deref()),
-                    original,
-                    staged,
-                    ownership,
-                )?;
+                put_in_place(path, &kept, staged, ownership)?;
                 failpoint::hit("after-install");
                 return Ok(Applied::Runtime);
             }
@@ -230,13 +220,7 @@ pub(crate) async fn install(
             }
         }
     }
-    put_in_place(
-        path,
-        (&backup, previous.as_deref()),
-        original,
-        staged,
-        ownership,
-    )?;
+    put_in_place(path, &kept, staged, ownership)?;
     failpoint::hit("after-install");
     if let Some(socket) = socket {
         let installed = previous.as_deref().map(String::from_utf8_lossy);
@@ -309,23 +293,35 @@ fn keep_original(path: &Path, previous: &[u8]) -> Result<(), InstallError> {
     }
 }
 
-/// Keeps the file taken over as `haproxy.cfg.orig` (`original`, on a takeover), the installed
-/// file as the backup, and renames the checked candidate into place.
+/// What an install keeps of the file it replaces.
+struct Kept<'a> {
+    /// `haproxy.cfg.bak`.
+    backup: &'a Path,
+    /// The installed file's bytes, if there is one.
+    previous: Option<&'a [u8]>,
+    /// Whether it is a file this tool never wrote, to keep as `haproxy.cfg.orig` too.
+    takes_over: bool,
+}
+
+/// Keeps the installed file (as `haproxy.cfg.orig` too on a takeover: when the checked
+/// candidate goes in, not before, so a rejected one leaves nothing behind) and renames the
+/// checked candidate into place.
 fn put_in_place(
     path: &Path,
-    (backup, previous): (&Path, Option<&[u8]>),
-    original: Option<&[u8]>,
+    kept: &Kept<'_>,
     staged: Staged,
     ownership: Ownership,
 ) -> Result<(), InstallError> {
-    if let Some(original) = original {
-        keep_original(path, original)?;
-    }
-    if let Some(previous) = previous {
-        fs_atomic::write(backup, previous, ownership).map_err(|source| InstallError::Backup {
-            path: path.to_owned(),
-            backup: backup.to_owned(),
-            source,
+    if let Some(previous) = kept.previous {
+        if kept.takes_over {
+            keep_original(path, previous)?;
+        }
+        fs_atomic::write(kept.backup, previous, ownership).map_err(|source| {
+            InstallError::Backup {
+                path: path.to_owned(),
+                backup: kept.backup.to_owned(),
+                source,
+            }
         })?;
     }
     staged

@@ -210,9 +210,7 @@ pub(crate) struct StateLock {
 
 /// The lock file that belongs to a state file.
 pub(crate) fn lock_path(state_path: &Path) -> PathBuf {
-    let mut path = state_path.as_os_str().to_owned();
-    path.push(".lock");
-    PathBuf::from(path)
+    crate::config::with_suffix(state_path, ".lock")
 }
 
 impl StateLock {
