@@ -21,7 +21,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             return crate::manual::man(out_dir.as_deref()).map(|()| EXIT_OK);
         }
         Some(Command::Hosts(command)) => return crate::hosts::run(cli, command),
-        Some(Command::Check(_) | Command::Status) | None => {}
+        Some(Command::Check(_) | Command::Status | Command::History(_)) | None => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -32,6 +32,9 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
     }
     if let Some(Command::Status) = &cli.command {
         return runtime.block_on(crate::status::status(cli));
+    }
+    if let Some(Command::History(args)) = &cli.command {
+        return runtime.block_on(crate::history::history(cli, args));
     }
     let report = runtime.block_on(async {
         tokio::select! {

@@ -102,6 +102,9 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Every managed server as HAProxy sees it, joined with the state file; changes nothing.
     Status,
+    /// The last decisions of each scaling pool, from the state: when, from → to, why, the metric
+    /// and its age, and what was launched, drained and terminated; changes nothing.
+    History(HistoryArgs),
     /// Validate the config and the template, render haproxy.cfg against the current discovery
     /// and run check_command on it, as a run would; report every problem; changes nothing.
     Check(CheckArgs),
@@ -156,6 +159,17 @@ pub enum HostsCommand {
         #[arg(long, value_name = "P")]
         pool: Option<String>,
     },
+}
+
+/// `history`'s flags.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this scaling pool's decisions.
+    #[arg(long, value_name = "P")]
+    pub pool: Option<String>,
+    /// How many decisions per pool, the newest.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub last: usize,
 }
 
 /// `check`'s flags.

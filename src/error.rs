@@ -62,6 +62,9 @@ pub enum Error {
     Plot(#[source] crate::simulate::plot::PlotError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// A `--pool` the config has no scaling pool of.
+    #[error("the config has no scaling pool `{pool}`; its scaling pools: {pools}")]
+    UnknownPool { pool: String, pools: String },
     /// The config says `enabled = false`.
     #[error(
         "{config} says `enabled = false`, so this run did nothing: edit the config, see what a run would do with `haproxy-autoscaler check` and `--plan`, then set `enabled = true`"
@@ -103,6 +106,7 @@ impl Error {
             | Error::Init(
                 crate::init::InitError::Exists(_) | crate::init::InitError::OneFileTwice(_),
             )
+            | Error::UnknownPool { .. }
             | Error::Disabled { .. } => EXIT_USAGE,
             Error::Hosts(error) if error.is_usage() => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a

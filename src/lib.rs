@@ -17,6 +17,7 @@ mod external;
 pub(crate) mod failpoint;
 mod fs_atomic;
 pub(crate) mod haproxy;
+mod history;
 mod hosts;
 mod http;
 mod init;

@@ -38,6 +38,8 @@ pub(crate) struct ScalingFigures {
     pub(crate) booting: u32,
     pub(crate) draining: u32,
     pub(crate) metric: Option<f64>,
+    /// How old that metric was (seconds).
+    pub(crate) metric_age_s: Option<i64>,
     /// When the pool last scaled (Unix seconds) and which way (1 up, -1 down).
     pub(crate) last_scale: Option<(i64, i8)>,
     /// This run's decision, when it scaled: 1 up, -1 down.
@@ -148,6 +150,7 @@ impl RunFigures {
                         booting: count(Role::Booting),
                         draining: count(Role::Draining),
                         metric: scale.decision.metric,
+                        metric_age_s: scale.metric_age_s,
                         last_scale,
                         decided: scale.events.iter().find_map(|event| match event {
                             crate::decide::scaling::Event::Scaled { from, to, .. } => {
@@ -369,6 +372,12 @@ pub(crate) fn exposition(run: &RunFigures, previous: &BTreeMap<String, f64>) -> 
             )])
         }),
     );
+    family(
+        "pool_metric_age_seconds",
+        "gauge",
+        "How old the metric this run's decision used was: 0 for HAProxy's own sample, the source's time for an external metric, the oldest node's sample in a shared state (absent without a metric).",
+        &scaling(|s| s.metric_age_s.map(|age| age as f64)),
+    );
     let per_pool = |name: &'static str, pick: fn(&PoolFigures) -> u64| {
         pools(&move |pool| Some(vec![counter(name, &label(pool), pick(pool) as f64)]))
     };
@@ -494,6 +503,7 @@ mod tests {
                     booting: 0,
                     draining: 0,
                     metric: Some(42.5),
+                    metric_age_s: Some(30),
                     last_scale: Some((1_799_999_000, 1)),
                     decided: Some(1),
                     hold: None,
@@ -552,6 +562,7 @@ mod tests {
             "haproxy_autoscaler_pool_desired_servers{pool=\"web\"} 5",
             "haproxy_autoscaler_pool_role_servers{pool=\"web\",role=\"booting\"} 0",
             "haproxy_autoscaler_pool_metric{pool=\"web\",metric=\"request_rate\"} 42.5",
+            "haproxy_autoscaler_pool_metric_age_seconds{pool=\"web\"} 30",
             "haproxy_autoscaler_pool_last_scale_direction{pool=\"web\"} 1",
             "haproxy_autoscaler_pool_forecast_load{pool=\"web\"} 120.5",
             "haproxy_autoscaler_pool_forecast_error_percent{pool=\"web\"} 7.25",

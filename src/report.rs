@@ -38,7 +38,9 @@ impl Mode {
         match (&cli.command, cli.plan) {
             (Some(crate::cli::Command::Simulate(_)), _) => Mode::Simulate,
             (Some(crate::cli::Command::Check(_)), _) => Mode::Check,
-            (Some(crate::cli::Command::Status), _) => Mode::Status,
+            (Some(crate::cli::Command::Status | crate::cli::Command::History(_)), _) => {
+                Mode::Status
+            }
             (
                 Some(
                     crate::cli::Command::Init(_)

@@ -21,8 +21,8 @@ pub(crate) use digest::{hex, sha256_hex};
 pub(crate) use instance::{Endpoint, Instance, InstanceState, Unusable};
 pub(crate) use observation::{Discovered, Observed, Reading};
 pub(crate) use state::{
-    Capped, Draining, LaunchIntent, LoadPoint, PoolState, STATE_VERSION, Sample, ScaleEvent,
-    ServerCounters, State,
+    Capped, DecisionRecord, Draining, LaunchIntent, LoadPoint, PoolState, STATE_VERSION, Sample,
+    ScaleEvent, ServerCounters, State,
 };
 pub(crate) use stats::{HaproxyVersion, Info, OldWorkers, Row, ServerState, StatsSnapshot, Status};
 pub(crate) use tags::Tags;

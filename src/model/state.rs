@@ -75,6 +75,49 @@ pub struct PoolState {
     /// the week before in ten-minute slots. The fleet's, in a shared state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_history: Vec<LoadPoint>,
+    /// The pool's recent decisions, oldest first, for `history`: every run that launched,
+    /// drained or terminated, and every run whose reason to hold differs from the one before.
+    /// The fleet's, in a shared state.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<DecisionRecord>,
+}
+
+/// One decision of one run, as `history` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Unix seconds.
+    pub at: i64,
+    /// The node whose run took it.
+    pub node: String,
+    /// Capacity before the decision (in service + booting), and the capacity it reached.
+    pub from: u32,
+    pub to: u32,
+    /// The policy's reason, as the plan said it.
+    pub reason: String,
+    /// Why the pool held (`cooldown`, `policy`, `at_max`, ...), when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold: Option<String>,
+    /// The pool metric the decision used, and how old it was (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_age_s: Option<i64>,
+    /// Instances asked for (new launches and launches sent again).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub launched: u32,
+    /// Servers whose drain began, and instances terminated (their drain over).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drained: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub terminated: Vec<String>,
+}
+
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if passes a reference"
+)]
+fn is_zero(count: &u32) -> bool {
+    *count == 0
 }
 
 /// One run's pool load, and the forecast that run made for `lead` seconds later.

@@ -278,6 +278,48 @@ fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down()
             .unwrap();
     assert_eq!(state["instances"].as_array().unwrap().len(), 1);
     assert_eq!(lines(&deployment).len(), 1);
+
+    // `history` tells the cycle from the state: the launch, the first hold, the drain and the
+    // termination, each with its reason and metric (none here: no HAProxy).
+    let history = deployment.command().arg("history").output().unwrap();
+    assert_exit(&history, 0);
+    let text = stdout(&history);
+    for words in [
+        "pool web: 4 of 4 decisions kept",
+        "0 → 2  launched 2",
+        "2 → 2  held (no_metric)",
+        "2 → 1  drained local-",
+        "1 → 1  terminated local-",
+        "no metric: ",
+    ] {
+        assert!(text.contains(words), "{words:?} missing from:\n{text}");
+    }
+    let json = deployment
+        .command()
+        .args([
+            "history", "--format", "json", "--last", "1", "--pool", "web",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&json, 0);
+    let view: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let decisions = view["pools"][0]["decisions"].as_array().unwrap();
+    assert_eq!(
+        (decisions.len(), view["pools"][0]["kept"].as_u64()),
+        (1, Some(4))
+    );
+    assert_eq!(decisions[0]["terminated"].as_array().unwrap().len(), 1);
+    let unknown = deployment
+        .command()
+        .args(["history", "--pool", "api"])
+        .output()
+        .unwrap();
+    assert_exit(&unknown, 2);
+    assert!(
+        stderr(&unknown).contains("no scaling pool `api`; its scaling pools: web"),
+        "{}",
+        describe(&unknown)
+    );
 }
 
 /// Every file and folder under `dir` with its modification time.

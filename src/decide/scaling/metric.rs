@@ -45,6 +45,10 @@ pub(super) struct Measured {
     /// Requests queued in the backend: this node's and the newest of every other node taken
     /// within [`FRESH_S`]; `None` without stats.
     pub(super) queued: Option<f64>,
+    /// How old the metric is, in seconds, when there is one: HAProxy's is this run's sample
+    /// (0) or, combined across nodes, its oldest part; an external one is as old as its source
+    /// says (0 when it gives no time).
+    pub(super) metric_age_s: Option<i64>,
 }
 
 /// The value of an external metric's answer, or why it is no data: not a number, NaN,
@@ -124,13 +128,21 @@ pub(super) fn measure(
         (!per_server.is_empty()).then(|| per_server.iter().sum::<f64>() / per_server.len() as f64);
     let load = metric.map(|_| per_server.iter().sum::<f64>());
     let node = sample.as_ref().map(|sample| sample.node.clone());
-    let others: Vec<f64> = match (&node, metric) {
+    let others: Vec<(i64, f64)> = match (&node, metric) {
         (Some(node), Some(_)) => newest_of_other_nodes(&state.samples, node, facts.now)
             .iter()
-            .filter_map(|sample| sample.metric)
+            .filter_map(|sample| Some((sample.at, sample.metric?)))
             .collect(),
         _ => Vec::new(),
     };
+    let metric_age_s = metric.map(|_| {
+        others
+            .iter()
+            .map(|(at, _)| facts.now - at)
+            .max()
+            .unwrap_or(0)
+    });
+    let others: Vec<f64> = others.into_iter().map(|(_, value)| value).collect();
     let (per_server, pool_metric) = match metric {
         Some(own) if !others.is_empty() => {
             let pool = combine(&facts.scaling.metric, own, &others);
@@ -166,6 +178,7 @@ pub(super) fn measure(
         history,
         loads,
         no_metric: None,
+        metric_age_s,
     }
 }
 
@@ -209,6 +222,12 @@ fn measure_external(
         Err(_) => Vec::new(),
     };
     let metric = per_server.first().copied();
+    let metric_age_s = metric.map(|_| match facts.external {
+        Some(Reading::Value { at: Some(at), .. }) => {
+            (facts.now as f64 - at).round().max(0.0) as i64
+        }
+        _ => 0,
+    });
     let load = metric.map(|_| per_server.iter().sum::<f64>());
     let sample = facts.stats.map(|stats| Sample {
         metric,
@@ -229,6 +248,7 @@ fn measure_external(
         history,
         loads,
         no_metric: judged.err(),
+        metric_age_s,
     }
 }
 

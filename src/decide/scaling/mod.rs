@@ -21,8 +21,8 @@ use crate::config::{ForecastMode, Policy, PoolConfig, ReadyCheck, Scaling};
 use crate::decide::forecast::{self, Forecast};
 use crate::decide::policy::{self, Decision};
 use crate::model::{
-    Capped, Discovered, Instance, InstanceState, LoadPoint, PoolState, Reading, Row, Sample,
-    StatsSnapshot,
+    Capped, DecisionRecord, Discovered, Instance, InstanceState, LoadPoint, PoolState, Reading,
+    Row, Sample, StatsSnapshot,
 };
 
 /// How many samples are kept per pool.
@@ -133,6 +133,9 @@ pub struct ScalingPlan {
     /// What the forecast said, with `forecast` other than `off`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub forecast: Option<ForecastReport>,
+    /// How old the metric the decision used was (seconds), when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_age_s: Option<i64>,
     /// The pool's state after this run (its `servers` and `bad_instances` are filled in by the
     /// caller).
     #[serde(skip)]
@@ -420,14 +423,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         actions_last_hour: actions_last_hour(state, now),
     });
     if let Some(off) = facts.clock_off_s {
-        decision.desired = decision.current;
-        decision.capped = None;
-        decision.hold = Some(policy::Hold::ClockOff);
-        decision.saturated = None;
-        decision.forecast_raised = false;
-        decision.reason = format!(
-            "this node's clock is {off} s off the shared state's store's: it renders, but takes no scaling decision until its clock is right"
-        );
+        hold_for_the_clock(&mut decision, off);
     }
     let (current, desired) = (decision.current, decision.desired);
     let no_metric = measured.no_metric.clone();
@@ -458,16 +454,18 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         (reached, new_token),
         &drained.not_drainable,
     );
+    let metric_age_s = measured.metric_age_s;
     let mut next = next_state(
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
     if forecast.is_some() || reads_the_hour(facts.scaling) {
         next.load_history = recorded(forecast.as_ref(), &state.load_history, this_load, now);
     }
-    ScalingPlan {
+    let mut plan = ScalingPlan {
         warnings: launch_time_warnings(facts, &launched),
         no_metric,
         forecast,
+        metric_age_s,
         roles: roles.roles,
         launches: launches.launches,
         drains: drained.drains,
@@ -475,7 +473,60 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         events: outcome.events,
         decision,
         next,
+    };
+    plan.next.decisions = decisions_after(&plan, state, facts, reached);
+    plan
+}
+
+/// A node whose clock is `off` seconds off the shared state's store takes no decision.
+fn hold_for_the_clock(decision: &mut Decision, off: i64) {
+    decision.desired = decision.current;
+    decision.capped = None;
+    decision.hold = Some(policy::Hold::ClockOff);
+    decision.saturated = None;
+    decision.forecast_raised = false;
+    decision.reason = format!(
+        "this node's clock is {off} s off the shared state's store's: it renders, but takes no scaling decision until its clock is right"
+    );
+}
+
+/// How many decisions `history` can show per pool.
+const KEEP_DECISIONS: usize = 100;
+
+/// The pool's decision log after this run: this run's decision is added when it launched,
+/// drained or terminated, or held for another reason than the last one recorded.
+fn decisions_after(
+    plan: &ScalingPlan,
+    state: &PoolState,
+    facts: &ScalingFacts<'_>,
+    reached: u32,
+) -> Vec<DecisionRecord> {
+    let mut decisions = state.decisions.clone();
+    let decision = &plan.decision;
+    let hold = decision.hold.map(|hold| hold.name().to_owned());
+    let acted = !plan.launches.is_empty()
+        || !plan.drains.is_empty()
+        || !plan.terminates.is_empty()
+        || reached != decision.current;
+    let held_otherwise = decisions.last().is_none_or(|last| last.hold != hold);
+    if acted || held_otherwise {
+        decisions.push(DecisionRecord {
+            at: facts.now,
+            node: facts.node.to_owned(),
+            from: decision.current,
+            to: reached,
+            reason: decision.reason.clone(),
+            hold,
+            metric: decision.metric,
+            metric_age_s: plan.metric_age_s,
+            launched: plan.launches.iter().map(|launch| launch.count).sum(),
+            drained: plan.drains.iter().map(|drain| drain.id.clone()).collect(),
+            terminated: plan.terminates.iter().map(|end| end.id.clone()).collect(),
+        });
     }
+    let keep_from = decisions.len().saturating_sub(KEEP_DECISIONS);
+    decisions.drain(..keep_from);
+    decisions
 }
 
 /// The backend's rows by server name (empty without stats).
@@ -559,6 +610,7 @@ fn next_state(
         flapping: outcome.flapping,
         reloaded_at: state.reloaded_at,
         load_history: state.load_history.clone(),
+        decisions: Vec::new(),
     }
 }
 
@@ -945,6 +997,61 @@ mod tests {
             }
             assert_eq!(world.instances.len(), 4, "{policy}: launched {launched}");
         }
+    }
+
+    /// `history`'s log: a run that acts is recorded with its reason, metric and what it did; a
+    /// run that holds for the reason the last record gave is not; a new reason to hold is; the
+    /// log keeps the newest [`KEEP_DECISIONS`].
+    #[test]
+    fn the_decision_log_records_acts_and_changes_of_reason_and_is_bounded() {
+        let hot = World::new(
+            threshold("step_up = 2"),
+            vec![instance("i-1", 600), instance("i-2", 600)],
+        )
+        .with_rate(30, &[1, 1]);
+        let plan = hot.plan();
+        let record = plan.next.decisions.last().expect("a scale-up is recorded");
+        assert_eq!(
+            (record.at, record.node.as_str(), record.from, record.to),
+            (NOW, "lb-test", 2, 4)
+        );
+        assert_eq!(
+            (record.launched, record.metric, record.metric_age_s),
+            (2, Some(30.0), Some(0))
+        );
+        assert_eq!(record.reason, plan.decision.reason);
+        assert_eq!(record.hold, None);
+
+        let mut calm = World::new(
+            threshold(""),
+            vec![instance("i-1", 600), instance("i-2", 600)],
+        )
+        .with_rate(15, &[1, 1]);
+        let first = calm.plan();
+        assert_eq!(first.next.decisions.len(), 1, "a first hold is recorded");
+        assert_eq!(first.next.decisions[0].hold.as_deref(), Some("policy"));
+        calm.state.decisions = first.next.decisions.clone();
+        assert_eq!(
+            calm.plan().next.decisions.len(),
+            1,
+            "the same hold again is not"
+        );
+        calm.state.decisions[0].hold = Some("cooldown".to_owned());
+        assert_eq!(
+            calm.plan().next.decisions.len(),
+            2,
+            "another reason to hold is"
+        );
+
+        calm.state.decisions = vec![first.next.decisions[0].clone(); KEEP_DECISIONS];
+        calm.state.decisions[0].hold = None;
+        let bounded = calm.plan().next.decisions;
+        assert_eq!(bounded.len(), KEEP_DECISIONS);
+
+        // An external metric's age is its source's.
+        let plan = external_world(true, "target = 10", "120", Some((NOW - 42) as f64)).plan();
+        assert_eq!(plan.metric_age_s, Some(42));
+        assert_eq!(plan.next.decisions.last().unwrap().metric_age_s, Some(42));
     }
 
     #[test]
