@@ -21,7 +21,8 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             return crate::manual::man(out_dir.as_deref()).map(|()| EXIT_OK);
         }
         Some(Command::Hosts(command)) => return crate::hosts::run(cli, command),
-        Some(Command::Check(_) | Command::Status | Command::History(_)) | None => {}
+        Some(Command::Check(_) | Command::Status | Command::History(_) | Command::Apply { .. })
+        | None => {}
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -43,6 +43,10 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t = Format::Text, global = true)]
     pub format: Format,
 
+    /// With --plan: also write the plan and what it was made from into FILE, for `apply FILE`.
+    #[arg(long, value_name = "FILE", requires = "plan")]
+    pub out: Option<PathBuf>,
+
     /// With --plan: exit 4 when changes are pending, 0 when there is nothing to do.
     #[arg(long, requires = "plan")]
     pub detailed_exitcode: bool,
@@ -84,6 +88,12 @@ fn ignored_flag(matches: &clap::ArgMatches) -> Option<clap::Error> {
     use clap::CommandFactory;
     use clap::parser::ValueSource;
     let (name, sub) = matches.subcommand()?;
+    if name == "apply" && matches.get_flag("plan") {
+        return Some(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            "`apply FILE` carries out a saved plan; to look at it first, read FILE (its `plan`), or make a new one with `--plan --out FILE`: remove --plan",
+        ));
+    }
     let (_, flags) = IGNORED.iter().find(|(command, _)| *command == name)?;
     let flag = flags
         .iter()
@@ -100,6 +110,13 @@ pub enum Command {
     /// Replay a traffic trace (`t_seconds,load` CSV) through a pool's scaling policy, with a
     /// simulated cloud and HAProxy, and report what it served and cost; changes nothing.
     Simulate(SimulateArgs),
+    /// Carry out a plan saved by `--plan --out FILE`, exactly, if the world still matches what it
+    /// was made from (config, state, installed haproxy.cfg, every pool's instances, at most an
+    /// hour old); otherwise refuse, change nothing and exit 3.
+    Apply {
+        /// The saved plan.
+        file: PathBuf,
+    },
     /// Every managed server as HAProxy sees it, joined with the state file; changes nothing.
     Status,
     /// The last decisions of each scaling pool, from the state: when, from → to, why, the metric
@@ -352,6 +369,10 @@ mod tests {
             None
         );
         assert_eq!(refused(&["--config", "/x.toml", "--plan"]), None);
+        let said = refused(&["--plan", "apply", "plan.json"]).unwrap();
+        assert!(said.contains("remove --plan"), "{said}");
+        assert_eq!(refused(&["apply", "plan.json"]), None);
+        assert!(Cli::try_parse_from(["haproxy-autoscaler", "--out", "p.json"]).is_err());
     }
 
     #[test]

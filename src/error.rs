@@ -62,6 +62,14 @@ pub enum Error {
     Plot(#[source] crate::simulate::plot::PlotError),
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    StalePlan(#[from] crate::saved_plan::StalePlan),
+    #[error("cannot write the plan to `{}`", path.display())]
+    SavePlan {
+        path: std::path::PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
     /// A `--pool` the config has no scaling pool of.
     #[error("the config has no scaling pool `{pool}`; its scaling pools: {pools}")]
     UnknownPool { pool: String, pools: String },
@@ -109,6 +117,10 @@ impl Error {
             | Error::UnknownPool { .. }
             | Error::Disabled { .. } => EXIT_USAGE,
             Error::Hosts(error) if error.is_usage() => EXIT_USAGE,
+            Error::StalePlan(crate::saved_plan::StalePlan::Changed { .. }) => {
+                crate::saved_plan::EXIT_STALE_PLAN
+            }
+            Error::StalePlan(_) => EXIT_USAGE,
             // A template that fails on the data (a missing variable) is an invalid template; a
             // value refused as unsafe is a problem with the data, so the run failed.
             Error::Plan(PlanError::Render(RenderError::UnsafeValue { .. })) => EXIT_FAILED,
@@ -128,6 +140,7 @@ impl Error {
             | Error::Hosts(_)
             | Error::Stdout(_)
             | Error::Manual { .. }
+            | Error::SavePlan { .. }
             | Error::Runtime(_) => EXIT_FAILED,
             Error::Stopped { code, .. } => *code,
         }

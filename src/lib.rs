@@ -30,6 +30,7 @@ mod observe;
 mod probe;
 mod reconcile;
 pub(crate) mod report;
+mod saved_plan;
 pub(crate) mod simulate;
 mod status;
 pub(crate) mod store;

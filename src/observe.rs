@@ -92,7 +92,7 @@ pub(crate) async fn observe<'a>(
 }
 
 /// Each instance with its endpoint, resolved once for the probes and the rendering.
-fn with_endpoints(pool: &PoolConfig, instances: Vec<Instance>) -> Vec<Discovered> {
+pub(crate) fn with_endpoints(pool: &PoolConfig, instances: Vec<Instance>) -> Vec<Discovered> {
     instances
         .into_iter()
         .map(|instance| Discovered {

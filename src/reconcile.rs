@@ -97,6 +97,14 @@ pub(crate) async fn run(cli: &Cli) -> Result<Report, Error> {
     }
     let started = Instant::now();
     let now = unix_now() as i64;
+    let saved = match &cli.command {
+        Some(crate::cli::Command::Apply { file }) => {
+            Some((file.as_path(), crate::saved_plan::load(file, &config, now)?))
+        }
+        _ => None,
+    };
+    let saved = saved.as_ref().map(|(path, plan)| (*path, plan));
+    let out = cli.out.as_deref();
     let outcome = async {
         let renderer =
             crate::haproxy::template::load(&config.haproxy.template).map_err(|error| {
@@ -107,7 +115,12 @@ pub(crate) async fn run(cli: &Cli) -> Result<Report, Error> {
             })?;
         let (provider, store) = connect(&config).await?;
         let run = (&config, &renderer, &provider);
-        store::with_store!(&store, store => until_won(run, store, cli.plan, now).await)
+        let how = How {
+            plan_only: cli.plan,
+            out,
+            saved,
+        };
+        store::with_store!(&store, store => until_won(run, store, how, now).await)
     }
     .await;
     if !cli.plan {
@@ -125,17 +138,27 @@ pub(crate) async fn run(cli: &Cli) -> Result<Report, Error> {
 async fn until_won(
     (config, renderer, provider): (&Config, &Renderer, &impl Provider),
     store: &impl StateStore,
-    plan_only: bool,
+    how: How<'_>,
     now: i64,
 ) -> Result<Report, Error> {
     let mut attempt = 1;
     loop {
         let run = Run {
-            plan_only,
+            how,
             now,
             lost_races: attempt - 1,
         };
         match reconcile_run(config, renderer, provider, store, run).await {
+            // A saved plan is not decided again: the state it was made from is gone.
+            Err(Error::State(store::StateError::Raced { .. }))
+                if let Some((path, _)) = how.saved =>
+            {
+                return Err(crate::saved_plan::StalePlan::Changed {
+                    path: path.to_owned(),
+                    why: "another node of the shared state committed first".to_owned(),
+                }
+                .into());
+            }
             Err(error @ Error::State(store::StateError::Raced { .. }))
                 if attempt < RACE_ATTEMPTS =>
             {
@@ -229,17 +252,29 @@ pub(crate) async fn reconcile(
     now: i64,
 ) -> Result<Report, Error> {
     let run = Run {
-        plan_only,
+        how: How {
+            plan_only,
+            out: None,
+            saved: None,
+        },
         now,
         lost_races: 0,
     };
     reconcile_run(config, renderer, provider, store, run).await
 }
 
+/// What kind of run: a plan (saved to `out`), a run, or a saved plan carried out.
+#[derive(Debug, Clone, Copy)]
+struct How<'a> {
+    plan_only: bool,
+    out: Option<&'a std::path::Path>,
+    saved: Option<(&'a std::path::Path, &'a crate::saved_plan::SavedPlan)>,
+}
+
 /// What one attempt of a run is.
 #[derive(Debug, Clone, Copy)]
-struct Run {
-    plan_only: bool,
+struct Run<'a> {
+    how: How<'a>,
     /// Unix seconds.
     now: i64,
     /// How many of this run's earlier attempts lost the race to commit their decision.
@@ -252,11 +287,12 @@ async fn reconcile_run(
     provider: &impl Provider,
     store: &impl StateStore,
     Run {
-        plan_only,
+        how,
         now,
         lost_races,
-    }: Run,
+    }: Run<'_>,
 ) -> Result<Report, Error> {
+    let plan_only = how.plan_only;
     let _lock = if plan_only {
         None
     } else {
@@ -295,6 +331,17 @@ async fn reconcile_run(
         None => (now, None),
     };
     lap("load state", String::new());
+    if let Some((path, saved)) = how.saved {
+        return apply_saved(
+            config,
+            renderer,
+            provider,
+            store,
+            (path, saved),
+            (loaded, revision),
+        )
+        .await;
+    }
     let observed = observe(config, provider, &loaded, now).await?;
     lap(
         "observe",
@@ -361,6 +408,23 @@ async fn reconcile_run(
             install::check_without_installing(&config.haproxy, &plan.rendered).await?;
             lap("check the candidate", String::new());
         }
+        if let Some(out) = how.out {
+            let basis = crate::saved_plan::Basis {
+                now,
+                clock_off_s,
+                haproxy_version,
+                token_salt: &token_salt,
+                state: &loaded,
+                installed: installed.as_deref(),
+                observed: &observed,
+            };
+            crate::saved_plan::save(out, config, &basis, &plan).map_err(|error| {
+                Error::SavePlan {
+                    path: out.to_owned(),
+                    error,
+                }
+            })?;
+        }
         return Ok(Report {
             mode: Mode::Plan,
             changes,
@@ -384,6 +448,57 @@ async fn reconcile_run(
         changes,
         plan,
         conflicts: lost_races + carried,
+    })
+}
+
+/// `apply FILE`: the saved plan, decided again from its own observations, carried out when the
+/// world still matches it (the state and haproxy.cfg unchanged, every pool's instances listed
+/// as they were, the same plan rebuilt); refused before anything changes otherwise.
+async fn apply_saved<S: StateStore>(
+    config: &Config,
+    renderer: &Renderer,
+    provider: &impl Provider,
+    store: &S,
+    (path, saved): (&std::path::Path, &crate::saved_plan::SavedPlan),
+    (loaded, revision): (crate::model::State, S::Revision),
+) -> Result<Report, Error> {
+    let installed = read_installed(&config.haproxy.config)?;
+    saved.check_files(path, &loaded, installed.as_deref())?;
+    let observed = saved.observations(config, path)?;
+    for (pool, then) in observed.iter() {
+        let listed = observe::with_endpoints(pool, provider.list(pool).await?);
+        crate::saved_plan::check_instances(path, &pool.name, &then.instances, &listed)?;
+    }
+    let mut plan = plan::build(
+        Facts {
+            config,
+            observed: &observed,
+            installed: installed.as_deref(),
+            state: &loaded,
+            now: saved.made_at,
+            clock_off_s: saved.clock_off_s,
+            haproxy_version: saved.haproxy_version,
+            token_salt: &saved.token_salt,
+        },
+        renderer,
+    )?;
+    if crate::saved_plan::digest(&plan) != saved.plan_sha256 {
+        return Err(crate::saved_plan::StalePlan::Changed {
+            path: path.to_owned(),
+            why:
+                "the config or the template changed since: the same observations make another plan"
+                    .to_owned(),
+        }
+        .into());
+    }
+    let changes = plan.has_changes();
+    let edges = Edges { config, provider };
+    let carried = apply(&config.node, &mut plan, (&loaded, revision), store, &edges).await?;
+    Ok(Report {
+        mode: Mode::Apply,
+        changes,
+        plan,
+        conflicts: carried,
     })
 }
 

@@ -51,7 +51,7 @@ impl Mode {
                 _,
             ) => Mode::Tool,
             (None, true) => Mode::Plan,
-            (None, false) => Mode::Apply,
+            (Some(crate::cli::Command::Apply { .. }), _) | (None, false) => Mode::Apply,
         }
     }
 }

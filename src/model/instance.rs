@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Tags;
 
 /// One instance as the provider reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {
     pub id: String,
     pub state: InstanceState,
@@ -25,7 +25,7 @@ pub struct Instance {
 }
 
 /// The instance states discovery returns; stopped or terminated instances are not listed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum InstanceState {
     Pending,
@@ -43,7 +43,7 @@ impl fmt::Display for InstanceState {
 
 /// Where HAProxy (and the readiness probe) reaches an instance: a plain host (an IP address, an
 /// IPv6 address in brackets, or a DNS name) and a port other than 0.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
@@ -56,7 +56,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// Why an instance has no usable endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unusable {
     /// Not there yet (a pending instance without an IP): it is left out quietly until it has one.
     NotYet(String),

@@ -2,17 +2,19 @@
 
 use std::collections::BTreeMap;
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{Endpoint, Instance, StatsSnapshot, Unusable};
 
 /// One listed instance and where HAProxy would reach it (or why it cannot).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Discovered {
     pub instance: Instance,
     pub endpoint: Result<Endpoint, Unusable>,
 }
 
 /// What a pool's provider, HAProxy and the readiness probes reported this run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Observed {
     pub instances: Vec<Discovered>,
     /// Scaling pools: the backend's stats, `None` if they could not be read.
@@ -26,7 +28,7 @@ pub(crate) struct Observed {
 }
 
 /// What an external metric's source answered this run, as it said it: judged by the pure core.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Reading {
     /// One value, as the source wrote it (`"0.42"`, `"NaN"`, `"+Inf"`), and when it was
     /// measured (Unix seconds), if the source says.

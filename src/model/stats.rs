@@ -39,7 +39,7 @@ impl Status {
 }
 
 /// One `show stat` line of interest: a server, or a backend's `BACKEND` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Row {
     pub proxy: String,
     pub name: String,
@@ -85,7 +85,7 @@ impl Row {
 }
 
 /// What `show info` tells about the running process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Info {
     pub pid: u64,
     pub uptime_s: u64,
@@ -95,7 +95,9 @@ pub struct Info {
 
 /// The version of a running HAProxy, from `show info`'s `Version:` (`3.2.0-e134140d2`,
 /// `2.6.12-1+deb12u4`): what the runtime API accepts differs between versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct HaproxyVersion {
     pub major: u32,
     pub minor: u32,
@@ -119,7 +121,7 @@ impl std::fmt::Display for HaproxyVersion {
 }
 
 /// One HAProxy node's stats for a backend.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StatsSnapshot {
     pub node: String,
     pub info: Info,
@@ -131,7 +133,7 @@ pub struct StatsSnapshot {
 }
 
 /// What the master CLI says about workers from before a reload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OldWorkers {
     /// No master socket configured: the current worker's sessions are all there is to go by.
     Untracked,

@@ -22,6 +22,7 @@ mod hostile_newer;
 mod moto;
 mod operator;
 mod plan_output;
+mod saved_plan;
 mod scaling;
 mod scripts;
 mod shared_state;
