@@ -45,6 +45,16 @@ pub(crate) fn from_event(pool: &str, event: &Event) -> Notification {
             EventKind::Blocked,
             format!("pool {pool} cannot scale down from {from} to {wanted}: {reason}"),
         ),
+        Event::Replaced {
+            server,
+            status,
+            for_s,
+        } => (
+            EventKind::Replaced,
+            format!(
+                "pool {pool}: server {server} was {status} for {for_s} s and is replaced: a new server is launched, and it is drained and terminated"
+            ),
+        ),
         Event::Rapid {
             reversals,
             window_s,
@@ -193,7 +203,7 @@ pub(crate) async fn send(notify: &Notify, notifications: &[Notification]) {
             // them twice.
             EventKind::Failed | EventKind::Skipped => {}
             EventKind::Scaled | EventKind::Recovered => tracing::info!("{}", notification.text),
-            EventKind::Capped | EventKind::Rapid | EventKind::Blocked => {
+            EventKind::Capped | EventKind::Rapid | EventKind::Blocked | EventKind::Replaced => {
                 tracing::warn!("{}", notification.text);
             }
         }

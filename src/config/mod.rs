@@ -265,6 +265,7 @@ pub enum EventKind {
     Capped,
     Rapid,
     Blocked,
+    Replaced,
     Skipped,
     Failed,
     Recovered,
@@ -272,11 +273,12 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event, in the order the README lists them.
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::Scaled,
         EventKind::Capped,
         EventKind::Rapid,
         EventKind::Blocked,
+        EventKind::Replaced,
         EventKind::Skipped,
         EventKind::Failed,
         EventKind::Recovered,
@@ -289,6 +291,7 @@ impl EventKind {
             EventKind::Capped => "capped",
             EventKind::Rapid => "rapid",
             EventKind::Blocked => "blocked",
+            EventKind::Replaced => "replaced",
             EventKind::Skipped => "skipped",
             EventKind::Failed => "failed",
             EventKind::Recovered => "recovered",

@@ -138,6 +138,8 @@ pub(super) struct RawScaling {
     pub(super) forecast: Option<String>,
     pub(super) forecast_lead_s: Option<i64>,
     pub(super) max_actions_per_hour: Option<i64>,
+    pub(super) unhealthy_after_s: Option<i64>,
+    pub(super) max_replacements_per_hour: Option<i64>,
     pub(super) step_up: Option<i64>,
     pub(super) step_down: Option<i64>,
     pub(super) cooldown_s: Option<i64>,

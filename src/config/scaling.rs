@@ -305,6 +305,11 @@ pub struct Scaling {
     /// At most this many scale actions in any hour (the policy's and the forecast's; bound
     /// repairs and the saturation guard are not held by it).
     pub max_actions_per_hour: Option<u32>,
+    /// A server in service that HAProxy has reported DOWN, NOLB or MAINT (not set with
+    /// `maintenance`) for this long stops counting as capacity and is replaced; 0: never.
+    pub unhealthy_after_s: u64,
+    /// At most this many servers replaced in any hour (a broken image does not churn the pool).
+    pub max_replacements_per_hour: u32,
     pub step_up: u32,
     pub step_down: u32,
     pub cooldown_s: u64,

@@ -157,6 +157,12 @@ impl Validator {
             .map(|limit| self.in_range(at("max_actions_per_hour"), limit, 1..=50))
             .transpose()?
             .map(|limit| limit as u32);
+        let unhealthy_after_s = count("unhealthy_after_s", raw.unhealthy_after_s, 300, 0)? as u64;
+        let max_replacements_per_hour = self.in_range(
+            at("max_replacements_per_hour"),
+            raw.max_replacements_per_hour.unwrap_or(2),
+            0..=50,
+        )? as u32;
         Ok(Scaling {
             min,
             max,
@@ -168,6 +174,8 @@ impl Validator {
             forecast,
             forecast_lead_s,
             max_actions_per_hour,
+            unhealthy_after_s,
+            max_replacements_per_hour,
             step_up: count("step_up", raw.step_up, 1, 1)? as u32,
             step_down: count("step_down", raw.step_down, 1, 1)? as u32,
             cooldown_s: count("cooldown_s", raw.cooldown_s, 60, 0)? as u64,

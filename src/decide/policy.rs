@@ -846,6 +846,8 @@ mod tests {
             forecast: crate::config::ForecastMode::Off,
             forecast_lead_s: 180,
             max_actions_per_hour: None,
+            unhealthy_after_s: 300,
+            max_replacements_per_hour: 2,
             step_up: 2,
             step_down: 1,
             cooldown_s: 60,

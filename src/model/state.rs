@@ -80,6 +80,21 @@ pub struct PoolState {
     /// The fleet's, in a shared state.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<DecisionRecord>,
+    /// Servers in service that HAProxy reports unhealthy (DOWN, NOLB, MAINT not set with
+    /// `maintenance`), and since when (Unix seconds, the first run that saw it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unhealthy_since: BTreeMap<String, i64>,
+    /// Servers replaced in the last hour, as (Unix seconds, server): `max_replacements_per_hour`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replacements: Vec<(i64, String)>,
+    /// Servers the operator put under maintenance (`maintenance POOL/SERVER on`): never drained,
+    /// replaced or counted as capacity, kept in maintenance by every run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub maintenance: Vec<String>,
+    /// Servers the operator protected (`protect POOL/SERVER on`): never drained nor replaced,
+    /// as if tagged `haproxy-autoscaler:protected=true`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub protected: Vec<String>,
 }
 
 /// One decision of one run, as `history` shows it.

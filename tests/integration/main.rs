@@ -16,6 +16,7 @@ mod external_metrics;
 mod files;
 mod forecast;
 mod haproxy;
+mod healing;
 mod hostile;
 mod hostile_classes;
 mod hostile_newer;

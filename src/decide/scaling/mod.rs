@@ -7,6 +7,7 @@
 //! builds the pool's next state.
 
 mod events;
+mod healing;
 mod launches;
 mod metric;
 mod roles;
@@ -104,6 +105,14 @@ pub enum Event {
     Rapid {
         reversals: u32,
         window_s: u64,
+    },
+    /// A server unhealthy for `unhealthy_after_s` was replaced: a server launched for it, and
+    /// its drain begun.
+    Replaced {
+        server: String,
+        /// HAProxy's word for it: `DOWN`, `NOLB` or `MAINT`.
+        status: String,
+        for_s: i64,
     },
     /// The policy wants fewer servers, but none of those it could drain may be: they are
     /// protected or not tagged for the pool (an adopted fleet). Reported once, until a drain is
@@ -374,6 +383,16 @@ pub(crate) fn launch_token(pool: &str, now: i64, salt: &str) -> String {
     format!("hxa-{}-{now}", &digest[..12])
 }
 
+/// Each instance's launch time, read once: reading RFC 3339 text is most of what a run costs
+/// per server.
+fn launch_times(facts: &ScalingFacts<'_>) -> Vec<Option<i64>> {
+    facts
+        .instances
+        .iter()
+        .map(|found| launched_at(&found.instance))
+        .collect()
+}
+
 /// Plans one scaling pool.
 pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     let now = facts.now;
@@ -381,21 +400,12 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     // for as long as the clock was off: every stored time counts as `now` at the latest.
     let state = &clamp_to(facts.state, now);
     let rows = rows_by_server(facts.stats);
-    // Each launch time is read once: reading RFC 3339 text is most of what a run costs per server.
-    let launched: Vec<Option<i64>> = facts
-        .instances
-        .iter()
-        .map(|found| launched_at(&found.instance))
-        .collect();
+    let launched = launch_times(facts);
     let mut roles = roles::assign_roles(facts, state, &rows, &launched);
-    let present = roles.count(Role::InService) + roles.count(Role::Booting);
+    let healing = healing::heal(facts, state, &rows, &mut roles);
+    let in_service = healing.capacity(facts, state, &roles);
+    let present = in_service.len() as u32 + roles.count(Role::Booting);
     let mut launches = launches::carry_intents(facts, state, present);
-    let in_service: Vec<&str> = facts
-        .instances
-        .iter()
-        .map(|found| found.instance.id.as_str())
-        .filter(|id| roles.roles.get(*id) == Some(&Role::InService))
-        .collect();
     let measured = metric::measure(facts, state, &in_service);
     let forecast = forecast_report(facts.scaling, &state.load_history, now);
     let this_load = this_run_load(measured.sample.as_ref(), now);
@@ -404,9 +414,11 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
         scaling: facts.scaling,
         now,
         in_service: in_service.len() as u32,
+        // A replacement stands in for the server it replaces, as a launch on its way.
         booting: roles
             .count(Role::Booting)
-            .saturating_add(launches.pending_capacity),
+            .saturating_add(launches.pending_capacity)
+            .saturating_add(healing.launches()),
         per_server: &measured.per_server,
         history: &measured.history,
         last_scale_at: state.scale_history.last().map(|event| event.at),
@@ -427,6 +439,7 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     }
     let (current, desired) = (decision.current, decision.desired);
     let no_metric = measured.no_metric.clone();
+    healing.launch(facts, &mut launches);
     let mut drained = victims::Drains::default();
     let mut new_token = None;
     if desired > current {
@@ -458,19 +471,25 @@ pub fn plan_scaling(facts: &ScalingFacts<'_>) -> ScalingPlan {
     let mut next = next_state(
         facts, state, &decision, &roles, &launches, &outcome, measured,
     );
+    let (warnings, events, drains) = healing.merged(
+        &mut next,
+        launch_time_warnings(facts, &launched),
+        outcome.events,
+        drained.drains,
+    );
     if forecast.is_some() || reads_the_hour(facts.scaling) {
         next.load_history = recorded(forecast.as_ref(), &state.load_history, this_load, now);
     }
     let mut plan = ScalingPlan {
-        warnings: launch_time_warnings(facts, &launched),
+        warnings,
         no_metric,
         forecast,
         metric_age_s,
         roles: roles.roles,
         launches: launches.launches,
-        drains: drained.drains,
+        drains,
         terminates: roles.terminates,
-        events: outcome.events,
+        events,
         decision,
         next,
     };
@@ -611,6 +630,10 @@ fn next_state(
         reloaded_at: state.reloaded_at,
         load_history: state.load_history.clone(),
         decisions: Vec::new(),
+        unhealthy_since: BTreeMap::new(),
+        replacements: Vec::new(),
+        maintenance: state.maintenance.clone(),
+        protected: state.protected.clone(),
     }
 }
 
@@ -997,6 +1020,124 @@ mod tests {
             }
             assert_eq!(world.instances.len(), 4, "{policy}: launched {launched}");
         }
+    }
+
+    /// A pool of three in service at 15 sessions/s (within the thresholds: the policy holds),
+    /// `i-2` reported `status` by HAProxy since `down_for` seconds ago.
+    fn with_one_unhealthy(status: Status, down_for: Option<i64>) -> World {
+        let mut world = World::new(
+            threshold(""),
+            vec![
+                instance("i-1", 600),
+                instance("i-2", 600),
+                instance("i-3", 600),
+            ],
+        )
+        .with_rate(15, &[1, 1, 1]);
+        let stats = world.stats.as_mut().unwrap();
+        stats.rows[1].status = status;
+        stats.rows[1].scur = 0;
+        if let Some(down_for) = down_for {
+            world
+                .state
+                .unhealthy_since
+                .insert("i-2".into(), NOW - down_for);
+        }
+        world
+    }
+
+    /// Self-healing: a server DOWN for `unhealthy_after_s` (300 by default) is replaced, a launch
+    /// first and its drain after, once; before that it is remembered and still counted.
+    #[test]
+    fn a_server_down_for_long_is_replaced_launch_first() {
+        let fresh = with_one_unhealthy(Status::Down, None).plan();
+        assert!(
+            fresh.launches.is_empty() && fresh.drains.is_empty(),
+            "{fresh:?}"
+        );
+        assert_eq!(fresh.next.unhealthy_since.get("i-2"), Some(&NOW));
+        assert_eq!(fresh.decision.current, 3, "counted until unhealthy_after_s");
+
+        let plan = with_one_unhealthy(Status::Down, Some(300)).plan();
+        assert_eq!(plan.decision.current, 3, "{}", plan.decision.reason);
+        assert_eq!(plan.decision.desired, 3, "{}", plan.decision.reason);
+        assert_eq!(plan.launches.len(), 1, "{:?}", plan.launches);
+        assert_eq!(plan.launches[0].count, 1);
+        assert_eq!(plan.launches[0].reason, "replaces unhealthy i-2");
+        assert_eq!(plan.drains.len(), 1);
+        assert_eq!(plan.drains[0].id, "i-2");
+        assert!(
+            plan.drains[0]
+                .reason
+                .starts_with("replaced: DOWN for 300 s"),
+            "{}",
+            plan.drains[0].reason
+        );
+        assert_eq!(plan.roles.get("i-2"), Some(&Role::Draining));
+        assert!(plan.events.contains(&Event::Replaced {
+            server: "i-2".into(),
+            status: "DOWN".into(),
+            for_s: 300
+        }));
+        assert_eq!(plan.next.replacements, vec![(NOW, "i-2".to_owned())]);
+        assert_eq!(
+            plan.next.launches.len(),
+            1,
+            "the replacement is an intent, saved first"
+        );
+
+        // NOLB and MAINT too, unless the operator set maintenance.
+        for status in [Status::Maint, Status::Other("NOLB".into())] {
+            assert_eq!(with_one_unhealthy(status, Some(600)).plan().drains.len(), 1);
+        }
+        let mut held = with_one_unhealthy(Status::Maint, Some(600));
+        held.state.maintenance = vec!["i-2".into()];
+        let plan = held.plan();
+        assert!(plan.drains.is_empty() && plan.launches.is_empty());
+        assert!(plan.next.unhealthy_since.is_empty());
+        assert_eq!(plan.decision.current, 2, "under maintenance: not capacity");
+    }
+
+    #[test]
+    fn an_unhealthy_server_that_may_not_be_replaced_is_no_capacity_and_said() {
+        let mut protected = with_one_unhealthy(Status::Down, Some(900));
+        protected.state.protected = vec!["i-2".into()];
+        let mut limited = with_one_unhealthy(Status::Down, Some(900));
+        limited.state.replacements = vec![(NOW - 3000, "i-8".into()), (NOW - 60, "i-9".into())];
+        let mut tagged = with_one_unhealthy(Status::Down, Some(900));
+        tagged.instances[1]
+            .tags
+            .insert(TAG_PROTECTED.into(), "true".into());
+        for (world, words) in [
+            (
+                protected,
+                "i-2 is protected (`protect web/i-2 off` lifts it)",
+            ),
+            (
+                limited,
+                "2 server(s) were replaced in the last hour (max_replacements_per_hour)",
+            ),
+            (tagged, "is tagged haproxy-autoscaler:protected=true"),
+        ] {
+            let plan = world.plan();
+            assert!(plan.drains.is_empty(), "{words}: {:?}", plan.drains);
+            assert_eq!(plan.decision.current, 2, "{words}: not counted");
+            assert!(
+                plan.warnings
+                    .iter()
+                    .any(|warning| warning.contains("i-2 is DOWN for 900 s")
+                        && warning.contains(words)),
+                "{words}: {:?}",
+                plan.warnings
+            );
+        }
+        // An hour later the limit allows one again.
+        let mut later = with_one_unhealthy(Status::Down, Some(900));
+        later.state.replacements = vec![(NOW - 3600, "i-8".into()), (NOW - 3700, "i-9".into())];
+        assert_eq!(later.plan().drains.len(), 1);
+        let mut off = with_one_unhealthy(Status::Down, Some(90_000));
+        off.pool.scaling.as_mut().unwrap().unhealthy_after_s = 0;
+        assert!(off.plan().drains.is_empty(), "unhealthy_after_s = 0: never");
     }
 
     /// `history`'s log: a run that acts is recorded with its reason, metric and what it did; a

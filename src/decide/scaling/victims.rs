@@ -1,10 +1,11 @@
 //! Which servers a scale-down drains: deterministically the fewest current sessions, then the
-//! newest, then by id; only instances tagged for the pool and not tagged protected.
+//! newest, then by id; only those [`may_drain`] allows: tagged for the pool, not protected (by
+//! tag or by `protect`), not under the operator's `maintenance`.
 
 use std::collections::HashMap;
 
 use crate::config::scaling::{TAG_POOL, TAG_PROTECTED};
-use crate::model::{Draining, Instance, Row};
+use crate::model::{Draining, Instance, PoolState, Row};
 
 use super::roles::Roles;
 use super::{InstanceAction, Role, ScalingFacts, launched_at};
@@ -38,7 +39,7 @@ pub(super) fn drain_servers(
             )
         });
     let (mut victims, kept): (Vec<&Instance>, Vec<&Instance>) =
-        candidates.partition(|instance| tagged_for(instance, pool) && !protected(instance));
+        candidates.partition(|instance| may_drain(instance, pool, facts.state).is_ok());
     let sessions = |instance: &Instance| rows.get(instance.id.as_str()).map_or(0, |row| row.scur);
     // Each key once, not once per comparison: a launch time is parsed text.
     victims.sort_by_cached_key(|instance| {
@@ -65,16 +66,29 @@ pub(super) fn drain_servers(
         drains,
         not_drainable: kept
             .iter()
-            .map(|instance| why_not_drainable(instance, pool))
+            .filter_map(|instance| may_drain(instance, pool, facts.state).err())
             .collect(),
     }
 }
 
-fn why_not_drainable(instance: &Instance, pool: &str) -> String {
-    if protected(instance) {
-        format!("{} is tagged {TAG_PROTECTED}=true", instance.id)
+/// Whether this tool may drain (and so terminate) `instance` of `pool`, or why not: the one
+/// test every drain goes through, a scale-down's and a replacement's.
+pub(super) fn may_drain(instance: &Instance, pool: &str, state: &PoolState) -> Result<(), String> {
+    let id = &instance.id;
+    if !tagged_for(instance, pool) {
+        Err(format!("{id} is not tagged {TAG_POOL}={pool}"))
+    } else if protected(instance) {
+        Err(format!("{id} is tagged {TAG_PROTECTED}=true"))
+    } else if state.protected.contains(id) {
+        Err(format!(
+            "{id} is protected (`protect {pool}/{id} off` lifts it)"
+        ))
+    } else if state.maintenance.contains(id) {
+        Err(format!(
+            "{id} is under maintenance (`maintenance {pool}/{id} off` ends it)"
+        ))
     } else {
-        format!("{} is not tagged {TAG_POOL}={pool}", instance.id)
+        Ok(())
     }
 }
 
