@@ -4,7 +4,9 @@
 Its state lives in $LOCAL_POOL_DIR/instances.json. A launched backend costs $LOCAL_COST_MS per
 request to / (default 10) and $LOCAL_SLOW_MS per request to /slow (default 1500), and answers
 503 for its first $LOCAL_NOT_READY_FOR seconds (default 0).
-`list` reports a backend "pending" until its port accepts connections, and forgets dead ones.
+`list` reports a backend "pending" until its port accepts connections, and forgets dead ones;
+with $LOCAL_KEEP_DEAD set it keeps listing them "running", as a cloud lists an instance whose
+service crashed (HAProxy's health checks then mark it DOWN).
 Speaks the exec provider JSON documented in the README.
 """
 import json
@@ -63,10 +65,11 @@ def main():
     state = load()
     action = sys.argv[1]
     if action == "list":
-        state["instances"] = [i for i in state["instances"] if alive(i["pid"])]
-        save(state)
+        if not os.environ.get("LOCAL_KEEP_DEAD"):
+            state["instances"] = [i for i in state["instances"] if alive(i["pid"])]
+            save(state)
         json.dump([{"id": i["id"], "address": "127.0.0.1", "port": i["port"],
-                    "state": "running" if accepting(i["port"]) else "pending",
+                    "state": "running" if accepting(i["port"]) or not alive(i["pid"]) else "pending",
                     "launch_time": i["launch_time"], "tags": i["tags"]}
                    for i in state["instances"]], sys.stdout)
     elif action == "launch":

@@ -6,6 +6,7 @@
 
 pub(crate) mod crash;
 mod fleet;
+mod healing;
 mod local_demo;
 pub(crate) mod real;
 mod runtime_api;
