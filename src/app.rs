@@ -21,6 +21,7 @@ pub fn main(cli: &Cli) -> Result<u8, Error> {
             return crate::manual::man(out_dir.as_deref()).map(|()| EXIT_OK);
         }
         Some(Command::Hosts(command)) => return crate::hosts::run(cli, command),
+        Some(Command::Verb(verb)) => return crate::verbs::run(cli, verb),
         Some(Command::Check(_) | Command::Status | Command::History(_) | Command::Apply { .. })
         | None => {}
     }

@@ -89,7 +89,7 @@ async fn render_without_instances(
     let mut pools: Vec<BackendPlan> = config
         .pools
         .iter()
-        .map(|pool| plan_backend(pool, &Observed::default(), None))
+        .map(|pool| plan_backend(pool, &Observed::default(), None, &[]))
         .collect();
     let rendered = match render_leaving_out_unsafe(renderer, config, &mut pools) {
         Ok(rendered) => rendered,

@@ -17,7 +17,8 @@ pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/haproxy-autoscaler/config.tom
     after_help = "Without a command: one real run, which may install haproxy.cfg, reload \
 HAProxy, and launch or terminate instances; --plan shows what it would do and changes nothing.
 
-Exit codes: 0 ok, 1 run failed, 2 bad usage or config, \
+Exit codes: 0 ok, 1 run failed, 2 bad usage or config, 3 saved plan refused (`apply FILE`: the \
+world changed since), \
 75 nothing done, not this run's turn (another run holds the lock, another node of a \
 shared state committed first, or the shared state is unreachable), 4 changes pending (--plan \
 --detailed-exitcode)."
@@ -65,9 +66,12 @@ pub struct Cli {
 
 /// The global flags each command that ignores them refuses, when typed on its command line (the
 /// environment's `HAPROXY_AUTOSCALER_CONFIG` is not refused: it is set for every command).
-const IGNORED: [(&str, &[&str]); 2] = [
+const IGNORED: [(&str, &[&str]); 5] = [
     ("completions", &["config", "format"]),
     ("man", &["config", "format"]),
+    ("drain", &["format"]),
+    ("maintenance", &["format"]),
+    ("protect", &["format"]),
 ];
 
 impl Cli {
@@ -110,17 +114,21 @@ pub enum Command {
     /// Replay a traffic trace (`t_seconds,load` CSV) through a pool's scaling policy, with a
     /// simulated cloud and HAProxy, and report what it served and cost; changes nothing.
     Simulate(SimulateArgs),
-    /// Carry out a plan saved by `--plan --out FILE`, exactly, if the world still matches what it
-    /// was made from (config, state, installed haproxy.cfg, every pool's instances, at most an
-    /// hour old); otherwise refuse, change nothing and exit 3.
+    /// Carry out a plan saved by `--plan --out FILE`, exactly, or refuse (exit 3) if the world
+    /// changed since.
+    ///
+    /// The world is the config, the state, the installed haproxy.cfg and every pool's instances;
+    /// a plan is applied within an hour. A refused plan changes nothing.
     Apply {
         /// The saved plan.
         file: PathBuf,
     },
     /// Every managed server as HAProxy sees it, joined with the state file; changes nothing.
     Status,
-    /// The last decisions of each scaling pool, from the state: when, from → to, why, the metric
-    /// and its age, and what was launched, drained and terminated; changes nothing.
+    /// The last decisions of each scaling pool, with their reasons; changes nothing.
+    ///
+    /// From the state: when, on which node, from → to, what was launched, drained and terminated
+    /// or why the pool held, the metric and its age, and the policy's reason.
     History(HistoryArgs),
     /// Validate the config and the template, render haproxy.cfg against the current discovery
     /// and run check_command on it, as a run would; report every problem; changes nothing.
@@ -146,6 +154,49 @@ pub enum Command {
     /// Add, remove or list the hosts of a static pool (its `[pool.static] dir`).
     #[command(subcommand)]
     Hosts(HostsCommand),
+    #[command(flatten)]
+    Verb(Verb),
+}
+
+/// The operator's verbs for one server: recorded in the state (every later run keeps them) and
+/// told to this node's HAProxy at once. Each takes the run lock.
+#[derive(Debug, Subcommand)]
+pub enum Verb {
+    /// Drain a server of a scaling pool now; the next runs terminate it.
+    ///
+    /// No new traffic at once; the next runs terminate it once its drain is over (`drain_s`, or
+    /// no session left), and the policy replaces it if the pool needs it. Refused for a server
+    /// this tool may not terminate (protected, or not tagged for the pool).
+    Drain {
+        /// The server, as POOL/SERVER (SERVER: its name in haproxy.cfg, the instance id).
+        #[arg(value_name = "POOL/SERVER")]
+        target: String,
+    },
+    /// Take a server out of traffic (on) until you put it back (off).
+    ///
+    /// Meanwhile it is rendered disabled, and never drained, replaced nor counted as capacity.
+    Maintenance {
+        #[arg(value_name = "POOL/SERVER")]
+        target: String,
+        #[arg(value_enum)]
+        switch: OnOff,
+    },
+    /// Protect a server (on) from every drain and termination; off lifts it.
+    ///
+    /// A scale-down's and a replacement's, as the tag `haproxy-autoscaler:protected=true` does.
+    Protect {
+        #[arg(value_name = "POOL/SERVER")]
+        target: String,
+        #[arg(value_enum)]
+        switch: OnOff,
+    },
+}
+
+/// A switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
 }
 
 /// `hosts`' subcommands. Each takes the run lock: a `hosts` command and a run never interleave.

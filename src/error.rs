@@ -63,6 +63,8 @@ pub enum Error {
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
     #[error(transparent)]
+    Verb(#[from] crate::verbs::VerbError),
+    #[error(transparent)]
     StalePlan(#[from] crate::saved_plan::StalePlan),
     #[error("cannot write the plan to `{}`", path.display())]
     SavePlan {
@@ -115,6 +117,7 @@ impl Error {
                 crate::init::InitError::Exists(_) | crate::init::InitError::OneFileTwice(_),
             )
             | Error::UnknownPool { .. }
+            | Error::Verb(_)
             | Error::Disabled { .. } => EXIT_USAGE,
             Error::Hosts(error) if error.is_usage() => EXIT_USAGE,
             Error::StalePlan(crate::saved_plan::StalePlan::Changed { .. }) => {

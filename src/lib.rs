@@ -36,6 +36,7 @@ mod status;
 pub(crate) mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod verbs;
 
 /// What the binary, the integration tests, the benches and the fuzz targets use of the library,
 /// and nothing else, at the paths of the modules it comes from: every module is private to the

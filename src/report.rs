@@ -45,6 +45,7 @@ impl Mode {
                 Some(
                     crate::cli::Command::Init(_)
                     | crate::cli::Command::Hosts(_)
+                    | crate::cli::Command::Verb(_)
                     | crate::cli::Command::Completions { .. }
                     | crate::cli::Command::Man { .. },
                 ),

@@ -273,6 +273,7 @@ mod tests {
             image_id: Some("ami-1".into()),
             tags: Tags::from([("Name", "web-1")]),
             role: crate::decide::scaling::Role::Booting,
+            maintenance: false,
         };
         let mut whole = serde_json::to_value(&server).unwrap();
         assert!(whole.as_object_mut().unwrap().remove("tags").is_some());

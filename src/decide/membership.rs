@@ -32,12 +32,16 @@ pub(crate) struct Server {
     /// rendered disabled; or draining before termination, rendered so that a reload gives it no
     /// new traffic. One role, so a server cannot be both.
     pub role: Role,
+    /// Under the operator's maintenance (`maintenance POOL/SERVER on`): rendered as a booting
+    /// server is (every template disables those), so that a reload keeps it out of traffic.
+    pub maintenance: bool,
 }
 
 impl Server {
-    /// Not yet taking traffic.
+    /// Takes no traffic until it is ready, or until the operator's maintenance ends: what the
+    /// template's `booting` says.
     pub(crate) fn booting(&self) -> bool {
-        self.role == Role::Booting
+        self.role == Role::Booting || self.maintenance
     }
 
     /// Being drained before termination.
@@ -53,7 +57,7 @@ impl Server {
         with_tags: bool,
     ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut fields = serializer.serialize_struct("Server", 10 + usize::from(with_tags))?;
+        let mut fields = serializer.serialize_struct("Server", 11 + usize::from(with_tags))?;
         fields.serialize_field("name", &self.name)?;
         fields.serialize_field("address", &self.address)?;
         fields.serialize_field("port", &self.port)?;
@@ -67,6 +71,7 @@ impl Server {
         }
         fields.serialize_field("booting", &self.booting())?;
         fields.serialize_field("draining", &self.draining())?;
+        fields.serialize_field("maintenance", &self.maintenance)?;
         fields.end()
     }
 }
@@ -117,6 +122,7 @@ pub(crate) fn plan_backend(
     pool: &PoolConfig,
     observed: &Observed,
     scale: Option<ScalingPlan>,
+    maintenance: &[String],
 ) -> BackendPlan {
     let mut servers = Vec::new();
     let mut skipped = Vec::new();
@@ -128,7 +134,10 @@ pub(crate) fn plan_backend(
             continue; // terminating: out of the config before the instance goes
         }
         match server_of(found, role.flatten().copied()) {
-            Ok(server) => servers.push(server),
+            Ok(server) => servers.push(Server {
+                maintenance: maintenance.contains(&server.name),
+                ..server
+            }),
             Err(left_out) => skipped.push(left_out),
         }
     }
@@ -181,6 +190,7 @@ fn server_of(found: &Discovered, role: Option<Role>) -> Result<Server, Skipped> 
         } else {
             Role::InService
         }),
+        maintenance: false,
     })
 }
 

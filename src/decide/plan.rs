@@ -446,7 +446,12 @@ pub(crate) fn plan_pools(facts: &Facts<'_>) -> Vec<BackendPlan> {
                     node: &facts.config.node,
                 })
             });
-            membership::plan_backend(pool, observed, scale)
+            let maintenance = facts
+                .state
+                .pools
+                .get(&pool.name)
+                .map_or(&[][..], |state| &state.maintenance);
+            membership::plan_backend(pool, observed, scale, maintenance)
         })
         .collect()
 }
@@ -685,6 +690,10 @@ fn next_state(
             }
         }
         entry.servers = pool.servers.iter().map(|s| s.name.clone()).collect();
+        // The operator's marks go with their server.
+        let servers = &entry.servers;
+        entry.maintenance.retain(|id| servers.contains(id));
+        entry.protected.retain(|id| servers.contains(id));
         entry.bad_instances = pool
             .skipped
             .iter()

@@ -156,7 +156,17 @@ pub async fn drain(
     server: &str,
     timeout: Duration,
 ) -> Result<(), RuntimeError> {
-    let command = format!("set server {backend}/{server} state drain");
+    set_state(socket, &format!("{backend}/{server}"), "drain", timeout).await
+}
+
+/// `set server BACKEND/SERVER state STATE` (`ready`, `drain` or `maint`).
+pub(crate) async fn set_state(
+    socket: &str,
+    server: &str,
+    state: &str,
+    timeout: Duration,
+) -> Result<(), RuntimeError> {
+    let command = format!("set server {server} state {state}");
     let answer = send(socket, &command, timeout).await?;
     // HAProxy answers nothing (or a blank line) on success, and a message otherwise.
     if answer.trim().is_empty() {

@@ -13,6 +13,8 @@ mod metric;
 mod roles;
 mod victims;
 
+pub(crate) use victims::may_drain;
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 

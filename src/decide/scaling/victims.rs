@@ -73,7 +73,7 @@ pub(super) fn drain_servers(
 
 /// Whether this tool may drain (and so terminate) `instance` of `pool`, or why not: the one
 /// test every drain goes through, a scale-down's and a replacement's.
-pub(super) fn may_drain(instance: &Instance, pool: &str, state: &PoolState) -> Result<(), String> {
+pub(crate) fn may_drain(instance: &Instance, pool: &str, state: &PoolState) -> Result<(), String> {
     let id = &instance.id;
     if !tagged_for(instance, pool) {
         Err(format!("{id} is not tagged {TAG_POOL}={pool}"))

@@ -490,3 +490,116 @@ fn a_server_with_an_agent_check_joins_with_its_agent_enabled() {
     assert_eq!(site.reloads_and_worker(), before, "no reload");
     site.assert_file_matches_haproxy("after the join");
 }
+
+/// Issue 32: the operator's verbs through the real binary against a real HAProxy. Each acts on
+/// HAProxy at once through the runtime API and is recorded in the state, and the runs keep it:
+/// a server under maintenance stays out of traffic (rendered `disabled`), a protected one is
+/// never the one a scale-down drains, a drained one is terminated once its drain is over; all
+/// with no reload after the first install.
+#[test]
+fn the_operators_verbs_act_at_once_and_the_runs_keep_them() {
+    let mut site = Site::start("runtime");
+    let load = site.deployment.path("load");
+    std::fs::write(&load, "50").unwrap();
+    site.deployment.pool_toml = fixture_exec_pool("ready_check = \"none\"")
+        + &format!(
+            "[pool.scaling]\nmin = 1\nmax = 5\nscale_up_above = 100\nscale_down_below = 10\nmetric = \"command\"\nmetric_command = [\"cat\", \"{}\"]\nper_server = false\ncooldown_s = 0\nwarmup_s = 0\ndrain_s = 1\n",
+            load.display()
+        );
+    let fleet: Vec<serde_json::Value> = ["i-1", "i-2", "i-3", "i-4"]
+        .iter()
+        .map(|id| {
+            serde_json::json!({"id": id, "address": "127.0.0.1", "port": loopback_backend(100_000),
+                               "tags": {"haproxy-autoscaler:pool": "web"}})
+        })
+        .collect();
+    let provider = site.deployment.path("provider.json");
+    std::fs::write(&provider, serde_json::to_string(&fleet).unwrap()).unwrap();
+    site.run_ok();
+    site.wait_all_up();
+    let before = site.reloads_and_worker();
+    let verb = |args: &[&str]| {
+        let output = site.run(args, None);
+        (
+            output.status.code(),
+            stdout(&output) + &super::super::util::stderr(&output),
+        )
+    };
+    let admin = |server: &str| site.running()[server].1;
+    let cfg = || std::fs::read_to_string(site.deployment.haproxy_cfg()).unwrap();
+
+    let (code, said) = verb(&["maintenance", "web/i-3", "on"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_says(&said, "pool web: server i-3 is under maintenance");
+    assert_says(&said, "(HAProxy: set server web/i-3 state maint)");
+    assert_eq!(admin("i-3") & 0x01, 0x01, "in maintenance at once");
+    site.run_ok();
+    assert!(
+        cfg().contains(" i-3 127.0.0.1:")
+            && cfg()
+                .lines()
+                .any(|l| l.contains(" i-3 ") && l.ends_with(" disabled")),
+        "{}",
+        cfg()
+    );
+    assert_eq!(admin("i-3") & 0x01, 0x01, "a run keeps it in maintenance");
+    let (code, said) = verb(&["maintenance", "web/i-3", "off"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_says(&said, "(HAProxy: set server web/i-3 state ready)");
+    assert_eq!(admin("i-3") & 0x01, 0, "back in traffic");
+    site.run_ok();
+    assert!(!cfg().contains("disabled"), "{}", cfg());
+
+    // Protected: the scale-down drains the next one in line, not it.
+    let (code, said) = verb(&["protect", "web/i-1", "on"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_says(&said, "pool web: server i-1 is protected");
+    let (code, said) = verb(&["drain", "web/i-1"]);
+    assert_eq!(code, Some(2), "{said}");
+    assert_says(
+        &said,
+        "may not be drained: i-1 is protected (`protect web/i-1 off` lifts it)",
+    );
+    std::fs::write(&load, "5").unwrap();
+    let down = site.run_ok();
+    assert_says(&down, "drain server web/i-2");
+    assert!(!down.contains("web/i-1"), "{down}");
+    std::fs::write(&load, "50").unwrap();
+
+    // Drained by hand: at once in HAProxy, then terminated by the runs once the drain is over.
+    let (code, said) = verb(&["drain", "web/i-4"]);
+    assert_eq!(code, Some(0), "{said}");
+    assert_says(&said, "(HAProxy: set server web/i-4 state drain)");
+    assert_eq!(admin("i-4") & 0x08, 0x08, "draining at once");
+    std::thread::sleep(Duration::from_millis(1100));
+    let ended = site.run_ok();
+    assert_says(&ended, "terminate instance i-4");
+    let left: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&provider).unwrap()).unwrap();
+    let ids: Vec<&str> = left.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["i-1", "i-3"], "i-2 and i-4 terminated");
+
+    for (args, words) in [
+        (
+            &["drain", "web/nope"][..],
+            "pool `web` has no server `nope`",
+        ),
+        (
+            &["drain", "api/i-1"][..],
+            "the config has no pool `api`; its pools: web",
+        ),
+        (
+            &["maintenance", "i-1", "on"][..],
+            "`i-1` is not POOL/SERVER",
+        ),
+    ] {
+        let (code, said) = verb(args);
+        assert_eq!(code, Some(2), "{args:?}: {said}");
+        assert_says(&said, words);
+    }
+    assert_eq!(
+        site.reloads_and_worker(),
+        before,
+        "no reload after the first install"
+    );
+}
