@@ -206,7 +206,7 @@ TOML
     for _ in $(seq "$runs"); do
         measure "exec, $n servers" "$bin" --config "$dir/config.toml" -q
     done
-    "$bin" --config "$dir/config.toml" -v 2>&1 | grep -E ' INFO (load state|observe|plan and render|apply):' \
+    "$bin" --config "$dir/config.toml" -v 2>&1 | grep -E '^info: (load state|observe|plan and render|apply):' \
         | sed 's/^/    /' >"$dir/stages.txt"
     labels+=("exec, $n servers")
 done

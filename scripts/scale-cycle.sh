@@ -101,7 +101,7 @@ print(" ".join(r["svname"] + "=" + r["status"] for r in rows if r["pxname"] == "
         "$bin" --config "$work/config.toml" --plan 2>&1 | sed 's/^/    /'
         echo "  \$ haproxy-autoscaler"
     fi
-    "$bin" --config "$work/config.toml" -v 2>&1 | grep -vE '^ INFO pool .* listed in' | sed 's/^/    /' || true
+    "$bin" --config "$work/config.toml" -v 2>&1 | grep -vE '^info: pool .* listed in' | sed 's/^/    /' || true
 }
 run "start, no load"
 sleep 5

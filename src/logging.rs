@@ -1,13 +1,19 @@
-//! Logs go to stderr; `-q`, `-v` and `RUST_LOG` choose how much.
+//! Logs go to stderr; `-q`, `-v` and `RUST_LOG` choose how much. Every line has the one
+//! diagnostic style of the tool's own messages: `error: `, `warning: `, `info: `, `debug: `.
 //!
 //! Secrets never reach the log at any level (invariant 10): the AWS SDK's own INFO, DEBUG and
 //! TRACE lines print the access key id (credential loading, request signing), so events from the
 //! SDK's crates (`aws_*`) below WARN are dropped whatever `RUST_LOG` asks for.
 
-use tracing::Metadata;
+use std::fmt;
+
+use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::filter_fn;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::registry::LookupSpan;
 
 /// Installs the stderr logger. `RUST_LOG`, when set, wins over the flags, except for the AWS
 /// SDK's detail (see the module doc).
@@ -23,12 +29,44 @@ pub fn init(quiet: bool, verbose: u8) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(|| Escaping(std::io::stderr()))
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .without_time()
+        .with_ansi(false)
+        .event_format(Plain)
         .with_filter(filter)
         .with_filter(filter_fn(may_carry_no_secret));
     let _ = tracing_subscriber::registry().with(layer).try_init();
+}
+
+/// A log line as the tool's own messages read: `warning: the message`, nothing before it.
+struct Plain;
+
+/// The word a line starts with at `level`.
+fn word(level: Level) -> &'static str {
+    match level {
+        Level::ERROR => "error",
+        Level::WARN => "warning",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for Plain
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        write!(writer, "{}: ", word(*event.metadata().level()))?;
+        context
+            .field_format()
+            .format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Stderr, with what a log line carries from outside (a command's output, an instance id) made
@@ -72,6 +110,44 @@ mod tests {
     }
 
     use super::*;
+
+    /// Issue 32: a log line reads as the tool's own messages do: `warning: `, no padding, no
+    /// level in capitals, no target.
+    #[test]
+    fn a_log_line_has_the_tools_one_diagnostic_style() {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .event_format(Plain),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!("pool `web`: no metric this run, holding: {}", "exit 3");
+            tracing::error!("cannot write metrics_file");
+            tracing::info!("observe: 12ms");
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text,
+            "warning: pool `web`: no metric this run, holding: exit 3
+error: cannot write metrics_file
+info: observe: 12ms
+"
+        );
+    }
 
     #[test]
     fn the_sdk_detail_is_dropped_at_every_level_below_warn() {

@@ -275,6 +275,22 @@ fn pool_view(
     }
 }
 
+/// The least width of each column: what its cells commonly reach (`no check`, a check in
+/// progress such as `* L4TOUT`), so that the columns hold from one `status` to the next (under
+/// `watch`) while a check runs or a count grows.
+const LEAST_WIDTHS: [usize; 7] = [0, 8, 8, 6, 6, 9, 0];
+
+/// Each column's width: its widest cell, its header, or its least width.
+fn column_widths(header: &[&str; 7], rows: &[[String; 7]]) -> [usize; 7] {
+    std::array::from_fn(|i| {
+        rows.iter()
+            .map(|row| row[i].chars().count())
+            .chain([header[i].len(), LEAST_WIDTHS[i]])
+            .max()
+            .unwrap_or(0)
+    })
+}
+
 fn print(cli: &Cli, view: &View, no_run_yet: bool) {
     if cli.format == Format::Json {
         crate::report::out_json(view);
@@ -335,15 +351,7 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
                 .map(|cell| crate::model::text::printable(&cell))
             })
             .collect();
-        let widths: Vec<usize> = (0..7)
-            .map(|i| {
-                rows.iter()
-                    .map(|row| row[i].chars().count())
-                    .chain([header[i].len()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
+        let widths = column_widths(&header, &rows);
         let line = |cells: [&str; 7], status_painted: String| {
             let mut text = format!("  {:<w0$}  ", cells[0], w0 = widths[0]);
             // Pad by the plain width: colour codes take no column.
@@ -387,5 +395,31 @@ fn print(cli: &Cli, view: &View, no_run_yet: bool) {
         crate::report::out(format_args!(
             "(no state file yet: no run has saved one, so ROLE is unknown)"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 32: a check in progress (`* L4OK`), `no check`, and counts up to five digits do not
+    /// move the columns.
+    #[test]
+    fn the_columns_hold_while_a_check_runs() {
+        let header = [
+            "SERVER", "HAPROXY", "SESSIONS", "SESS/S", "REQ/S", "CHECK", "ROLE",
+        ];
+        let row = |status: &str, count: &str, check: &str| {
+            ["i-1", status, count, count, count, check, "in service"].map(str::to_owned)
+        };
+        let settled = column_widths(&header, &[row("UP", "3", "L7OK")]);
+        for busy in [
+            row("UP", "3", "* L7OK"),
+            row("no check", "3", "-"),
+            row("MAINT", "12345", "* L4TOUT"),
+            row("DOWN", "0", "* SOCKERR"),
+        ] {
+            assert_eq!(column_widths(&header, std::slice::from_ref(&busy)), settled, "{busy:?}");
+        }
     }
 }

@@ -240,6 +240,14 @@ fn a_dead_stats_socket_stops_scaling_and_nothing_else() {
         let output = run_untouched(&deployment, 0, expected);
         assert!(started.elapsed() < Duration::from_secs(20));
         let error = stderr(&output);
+        // Issue 32: one diagnostic style, the log's lines too.
+        assert!(
+            error
+                .lines()
+                .any(|line| line.starts_with("warning: no scaling decision this run")),
+            "{}",
+            describe(&output)
+        );
         assert!(
             error.contains("no scaling decision this run")
                 && error.contains(&socket.display().to_string())
