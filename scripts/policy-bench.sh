@@ -11,11 +11,11 @@
 # then, for every HPA point, the cheapest peak setting that beats it (at least as good on both
 # figures, strictly better on one), or "not beaten".
 # Usage: scripts/policy-bench.sh [TRACES_DIR] [BINARY]
-# (defaults: ../shared/traces beside the repository, and target/release/haproxy-autoscaler,
+# (defaults: examples/traces, and target/release/haproxy-autoscaler,
 # built here if missing; a debug binary works too, about ten times slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-traces=${1:-../shared/traces}
+traces=${1:-examples/traces}
 binary=${2:-${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler}
 if [ ! -x "$binary" ]; then
     cargo build --release --quiet

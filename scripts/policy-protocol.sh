@@ -26,11 +26,11 @@
 # boots and runs) is printed per trace.
 #
 # Usage: scripts/policy-protocol.sh [TRACES_DIR] [BINARY]
-# (defaults: ../shared/traces and target/release/haproxy-autoscaler, built here if missing).
+# (defaults: examples/traces and target/release/haproxy-autoscaler, built here if missing).
 # About fifteen minutes with a release binary on two cores (it runs two simulations at once).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-traces=${1:-../shared/traces}
+traces=${1:-examples/traces}
 binary=${2:-${CARGO_TARGET_DIR:-target}/release/haproxy-autoscaler}
 if [ ! -x "$binary" ]; then
     cargo build --release --quiet

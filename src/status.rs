@@ -419,7 +419,11 @@ mod tests {
             row("MAINT", "12345", "* L4TOUT"),
             row("DOWN", "0", "* SOCKERR"),
         ] {
-            assert_eq!(column_widths(&header, std::slice::from_ref(&busy)), settled, "{busy:?}");
+            assert_eq!(
+                column_widths(&header, std::slice::from_ref(&busy)),
+                settled,
+                "{busy:?}"
+            );
         }
     }
 }

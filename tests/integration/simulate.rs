@@ -228,3 +228,60 @@ fn the_plot_never_overwrites_an_input_or_a_fifo() {
         "{document}"
     );
 }
+
+/// Issue 32: the sample traces ship with the repository, with their licences, and the
+/// documented example runs on them from a fresh clone: every trace simulates, each summary
+/// names its file, intervals and days.
+#[test]
+fn the_shipped_traces_simulate_from_a_fresh_clone() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    // Each scaled so that its peak needs 50 servers of 100 req/s, as the documented example.
+    for (trace, scale, summary) in [
+        (
+            "nasa_jul95.csv",
+            "740.74",
+            "39692 intervals of 60 s (27.6 days)",
+        ),
+        (
+            "worldcup98-may-june.csv",
+            "1.775",
+            "79350 intervals of 60 s (55.1 days)",
+        ),
+        (
+            "nab_aws_elb_8c0756.csv",
+            "2283",
+            "4040 intervals of 300 s (14.0 days)",
+        ),
+    ] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_haproxy-autoscaler"))
+            .current_dir(root)
+            .args([
+                "simulate",
+                "--config",
+                "examples/simulate/config.toml",
+                "--trace",
+            ])
+            .arg(format!("examples/traces/{trace}"))
+            .args(["--scale", scale, "--capacity", "100"])
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        let first = stdout(&output)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(
+            first,
+            format!("pool web (policy peak) on examples/traces/{trace}: {summary}"),
+            "{}",
+            stderr(&output)
+        );
+    }
+    for licence in ["WorldCup.html", "NASA-HTTP.html", "NAB-LICENSE.txt"] {
+        let path = std::path::Path::new(root)
+            .join("examples/traces/licenses")
+            .join(licence);
+        assert!(path.is_file(), "{} travels with the traces", path.display());
+    }
+}
