@@ -171,3 +171,95 @@ pub(super) struct RawLaunch {
     #[serde(default)]
     pub(super) tags: BTreeMap<String, String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::RawConfig;
+
+    /// The book's configuration reference (also the manual page's CONFIGURATION section).
+    const REFERENCE: &str = include_str!("../../docs/src/reference.md");
+
+    /// The tables of the config file, each with a TOML document that puts an unknown key into
+    /// it (first, so that nothing else is judged before it).
+    const TABLES: [(&str, &str); 11] = [
+        ("", ""),
+        ("state", "[state]\n"),
+        ("haproxy", "[haproxy]\n"),
+        ("aws", "[aws]\n"),
+        ("notify", "[notify]\n"),
+        ("pool", "[[pool]]\n"),
+        ("pool.discover", "[[pool]]\n[pool.discover]\n"),
+        ("pool.launch", "[[pool]]\n[pool.launch]\n"),
+        ("pool.exec", "[[pool]]\n[pool.exec]\n"),
+        ("pool.static", "[[pool]]\n[pool.static]\n"),
+        ("pool.scaling", "[[pool]]\n[pool.scaling]\n"),
+    ];
+
+    /// The keys the parser accepts in a table: the ones serde names when it refuses an unknown
+    /// one, so this list is the code's own.
+    fn accepted(document: &str) -> Vec<String> {
+        let error = toml::from_str::<RawConfig>(&format!("{document}zz_not_a_key = 1\n"))
+            .expect_err("an unknown key is refused")
+            .to_string();
+        let (_, expected) = error
+            .split_once("expected")
+            .unwrap_or_else(|| panic!("serde names the accepted keys: {error}"));
+        let mut keys: Vec<String> = expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The keys the reference documents, by table (`### \`[pool.scaling]\``; `### Top level`).
+    fn documented() -> BTreeMap<String, Vec<String>> {
+        let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut table = None;
+        for line in REFERENCE.lines() {
+            if let Some(heading) = line.strip_prefix("### ") {
+                let name = heading.trim_matches(|c| matches!(c, '`' | '[' | ']'));
+                table = Some(if name == "Top level" {
+                    String::new()
+                } else {
+                    name.to_owned()
+                });
+            } else if let (Some(table), Some(row)) = (&table, line.strip_prefix("| `")) {
+                let key = row.split('`').next().unwrap_or_default().to_owned();
+                tables.entry(table.clone()).or_default().push(key);
+            }
+        }
+        for keys in tables.values_mut() {
+            keys.sort();
+        }
+        tables
+    }
+
+    /// Issue 32: the configuration reference documents every key the parser accepts, and no
+    /// other, in every table; a key added to the code without its line here fails.
+    #[test]
+    fn the_reference_documents_exactly_the_keys_the_parser_accepts() {
+        let documented = documented();
+        let names: Vec<&str> = TABLES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            documented.keys().map(String::as_str).collect::<Vec<_>>(),
+            {
+                let mut sorted = names.clone();
+                sorted.sort_unstable();
+                sorted
+            },
+            "the reference's tables"
+        );
+        for (name, document) in TABLES {
+            assert_eq!(
+                documented[name],
+                accepted(document),
+                "table `{name}`: docs/src/reference.md against the parser"
+            );
+        }
+    }
+}

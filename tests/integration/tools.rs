@@ -234,6 +234,35 @@ fn completions_and_the_man_page_come_from_the_command_line() {
     let page = stdout(&man);
     assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
     assert!(page.contains("haproxy\\-autoscaler") && page.contains("simulate"));
+    // Issue 32: the config reference (every key of the book's reference), FILES, ENVIRONMENT.
+    for section in [".SH CONFIGURATION", ".SH FILES", ".SH ENVIRONMENT"] {
+        assert!(page.contains(section), "{section} missing");
+    }
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/reference.md"
+    ))
+    .unwrap();
+    let plain_page = page
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fR", "");
+    for key in reference
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+    {
+        assert!(
+            plain_page.contains(&format!("\n{key}")),
+            "the man page lacks `{key}`"
+        );
+    }
+    for name in [
+        "HAPROXY_AUTOSCALER_CONFIG",
+        "RUST_LOG",
+        "/var/lib/haproxy-autoscaler/state.json",
+    ] {
+        assert!(plain_page.contains(name), "the man page lacks {name}");
+    }
     // With --out-dir, every page the main page's SUBCOMMANDS section names exists.
     let dir = tempfile::tempdir().unwrap();
     let pages = binary()
@@ -245,6 +274,7 @@ fn completions_and_the_man_page_come_from_the_command_line() {
     let main = std::fs::read_to_string(dir.path().join("haproxy-autoscaler.1"))
         .unwrap()
         .replace("\\-", "-");
+    assert!(main.contains(".SH CONFIGURATION") && main.contains(".SH ENVIRONMENT"));
     let named: Vec<&str> = main
         .split_whitespace()
         .filter(|word| word.starts_with("haproxy-autoscaler-") && word.ends_with("(1)"))
