@@ -58,18 +58,16 @@ fn plain(text: &str) -> String {
     while let Some(open) = rest.find('[') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        match after.find("](").and_then(|close| {
+        let link = after.find("](").and_then(|close| {
             let end = after[close..].find(')')? + close;
             Some((close, end))
-        }) {
-            Some((close, end)) => {
-                out.push_str(&after[..close]);
-                rest = &after[end + 1..];
-            }
-            None => {
-                out.push('[');
-                rest = after;
-            }
+        });
+        if let Some((close, end)) = link {
+            out.push_str(&after[..close]);
+            rest = &after[end + 1..];
+        } else {
+            out.push('[');
+            rest = after;
         }
     }
     out.push_str(rest);
