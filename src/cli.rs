@@ -213,10 +213,17 @@ pub enum HostsCommand {
         #[arg(long, value_name = "P")]
         pool: Option<String>,
     },
-    /// Remove host NAME.
+    /// Remove host NAME (with --drain, once its sessions are over).
     Remove {
         /// The host's name, as `hosts list` shows it.
         name: String,
+        /// First drain it through the runtime API (no new traffic) and wait until HAProxy shows
+        /// no session on it, then remove it: the next run takes it out without a reload.
+        #[arg(long)]
+        drain: bool,
+        /// With --drain: remove it after this many seconds even if sessions remain.
+        #[arg(long, value_name = "S", default_value_t = 120, requires = "drain")]
+        drain_timeout_s: u64,
         /// The static pool (needed when the config has several).
         #[arg(long, value_name = "P")]
         pool: Option<String>,

@@ -57,7 +57,7 @@ pub(crate) struct SavedPlan {
 /// Why `apply FILE` refused.
 #[derive(Debug, thiserror::Error)]
 pub enum StalePlan {
-    #[error("cannot read the saved plan `{}`: {error}", path.display())]
+    #[error("cannot read the saved plan `{}`", path.display())]
     Unreadable {
         path: PathBuf,
         #[source]

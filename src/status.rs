@@ -208,10 +208,18 @@ fn pool_view(
         if !rendered.contains(name) {
             return ("not rendered by the last run".to_owned(), None);
         }
-        if pool.scaling.is_none() || state.in_service.iter().any(|id| id == name) {
-            ("in service".to_owned(), None)
+        let marked = |marks: &[String]| marks.iter().any(|id| id == name);
+        let role = if marked(&state.maintenance) {
+            "maintenance"
+        } else if pool.scaling.is_none() || marked(&state.in_service) {
+            "in service"
         } else {
-            ("booting".to_owned(), None)
+            "booting"
+        };
+        if marked(&state.protected) {
+            (format!("{role}, protected"), None)
+        } else {
+            (role.to_owned(), None)
         }
     };
     let mut servers: Vec<ServerView> = backend_rows

@@ -59,7 +59,7 @@ impl CloudErrorKind {
                 "the cloud refused the request: check the credentials, permissions and the pool's settings"
             }
             CloudErrorKind::Command => {
-                "the pool's command failed or printed something else than the documented JSON (see the README's exec provider): nothing changed; fix the command"
+                "the pool's command failed or printed something else than the documented JSON (see the exec provider in the book, docs/src/configuration.md): nothing changed; fix the command"
             }
             CloudErrorKind::Fatal => "the run stopped here; the next run starts over",
         }

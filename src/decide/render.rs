@@ -341,7 +341,7 @@ fn plain_message(message: &str) -> String {
     let rest = &message[start + 6..];
     match rest.find("\")") {
         Some(end) => format!(
-            "{}`{}` does not exist (see the README's template variables){}",
+            "{}`{}` does not exist (see the template variables: docs/src/template.md){}",
             message[..start].replace("Failed to access variable in strict mode ", "strict mode: "),
             &rest[..end],
             &rest[end + 2..]

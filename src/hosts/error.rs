@@ -26,6 +26,12 @@ pub enum HostsError {
     },
     #[error("pool `{pool}` has no host `{name}`")]
     Missing { pool: String, name: String },
+    #[error("cannot drain host `{name}` of pool `{pool}`: {why}; it was not removed")]
+    Drain {
+        pool: String,
+        name: String,
+        why: String,
+    },
     #[error("cannot {what} `{}`", path.display())]
     Io {
         what: &'static str,
@@ -38,6 +44,6 @@ pub enum HostsError {
 impl HostsError {
     /// A mistake in what was asked (exit 2), not a failure to do it.
     pub(crate) fn is_usage(&self) -> bool {
-        !matches!(self, HostsError::Io { .. })
+        !matches!(self, HostsError::Io { .. } | HostsError::Drain { .. })
     }
 }

@@ -16,6 +16,8 @@ use crate::error::{EXIT_OK, Error};
 use crate::fs_atomic::{self, Ownership};
 use crate::store::StateLock;
 
+mod drain;
+
 mod error;
 pub(crate) use error::HostsError;
 
@@ -82,14 +84,36 @@ pub(crate) fn run(cli: &Cli, command: &HostsCommand) -> Result<u8, Error> {
                 &serde_json::json!({"mode": "hosts", "added": {"pool": pool.name, "name": name, "address": address}}),
             );
         }
-        HostsCommand::Remove { name, pool } => {
+        HostsCommand::Remove {
+            name,
+            pool,
+            drain,
+            drain_timeout_s,
+        } => {
             let (pool, dir) = pick(&config, pool.as_deref())?;
-            let _lock = StateLock::acquire(&config.state_path)?;
             let path = static_hosts::host_path(&dir, name);
             // Any entry but a folder (a FIFO, a link, dangling or not, is removed itself: what a
             // link points to is not touched); a name like `..` or `a/b` never reaches the file
             // system.
-            if !is_server_name(name) || !path.symlink_metadata().is_ok_and(|meta| !meta.is_dir()) {
+            let missing = || {
+                !is_server_name(name) || !path.symlink_metadata().is_ok_and(|meta| !meta.is_dir())
+            };
+            if missing() {
+                return Err(HostsError::Missing {
+                    pool: pool.name.clone(),
+                    name: name.clone(),
+                }
+                .into());
+            }
+            // The drain waits without the lock: runs go on meanwhile.
+            if *drain {
+                let waited = drain::drain_out(&config, pool, name, *drain_timeout_s)?;
+                if !cli.quiet && cli.format == Format::Text {
+                    crate::report::out(format_args!("{waited}"));
+                }
+            }
+            let _lock = StateLock::acquire(&config.state_path)?;
+            if missing() {
                 return Err(HostsError::Missing {
                     pool: pool.name.clone(),
                     name: name.clone(),

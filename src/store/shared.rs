@@ -139,7 +139,7 @@ impl StateStore for SharedStore {
             return Err(StateError::Shared {
                 location: self.shared.location().to_string(),
                 message: format!(
-                    "there is no state there yet, and the local file `{}` holds a whole deployment's state (launch intents, drains, samples): move it to S3 first (`jq 'del(.config)'` it, then `aws s3 cp`; see the README's \"Several load balancers\"), or give `local_path` another file",
+                    "there is no state there yet, and the local file `{}` holds a whole deployment's state (launch intents, drains, samples): move it to S3 first (`jq 'del(.config)'` it, then `aws s3 cp`; see \"Several load balancers\" in the book, docs/src/several-load-balancers.md), or give `local_path` another file",
                     self.local.path().display()
                 ),
             });

@@ -603,3 +603,86 @@ fn the_operators_verbs_act_at_once_and_the_runs_keep_them() {
         "no reload after the first install"
     );
 }
+
+/// A backend that answers each request after `delay`, one thread per connection.
+fn slow_backend(delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                if stream.read(&mut buffer).unwrap_or(0) == 0 {
+                    return; // a health check's connection
+                }
+                std::thread::sleep(delay);
+                let _ = stream.write_all(
+                    b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    port
+}
+
+/// Issue 32: `hosts remove --drain` drains the host's server through the runtime API, waits out
+/// the request in flight on it (which succeeds), and only then removes the host; the next run
+/// takes the server out without a reload. Without a stats socket it refuses and removes nothing.
+#[test]
+fn hosts_remove_drain_waits_out_the_sessions_before_removing() {
+    let mut site = Site::start("runtime");
+    site.deployment.pool_toml =
+        "[[pool]]\nname = \"web\"\nport = 80\nprovider = \"static\"\n".to_owned();
+    site.deployment.write();
+    let slow = slow_backend(Duration::from_millis(1500));
+    let fast = loopback_backend(100_000);
+    for (name, port) in [("slow", slow), ("fast", fast)] {
+        let added = site.run(&["hosts", "add", name, &format!("127.0.0.1:{port}")], None);
+        assert_exit(&added, 0);
+    }
+    site.run_ok();
+    site.wait_all_up();
+    let before = site.reloads_and_worker();
+    // A request in flight on `slow` (round robin: a few requests make sure one lands there).
+    let frontend = site.frontend;
+    let clients: Vec<_> = (0..4)
+        .map(|_| std::thread::spawn(move || get(frontend)))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let removed = site.run(&["hosts", "remove", "slow", "--drain"], None);
+    assert_exit(&removed, 0);
+    let said = stdout(&removed);
+    assert_says(&said, "drained server web/slow: no session left after ");
+    assert!(!said.contains("after 0 s"), "it waited for the request in flight: {said}");
+    assert_says(&said, "removed host slow from pool web");
+    for client in clients {
+        assert!(
+            client.join().unwrap().ends_with("ok"),
+            "a request in flight failed"
+        );
+    }
+    let left = site.run_ok();
+    assert_says(&left, "del server web/slow");
+    assert_eq!(site.reloads_and_worker(), before, "no reload");
+
+    // No stats socket: refused, nothing removed.
+    site.deployment.haproxy_toml = site
+        .deployment
+        .haproxy_toml
+        .lines()
+        .filter(|line| !line.starts_with("stats_socket"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    let refused = site.run(&["hosts", "remove", "fast", "--drain"], None);
+    assert_exit(&refused, 1);
+    assert!(
+        super::super::util::stderr(&refused)
+            .contains("cannot drain host `fast` of pool `web`: the runtime API needs `[haproxy] stats_socket`; it was not removed"),
+        "{}",
+        describe(&refused)
+    );
+    let listed = stdout(&site.run(&["hosts", "list"], None));
+    assert_says(&listed, "fast");
+}
