@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check the project has, on a fresh machine too: installs haproxy and moto, then
-# cargo fmt --check, cargo clippy -D warnings, cargo test, the HAProxy version matrix, and the
+# cargo fmt --check, cargo clippy -D warnings, the book (scripts/book.sh: mdBook, installed with
+# cargo when missing, and a check of every relative link), cargo test, the HAProxy version matrix, and the
 # installation test of the Debian package (scripts/test-package.sh). The cargo tests run inside a
 # private network namespace where only loopback exists, so nothing can reach moto's 10.x
 # addresses. Arguments go to cargo test (a filter, say) and skip the matrix and the installation
@@ -31,6 +32,7 @@ isolated() {
 scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+scripts/book.sh
 # Build everything while the network is still there; the namespace below has none.
 cargo test --locked --no-run
 
