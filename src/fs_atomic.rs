@@ -296,6 +296,23 @@ pub(crate) fn read_regular(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The first `len` bytes (or fewer) of a regular file at `path`: what a file begins with, read in
+/// bounded time and memory whatever its size.
+pub(crate) fn read_prefix(path: &Path, len: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file (a FIFO, a device or a folder)",
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(len)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// Replaces `target` with `contents` atomically.
 pub(crate) fn write(target: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
     Staged::write(target, contents)?.commit(ownership)

@@ -122,11 +122,42 @@ pub(crate) fn save(
         plan: serde_json::to_value(plan).expect("a plan always encodes"),
     };
     let text = serde_json::to_vec_pretty(&saved).expect("a saved plan always encodes");
+    replaceable(path)?;
     let private = Ownership {
         mode: 0o600,
         uid_gid: None,
     };
     fs_atomic::write(path, &text, private)
+}
+
+/// How a saved plan's file begins (`to_vec_pretty` writes `format` first).
+fn plan_opening() -> String {
+    format!("{{\n  \"format\": \"{FORMAT}\"")
+}
+
+/// Whether `--out` may write `path`: nothing there, or an earlier saved plan. A link is never
+/// written through, and any other file is never replaced (a mistyped `--out` must not destroy
+/// a config, or `/etc/hostname`); FIFOs, devices and folders are refused by the write itself.
+fn replaceable(path: &Path) -> std::io::Result<()> {
+    let refused = |why: &str| Err(std::io::Error::other(why.to_owned()));
+    match std::fs::symlink_metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+        Ok(meta) if meta.file_type().is_symlink() => refused(
+            "it is a symbolic link, and a plan is never written through one: name the file itself",
+        ),
+        Ok(meta) if meta.is_file() => {
+            let opening = plan_opening();
+            if fs_atomic::read_prefix(path, opening.len() as u64)? == opening.as_bytes() {
+                Ok(())
+            } else {
+                refused(
+                    "it exists and is not a saved plan, so it is never replaced: remove it, or name another file",
+                )
+            }
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Reads a saved plan and checks what needs no cloud: its format, its config and node, its age.

@@ -59,8 +59,31 @@ fn a_saved_plan_is_carried_out_once_and_only_while_the_world_matches_it() {
     );
     let mode = std::fs::metadata(&plan_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "the plan holds the fleet's addresses");
+    // An earlier plan is replaced; a link, or a file that is not a plan, never is.
+    let again = run(&deployment, &["--plan", "--out", plan_path]);
+    assert_exit(&again, 0);
     let saved: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&plan_file).unwrap()).unwrap();
+    let config_copy = deployment.path("copy.toml");
+    std::fs::copy(deployment.config_path(), &config_copy).unwrap();
+    let link = deployment.path("link.json");
+    std::os::unix::fs::symlink(&config_copy, &link).unwrap();
+    for (target, words) in [
+        (
+            &config_copy,
+            "it exists and is not a saved plan, so it is never replaced",
+        ),
+        (
+            &link,
+            "it is a symbolic link, and a plan is never written through one",
+        ),
+    ] {
+        let before = std::fs::read(&config_copy).unwrap();
+        let refused = run(&deployment, &["--plan", "--out", target.to_str().unwrap()]);
+        assert_exit(&refused, 1);
+        assert!(stderr(&refused).contains(words), "{}", describe(&refused));
+        assert_eq!(std::fs::read(&config_copy).unwrap(), before, "{words}");
+    }
 
     let refused = |deployment: &Deployment, words: &str| {
         let before = files(deployment, &fleet);

@@ -655,7 +655,10 @@ fn hosts_remove_drain_waits_out_the_sessions_before_removing() {
     assert_exit(&removed, 0);
     let said = stdout(&removed);
     assert_says(&said, "drained server web/slow: no session left after ");
-    assert!(!said.contains("after 0 s"), "it waited for the request in flight: {said}");
+    assert!(
+        !said.contains("after 0 s"),
+        "it waited for the request in flight: {said}"
+    );
     assert_says(&said, "removed host slow from pool web");
     for client in clients {
         assert!(
