@@ -79,7 +79,13 @@ impl Cli {
     /// not silently dropped.
     pub fn parse_strictly() -> Cli {
         use clap::{CommandFactory, FromArgMatches};
-        let matches = Cli::command().get_matches();
+        let mut command = Cli::command();
+        // An empty HAPROXY_AUTOSCALER_CONFIG (`Environment=HAPROXY_AUTOSCALER_CONFIG=` in a
+        // unit) is no config path: the default, not a usage error on every command.
+        if std::env::var_os("HAPROXY_AUTOSCALER_CONFIG").is_some_and(|value| value.is_empty()) {
+            command = command.mut_arg("config", |arg| arg.env(None::<&str>));
+        }
+        let matches = command.get_matches();
         if let Some(error) = ignored_flag(&matches) {
             error.exit();
         }

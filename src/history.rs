@@ -63,6 +63,12 @@ pub(crate) async fn history(cli: &Cli, args: &HistoryArgs) -> Result<u8, Error> 
     if cli.quiet {
         return Ok(EXIT_OK);
     }
+    if scaling.is_empty() {
+        crate::report::say(format_args!(
+            "warning: {} has no scaling pool (`[pool.scaling]`): no decision to show",
+            config.source
+        ));
+    }
     if cli.format == Format::Json {
         crate::report::out_json(&view);
     } else {

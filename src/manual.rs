@@ -134,6 +134,10 @@ const FILES: &[(&str, &str)] = &[
         "The state (a shared one: state.path = s3://BUCKET/KEY, with this node's own half here); state.json.lock is the run lock, state.json.failing the outage notify remembers.",
     ),
     (
+        "/etc/haproxy-autoscaler/hosts.d",
+        "A static pool's hosts, one file each ([pool.static] dir, relative to the config's folder).",
+    ),
+    (
         "metrics_file",
         "The run's figures for node_exporter's textfile collector, when the config sets it.",
     ),
@@ -151,7 +155,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     (
         "AWS_REGION, AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN",
-        "The AWS SDK's usual credentials and region, when [aws] region or the instance profile do not give them.",
+        "The AWS SDK's usual chain: the environment first, then the profile files, then the instance's role (IMDS); [aws] region in the config, when set, wins over AWS_REGION.",
     ),
     (
         "NO_COLOR, TERM",

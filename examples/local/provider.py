@@ -7,7 +7,7 @@ request to / (default 10) and $LOCAL_SLOW_MS per request to /slow (default 1500)
 `list` reports a backend "pending" until its port accepts connections, and forgets dead ones;
 with $LOCAL_KEEP_DEAD set it keeps listing them "running", as a cloud lists an instance whose
 service crashed (HAProxy's health checks then mark it DOWN).
-Speaks the exec provider JSON documented in the README.
+Speaks the exec provider JSON documented in the book (docs/src/configuration.md).
 """
 import json
 import os

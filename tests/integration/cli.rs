@@ -69,3 +69,28 @@ fn detailed_exitcode_without_plan_is_a_usage_error() {
         .unwrap();
     assert_exit(&output, 2);
 }
+
+/// An empty `HAPROXY_AUTOSCALER_CONFIG` (`Environment=HAPROXY_AUTOSCALER_CONFIG=` in a unit) is
+/// no path: the default applies, as if it were unset, rather than a usage error on every command.
+#[test]
+fn an_empty_config_variable_is_no_config_path() {
+    let man = deployment()
+        .command()
+        .env("HAPROXY_AUTOSCALER_CONFIG", "")
+        .arg("man")
+        .output()
+        .unwrap();
+    assert_exit(&man, 0);
+    let run = deployment()
+        .command()
+        .env("HAPROXY_AUTOSCALER_CONFIG", "")
+        .arg("--plan")
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&run).contains("cannot read config file `/etc/haproxy-autoscaler/config.toml`")
+            || run.status.success(),
+        "{}",
+        describe(&run)
+    );
+}

@@ -81,7 +81,7 @@ pub(super) fn assign_roles(
             if let Some(why) = drain_end(now.saturating_sub(drain.since), scaling.drain_s, idle) {
                 roles.terminates.push(InstanceAction {
                     id: instance.id.clone(),
-                    reason: format!("scale-down: {why}"),
+                    reason: format!("its drain is over: {why}"),
                 });
                 // Committed with the decision; the entry goes once the call returned.
                 roles.draining.push(Draining {
