@@ -33,10 +33,19 @@ fn a_down_server_is_replaced_the_protected_one_is_not_and_the_hourly_limit_holds
 [pool.discover]\nsecurity_group = \"web\"\n\
 [pool.launch]\nimage_id = \"ami-12345678\"\ninstance_type = \"t3.micro\"\n\
 [pool.scaling]\nmin = 4\nmax = 8\ntarget = 50\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 0\n\
-unhealthy_after_s = 1\nmax_replacements_per_hour = 1\n"
+unhealthy_after_s = 1\nmax_replacements_per_hour = 1\n\
+metric = \"command\"\nper_server = false\n\
+metric_command = [\"sh\", \"-c\", \"printf '{\\\"value\\\": 10, \\\"at\\\": %s}' $(($(date +%s) - 7))\"]\n"
         .to_owned();
+    let metrics = deployment.path("state/metrics.prom");
     let run = |deployment: &Deployment| {
         deployment.write();
+        let config = std::fs::read_to_string(deployment.config_path()).unwrap();
+        std::fs::write(
+            deployment.config_path(),
+            format!("metrics_file = \"{}\"\n{config}", metrics.display()),
+        )
+        .unwrap();
         deployment
             .command()
             .args(["--format", "json"])
@@ -58,6 +67,12 @@ unhealthy_after_s = 1\nmax_replacements_per_hour = 1\n"
         "{state}"
     );
     assert_eq!(moto.all_instances().len(), 4);
+    let first_metrics = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        first_metrics
+            .contains("haproxy_autoscaler_pool_hold_reason{pool=\"web\",reason=\"at_min\"} 1"),
+        "{first_metrics}"
+    );
 
     std::thread::sleep(Duration::from_millis(1100));
     let second = run(&deployment);
@@ -121,6 +136,20 @@ unhealthy_after_s = 1\nmax_replacements_per_hour = 1\n"
         "the replacement, and more for min: {launches:?}"
     );
     assert_eq!(moto.all_instances().len() as u64, 4 + launched);
+
+    // The metric's age (the command's value says it was measured 7 s before), as promtool reads
+    // it.
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let age: f64 = text
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("haproxy_autoscaler_pool_metric_age_seconds{pool=\"web\"} ")
+        })
+        .unwrap_or_else(|| panic!("no metric age:\n{text}"))
+        .parse()
+        .unwrap();
+    assert!((6.0..=9.0).contains(&age), "{age}");
+    super::util::assert_promtool_accepts(&text);
 
     // Its drain over (no session), the replaced server is terminated; nothing else is.
     std::thread::sleep(Duration::from_millis(1100));

@@ -310,35 +310,7 @@ fn every_run_writes_a_metrics_file_that_promtool_accepts() {
             .output()
             .unwrap()
     };
-    let promtool = super::util::find_program("promtool", "PROMTOOL");
-    let lint = |text: &str| {
-        let mut child = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "promtool: {}\n{text}",
-            describe(&output)
-        );
-        // promtool's lint findings (naming, units) go to stderr with a success status.
-        assert!(
-            output.stdout.is_empty() && output.stderr.is_empty(),
-            "promtool: {}\n{text}",
-            describe(&output)
-        );
-    };
+    let lint = super::util::assert_promtool_accepts;
 
     assert_exit(&run(), 0);
     let text = std::fs::read_to_string(&metrics).unwrap();

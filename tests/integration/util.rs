@@ -396,3 +396,29 @@ pub(crate) fn fixture_exec_pool(keys: &str) -> String {
         )),
     )
 }
+
+/// Fails unless Prometheus' own `promtool check metrics` accepts `text` without a finding (its
+/// lint findings, naming and units, go to stderr with a success status).
+pub(crate) fn assert_promtool_accepts(text: &str) {
+    use std::io::Write;
+    let promtool = find_program("promtool", "PROMTOOL");
+    let mut child = std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success() && output.stdout.is_empty() && output.stderr.is_empty(),
+        "promtool: {}\n{text}",
+        describe(&output)
+    );
+}
