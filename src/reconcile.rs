@@ -364,19 +364,17 @@ async fn reconcile_run(
         revision.state_generation(),
         store::random_hex()
     );
-    let mut plan = plan::build(
-        Facts {
-            config,
-            observed: &observed,
-            installed: installed.as_deref(),
-            state: &loaded,
-            now,
-            clock_off_s,
-            haproxy_version,
-            token_salt: &token_salt,
-        },
-        renderer,
-    )?;
+    let facts = Facts {
+        config,
+        observed: &observed,
+        installed: installed.as_deref(),
+        state: &loaded,
+        now,
+        clock_off_s,
+        haproxy_version,
+        token_salt: &token_salt,
+    };
+    let mut plan = plan::build(facts, renderer)?;
     // An external metric that gave no value holds its pool every run until it does: said on
     // each run (a run prints no decisions), and in `--plan`'s decision line.
     if !plan_only {
@@ -409,20 +407,9 @@ async fn reconcile_run(
             lap("check the candidate", String::new());
         }
         if let Some(out) = how.out {
-            let basis = crate::saved_plan::Basis {
-                now,
-                clock_off_s,
-                haproxy_version,
-                token_salt: &token_salt,
-                state: &loaded,
-                installed: installed.as_deref(),
-                observed: &observed,
-            };
-            crate::saved_plan::save(out, config, &basis, &plan).map_err(|error| {
-                Error::SavePlan {
-                    path: out.to_owned(),
-                    error,
-                }
+            crate::saved_plan::save(out, &facts, &plan).map_err(|error| Error::SavePlan {
+                path: out.to_owned(),
+                error,
             })?;
         }
         return Ok(Report {
@@ -469,19 +456,8 @@ async fn apply_saved<S: StateStore>(
         let listed = observe::with_endpoints(pool, provider.list(pool).await?);
         crate::saved_plan::check_instances(path, &pool.name, &then.instances, &listed)?;
     }
-    let mut plan = plan::build(
-        Facts {
-            config,
-            observed: &observed,
-            installed: installed.as_deref(),
-            state: &loaded,
-            now: saved.made_at,
-            clock_off_s: saved.clock_off_s,
-            haproxy_version: saved.haproxy_version,
-            token_salt: &saved.token_salt,
-        },
-        renderer,
-    )?;
+    let facts = saved.facts(config, &observed, &loaded, installed.as_deref());
+    let mut plan = plan::build(facts, renderer)?;
     if crate::saved_plan::digest(&plan) != saved.plan_sha256 {
         return Err(crate::saved_plan::StalePlan::Changed {
             path: path.to_owned(),

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::decide::plan::{Observations, Plan};
+use crate::decide::plan::{Facts, Observations, Plan};
 use crate::fs_atomic::{self, Ownership};
 use crate::model::{Discovered, HaproxyVersion, Observed, State, sha256_hex};
 
@@ -84,36 +84,21 @@ pub(crate) fn state_digest(state: &State) -> String {
     sha256_hex(&serde_json::to_vec(state).expect("a state always encodes"))
 }
 
-/// What a plan is made from, beside the config.
-pub(crate) struct Basis<'a> {
-    pub(crate) now: i64,
-    pub(crate) clock_off_s: Option<i64>,
-    pub(crate) haproxy_version: Option<HaproxyVersion>,
-    pub(crate) token_salt: &'a str,
-    pub(crate) state: &'a State,
-    pub(crate) installed: Option<&'a str>,
-    pub(crate) observed: &'a Observations<'a>,
-}
-
-/// Writes `plan`, made from `basis`, to `path` (mode 0600: it holds the fleet's addresses).
-pub(crate) fn save(
-    path: &Path,
-    config: &Config,
-    basis: &Basis<'_>,
-    plan: &Plan,
-) -> std::io::Result<()> {
+/// Writes `plan`, made from `facts`, to `path` (mode 0600: it holds the fleet's addresses).
+pub(crate) fn save(path: &Path, facts: &Facts<'_>, plan: &Plan) -> std::io::Result<()> {
+    let config = facts.config;
     let saved = SavedPlan {
         format: FORMAT.to_owned(),
         version: VERSION,
         config: config.identity.clone(),
         node: config.node.clone(),
-        made_at: basis.now,
-        clock_off_s: basis.clock_off_s,
-        haproxy_version: basis.haproxy_version,
-        token_salt: basis.token_salt.to_owned(),
-        state_sha256: state_digest(basis.state),
-        installed_sha256: basis.installed.map(|text| sha256_hex(text.as_bytes())),
-        pools: basis
+        made_at: facts.now,
+        clock_off_s: facts.clock_off_s,
+        haproxy_version: facts.haproxy_version,
+        token_salt: facts.token_salt.to_owned(),
+        state_sha256: state_digest(facts.state),
+        installed_sha256: facts.installed.map(|text| sha256_hex(text.as_bytes())),
+        pools: facts
             .observed
             .iter()
             .map(|(pool, observed)| (pool.name.clone(), observed.clone()))
@@ -205,6 +190,27 @@ pub(crate) fn load(path: &Path, config: &Config, now: i64) -> Result<SavedPlan, 
 }
 
 impl SavedPlan {
+    /// The facts the plan was made from, with what was read again now (the state and haproxy.cfg,
+    /// checked equal by [`SavedPlan::check_files`]).
+    pub(crate) fn facts<'a>(
+        &'a self,
+        config: &'a Config,
+        observed: &'a Observations<'a>,
+        state: &'a State,
+        installed: Option<&'a str>,
+    ) -> Facts<'a> {
+        Facts {
+            config,
+            observed,
+            installed,
+            state,
+            now: self.made_at,
+            clock_off_s: self.clock_off_s,
+            haproxy_version: self.haproxy_version,
+            token_salt: &self.token_salt,
+        }
+    }
+
     /// The saved observations, one per pool of `config` in its order; refused when the config's
     /// pools are not the plan's.
     pub(crate) fn observations<'a>(

@@ -1,7 +1,8 @@
 //! The exec provider through the real binary: no cloud, no AWS configuration needed.
 
 use super::util::{
-    Deployment, assert_exit, describe, exec_pool, fixture_exec_pool, stderr, stdout,
+    Deployment, LocalBackends, assert_exit, describe, exec_pool, fixture_exec_pool,
+    local_example_pool, stderr, stdout,
 };
 
 fn exec_deployment() -> Deployment {
@@ -153,31 +154,11 @@ fn the_openstack_example_speaks_the_exec_json() {
     );
 }
 
-/// Kills whatever backends the local example provider left running.
-struct LocalBackends(std::path::PathBuf);
-
-impl Drop for LocalBackends {
-    fn drop(&mut self) {
-        let Ok(text) = std::fs::read_to_string(self.0.join("instances.json")) else {
-            return;
-        };
-        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        for instance in state["instances"].as_array().cloned().unwrap_or_default() {
-            if let Some(pid) = instance["pid"].as_u64() {
-                let _ = std::process::Command::new("kill")
-                    .arg(pid.to_string())
-                    .status();
-            }
-        }
-    }
-}
-
 #[test]
 fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down() {
     let mut deployment = Deployment::new("http://127.0.0.1:9");
     let pool_dir = deployment.path("pool");
     let _backends = LocalBackends(pool_dir.clone());
-    let provider = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local/provider.py");
     // No HAProxy here: only the bounds act (min = max = 2, then 1).
     deployment.haproxy_toml.push_str(&format!(
         "stats_socket = \"{}\"\n",
@@ -185,18 +166,10 @@ fn local_example_backends_boot_behind_the_readiness_check_and_go_on_scale_down()
     ));
     deployment.template = "{{#each pools}}backend {{backend}}\n{{#each servers}}    server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}{{#if draining}} weight 0{{/if}}\n{{/each}}{{/each}}".to_owned();
     let pool = |bounds: &str| {
-        exec_pool(
-            "web",
-            80,
-            "ready_check = \"http:/health\"",
-            &["python3", provider, "list"],
-            Some((
-                &["python3", provider, "launch"],
-                &["python3", provider, "terminate"],
-            )),
-        ) + &format!(
-            "[pool.scaling]\n{bounds}\nstep_up = 2\nwarmup_s = 0\ndrain_s = 0\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 5\n"
-        )
+        local_example_pool()
+            + &format!(
+                "[pool.scaling]\n{bounds}\nstep_up = 2\nwarmup_s = 0\ndrain_s = 0\ncooldown_s = 0\nscale_up_above = 20\nscale_down_below = 5\n"
+            )
     };
     let run = |deployment: &Deployment| {
         deployment.write();

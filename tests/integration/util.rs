@@ -422,3 +422,49 @@ pub(crate) fn assert_promtool_accepts(text: &str) {
         describe(&output)
     );
 }
+
+/// The `[[pool]]` `web` on port 80 of the local example's provider (examples/local/provider.py,
+/// its instances loopback backends under `$LOCAL_POOL_DIR`), ready once `/health` answers.
+pub(crate) fn local_example_pool() -> String {
+    let provider = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local/provider.py");
+    exec_pool(
+        "web",
+        80,
+        "ready_check = \"http:/health\"",
+        &["python3", provider, "list"],
+        Some((
+            &["python3", provider, "launch"],
+            &["python3", provider, "terminate"],
+        )),
+    )
+}
+
+/// The local example's backends under a pool folder, killed when the test ends however it ends.
+pub(crate) struct LocalBackends(pub(crate) PathBuf);
+
+impl LocalBackends {
+    /// Each instance's (id, pid), from the example provider's state.
+    pub(crate) fn pids(&self) -> Vec<(String, u64)> {
+        let Ok(text) = std::fs::read_to_string(self.0.join("instances.json")) else {
+            return Vec::new();
+        };
+        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        state["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|i| Some((i["id"].as_str()?.to_owned(), i["pid"].as_u64()?)))
+            .collect()
+    }
+}
+
+impl Drop for LocalBackends {
+    fn drop(&mut self) {
+        for (_, pid) in self.pids() {
+            let _ = std::process::Command::new("kill")
+                .arg(pid.to_string())
+                .status();
+        }
+    }
+}

@@ -5,7 +5,7 @@
 //! while a client's requests all succeed on the two others (HAProxy retries what the dead one
 //! refused or dropped).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use haproxy_autoscaler::surface::haproxy::stats::parse_show_stat;
 use haproxy_autoscaler::surface::model::Status;
 
 use super::real::{cli, live_haproxy_toml, start_on_own_file};
-use crate::util::{Deployment, assert_exit, exec_pool, free_port, stdout};
+use crate::util::{Deployment, LocalBackends, assert_exit, free_port, local_example_pool, stdout};
 
 const TEMPLATE: &str = "\
 global
@@ -43,41 +43,6 @@ backend web
     server {{name}} {{address}}:{{port}}{{#if booting}} disabled{{/if}}
 {{/each}}{{/each}}
 ";
-
-/// The local example's backends, killed when the test ends however it ends.
-struct Backends(PathBuf);
-
-impl Backends {
-    /// Each instance's (id, pid), from the example provider's state.
-    fn pids(&self) -> Vec<(String, u64)> {
-        let Ok(text) = std::fs::read_to_string(self.0.join("instances.json")) else {
-            return Vec::new();
-        };
-        let state: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        state["instances"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .iter()
-            .map(|i| {
-                (
-                    i["id"].as_str().unwrap().to_owned(),
-                    i["pid"].as_u64().unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for Backends {
-    fn drop(&mut self) {
-        for (_, pid) in self.pids() {
-            let _ = std::process::Command::new("kill")
-                .arg(pid.to_string())
-                .status();
-        }
-    }
-}
 
 /// `web`'s servers as HAProxy's stats show them: (name, status).
 fn servers(admin: &Path) -> Vec<(String, Status)> {
@@ -118,20 +83,11 @@ fn client(frontend: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64,
 fn a_killed_backend_is_replaced_with_no_failed_request() {
     let mut deployment = Deployment::new("http://127.0.0.1:9");
     let pool_dir = deployment.path("pool");
-    let backends = Backends(pool_dir.clone());
-    let provider = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/local/provider.py");
+    let backends = LocalBackends(pool_dir.clone());
     let frontend = free_port();
     deployment.haproxy_toml = live_haproxy_toml(&deployment, "runtime");
-    deployment.pool_toml = exec_pool(
-        "web",
-        80,
-        "ready_check = \"http:/health\"",
-        &["python3", provider, "list"],
-        Some((
-            &["python3", provider, "launch"],
-            &["python3", provider, "terminate"],
-        )),
-    ) + "[pool.scaling]\nmin = 3\nmax = 3\ntarget = 1000\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 2\nunhealthy_after_s = 1\n";
+    deployment.pool_toml = local_example_pool()
+        + "[pool.scaling]\nmin = 3\nmax = 3\ntarget = 1000\nwarmup_s = 0\ncooldown_s = 0\ndrain_s = 2\nunhealthy_after_s = 1\n";
     deployment.template = TEMPLATE.replace("FRONTEND_PORT", &frontend.to_string());
     deployment.write();
     let _haproxy = start_on_own_file(&deployment, frontend);
